@@ -1,0 +1,177 @@
+# dkm: plain GNU make.  `make` builds, `make run` starts a development dkmd,
+# `make check` runs every test.  V=1 shows the commands.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+
+BUILD ?= build
+SAN ?=
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+
+PKGS := libkcapi libkeyutils audit libcrypto sqlite3 inih json-c
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+
+LIB_VERSION := 1.0.0
+LIB_SONAME := $(shell sed -n 's/^\(DKM_[0-9]*\).*/libdkm.so.1/p' src/lib/libdkm.sym | head -n1)
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wno-unused-parameter -Wmissing-prototypes \
+	-Wstrict-prototypes -Wvla
+HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection \
+	-fcf-protection -fPIC
+DKM_VERSION := 0.1.0
+BASE_CFLAGS := -std=gnu11 -g -O2 $(WARN) $(HARDEN) -D_GNU_SOURCE -DDKM_VERSION=\"$(DKM_VERSION)\" -Isrc -Iinclude \
+	-fvisibility=hidden $(PKG_CFLAGS)
+BASE_LDFLAGS := -Wl,-z,relro,-z,now -Wl,--as-needed -pthread
+
+ifeq ($(SAN),1)
+# AddressSanitizer and UndefinedBehaviorSanitizer; FORTIFY conflicts with ASan.
+BASE_CFLAGS := $(filter-out -D_FORTIFY_SOURCE=2,$(BASE_CFLAGS)) -O1 \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+BASE_LDFLAGS += -fsanitize=address,undefined
+endif
+
+override CFLAGS := $(BASE_CFLAGS) $(CFLAGS)
+override LDFLAGS := $(BASE_LDFLAGS) $(LDFLAGS)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Sources by component; adding a file to a directory adds it to the build.
+CORE_SRCS := $(wildcard src/shared/*.c src/engine/*.c src/store/*.c)
+DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
+LIB_SRCS := $(wildcard src/lib/*.c)
+CTL_SRCS := $(wildcard src/ctl/*.c)
+UNIT_SRCS := $(wildcard tests/unit/test-*.c)
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+CORE_OBJS := $(call obj,$(CORE_SRCS))
+DAEMON_OBJS := $(call obj,$(DAEMON_SRCS))
+LIB_OBJS := $(call obj,$(LIB_SRCS))
+CTL_OBJS := $(call obj,$(CTL_SRCS))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
+
+CORE_A := $(BUILD)/libdkm-core.a
+DAEMON_A := $(BUILD)/libdkmd.a
+LIBDKM := $(BUILD)/libdkm.so.$(LIB_VERSION)
+
+all: $(BUILD)/dkmd $(BUILD)/dkmctl $(LIBDKM) $(BUILD)/dkm.pc
+tests: all $(UNIT_BINS) $(TOOL_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(CORE_A): $(CORE_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(DAEMON_A): $(DAEMON_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/dkmd: $(call obj,src/daemon/main.c) $(DAEMON_A) $(CORE_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# libdkm: only dkm_* is exported, by visibility and by the version script.
+$(LIBDKM): $(LIB_OBJS) $(CORE_A) src/lib/libdkm.sym
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -shared -Wl,-soname,$(LIB_SONAME) \
+		-Wl,--version-script=src/lib/libdkm.sym -o $@ $(LIB_OBJS) $(CORE_A) $(LDFLAGS) $(PKG_LIBS)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/$(LIB_SONAME)
+	$(Q)ln -sf $(notdir $@) $(BUILD)/libdkm.so
+
+$(BUILD)/dkmctl: $(CTL_OBJS) $(LIBDKM) $(CORE_A)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $(CTL_OBJS) -L$(BUILD) -ldkm $(CORE_A) \
+		-Wl,-rpath,'$$ORIGIN' $(LDFLAGS) $(PKG_LIBS)
+
+$(BUILD)/dkm.pc: src/lib/dkm.pc.in
+	$(Q)sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+		-e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(LIB_VERSION)|' $< > $@
+
+# Unit tests: one cmocka file per module, linked against the internal
+# archives.  A test names the functions it wraps in a line "/* wrap: f g */".
+$(BUILD)/tests/%: tests/unit/%.c $(DAEMON_A) $(CORE_A)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(DAEMON_A) $(CORE_A) \
+		$$(sed -n 's|^/\* wrap: \(.*\) \*/$$|\1|p' $< | tr ' ' '\n' | sed '/^$$/d;s/^/-Wl,--wrap=/') \
+		$(LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/tools/%: tests/tools/%.c $(LIB_OBJS) $(DAEMON_A) $(CORE_A)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(DAEMON_A) $(CORE_A) $(LDFLAGS) $(PKG_LIBS)
+
+# --- what a newcomer runs -------------------------------------------------
+
+deps:
+	$(Q)tests/deps.sh
+
+run: deps all
+	$(Q)tests/run-dev.sh $(BUILD)
+
+check: deps
+	$(Q)tests/check.sh
+
+check-unit: tests
+	$(Q)tests/unit/run.sh $(BUILD)
+
+check-integration: tests
+	$(Q)tests/integration/run.sh $(BUILD)
+
+check-vm: tests
+	$(Q)tests/vm/run.sh $(BUILD)
+
+# --- fuzzing: libFuzzer harnesses, one per parser -------------------------
+
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz-*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DDKM_VERSION=\"$(DKM_VERSION)\" -Isrc -Iinclude \
+	$(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
+
+fuzz: $(FUZZ_BINS)
+
+# Each harness links the parsers it drives with everything in src/shared.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard src/shared/*.c src/shared/*.h)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(wildcard src/shared/*.c) -pthread $(PKG_LIBS)
+
+check-fuzz: fuzz
+	$(Q)tests/fuzz/run.sh $(BUILD)
+
+# --- benchmarks (figures go into README.md by hand) -----------------------
+
+bench: all $(TOOL_BINS)
+	$(Q)tests/bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/tools $(BUILD)/fuzz $(BUILD)/asan \
+		$(BUILD)/dkmd $(BUILD)/dkmctl $(BUILD)/libdkm* $(BUILD)/dkm.pc $(BUILD)/*.a
+
+# The VM kernels and root filesystems are cached in $(BUILD)/vm; remove them too.
+distclean:
+	rm -rf $(BUILD)
+
+.PHONY: all tests deps run check check-unit check-integration check-vm fuzz check-fuzz \
+	bench clean distclean
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * libdkm: the client library of the dkm key manager.
+ *
+ * Every function returns 0 on success or a negative errno on failure; output
+ * parameters are written only on success.  A dkm_client may be shared between
+ * threads (requests are serialised on its connection).  The library never
+ * prints: install a log callback to see what it would say.
+ */
+#ifndef DKM_DKM_H
+#define DKM_DKM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dkm_client dkm_client;
+
+/* A caller context: key=value pairs bound to a ciphertext as associated
+ * data; decryption must present the same pairs (in any order). */
+typedef struct dkm_context_pair {
+        const char *key;
+        const char *value;
+} dkm_context_pair;
+
+typedef void (*dkm_log_fn)(int priority, const char *message, void *userdata);
+void dkm_set_log_callback(dkm_log_fn fn, void *userdata);
+
+/* Connects to dkmd.  socket_path NULL means $DKM_SOCKET, else
+ * /run/dkm/dkmd.sock. */
+int dkm_connect(const char *socket_path, dkm_client **ret);
+void dkm_disconnect(dkm_client *c);
+
+/* The daemon's last error message for this client (a refusal's reason), or
+ * a description of the local error; valid until the next call on c. */
+const char *dkm_last_error(dkm_client *c);
+
+/* Encrypts under the caller's policy (policy NULL: the default).  *ret is
+ * malloc'd; free it with free(). */
+int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n_ctx,
+                const void *plaintext, size_t len, uint8_t **ret, size_t *ret_len);
+
+/* Decrypts; *ret is malloc'd and should be released with dkm_free_secret(),
+ * which wipes it. */
+int dkm_decrypt(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+                const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len);
+
+/* Re-encrypts a ciphertext under the active generation of its policy inside
+ * dkmd, without the plaintext reaching the caller. */
+int dkm_rewrap(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+               const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len);
+
+/* What a ciphertext says about itself, and whether this dkmd can decrypt it. */
+typedef struct dkm_inspect_info {
+        unsigned version;
+        char policy_id[37];   /* UUID text */
+        char policy_name[65];
+        uint32_t generation;
+        char algorithm[32];   /* "AES-256-GCM" */
+        size_t payload_len;   /* plaintext length */
+        char state[16];       /* generation state: active/archived/retired/destroyed/unknown */
+        int decryptable;      /* 1 if this dkmd holds a generation that decrypts it */
+} dkm_inspect_info;
+
+int dkm_inspect(dkm_client *c, const void *ciphertext, size_t len, dkm_inspect_info *ret);
+
+/* Daemon status and key administration return JSON text (malloc'd). */
+int dkm_status_json(dkm_client *c, char **ret);
+int dkm_key_list_json(dkm_client *c, const char *policy, char **ret);
+/* Rotates policy (NULL: default); *ret_generation is the new active one. */
+int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation);
+int dkm_key_retire(dkm_client *c, const char *policy, uint32_t generation);
+
+/* Wipes and frees a buffer returned by dkm_decrypt(). */
+void dkm_free_secret(void *p, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

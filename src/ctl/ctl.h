@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dkm/dkm.h"
+
+struct ctl {
+        const char *socket;
+        bool json;
+        dkm_client *client;
+};
+
+struct verb {
+        const char *name;   /* "encrypt", or "key rotate" for two-word verbs */
+        int min_args, max_args; /* positional arguments after the verb */
+        int (*run)(struct ctl *ctl, int argc, char **argv);
+        const char *usage;
+};
+
+/* Prints "dkmctl: <message>" on stderr and returns 1 (the exit status). */
+int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Reports a libdkm error: dkmd's own reason when there is one. */
+int fail_dkm(struct ctl *ctl, int r, const char *what);
+int ctl_connect(struct ctl *ctl);
+
+/* Whole input from path ("-" or NULL: stdin), at most max bytes. */
+int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_len);
+/* Writes to path atomically (temp file + rename), or to stdout. */
+int write_output(const char *path, const uint8_t *buf, size_t len, bool secret);
+/* Prints JSON text pretty or as is. */
+void print_json(const char *json);
+
+int verb_status(struct ctl *ctl, int argc, char **argv);
+int verb_encrypt(struct ctl *ctl, int argc, char **argv);
+int verb_decrypt(struct ctl *ctl, int argc, char **argv);
+int verb_rewrap(struct ctl *ctl, int argc, char **argv);
+int verb_inspect(struct ctl *ctl, int argc, char **argv);
+int verb_key_list(struct ctl *ctl, int argc, char **argv);
+int verb_key_rotate(struct ctl *ctl, int argc, char **argv);
+int verb_key_retire(struct ctl *ctl, int argc, char **argv);

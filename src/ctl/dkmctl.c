@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* dkmctl: the command line of every dkm role, as a table of verbs. */
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl.h"
+#include "shared/util.h"
+#include "shared/wire.h"
+
+static const struct verb verbs[] = {
+        { "status", 0, 0, verb_status, "status [--json]" },
+        { "encrypt", 0, 0, verb_encrypt,
+          "encrypt [--in FILE] [--out FILE] [--policy NAME] [--context KEY=VALUE]..." },
+        { "decrypt", 0, 0, verb_decrypt, "decrypt [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
+        { "rewrap", 0, 0, verb_rewrap, "rewrap [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
+        { "inspect", 0, 0, verb_inspect, "inspect [--in FILE] [--json]" },
+        { "key list", 0, 0, verb_key_list, "key list [--policy NAME] [--json]" },
+        { "key rotate", 0, 0, verb_key_rotate, "key rotate [--policy NAME]" },
+        { "key retire", 1, 1, verb_key_retire, "key retire GENERATION [--policy NAME]" },
+};
+
+int fail(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("dkmctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return 1;
+}
+
+int fail_dkm(struct ctl *ctl, int r, const char *what)
+{
+        const char *msg = ctl->client ? dkm_last_error(ctl->client) : "";
+
+        return fail("%s: %s", what, msg && *msg ? msg : strerror(-r));
+}
+
+int ctl_connect(struct ctl *ctl)
+{
+        int r = dkm_connect(ctl->socket, &ctl->client);
+
+        if (r < 0) {
+                const char *path = ctl->socket ? ctl->socket : getenv("DKM_SOCKET");
+                return fail("cannot connect to dkmd at %s: %s", path ? path : "/run/dkm/dkmd.sock",
+                            strerror(-r));
+        }
+        return 0;
+}
+
+int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = -1;
+        uint8_t *buf;
+        size_t len = 0, cap = 65536;
+
+        if (!path || strcmp(path, "-") == 0)
+                fd = dup(STDIN_FILENO);
+        else
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return fail("cannot open %s: %s", path, strerror(errno));
+        buf = malloc(cap);
+        if (!buf)
+                return fail("out of memory");
+        for (;;) {
+                ssize_t n;
+
+                if (len == cap) {
+                        uint8_t *nb;
+                        if (cap > max) {
+                                dkm_free_secret(buf, cap);
+                                return fail("input larger than %zu bytes", max);
+                        }
+                        nb = malloc(cap * 2);
+                        if (!nb) {
+                                dkm_free_secret(buf, cap);
+                                return fail("out of memory");
+                        }
+                        memcpy(nb, buf, len);
+                        dkm_free_secret(buf, cap);
+                        buf = nb;
+                        cap *= 2;
+                }
+                n = read(fd, buf + len, cap - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        dkm_free_secret(buf, cap);
+                        return fail("cannot read %s: %s", path ? path : "standard input", strerror(e));
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        if (len > max) {
+                dkm_free_secret(buf, cap);
+                return fail("input larger than %zu bytes", max);
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = write(fd, p, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return -errno;
+                p += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+int write_output(const char *path, const uint8_t *buf, size_t len, bool secret)
+{
+        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        struct stat st;
+        int fd, r;
+
+        if (!path || strcmp(path, "-") == 0) {
+                r = write_all(STDOUT_FILENO, buf, len);
+                return r < 0 ? fail("cannot write standard output: %s", strerror(-r)) : 0;
+        }
+        if (secret && stat(path, &st) == 0 && (st.st_mode & 0004))
+                fprintf(stderr, "dkmctl: warning: %s was world-readable; replacing it with mode 0600\n",
+                        path);
+        dir = strdup(path);
+        if (!dir || asprintf(&tmp, "%s/.dkmctl.XXXXXX", dirname(dir)) < 0)
+                return fail("out of memory");
+        /* mkostemp creates the file 0600: plaintext never sits world-readable. */
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return fail("cannot create a file next to %s: %s", path, strerror(errno));
+        r = write_all(fd, buf, len);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        if (r >= 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp);
+                return fail("cannot write %s: %s", path, strerror(-r));
+        }
+        return 0;
+}
+
+void print_json(const char *json)
+{
+        json_object *o = json_tokener_parse(json);
+
+        if (!o) {
+                puts(json);
+                return;
+        }
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: dkmctl [--socket PATH] VERB [ARGS]\n\nVerbs:\n");
+        for (size_t i = 0; i < ARRAY_SIZE(verbs); i++)
+                fprintf(f, "  %s\n", verbs[i].usage);
+        fprintf(f, "\nThe socket defaults to $DKM_SOCKET, then /run/dkm/dkmd.sock.\n");
+}
+
+int main(int argc, char **argv)
+{
+        struct ctl ctl = { 0 };
+        const struct verb *verb = NULL;
+        int i = 1, words = 0, r, npos = 0;
+
+        while (i < argc && argv[i][0] == '-') {
+                if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+                        ctl.socket = argv[i + 1];
+                        i += 2;
+                } else if (strncmp(argv[i], "--socket=", 9) == 0) {
+                        ctl.socket = argv[i++] + 9;
+                } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (strcmp(argv[i], "--version") == 0) {
+                        puts("dkmctl " DKM_VERSION);
+                        return 0;
+                } else
+                        return fail("unknown option '%s' (see dkmctl --help)", argv[i]);
+        }
+        if (i >= argc) {
+                usage(stderr);
+                return 1;
+        }
+        for (size_t v = 0; v < ARRAY_SIZE(verbs); v++) {
+                const char *name = verbs[v].name, *sp = strchr(name, ' ');
+
+                if (!sp && strcmp(argv[i], name) == 0) {
+                        verb = &verbs[v];
+                        words = 1;
+                } else if (sp && strncmp(argv[i], name, (size_t)(sp - name)) == 0 &&
+                           argv[i][sp - name] == 0 && i + 1 < argc && strcmp(argv[i + 1], sp + 1) == 0) {
+                        verb = &verbs[v];
+                        words = 2;
+                }
+        }
+        if (!verb) {
+                if (strcmp(argv[i], "key") == 0)
+                        return fail("'key' needs one of: list, rotate, retire");
+                return fail("unknown verb '%s' (see dkmctl --help)", argv[i]);
+        }
+        /* Count positional arguments (options and their values excluded). */
+        for (int j = i + words; j < argc; j++) {
+                if (argv[j][0] == '-' && argv[j][1]) {
+                        if (strcmp(argv[j], "--json") != 0 && !strchr(argv[j], '='))
+                                j++; /* skips the option's value */
+                        continue;
+                }
+                npos++;
+        }
+        if (npos < verb->min_args || npos > verb->max_args)
+                return fail("wrong number of arguments; usage: dkmctl %s", verb->usage);
+        r = verb->run(&ctl, argc - i - words + 1, argv + i + words - 1);
+        dkm_disconnect(ctl.client);
+        return r;
+}

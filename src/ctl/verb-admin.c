@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* status and key administration. */
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "shared/util.h"
+
+struct admin_args {
+        const char *policy;
+        bool json;
+        const char *positional;
+};
+
+static int parse_admin_args(int argc, char **argv, bool allow_json, struct admin_args *a)
+{
+        static const struct option opts[] = {
+                { "policy", required_argument, NULL, 'p' },
+                { "json", no_argument, NULL, 'j' },
+                {},
+        };
+        int c;
+
+        optind = 0;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "-", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'p':
+                        a->policy = optarg;
+                        break;
+                case 'j':
+                        if (!allow_json)
+                                return fail("%s has no --json output", argv[0]);
+                        a->json = true;
+                        break;
+                case 1:
+                        a->positional = optarg;
+                        break;
+                default:
+                        return fail("%s: unknown or incomplete option '%s'", argv[0], argv[optind - 1]);
+                }
+        }
+        return 0;
+}
+
+static const char *str(json_object *o, const char *key)
+{
+        json_object *v;
+
+        if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+                return json_object_get_string(v);
+        return "-";
+}
+
+static int64_t num(json_object *o, const char *key)
+{
+        json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+int verb_status(struct ctl *ctl, int argc, char **argv)
+{
+        struct admin_args a = { 0 };
+        _cleanup_free_ char *json = NULL;
+        json_object *o, *pols;
+        int r;
+
+        if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
+                return 1;
+        r = dkm_status_json(ctl->client, &json);
+        if (r < 0)
+                return fail_dkm(ctl, r, "status");
+        if (a.json) {
+                print_json(json);
+                return 0;
+        }
+        o = json_tokener_parse(json);
+        if (!o)
+                return fail("status: malformed reply from dkmd");
+        printf("dkmd %s, up %" PRId64 " s\n", str(o, "version"), num(o, "uptime_seconds"));
+        printf("engine:  %s (gcm(aes) by %s)\n", str(o, "engine"), str(o, "driver"));
+        printf("         %s\n", str(o, "engine_reason"));
+        printf("store:   %s in %s\n", str(o, "store"), str(o, "state_dir"));
+        if (json_object_object_get_ex(o, "policies", &pols))
+                for (size_t i = 0; i < json_object_array_length(pols); i++) {
+                        json_object *p = json_object_array_get_idx(pols, i);
+                        printf("policy:  %s, generation %" PRId64 " active of %" PRId64 "\n",
+                               str(p, "name"), num(p, "active_generation"), num(p, "generations"));
+                }
+        if (strcmp(str(o, "alert"), "-") != 0)
+                printf("ALERT:   %s\n", str(o, "alert"));
+        json_object_put(o);
+        return 0;
+}
+
+int verb_key_list(struct ctl *ctl, int argc, char **argv)
+{
+        struct admin_args a = { 0 };
+        _cleanup_free_ char *json = NULL;
+        json_object *arr;
+        int r;
+
+        if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
+                return 1;
+        r = dkm_key_list_json(ctl->client, a.policy, &json);
+        if (r < 0)
+                return fail_dkm(ctl, r, "key list");
+        if (a.json) {
+                print_json(json);
+                return 0;
+        }
+        arr = json_tokener_parse(json);
+        if (!arr || !json_object_is_type(arr, json_type_array))
+                return fail("key list: malformed reply from dkmd");
+        printf("%-16s %5s  %-9s %-20s %12s\n", "POLICY", "GEN", "STATE", "CREATED", "USES");
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                json_object *g = json_object_array_get_idx(arr, i);
+                time_t t = (time_t)num(g, "created");
+                char when[32];
+
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+                printf("%-16s %5" PRId64 "  %-9s %-20s %12" PRId64 "\n", str(g, "policy"),
+                       num(g, "generation"), str(g, "state"), when, num(g, "uses"));
+        }
+        json_object_put(arr);
+        return 0;
+}
+
+int verb_key_rotate(struct ctl *ctl, int argc, char **argv)
+{
+        struct admin_args a = { 0 };
+        uint32_t gen;
+        int r;
+
+        if (parse_admin_args(argc, argv, false, &a) || ctl_connect(ctl))
+                return 1;
+        r = dkm_key_rotate(ctl->client, a.policy, &gen);
+        if (r < 0)
+                return fail_dkm(ctl, r, "key rotate");
+        printf("generation %u is now active\n", gen);
+        return 0;
+}
+
+int verb_key_retire(struct ctl *ctl, int argc, char **argv)
+{
+        struct admin_args a = { 0 };
+        unsigned long gen;
+        char *end;
+        int r;
+
+        if (parse_admin_args(argc, argv, false, &a))
+                return 1;
+        if (!a.positional)
+                return fail("key retire: which generation?");
+        errno = 0;
+        gen = strtoul(a.positional, &end, 10);
+        if (errno || *end || end == a.positional || gen == 0 || gen > UINT32_MAX ||
+            a.positional[0] == '-' || a.positional[0] == '+')
+                return fail("key retire: '%s' is not a generation number", a.positional);
+        if (ctl_connect(ctl))
+                return 1;
+        r = dkm_key_retire(ctl->client, a.policy, (uint32_t)gen);
+        if (r < 0)
+                return fail_dkm(ctl, r, "key retire");
+        printf("generation %lu retired\n", gen);
+        return 0;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+
+#include "access.h"
+#include "shared/wire.h"
+
+bool peer_in_group(const struct peer *p, gid_t gid)
+{
+        if (gid == (gid_t)-1)
+                return false;
+        if (p->gid == gid)
+                return true;
+        for (size_t i = 0; i < p->n_groups; i++)
+                if (p->groups[i] == gid)
+                        return true;
+        return false;
+}
+
+unsigned access_roles(const struct dkm_config *c, const struct peer *p)
+{
+        unsigned roles = 0;
+
+        if (peer_in_group(p, c->users_gid))
+                roles |= ROLE_USER;
+        if (peer_in_group(p, c->operators_gid))
+                roles |= ROLE_OPERATOR;
+        if (peer_in_group(p, c->approvers_gid))
+                roles |= ROLE_APPROVER;
+        return roles;
+}
+
+int access_check(unsigned roles, unsigned type, const char **ret_reason)
+{
+        unsigned need;
+        const char *reason;
+
+        switch (type) {
+        case WIRE_ENCRYPT:
+        case WIRE_DECRYPT:
+        case WIRE_REWRAP:
+                need = ROLE_USER;
+                reason = "not in the users group";
+                break;
+        case WIRE_INSPECT:
+                /* Metadata only: the service accounts and their operators. */
+                need = ROLE_USER | ROLE_OPERATOR;
+                reason = "not in the users or operators group";
+                break;
+        case WIRE_KEY_LIST:
+        case WIRE_KEY_ROTATE:
+        case WIRE_KEY_RETIRE:
+                need = ROLE_OPERATOR;
+                reason = "not in the operators group";
+                break;
+        case WIRE_STATUS:
+                need = ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER;
+                reason = "not in any dkm group";
+                break;
+        default:
+                *ret_reason = "unknown request";
+                return -EOPNOTSUPP;
+        }
+        if (roles & need)
+                return 0;
+        *ret_reason = reason;
+        return -EPERM;
+}

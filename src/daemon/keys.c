@@ -1,0 +1,1052 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "keys.h"
+#include "log.h"
+#include "records.h"
+#include "shared/format.h"
+#include "shared/secret.h"
+#include "shared/util.h"
+#include "wrap.h"
+
+/* Use counts are reserved in the store ahead of use, so a crash can only
+ * over-count. */
+#define USE_BLOCK_MAX 4096u
+
+struct generation {
+        struct gen_record rec;
+        uint64_t mod_revision;
+        _Atomic uint64_t uses;
+        _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
+};
+
+struct policy {
+        struct policy_record rec;
+        uint8_t id[16];
+        uint64_t mod_revision;
+        struct generation **gens; /* gens[n - 1] is generation n */
+        size_t n_gens;
+        _Atomic keyring_serial_t serial; /* cached policy key */
+};
+
+struct keys {
+        struct keys_env env;
+        const struct dkm_config *cfg;
+        struct audit_subject self;
+        pthread_rwlock_t lock;    /* policies and generation metadata */
+        pthread_mutex_t reserve;  /* use-count reservations */
+        struct policy **policies;
+        size_t n_policies;
+        pthread_mutex_t alert_lock;
+        char alert[256];          /* the last refresh failure, shown in status */
+        uint64_t alert_usec;
+};
+
+static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seterr(char *err, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(err, KEYS_ERR_MAX, fmt, ap);
+        va_end(ap);
+}
+
+static uint64_t use_block(const struct keys *k)
+{
+        uint64_t b = k->cfg->max_uses / 16;
+
+        return b < 1 ? 1 : b > USE_BLOCK_MAX ? USE_BLOCK_MAX : b;
+}
+
+int keys_new(const struct keys_env *env, struct keys **ret)
+{
+        struct keys *k = calloc(1, sizeof(*k));
+
+        if (!k)
+                return -ENOMEM;
+        k->env = *env;
+        k->cfg = env->cfg;
+        audit_subject_from_peer(&k->self, getpid(), getuid(), getgid());
+        pthread_rwlock_init(&k->lock, NULL);
+        pthread_mutex_init(&k->reserve, NULL);
+        pthread_mutex_init(&k->alert_lock, NULL);
+        *ret = k;
+        return 0;
+}
+
+static void policy_free(struct policy *p)
+{
+        for (size_t i = 0; i < p->n_gens; i++)
+                free(p->gens[i]);
+        free(p->gens);
+        free(p);
+}
+
+void keys_free(struct keys *k)
+{
+        if (!k)
+                return;
+        for (size_t i = 0; i < k->n_policies; i++)
+                policy_free(k->policies[i]);
+        free(k->policies);
+        pthread_rwlock_destroy(&k->lock);
+        free(k);
+}
+
+static struct policy *find_policy(struct keys *k, const char *name)
+{
+        for (size_t i = 0; i < k->n_policies; i++)
+                if (strcmp(k->policies[i]->rec.name, name) == 0)
+                        return k->policies[i];
+        return NULL;
+}
+
+static struct policy *find_policy_id(struct keys *k, const uint8_t id[16])
+{
+        for (size_t i = 0; i < k->n_policies; i++)
+                if (memcmp(k->policies[i]->id, id, 16) == 0)
+                        return k->policies[i];
+        return NULL;
+}
+
+static struct generation *find_gen(struct policy *p, uint32_t n)
+{
+        return n >= 1 && n <= p->n_gens ? p->gens[n - 1] : NULL;
+}
+
+static int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revision)
+{
+        struct generation *g, **gens;
+
+        if (rec->generation != p->n_gens + 1)
+                return -EBADMSG; /* generations are numbered without gaps */
+        gens = realloc(p->gens, (p->n_gens + 1) * sizeof(*gens));
+        if (!gens)
+                return -ENOMEM;
+        p->gens = gens;
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return -ENOMEM;
+        g->rec = *rec;
+        g->mod_revision = mod_revision;
+        /* After a restart every reserved use counts as spent. */
+        atomic_store(&g->uses, rec->uses_reserved);
+        p->gens[p->n_gens++] = g;
+        return 0;
+}
+
+/* --- keys in the keyring ------------------------------------------------ */
+
+static void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void raise_alert(struct keys *k, const char *fmt, ...)
+{
+        va_list ap;
+
+        pthread_mutex_lock(&k->alert_lock);
+        va_start(ap, fmt);
+        vsnprintf(k->alert, sizeof(k->alert), fmt, ap);
+        va_end(ap);
+        k->alert_usec = now_real_usec();
+        log_err("%s", k->alert);
+        pthread_mutex_unlock(&k->alert_lock);
+}
+
+static int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE])
+{
+        size_t n;
+        int r;
+
+        if (s <= 0)
+                return -ENOKEY;
+        r = keyring_read(s, key, ENGINE_KEY_SIZE, &n);
+        if (r < 0)
+                return r;
+        return n == ENGINE_KEY_SIZE ? 0 : -EBADMSG;
+}
+
+static unsigned cache_ttl_sec(const struct keys *k)
+{
+        uint64_t s = k->cfg->cache_ttl_usec / 1000000;
+
+        return s < 1 ? 1 : s > UINT32_MAX ? UINT32_MAX : (unsigned)s;
+}
+
+/* Unwraps the policy key with the master key and caches it. */
+static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE],
+                           char *err)
+{
+        uint8_t *master = key; /* reuse the caller's buffer, then overwrite */
+        keyring_serial_t s;
+        char desc[64];
+        int r;
+
+        r = read_cached(k->env.master, master);
+        if (r < 0) {
+                seterr(err, "master key not available in the keyring: %s", strerror(-r));
+                return r;
+        }
+        {
+                uint8_t tmp[ENGINE_KEY_SIZE];
+
+                r = key_unwrap(master, WRAP_POLICY_KEY, p->id, 0, p->rec.wrapped_key, tmp);
+                memcpy(key, tmp, sizeof(tmp));
+                secure_wipe(tmp, sizeof(tmp));
+        }
+        if (r < 0) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                seterr(err, "policy '%s': policy key does not unwrap with the master key (%s)",
+                       p->rec.name, r == -EBADMSG ? "wrong master key or altered store" : strerror(-r));
+                return r;
+        }
+        snprintf(desc, sizeof(desc), "dkm:policy:%s", p->rec.id);
+        r = keyring_add(k->env.ring, desc, key, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
+        if (r < 0) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                seterr(err, "cannot cache policy key in the keyring: %s", strerror(-r));
+                return r;
+        }
+        atomic_store(&p->serial, s);
+        audit_record(AUDIT_KIND_KEY, "policy-key-load", &k->self, true, "policy=%s policy_id=%s",
+                     p->rec.name, p->rec.id);
+        return 0;
+}
+
+static int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err)
+{
+        if (read_cached(atomic_load(&p->serial), key) == 0)
+                return 0;
+        return policy_key_load(k, p, key, err);
+}
+
+/* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
+static int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
+                        char *err)
+{
+        uint8_t *pkey = buf + ENGINE_KEY_SIZE;
+        keyring_serial_t s;
+        char desc[80];
+        int r;
+
+        r = policy_key(k, p, pkey, err);
+        if (r < 0)
+                return r;
+        r = key_unwrap(pkey, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key, buf);
+        secure_wipe(pkey, ENGINE_KEY_SIZE);
+        if (r < 0) {
+                seterr(err, "policy '%s' generation %u: key does not unwrap (%s)", p->rec.name,
+                       g->rec.generation, strerror(-r));
+                return r;
+        }
+        snprintf(desc, sizeof(desc), "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
+        r = keyring_add(k->env.ring, desc, buf, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
+        if (r < 0) {
+                secure_wipe(buf, ENGINE_KEY_SIZE);
+                seterr(err, "cannot cache generation key in the keyring: %s", strerror(-r));
+                return r;
+        }
+        atomic_store(&g->serial, s);
+        return 0;
+}
+
+static int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
+{
+        if (read_cached(atomic_load(&g->serial), buf) == 0)
+                return 0;
+        return gen_key_load(k, p, g, buf, err);
+}
+
+/* --- creating policies and generations ---------------------------------- */
+
+static int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret,
+                           char *err)
+{
+        _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
+        struct gen_record rec = { .generation = n, .state = GEN_ACTIVE };
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        r = policy_key(k, p, buf + ENGINE_KEY_SIZE, err);
+        if (r < 0)
+                return r;
+        r = engine_random(buf, ENGINE_KEY_SIZE);
+        if (r >= 0)
+                r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_GENERATION_KEY, p->id, n, buf, rec.wrapped_key);
+        if (r < 0) {
+                seterr(err, "cannot create a key for generation %u: %s", n, strerror(-r));
+                return r;
+        }
+        rec.created_usec = rec.activated_usec = now_real_usec();
+        *ret = rec;
+        return 0;
+}
+
+static int create_policy(struct keys *k, const char *name, char *err)
+{
+        _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
+        _cleanup_free_ char *pjson = NULL, *gjson = NULL;
+        struct policy *p = NULL;
+        struct gen_record g;
+        char kp[128], kg[160], kn[128];
+        uint64_t rev;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        r = engine_random(p->id, 16);
+        if (r < 0)
+                goto fail;
+        p->id[6] = (p->id[6] & 0x0f) | 0x40; /* UUID version 4 */
+        p->id[8] = (p->id[8] & 0x3f) | 0x80;
+        uuid_to_string(p->id, p->rec.id);
+        snprintf(p->rec.name, sizeof(p->rec.name), "%s", name);
+        p->rec.created_usec = now_real_usec();
+        p->rec.active = p->rec.n_generations = 1;
+
+        r = read_cached(k->env.master, buf + ENGINE_KEY_SIZE);
+        if (r >= 0)
+                r = engine_random(buf, ENGINE_KEY_SIZE);
+        if (r >= 0)
+                r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_POLICY_KEY, p->id, 0, buf, p->rec.wrapped_key);
+        if (r < 0) {
+                seterr(err, "cannot create the key of policy '%s': %s", name, strerror(-r));
+                goto fail;
+        }
+        r = new_wrapped_gen(k, p, 1, &g, err);
+        if (r < 0)
+                goto fail;
+        r = policy_record_encode(&p->rec, &pjson);
+        if (r >= 0)
+                r = gen_record_encode(&g, &gjson);
+        if (r < 0)
+                goto fail;
+        key_policy(kp, sizeof(kp), p->rec.id);
+        key_generation(kg, sizeof(kg), p->rec.id, 1);
+        key_name(kn, sizeof(kn), name);
+        {
+                const struct store_cmp cmps[] = { { kn, 0 }, { kp, 0 } };
+                const struct store_op ops[] = {
+                        { STORE_PUT, kn, p->rec.id, strlen(p->rec.id) },
+                        { STORE_PUT, kp, pjson, strlen(pjson) },
+                        { STORE_PUT, kg, gjson, strlen(gjson) },
+                };
+
+                if (audit_record(AUDIT_KIND_KEY, "policy-create", &k->self, true,
+                                 "policy=%s policy_id=%s generation=1", name, p->rec.id) < 0 &&
+                    k->cfg->audit_fail_closed) {
+                        seterr(err, "refused: the audit record could not be written");
+                        r = -EIO;
+                        goto fail;
+                }
+                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
+                                                    ARRAY_SIZE(ops), &rev);
+        }
+        if (r < 0) {
+                seterr(err, "cannot store policy '%s': %s", name,
+                       r == -ESTALE ? "it already exists" : strerror(-r));
+                goto fail;
+        }
+        p->mod_revision = rev;
+        r = add_gen(p, &g, rev);
+        if (r < 0)
+                goto fail;
+        {
+                struct policy **ps = realloc(k->policies, (k->n_policies + 1) * sizeof(*ps));
+                if (!ps) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                k->policies = ps;
+                k->policies[k->n_policies++] = p;
+        }
+        log_info("created policy '%s' (%s) with generation 1", name, p->rec.id);
+        return 0;
+fail:
+        if (p)
+                policy_free(p);
+        return r;
+}
+
+/* --- loading ------------------------------------------------------------- */
+
+struct load_ctx {
+        struct keys *k;
+        struct policy *cur;
+        char *err;
+        int r;
+};
+
+static int load_one(const struct store_kv *kv, void *userdata)
+{
+        struct load_ctx *c = userdata;
+        const char *rest = kv->key + strlen("policies/");
+        const char *slash = strchr(rest, '/');
+        int r;
+
+        if (!slash) {
+                struct policy *p = calloc(1, sizeof(*p)), **ps;
+
+                if (!p)
+                        return -ENOMEM;
+                r = policy_record_decode(kv->value, kv->value_len, &p->rec);
+                if (r >= 0)
+                        r = uuid_from_string(p->rec.id, p->id);
+                if (r < 0) {
+                        seterr(c->err, "store record %s is damaged", kv->key);
+                        free(p);
+                        return -EBADMSG;
+                }
+                p->mod_revision = kv->mod_revision;
+                ps = realloc(c->k->policies, (c->k->n_policies + 1) * sizeof(*ps));
+                if (!ps) {
+                        free(p);
+                        return -ENOMEM;
+                }
+                c->k->policies = ps;
+                ps[c->k->n_policies++] = p;
+                c->cur = p;
+                return 0;
+        }
+        {
+                struct gen_record g;
+
+                /* Keys sort so that a policy precedes its generations. */
+                if (!c->cur || strncmp(rest, c->cur->rec.id, 36) != 0 ||
+                    gen_record_decode(kv->value, kv->value_len, &g) < 0 ||
+                    add_gen(c->cur, &g, kv->mod_revision) < 0) {
+                        seterr(c->err, "store record %s is damaged", kv->key);
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+int keys_load(struct keys *k, char *err)
+{
+        struct load_ctx c = { .k = k, .err = err };
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+        if (r < 0) {
+                if (!*err)
+                        seterr(err, "cannot read the store: %s", strerror(-r));
+                goto out;
+        }
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+                if (p->n_gens != p->rec.n_generations || !find_gen(p, p->rec.active)) {
+                        seterr(err, "policy '%s' has %zu generations in the store, expected %u",
+                               p->rec.name, p->n_gens, p->rec.n_generations);
+                        r = -EBADMSG;
+                        goto out;
+                }
+        }
+        if (!find_policy(k, DEFAULT_POLICY)) {
+                r = create_policy(k, DEFAULT_POLICY, err);
+                if (r < 0)
+                        goto out;
+        }
+        /* Unwrap every active generation now: this proves the master key
+         * matches the store before dkmd says it is ready. */
+        {
+                uint8_t *buf;
+
+                r = crypto_keybuf(&buf);
+                for (size_t i = 0; r >= 0 && i < k->n_policies; i++) {
+                        struct policy *p = k->policies[i];
+                        r = gen_key_load(k, p, find_gen(p, p->rec.active), buf, err);
+                }
+                if (r >= 0)
+                        secure_wipe(buf, KEYBUF_SIZE);
+        }
+out:
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+/* --- rollover ------------------------------------------------------------ */
+
+/* Called with the write lock held. */
+static int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
+                         const char *why, char *err)
+{
+        _cleanup_free_ char *pjson = NULL, *ojson = NULL, *njson = NULL;
+        struct generation *old = find_gen(p, p->rec.active);
+        struct policy_record prec = p->rec;
+        struct gen_record orec = old->rec, nrec;
+        uint32_t n = (uint32_t)p->n_gens + 1;
+        char kp[128], ko[160], kn[160];
+        uint64_t rev;
+        int r;
+
+        r = new_wrapped_gen(k, p, n, &nrec, err);
+        if (r < 0)
+                return r;
+        orec.state = GEN_ARCHIVED;
+        orec.uses_reserved = atomic_load(&old->uses) > orec.uses_reserved ?
+                                     atomic_load(&old->uses) : orec.uses_reserved;
+        prec.active = prec.n_generations = n;
+        r = policy_record_encode(&prec, &pjson);
+        if (r >= 0)
+                r = gen_record_encode(&orec, &ojson);
+        if (r >= 0)
+                r = gen_record_encode(&nrec, &njson);
+        if (r < 0)
+                return r;
+        key_policy(kp, sizeof(kp), p->rec.id);
+        key_generation(ko, sizeof(ko), p->rec.id, old->rec.generation);
+        key_generation(kn, sizeof(kn), p->rec.id, n);
+
+        if (audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, true,
+                         "policy=%s generation=%u previous=%u reason=%s", p->rec.name, n,
+                         old->rec.generation, why) < 0 &&
+            k->cfg->audit_fail_closed) {
+                seterr(err, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        {
+                const struct store_cmp cmps[] = {
+                        { kp, p->mod_revision }, { ko, old->mod_revision }, { kn, 0 } };
+                const struct store_op ops[] = {
+                        { STORE_PUT, kp, pjson, strlen(pjson) },
+                        { STORE_PUT, ko, ojson, strlen(ojson) },
+                        { STORE_PUT, kn, njson, strlen(njson) },
+                };
+
+                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
+                                                    ARRAY_SIZE(ops), &rev);
+        }
+        if (r < 0) {
+                audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, false,
+                             "policy=%s generation=%u error=%d", p->rec.name, n, -r);
+                seterr(err, "cannot store generation %u: %s", n,
+                       r == -ESTALE ? "the policy changed concurrently, retry" : strerror(-r));
+                return r;
+        }
+        r = add_gen(p, &nrec, rev);
+        if (r < 0)
+                return r;
+        old->rec = orec;
+        old->mod_revision = rev;
+        p->rec = prec;
+        p->mod_revision = rev;
+        log_notice("policy '%s': generation %u active, %u archived (%s)", p->rec.name, n,
+                   old->rec.generation, why);
+        return 0;
+}
+
+int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,
+                uint32_t *ret_generation, char *err)
+{
+        struct policy *p;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        if (!p) {
+                seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        } else {
+                r = rotate_locked(k, p, subj, "on-demand", err);
+                if (r >= 0)
+                        *ret_generation = p->rec.active;
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+/* Rolls over if the active generation is too old or used too often; the
+ * check repeats under the write lock because another thread may have won. */
+static int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
+{
+        struct generation *g;
+        struct policy *p;
+        const char *why = NULL;
+        int r = 0;
+
+        pthread_rwlock_wrlock(&k->lock);
+        p = find_policy_id(k, policy_id);
+        if (p) {
+                g = find_gen(p, p->rec.active);
+                if (atomic_load(&g->uses) >= k->cfg->max_uses)
+                        why = "use-limit";
+                else if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+                        why = "age-limit";
+                if (why)
+                        r = rotate_locked(k, p, &k->self, why, err);
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+/* Takes one use of g, reserving a further block in the store when needed.
+ * 1 means the generation is spent: roll over first. */
+static int take_use(struct keys *k, struct policy *p, struct generation *g, char *err)
+{
+        uint64_t u;
+        int r = 0;
+
+        if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+                return 1;
+        u = atomic_fetch_add(&g->uses, 1) + 1;
+        if (u > k->cfg->max_uses)
+                return 1;
+        if (u <= g->rec.uses_reserved)
+                return 0;
+
+        pthread_mutex_lock(&k->reserve);
+        if (u > g->rec.uses_reserved) {
+                struct gen_record rec = g->rec;
+                _cleanup_free_ char *json = NULL;
+                char kg[160];
+                uint64_t rev;
+
+                rec.uses_reserved = u - 1 + use_block(k);
+                key_generation(kg, sizeof(kg), p->rec.id, rec.generation);
+                r = gen_record_encode(&rec, &json);
+                if (r >= 0) {
+                        const struct store_cmp cmp = { kg, g->mod_revision };
+                        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+                }
+                if (r < 0)
+                        seterr(err, "cannot record key use in the store: %s", strerror(-r));
+                else {
+                        g->rec.uses_reserved = rec.uses_reserved;
+                        g->mod_revision = rev;
+                }
+        }
+        pthread_mutex_unlock(&k->reserve);
+        return r;
+}
+
+/* --- data --------------------------------------------------------------- */
+
+static int aad_build(const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, size_t ctx_len,
+                     uint8_t **ret)
+{
+        uint8_t *aad = malloc(FORMAT_HEADER_SIZE + ctx_len);
+
+        if (!aad)
+                return -ENOMEM;
+        memcpy(aad, hdr, FORMAT_HEADER_SIZE);
+        if (ctx_len)
+                memcpy(aad + FORMAT_HEADER_SIZE, ctx, ctx_len);
+        *ret = aad;
+        return 0;
+}
+
+static int seal_with(struct keys *k, struct policy *p, struct generation *g, const uint8_t *ctx,
+                     size_t ctx_len, const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len,
+                     char *err)
+{
+        struct format_header h = { .version = FORMAT_VERSION, .algorithm = FORMAT_ALG_AES256GCM };
+        _cleanup_free_ uint8_t *aad = NULL;
+        struct engine_aead *a;
+        uint8_t *out, *buf;
+        int r;
+
+        memcpy(h.policy_id, p->id, 16);
+        h.generation = g->rec.generation;
+        r = engine_random(h.nonce, sizeof(h.nonce));
+        if (r < 0)
+                return r;
+        out = malloc(FORMAT_OVERHEAD + len);
+        if (!out)
+                return -ENOMEM;
+        format_header_write(&h, out);
+        r = aad_build(out, ctx, ctx_len, &aad);
+        if (r >= 0)
+                r = crypto_aead(&a);
+        if (r >= 0)
+                r = crypto_keybuf(&buf);
+        if (r >= 0)
+                r = gen_key(k, p, g, buf, err);
+        if (r >= 0) {
+                r = crypto_engine()->seal(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len, in,
+                                          len, out + FORMAT_HEADER_SIZE);
+                secure_wipe(buf, ENGINE_KEY_SIZE);
+                if (r < 0)
+                        seterr(err, "encryption failed in the %s engine: %s", crypto_engine()->name,
+                               strerror(-r));
+        }
+        if (r < 0) {
+                free(out);
+                return r;
+        }
+        *ret = out;
+        *ret_len = FORMAT_OVERHEAD + len;
+        return 0;
+}
+
+static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
+                         const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
+                         uint8_t **ret, size_t *ret_len, char *err)
+{
+        for (int attempt = 0; attempt < 3; attempt++) {
+                struct policy *p;
+                struct generation *g;
+                uint8_t id[16];
+                int r;
+
+                pthread_rwlock_rdlock(&k->lock);
+                p = policy_id ? find_policy_id(k, policy_id) : find_policy(k, policy);
+                if (!p) {
+                        pthread_rwlock_unlock(&k->lock);
+                        seterr(err, "no such policy '%s'", policy ? policy : "(by id)");
+                        return -ENOENT;
+                }
+                g = find_gen(p, p->rec.active);
+                memcpy(id, p->id, 16);
+                r = take_use(k, p, g, err);
+                if (r == 0)
+                        r = seal_with(k, p, g, ctx, ctx_len, in, len, ret, ret_len, err);
+                pthread_rwlock_unlock(&k->lock);
+                if (r != 1)
+                        return r;
+                r = rollover_if_due(k, id, err);
+                if (r < 0)
+                        return r;
+        }
+        seterr(err, "the active generation could not be rolled over");
+        return -EAGAIN;
+}
+
+int keys_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
+                 const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len, char *err)
+{
+        return encrypt_under(k, NULL, policy ? policy : DEFAULT_POLICY, ctx, ctx_len, in, len, ret,
+                             ret_len, err);
+}
+
+/* Finds what a ciphertext names; with the read lock held. */
+static int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *h,
+                  struct policy **ret_p, struct generation **ret_g, char *err)
+{
+        const char *why;
+        char id[37];
+        int r;
+
+        r = format_parse(in, len, h, &why);
+        if (r < 0) {
+                seterr(err, "%s", why);
+                return r;
+        }
+        *ret_p = find_policy_id(k, h->policy_id);
+        if (!*ret_p) {
+                uuid_to_string(h->policy_id, id);
+                seterr(err, "ciphertext belongs to unknown policy %s", id);
+                return -ENOKEY;
+        }
+        *ret_g = find_gen(*ret_p, h->generation);
+        if (!*ret_g) {
+                seterr(err, "ciphertext names unknown generation %u of policy '%s'", h->generation,
+                       (*ret_p)->rec.name);
+                return -ENOKEY;
+        }
+        return 0;
+}
+
+static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
+                       size_t len, uint8_t **ret, size_t *ret_len, uint8_t ret_policy_id[16],
+                       char *err)
+{
+        _cleanup_free_ uint8_t *aad = NULL;
+        struct format_header h;
+        struct policy *p;
+        struct generation *g;
+        struct engine_aead *a;
+        uint8_t *out, *buf;
+        size_t n;
+        int r;
+
+        r = lookup(k, in, len, &h, &p, &g, err);
+        if (r < 0)
+                return r;
+        if (g->rec.state == GEN_RETIRED) {
+                seterr(err, "generation %u of policy '%s' is retired", g->rec.generation, p->rec.name);
+                return -EKEYREVOKED;
+        }
+        n = len - FORMAT_OVERHEAD;
+        out = malloc(n ? n : 1);
+        if (!out)
+                return -ENOMEM;
+        r = aad_build(in, ctx, ctx_len, &aad);
+        if (r >= 0)
+                r = crypto_aead(&a);
+        if (r >= 0)
+                r = crypto_keybuf(&buf);
+        if (r >= 0)
+                r = gen_key(k, p, g, buf, err);
+        if (r >= 0) {
+                r = crypto_engine()->open(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len,
+                                          in + FORMAT_HEADER_SIZE, len - FORMAT_HEADER_SIZE, out);
+                secure_wipe(buf, ENGINE_KEY_SIZE);
+                if (r == -EBADMSG)
+                        seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
+                else if (r < 0)
+                        seterr(err, "decryption failed in the %s engine: %s", crypto_engine()->name,
+                               strerror(-r));
+        }
+        if (r < 0) {
+                secure_wipe(out, n);
+                free(out);
+                return r;
+        }
+        if (ret_policy_id)
+                memcpy(ret_policy_id, p->id, 16);
+        *ret = out;
+        *ret_len = n;
+        return 0;
+}
+
+int keys_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
+                 size_t len, uint8_t **ret, size_t *ret_len, char *err)
+{
+        int r;
+
+        pthread_rwlock_rdlock(&k->lock);
+        r = open_locked(k, ctx, ctx_len, in, len, ret, ret_len, NULL, err);
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
+                size_t len, uint8_t **ret, size_t *ret_len, char *err)
+{
+        uint8_t *plain = NULL, id[16];
+        size_t n;
+        int r;
+
+        pthread_rwlock_rdlock(&k->lock);
+        r = open_locked(k, ctx, ctx_len, in, len, &plain, &n, id, err);
+        pthread_rwlock_unlock(&k->lock);
+        if (r < 0)
+                return r;
+        r = encrypt_under(k, id, NULL, ctx, ctx_len, plain, n, ret, ret_len, err);
+        secure_wipe(plain, n);
+        free(plain);
+        return r;
+}
+
+int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret, char *err)
+{
+        struct format_header h;
+        struct policy *p;
+        struct generation *g;
+        json_object *o;
+        char id[37];
+        const char *why;
+        int r;
+
+        r = format_parse(in, len, &h, &why);
+        if (r < 0) {
+                seterr(err, "%s", why);
+                return r;
+        }
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+        uuid_to_string(h.policy_id, id);
+        json_object_object_add(o, "version", json_object_new_int(h.version));
+        json_object_object_add(o, "algorithm", json_object_new_string("AES-256-GCM"));
+        json_object_object_add(o, "policy_id", json_object_new_string(id));
+        json_object_object_add(o, "generation", json_object_new_int64(h.generation));
+        json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)(len - FORMAT_OVERHEAD)));
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy_id(k, h.policy_id);
+        g = p ? find_gen(p, h.generation) : NULL;
+        json_object_object_add(o, "policy", p ? json_object_new_string(p->rec.name) : NULL);
+        json_object_object_add(o, "state", json_object_new_string(g ? gen_state_to_string(g->rec.state) : "unknown"));
+        json_object_object_add(o, "decryptable", json_object_new_boolean(g && g->rec.state != GEN_RETIRED));
+        pthread_rwlock_unlock(&k->lock);
+        *ret = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* --- administration ----------------------------------------------------- */
+
+int keys_retire(struct keys *k, const char *policy, uint32_t generation,
+                const struct audit_subject *subj, char *err)
+{
+        _cleanup_free_ char *json = NULL;
+        struct policy *p;
+        struct generation *g;
+        struct gen_record rec;
+        char kg[160];
+        uint64_t rev;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        g = p ? find_gen(p, generation) : NULL;
+        if (!p) {
+                seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        } else if (!g) {
+                seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
+                r = -ENOENT;
+        } else if (g->rec.state == GEN_ACTIVE) {
+                seterr(err, "generation %u is active: rotate first", generation);
+                r = -EBUSY;
+        } else if (g->rec.state == GEN_RETIRED) {
+                seterr(err, "generation %u is already retired", generation);
+                r = -EALREADY;
+        } else {
+                rec = g->rec;
+                rec.state = GEN_RETIRED;
+                key_generation(kg, sizeof(kg), p->rec.id, generation);
+                r = gen_record_encode(&rec, &json);
+                if (r >= 0 &&
+                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
+                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
+                    k->cfg->audit_fail_closed) {
+                        seterr(err, "refused: the audit record could not be written");
+                        r = -EIO;
+                }
+                if (r >= 0) {
+                        const struct store_cmp cmp = { kg, g->mod_revision };
+                        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+                        if (r < 0)
+                                seterr(err, "cannot store the retirement: %s", strerror(-r));
+                }
+                if (r >= 0) {
+                        keyring_serial_t s = atomic_exchange(&g->serial, 0);
+
+                        g->rec = rec;
+                        g->mod_revision = rev;
+                        if (s > 0)
+                                keyring_invalidate(s);
+                        log_notice("policy '%s': generation %u retired", p->rec.name, generation);
+                }
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+static json_object *gen_json(const struct generation *g)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "generation", json_object_new_int64(g->rec.generation));
+        json_object_object_add(o, "state", json_object_new_string(gen_state_to_string(g->rec.state)));
+        json_object_object_add(o, "created", json_object_new_int64((int64_t)(g->rec.created_usec / 1000000)));
+        json_object_object_add(o, "activated", json_object_new_int64((int64_t)(g->rec.activated_usec / 1000000)));
+        json_object_object_add(o, "uses", json_object_new_int64((int64_t)atomic_load(&g->uses)));
+        json_object_object_add(o, "cached", json_object_new_boolean(atomic_load(&g->serial) > 0));
+        return o;
+}
+
+int keys_list_json(struct keys *k, const char *policy, char **ret, char *err)
+{
+        json_object *arr = json_object_new_array();
+        int r = 0;
+
+        if (!arr)
+                return -ENOMEM;
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+
+                if (policy && strcmp(policy, p->rec.name) != 0)
+                        continue;
+                for (size_t j = 0; j < p->n_gens; j++) {
+                        json_object *o = gen_json(p->gens[j]);
+                        json_object_object_add(o, "policy", json_object_new_string(p->rec.name));
+                        json_object_array_add(arr, o);
+                }
+        }
+        if (policy && !find_policy(k, policy)) {
+                seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        }
+        pthread_rwlock_unlock(&k->lock);
+        if (r >= 0) {
+                *ret = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+                if (!*ret)
+                        r = -ENOMEM;
+        }
+        json_object_put(arr);
+        return r;
+}
+
+void keys_status(struct keys *k, void *into)
+{
+        json_object *o = into, *arr = json_object_new_array();
+
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+                json_object *po = json_object_new_object();
+
+                json_object_object_add(po, "name", json_object_new_string(p->rec.name));
+                json_object_object_add(po, "id", json_object_new_string(p->rec.id));
+                json_object_object_add(po, "active_generation", json_object_new_int64(p->rec.active));
+                json_object_object_add(po, "generations", json_object_new_int64((int64_t)p->n_gens));
+                json_object_array_add(arr, po);
+        }
+        pthread_rwlock_unlock(&k->lock);
+        json_object_object_add(o, "policies", arr);
+        pthread_mutex_lock(&k->alert_lock);
+        json_object_object_add(o, "alert", k->alert[0] ? json_object_new_string(k->alert) : NULL);
+        pthread_mutex_unlock(&k->alert_lock);
+}
+
+/* Re-unwraps cached keys whose remaining lifetime fell below a third of the
+ * cache lifetime, so that they never expire while dkmd can still reach
+ * what wraps them; and rolls over generations that reached their age. */
+void keys_maintain(struct keys *k)
+{
+        uint64_t ttl = cache_ttl_sec(k), left;
+        uint8_t *buf;
+        char err[KEYS_ERR_MAX] = "";
+
+        if (crypto_keybuf(&buf) < 0)
+                return;
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+                uint8_t id[16];
+
+                for (size_t j = 0; j < p->n_gens; j++) {
+                        struct generation *g = p->gens[j];
+                        keyring_serial_t s = atomic_load(&g->serial);
+
+                        if (s <= 0 || g->rec.state == GEN_RETIRED)
+                                continue;
+                        if (keyring_remaining(s, &left) >= 0 && left != 0 && left > ttl / 3)
+                                continue;
+                        /* Force a fresh unwrap: the policy key too. */
+                        atomic_store(&p->serial, 0);
+                        if (gen_key_load(k, p, g, buf, err) < 0) {
+                                raise_alert(k, "cache refresh failed for policy '%s' generation %u "
+                                            "(%" PRIu64 " s left): %s", p->rec.name,
+                                            g->rec.generation, left, err);
+                                audit_record(AUDIT_KIND_KEY, "cache-refresh", &k->self, false,
+                                             "policy=%s generation=%u", p->rec.name, g->rec.generation);
+                        }
+                        secure_wipe(buf, KEYBUF_SIZE);
+                }
+                if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
+                    k->cfg->max_age_usec) {
+                        memcpy(id, p->id, 16);
+                        pthread_rwlock_unlock(&k->lock);
+                        if (rollover_if_due(k, id, err) < 0)
+                                log_err("automatic rollover of policy '%s' failed: %s", p->rec.name, err);
+                        pthread_rwlock_rdlock(&k->lock);
+                }
+        }
+        pthread_rwlock_unlock(&k->lock);
+}

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The key manager: policies and their key generations.  The store holds the
+ * wrapped keys; the unwrapped ones live in dkmd's keyring with a timeout (the
+ * cache lifetime) and are copied into locked memory only for the duration
+ * of one operation.  Thread-safe.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/audit.h"
+#include "shared/config.h"
+#include "shared/keyring.h"
+#include "store/store.h"
+
+#define KEYS_ERR_MAX 256
+#define DEFAULT_POLICY "default"
+
+struct keys;
+
+struct keys_env {
+        const struct dkm_config *cfg;
+        struct store *store;
+        keyring_serial_t ring;   /* dkmd's keyring */
+        keyring_serial_t master; /* the master key, in that keyring */
+};
+
+int keys_new(const struct keys_env *env, struct keys **ret);
+void keys_free(struct keys *k);
+
+/* Loads every policy from the store and makes sure the default policy exists;
+ * unwraps the active generations into the keyring (which proves the master
+ * key matches the store). */
+int keys_load(struct keys *k, char *err);
+
+/* ctx is the canonical context encoding (format_context_encode).  Results
+ * are malloc'd; plaintext should be wiped before free.  On error err holds
+ * one line that says why. */
+int keys_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
+                 const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len, char *err);
+int keys_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
+                 size_t len, uint8_t **ret, size_t *ret_len, char *err);
+int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
+                size_t len, uint8_t **ret, size_t *ret_len, char *err);
+int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret, char *err);
+
+int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,
+                uint32_t *ret_generation, char *err);
+int keys_retire(struct keys *k, const char *policy, uint32_t generation,
+                const struct audit_subject *subj, char *err);
+int keys_list_json(struct keys *k, const char *policy, char **ret, char *err);
+
+/* Adds "policies" and "alerts" to a json-c object (struct json_object *). */
+void keys_status(struct keys *k, void *json_object);
+
+/* Periodic work: rollover by age, refresh of cached keys ahead of expiry. */
+void keys_maintain(struct keys *k);

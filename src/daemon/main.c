@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dkmd: start-up runs an ordered list of steps and unwinds the finished ones
+ * in reverse when a later one fails.
+ */
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+
+#include "keys.h"
+#include "log.h"
+#include "masterkey.h"
+#include "server.h"
+#include "shared/audit.h"
+#include "shared/config.h"
+#include "shared/keyring.h"
+#include "shared/util.h"
+#include "store/store.h"
+#include "wrap.h"
+
+static struct {
+        const char *config_path;
+        bool init;
+} arg = { .config_path = DKM_DEFAULT_CONFIG };
+
+struct daemon {
+        struct dkm_config cfg;
+        struct daemon_state st;
+        const struct engine_ops *engine;
+        keyring_serial_t ring, master;
+        struct store *store;
+        struct keys *keys;
+        struct server *server;
+        pthread_t maint;
+        bool maint_started;
+        pthread_mutex_t stop_lock;
+        pthread_cond_t stop_cond;
+        bool stopping;
+};
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: dkmd [--config FILE] [--init]\n\n"
+                   "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
+                   "      --init         create the state directory and, if missing, the master\n"
+                   "                     key file, then exit\n"
+                   "  -h, --help         this text\n"
+                   "      --version      print the version\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, 'c' },
+                { "init", no_argument, NULL, 'i' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) >= 0)
+                switch (c) {
+                case 'c':
+                        arg.config_path = optarg;
+                        break;
+                case 'i':
+                        arg.init = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        exit(0);
+                case 'V':
+                        puts("dkmd " DKM_VERSION);
+                        exit(0);
+                default:
+                        usage(stderr);
+                        return -EINVAL;
+                }
+        if (optind < argc) {
+                fprintf(stderr, "dkmd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+        char buf[4096];
+
+        if (strlen(path) >= sizeof(buf))
+                return -ENAMETOOLONG;
+        strcpy(buf, path);
+        for (char *p = buf + 1; *p; p++)
+                if (*p == '/') {
+                        *p = 0;
+                        if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *p = '/';
+                }
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+static int do_init(const struct dkm_config *cfg)
+{
+        char err[512];
+        int r;
+
+        r = mkdir_p(cfg->state_dir, 0700);
+        if (r < 0) {
+                log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(-r));
+                return r;
+        }
+        r = masterkey_create(cfg->master_key, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        log_info("state directory %s ready; master key %s %s", cfg->state_dir, cfg->master_key,
+                 r ? "created" : "already present");
+        return 0;
+}
+
+/* --- start-up steps ------------------------------------------------------ */
+
+static int step_engine(struct daemon *d)
+{
+        int r = engine_select(d->cfg.engine, &d->engine, &d->st.engine);
+
+        if (r < 0) {
+                log_err("crypto engine unavailable: %s", d->st.engine.reason);
+                return r;
+        }
+        crypto_set_engine(d->engine);
+        log_info("crypto engine: %s, gcm(aes) served by %s (%s)", d->st.engine.name,
+                 d->st.engine.driver, d->st.engine.reason);
+        return 0;
+}
+
+static int step_audit(struct daemon *d)
+{
+        int r = audit_open_log();
+
+        if (r < 0) {
+                if (d->cfg.audit_fail_closed) {
+                        log_err("cannot open the audit socket: %s; privileged operations will be "
+                                "refused (fail_closed=yes)", strerror(-r));
+                        return 0;
+                }
+                log_warn("cannot open the audit socket: %s", strerror(-r));
+        }
+        return 0;
+}
+
+static int step_keyring(struct daemon *d)
+{
+        char err[512];
+        int r;
+
+        /* A keyring of the process: its keys die with dkmd. */
+        r = keyring_open("dkm:dkmd", 1, &d->ring);
+        if (r < 0) {
+                log_err("cannot create the daemon keyring: %s", strerror(-r));
+                return r;
+        }
+        d->st.ring = d->ring;
+        r = masterkey_load(d->cfg.master_key, d->ring, &d->master, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        return 0;
+}
+
+static int step_store(struct daemon *d)
+{
+        char path[4200];
+        int r;
+
+        if (strcmp(d->cfg.store_backend, "sqlite") != 0) {
+                log_err("store backend '%s' is not available in this build", d->cfg.store_backend);
+                return -EOPNOTSUPP;
+        }
+        snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
+        r = store_open(&store_sqlite_ops, path, &d->store);
+        if (r < 0)
+                log_err("cannot open store %s: %s%s", path, strerror(-r),
+                        r == -ENOENT ? " (run dkmd --init first)" : "");
+        return r;
+}
+
+static int step_keys(struct daemon *d)
+{
+        struct keys_env env = { &d->cfg, d->store, d->ring, d->master };
+        char err[KEYS_ERR_MAX] = "";
+        int r;
+
+        r = keys_new(&env, &d->keys);
+        if (r < 0)
+                return r;
+        d->st.keys = d->keys;
+        r = keys_load(d->keys, err);
+        if (r < 0)
+                log_err("cannot load keys: %s", err[0] ? err : strerror(-r));
+        return r;
+}
+
+static void *maint_thread(void *p)
+{
+        struct daemon *d = p;
+        uint64_t every = d->cfg.cache_ttl_usec / 10;
+
+        if (every > 30 * 1000000ULL)
+                every = 30 * 1000000ULL;
+        if (every < 200000)
+                every = 200000;
+        pthread_mutex_lock(&d->stop_lock);
+        while (!d->stopping) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += (time_t)(every / 1000000);
+                ts.tv_nsec += (long)(every % 1000000) * 1000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
+                if (d->stopping)
+                        break;
+                pthread_mutex_unlock(&d->stop_lock);
+                keys_maintain(d->keys);
+                pthread_mutex_lock(&d->stop_lock);
+        }
+        pthread_mutex_unlock(&d->stop_lock);
+        return NULL;
+}
+
+static int step_server(struct daemon *d)
+{
+        char err[512] = "";
+        int r;
+
+        r = server_new(&d->st, &d->server, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err[0] ? err : strerror(-r));
+                return r;
+        }
+        if (pthread_create(&d->maint, NULL, maint_thread, d) == 0)
+                d->maint_started = true;
+        return 0;
+}
+
+static void *signal_thread(void *p)
+{
+        struct daemon *d = p;
+        sigset_t set;
+        int sig;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        for (;;) {
+                if (sigwait(&set, &sig) != 0)
+                        continue;
+                if (sig == SIGHUP) {
+                        log_notice("SIGHUP: configuration reload is not supported yet; restart dkmd");
+                        continue;
+                }
+                log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                notify("STOPPING=1");
+                server_stop(d->server);
+                return NULL;
+        }
+}
+
+int main(int argc, char **argv)
+{
+        static struct daemon d = {
+                .stop_lock = PTHREAD_MUTEX_INITIALIZER,
+                .stop_cond = PTHREAD_COND_INITIALIZER,
+        };
+        char err[512], status[512];
+        pthread_t sigt;
+        sigset_t set;
+        int r;
+
+        log_setup();
+        /* Keys pass through this process: no core dumps, no ptrace by peers. */
+        prctl(PR_SET_DUMPABLE, 0);
+        umask(0077);
+        if (parse_args(argc, argv) < 0)
+                return 2;
+
+        r = config_load(arg.config_path, &d.cfg, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                notify("STATUS=configuration error");
+                return 1;
+        }
+        if (arg.init)
+                return do_init(&d.cfg) < 0 ? 1 : 0;
+
+        sigemptyset(&set);
+        sigaddset(&set, SIGTERM);
+        sigaddset(&set, SIGINT);
+        sigaddset(&set, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &set, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        d.st.cfg = &d.cfg;
+        d.st.started_usec = now_mono_usec();
+
+        r = step_engine(&d);
+        if (r < 0)
+                goto out_config;
+        r = step_audit(&d);
+        if (r < 0)
+                goto out_config;
+        r = step_keyring(&d);
+        if (r < 0)
+                goto out_audit;
+        r = step_store(&d);
+        if (r < 0)
+                goto out_keyring;
+        r = step_keys(&d);
+        if (r < 0)
+                goto out_store;
+        r = step_server(&d);
+        if (r < 0)
+                goto out_keys;
+        if (pthread_create(&sigt, NULL, signal_thread, &d) != 0) {
+                r = -EAGAIN;
+                goto out_server;
+        }
+        snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on %s, engine %s (%s)",
+                 d.cfg.socket, d.st.engine.name, d.st.engine.driver);
+        notify(status);
+        log_info("ready: listening on %s", d.cfg.socket);
+
+        r = server_run(d.server);
+        pthread_join(sigt, NULL);
+
+        pthread_mutex_lock(&d.stop_lock);
+        d.stopping = true;
+        pthread_cond_broadcast(&d.stop_cond);
+        pthread_mutex_unlock(&d.stop_lock);
+        if (d.maint_started)
+                pthread_join(d.maint, NULL);
+        server_free(d.server);
+        /* Connection threads are detached and may still be inside the key
+         * manager or the store: leave those to the process exit. */
+        audit_close_log();
+        config_free(&d.cfg);
+        log_info("stopped");
+        return r < 0 ? 1 : 0;
+
+out_server:
+        server_free(d.server);
+out_keys:
+        keys_free(d.keys);
+out_store:
+        store_close(d.store);
+out_keyring:
+        /* The process keyring and its keys go away with the process. */
+out_audit:
+        audit_close_log();
+out_config:
+        notify("STATUS=failed to start");
+        config_free(&d.cfg);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,217 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+
+#include "records.h"
+#include "shared/util.h"
+
+static const char *const gen_states[] = {
+        [GEN_ACTIVE] = "active",
+        [GEN_ARCHIVED] = "archived",
+        [GEN_RETIRED] = "retired",
+};
+
+const char *gen_state_to_string(enum gen_state s)
+{
+        return (unsigned)s < ARRAY_SIZE(gen_states) ? gen_states[s] : "unknown";
+}
+
+static int gen_state_from_string(const char *s, enum gen_state *ret)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(gen_states); i++)
+                if (strcmp(s, gen_states[i]) == 0) {
+                        *ret = (enum gen_state)i;
+                        return 0;
+                }
+        return -EBADMSG;
+}
+
+void key_policy(char *buf, size_t size, const char *id)
+{
+        snprintf(buf, size, "policies/%s", id);
+}
+
+void key_generation(char *buf, size_t size, const char *id, uint32_t gen)
+{
+        snprintf(buf, size, "policies/%s/gens/%010u", id, gen);
+}
+
+void key_name(char *buf, size_t size, const char *name)
+{
+        snprintf(buf, size, "names/%s", name);
+}
+
+int policy_name_valid(const char *name)
+{
+        size_t n = strlen(name);
+
+        if (n == 0 || n > 64 || name[0] == '.' || name[0] == '-')
+                return 0;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return 0;
+        }
+        return 1;
+}
+
+static void add_wrapped(json_object *o, const uint8_t w[WRAPPED_KEY_SIZE])
+{
+        char b64[4 * ((WRAPPED_KEY_SIZE + 2) / 3) + 1];
+
+        EVP_EncodeBlock((unsigned char *)b64, w, WRAPPED_KEY_SIZE);
+        json_object_object_add(o, "wrapped_key", json_object_new_string(b64));
+}
+
+static int get_wrapped(json_object *o, uint8_t ret[WRAPPED_KEY_SIZE])
+{
+        json_object *v;
+        uint8_t out[WRAPPED_KEY_SIZE + 3];
+        const char *s;
+        int n;
+
+        if (!json_object_object_get_ex(o, "wrapped_key", &v) || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        s = json_object_get_string(v);
+        if (strlen(s) != 4 * ((WRAPPED_KEY_SIZE + 2) / 3))
+                return -EBADMSG;
+        n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)strlen(s));
+        /* EVP_DecodeBlock counts padding bytes as data. */
+        if (n < WRAPPED_KEY_SIZE)
+                return -EBADMSG;
+        memcpy(ret, out, WRAPPED_KEY_SIZE);
+        return 0;
+}
+
+static int get_u64(json_object *o, const char *name, uint64_t *ret)
+{
+        json_object *v;
+
+        if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        *ret = (uint64_t)json_object_get_int64(v);
+        return 0;
+}
+
+static int get_str(json_object *o, const char *name, char *buf, size_t size)
+{
+        json_object *v;
+        const char *s;
+
+        if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        s = json_object_get_string(v);
+        if (strlen(s) >= size)
+                return -EBADMSG;
+        strcpy(buf, s);
+        return 0;
+}
+
+static int finish(json_object *o, char **ret)
+{
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        char *copy = s ? strdup(s) : NULL;
+
+        json_object_put(o);
+        if (!copy)
+                return -ENOMEM;
+        *ret = copy;
+        return 0;
+}
+
+static json_object *parse(const uint8_t *buf, size_t len)
+{
+        json_tokener *tok = json_tokener_new();
+        json_object *o;
+
+        if (!tok)
+                return NULL;
+        o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
+        if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+                  !json_object_is_type(o, json_type_object))) {
+                json_object_put(o);
+                o = NULL;
+        }
+        json_tokener_free(tok);
+        return o;
+}
+
+int policy_record_encode(const struct policy_record *r, char **ret)
+{
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return -ENOMEM;
+        json_object_object_add(o, "id", json_object_new_string(r->id));
+        json_object_object_add(o, "name", json_object_new_string(r->name));
+        json_object_object_add(o, "created", json_object_new_int64((int64_t)r->created_usec));
+        json_object_object_add(o, "active", json_object_new_int64(r->active));
+        json_object_object_add(o, "generations", json_object_new_int64(r->n_generations));
+        add_wrapped(o, r->wrapped_key);
+        return finish(o, ret);
+}
+
+int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *ret)
+{
+        struct policy_record r = { 0 };
+        uint64_t active, n;
+        json_object *o = parse(buf, len);
+        int e = 0;
+
+        if (!o)
+                return -EBADMSG;
+        if (get_str(o, "id", r.id, sizeof(r.id)) < 0 || get_str(o, "name", r.name, sizeof(r.name)) < 0 ||
+            get_u64(o, "created", &r.created_usec) < 0 || get_u64(o, "active", &active) < 0 ||
+            get_u64(o, "generations", &n) < 0 || get_wrapped(o, r.wrapped_key) < 0 ||
+            active == 0 || active > n || n > UINT32_MAX)
+                e = -EBADMSG;
+        json_object_put(o);
+        if (e < 0)
+                return e;
+        r.active = (uint32_t)active;
+        r.n_generations = (uint32_t)n;
+        *ret = r;
+        return 0;
+}
+
+int gen_record_encode(const struct gen_record *r, char **ret)
+{
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return -ENOMEM;
+        json_object_object_add(o, "generation", json_object_new_int64(r->generation));
+        json_object_object_add(o, "state", json_object_new_string(gen_state_to_string(r->state)));
+        json_object_object_add(o, "created", json_object_new_int64((int64_t)r->created_usec));
+        json_object_object_add(o, "activated", json_object_new_int64((int64_t)r->activated_usec));
+        json_object_object_add(o, "uses_reserved", json_object_new_int64((int64_t)r->uses_reserved));
+        add_wrapped(o, r->wrapped_key);
+        return finish(o, ret);
+}
+
+int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret)
+{
+        struct gen_record r = { 0 };
+        char state[16];
+        uint64_t g;
+        json_object *o = parse(buf, len);
+        int e = 0;
+
+        if (!o)
+                return -EBADMSG;
+        if (get_u64(o, "generation", &g) < 0 || get_str(o, "state", state, sizeof(state)) < 0 ||
+            gen_state_from_string(state, &r.state) < 0 ||
+            get_u64(o, "created", &r.created_usec) < 0 ||
+            get_u64(o, "activated", &r.activated_usec) < 0 ||
+            get_u64(o, "uses_reserved", &r.uses_reserved) < 0 ||
+            get_wrapped(o, r.wrapped_key) < 0 || g == 0 || g > UINT32_MAX)
+                e = -EBADMSG;
+        json_object_put(o);
+        if (e < 0)
+                return e;
+        r.generation = (uint32_t)g;
+        *ret = r;
+        return 0;
+}

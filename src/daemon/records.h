@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What dkmd keeps in the store, and how it is laid out:
+ *
+ *   names/<policy name>            -> policy id (UUID text)
+ *   policies/<id>                  -> policy record (JSON)
+ *   policies/<id>/gens/<%010u>     -> generation record (JSON)
+ *
+ * Records hold wrapped keys only (base64 of nonce || ciphertext || tag).
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wrap.h"
+
+enum gen_state {
+        GEN_ACTIVE,
+        GEN_ARCHIVED,
+        GEN_RETIRED,
+};
+
+struct policy_record {
+        char id[37];
+        char name[65];
+        uint64_t created_usec;
+        uint32_t active;
+        uint32_t n_generations;
+        uint8_t wrapped_key[WRAPPED_KEY_SIZE]; /* policy key under the master key */
+};
+
+struct gen_record {
+        uint32_t generation;
+        enum gen_state state;
+        uint64_t created_usec;
+        uint64_t activated_usec;
+        uint64_t uses_reserved;
+        uint8_t wrapped_key[WRAPPED_KEY_SIZE]; /* generation key under the policy key */
+};
+
+const char *gen_state_to_string(enum gen_state s);
+
+int policy_record_encode(const struct policy_record *r, char **ret);
+int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *ret);
+int gen_record_encode(const struct gen_record *r, char **ret);
+int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret);
+
+/* Store key names. */
+void key_policy(char *buf, size_t size, const char *id);
+void key_generation(char *buf, size_t size, const char *id, uint32_t gen);
+void key_name(char *buf, size_t size, const char *name);
+
+/* Policy names: 1-64 of [A-Za-z0-9._-], not starting with '.' or '-'. */
+int policy_name_valid(const char *name);

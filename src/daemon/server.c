@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "log.h"
+#include "server.h"
+#include "shared/util.h"
+#include "shared/wire.h"
+
+/* One thread per connection: clients keep a connection open and send
+ * requests one after another, so a thread serves them without hand-offs. */
+#define MAX_CONNECTIONS 512
+
+struct server {
+        const struct daemon_state *st;
+        int listen_fd;
+        int stop_pipe[2];
+        bool activated; /* the socket came from systemd: do not unlink it */
+        char path[108];
+        _Atomic int connections;
+};
+
+struct conn {
+        struct server *srv;
+        int fd;
+        struct peer peer;
+};
+
+static int peer_credentials(int fd, struct peer *ret)
+{
+        struct ucred uc;
+        socklen_t len = sizeof(uc);
+        gid_t groups[PEER_MAX_GROUPS];
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+                return negative_errno();
+        ret->pid = uc.pid;
+        ret->uid = uc.uid;
+        ret->gid = uc.gid;
+        len = sizeof(groups);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+                /* More groups than we look at: refuse rather than guess. */
+                return errno == ERANGE ? -E2BIG : negative_errno();
+        }
+        ret->n_groups = len / sizeof(gid_t);
+        memcpy(ret->groups, groups, len);
+        return 0;
+}
+
+static void serve_one(struct conn *c, const uint8_t *buf, size_t len, struct wire_builder *reply)
+{
+        struct wire_msg *req = malloc(sizeof(*req));
+        const char *why;
+        int r;
+
+        if (!req) {
+                wire_begin(reply, WIRE_REPLY_ERROR);
+                wire_add_u32(reply, WIRE_TAG_ERRNO, ENOMEM);
+                return;
+        }
+        r = wire_parse(buf, len, req, &why);
+        if (r < 0) {
+                char msg[128];
+
+                snprintf(msg, sizeof(msg), "malformed request: %s", why);
+                wire_begin(reply, WIRE_REPLY_ERROR);
+                wire_add_u32(reply, WIRE_TAG_ERRNO, (uint32_t)-r);
+                wire_add_string(reply, WIRE_TAG_MESSAGE, msg);
+                log_notice("uid %u pid %d sent a %s", (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+        } else
+                handle_request(c->srv->st, &c->peer, req, reply);
+        free(req);
+}
+
+static void *conn_thread(void *arg)
+{
+        struct conn *c = arg;
+
+        for (;;) {
+                struct wire_builder reply = { 0 };
+                uint8_t *buf;
+                size_t len;
+                int r;
+
+                r = wire_recv(c->fd, &buf, &len);
+                if (r < 0) {
+                        if (r == -EMSGSIZE)
+                                log_notice("uid %u sent an oversize frame; closing",
+                                           (unsigned)c->peer.uid);
+                        break;
+                }
+                serve_one(c, buf, len, &reply);
+                wire_free_buf(buf, len);
+                r = wire_finish(&reply);
+                if (r < 0) {
+                        wire_builder_free(&reply);
+                        wire_begin(&reply, WIRE_REPLY_ERROR);
+                        wire_add_u32(&reply, WIRE_TAG_ERRNO, (uint32_t)-r);
+                        wire_add_string(&reply, WIRE_TAG_MESSAGE, "reply too large");
+                        wire_finish(&reply);
+                }
+                r = wire_send(c->fd, reply.buf, reply.len);
+                wire_builder_free(&reply);
+                if (r < 0)
+                        break;
+        }
+        close(c->fd);
+        atomic_fetch_sub(&c->srv->connections, 1);
+        free(c);
+        return NULL;
+}
+
+/* systemd socket activation: LISTEN_PID/LISTEN_FDS, first fd is 3. */
+static int activated_socket(void)
+{
+        const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+
+        if (!pid || !fds || atoi(pid) != getpid() || atoi(fds) < 1)
+                return -ENOENT;
+        unsetenv("LISTEN_PID");
+        unsetenv("LISTEN_FDS");
+        unsetenv("LISTEN_FDNAMES");
+        return 3;
+}
+
+int server_new(const struct daemon_state *st, struct server **ret, char *err, size_t err_size)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct server *s;
+        int fd, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->st = st;
+        s->listen_fd = -1;
+        if (pipe2(s->stop_pipe, O_CLOEXEC) < 0) {
+                r = negative_errno();
+                free(s);
+                return r;
+        }
+        fd = activated_socket();
+        if (fd >= 0) {
+                s->activated = true;
+                s->listen_fd = fd;
+                fcntl(fd, F_SETFD, FD_CLOEXEC);
+                log_info("using the socket passed by systemd");
+                *ret = s;
+                return 0;
+        }
+        if (strlen(st->cfg->socket) >= sizeof(sa.sun_path)) {
+                snprintf(err, err_size, "socket path too long: %s", st->cfg->socket);
+                r = -ENAMETOOLONG;
+                goto fail;
+        }
+        strcpy(sa.sun_path, st->cfg->socket);
+        strcpy(s->path, st->cfg->socket);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                r = negative_errno();
+                snprintf(err, err_size, "socket: %s", strerror(-r));
+                goto fail;
+        }
+        s->listen_fd = fd;
+        /* A stale socket from a crashed instance would block bind. */
+        unlink(sa.sun_path);
+        /* Anyone may connect: access is decided from the peer's credentials. */
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(sa.sun_path, 0666) < 0 ||
+            listen(fd, 128) < 0) {
+                r = negative_errno();
+                snprintf(err, err_size, "cannot listen on %s: %s", sa.sun_path, strerror(-r));
+                goto fail;
+        }
+        *ret = s;
+        return 0;
+fail:
+        server_free(s);
+        return r;
+}
+
+int server_run(struct server *s)
+{
+        pthread_attr_t attr;
+
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+        for (;;) {
+                struct pollfd pfd[2] = {
+                        { .fd = s->listen_fd, .events = POLLIN },
+                        { .fd = s->stop_pipe[0], .events = POLLIN },
+                };
+                struct conn *c;
+                pthread_t t;
+                int fd, r;
+
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = negative_errno();
+                        pthread_attr_destroy(&attr);
+                        return r;
+                }
+                if (pfd[1].revents)
+                        break;
+                fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                c = calloc(1, sizeof(*c));
+                if (!c || atomic_load(&s->connections) >= MAX_CONNECTIONS ||
+                    peer_credentials(fd, &c->peer) < 0) {
+                        log_warn("refusing a connection (limit reached or no credentials)");
+                        free(c);
+                        close(fd);
+                        continue;
+                }
+                c->srv = s;
+                c->fd = fd;
+                atomic_fetch_add(&s->connections, 1);
+                if (pthread_create(&t, &attr, conn_thread, c) != 0) {
+                        atomic_fetch_sub(&s->connections, 1);
+                        close(fd);
+                        free(c);
+                }
+        }
+        pthread_attr_destroy(&attr);
+        return 0;
+}
+
+void server_stop(struct server *s)
+{
+        ssize_t k _unused_ = write(s->stop_pipe[1], "x", 1);
+}
+
+void server_free(struct server *s)
+{
+        if (!s)
+                return;
+        if (s->listen_fd >= 0)
+                close(s->listen_fd);
+        if (!s->activated && s->path[0])
+                unlink(s->path);
+        close(s->stop_pipe[0]);
+        close(s->stop_pipe[1]);
+        free(s);
+}

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "access.h"
+#include "keys.h"
+#include "shared/config.h"
+#include "engine/engine.h"
+
+struct server;
+
+struct daemon_state {
+        const struct dkm_config *cfg;
+        struct keys *keys;
+        struct engine_info engine;
+        uint64_t started_usec;
+        keyring_serial_t ring;
+};
+
+/* Binds the configured socket (or takes a socket-activated one from
+ * systemd: LISTEN_FDS). */
+int server_new(const struct daemon_state *st, struct server **ret, char *err, size_t err_size);
+/* Serves until server_stop() is called (from a signal handler thread). */
+int server_run(struct server *s);
+void server_stop(struct server *s);
+void server_free(struct server *s);
+
+/* Handles one parsed request from peer; builds the reply. */
+struct wire_msg;
+struct wire_builder;
+void handle_request(const struct daemon_state *st, const struct peer *peer,
+                    const struct wire_msg *req, struct wire_builder *reply);

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The private crypto engine interface.  dkm needs one AEAD (AES-256-GCM with a
+ * 96-bit nonce and a 128-bit tag) and random bytes; each engine implements
+ * exactly that.  Everything returns 0 or a negative errno.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define ENGINE_KEY_SIZE 32
+#define ENGINE_NONCE_SIZE 12
+#define ENGINE_TAG_SIZE 16
+
+enum engine_kind {
+        ENGINE_AUTO = 0,
+        ENGINE_KERNEL,
+        ENGINE_OPENSSL,
+};
+
+struct engine_info {
+        const char *name;   /* "kernel" or "openssl" */
+        char driver[128];   /* e.g. "generic-gcm-aesni" or "OpenSSL 3.0.x" */
+        char reason[256];   /* why this engine was chosen, or why another was not */
+};
+
+/* One AEAD transform; not thread-safe, use one per thread. */
+struct engine_aead;
+
+struct engine_ops {
+        const char *name;
+        /* Checks that the engine can serve gcm(aes) with 256-bit keys.  On
+         * failure fills ret_reason with what is missing (CONFIG_* option,
+         * module or package).  */
+        int (*probe)(char *ret_reason, size_t reason_size);
+        /* Name of the implementation that serves gcm(aes). */
+        int (*driver)(char *ret, size_t size);
+        int (*aead_new)(struct engine_aead **ret);
+        void (*aead_free)(struct engine_aead *a);
+        /* out must hold in_len + ENGINE_TAG_SIZE bytes (ciphertext || tag). */
+        int (*seal)(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE],
+                    const uint8_t nonce[ENGINE_NONCE_SIZE], const uint8_t *aad, size_t aad_len,
+                    const uint8_t *in, size_t in_len, uint8_t *out);
+        /* in is ciphertext || tag (in_len >= ENGINE_TAG_SIZE); out holds
+         * in_len - ENGINE_TAG_SIZE bytes.  -EBADMSG when authentication fails;
+         * out is wiped then. */
+        int (*open)(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE],
+                    const uint8_t nonce[ENGINE_NONCE_SIZE], const uint8_t *aad, size_t aad_len,
+                    const uint8_t *in, size_t in_len, uint8_t *out);
+};
+
+extern const struct engine_ops engine_kernel_ops;
+extern const struct engine_ops engine_openssl_ops;
+
+int engine_kind_from_string(const char *s, enum engine_kind *ret);
+
+/* Picks an engine: for ENGINE_AUTO the kernel when its probe succeeds, else
+ * openssl.  An explicitly requested engine that fails its probe is an error
+ * (-ENOTSUP) with the reason filled in.  ret_info says which and why. */
+int engine_select(enum engine_kind want, const struct engine_ops **ret_ops,
+                  struct engine_info *ret_info);
+
+/* Cryptographically secure random bytes (getrandom). */
+int engine_random(void *buf, size_t len);
+
+/* The kernel engine carries a whole message through the AF_ALG socket
+ * buffers, so seal/open return -EMSGSIZE when AAD + data + tag exceed about
+ * net.core.wmem_default (208 KiB by default); keep segments at 64 KiB.
+ *
+ * For tests: the driver of the highest-priority, non-internal entry called
+ * alg in a /proc/crypto listing; -ENOENT when there is none. */
+int engine_kernel_parse_crypto(FILE *f, const char *alg, char *ret, size_t size);

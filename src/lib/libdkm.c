@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <syslog.h>
+
+#include "dkm/dkm.h"
+#include "shared/format.h"
+#include "shared/util.h"
+#include "shared/wire.h"
+
+struct dkm_client {
+        int fd;
+        pthread_mutex_t lock;
+        char error[512];
+};
+
+static struct {
+        pthread_mutex_t lock;
+        dkm_log_fn fn;
+        void *userdata;
+} logger = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+_public_ void dkm_set_log_callback(dkm_log_fn fn, void *userdata)
+{
+        pthread_mutex_lock(&logger.lock);
+        logger.fn = fn;
+        logger.userdata = userdata;
+        pthread_mutex_unlock(&logger.lock);
+}
+
+static void lib_log(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void lib_log(int priority, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        pthread_mutex_lock(&logger.lock);
+        if (logger.fn) {
+                va_start(ap, fmt);
+                vsnprintf(msg, sizeof(msg), fmt, ap);
+                va_end(ap);
+                logger.fn(priority, msg, logger.userdata);
+        }
+        pthread_mutex_unlock(&logger.lock);
+}
+
+static int set_error(dkm_client *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(dkm_client *c, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(c->error, sizeof(c->error), fmt, ap);
+        va_end(ap);
+        lib_log(LOG_DEBUG, "%s", c->error);
+        return r;
+}
+
+_public_ const char *dkm_last_error(dkm_client *c)
+{
+        return c ? c->error : "no client";
+}
+
+_public_ int dkm_connect(const char *socket_path, dkm_client **ret)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        dkm_client *c;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!socket_path)
+                socket_path = getenv("DKM_SOCKET");
+        if (!socket_path || !*socket_path)
+                socket_path = "/run/dkm/dkmd.sock";
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, socket_path);
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        pthread_mutex_init(&c->lock, NULL);
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                r = negative_errno();
+                lib_log(LOG_DEBUG, "cannot connect to %s: %s", socket_path, strerror(-r));
+                if (c->fd >= 0)
+                        close(c->fd);
+                free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+_public_ void dkm_disconnect(dkm_client *c)
+{
+        if (!c)
+                return;
+        close(c->fd);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+_public_ void dkm_free_secret(void *p, size_t len)
+{
+        if (p) {
+                secure_wipe(p, len);
+                free(p);
+        }
+}
+
+/* Sends a request and waits for its reply: *ret_buf holds the raw reply and
+ * ret_msg points into it.  Error replies become -errno with c->error set. */
+static int call(dkm_client *c, struct wire_builder *req, uint8_t **ret_buf, size_t *ret_len,
+                struct wire_msg *ret_msg)
+{
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        const char *why;
+        int r;
+
+        r = wire_finish(req);
+        if (r < 0) {
+                wire_builder_free(req);
+                return set_error(c, r, "request too large (the limit is %d bytes of data)",
+                                 WIRE_MAX_DATA);
+        }
+        pthread_mutex_lock(&c->lock);
+        r = wire_send(c->fd, req->buf, req->len);
+        if (r >= 0)
+                r = wire_recv(c->fd, &buf, &len);
+        pthread_mutex_unlock(&c->lock);
+        wire_builder_free(req);
+        if (r < 0)
+                return set_error(c, r, "lost the connection to dkmd: %s", strerror(-r));
+        r = wire_parse(buf, len, ret_msg, &why);
+        if (r < 0) {
+                wire_free_buf(buf, len);
+                return set_error(c, r, "malformed reply from dkmd: %s", why);
+        }
+        if (ret_msg->type == WIRE_REPLY_ERROR) {
+                uint32_t e = EIO;
+                char msg[512] = "";
+
+                wire_get_u32(ret_msg, WIRE_TAG_ERRNO, &e);
+                if (wire_get_string(ret_msg, WIRE_TAG_MESSAGE, msg, sizeof(msg)) < 0)
+                        snprintf(msg, sizeof(msg), "%s", strerror((int)e));
+                wire_free_buf(buf, len);
+                return set_error(c, e == 0 ? -EIO : -(int)e, "%s", msg);
+        }
+        if (ret_msg->type != WIRE_REPLY_OK) {
+                wire_free_buf(buf, len);
+                return set_error(c, -EBADMSG, "unexpected reply type from dkmd");
+        }
+        c->error[0] = 0;
+        *ret_buf = buf;
+        *ret_len = len;
+        return 0;
+}
+
+static int add_context(dkm_client *c, struct wire_builder *b, const dkm_context_pair *ctx,
+                       size_t n)
+{
+        char field[CONTEXT_MAX_KEY + 1 + CONTEXT_MAX_VALUE];
+
+        if (n > CONTEXT_MAX_PAIRS)
+                return set_error(c, -EINVAL, "too many context pairs (at most %d)", CONTEXT_MAX_PAIRS);
+        for (size_t i = 0; i < n; i++) {
+                size_t kl, vl;
+
+                if (!ctx[i].key || !ctx[i].value)
+                        return set_error(c, -EINVAL, "context pair %zu is incomplete", i);
+                kl = strlen(ctx[i].key);
+                vl = strlen(ctx[i].value);
+                if (kl == 0 || kl > CONTEXT_MAX_KEY || vl > CONTEXT_MAX_VALUE)
+                        return set_error(c, -EINVAL, "context key or value too long or empty");
+                memcpy(field, ctx[i].key, kl);
+                field[kl] = 0;
+                memcpy(field + kl + 1, ctx[i].value, vl);
+                wire_add(b, WIRE_TAG_CONTEXT, field, kl + 1 + vl);
+        }
+        return 0;
+}
+
+/* A request whose reply carries DATA. */
+static int data_call(dkm_client *c, uint16_t type, const char *policy,
+                     const dkm_context_pair *ctx, size_t n_ctx, const void *in, size_t len,
+                     uint8_t **ret, size_t *ret_len)
+{
+        struct wire_builder b;
+        struct wire_msg *m;
+        const struct wire_field *f;
+        uint8_t *buf, *out;
+        size_t blen;
+        int r;
+
+        if (!c || !ret || !ret_len || (!in && len))
+                return -EINVAL;
+        m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        wire_begin(&b, type);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        r = add_context(c, &b, ctx, n_ctx);
+        if (r < 0) {
+                wire_builder_free(&b);
+                free(m);
+                return r;
+        }
+        wire_add(&b, WIRE_TAG_DATA, in, len);
+        r = call(c, &b, &buf, &blen, m);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        f = wire_get(m, WIRE_TAG_DATA);
+        if (!f) {
+                r = set_error(c, -EBADMSG, "reply from dkmd carries no data");
+                goto out;
+        }
+        out = malloc(f->len ? f->len : 1);
+        if (!out) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(out, f->value, f->len);
+        *ret = out;
+        *ret_len = f->len;
+out:
+        wire_free_buf(buf, blen);
+        free(m);
+        return r;
+}
+
+_public_ int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx,
+                         size_t n_ctx, const void *plaintext, size_t len, uint8_t **ret,
+                         size_t *ret_len)
+{
+        return data_call(c, WIRE_ENCRYPT, policy, ctx, n_ctx, plaintext, len, ret, ret_len);
+}
+
+_public_ int dkm_decrypt(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+                         const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len)
+{
+        return data_call(c, WIRE_DECRYPT, NULL, ctx, n_ctx, ciphertext, len, ret, ret_len);
+}
+
+_public_ int dkm_rewrap(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+                        const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len)
+{
+        return data_call(c, WIRE_REWRAP, NULL, ctx, n_ctx, ciphertext, len, ret, ret_len);
+}
+
+/* A request whose reply carries JSON text. */
+static int json_call(dkm_client *c, uint16_t type, const char *policy, const void *data,
+                     size_t len, const uint32_t *generation, char **ret)
+{
+        struct wire_builder b;
+        struct wire_msg *m;
+        const struct wire_field *f;
+        uint8_t *buf;
+        size_t blen;
+        char *s;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        wire_begin(&b, type);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        if (data)
+                wire_add(&b, WIRE_TAG_DATA, data, len);
+        if (generation)
+                wire_add_u32(&b, WIRE_TAG_GENERATION, *generation);
+        r = call(c, &b, &buf, &blen, m);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        f = wire_get(m, WIRE_TAG_JSON);
+        if (!f)
+                r = set_error(c, -EBADMSG, "reply from dkmd carries no JSON");
+        else if (ret) {
+                s = strndup((const char *)f->value, f->len);
+                if (!s)
+                        r = -ENOMEM;
+                else
+                        *ret = s;
+        }
+        wire_free_buf(buf, blen);
+        free(m);
+        return r;
+}
+
+_public_ int dkm_status_json(dkm_client *c, char **ret)
+{
+        return json_call(c, WIRE_STATUS, NULL, NULL, 0, NULL, ret);
+}
+
+_public_ int dkm_key_list_json(dkm_client *c, const char *policy, char **ret)
+{
+        return json_call(c, WIRE_KEY_LIST, policy, NULL, 0, NULL, ret);
+}
+
+_public_ int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation)
+{
+        _cleanup_free_ char *json = NULL;
+        unsigned g;
+        int r;
+
+        r = json_call(c, WIRE_KEY_ROTATE, policy, NULL, 0, NULL, &json);
+        if (r < 0)
+                return r;
+        if (sscanf(json, "{\"generation\":%u}", &g) != 1)
+                return set_error(c, -EBADMSG, "malformed rotate reply from dkmd");
+        if (ret_generation)
+                *ret_generation = g;
+        return 0;
+}
+
+_public_ int dkm_key_retire(dkm_client *c, const char *policy, uint32_t generation)
+{
+        return json_call(c, WIRE_KEY_RETIRE, policy, NULL, 0, &generation, NULL);
+}
+
+_public_ int dkm_inspect(dkm_client *c, const void *ciphertext, size_t len, dkm_inspect_info *ret)
+{
+        _cleanup_free_ char *json = NULL;
+        struct format_header h;
+        dkm_inspect_info info = { 0 };
+        const char *why;
+        int r;
+
+        if (!c || !ret || !ciphertext)
+                return -EINVAL;
+        /* Parse locally first: a malformed input gets the same clear error
+         * without a round trip. */
+        r = format_parse(ciphertext, len, &h, &why);
+        if (r < 0)
+                return set_error(c, r, "%s", why);
+        r = json_call(c, WIRE_INSPECT, NULL, ciphertext, len, NULL, &json);
+        if (r < 0)
+                return r;
+        info.version = h.version;
+        uuid_to_string(h.policy_id, info.policy_id);
+        info.generation = h.generation;
+        snprintf(info.algorithm, sizeof(info.algorithm), "AES-256-GCM");
+        info.payload_len = len - FORMAT_OVERHEAD;
+        {
+                json_object *o = json_tokener_parse(json), *v;
+
+                if (!o)
+                        return set_error(c, -EBADMSG, "malformed inspect reply from dkmd");
+                if (json_object_object_get_ex(o, "policy", &v) && json_object_is_type(v, json_type_string))
+                        snprintf(info.policy_name, sizeof(info.policy_name), "%s", json_object_get_string(v));
+                if (json_object_object_get_ex(o, "state", &v) && json_object_is_type(v, json_type_string))
+                        snprintf(info.state, sizeof(info.state), "%s", json_object_get_string(v));
+                info.decryptable = json_object_object_get_ex(o, "decryptable", &v) &&
+                                   json_object_get_boolean(v);
+                json_object_put(o);
+        }
+        *ret = info;
+        return 0;
+}

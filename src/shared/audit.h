@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The one place that speaks libaudit.  Records go to the Linux audit
+ * subsystem as AUDIT_CRYPTO_KEY_USER (key life cycle and key use) or
+ * AUDIT_USER_ACCT (access decisions, res=failed for refusals) or
+ * AUDIT_USYS_CONFIG (configuration changes), in key=value fields
+ * that ausearch -i interprets.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Who asked: taken from the peer's credentials and /proc/<pid>.  Recorded
+ * as opid= id= oauid= oses= ogid= ocomm= oexe= (audit.c says why). */
+struct audit_subject {
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        uid_t auid;   /* (uid_t)-1 when unset */
+        char exe[256]; /* "" when unreadable (another user's process) */
+        char comm[16]; /* "" when unknown */
+        uint32_t ses; /* audit session, (uint32_t)-1 when unset */
+};
+
+/* Fills subject from pid/uid/gid (reads /proc/pid/loginuid, sessionid,
+ * comm and exe).  Use this rather than filling the struct by hand. */
+void audit_subject_from_peer(struct audit_subject *s, pid_t pid, uid_t uid, gid_t gid);
+
+/* Opens the audit netlink socket (no privilege needed to open; sending needs
+ * CAP_AUDIT_WRITE).  Idempotent.  Test hook: when the environment has
+ * DKM_AUDIT_FAIL=1 at this call, no socket is opened and every
+ * audit_record() returns -EIO, so tests can prove that callers fail closed.
+ * Note: with the kernel's audit disabled (auditctl -e 0) the kernel still
+ * acknowledges records, and drops them; that is the administrator's call. */
+int audit_open_log(void);
+void audit_close_log(void);
+
+enum audit_kind {
+        AUDIT_KIND_KEY,    /* key life cycle and use: CRYPTO_KEY_USER */
+        AUDIT_KIND_ACCESS, /* access granted/refused: USER_ACCT (res=failed) */
+        AUDIT_KIND_CONFIG, /* configuration changes: USYS_CONFIG */
+};
+
+/* Writes one record: op=<op> plus the subject's fields plus extra, a
+ * space-separated list of key=value fields (values encoded by the caller with
+ * audit_value()).  success selects res=success or res=failed.  Returns 0 when
+ * the kernel accepted the record, -errno otherwise: -ENOTCONN when the log is
+ * not open, -EPERM without CAP_AUDIT_WRITE, -ECONNREFUSED without audit in
+ * the kernel, -EIO under DKM_AUDIT_FAIL=1, -E2BIG when too long, -EINVAL for
+ * a bad op or extra: op is one token without spaces, quotes or '=', and each
+ * extra field must be name=value with name [a-z0-9_-], not one of the names
+ * the record already carries or that ausearch would misread (ending in uid,
+ * exe, res, comm, acct, addr, ...), and value plain (no spaces, quotes or
+ * '=') or as audit_value() made it.  subj NULL: dkmd acting on its own. */
+int audit_record(enum audit_kind kind, const char *op, const struct audit_subject *subj,
+                 bool success, const char *extra_fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+
+/* Encodes a value for a key=value field: "quoted" when safe, else hex as
+ * libaudit's audit_encode_nv_string() does (also for ' and =, which libaudit
+ * would let through); NULL gives ?.  Returns a malloc'd string, NULL when
+ * out of memory. */
+char *audit_value(const char *s);

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * dkmd.conf: INI, with the section and key names fixed by DESIGN.md §11.
+ * Unknown sections or keys and bad values are errors that name the file,
+ * the line and the problem.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "engine/engine.h"
+
+#define DKM_DEFAULT_CONFIG "/etc/dkm/dkmd.conf"
+#define DKM_DEFAULT_SOCKET "/run/dkm/dkmd.sock"
+#define DKM_DEFAULT_STATE_DIR "/var/lib/dkm"
+
+struct dkm_config {
+        /* [daemon] */
+        char *socket;
+        char *state_dir;
+        enum engine_kind engine;
+        char *master_key;           /* path; default <state_dir>/master.key */
+        /* [groups]: names are resolved to gids at load time */
+        gid_t users_gid, operators_gid, approvers_gid;
+        /* [rotation] */
+        uint64_t max_age_usec;      /* default 30d */
+        uint64_t max_uses;          /* default 2^30 */
+        /* [access] */
+        unsigned approvals_required; /* default 2, >= 1 */
+        uint64_t max_duration_usec;  /* default 8h */
+        uint64_t request_ttl_usec;   /* default 1h */
+        /* [policy] */
+        unsigned max_policies;       /* default 50 */
+        uint64_t hedge_delay_usec;   /* default 50ms */
+        uint64_t cache_ttl_usec;     /* default 2h */
+        /* [store] */
+        char *store_backend;         /* "sqlite" (default) or "etcd" */
+        char *store_endpoints;
+        char *store_cacert, *store_cert, *store_key;
+        /* [audit] */
+        bool audit_fail_closed;      /* default yes */
+};
+
+/* Defaults, with groups resolved by name; a default group that does not
+ * exist is left as (gid_t)-1 (this cannot fail; config_load does).  Strings
+ * are malloc'd: config_free() them. */
+void config_init_defaults(struct dkm_config *c);
+
+/* Parses path into c (which config_load initialises with defaults first).
+ * On error returns -EINVAL (or -errno for I/O) and writes a one-line message
+ * such as "dkmd.conf:7: [rotation] max_age: bad duration '1x'" to err; c is
+ * then left untouched (nothing to free).  Errors: unknown section or key,
+ * duplicate key, bad or out-of-range value, relative path, indented line,
+ * line longer than inih's buffer (197 characters), NUL byte, a group name
+ * that does not resolve (also a default group the file did not override),
+ * etcd settings that do not fit the backend.  master_key defaults to
+ * <state_dir>/master.key.  Resolves group names through NSS. */
+int config_load(const char *path, struct dkm_config *c, char *err, size_t err_size);
+
+/* Parses from a memory buffer instead of a file; name is used in messages. */
+int config_parse_string(const char *text, const char *name, struct dkm_config *c,
+                        char *err, size_t err_size);
+
+void config_free(struct dkm_config *c);

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel keyring, through libkeyutils.  Every call here turns
+ * libkeyutils' "-1 and errno" into -errno; nothing else in dkm links
+ * against it.
+ *
+ * Permissions are possessor-only.  Possession is a property of the calling
+ * process's keyrings, not of its uid: the keys below are reachable from the
+ * process (or session) keyring of dkmd, so dkmd can use them whatever its
+ * uid, and root gets no access by being root (no uid bits are set).  A child
+ * forked from dkmd does not inherit the process keyring, so with
+ * attach_to_process it cannot reach the keys either; a session keyring, by
+ * contrast, is inherited across fork() and setuid().
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <keyutils.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "keyring.h"
+#include "util.h"
+
+#define KEY_PERM_POSSESSOR_ONLY \
+        (KEY_POS_VIEW | KEY_POS_READ | KEY_POS_SEARCH | KEY_POS_WRITE | KEY_POS_SETATTR | \
+         KEY_POS_LINK)
+
+/* libkeyutils returns -1 (or a long) with errno set on failure. */
+static int keyerr(long r)
+{
+        return r < 0 ? negative_errno() : 0;
+}
+
+int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret)
+{
+        key_serial_t target = attach_to_process ? KEY_SPEC_PROCESS_KEYRING : KEY_SPEC_SESSION_KEYRING;
+        long found;
+        key_serial_t ring;
+        int r;
+
+        if (!name || !*name || !ret)
+                return -EINVAL;
+
+        /* add_key() of a keyring never finds an existing one: it would make a
+         * new keyring and displace the link to ours.  So look first. */
+        found = keyctl_search(target, "keyring", name, 0);
+        if (found >= 0) {
+                ring = (key_serial_t)found;
+        } else {
+                r = negative_errno();
+                /* No process keyring yet reads as -ENOKEY as well. */
+                if (r != -ENOKEY && r != -EKEYEXPIRED && r != -EKEYREVOKED)
+                        return r;
+                ring = add_key("keyring", name, NULL, 0, target);
+                if (ring < 0)
+                        return negative_errno();
+        }
+
+        /* Also for a found keyring: somebody may have loosened it. */
+        r = keyerr(keyctl_setperm(ring, KEY_POS_ALL));
+        if (r < 0)
+                return r;
+        *ret = ring;
+        return 0;
+}
+
+int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                unsigned timeout_sec, keyring_serial_t *ret)
+{
+        key_serial_t key;
+        int r;
+
+        if (!desc || !*desc || (!payload && len) || !ret)
+                return -EINVAL;
+
+        key = add_key("user", desc, payload, len, ring);
+        if (key < 0)
+                return negative_errno();
+
+        /* The kernel's default adds KEY_USR_VIEW; take it away.  The timeout
+         * is set even when 0: add_key() on an existing description updates
+         * that key, which must not keep an older timeout. */
+        r = keyerr(keyctl_setperm(key, KEY_PERM_POSSESSOR_ONLY));
+        if (r >= 0)
+                r = keyerr(keyctl_set_timeout(key, timeout_sec));
+        if (r < 0) {
+                /* Never leave a key behind without its limits. */
+                (void)keyctl_invalidate(key);
+                return r;
+        }
+        *ret = key;
+        return 0;
+}
+
+int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret)
+{
+        long r;
+
+        if (!desc || !ret)
+                return -EINVAL;
+        r = keyctl_search(ring, "user", desc, 0);
+        if (r < 0)
+                return negative_errno();
+        *ret = (keyring_serial_t)r;
+        return 0;
+}
+
+int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len)
+{
+        long r;
+
+        if ((!buf && size) || !ret_len)
+                return -EINVAL;
+
+        /* Straight into the caller's buffer: no heap copy of the secret.
+         * keyctl_read() returns the full payload length and copies at most
+         * size bytes, so a short buffer holds a truncated secret: wipe it. */
+        r = keyctl_read(key, buf, size);
+        if (r < 0)
+                return negative_errno();
+        if ((size_t)r > size) {
+                secure_wipe(buf, size);
+                return -ENOBUFS;
+        }
+        *ret_len = (size_t)r;
+        return 0;
+}
+
+int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec)
+{
+        return keyerr(keyctl_set_timeout(key, timeout_sec));
+}
+
+/* /proc/keys timeout column: "perm", "expd" or a count with a unit that
+ * grows with the value (s below a minute, then m, h, d, w), rounded down. */
+static int parse_proc_timeout(const char *s, uint64_t *ret_sec)
+{
+        unsigned long long n;
+        char unit, extra;
+        uint64_t mult;
+
+        if (strcmp(s, "perm") == 0) {
+                *ret_sec = 0;
+                return 0;
+        }
+        if (strcmp(s, "expd") == 0)
+                return -EKEYEXPIRED;
+        if (sscanf(s, "%llu%c%c", &n, &unit, &extra) != 2)
+                return -EBADMSG;
+        switch (unit) {
+        case 's': mult = 1; break;
+        case 'm': mult = 60; break;
+        case 'h': mult = 3600; break;
+        case 'd': mult = 86400; break;
+        case 'w': mult = 604800; break;
+        default: return -EBADMSG;
+        }
+        /* "0s" can show in the last second; 0 would read as "no expiry". */
+        *ret_sec = n ? n * mult : 1;
+        return 0;
+}
+
+int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec)
+{
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        FILE *f;
+        int r = -ENOKEY;
+
+        if (!ret_sec)
+                return -EINVAL;
+
+        /* There is no keyctl that reports a key's expiry; /proc/keys is the
+         * only source.  It lists the keys the reader may view, possession
+         * included. */
+        f = fopen("/proc/keys", "re");
+        if (!f)
+                return negative_errno();
+        while (getline(&line, &cap, f) > 0) {
+                unsigned serial;
+                char flags[16], timeout[16];
+                int usage;
+
+                if (sscanf(line, "%x %15s %d %15s", &serial, flags, &usage, timeout) != 4)
+                        continue;
+                if ((keyring_serial_t)serial != key)
+                        continue;
+                /* Flags: I R D Q U N i (instantiated, revoked, dead, quota,
+                 * under construction, negative, invalidated). */
+                if (strlen(flags) != 7)
+                        r = -EBADMSG;
+                else if (flags[1] == 'R')
+                        r = -EKEYREVOKED;
+                else if (flags[2] == 'D' || flags[6] == 'i' || flags[5] == 'N')
+                        r = -ENOKEY;
+                else {
+                        uint64_t sec;
+
+                        r = parse_proc_timeout(timeout, &sec);
+                        if (r == 0)
+                                *ret_sec = sec;
+                }
+                break;
+        }
+        fclose(f);
+        return r;
+}
+
+int keyring_invalidate(keyring_serial_t key)
+{
+        /* Invalidation makes the key unreachable for everyone at once and
+         * the kernel's garbage collector then unlinks it from every keyring
+         * that holds it.  An explicit keyctl_unlink() afterwards cannot work
+         * (the key can no longer be looked up) and one before would cost us
+         * possession, which invalidation needs. */
+        return keyerr(keyctl_invalidate(key));
+}
+
+int keyring_list(keyring_serial_t ring, keyring_serial_t **ret, size_t *ret_n)
+{
+        _cleanup_free_ key_serial_t *v = NULL;
+        size_t cap = 0;
+        long r;
+
+        if (!ret || !ret_n)
+                return -EINVAL;
+
+        /* Reading a keyring yields its serials; it may grow between the
+         * size query and the read, so loop until the buffer was big enough. */
+        for (;;) {
+                r = keyctl_read(ring, (char *)v, cap * sizeof(*v));
+                if (r < 0)
+                        return negative_errno();
+                if ((size_t)r <= cap * sizeof(*v))
+                        break;
+                free(v);
+                cap = (size_t)r / sizeof(*v) + 4;
+                v = calloc(cap, sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+        }
+        if (r == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        *ret_n = (size_t)r / sizeof(*v);
+        *ret = v;
+        v = NULL;
+        return 0;
+}
+
+int keyring_describe(keyring_serial_t key, char *buf, size_t size)
+{
+        long r;
+
+        if (!buf || size == 0)
+                return -EINVAL;
+        /* Returns the length including the NUL; copies at most size bytes,
+         * unterminated when short. */
+        r = keyctl_describe(key, buf, size);
+        if (r < 0)
+                return negative_errno();
+        if ((size_t)r > size) {
+                buf[0] = '\0';
+                return -ENOBUFS;
+        }
+        return 0;
+}

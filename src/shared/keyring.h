@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The one place that speaks libkeyutils (-1 plus errno) and turns it into
+ * -errno.  dkmd keeps unwrapped keys in a dedicated keyring of its own, as
+ * "user" keys readable only by their possessor, each with a timeout.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef int32_t keyring_serial_t;
+
+/* Finds or creates the keyring called name, linked into the process keyring
+ * (so that it dies with the process) when attach_to_process is set, else the
+ * session keyring.  Permissions: possessor all, nobody else anything. */
+int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret);
+
+/* Adds (or replaces) a key of type "user" with the description in ring,
+ * setting possessor-only permissions and a timeout (seconds, 0 = none). */
+int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                unsigned timeout_sec, keyring_serial_t *ret);
+
+/* Searches ring for a "user" key by description.  -ENOKEY when absent,
+ * -EKEYEXPIRED, -EKEYREVOKED as the kernel says.  Treat all three as "not
+ * cached": an expired key reads -EKEYEXPIRED until the garbage collector
+ * reaps it (gc_delay, 5 min) and -ENOKEY after; an invalidated one reads
+ * -EKEYREVOKED for the moment before it is unlinked. */
+int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret);
+
+/* Reads the payload straight into buf (size bytes, no copy on the heap);
+ * *ret_len is the payload length.  -ENOBUFS if buf is too small: the kernel
+ * may have written a truncated payload there, which is then wiped. */
+int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len);
+
+int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec);
+
+/* Seconds until the key expires: 0 for no expiry; -EKEYEXPIRED,
+ * -EKEYREVOKED, -ENOKEY.  Read from /proc/keys (no keyctl reports expiry),
+ * whose resolution grows with the value: exact below a minute, then whole
+ * minutes, hours, days, weeks; rounded down, so "5m" gives 300. */
+int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec);
+
+/* Invalidates a key: gone at once for everyone; the kernel's garbage
+ * collector then unlinks it from every keyring (asynchronously). */
+int keyring_invalidate(keyring_serial_t key);
+
+/* Serial numbers of all keys linked in ring: a malloc'd array (free()),
+ * NULL when the ring is empty. */
+int keyring_list(keyring_serial_t ring, keyring_serial_t **ret, size_t *ret_n);
+/* "type;uid;gid;perm;description" into buf; -ENOBUFS if it does not fit. */
+int keyring_describe(keyring_serial_t key, char *buf, size_t size);

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "format.h"
+#include "util.h"
+#include "wire.h"
+
+struct tag_rule {
+        uint32_t max_len;
+        bool repeatable;
+};
+
+static const struct tag_rule tag_rules[_WIRE_TAG_MAX] = {
+        [WIRE_TAG_POLICY] = { 64, false },
+        [WIRE_TAG_DATA] = { WIRE_MAX_DATA + FORMAT_OVERHEAD, false },
+        [WIRE_TAG_CONTEXT] = { CONTEXT_MAX_KEY + 1 + CONTEXT_MAX_VALUE, true },
+        [WIRE_TAG_GENERATION] = { 4, false },
+        [WIRE_TAG_JSON] = { WIRE_MAX_DATA, false },
+        [WIRE_TAG_ERRNO] = { 4, false },
+        [WIRE_TAG_MESSAGE] = { 512, false },
+};
+
+static const char *const type_names[_WIRE_TYPE_MAX] = {
+        [WIRE_REPLY_OK] = "ok",
+        [WIRE_REPLY_ERROR] = "error",
+        [WIRE_STATUS] = "status",
+        [WIRE_ENCRYPT] = "encrypt",
+        [WIRE_DECRYPT] = "decrypt",
+        [WIRE_INSPECT] = "inspect",
+        [WIRE_REWRAP] = "rewrap",
+        [WIRE_KEY_LIST] = "key-list",
+        [WIRE_KEY_ROTATE] = "key-rotate",
+        [WIRE_KEY_RETIRE] = "key-retire",
+};
+
+const char *wire_type_name(uint16_t type)
+{
+        if (type < _WIRE_TYPE_MAX && type_names[type])
+                return type_names[type];
+        return NULL;
+}
+
+int wire_parse(const uint8_t *buf, size_t len, struct wire_msg *ret, const char **ret_error)
+{
+        size_t off = WIRE_HEADER_SIZE, n;
+        uint32_t seen = 0;
+
+        if (len < WIRE_HEADER_SIZE || memcmp(buf, WIRE_MAGIC, 4) != 0) {
+                *ret_error = "not a dkm protocol message";
+                return -EBADMSG;
+        }
+        if (len > WIRE_MAX_MESSAGE) {
+                *ret_error = "message too large";
+                return -EMSGSIZE;
+        }
+        ret->type = get_le16(buf + 4);
+        if (!wire_type_name(ret->type)) {
+                *ret_error = "unknown request type";
+                return -EBADMSG;
+        }
+        n = get_le16(buf + 6);
+        if (n > WIRE_MAX_FIELDS) {
+                *ret_error = "too many fields";
+                return -EBADMSG;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct wire_field *f = &ret->fields[i];
+
+                if (len - off < WIRE_FIELD_HEADER) {
+                        *ret_error = "truncated field header";
+                        return -EBADMSG;
+                }
+                f->tag = get_le16(buf + off);
+                f->len = get_le32(buf + off + 2);
+                off += WIRE_FIELD_HEADER;
+                if (f->tag == 0 || f->tag >= _WIRE_TAG_MAX) {
+                        *ret_error = "unknown field tag";
+                        return -EBADMSG;
+                }
+                if (f->len > tag_rules[f->tag].max_len) {
+                        *ret_error = "field exceeds its size limit";
+                        return -EBADMSG;
+                }
+                if (f->len > len - off) {
+                        *ret_error = "truncated field";
+                        return -EBADMSG;
+                }
+                if (!tag_rules[f->tag].repeatable) {
+                        if (seen & (1u << f->tag)) {
+                                *ret_error = "field repeated";
+                                return -EBADMSG;
+                        }
+                        seen |= 1u << f->tag;
+                }
+                f->value = buf + off;
+                off += f->len;
+        }
+        if (off != len) {
+                *ret_error = "trailing bytes after the last field";
+                return -EBADMSG;
+        }
+        ret->n_fields = n;
+        return 0;
+}
+
+const struct wire_field *wire_get(const struct wire_msg *m, uint16_t tag)
+{
+        for (size_t i = 0; i < m->n_fields; i++)
+                if (m->fields[i].tag == tag)
+                        return &m->fields[i];
+        return NULL;
+}
+
+int wire_get_string(const struct wire_msg *m, uint16_t tag, char *buf, size_t size)
+{
+        const struct wire_field *f = wire_get(m, tag);
+
+        if (!f)
+                return -ENOENT;
+        if (f->len >= size || memchr(f->value, 0, f->len))
+                return -EBADMSG;
+        memcpy(buf, f->value, f->len);
+        buf[f->len] = 0;
+        return 0;
+}
+
+int wire_get_u32(const struct wire_msg *m, uint16_t tag, uint32_t *ret)
+{
+        const struct wire_field *f = wire_get(m, tag);
+
+        if (!f)
+                return -ENOENT;
+        if (f->len != 4)
+                return -EBADMSG;
+        *ret = get_le32(f->value);
+        return 0;
+}
+
+static void reserve(struct wire_builder *b, size_t more)
+{
+        size_t cap;
+        uint8_t *p;
+
+        if (b->error)
+                return;
+        if (b->len + more > WIRE_MAX_MESSAGE) {
+                b->error = -E2BIG;
+                return;
+        }
+        if (b->len + more <= b->cap)
+                return;
+        cap = b->cap ? b->cap : 256;
+        while (cap < b->len + more)
+                cap *= 2;
+        /* Not realloc: the old buffer may hold plaintext and must be wiped. */
+        p = malloc(cap);
+        if (!p) {
+                b->error = -ENOMEM;
+                return;
+        }
+        if (b->buf) {
+                memcpy(p, b->buf, b->len);
+                secure_wipe(b->buf, b->cap);
+                free(b->buf);
+        }
+        b->buf = p;
+        b->cap = cap;
+}
+
+void wire_begin(struct wire_builder *b, uint16_t type)
+{
+        *b = (struct wire_builder){ 0 };
+        reserve(b, WIRE_HEADER_SIZE);
+        if (b->error)
+                return;
+        memcpy(b->buf, WIRE_MAGIC, 4);
+        put_le16(b->buf + 4, type);
+        b->len = WIRE_HEADER_SIZE;
+}
+
+void wire_add(struct wire_builder *b, uint16_t tag, const void *value, size_t len)
+{
+        if (!b->error && (tag == 0 || tag >= _WIRE_TAG_MAX || len > tag_rules[tag].max_len ||
+                          b->n_fields >= WIRE_MAX_FIELDS))
+                b->error = -E2BIG;
+        reserve(b, WIRE_FIELD_HEADER + len);
+        if (b->error)
+                return;
+        put_le16(b->buf + b->len, tag);
+        put_le32(b->buf + b->len + 2, (uint32_t)len);
+        if (len)
+                memcpy(b->buf + b->len + WIRE_FIELD_HEADER, value, len);
+        b->len += WIRE_FIELD_HEADER + len;
+        b->n_fields++;
+}
+
+void wire_add_string(struct wire_builder *b, uint16_t tag, const char *s)
+{
+        wire_add(b, tag, s, strlen(s));
+}
+
+void wire_add_u32(struct wire_builder *b, uint16_t tag, uint32_t v)
+{
+        uint8_t le[4];
+
+        put_le32(le, v);
+        wire_add(b, tag, le, sizeof(le));
+}
+
+int wire_finish(struct wire_builder *b)
+{
+        if (b->error)
+                return b->error;
+        put_le16(b->buf + 6, b->n_fields);
+        return 0;
+}
+
+void wire_builder_free(struct wire_builder *b)
+{
+        if (b->buf) {
+                secure_wipe(b->buf, b->cap);
+                free(b->buf);
+        }
+        *b = (struct wire_builder){ 0 };
+}
+
+static int write_all(int fd, const void *p, size_t n)
+{
+        const uint8_t *q = p;
+
+        while (n > 0) {
+                ssize_t k = send(fd, q, n, MSG_NOSIGNAL);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                q += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+/* 0 on success, 1 on end of stream before any byte, -errno otherwise. */
+static int read_all(int fd, void *p, size_t n)
+{
+        uint8_t *q = p;
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t k = recv(fd, q + got, n - got, 0);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        return got == 0 ? 1 : -EIO;
+                got += (size_t)k;
+        }
+        return 0;
+}
+
+int wire_send(int fd, const uint8_t *buf, size_t len)
+{
+        uint8_t hdr[4];
+        struct iovec iov[2] = {
+                { .iov_base = hdr, .iov_len = 4 },
+                { .iov_base = (void *)buf, .iov_len = len },
+        };
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+        ssize_t k;
+
+        if (len > WIRE_MAX_MESSAGE)
+                return -EMSGSIZE;
+        put_le32(hdr, (uint32_t)len);
+        /* One sendmsg for the common case; finish with write_all if short. */
+        do
+                k = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return negative_errno();
+        if ((size_t)k < 4) {
+                int r = write_all(fd, hdr + k, 4 - (size_t)k);
+                if (r < 0)
+                        return r;
+                k = 4;
+        }
+        return write_all(fd, buf + ((size_t)k - 4), len - ((size_t)k - 4));
+}
+
+int wire_recv(int fd, uint8_t **ret, size_t *ret_len)
+{
+        uint8_t hdr[4];
+        uint32_t len;
+        uint8_t *buf;
+        int r;
+
+        r = read_all(fd, hdr, 4);
+        if (r == 1)
+                return -EPIPE;
+        if (r < 0)
+                return r;
+        len = get_le32(hdr);
+        if (len > WIRE_MAX_MESSAGE)
+                return -EMSGSIZE;
+        buf = malloc(len ? len : 1);
+        if (!buf)
+                return -ENOMEM;
+        r = read_all(fd, buf, len);
+        if (r != 0) {
+                wire_free_buf(buf, len);
+                return r == 1 ? -EIO : r;
+        }
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+void wire_free_buf(uint8_t *buf, size_t len)
+{
+        if (buf) {
+                secure_wipe(buf, len);
+                free(buf);
+        }
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The store: a key-value map with a global revision, shaped after etcd v3 so
+ * a distributed backend can take SQLite's place.  Every write is a
+ * transaction of compares (on a key's mod revision) and operations; it
+ * applies all or nothing.  Values are opaque bytes (wrapped material and
+ * metadata only, never a plaintext key).  Everything returns 0 or -errno.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+
+/* Limits every backend enforces (etcd's defaults bound the last one).  Keys
+ * are non-empty UTF-8 strings, compared bytewise; a longer key or value, or a
+ * transaction with more compares or more operations, gives -E2BIG. */
+#define STORE_KEY_MAX 1024u
+#define STORE_VALUE_MAX (1024u * 1024u)
+#define STORE_TXN_OPS_MAX 128u
+
+struct store_kv {
+        char *key;
+        uint8_t *value;
+        size_t value_len;
+        uint64_t mod_revision;    /* revision of the last write of this key */
+        uint64_t create_revision; /* revision at which it was created */
+};
+
+void store_kv_clear(struct store_kv *kv);
+
+enum store_op_type {
+        STORE_PUT,
+        STORE_DELETE,
+};
+
+struct store_op {
+        enum store_op_type type;
+        const char *key;
+        const void *value; /* PUT only */
+        size_t value_len;
+};
+
+/* A compare passes when the key's mod revision equals mod_revision; 0 means
+ * "the key must not exist". */
+struct store_cmp {
+        const char *key;
+        uint64_t mod_revision;
+};
+
+struct store_ops {
+        const char *name;
+        int (*open)(const char *location, struct store **ret);
+        void (*close)(struct store *s);
+        /* -ENOENT when absent. */
+        int (*get)(struct store *s, const char *key, struct store_kv *ret);
+        /* Every key starting with prefix, sorted by key; the callback may stop
+         * the walk by returning non-zero (that value is returned). */
+        int (*range)(struct store *s, const char *prefix,
+                     int (*cb)(const struct store_kv *kv, void *userdata), void *userdata);
+        /* -ESTALE when a compare fails (nothing is written); on success
+         * *ret_revision (if non-NULL) is the new store revision.  As in etcd,
+         * the revision moves by exactly one when the transaction changed
+         * something and not at all otherwise; a key may appear in at most one
+         * operation of a transaction (-EINVAL). */
+        int (*txn)(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                   const struct store_op *ops, size_t n_ops, uint64_t *ret_revision);
+        /* Current store revision. */
+        int (*revision)(struct store *s, uint64_t *ret);
+        /* Keys under prefix changed after revision since (deleted keys are
+         * reported with value NULL); for watching.  Each key is reported once,
+         * in its latest state, ordered by mod_revision (a deletion carries the
+         * revision that deleted it).  -ERANGE when the history after since has
+         * been compacted away: resynchronise with revision() and range(). */
+        int (*changes)(struct store *s, const char *prefix, uint64_t since,
+                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata);
+};
+
+extern const struct store_ops store_sqlite_ops;
+/* How many revisions of deletions the SQLite backend remembers for changes();
+ * read when a store is opened (tests lower it). */
+extern uint64_t store_sqlite_history;
+
+/* Convenience wrappers over the ops table. */
+int store_open(const struct store_ops *ops, const char *location, struct store **ret);
+void store_close(struct store *s);
+const struct store_ops *store_ops_of(struct store *s);
+
+/* Every backend's struct store starts with this. */
+struct store_base {
+        const struct store_ops *ops;
+};

@@ -1,0 +1,141 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Helpers for integration tests that read dkm's records back from a real
+# auditd.  Source this file; it defines:
+#
+#   audit_start     make sure auditd runs and the kernel's audit is enabled,
+#                   and wait until a record makes it into the log.  Returns
+#                   0, 77 (cannot run here: not root, no auditd, no audit in
+#                   the kernel) or 1 (it should work and does not).
+#   audit_stop      undo what audit_start did, and only that: stops auditd if
+#                   we started it, disables audit again if we enabled it.
+#   audit_mark      remembers "now" in AUDIT_MARK and prints it, as the two
+#                   words "MM/DD/YY HH:MM:SS" that ausearch --start takes (C
+#                   locale).  Call it plainly, not in $(...), or set
+#                   AUDIT_MARK=$(audit_mark) yourself.
+#   audit_search ARGS...
+#                   ausearch -i ARGS, limited to records since the mark.
+#                   auditd writes asynchronously, so it retries until
+#                   ausearch finds something or AUDIT_WAIT seconds (default 10)
+#                   have passed; returns ausearch's status (0 found, 1 not).
+#                   Use AUDIT_WAIT=0 when expecting no match.
+#
+# Records are read from the log file auditd.conf names (Debian:
+# /var/log/audit/audit.log, log_format ENRICHED).
+
+AUDIT_WE_STARTED=0
+AUDIT_WE_ENABLED=0
+AUDIT_DAEMON_PID=
+AUDIT_MARK=
+
+# The pid the kernel sends records to (0 when no auditd is registered).
+_audit_kernel_pid() {
+        auditctl -s 2>/dev/null | awk '$1 == "pid" { print $2 }'
+}
+
+_audit_enabled() {
+        auditctl -s 2>/dev/null | awk '$1 == "enabled" { print $2 }'
+}
+
+_audit_running() {
+        local pid
+        pid=$(_audit_kernel_pid)
+        [ -n "$pid" ] && [ "$pid" != 0 ] && kill -0 "$pid" 2>/dev/null
+}
+
+audit_start() {
+        local i token cmd
+
+        if [ "$(id -u)" != 0 ]; then
+                echo "audit: needs root (auditd, auditctl)" >&2
+                return 77
+        fi
+        for cmd in auditd auditctl ausearch; do
+                if ! command -v "$cmd" >/dev/null; then
+                        echo "audit: $cmd not installed (Debian package auditd)" >&2
+                        return 77
+                fi
+        done
+        if ! auditctl -s >/dev/null 2>&1; then
+                # No audit in this kernel, or not in the initial pid/user
+                # namespace (containers): the kernel refuses AUDIT_GET.
+                echo "audit: the kernel's audit is not reachable (auditctl -s fails)" >&2
+                return 77
+        fi
+
+        # auditd -s enable turns the kernel's audit on as well: remember the
+        # state from before either of us touched it.
+        [ "$(_audit_enabled)" = 0 ] && AUDIT_WE_ENABLED=1
+        if ! _audit_running; then
+                # -n: no fork, so that this shell is its parent and reaps it
+                # (an init that does not reap orphans would keep a zombie).
+                auditd -n -s enable </dev/null >/dev/null 2>&1 &
+                AUDIT_DAEMON_PID=$!
+                AUDIT_WE_STARTED=1
+                for ((i = 0; i < 100; i++)); do
+                        [ "$(_audit_kernel_pid)" = "$AUDIT_DAEMON_PID" ] && break
+                        kill -0 "$AUDIT_DAEMON_PID" 2>/dev/null || break
+                        sleep 0.1
+                done
+                if [ "$(_audit_kernel_pid)" != "$AUDIT_DAEMON_PID" ]; then
+                        echo "audit: auditd did not register with the kernel" >&2
+                        audit_stop
+                        return 1
+                fi
+        fi
+        if [ "$(_audit_enabled)" = 0 ]; then
+                auditctl -e 1 >/dev/null || return 1
+        fi
+
+        # Ready means: a record we send comes back from the log.
+        token="dkm-audit-ready-$$-$RANDOM"
+        audit_mark >/dev/null
+        auditctl -m "$token" || return 1
+        for ((i = 0; i < 50; i++)); do
+                AUDIT_WAIT=0 audit_search -m USER 2>/dev/null | grep -q "$token" && return 0
+                sleep 0.2
+        done
+        echo "audit: a test record did not reach the log" >&2
+        return 1
+}
+
+audit_stop() {
+        if [ "$AUDIT_WE_STARTED" = 1 ]; then
+                kill -TERM "$AUDIT_DAEMON_PID" 2>/dev/null
+                wait "$AUDIT_DAEMON_PID" 2>/dev/null
+                AUDIT_WE_STARTED=0
+                AUDIT_DAEMON_PID=
+        fi
+        if [ "$AUDIT_WE_ENABLED" = 1 ] && [ "$(_audit_enabled)" = 1 ]; then
+                auditctl -e 0 >/dev/null 2>&1
+        fi
+        AUDIT_WE_ENABLED=0
+        return 0
+}
+
+audit_mark() {
+        # Whole seconds: --start is inclusive, so records of this second are
+        # in (and possibly a few from just before it: match on a nonce).
+        AUDIT_MARK=$(LC_ALL=C date '+%x %T')
+        echo "$AUDIT_MARK"
+}
+
+audit_search() {
+        local wait=${AUDIT_WAIT:-10} deadline rc
+        local -a start
+
+        if [ -z "$AUDIT_MARK" ]; then
+                echo "audit_search: call audit_mark first" >&2
+                return 2
+        fi
+        read -r -a start <<<"$AUDIT_MARK"
+        deadline=$((SECONDS + wait))
+        while :; do
+                LC_ALL=C ausearch -i --start "${start[@]}" "$@" 2>/dev/null
+                rc=$?
+                [ "$rc" = 0 ] && return 0
+                [ "$SECONDS" -ge "$deadline" ] && return "$rc"
+                sleep 0.2
+        done
+}

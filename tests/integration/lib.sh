@@ -1,0 +1,152 @@
+#!/bin/bash
+# Shared by the integration tests: a private dkmd instance with numeric
+# groups, and callers with real, distinct uids (setpriv).
+set -uo pipefail
+
+BUILD=${BUILD:?BUILD must name the build directory}
+BUILD=$(cd "$BUILD" && pwd)
+DKMD=$BUILD/dkmd
+DKMCTL=$BUILD/dkmctl
+
+# Identities: a service account, an operator, an approver and a human.
+USERS_GID=3901 OPERATORS_GID=3902 APPROVERS_GID=3903
+SVC_UID=2901 OP_UID=2902 APPR_UID=2903 HUMAN_UID=2904
+
+T=$(mktemp -d /tmp/dkm-it.XXXXXX)
+chmod 0755 "$T"
+# Files the callers write (dkmctl --out needs a directory it may write to).
+W=$T/w
+mkdir -p "$W"
+chmod 1777 "$W"
+CONF=$T/dkmd.conf
+SOCK=$T/run/dkmd.sock
+DKMD_PID=
+FAILED=0
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib-audit.sh"
+
+cleanup() {
+        stop_dkmd
+        audit_stop
+        rm -rf "$T"
+}
+trap cleanup EXIT
+
+# dkmd writes every key life-cycle event to the audit trail and refuses
+# privileged operations when it cannot (fail_closed): run with a real auditd.
+audit_start
+case $? in
+0) ;;
+77) echo "SKIPPED: auditd cannot run here"; exit 77 ;;
+*) echo "auditd did not start"; exit 1 ;;
+esac
+
+# write_config [extra INI lines...]: the extra lines are appended verbatim.
+write_config() {
+        mkdir -p "$T/run"
+        chmod 0755 "$T/run"
+        {
+                echo "[daemon]"
+                echo "socket=$SOCK"
+                echo "state_dir=$T/state"
+                echo "engine=${DKM_ENGINE:-auto}"
+                echo "[groups]"
+                echo "users=$USERS_GID"
+                echo "operators=$OPERATORS_GID"
+                echo "approvers=$APPROVERS_GID"
+                for l in "$@"; do echo "$l"; done
+        } > "$CONF"
+}
+
+start_dkmd() {
+        [ -f "$T/state/master.key" ] || "$DKMD" --config "$CONF" --init >>"$T/dkmd.log" 2>&1 || {
+                echo "dkmd --init failed:"; cat "$T/dkmd.log"; return 1; }
+        # Wait for this instance's own "ready" line, not an earlier one.
+        local before
+        before=$(grep -c 'ready:' "$T/dkmd.log" 2>/dev/null)
+        "$DKMD" --config "$CONF" >>"$T/dkmd.log" 2>&1 &
+        DKMD_PID=$!
+        for _ in $(seq 1 200); do
+                [ "$(grep -c 'ready:' "$T/dkmd.log")" -gt "${before:-0}" ] && return 0
+                kill -0 "$DKMD_PID" 2>/dev/null || break
+                sleep 0.05
+        done
+        echo "dkmd did not start:"; cat "$T/dkmd.log"
+        return 1
+}
+
+stop_dkmd() {
+        if [ -n "$DKMD_PID" ]; then
+                kill "$DKMD_PID" 2>/dev/null
+                wait "$DKMD_PID" 2>/dev/null
+                DKMD_PID=
+        fi
+}
+
+# Kills dkmd without letting it clean up, as a crash would.
+crash_dkmd() {
+        [ -n "$DKMD_PID" ] && kill -9 "$DKMD_PID" 2>/dev/null
+        wait "$DKMD_PID" 2>/dev/null
+        DKMD_PID=
+}
+
+dkmd_alive() { [ -n "$DKMD_PID" ] && kill -0 "$DKMD_PID" 2>/dev/null; }
+
+# as ROLE dkmctl-args...: runs dkmctl as that identity.
+as() {
+        local who=$1; shift
+        local uid gid groups
+        case $who in
+        svc) uid=$SVC_UID gid=$SVC_UID groups=$USERS_GID ;;
+        op) uid=$OP_UID gid=$OP_UID groups=$OPERATORS_GID ;;
+        appr) uid=$APPR_UID gid=$APPR_UID groups=$APPROVERS_GID ;;
+        human) uid=$HUMAN_UID gid=$HUMAN_UID groups=$HUMAN_UID ;;
+        root) "$DKMCTL" --socket "$SOCK" "$@"; return ;;
+        *) echo "unknown identity $who" >&2; return 2 ;;
+        esac
+        setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all \
+                "$DKMCTL" --socket "$SOCK" "$@"
+}
+
+pass() { echo "  ok: $*"; }
+fail() { echo "  FAIL: $*"; FAILED=1; }
+
+# check DESCRIPTION command...: passes when the command succeeds.
+check() {
+        local d=$1; shift
+        if "$@"; then pass "$d"; else fail "$d"; fi
+}
+
+# refused DESCRIPTION EXPECTED-STDERR-FRAGMENT command...: the command must
+# fail, print nothing on stdout and one line on stderr containing the text.
+refused() {
+        local d=$1 want=$2; shift 2
+        local out err rc
+        out=$("$@" 2>"$T/stderr")
+        rc=$?
+        err=$(cat "$T/stderr")
+        if [ $rc -eq 0 ]; then
+                fail "$d: succeeded, expected refusal"
+        elif [ -n "$out" ]; then
+                fail "$d: printed on stdout: $(printf %q "$out" | head -c 100)"
+        elif [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then
+                fail "$d: expected one line on stderr, got: $err"
+        elif [[ "$err" != *"$want"* ]]; then
+                fail "$d: stderr '$err' lacks '$want'"
+        else
+                pass "$d ($err)"
+        fi
+}
+
+finish() {
+        stop_dkmd
+        if [ "$FAILED" -ne 0 ]; then
+                echo "--- dkmd log ---"; tail -n 30 "$T/dkmd.log" 2>/dev/null
+                exit 1
+        fi
+        exit 0
+}
+
+# Pipelines in `check` run under bash -c: give them the identities too.
+export DKMCTL SOCK T W USERS_GID OPERATORS_GID APPROVERS_GID SVC_UID OP_UID APPR_UID HUMAN_UID
+export -f as

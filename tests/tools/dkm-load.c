@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Load generator for make bench: N client threads, each with its own
+ * connection, encrypt a secret of SIZE bytes in a loop for SECONDS through
+ * libdkm; prints ops/s and latency percentiles.
+ *
+ *   dkm-load SOCKET CLIENTS SECONDS [SIZE]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dkm/dkm.h"
+#include "shared/util.h"
+
+struct worker {
+        const char *socket;
+        size_t size;
+        uint64_t until;
+        uint64_t *lat; /* microseconds */
+        size_t n, cap;
+        int error;
+};
+
+static void *run(void *p)
+{
+        struct worker *w = p;
+        dkm_client *c;
+        uint8_t *msg = calloc(1, w->size), *out;
+        size_t out_len;
+
+        if (!msg || dkm_connect(w->socket, &c) < 0) {
+                w->error = 1;
+                free(msg);
+                return NULL;
+        }
+        while (now_mono_usec() < w->until) {
+                uint64_t t0 = now_mono_usec();
+
+                if (dkm_encrypt(c, NULL, NULL, 0, msg, w->size, &out, &out_len) < 0) {
+                        fprintf(stderr, "dkm-load: %s\n", dkm_last_error(c));
+                        w->error = 1;
+                        break;
+                }
+                free(out);
+                if (w->n == w->cap) {
+                        w->cap = w->cap ? w->cap * 2 : 4096;
+                        w->lat = realloc(w->lat, w->cap * sizeof(*w->lat));
+                }
+                w->lat[w->n++] = now_mono_usec() - t0;
+        }
+        dkm_disconnect(c);
+        free(msg);
+        return NULL;
+}
+
+static int cmp(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+        int clients, secs;
+        size_t size, total = 0;
+        struct worker *w;
+        pthread_t *t;
+        uint64_t *all, start;
+
+        if (argc < 4) {
+                fprintf(stderr, "usage: dkm-load SOCKET CLIENTS SECONDS [SIZE]\n");
+                return 2;
+        }
+        clients = atoi(argv[2]);
+        secs = atoi(argv[3]);
+        size = argc > 4 ? (size_t)atol(argv[4]) : 1024;
+        if (clients < 1 || secs < 1)
+                return 2;
+        w = calloc((size_t)clients, sizeof(*w));
+        t = calloc((size_t)clients, sizeof(*t));
+        start = now_mono_usec();
+        for (int i = 0; i < clients; i++) {
+                w[i] = (struct worker){ .socket = argv[1], .size = size,
+                                        .until = start + (uint64_t)secs * 1000000 };
+                pthread_create(&t[i], NULL, run, &w[i]);
+        }
+        for (int i = 0; i < clients; i++) {
+                pthread_join(t[i], NULL);
+                if (w[i].error)
+                        return 1;
+                total += w[i].n;
+        }
+        all = malloc((total ? total : 1) * sizeof(*all));
+        for (int i = 0, k = 0; i < clients; i++) {
+                memcpy(all + k, w[i].lat, w[i].n * sizeof(*all));
+                k += (int)w[i].n;
+                free(w[i].lat);
+        }
+        qsort(all, total, sizeof(*all), cmp);
+        printf("clients=%d size=%zu ops=%zu ops/s=%.0f p50_us=%llu p99_us=%llu\n", clients, size,
+               total, (double)total / ((double)(now_mono_usec() - start) / 1e6),
+               total ? (unsigned long long)all[total / 2] : 0ULL,
+               total ? (unsigned long long)all[total * 99 / 100] : 0ULL);
+        free(all);
+        free(w);
+        free(t);
+        return 0;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Access decisions from peer credentials. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "daemon/access.h"
+#include "shared/wire.h"
+
+static const struct dkm_config cfg = { .users_gid = 100, .operators_gid = 200, .approvers_gid = 300 };
+
+static void test_roles_from_groups(void **state)
+{
+        struct peer p = { .uid = 5, .gid = 5, .groups = { 7, 200 }, .n_groups = 2 };
+
+        assert_int_equal(access_roles(&cfg, &p), ROLE_OPERATOR);
+        p.gid = 100; /* primary group counts too */
+        assert_int_equal(access_roles(&cfg, &p), ROLE_USER | ROLE_OPERATOR);
+        p = (struct peer){ .uid = 0, .gid = 0 };
+        assert_int_equal(access_roles(&cfg, &p), 0); /* root: no implicit role */
+}
+
+static void test_unresolved_group_matches_nobody(void **state)
+{
+        struct dkm_config c = cfg;
+        struct peer p = { .uid = 1, .gid = (gid_t)-1 };
+
+        c.users_gid = (gid_t)-1;
+        assert_int_equal(access_roles(&c, &p), 0);
+}
+
+static void test_decisions(void **state)
+{
+        const char *why;
+
+        assert_int_equal(access_check(ROLE_USER, WIRE_ENCRYPT, &why), 0);
+        assert_int_equal(access_check(ROLE_USER, WIRE_DECRYPT, &why), 0);
+        assert_int_equal(access_check(ROLE_USER, WIRE_REWRAP, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_DECRYPT, &why), -EPERM);
+        assert_string_equal(why, "not in the users group");
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_ENCRYPT, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_USER, WIRE_KEY_ROTATE, &why), -EPERM);
+        assert_string_equal(why, "not in the operators group");
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_KEY_ROTATE, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_KEY_RETIRE, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_INSPECT, &why), 0);
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_STATUS, &why), 0);
+        assert_int_equal(access_check(0, WIRE_STATUS, &why), -EPERM);
+        assert_string_equal(why, "not in any dkm group");
+        assert_int_equal(access_check(ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER, WIRE_REPLY_OK, &why),
+                         -EOPNOTSUPP);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_roles_from_groups),
+                cmocka_unit_test(test_unresolved_group_matches_nobody),
+                cmocka_unit_test(test_decisions),
+        };
+        return cmocka_run_group_tests_name("access", tests, NULL, NULL);
+}

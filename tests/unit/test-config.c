@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <grp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shared/config.h"
+
+#define SEC UINT64_C(1000000)
+/* Numeric gids are taken as they are, so these work on any machine. */
+#define GROUPS "[groups]\nusers=1001\noperators=1002\napprovers=1003\n"
+
+static int parse(const char *text, struct dkm_config *c, char *err, size_t size)
+{
+        return config_parse_string(text, "dkmd.conf", c, err, size);
+}
+
+static void test_defaults(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(GROUPS, &c, err, sizeof(err)), 0);
+        assert_string_equal(err, "");
+        assert_string_equal(c.socket, "/run/dkm/dkmd.sock");
+        assert_string_equal(c.state_dir, "/var/lib/dkm");
+        assert_string_equal(c.master_key, "/var/lib/dkm/master.key");
+        assert_int_equal(c.engine, ENGINE_AUTO);
+        assert_int_equal(c.users_gid, 1001);
+        assert_int_equal(c.operators_gid, 1002);
+        assert_int_equal(c.approvers_gid, 1003);
+        assert_int_equal(c.max_age_usec, 30 * 86400 * SEC);
+        assert_int_equal(c.max_uses, UINT64_C(1) << 30);
+        assert_int_equal(c.approvals_required, 2);
+        assert_int_equal(c.max_duration_usec, 8 * 3600 * SEC);
+        assert_int_equal(c.request_ttl_usec, 3600 * SEC);
+        assert_int_equal(c.max_policies, 50);
+        assert_int_equal(c.hedge_delay_usec, 50000);
+        assert_int_equal(c.cache_ttl_usec, 2 * 3600 * SEC);
+        assert_string_equal(c.store_backend, "sqlite");
+        assert_null(c.store_endpoints);
+        assert_null(c.store_cacert);
+        assert_true(c.audit_fail_closed);
+        config_free(&c);
+        assert_null(c.socket);
+        config_free(&c); /* twice is fine */
+}
+
+static void test_full(void **state)
+{
+        static const char text[] =
+                "# dkmd.conf\n"
+                "; both comment styles\n"
+                "[daemon] ; inline comment\n"
+                "socket = /tmp/dkm/dkmd.sock\n"
+                "state_dir=/srv/dkm/\n"
+                "engine=openssl\n"
+                "\n"
+                "[groups]\n"
+                "users=root\n"
+                "operators=0\n"
+                "approvers = 4242 ; numeric, need not exist\n"
+                "[rotation]\n"
+                "max_age=7d12h\n"
+                "max_uses=4294967296\n"
+                "[access]\n"
+                "approvals_required=1\n"
+                "max_duration=30m\n"
+                "request_ttl=2h\n"
+                "[policy]\n"
+                "max_policies=3\n"
+                "hedge_delay=0ms\n"
+                "cache_ttl=1s\n"
+                "[store]\n"
+                "backend=etcd\n"
+                "endpoints=https://10.0.0.1:2379,https://10.0.0.2:2379\n"
+                "cacert=/etc/dkm/ca.pem\n"
+                "cert=/etc/dkm/c.pem\n"
+                "key=/etc/dkm/k.pem\n"
+                "[audit]\n"
+                "fail_closed=no\n"
+                "[daemon]\n" /* a section may be opened again */
+                "master_key=/etc/credstore/dkm.key\n";
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_string_equal(c.socket, "/tmp/dkm/dkmd.sock");
+        assert_string_equal(c.state_dir, "/srv/dkm");
+        assert_string_equal(c.master_key, "/etc/credstore/dkm.key");
+        assert_int_equal(c.engine, ENGINE_OPENSSL);
+        assert_int_equal(c.users_gid, 0);
+        assert_int_equal(c.operators_gid, 0);
+        assert_int_equal(c.approvers_gid, 4242);
+        assert_int_equal(c.max_age_usec, (7 * 86400 + 12 * 3600) * SEC);
+        assert_int_equal(c.max_uses, UINT64_C(1) << 32);
+        assert_int_equal(c.approvals_required, 1);
+        assert_int_equal(c.max_duration_usec, 1800 * SEC);
+        assert_int_equal(c.request_ttl_usec, 7200 * SEC);
+        assert_int_equal(c.max_policies, 3);
+        assert_int_equal(c.hedge_delay_usec, 0);
+        assert_int_equal(c.cache_ttl_usec, SEC);
+        assert_string_equal(c.store_backend, "etcd");
+        assert_string_equal(c.store_endpoints, "https://10.0.0.1:2379,https://10.0.0.2:2379");
+        assert_string_equal(c.store_cacert, "/etc/dkm/ca.pem");
+        assert_string_equal(c.store_cert, "/etc/dkm/c.pem");
+        assert_string_equal(c.store_key, "/etc/dkm/k.pem");
+        assert_false(c.audit_fail_closed);
+        config_free(&c);
+}
+
+static void test_syntax_variants(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        /* CRLF, a UTF-8 BOM, "key: value" */
+        assert_int_equal(parse("\xEF\xBB\xBF[daemon]\r\nsocket: /x.sock\r\nengine=kernel\r\n" GROUPS,
+                               &c, err, sizeof(err)),
+                         0);
+        assert_string_equal(c.socket, "/x.sock");
+        assert_int_equal(c.engine, ENGINE_KERNEL);
+        config_free(&c);
+
+        /* master_key follows state_dir, also "/" */
+        assert_int_equal(parse("[daemon]\nstate_dir=/\n" GROUPS, &c, err, sizeof(err)), 0);
+        assert_string_equal(c.master_key, "/master.key");
+        config_free(&c);
+
+        /* the last line need not end in a newline; other booleans */
+        assert_int_equal(parse(GROUPS "[audit]\nfail_closed=true", &c, err, sizeof(err)), 0);
+        assert_true(c.audit_fail_closed);
+        config_free(&c);
+
+        /* etcd client certificate optional, CA optional; empty store values unset */
+        assert_int_equal(parse(GROUPS "[store]\nbackend=etcd\nendpoints=http://127.0.0.1:2379\n"
+                                      "cacert=\n",
+                               &c, err, sizeof(err)),
+                         0);
+        assert_null(c.store_cacert);
+        config_free(&c);
+}
+
+static void test_group_names(void **state)
+{
+        struct dkm_config c;
+        struct group *g = getgrgid(65534);
+        char text[256], err[256];
+
+        (void)state;
+        if (!g)
+                skip();
+        snprintf(text, sizeof(text), "[groups]\nusers=%s\noperators=root\napprovers=%s\n",
+                 g->gr_name, g->gr_name);
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.users_gid, 65534);
+        assert_int_equal(c.operators_gid, 0);
+        config_free(&c);
+}
+
+static void test_default_group_missing(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        /* Defaults never fail... */
+        config_init_defaults(&c);
+        if (getgrnam("dkm-users")) {
+                config_free(&c);
+                skip(); /* this machine has the groups: nothing to see */
+        }
+        assert_int_equal(c.users_gid, (gid_t)-1);
+        config_free(&c);
+
+        /* ...but a file that leaves one unresolved does, naming it. */
+        assert_int_equal(parse("[daemon]\nengine=auto\n", &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dkmd.conf: [groups] users: group 'dkm-users' does not exist "
+                                 "(create it, or set users= to an existing group name or gid)");
+        assert_int_equal(parse("[groups]\nusers=0\n", &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dkmd.conf: [groups] operators: group 'dkm-operators' does not "
+                                 "exist (create it, or set operators= to an existing group name "
+                                 "or gid)");
+        assert_int_equal(parse("[groups]\nusers=0\noperators=0\n", &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "group 'dkm-approvers' does not exist"));
+}
+
+static void test_errors(void **state)
+{
+        static const struct {
+                const char *text, *err;
+        } cases[] = {
+                { "[demon]\n", "dkmd.conf:1: unknown section [demon]" },
+                { "\xEF\xBB\xBF[demon]\n", "dkmd.conf:1: unknown section [demon]" },
+                { GROUPS "[Daemon]\nsocket=/x\n", "dkmd.conf:5: unknown section [Daemon]" },
+                { "[daemon]\nsockett=/x\n", "dkmd.conf:2: [daemon] sockett: unknown key" },
+                { "[groups]\nsocket=/x\n", "dkmd.conf:2: [groups] socket: unknown key" },
+                { "[daemon]\nsocket=/a\nsocket=/b\n",
+                  "dkmd.conf:3: [daemon] socket: duplicate key (first set on line 2)" },
+                { "[daemon]\nsocket=/a\n[audit]\n[daemon]\nsocket=/b\n",
+                  "dkmd.conf:5: [daemon] socket: duplicate key (first set on line 2)" },
+                { "socket=/x\n", "dkmd.conf:1: socket: key before the first [section]" },
+                { "[daemon]\nsocket=run/x\n",
+                  "dkmd.conf:2: [daemon] socket: must be an absolute path, got 'run/x'" },
+                { "[daemon]\nstate_dir=var/lib/dkm\n",
+                  "dkmd.conf:2: [daemon] state_dir: must be an absolute path, got 'var/lib/dkm'" },
+                { "[daemon]\nmaster_key=master.key\n",
+                  "dkmd.conf:2: [daemon] master_key: must be an absolute path, got 'master.key'" },
+                { "[daemon]\nsocket=\n", "dkmd.conf:2: [daemon] socket: empty value" },
+                { "[daemon]\nsocket=/" "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+                  "dkmd.conf:2: [daemon] socket: path too long for a socket (max 107 bytes)" },
+                { "[daemon]\nengine=gpu\n",
+                  "dkmd.conf:2: [daemon] engine: expected auto, kernel or openssl, got 'gpu'" },
+                { "[daemon]\nengine=\x01x\n",
+                  "dkmd.conf:2: [daemon] engine: expected auto, kernel or openssl, got '?x'" },
+                { "[groups]\nusers=no-such-group-xyz\n",
+                  "dkmd.conf:2: [groups] users: group 'no-such-group-xyz' does not exist" },
+                { "[groups]\nusers=4294967295\n", "dkmd.conf:2: [groups] users: bad gid '4294967295'" },
+                { "[groups]\nusers=99999999999999999999\n",
+                  "dkmd.conf:2: [groups] users: bad gid '99999999999999999999'" },
+                { "[rotation]\nmax_age=1x\n",
+                  "dkmd.conf:2: [rotation] max_age: bad duration '1x' (examples: 50ms, 30s, 8h, "
+                  "1h30m, 30d)" },
+                { "[rotation]\nmax_age=30\n", "dkmd.conf:2: [rotation] max_age: bad duration '30'" },
+                { "[rotation]\nmax_age=-5m\n", "dkmd.conf:2: [rotation] max_age: bad duration '-5m'" },
+                { "[rotation]\nmax_age=0s\n",
+                  "dkmd.conf:2: [rotation] max_age: duration '0s' out of range (1s to 3650d)" },
+                { "[rotation]\nmax_age=99999999999999999999d\n",
+                  "dkmd.conf:2: [rotation] max_age: duration '99999999999999999999d' out of range" },
+                { "[rotation]\nmax_uses=0\n",
+                  "dkmd.conf:2: [rotation] max_uses: must be a whole number from 1 to 4294967296, "
+                  "got '0'" },
+                { "[rotation]\nmax_uses=4294967297\n",
+                  "dkmd.conf:2: [rotation] max_uses: must be a whole number from 1 to 4294967296, "
+                  "got '4294967297'" },
+                { "[rotation]\nmax_uses=1e9\n", "[rotation] max_uses: must be a whole number" },
+                { "[access]\napprovals_required=0\n",
+                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 100, "
+                  "got '0'" },
+                { "[access]\napprovals_required=-1\n",
+                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 100, "
+                  "got '-1'" },
+                { "[access]\napprovals_required=two\n", "got 'two'" },
+                { "[access]\nmax_duration=999999h\n",
+                  "dkmd.conf:2: [access] max_duration: duration '999999h' out of range (1s to 365d)" },
+                { "[access]\nrequest_ttl=0s\n", "[access] request_ttl: duration '0s' out of range" },
+                { "[policy]\nmax_policies=51\n",
+                  "dkmd.conf:2: [policy] max_policies: must be a whole number from 1 to 50, got '51'" },
+                { "[policy]\nhedge_delay=2m\n",
+                  "dkmd.conf:2: [policy] hedge_delay: duration '2m' out of range (0s to 1m)" },
+                { "[policy]\ncache_ttl=500ms\n",
+                  "dkmd.conf:2: [policy] cache_ttl: duration '500ms' out of range (1s to 365d)" },
+                { "[store]\nbackend=mysql\n",
+                  "dkmd.conf:2: [store] backend: expected sqlite or etcd, got 'mysql'" },
+                { GROUPS "[store]\nbackend=etcd\n",
+                  "dkmd.conf: [store] endpoints: required with backend=etcd" },
+                { GROUPS "[store]\nbackend=etcd\nendpoints=http://e:2379\ncert=/c.pem\n",
+                  "dkmd.conf: [store] cert, key: give both or neither" },
+                { GROUPS "[store]\nendpoints=http://e:2379\n",
+                  "dkmd.conf: [store] endpoints, cacert, cert, key: only for backend=etcd" },
+                { "[store]\ncert=c.pem\n",
+                  "dkmd.conf:2: [store] cert: must be an absolute path, got 'c.pem'" },
+                { "[audit]\nfail_closed=maybe\n",
+                  "dkmd.conf:2: [audit] fail_closed: expected yes or no, got 'maybe'" },
+                { "[daemon]\nsocket=/a\n  state_dir=/b\n",
+                  "dkmd.conf:3: indented line: keys must start at the beginning of the line" },
+                { "[daemon]\n\tsocket=/a\n",
+                  "dkmd.conf:2: indented line: keys must start at the beginning of the line" },
+                { "[daemon]\njunk\n",
+                  "dkmd.conf:2: syntax error: expected [section], key = value, or a comment" },
+                { "[daemon\n", "dkmd.conf:1: syntax error" },
+                { "[daemon] socket=/x\n", "dkmd.conf:1: text after the section name" },
+                /* the first error wins, also inih's own over a later one of ours */
+                { "[daemon]\njunk\nsocket=rel\n", "dkmd.conf:2: syntax error" },
+                { "[daemon]\nsocket=rel\njunk\n", "dkmd.conf:2: [daemon] socket: must be an absolute" },
+                { "[daemon]\nengine=gpu\n[demon]\n", "dkmd.conf:2: [daemon] engine" },
+        };
+        struct dkm_config c;
+        char err[512];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                int r;
+
+                err[0] = 'X';
+                r = parse(cases[i].text, &c, err, sizeof(err));
+                if (r != -EINVAL || !strstr(err, cases[i].err))
+                        fail_msg("case %zu: r=%d\n  got:  %s\n  want: %s", i, r, err, cases[i].err);
+                /* one line, starting with the file name */
+                if (strchr(err, '\n') || strncmp(err, "dkmd.conf", 9) != 0)
+                        fail_msg("case %zu: bad message shape: %s", i, err);
+        }
+}
+
+static void test_long_line(void **state)
+{
+        char text[1024], err[256];
+        struct dkm_config c;
+        int n;
+
+        (void)state;
+        /* inih's buffer is 200 bytes: 197 characters fit, 198 do not. */
+        n = snprintf(text, sizeof(text), GROUPS "[daemon]\nsocket=/");
+        memset(text + n, 'a', 197 - 8);
+        strcpy(text + n + 197 - 8, "\n");
+        assert_int_equal(parse(text, &c, err, sizeof(err)), -EINVAL);
+        /* 197 characters: parsed, and refused for its length, not split */
+        assert_non_null(strstr(err, "dkmd.conf:6: [daemon] socket: path too long for a socket"));
+
+        n = snprintf(text, sizeof(text), GROUPS "[daemon]\nstate_dir=/");
+        memset(text + n, 'a', 198 - 11);
+        strcpy(text + n + 198 - 11, "\n");
+        assert_int_equal(parse(text, &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dkmd.conf:6: line too long (more than 197 characters)");
+
+        /* and a long line as the last one, without a newline */
+        n = snprintf(text, sizeof(text), GROUPS "[daemon]\nstate_dir=/");
+        memset(text + n, 'a', 600);
+        text[n + 600] = '\0';
+        assert_int_equal(parse(text, &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dkmd.conf:6: line too long (more than 197 characters)");
+
+        /* 197 characters of state_dir: accepted */
+        n = snprintf(text, sizeof(text), GROUPS "[daemon]\nstate_dir=/");
+        memset(text + n, 'a', 197 - 11);
+        strcpy(text + n + 197 - 11, "\n");
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_int_equal(strlen(c.state_dir), 197 - 10);
+        config_free(&c);
+}
+
+static void test_untouched_on_error(void **state)
+{
+        struct dkm_config c, before;
+        char small[12];
+
+        (void)state;
+        memset(&c, 0xAB, sizeof(c));
+        before = c;
+        assert_int_equal(parse("[daemon]\nengine=gpu\n", &c, small, sizeof(small)), -EINVAL);
+        assert_memory_equal(&c, &before, sizeof(c));
+        /* a short buffer gets a truncated, terminated message */
+        assert_string_equal(small, "dkmd.conf:2");
+        /* no buffer at all is fine too */
+        assert_int_equal(parse("[daemon]\nengine=gpu\n", &c, NULL, 0), -EINVAL);
+        assert_int_equal(config_parse_string(NULL, "x", &c, NULL, 0), -EINVAL);
+}
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+        FILE *f = fopen(path, "we");
+
+        assert_non_null(f);
+        assert_int_equal(fwrite(data, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+}
+
+static void test_load(void **state)
+{
+        char dir[] = "/tmp/test-config-XXXXXX", path[128], err[512], want[256];
+        static const char nul[] = GROUPS "[daemon]\nsocket=/x\0junk\n";
+        struct dkm_config c;
+        char *big;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/dkmd.conf", dir);
+
+        write_file(path, GROUPS "[daemon]\nengine=openssl\n", strlen(GROUPS) + 24);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), 0);
+        assert_int_equal(c.engine, ENGINE_OPENSSL);
+        config_free(&c);
+
+        write_file(path, GROUPS "[daemon]\nengine=nope\n", strlen(GROUPS) + 21);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -EINVAL);
+        snprintf(want, sizeof(want), "%s:6: [daemon] engine: expected", path);
+        assert_non_null(strstr(err, want));
+
+        write_file(path, nul, sizeof(nul) - 1);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -EINVAL);
+        snprintf(want, sizeof(want), "%s:6: NUL byte in the file", path);
+        assert_string_equal(err, want);
+
+        big = calloc(1, 1024 * 1024 + 2);
+        memset(big, '#', 1024 * 1024 + 1);
+        write_file(path, big, 1024 * 1024 + 1);
+        free(big);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -EFBIG);
+        assert_non_null(strstr(err, "larger than 1 MiB"));
+
+        assert_int_equal(config_load(dir, &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "not a regular file"));
+
+        unlink(path);
+        assert_int_equal(config_load(path, &c, err, sizeof(err)), -ENOENT);
+        snprintf(want, sizeof(want), "%s: cannot read: %s", path, strerror(ENOENT));
+        assert_string_equal(err, want);
+        rmdir(dir);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_full),
+                cmocka_unit_test(test_syntax_variants),
+                cmocka_unit_test(test_group_names),
+                cmocka_unit_test(test_default_group_missing),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_long_line),
+                cmocka_unit_test(test_untouched_on_error),
+                cmocka_unit_test(test_load),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The key manager's rollover logic against a real kernel keyring, an
+ * in-memory SQLite store and the openssl engine.  audit_record is replaced
+ * by a spy that can also refuse, to prove fail-closed behaviour.
+ */
+/* wrap: audit_record */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <keyutils.h>
+#include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/keys.h"
+#include "daemon/wrap.h"
+#include "shared/format.h"
+#include "shared/util.h"
+
+static char audit_log[8192];
+static int audit_fail;
+
+int __wrap_audit_record(enum audit_kind kind, const char *op, const struct audit_subject *subj,
+                        bool success, const char *fmt, ...);
+int __wrap_audit_record(enum audit_kind kind, const char *op, const struct audit_subject *subj,
+                        bool success, const char *fmt, ...)
+{
+        size_t n = strlen(audit_log);
+
+        snprintf(audit_log + n, sizeof(audit_log) - n, "op=%s res=%s;", op,
+                 success ? "success" : "failed");
+        return audit_fail ? -EIO : 0;
+}
+
+struct fixture {
+        struct dkm_config cfg;
+        struct store *store;
+        keyring_serial_t ring, master;
+        struct keys *keys;
+};
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+        uint8_t mk[32];
+        char err[KEYS_ERR_MAX] = "";
+        struct keys_env env;
+
+        audit_fail = 0;
+        keyctl_join_session_keyring(NULL);
+        f->cfg.max_uses = 3;
+        f->cfg.max_age_usec = 3600ULL * 1000000;
+        f->cfg.cache_ttl_usec = 3600ULL * 1000000;
+        f->cfg.audit_fail_closed = true;
+        crypto_set_engine(&engine_openssl_ops);
+        assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &f->store), 0);
+        assert_int_equal(keyring_open("dkm:test-keys", 0, &f->ring), 0);
+        memset(mk, 0x5a, sizeof(mk));
+        assert_int_equal(keyring_add(f->ring, "dkm:master", mk, sizeof(mk), 0, &f->master), 0);
+        env = (struct keys_env){ &f->cfg, f->store, f->ring, f->master };
+        assert_int_equal(keys_new(&env, &f->keys), 0);
+        assert_int_equal(keys_load(f->keys, err), 0);
+        audit_log[0] = 0;
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+
+        keys_free(f->keys);
+        store_close(f->store);
+        free(f);
+        return 0;
+}
+
+static uint32_t encrypt_gen(struct fixture *f, const char *text, uint8_t **ret, size_t *ret_len)
+{
+        char err[KEYS_ERR_MAX] = "";
+        struct format_header h;
+        const char *why;
+
+        assert_int_equal(keys_encrypt(f->keys, NULL, NULL, 0, (const uint8_t *)text, strlen(text),
+                                      ret, ret_len, err), 0);
+        assert_int_equal(format_parse(*ret, *ret_len, &h, &why), 0);
+        return h.generation;
+}
+
+static void expect_plain(struct fixture *f, const uint8_t *ct, size_t len, const char *text)
+{
+        char err[KEYS_ERR_MAX] = "";
+        uint8_t *pt;
+        size_t n;
+
+        assert_int_equal(keys_decrypt(f->keys, NULL, 0, ct, len, &pt, &n, err), 0);
+        assert_int_equal(n, strlen(text));
+        assert_memory_equal(pt, text, n);
+        free(pt);
+}
+
+static void test_default_policy_created(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json;
+
+        assert_int_equal(keys_list_json(f->keys, "default", &json, err), 0);
+        assert_non_null(strstr(json, "\"generation\":1"));
+        assert_non_null(strstr(json, "\"state\":\"active\""));
+        free(json);
+}
+
+static void test_rollover_by_use(void **state)
+{
+        struct fixture *f = *state;
+        uint8_t *ct[5];
+        size_t len[5];
+
+        /* max_uses = 3: the fourth encryption goes to generation 2. */
+        assert_int_equal(encrypt_gen(f, "a", &ct[0], &len[0]), 1);
+        assert_int_equal(encrypt_gen(f, "b", &ct[1], &len[1]), 1);
+        assert_int_equal(encrypt_gen(f, "c", &ct[2], &len[2]), 1);
+        assert_int_equal(encrypt_gen(f, "d", &ct[3], &len[3]), 2);
+        assert_non_null(strstr(audit_log, "op=generation-rotate res=success"));
+        /* Archived generation 1 still decrypts. */
+        expect_plain(f, ct[0], len[0], "a");
+        expect_plain(f, ct[3], len[3], "d");
+        for (int i = 0; i < 4; i++)
+                free(ct[i]);
+}
+
+static void test_rotate_retire(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "";
+        struct audit_subject subj = { .uid = 1 };
+        uint8_t *ct1, *pt;
+        size_t l1, n;
+        uint32_t g;
+
+        assert_int_equal(encrypt_gen(f, "x", &ct1, &l1), 1);
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), 0);
+        assert_int_equal(g, 2);
+        assert_int_equal(keys_retire(f->keys, NULL, 2, &subj, err), -EBUSY);
+        assert_non_null(strstr(err, "rotate first"));
+        assert_int_equal(keys_retire(f->keys, NULL, 1, &subj, err), 0);
+        assert_int_equal(keys_decrypt(f->keys, NULL, 0, ct1, l1, &pt, &n, err), -EKEYREVOKED);
+        assert_non_null(strstr(err, "retired"));
+        assert_int_equal(keys_retire(f->keys, NULL, 1, &subj, err), -EALREADY);
+        assert_int_equal(keys_retire(f->keys, NULL, 9, &subj, err), -ENOENT);
+        assert_int_equal(keys_rotate(f->keys, "nope", &subj, &g, err), -ENOENT);
+        free(ct1);
+}
+
+static void test_fail_closed(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json;
+        struct audit_subject subj = { .uid = 1 };
+        uint32_t g = 0;
+
+        audit_fail = 1;
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), -EIO);
+        assert_non_null(strstr(err, "audit"));
+        /* Nothing changed: still one generation. */
+        assert_int_equal(keys_list_json(f->keys, NULL, &json, err), 0);
+        assert_null(strstr(json, "\"generation\":2"));
+        free(json);
+}
+
+static void test_restart_keeps_state(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "";
+        struct keys_env env = { &f->cfg, f->store, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        uint8_t *ct;
+        size_t l;
+        uint32_t g;
+
+        assert_int_equal(encrypt_gen(f, "kept", &ct, &l), 1);
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), 0);
+        for (int i = 0; i < 2; i++) {
+                uint8_t *c2;
+                size_t l2;
+                assert_int_equal(encrypt_gen(f, "g2", &c2, &l2), 2);
+                free(c2);
+        }
+        keys_free(f->keys);
+        assert_int_equal(keys_new(&env, &f->keys), 0);
+        assert_int_equal(keys_load(f->keys, err), 0);
+        expect_plain(f, ct, l, "kept");
+        free(ct);
+        /* Two of generation 2's three uses were spent before the restart:
+         * one more fits, the next one rolls over. */
+        assert_int_equal(encrypt_gen(f, "n", &ct, &l), 2);
+        free(ct);
+        assert_int_equal(encrypt_gen(f, "n", &ct, &l), 3);
+        free(ct);
+}
+
+static void test_context_and_tamper(void **state)
+{
+        struct fixture *f = *state;
+        struct context_pair pairs[] = { { "tenant", "acme" } };
+        char err[KEYS_ERR_MAX] = "";
+        uint8_t *ctx, *ct, *pt;
+        size_t cl, l, n;
+        const char *why;
+
+        assert_int_equal(format_context_encode(pairs, 1, &ctx, &cl, &why), 0);
+        assert_int_equal(keys_encrypt(f->keys, NULL, ctx, cl, (const uint8_t *)"s", 1, &ct, &l, err), 0);
+        assert_int_equal(keys_decrypt(f->keys, NULL, 0, ct, l, &pt, &n, err), -EBADMSG);
+        assert_int_equal(keys_decrypt(f->keys, ctx, cl, ct, l, &pt, &n, err), 0);
+        free(pt);
+        ct[l - 1] ^= 1;
+        assert_int_equal(keys_decrypt(f->keys, ctx, cl, ct, l, &pt, &n, err), -EBADMSG);
+        assert_non_null(strstr(err, "authentication"));
+        free(ct);
+        free(ctx);
+}
+
+static void test_wrong_master_key(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "";
+        struct keys_env env = { &f->cfg, f->store, f->ring, 0 };
+        uint8_t other[32];
+        struct keys *k;
+
+        memset(other, 0x11, sizeof(other));
+        assert_int_equal(keyring_add(f->ring, "dkm:master2", other, 32, 0, &env.master), 0);
+        /* Drop the cached keys so that loading must unwrap. */
+        keys_free(f->keys);
+        f->keys = NULL;
+        keyctl_clear(f->ring);
+        assert_int_equal(keyring_add(f->ring, "dkm:master2", other, 32, 0, &env.master), 0);
+        assert_int_equal(keys_new(&env, &k), 0);
+        assert_int_equal(keys_load(k, err), -EBADMSG);
+        assert_non_null(strstr(err, "wrong master key"));
+        keys_free(k);
+        /* Put the right one back for teardown. */
+        assert_int_equal(keys_new(&(struct keys_env){ &f->cfg, f->store, f->ring, 0 }, &f->keys), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_default_policy_created, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rollover_by_use, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rotate_retire, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_context_and_tamper, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
+        };
+        return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
+}
