@@ -144,6 +144,9 @@ static void handle_status(const struct daemon_state *st, struct wire_builder *b)
         json_object_object_add(o, "keyring", json_object_new_int(st->ring));
         json_object_object_add(o, "uptime_seconds",
                                json_object_new_int64((int64_t)((now_mono_usec() - st->started_usec) / 1000000)));
+        json_object_object_add(o, "max_message_bytes",
+                               json_object_new_int64(st->engine_max_message ?
+                                                     (int64_t)st->engine_max_message : WIRE_MAX_DATA));
         keys_status(st->keys, o);
         reply_json(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);

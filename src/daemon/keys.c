@@ -245,6 +245,13 @@ static int gen_key_load(struct keys *k, struct policy *p, struct generation *g, 
         }
         snprintf(desc, sizeof(desc), "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
         r = keyring_add(k->env.ring, desc, buf, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
+        if (r == -EDQUOT) {
+                /* The user's key quota is full: serve this request with the
+                 * key just unwrapped and leave it uncached. */
+                log_warn("key quota reached: generation %u of policy '%s' is not cached "
+                         "(raise kernel.keys.maxkeys/maxbytes)", g->rec.generation, p->rec.name);
+                return 0;
+        }
         if (r < 0) {
                 secure_wipe(buf, ENGINE_KEY_SIZE);
                 seterr(err, "cannot cache generation key in the keyring: %s", strerror(-r));
@@ -676,7 +683,11 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
                 r = crypto_engine()->seal(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len, in,
                                           len, out + FORMAT_HEADER_SIZE);
                 secure_wipe(buf, ENGINE_KEY_SIZE);
-                if (r < 0)
+                if (r == -EMSGSIZE)
+                        seterr(err, "message too large for the %s engine (at most %zu bytes of "
+                               "data and context in one message)", crypto_engine()->name,
+                               crypto_engine()->max_message() - FORMAT_OVERHEAD);
+                else if (r < 0)
                         seterr(err, "encryption failed in the %s engine: %s", crypto_engine()->name,
                                strerror(-r));
         }
@@ -794,6 +805,10 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
                 secure_wipe(buf, ENGINE_KEY_SIZE);
                 if (r == -EBADMSG)
                         seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
+                else if (r == -EMSGSIZE)
+                        seterr(err, "message too large for the %s engine (at most %zu bytes of "
+                               "data and context in one message)", crypto_engine()->name,
+                               crypto_engine()->max_message() - FORMAT_OVERHEAD);
                 else if (r < 0)
                         seterr(err, "decryption failed in the %s engine: %s", crypto_engine()->name,
                                strerror(-r));

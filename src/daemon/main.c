@@ -137,6 +137,8 @@ static int step_engine(struct daemon *d)
                 return r;
         }
         crypto_set_engine(d->engine);
+        if (d->engine->max_message)
+                d->st.engine_max_message = d->engine->max_message();
         log_info("crypto engine: %s, gcm(aes) served by %s (%s)", d->st.engine.name,
                  d->st.engine.driver, d->st.engine.reason);
         return 0;

@@ -12,6 +12,7 @@ struct daemon_state {
         const struct dkm_config *cfg;
         struct keys *keys;
         struct engine_info engine;
+        size_t engine_max_message; /* 0: only the wire limit applies */
         uint64_t started_usec;
         keyring_serial_t ring;
 };

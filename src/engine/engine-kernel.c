@@ -806,4 +806,5 @@ const struct engine_ops engine_kernel_ops = {
         .aead_free = kernel_aead_free,
         .seal = kernel_seal,
         .open = kernel_open,
+        .max_message = max_message,
 };

@@ -49,6 +49,8 @@ struct engine_ops {
         int (*open)(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE],
                     const uint8_t nonce[ENGINE_NONCE_SIZE], const uint8_t *aad, size_t aad_len,
                     const uint8_t *in, size_t in_len, uint8_t *out);
+        /* Largest AAD + data + tag one seal/open can carry; NULL = no limit. */
+        size_t (*max_message)(void);
 };
 
 extern const struct engine_ops engine_kernel_ops;

@@ -140,6 +140,12 @@ refused() {
 
 finish() {
         stop_dkmd
+        # Under SAN=1 a sanitizer report in dkmd fails the test even when
+        # the requests around it happened to succeed.
+        if grep -qE 'runtime error|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$T/dkmd.log" 2>/dev/null; then
+                fail "sanitizer report in dkmd's log"
+                grep -A 20 -E 'runtime error|Sanitizer' "$T/dkmd.log" | head -40
+        fi
         if [ "$FAILED" -ne 0 ]; then
                 echo "--- dkmd log ---"; tail -n 30 "$T/dkmd.log" 2>/dev/null
                 exit 1

@@ -77,7 +77,7 @@ bad_config "unknown key" "frobs" "[rotation]" "frobs=1"
 bad_config "bad duration" "max_age" "[rotation]" "max_age=1x"
 bad_config "negative duration" "max_age" "[rotation]" "max_age=-5m"
 bad_config "zero approvals" "approvals_required" "[access]" "approvals_required=0"
-bad_config "unknown engine" "engine" "[daemon]" "engine=fastest"
+DKM_ENGINE=fastest bad_config "unknown engine" "fastest"
 bad_config "unknown section" "nonsense" "[nonsense]" "a=b"
 write_config
 start_dkmd || exit 1
