@@ -7,6 +7,10 @@ BUILD=${1:-build}
 dev=$(cd "$BUILD" && pwd)/dev
 mkdir -p "$dev"
 gid=$(id -g)
+# Audit records need CAP_AUDIT_WRITE: without root, a development instance
+# cannot write them, so it must not refuse for want of them.
+fail_closed=yes
+[ "$(id -u)" -eq 0 ] || fail_closed=no
 if [ ! -f "$dev/dkmd.conf" ]; then
         cat > "$dev/dkmd.conf" <<CONF
 # Development instance made by 'make run'.  Groups are numeric gids.
@@ -19,6 +23,9 @@ engine=auto
 users=$gid
 operators=$gid
 approvers=$gid
+
+[audit]
+fail_closed=$fail_closed
 CONF
 fi
 "$BUILD/dkmd" --config "$dev/dkmd.conf" --init

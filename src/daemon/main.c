@@ -161,6 +161,7 @@ static int step_audit(struct daemon *d)
 
 static int step_keyring(struct daemon *d)
 {
+        struct audit_subject self;
         char err[512];
         int r;
 
@@ -175,6 +176,13 @@ static int step_keyring(struct daemon *d)
         if (r < 0) {
                 log_err("%s", err);
                 return r;
+        }
+        audit_subject_from_peer(&self, getpid(), getuid(), getgid());
+        if (audit_record(AUDIT_KIND_KEY, "master-key-load", &self, true, "keyring=%d", d->ring) < 0 &&
+            d->cfg.audit_fail_closed) {
+                log_err("cannot write the audit record of the master key load (fail_closed=yes); "
+                        "is CAP_AUDIT_WRITE missing?");
+                return -EIO;
         }
         return 0;
 }

@@ -7,7 +7,7 @@ secs=${BENCH_SECONDS:-3}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 echo
 echo "== engines (single thread, seal)"
-"$BUILD/tools/engine-bench"
+"$BUILD/tools/engine-bench" 1
 echo
 echo "== openssl speed -evp aes-256-gcm (the single-core reference)"
 openssl speed -seconds "$secs" -bytes 64 -evp aes-256-gcm 2>/dev/null | tail -n 1

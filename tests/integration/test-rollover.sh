@@ -24,6 +24,15 @@ check "use limit rolls over to generation 3" test "$(gen_of "$W/u6")" = 3
 check "every ciphertext of the use run decrypts" bash -c \
         'for i in 1 2 3 4 5 6; do as svc decrypt --in "$W/u$i" | grep -qx "u$i" || exit 1; done'
 
+# Rewrap: an archived generation's ciphertext moves to the active one inside
+# dkmd; the plaintext never reaches the caller.
+check "rewrap moves generation 1 to the active generation" bash -c \
+        "as svc rewrap --in '$W/ct1' --out '$W/ct1r' && ! grep -q one '$W/ct1r'"
+check "the rewrapped ciphertext names generation 3" test "$(gen_of "$W/ct1r")" = 3
+check "and decrypts to the same plaintext" bash -c "as svc decrypt --in '$W/ct1r' | grep -qx one"
+refused "rewrap keeps the context binding" "failed authentication" \
+        as svc rewrap --in "$W/ct1" --context a=b
+
 # Retire: the active generation cannot be retired; an archived one can and
 # then refuses to decrypt, with a clear error.
 refused "the active generation cannot be retired" "rotate first" as op key retire 3
@@ -66,4 +75,14 @@ printf 'b' | as svc encrypt > "$W/age2"
 g2=$(gen_of "$W/age2")
 check "age limit rolls over ($g1 -> $g2)" test "$g2" -gt "$g1"
 check "the aged generation still decrypts" bash -c "as svc decrypt --in '$W/age1' | grep -qx a"
+stop_dkmd
+
+# A short cache lifetime: the kernel expires cached keys, dkmd refreshes
+# them ahead of time, and service goes on without an alert.
+write_config "[policy]" "cache_ttl=2s"
+start_dkmd || exit 1
+printf 'c' | as svc encrypt > "$W/cache1"
+sleep 5
+check "after several cache lifetimes the key still serves" bash -c "as svc decrypt --in '$W/cache1' | grep -qx c"
+check "status shows no alert" bash -c "! as svc status --json | grep -q '\"alert\": \"'"
 finish
