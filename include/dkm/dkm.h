@@ -74,6 +74,21 @@ int dkm_key_list_json(dkm_client *c, const char *policy, char **ret);
 int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation);
 int dkm_key_retire(dkm_client *c, const char *policy, uint32_t generation);
 
+/* Elevated access (operators ask, approvers decide).  duration is text such
+ * as "30m"; scope is "decrypt" (default) or "inspect"; policy NULL means all
+ * policies. */
+int dkm_access_request(dkm_client *c, const char *reason, const char *duration,
+                       const char *scope, const char *policy, uint32_t *ret_id);
+/* *ret_state (malloc'd): "pending (1 of 2 approvals)", "granted" or "done". */
+int dkm_access_approve(dkm_client *c, uint32_t id, char **ret_state);
+int dkm_access_deny(dkm_client *c, uint32_t id, const char *reason);
+int dkm_access_revoke(dkm_client *c, uint32_t id);
+int dkm_access_list_json(dkm_client *c, char **ret);
+/* Files a request to crypto-shred one generation; it is carried out when
+ * approved like an access request. */
+int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generation, const char *reason,
+                    uint32_t *ret_request);
+
 /* Wipes and frees a buffer returned by dkm_decrypt(). */
 void dkm_free_secret(void *p, size_t len);
 

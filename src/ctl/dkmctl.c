@@ -22,6 +22,14 @@ static const struct verb verbs[] = {
         { "key list", 0, 0, verb_key_list, "key list [--policy NAME] [--json]" },
         { "key rotate", 0, 0, verb_key_rotate, "key rotate [--policy NAME]" },
         { "key retire", 1, 1, verb_key_retire, "key retire GENERATION [--policy NAME]" },
+        { "key destroy", 1, 1, verb_key_destroy,
+          "key destroy GENERATION --reason TEXT [--policy NAME]   (needs approval)" },
+        { "access request", 0, 0, verb_access_request,
+          "access request --reason TEXT --duration DUR [--policy NAME] [--scope decrypt|inspect]" },
+        { "access approve", 1, 1, verb_access_approve, "access approve ID" },
+        { "access deny", 1, 1, verb_access_deny, "access deny ID [--reason TEXT]" },
+        { "access list", 0, 0, verb_access_list, "access list [--json]" },
+        { "access revoke", 1, 1, verb_access_revoke, "access revoke ID" },
 };
 
 int fail(const char *fmt, ...)
@@ -216,7 +224,9 @@ int main(int argc, char **argv)
         }
         if (!verb) {
                 if (strcmp(argv[i], "key") == 0)
-                        return fail("'key' needs one of: list, rotate, retire");
+                        return fail("'key' needs one of: list, rotate, retire, destroy");
+                if (strcmp(argv[i], "access") == 0)
+                        return fail("'access' needs one of: request, approve, deny, list, revoke");
                 return fail("unknown verb '%s' (see dkmctl --help)", argv[i]);
         }
         /* Count positional arguments (options and their values excluded). */

@@ -52,6 +52,21 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
                 need = ROLE_OPERATOR;
                 reason = "not in the operators group";
                 break;
+        case WIRE_KEY_DESTROY:
+        case WIRE_ACCESS_REQUEST:
+                need = ROLE_OPERATOR;
+                reason = "not in the operators group";
+                break;
+        case WIRE_ACCESS_APPROVE:
+        case WIRE_ACCESS_DENY:
+                need = ROLE_APPROVER;
+                reason = "not in the approvers group";
+                break;
+        case WIRE_ACCESS_LIST:
+        case WIRE_ACCESS_REVOKE:
+                need = ROLE_OPERATOR | ROLE_APPROVER;
+                reason = "not in the operators or approvers group";
+                break;
         case WIRE_STATUS:
                 need = ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER;
                 reason = "not in any dkm group";

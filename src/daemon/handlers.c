@@ -147,6 +147,8 @@ static void handle_status(const struct daemon_state *st, struct wire_builder *b)
         json_object_object_add(o, "max_message_bytes",
                                json_object_new_int64(st->engine_max_message ?
                                                      (int64_t)st->engine_max_message : WIRE_MAX_DATA));
+        json_object_object_add(o, "grants_keyring",
+                               json_object_new_int(st->grants ? grants_keyring(st->grants) : 0));
         keys_status(st->keys, o);
         reply_json(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
@@ -198,19 +200,148 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
+/* A caller outside the users group may decrypt or inspect under a live
+ * grant; every such use is audited with the grant, and fails closed. */
+static int grant_allows(const struct daemon_state *st, const struct peer *peer,
+                        const struct wire_msg *req, const struct audit_subject *subj, char *msg,
+                        size_t msg_size)
+{
+        const struct wire_field *data = wire_get(req, WIRE_TAG_DATA);
+        struct grant_use use;
+        char policy[65], err[GRANT_ERR_MAX] = "";
+        _cleanup_free_ char *areason = NULL;
+        struct format_header h;
+        const char *why;
+        int r;
+
+        if (!data) {
+                snprintf(msg, msg_size, "request carries no data");
+                return -EINVAL;
+        }
+        r = keys_policy_of(st->keys, data->value, data->len, policy, err);
+        if (r < 0) {
+                snprintf(msg, msg_size, "%s", err);
+                return r;
+        }
+        r = grants_check(st->grants, subj, req->type == WIRE_DECRYPT ? SCOPE_DECRYPT : SCOPE_INSPECT,
+                         policy, &use, err);
+        if (r < 0) {
+                snprintf(msg, msg_size, "permission denied: %s", err);
+                return r;
+        }
+        format_parse(data->value, data->len, &h, &why);
+        areason = audit_value(use.reason);
+        if (!areason)
+                return -ENOMEM;
+        if (audit_record(AUDIT_KIND_KEY, "grant-use", subj, true,
+                         "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s", use.id,
+                         wire_type_name(req->type), policy, h.generation, use.approvers, areason) < 0 &&
+            st->cfg->audit_fail_closed) {
+                snprintf(msg, msg_size, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
+                   use.id, wire_type_name(req->type), policy, h.generation);
+        return 0;
+}
+
+static void handle_access(const struct daemon_state *st, const struct wire_msg *req,
+                          const struct audit_subject *subj, struct wire_builder *b)
+{
+        char reason[4097] = "", duration[65] = "", scope[17] = "", policy[65] = "", state[64];
+        char err[GRANT_ERR_MAX] = "", json_text[96];
+        _cleanup_free_ char *json = NULL;
+        uint32_t id = 0, gen = 0;
+        bool has_policy, has_scope, has_duration;
+        int r;
+
+        if (wire_get_string(req, WIRE_TAG_REASON, reason, sizeof(reason)) == -EBADMSG ||
+            wire_get_string(req, WIRE_TAG_DURATION, duration, sizeof(duration)) == -EBADMSG ||
+            wire_get_string(req, WIRE_TAG_SCOPE, scope, sizeof(scope)) == -EBADMSG ||
+            wire_get_string(req, WIRE_TAG_POLICY, policy, sizeof(policy)) == -EBADMSG) {
+                reply_error(b, -EINVAL, "malformed text field");
+                return;
+        }
+        has_policy = wire_get(req, WIRE_TAG_POLICY);
+        has_scope = wire_get(req, WIRE_TAG_SCOPE);
+        has_duration = wire_get(req, WIRE_TAG_DURATION);
+        wire_get_u32(req, WIRE_TAG_GENERATION, &gen);
+        if (req->type != WIRE_ACCESS_REQUEST && req->type != WIRE_KEY_DESTROY &&
+            req->type != WIRE_ACCESS_LIST && wire_get_u32(req, WIRE_TAG_REQUEST, &id) < 0) {
+                reply_error(b, -EINVAL, "request names no access request id");
+                return;
+        }
+        switch (req->type) {
+        case WIRE_ACCESS_REQUEST:
+        case WIRE_KEY_DESTROY:
+                if (req->type == WIRE_KEY_DESTROY && !gen) {
+                        reply_error(b, -EINVAL, "request names no generation");
+                        return;
+                }
+                if (req->type == WIRE_ACCESS_REQUEST && has_scope && strcmp(scope, "destroy") == 0) {
+                        reply_error(b, -EINVAL, "unknown scope 'destroy' (decrypt or inspect; "
+                                                "use key destroy to crypto-shred a generation)");
+                        return;
+                }
+                r = grants_request(st->grants, subj, reason,
+                                   req->type == WIRE_KEY_DESTROY ? NULL : has_duration ? duration : NULL,
+                                   req->type == WIRE_KEY_DESTROY ? "destroy" : has_scope ? scope : NULL,
+                                   has_policy ? policy : req->type == WIRE_KEY_DESTROY ? DEFAULT_POLICY : NULL,
+                                   req->type == WIRE_KEY_DESTROY ? gen : 0, &id, err);
+                if (r >= 0) {
+                        snprintf(json_text, sizeof(json_text), "{\"request\":%u}", id);
+                        reply_json(b, json_text);
+                }
+                break;
+        case WIRE_ACCESS_APPROVE:
+                r = grants_approve(st->grants, subj, id, state, sizeof(state), err);
+                if (r >= 0) {
+                        snprintf(json_text, sizeof(json_text), "{\"request\":%u,\"state\":\"%s\"}", id, state);
+                        reply_json(b, json_text);
+                }
+                break;
+        case WIRE_ACCESS_DENY:
+                r = grants_deny(st->grants, subj, id, reason, err);
+                if (r >= 0)
+                        reply_json(b, "{}");
+                break;
+        case WIRE_ACCESS_REVOKE:
+                r = grants_revoke(st->grants, subj, id, err);
+                if (r >= 0)
+                        reply_json(b, "{}");
+                break;
+        default:
+                r = grants_list_json(st->grants, &json, err);
+                if (r >= 0)
+                        reply_json(b, json);
+                break;
+        }
+        if (r < 0)
+                reply_error(b, r, err[0] ? err : strerror(-r));
+}
+
 void handle_request(const struct daemon_state *st, const struct peer *peer,
                     const struct wire_msg *req, struct wire_builder *reply)
 {
         unsigned roles = access_roles(st->cfg, peer);
+        struct audit_subject subj;
         const char *why;
-        char msg[160];
+        char msg[GRANT_ERR_MAX + 32];
         int r;
 
+        audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
         r = access_check(roles, req->type, &why);
-        if (r < 0) {
-                struct audit_subject subj;
-
-                audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
+        if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
+                r = grant_allows(st, peer, req, &subj, msg, sizeof(msg));
+                if (r < 0) {
+                        audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), &subj, false,
+                                     "reason=refused");
+                        log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
+                                   (unsigned)peer->uid, (int)peer->pid, msg);
+                        reply_error(reply, r, msg);
+                        return;
+                }
+        } else if (r < 0) {
                 audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), &subj, false,
                              "reason=refused");
                 log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
@@ -230,6 +361,14 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_INSPECT:
                 handle_inspect(st, req, reply);
+                break;
+        case WIRE_KEY_DESTROY:
+        case WIRE_ACCESS_REQUEST:
+        case WIRE_ACCESS_APPROVE:
+        case WIRE_ACCESS_DENY:
+        case WIRE_ACCESS_LIST:
+        case WIRE_ACCESS_REVOKE:
+                handle_access(st, req, &subj, reply);
                 break;
         default:
                 handle_keys(st, peer, req, reply);

@@ -788,6 +788,10 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
                 seterr(err, "generation %u of policy '%s' is retired", g->rec.generation, p->rec.name);
                 return -EKEYREVOKED;
         }
+        if (g->rec.state == GEN_DESTROYED) {
+                seterr(err, "generation %u of policy '%s' was destroyed", g->rec.generation, p->rec.name);
+                return -EKEYREVOKED;
+        }
         n = len - FORMAT_OVERHEAD;
         out = malloc(n ? n : 1);
         if (!out)
@@ -883,7 +887,8 @@ int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret,
         g = p ? find_gen(p, h.generation) : NULL;
         json_object_object_add(o, "policy", p ? json_object_new_string(p->rec.name) : NULL);
         json_object_object_add(o, "state", json_object_new_string(g ? gen_state_to_string(g->rec.state) : "unknown"));
-        json_object_object_add(o, "decryptable", json_object_new_boolean(g && g->rec.state != GEN_RETIRED));
+        json_object_object_add(o, "decryptable", json_object_new_boolean(g && g->rec.state != GEN_RETIRED &&
+                                                                g->rec.state != GEN_DESTROYED));
         pthread_rwlock_unlock(&k->lock);
         *ret = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
@@ -915,8 +920,8 @@ int keys_retire(struct keys *k, const char *policy, uint32_t generation,
         } else if (g->rec.state == GEN_ACTIVE) {
                 seterr(err, "generation %u is active: rotate first", generation);
                 r = -EBUSY;
-        } else if (g->rec.state == GEN_RETIRED) {
-                seterr(err, "generation %u is already retired", generation);
+        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
+                seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
                 r = -EALREADY;
         } else {
                 rec = g->rec;
@@ -947,6 +952,123 @@ int keys_retire(struct keys *k, const char *policy, uint32_t generation,
                         log_notice("policy '%s': generation %u retired", p->rec.name, generation);
                 }
         }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+/* With the lock held. */
+static int destroyable(struct keys *k, const char *policy, uint32_t generation,
+                       struct policy **ret_p, struct generation **ret_g, char *err)
+{
+        struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        struct generation *g = p ? find_gen(p, generation) : NULL;
+
+        if (!p) {
+                seterr(err, "no such policy '%s'", policy);
+                return -ENOENT;
+        }
+        if (!g) {
+                seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
+                return -ENOENT;
+        }
+        if (g->rec.state == GEN_ACTIVE) {
+                seterr(err, "generation %u is active: rotate first", generation);
+                return -EBUSY;
+        }
+        if (g->rec.state == GEN_DESTROYED) {
+                seterr(err, "generation %u is already destroyed", generation);
+                return -EALREADY;
+        }
+        *ret_p = p;
+        *ret_g = g;
+        return 0;
+}
+
+int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generation, char *err)
+{
+        struct policy *p;
+        struct generation *g;
+        int r;
+
+        pthread_rwlock_rdlock(&k->lock);
+        r = destroyable(k, policy, generation, &p, &g, err);
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
+                 const struct audit_subject *subj, uint32_t request_id, char *err)
+{
+        _cleanup_free_ char *json = NULL;
+        struct policy *p;
+        struct generation *g;
+        struct gen_record rec;
+        char kg[160];
+        uint64_t rev;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        r = destroyable(k, policy, generation, &p, &g, err);
+        if (r < 0)
+                goto out;
+        rec = g->rec;
+        rec.state = GEN_DESTROYED;
+        secure_wipe(rec.wrapped_key, sizeof(rec.wrapped_key));
+        r = gen_record_encode(&rec, &json);
+        if (r < 0)
+                goto out;
+        if (audit_record(AUDIT_KIND_KEY, "generation-destroy", subj, true,
+                         "policy=%s generation=%u request=%u", p->rec.name, generation, request_id) < 0 &&
+            k->cfg->audit_fail_closed) {
+                seterr(err, "refused: the audit record could not be written");
+                r = -EIO;
+                goto out;
+        }
+        key_generation(kg, sizeof(kg), p->rec.id, generation);
+        {
+                const struct store_cmp cmp = { kg, g->mod_revision };
+                const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+        }
+        if (r < 0) {
+                seterr(err, "cannot store the destruction: %s", strerror(-r));
+                goto out;
+        }
+        {
+                keyring_serial_t s = atomic_exchange(&g->serial, 0);
+                if (s > 0)
+                        keyring_invalidate(s);
+        }
+        g->rec = rec;
+        g->mod_revision = rev;
+        log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
+                   request_id);
+out:
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+bool keys_policy_exists(struct keys *k, const char *policy)
+{
+        bool found;
+
+        pthread_rwlock_rdlock(&k->lock);
+        found = find_policy(k, policy) != NULL;
+        pthread_rwlock_unlock(&k->lock);
+        return found;
+}
+
+int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65], char *err)
+{
+        struct format_header h;
+        struct policy *p;
+        struct generation *g;
+        int r;
+
+        pthread_rwlock_rdlock(&k->lock);
+        r = lookup(k, in, len, &h, &p, &g, err);
+        if (r >= 0)
+                snprintf(name, 65, "%s", p->rec.name);
         pthread_rwlock_unlock(&k->lock);
         return r;
 }
@@ -1039,7 +1161,7 @@ void keys_maintain(struct keys *k)
                         struct generation *g = p->gens[j];
                         keyring_serial_t s = atomic_load(&g->serial);
 
-                        if (s <= 0 || g->rec.state == GEN_RETIRED)
+                        if (s <= 0 || g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED)
                                 continue;
                         if (keyring_remaining(s, &left) >= 0 && left != 0 && left > ttl / 3)
                                 continue;

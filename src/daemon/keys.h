@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,15 @@ int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *
                 uint32_t *ret_generation, char *err);
 int keys_retire(struct keys *k, const char *policy, uint32_t generation,
                 const struct audit_subject *subj, char *err);
+/* Crypto-shreds an archived or retired generation (after approval): its
+ * wrapped key is erased from the store and its cached key invalidated. */
+int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generation, char *err);
+int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
+                 const struct audit_subject *subj, uint32_t request_id, char *err);
+bool keys_policy_exists(struct keys *k, const char *policy);
+/* The name of the policy a ciphertext names (for access under a grant). */
+int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65], char *err);
+
 int keys_list_json(struct keys *k, const char *policy, char **ret, char *err);
 
 /* Adds "policies" and "alerts" to a json-c object (struct json_object *). */

@@ -10,6 +10,7 @@ static const char *const gen_states[] = {
         [GEN_ACTIVE] = "active",
         [GEN_ARCHIVED] = "archived",
         [GEN_RETIRED] = "retired",
+        [GEN_DESTROYED] = "destroyed",
 };
 
 const char *gen_state_to_string(enum gen_state s)

@@ -19,6 +19,7 @@ enum gen_state {
         GEN_ACTIVE,
         GEN_ARCHIVED,
         GEN_RETIRED,
+        GEN_DESTROYED, /* crypto-shredded: its wrapped key is gone from the store */
 };
 
 struct policy_record {

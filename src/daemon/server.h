@@ -2,6 +2,7 @@
 #pragma once
 
 #include "access.h"
+#include "grants.h"
 #include "keys.h"
 #include "shared/config.h"
 #include "engine/engine.h"
@@ -11,6 +12,7 @@ struct server;
 struct daemon_state {
         const struct dkm_config *cfg;
         struct keys *keys;
+        struct grants *grants;
         struct engine_info engine;
         size_t engine_max_message; /* 0: only the wire limit applies */
         uint64_t started_usec;

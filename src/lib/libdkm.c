@@ -258,11 +258,9 @@ _public_ int dkm_rewrap(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx
         return data_call(c, WIRE_REWRAP, NULL, ctx, n_ctx, ciphertext, len, ret, ret_len);
 }
 
-/* A request whose reply carries JSON text. */
-static int json_call(dkm_client *c, uint16_t type, const char *policy, const void *data,
-                     size_t len, const uint32_t *generation, char **ret)
+/* Sends b and returns the reply's JSON text (malloc'd) in *ret, if ret. */
+static int json_request(dkm_client *c, struct wire_builder *b, char **ret)
 {
-        struct wire_builder b;
         struct wire_msg *m;
         const struct wire_field *f;
         uint8_t *buf;
@@ -270,19 +268,12 @@ static int json_call(dkm_client *c, uint16_t type, const char *policy, const voi
         char *s;
         int r;
 
-        if (!c)
-                return -EINVAL;
         m = malloc(sizeof(*m));
-        if (!m)
+        if (!m) {
+                wire_builder_free(b);
                 return -ENOMEM;
-        wire_begin(&b, type);
-        if (policy)
-                wire_add_string(&b, WIRE_TAG_POLICY, policy);
-        if (data)
-                wire_add(&b, WIRE_TAG_DATA, data, len);
-        if (generation)
-                wire_add_u32(&b, WIRE_TAG_GENERATION, *generation);
-        r = call(c, &b, &buf, &blen, m);
+        }
+        r = call(c, b, &buf, &blen, m);
         if (r < 0) {
                 free(m);
                 return r;
@@ -302,6 +293,147 @@ static int json_call(dkm_client *c, uint16_t type, const char *policy, const voi
         return r;
 }
 
+/* A request whose reply carries JSON text. */
+static int json_call(dkm_client *c, uint16_t type, const char *policy, const void *data,
+                     size_t len, const uint32_t *generation, char **ret)
+{
+        struct wire_builder b;
+
+        if (!c)
+                return -EINVAL;
+        wire_begin(&b, type);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        if (data)
+                wire_add(&b, WIRE_TAG_DATA, data, len);
+        if (generation)
+                wire_add_u32(&b, WIRE_TAG_GENERATION, *generation);
+        return json_request(c, &b, ret);
+}
+
+/* Reads an unsigned field of a flat JSON reply from dkmd. */
+static int reply_u32(dkm_client *c, const char *json, const char *key, uint32_t *ret)
+{
+        json_object *o = json_tokener_parse(json), *v;
+        int64_t n;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
+                json_object_put(o);
+                return set_error(c, -EBADMSG, "malformed reply from dkmd");
+        }
+        n = json_object_get_int64(v);
+        json_object_put(o);
+        if (n < 0 || n > UINT32_MAX)
+                return set_error(c, -EBADMSG, "malformed reply from dkmd");
+        *ret = (uint32_t)n;
+        return 0;
+}
+
+_public_ int dkm_access_request(dkm_client *c, const char *reason, const char *duration,
+                                const char *scope, const char *policy, uint32_t *ret_id)
+{
+        _cleanup_free_ char *json = NULL;
+        struct wire_builder b;
+        uint32_t id;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        wire_begin(&b, WIRE_ACCESS_REQUEST);
+        if (reason)
+                wire_add_string(&b, WIRE_TAG_REASON, reason);
+        if (duration)
+                wire_add_string(&b, WIRE_TAG_DURATION, duration);
+        if (scope)
+                wire_add_string(&b, WIRE_TAG_SCOPE, scope);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        r = json_request(c, &b, &json);
+        if (r >= 0)
+                r = reply_u32(c, json, "request", &id);
+        if (r >= 0 && ret_id)
+                *ret_id = id;
+        return r;
+}
+
+static int id_call(dkm_client *c, uint16_t type, uint32_t id, const char *reason, char **ret)
+{
+        struct wire_builder b;
+
+        if (!c)
+                return -EINVAL;
+        wire_begin(&b, type);
+        wire_add_u32(&b, WIRE_TAG_REQUEST, id);
+        if (reason)
+                wire_add_string(&b, WIRE_TAG_REASON, reason);
+        return json_request(c, &b, ret);
+}
+
+_public_ int dkm_access_approve(dkm_client *c, uint32_t id, char **ret_state)
+{
+        _cleanup_free_ char *json = NULL;
+        json_object *o, *v;
+        char *state;
+        int r;
+
+        r = id_call(c, WIRE_ACCESS_APPROVE, id, NULL, &json);
+        if (r < 0)
+                return r;
+        o = json_tokener_parse(json);
+        if (!o || !json_object_object_get_ex(o, "state", &v)) {
+                json_object_put(o);
+                return set_error(c, -EBADMSG, "malformed reply from dkmd");
+        }
+        state = strdup(json_object_get_string(v));
+        json_object_put(o);
+        if (!state)
+                return -ENOMEM;
+        if (ret_state)
+                *ret_state = state;
+        else
+                free(state);
+        return 0;
+}
+
+_public_ int dkm_access_deny(dkm_client *c, uint32_t id, const char *reason)
+{
+        return id_call(c, WIRE_ACCESS_DENY, id, reason, NULL);
+}
+
+_public_ int dkm_access_revoke(dkm_client *c, uint32_t id)
+{
+        return id_call(c, WIRE_ACCESS_REVOKE, id, NULL, NULL);
+}
+
+_public_ int dkm_access_list_json(dkm_client *c, char **ret)
+{
+        return json_call(c, WIRE_ACCESS_LIST, NULL, NULL, 0, NULL, ret);
+}
+
+_public_ int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generation,
+                             const char *reason, uint32_t *ret_request)
+{
+        _cleanup_free_ char *json = NULL;
+        struct wire_builder b;
+        uint32_t id;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        wire_begin(&b, WIRE_KEY_DESTROY);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        wire_add_u32(&b, WIRE_TAG_GENERATION, generation);
+        if (reason)
+                wire_add_string(&b, WIRE_TAG_REASON, reason);
+        r = json_request(c, &b, &json);
+        if (r >= 0)
+                r = reply_u32(c, json, "request", &id);
+        if (r >= 0 && ret_request)
+                *ret_request = id;
+        return r;
+}
+
 _public_ int dkm_status_json(dkm_client *c, char **ret)
 {
         return json_call(c, WIRE_STATUS, NULL, NULL, 0, NULL, ret);
@@ -315,17 +447,15 @@ _public_ int dkm_key_list_json(dkm_client *c, const char *policy, char **ret)
 _public_ int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation)
 {
         _cleanup_free_ char *json = NULL;
-        unsigned g;
+        uint32_t g;
         int r;
 
         r = json_call(c, WIRE_KEY_ROTATE, policy, NULL, 0, NULL, &json);
-        if (r < 0)
-                return r;
-        if (sscanf(json, "{\"generation\":%u}", &g) != 1)
-                return set_error(c, -EBADMSG, "malformed rotate reply from dkmd");
-        if (ret_generation)
+        if (r >= 0)
+                r = reply_u32(c, json, "generation", &g);
+        if (r >= 0 && ret_generation)
                 *ret_generation = g;
-        return 0;
+        return r;
 }
 
 _public_ int dkm_key_retire(dkm_client *c, const char *policy, uint32_t generation)

@@ -34,7 +34,12 @@ static int keyerr(long r)
 
 int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret)
 {
-        key_serial_t target = attach_to_process ? KEY_SPEC_PROCESS_KEYRING : KEY_SPEC_SESSION_KEYRING;
+        return keyring_open_at(attach_to_process ? KEY_SPEC_PROCESS_KEYRING : KEY_SPEC_SESSION_KEYRING,
+                               name, KEY_POS_ALL, ret);
+}
+
+int keyring_open_at(keyring_serial_t target, const char *name, uint32_t perm, keyring_serial_t *ret)
+{
         long found;
         key_serial_t ring;
         int r;
@@ -58,7 +63,7 @@ int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret)
         }
 
         /* Also for a found keyring: somebody may have loosened it. */
-        r = keyerr(keyctl_setperm(ring, KEY_POS_ALL));
+        r = keyerr(keyctl_setperm(ring, perm));
         if (r < 0)
                 return r;
         *ret = ring;
@@ -67,6 +72,12 @@ int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret)
 
 int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
                 unsigned timeout_sec, keyring_serial_t *ret)
+{
+        return keyring_add_perm(ring, desc, payload, len, timeout_sec, KEY_PERM_POSSESSOR_ONLY, ret);
+}
+
+int keyring_add_perm(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                     unsigned timeout_sec, uint32_t perm, keyring_serial_t *ret)
 {
         key_serial_t key;
         int r;
@@ -81,7 +92,7 @@ int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, si
         /* The kernel's default adds KEY_USR_VIEW; take it away.  The timeout
          * is set even when 0: add_key() on an existing description updates
          * that key, which must not keep an older timeout. */
-        r = keyerr(keyctl_setperm(key, KEY_PERM_POSSESSOR_ONLY));
+        r = keyerr(keyctl_setperm(key, perm));
         if (r >= 0)
                 r = keyerr(keyctl_set_timeout(key, timeout_sec));
         if (r < 0) {

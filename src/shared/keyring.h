@@ -17,6 +17,10 @@ typedef int32_t keyring_serial_t;
  * session keyring.  Permissions: possessor all, nobody else anything. */
 int keyring_open(const char *name, int attach_to_process, keyring_serial_t *ret);
 
+/* The same under any keyring (KEY_SPEC_* or a serial), with the given
+ * permission mask (KEY_POS_*, KEY_USR_*, KEY_GRP_*, KEY_OTH_*). */
+int keyring_open_at(keyring_serial_t parent, const char *name, uint32_t perm, keyring_serial_t *ret);
+
 /* Adds (or replaces) a key of type "user" with the description in ring,
  * setting possessor-only permissions and a timeout (seconds, 0 = none). */
 int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
@@ -27,6 +31,10 @@ int keyring_add(keyring_serial_t ring, const char *desc, const void *payload, si
  * cached": an expired key reads -EKEYEXPIRED until the garbage collector
  * reaps it (gc_delay, 5 min) and -ENOKEY after; an invalidated one reads
  * -EKEYREVOKED for the moment before it is unlinked. */
+/* keyring_add with a permission mask of the caller's choosing. */
+int keyring_add_perm(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                     unsigned timeout_sec, uint32_t perm, keyring_serial_t *ret);
+
 int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret);
 
 /* Reads the payload straight into buf (size bytes, no copy on the heap);

@@ -20,6 +20,12 @@ static const struct tag_rule tag_rules[_WIRE_TAG_MAX] = {
         [WIRE_TAG_JSON] = { WIRE_MAX_DATA, false },
         [WIRE_TAG_ERRNO] = { 4, false },
         [WIRE_TAG_MESSAGE] = { 512, false },
+        /* Reasons are checked again by dkmd (1024), so that an overlong one
+         * gets a specific message rather than a protocol error. */
+        [WIRE_TAG_REASON] = { 4096, false },
+        [WIRE_TAG_DURATION] = { 64, false },
+        [WIRE_TAG_SCOPE] = { 16, false },
+        [WIRE_TAG_REQUEST] = { 4, false },
 };
 
 static const char *const type_names[_WIRE_TYPE_MAX] = {
@@ -33,6 +39,12 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_KEY_LIST] = "key-list",
         [WIRE_KEY_ROTATE] = "key-rotate",
         [WIRE_KEY_RETIRE] = "key-retire",
+        [WIRE_KEY_DESTROY] = "key-destroy",
+        [WIRE_ACCESS_REQUEST] = "access-request",
+        [WIRE_ACCESS_APPROVE] = "access-approve",
+        [WIRE_ACCESS_DENY] = "access-deny",
+        [WIRE_ACCESS_LIST] = "access-list",
+        [WIRE_ACCESS_REVOKE] = "access-revoke",
 };
 
 const char *wire_type_name(uint16_t type)

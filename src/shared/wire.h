@@ -39,6 +39,12 @@ enum wire_type {
         WIRE_KEY_LIST = 20,
         WIRE_KEY_ROTATE = 21,
         WIRE_KEY_RETIRE = 22,
+        WIRE_KEY_DESTROY = 23,   /* files a destroy request for approval */
+        WIRE_ACCESS_REQUEST = 30,
+        WIRE_ACCESS_APPROVE = 31,
+        WIRE_ACCESS_DENY = 32,
+        WIRE_ACCESS_LIST = 33,
+        WIRE_ACCESS_REVOKE = 34,
         _WIRE_TYPE_MAX,
 };
 
@@ -50,6 +56,10 @@ enum wire_tag {
         WIRE_TAG_JSON = 5,       /* JSON text in a reply */
         WIRE_TAG_ERRNO = 6,      /* u32: positive errno in an error reply */
         WIRE_TAG_MESSAGE = 7,    /* human-readable reason in an error reply */
+        WIRE_TAG_REASON = 8,     /* why elevated access is asked for or denied */
+        WIRE_TAG_DURATION = 9,   /* text, e.g. "30m" (parsed by dkmd) */
+        WIRE_TAG_SCOPE = 10,     /* "decrypt" or "inspect" */
+        WIRE_TAG_REQUEST = 11,   /* u32 access request id */
         _WIRE_TAG_MAX,
 };
 

@@ -10,7 +10,7 @@ DKMCTL=$BUILD/dkmctl
 
 # Identities: a service account, an operator, an approver and a human.
 USERS_GID=3901 OPERATORS_GID=3902 APPROVERS_GID=3903
-SVC_UID=2901 OP_UID=2902 APPR_UID=2903 HUMAN_UID=2904
+SVC_UID=2901 OP_UID=2902 APPR_UID=2903 HUMAN_UID=2904 APPR2_UID=2905 BOSS_UID=2906
 
 T=$(mktemp -d /tmp/dkm-it.XXXXXX)
 chmod 0755 "$T"
@@ -100,12 +100,16 @@ as() {
         svc) uid=$SVC_UID gid=$SVC_UID groups=$USERS_GID ;;
         op) uid=$OP_UID gid=$OP_UID groups=$OPERATORS_GID ;;
         appr) uid=$APPR_UID gid=$APPR_UID groups=$APPROVERS_GID ;;
+        appr2) uid=$APPR2_UID gid=$APPR2_UID groups=$APPROVERS_GID ;;
         human) uid=$HUMAN_UID gid=$HUMAN_UID groups=$HUMAN_UID ;;
+        boss) uid=$BOSS_UID gid=$BOSS_UID groups=$OPERATORS_GID,$APPROVERS_GID ;;
         root) "$DKMCTL" --socket "$SOCK" "$@"; return ;;
         *) echo "unknown identity $who" >&2; return 2 ;;
         esac
-        setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all \
-                "$DKMCTL" --socket "$SOCK" "$@"
+        # As if that user had logged in: the audit trail names the login uid.
+        ( echo "$uid" > /proc/self/loginuid 2>/dev/null
+          exec setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all \
+                "$DKMCTL" --socket "$SOCK" "$@" )
 }
 
 pass() { echo "  ok: $*"; }
@@ -154,5 +158,5 @@ finish() {
 }
 
 # Pipelines in `check` run under bash -c: give them the identities too.
-export DKMCTL SOCK T W USERS_GID OPERATORS_GID APPROVERS_GID SVC_UID OP_UID APPR_UID HUMAN_UID
+export DKMCTL SOCK T W USERS_GID OPERATORS_GID APPROVERS_GID SVC_UID OP_UID APPR_UID HUMAN_UID APPR2_UID BOSS_UID
 export -f as

@@ -51,6 +51,20 @@ static void test_decisions(void **state)
         assert_int_equal(access_check(ROLE_APPROVER, WIRE_STATUS, &why), 0);
         assert_int_equal(access_check(0, WIRE_STATUS, &why), -EPERM);
         assert_string_equal(why, "not in any dkm group");
+        /* Elevated access: operators ask, approvers decide, both may list and revoke. */
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_ACCESS_REQUEST, &why), 0);
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_ACCESS_REQUEST, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_USER, WIRE_ACCESS_REQUEST, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_ACCESS_APPROVE, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_ACCESS_APPROVE, &why), -EPERM);
+        assert_string_equal(why, "not in the approvers group");
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_ACCESS_DENY, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_ACCESS_DENY, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_ACCESS_LIST, &why), 0);
+        assert_int_equal(access_check(ROLE_APPROVER, WIRE_ACCESS_REVOKE, &why), 0);
+        assert_int_equal(access_check(ROLE_USER, WIRE_ACCESS_LIST, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_KEY_DESTROY, &why), 0);
+        assert_int_equal(access_check(ROLE_USER | ROLE_APPROVER, WIRE_KEY_DESTROY, &why), -EPERM);
         assert_int_equal(access_check(ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER, WIRE_REPLY_OK, &why),
                          -EOPNOTSUPP);
 }

@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Parses the etcd backend's location string (grammar in store-etcd.h).
+ * Strict on purpose: it comes from a configuration file, and a typo in an
+ * endpoint or a TLS path should stop the daemon at startup, not send key
+ * material to the wrong place or in the clear.  Depends on libc only, so the
+ * fuzz target can link it alone.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/util.h"
+#include "store/store-etcd.h"
+
+#define LOCATION_MAX 65536u
+#define VALUE_MAX 4096u
+#define DEFAULT_PORT "2379"
+
+static bool utf8_ok(const unsigned char *p, size_t n)
+{
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned c = p[i];
+                uint32_t cp, min;
+                size_t len;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0)
+                        len = 2, cp = c & 0x1f, min = 0x80;
+                else if ((c & 0xf0) == 0xe0)
+                        len = 3, cp = c & 0x0f, min = 0x800;
+                else if ((c & 0xf8) == 0xf0)
+                        len = 4, cp = c & 0x07, min = 0x10000;
+                else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (size_t j = 1; j < len; j++) {
+                        if ((p[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i + j] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+static bool is_alnum(char c)
+{
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static bool is_hex(char c)
+{
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Checks one endpoint URL and returns it as "scheme://host:port". */
+static int parse_endpoint(const char *p, size_t n, bool *ret_https, char **ret)
+{
+        const char *host, *end = p + n, *q;
+        size_t host_len, port_len;
+        char port[6];
+        bool https;
+        char *s;
+
+        if (n > 5 + 3 + 255 + 7 + 1)
+                return -EINVAL;
+        if (n > 7 && memcmp(p, "http://", 7) == 0)
+                https = false, host = p + 7;
+        else if (n > 8 && memcmp(p, "https://", 8) == 0)
+                https = true, host = p + 8;
+        else
+                return -EINVAL;
+        if (end[-1] == '/') /* one trailing slash, as in "http://h:2379/" */
+                end--;
+
+        q = host;
+        if (q < end && *q == '[') {
+                for (q++; q < end && *q != ']'; q++)
+                        if (!is_hex(*q) && *q != ':' && *q != '.')
+                                return -EINVAL;
+                if (q >= end || q == host + 1)
+                        return -EINVAL;
+                q++;
+        } else {
+                for (; q < end && (is_alnum(*q) || *q == '-' || *q == '.'); q++)
+                        ;
+                if (q == host || *host == '-' || *host == '.')
+                        return -EINVAL;
+        }
+        host_len = (size_t)(q - host);
+        if (host_len > 255)
+                return -EINVAL;
+
+        if (q == end)
+                strcpy(port, DEFAULT_PORT);
+        else {
+                unsigned long v = 0;
+
+                if (*q != ':')
+                        return -EINVAL;
+                q++;
+                port_len = (size_t)(end - q);
+                if (port_len < 1 || port_len > 5 || *q == '0')
+                        return -EINVAL;
+                for (size_t i = 0; i < port_len; i++) {
+                        if (q[i] < '0' || q[i] > '9')
+                                return -EINVAL;
+                        v = v * 10 + (unsigned long)(q[i] - '0');
+                }
+                if (v > 65535)
+                        return -EINVAL;
+                memcpy(port, q, port_len);
+                port[port_len] = 0;
+        }
+
+        if (asprintf(&s, "%s://%.*s:%s", https ? "https" : "http", (int)host_len, host, port) < 0)
+                return -ENOMEM;
+        *ret_https = https;
+        *ret = s;
+        return 0;
+}
+
+static int parse_endpoints(const char *v, struct etcd_location *l, bool *ret_https)
+{
+        bool any_https = false;
+        const char *p = v;
+
+        for (;;) {
+                const char *comma = strchr(p, ',');
+                size_t n = comma ? (size_t)(comma - p) : strlen(p);
+                bool https;
+                int r;
+
+                if (n == 0 || l->n_endpoints >= STORE_ETCD_ENDPOINTS_MAX)
+                        return -EINVAL;
+                r = parse_endpoint(p, n, &https, &l->endpoints[l->n_endpoints]);
+                if (r < 0)
+                        return r;
+                /* Mixed schemes would make TLS depend on which member answers. */
+                if (l->n_endpoints > 0 && https != any_https)
+                        return -EINVAL;
+                any_https = https;
+                l->n_endpoints++;
+                if (!comma)
+                        break;
+                p = comma + 1;
+        }
+        *ret_https = any_https;
+        return 0;
+}
+
+/* Copies the value that starts at *pp, up to an unescaped ';' or the end,
+ * and moves *pp past it (and past the ';'). */
+static int take_value(const char **pp, char **ret)
+{
+        const char *p = *pp;
+        char *buf, *o;
+
+        buf = malloc(VALUE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+        o = buf;
+        for (; *p && *p != ';'; p++) {
+                char c = *p;
+
+                if (c == '\\') {
+                        p++;
+                        if (*p != ';' && *p != '\\')
+                                goto bad;
+                        c = *p;
+                } else if ((unsigned char)c < 0x20 || c == 0x7f)
+                        goto bad;
+                if ((size_t)(o - buf) >= VALUE_MAX)
+                        goto bad;
+                *o++ = c;
+        }
+        *o = 0;
+        if (o == buf)
+                goto bad;
+        *pp = *p == ';' ? p + 1 : p;
+        *ret = buf;
+        return 0;
+bad:
+        secure_wipe(buf, VALUE_MAX + 1); /* it may have been a password */
+        free(buf);
+        return -EINVAL;
+}
+
+static void free_wiped(char *s)
+{
+        if (s) {
+                secure_wipe(s, strlen(s));
+                free(s);
+        }
+}
+
+void etcd_location_free(struct etcd_location *l)
+{
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n_endpoints; i++)
+                free(l->endpoints[i]);
+        free(l->prefix);
+        free(l->cacert);
+        free(l->cert);
+        free(l->key);
+        free(l->user);
+        free_wiped(l->password);
+        *l = (struct etcd_location){ 0 };
+}
+
+static int check_path(const char *v)
+{
+        return v[0] == '/' && utf8_ok((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
+}
+
+static int parse(const char *location, struct etcd_location *l)
+{
+        char *endpoints = NULL;
+        bool https = false;
+        const char *p = location;
+        int r = 0;
+
+        if (strnlen(location, LOCATION_MAX + 1) > LOCATION_MAX)
+                return -EINVAL;
+
+        while (*p) {
+                static const char *const names[] = { "endpoints", "prefix", "cacert", "cert",
+                                                     "key",       "user",   "password" };
+                const char *eq = strchr(p, '=');
+                char **slot[] = { &endpoints, &l->prefix, &l->cacert, &l->cert,
+                                  &l->key,    &l->user,   &l->password };
+                size_t n, i;
+
+                if (!eq)
+                        goto bad;
+                n = (size_t)(eq - p);
+                for (i = 0; i < ARRAY_SIZE(names); i++)
+                        if (strlen(names[i]) == n && memcmp(p, names[i], n) == 0)
+                                break;
+                if (i == ARRAY_SIZE(names) || *slot[i])
+                        goto bad;
+                p = eq + 1;
+                r = take_value(&p, slot[i]);
+                if (r < 0)
+                        goto fail;
+        }
+
+        if (!endpoints)
+                goto bad;
+        r = parse_endpoints(endpoints, l, &https);
+        if (r < 0)
+                goto fail;
+
+        if (!l->prefix) {
+                l->prefix = strdup(STORE_ETCD_DEFAULT_PREFIX);
+                if (!l->prefix) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        if (strlen(l->prefix) > STORE_ETCD_PREFIX_MAX ||
+            !utf8_ok((const unsigned char *)l->prefix, strlen(l->prefix)))
+                goto bad;
+        if ((l->cacert && check_path(l->cacert) < 0) || (l->cert && check_path(l->cert) < 0) ||
+            (l->key && check_path(l->key) < 0))
+                goto bad;
+        if (!l->cert != !l->key || !l->user != !l->password)
+                goto bad;
+        if (!https && (l->cacert || l->cert))
+                goto bad;
+        free(endpoints);
+        return 0;
+
+bad:
+        r = -EINVAL;
+fail:
+        free(endpoints);
+        return r;
+}
+
+int store_etcd_parse_location(const char *location, struct etcd_location *ret)
+{
+        struct etcd_location l = { 0 };
+        int r;
+
+        if (!location || !ret)
+                return -EINVAL;
+        r = parse(location, &l);
+        if (r < 0) {
+                etcd_location_free(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The etcd v3 store backend (store_etcd_ops, declared in store.h), and the
+ * parser of its location string.
+ *
+ * Location: items "name=value" separated by ';' (a trailing ';' is fine):
+ *
+ *   endpoints=http://127.0.0.1:2379,http://127.0.0.1:22379   required
+ *   prefix=/dkm/                     every dkm key lives under it (default /dkm/)
+ *   cacert=/etc/dkm/etcd-ca.pem      CA bundle for https endpoints
+ *   cert=/etc/dkm/etcd.pem           client certificate (with key=)
+ *   key=/etc/dkm/etcd.key            its private key (with cert=)
+ *   user=dkm                         etcd user, with password=
+ *   password=...
+ *
+ * Endpoints are tried in order (up to STORE_ETCD_ENDPOINTS_MAX), each
+ * "http://host[:port]" or "https://host[:port]" with no path; host is a
+ * name, an IPv4 address or a bracketed IPv6 address; the port defaults to
+ * 2379.  All endpoints use the same scheme.  Paths are absolute; TLS options
+ * need https endpoints; cert and key, and user and password, come in pairs.
+ * In a value, "\;" stands for ';' and "\\" for '\'; any other backslash,
+ * a control character, an unknown or repeated name, an empty value or a
+ * missing '=' is -EINVAL.  Names are case-sensitive; nothing is trimmed.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define STORE_ETCD_ENDPOINTS_MAX 16u
+#define STORE_ETCD_PREFIX_MAX 256u
+#define STORE_ETCD_DEFAULT_PREFIX "/dkm/"
+
+struct etcd_location {
+        char *endpoints[STORE_ETCD_ENDPOINTS_MAX]; /* "scheme://host:port", no trailing '/' */
+        size_t n_endpoints;
+        char *prefix;
+        char *cacert, *cert, *key; /* NULL when not given */
+        char *user, *password;     /* NULL when not given; password wiped on free */
+};
+
+/* 0 and *ret filled (free with etcd_location_free()), or -EINVAL for
+ * malformed input, -ENOMEM. */
+int store_etcd_parse_location(const char *location, struct etcd_location *ret);
+void etcd_location_free(struct etcd_location *l);
+
+/* Compacts the etcd history up to revision (etcd's Compaction RPC): later
+ * changes() calls with since + 1 < revision give -ERANGE.  dkm leaves
+ * compaction to etcd's --auto-compaction-* settings; this is for tests and
+ * maintenance. */
+int store_etcd_compact(struct store *s, uint64_t revision);

@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# A private three-member etcd cluster on loopback, for tests of the etcd
+# store backend.  Needs the Debian packages etcd-server (/usr/bin/etcd) and
+# etcd-client (etcdctl).  Source this file; it defines:
+#
+#   etcd_available         0 when etcd and etcdctl are installed, 77 otherwise
+#                          (with the reason on stderr).
+#   etcd_cluster_start DIR start members 1..3 with their data and logs under
+#                          DIR, on free loopback ports picked at random, and
+#                          wait until the cluster is healthy.  Exports
+#                          ETCD_ENDPOINTS (the three client URLs, comma
+#                          separated, member 1 first) and ETCD_ENDPOINT_1..3.
+#                          Returns 0, or 1 with the members' logs printed.
+#   etcd_member_stop N     stop member N (SIGTERM, then SIGKILL) and wait.
+#   etcd_member_start N    start member N again on its old ports and data,
+#                          and wait until it answers.
+#   etcd_cluster_stop      stop every member this file started.  Sourcing
+#                          scripts call it from their EXIT trap.
+#   etcd_ctl ARGS...       etcdctl against the cluster.
+#
+# The cluster is a plain one (no TLS, no auth), started by the test itself:
+# nothing outside DIR is written, nothing installed by hand is used.
+
+ETCD_DIR=
+ETCD_BASE_PORT=
+ETCD_PIDS=("" "" "" "")
+ETCD_ENDPOINTS=
+
+etcd_available() {
+        local cmd
+        for cmd in etcd etcdctl; do
+                if ! command -v "$cmd" >/dev/null; then
+                        echo "etcd: $cmd not installed (Debian packages etcd-server etcd-client)" >&2
+                        return 77
+                fi
+        done
+        return 0
+}
+
+_etcd_client_url() { echo "http://127.0.0.1:$((ETCD_BASE_PORT + 2 * ($1 - 1)))"; }
+_etcd_peer_url() { echo "http://127.0.0.1:$((ETCD_BASE_PORT + 2 * ($1 - 1) + 1))"; }
+
+# Whether any of the six ports from $1 is already bound on loopback.
+_etcd_ports_busy() {
+        local p busy
+        busy=$(ss -Htan 2>/dev/null | awk '{ print $4 }' | sed -n 's/.*:\([0-9]*\)$/\1/p')
+        for p in $(seq "$1" $(($1 + 5))); do
+                grep -qx "$p" <<<"$busy" && return 0
+        done
+        return 1
+}
+
+_etcd_member_launch() {
+        local n=$1 cluster="" i
+        for i in 1 2 3; do
+                cluster+="${cluster:+,}m$i=$(_etcd_peer_url "$i")"
+        done
+        # Short heartbeats keep leader elections (after a stop) quick.
+        etcd --name "m$n" --data-dir "$ETCD_DIR/m$n" \
+                --listen-client-urls "$(_etcd_client_url "$n")" \
+                --advertise-client-urls "$(_etcd_client_url "$n")" \
+                --listen-peer-urls "$(_etcd_peer_url "$n")" \
+                --initial-advertise-peer-urls "$(_etcd_peer_url "$n")" \
+                --initial-cluster "$cluster" --initial-cluster-state new \
+                --initial-cluster-token "dkm-test-$ETCD_BASE_PORT" \
+                --heartbeat-interval 100 --election-timeout 1000 \
+                --enable-pprof=false >>"$ETCD_DIR/m$n.log" 2>&1 &
+        ETCD_PIDS[n]=$!
+}
+
+# Waits up to $2 seconds (default 20) until member $1 answers a health check.
+_etcd_member_wait() {
+        local n=$1 limit=${2:-20} i
+        for i in $(seq 1 $((limit * 5))); do
+                if ! kill -0 "${ETCD_PIDS[n]}" 2>/dev/null; then
+                        echo "etcd: member $n exited" >&2
+                        return 1
+                fi
+                ETCDCTL_API=3 etcdctl --endpoints "$(_etcd_client_url "$n")" \
+                        --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1 && return 0
+                sleep 0.2
+        done
+        echo "etcd: member $n not healthy after ${limit}s" >&2
+        return 1
+}
+
+_etcd_dump_logs() {
+        local n
+        for n in 1 2 3; do
+                [ -f "$ETCD_DIR/m$n.log" ] || continue
+                echo "---- etcd member $n log (tail)"
+                tail -n 30 "$ETCD_DIR/m$n.log"
+        done
+}
+
+etcd_cluster_start() {
+        local dir=${1:?etcd_cluster_start needs a directory} try n ok
+        etcd_available || return 1
+        mkdir -p "$dir" || return 1
+        ETCD_DIR=$(cd "$dir" && pwd)
+        for try in 1 2 3 4 5; do
+                # Six consecutive ports in 20000..59999; others may pick ports
+                # at the same moment, so a lost race is retried elsewhere.
+                ETCD_BASE_PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000 / 6 * 6))
+                _etcd_ports_busy "$ETCD_BASE_PORT" && continue
+                rm -rf "$ETCD_DIR"/m1 "$ETCD_DIR"/m2 "$ETCD_DIR"/m3
+                for n in 1 2 3; do
+                        _etcd_member_launch "$n"
+                done
+                ok=1
+                for n in 1 2 3; do
+                        _etcd_member_wait "$n" 30 || { ok=0; break; }
+                done
+                if [ $ok = 1 ]; then
+                        ETCD_ENDPOINTS="$(_etcd_client_url 1),$(_etcd_client_url 2),$(_etcd_client_url 3)"
+                        ETCD_ENDPOINT_1=$(_etcd_client_url 1)
+                        ETCD_ENDPOINT_2=$(_etcd_client_url 2)
+                        ETCD_ENDPOINT_3=$(_etcd_client_url 3)
+                        export ETCD_ENDPOINTS ETCD_ENDPOINT_1 ETCD_ENDPOINT_2 ETCD_ENDPOINT_3
+                        return 0
+                fi
+                if grep -q "address already in use" "$ETCD_DIR"/m*.log 2>/dev/null; then
+                        etcd_cluster_stop
+                        : >"$ETCD_DIR/m1.log"; : >"$ETCD_DIR/m2.log"; : >"$ETCD_DIR/m3.log"
+                        continue
+                fi
+                _etcd_dump_logs
+                etcd_cluster_stop
+                return 1
+        done
+        echo "etcd: no free ports found" >&2
+        return 1
+}
+
+etcd_member_stop() {
+        local n=${1:?member number} pid=${ETCD_PIDS[$1]} i
+        [ -n "$pid" ] || return 0
+        kill -TERM "$pid" 2>/dev/null
+        for i in $(seq 1 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        ETCD_PIDS[n]=""
+        return 0
+}
+
+etcd_member_start() {
+        local n=${1:?member number}
+        [ -z "${ETCD_PIDS[n]}" ] || return 0
+        _etcd_member_launch "$n"
+        _etcd_member_wait "$n" 30 || { _etcd_dump_logs; return 1; }
+}
+
+etcd_cluster_stop() {
+        local n
+        for n in 1 2 3; do
+                etcd_member_stop "$n"
+        done
+}
+
+etcd_ctl() {
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s --command-timeout 5s "$@"
+}
