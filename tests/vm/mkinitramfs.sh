@@ -9,7 +9,7 @@
 # at its own absolute path together with the shared libraries that ldd lists
 # and the dynamic loader: the binaries run in the guest exactly where they
 # were built, so $ORIGIN rpaths still resolve.  Each -e lands in /etc/vm.env.
-# It is rebuilt every run: a second or two.
+# It is rebuilt every run (well under a second), so it never goes stale.
 set -euo pipefail
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
@@ -78,7 +78,7 @@ done | awk '!seen[$0]++' | while read -r kind path _; do
         echo "$rel" >>"$root/etc/vm-modules"
 done
 for f in modules.order modules.builtin modules.builtin.modinfo; do
-        [ -e "$moddir/$f" ] && cp "$moddir/$f" "$root/lib/modules/$kver/"
+        if [ -e "$moddir/$f" ]; then cp "$moddir/$f" "$root/lib/modules/$kver/"; fi
 done
 depmod -b "$root" "$kver"
 
