@@ -8,6 +8,7 @@
 
 #include "grants.h"
 #include "log.h"
+#include "records.h"
 #include "shared/duration.h"
 #include "shared/util.h"
 
@@ -148,7 +149,7 @@ static int get_text(json_object *o, const char *k, char *buf, size_t size)
 
 static int request_decode(const struct store_kv *kv, struct request *ret)
 {
-        json_object *o = json_tokener_parse((const char *)kv->value), *a;
+        json_object *o = record_parse(kv->value, kv->value_len), *a;
         struct request r = { .mod_revision = kv->mod_revision };
         char scope[16], state[16];
         int64_t v[10];

@@ -122,7 +122,7 @@ static int finish(json_object *o, char **ret)
         return 0;
 }
 
-static json_object *parse(const uint8_t *buf, size_t len)
+json_object *record_parse(const uint8_t *buf, size_t len)
 {
         json_tokener *tok = json_tokener_new();
         json_object *o;
@@ -158,7 +158,7 @@ int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *r
 {
         struct policy_record r = { 0 };
         uint64_t active, n;
-        json_object *o = parse(buf, len);
+        json_object *o = record_parse(buf, len);
         int e = 0;
 
         if (!o)
@@ -197,7 +197,7 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret)
         struct gen_record r = { 0 };
         char state[16];
         uint64_t g;
-        json_object *o = parse(buf, len);
+        json_object *o = record_parse(buf, len);
         int e = 0;
 
         if (!o)

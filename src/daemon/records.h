@@ -47,6 +47,10 @@ int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *r
 int gen_record_encode(const struct gen_record *r, char **ret);
 int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret);
 
+/* Parses a store value (not NUL-terminated) as one JSON object, or NULL. */
+struct json_object;
+struct json_object *record_parse(const uint8_t *buf, size_t len);
+
 /* Store key names. */
 void key_policy(char *buf, size_t size, const char *id);
 void key_generation(char *buf, size_t size, const char *id, uint32_t gen);
