@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-#include "keys.h"
+#include "keys-internal.h"
 #include "log.h"
 #include "records.h"
 #include "shared/format.h"
@@ -14,41 +14,7 @@
 #include "shared/util.h"
 #include "wrap.h"
 
-/* Use counts are reserved in the store ahead of use, so a crash can only
- * over-count. */
-#define USE_BLOCK_MAX 4096u
-
-struct generation {
-        struct gen_record rec;
-        uint64_t mod_revision;
-        _Atomic uint64_t uses;
-        _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
-};
-
-struct policy {
-        struct policy_record rec;
-        uint8_t id[16];
-        uint64_t mod_revision;
-        struct generation **gens; /* gens[n - 1] is generation n */
-        size_t n_gens;
-        _Atomic keyring_serial_t serial; /* cached policy key */
-};
-
-struct keys {
-        struct keys_env env;
-        const struct dkm_config *cfg;
-        struct audit_subject self;
-        pthread_rwlock_t lock;    /* policies and generation metadata */
-        pthread_mutex_t reserve;  /* use-count reservations */
-        struct policy **policies;
-        size_t n_policies;
-        pthread_mutex_t alert_lock;
-        char alert[256];          /* the last refresh failure, shown in status */
-        uint64_t alert_usec;
-};
-
-static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void seterr(char *err, const char *fmt, ...)
+void keys_seterr(char *err, const char *fmt, ...)
 {
         va_list ap;
 
@@ -63,6 +29,7 @@ static uint64_t use_block(const struct keys *k)
 
         return b < 1 ? 1 : b > USE_BLOCK_MAX ? USE_BLOCK_MAX : b;
 }
+
 
 int keys_new(const struct keys_env *env, struct keys **ret)
 {
@@ -80,13 +47,15 @@ int keys_new(const struct keys_env *env, struct keys **ret)
         return 0;
 }
 
-static void policy_free(struct policy *p)
+
+void policy_free(struct policy *p)
 {
         for (size_t i = 0; i < p->n_gens; i++)
                 free(p->gens[i]);
         free(p->gens);
         free(p);
 }
+
 
 void keys_free(struct keys *k)
 {
@@ -99,7 +68,8 @@ void keys_free(struct keys *k)
         free(k);
 }
 
-static struct policy *find_policy(struct keys *k, const char *name)
+
+struct policy *find_policy(struct keys *k, const char *name)
 {
         for (size_t i = 0; i < k->n_policies; i++)
                 if (strcmp(k->policies[i]->rec.name, name) == 0)
@@ -107,7 +77,8 @@ static struct policy *find_policy(struct keys *k, const char *name)
         return NULL;
 }
 
-static struct policy *find_policy_id(struct keys *k, const uint8_t id[16])
+
+struct policy *find_policy_id(struct keys *k, const uint8_t id[16])
 {
         for (size_t i = 0; i < k->n_policies; i++)
                 if (memcmp(k->policies[i]->id, id, 16) == 0)
@@ -115,12 +86,14 @@ static struct policy *find_policy_id(struct keys *k, const uint8_t id[16])
         return NULL;
 }
 
-static struct generation *find_gen(struct policy *p, uint32_t n)
+
+struct generation *find_gen(struct policy *p, uint32_t n)
 {
         return n >= 1 && n <= p->n_gens ? p->gens[n - 1] : NULL;
 }
 
-static int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revision)
+
+int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revision)
 {
         struct generation *g, **gens;
 
@@ -141,10 +114,10 @@ static int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_
         return 0;
 }
 
+
 /* --- keys in the keyring ------------------------------------------------ */
 
-static void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void raise_alert(struct keys *k, const char *fmt, ...)
+void raise_alert(struct keys *k, const char *fmt, ...)
 {
         va_list ap;
 
@@ -157,7 +130,8 @@ static void raise_alert(struct keys *k, const char *fmt, ...)
         pthread_mutex_unlock(&k->alert_lock);
 }
 
-static int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE])
+
+int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE])
 {
         size_t n;
         int r;
@@ -170,12 +144,14 @@ static int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE])
         return n == ENGINE_KEY_SIZE ? 0 : -EBADMSG;
 }
 
-static unsigned cache_ttl_sec(const struct keys *k)
+
+unsigned cache_ttl_sec(const struct keys *k)
 {
         uint64_t s = k->cfg->cache_ttl_usec / 1000000;
 
         return s < 1 ? 1 : s > UINT32_MAX ? UINT32_MAX : (unsigned)s;
 }
+
 
 /* Unwraps the policy key with the master key and caches it. */
 static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE],
@@ -188,7 +164,7 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
 
         r = read_cached(k->env.master, master);
         if (r < 0) {
-                seterr(err, "master key not available in the keyring: %s", strerror(-r));
+                keys_seterr(err, "master key not available in the keyring: %s", strerror(-r));
                 return r;
         }
         {
@@ -200,7 +176,7 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
         }
         if (r < 0) {
                 secure_wipe(key, ENGINE_KEY_SIZE);
-                seterr(err, "policy '%s': policy key does not unwrap with the master key (%s)",
+                keys_seterr(err, "policy '%s': policy key does not unwrap with the master key (%s)",
                        p->rec.name, r == -EBADMSG ? "wrong master key or altered store" : strerror(-r));
                 return r;
         }
@@ -208,7 +184,7 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
         r = keyring_add(k->env.ring, desc, key, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
         if (r < 0) {
                 secure_wipe(key, ENGINE_KEY_SIZE);
-                seterr(err, "cannot cache policy key in the keyring: %s", strerror(-r));
+                keys_seterr(err, "cannot cache policy key in the keyring: %s", strerror(-r));
                 return r;
         }
         atomic_store(&p->serial, s);
@@ -217,15 +193,17 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
         return 0;
 }
 
-static int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err)
+
+int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err)
 {
         if (read_cached(atomic_load(&p->serial), key) == 0)
                 return 0;
         return policy_key_load(k, p, key, err);
 }
 
+
 /* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
-static int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
+int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
                         char *err)
 {
         uint8_t *pkey = buf + ENGINE_KEY_SIZE;
@@ -239,7 +217,7 @@ static int gen_key_load(struct keys *k, struct policy *p, struct generation *g, 
         r = key_unwrap(pkey, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key, buf);
         secure_wipe(pkey, ENGINE_KEY_SIZE);
         if (r < 0) {
-                seterr(err, "policy '%s' generation %u: key does not unwrap (%s)", p->rec.name,
+                keys_seterr(err, "policy '%s' generation %u: key does not unwrap (%s)", p->rec.name,
                        g->rec.generation, strerror(-r));
                 return r;
         }
@@ -254,23 +232,25 @@ static int gen_key_load(struct keys *k, struct policy *p, struct generation *g, 
         }
         if (r < 0) {
                 secure_wipe(buf, ENGINE_KEY_SIZE);
-                seterr(err, "cannot cache generation key in the keyring: %s", strerror(-r));
+                keys_seterr(err, "cannot cache generation key in the keyring: %s", strerror(-r));
                 return r;
         }
         atomic_store(&g->serial, s);
         return 0;
 }
 
-static int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
+
+int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
 {
         if (read_cached(atomic_load(&g->serial), buf) == 0)
                 return 0;
         return gen_key_load(k, p, g, buf, err);
 }
 
+
 /* --- creating policies and generations ---------------------------------- */
 
-static int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret,
+int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret,
                            char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
@@ -286,7 +266,7 @@ static int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct 
         if (r >= 0)
                 r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_GENERATION_KEY, p->id, n, buf, rec.wrapped_key);
         if (r < 0) {
-                seterr(err, "cannot create a key for generation %u: %s", n, strerror(-r));
+                keys_seterr(err, "cannot create a key for generation %u: %s", n, strerror(-r));
                 return r;
         }
         rec.created_usec = rec.activated_usec = now_real_usec();
@@ -294,94 +274,6 @@ static int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct 
         return 0;
 }
 
-static int create_policy(struct keys *k, const char *name, char *err)
-{
-        _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
-        _cleanup_free_ char *pjson = NULL, *gjson = NULL;
-        struct policy *p = NULL;
-        struct gen_record g;
-        char kp[128], kg[160], kn[128];
-        uint64_t rev;
-        int r;
-
-        if (!buf)
-                return -ENOMEM;
-        p = calloc(1, sizeof(*p));
-        if (!p)
-                return -ENOMEM;
-        r = engine_random(p->id, 16);
-        if (r < 0)
-                goto fail;
-        p->id[6] = (p->id[6] & 0x0f) | 0x40; /* UUID version 4 */
-        p->id[8] = (p->id[8] & 0x3f) | 0x80;
-        uuid_to_string(p->id, p->rec.id);
-        snprintf(p->rec.name, sizeof(p->rec.name), "%s", name);
-        p->rec.created_usec = now_real_usec();
-        p->rec.active = p->rec.n_generations = 1;
-
-        r = read_cached(k->env.master, buf + ENGINE_KEY_SIZE);
-        if (r >= 0)
-                r = engine_random(buf, ENGINE_KEY_SIZE);
-        if (r >= 0)
-                r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_POLICY_KEY, p->id, 0, buf, p->rec.wrapped_key);
-        if (r < 0) {
-                seterr(err, "cannot create the key of policy '%s': %s", name, strerror(-r));
-                goto fail;
-        }
-        r = new_wrapped_gen(k, p, 1, &g, err);
-        if (r < 0)
-                goto fail;
-        r = policy_record_encode(&p->rec, &pjson);
-        if (r >= 0)
-                r = gen_record_encode(&g, &gjson);
-        if (r < 0)
-                goto fail;
-        key_policy(kp, sizeof(kp), p->rec.id);
-        key_generation(kg, sizeof(kg), p->rec.id, 1);
-        key_name(kn, sizeof(kn), name);
-        {
-                const struct store_cmp cmps[] = { { kn, 0 }, { kp, 0 } };
-                const struct store_op ops[] = {
-                        { STORE_PUT, kn, p->rec.id, strlen(p->rec.id) },
-                        { STORE_PUT, kp, pjson, strlen(pjson) },
-                        { STORE_PUT, kg, gjson, strlen(gjson) },
-                };
-
-                if (audit_record(AUDIT_KIND_KEY, "policy-create", &k->self, true,
-                                 "policy=%s policy_id=%s generation=1", name, p->rec.id) < 0 &&
-                    k->cfg->audit_fail_closed) {
-                        seterr(err, "refused: the audit record could not be written");
-                        r = -EIO;
-                        goto fail;
-                }
-                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
-                                                    ARRAY_SIZE(ops), &rev);
-        }
-        if (r < 0) {
-                seterr(err, "cannot store policy '%s': %s", name,
-                       r == -ESTALE ? "it already exists" : strerror(-r));
-                goto fail;
-        }
-        p->mod_revision = rev;
-        r = add_gen(p, &g, rev);
-        if (r < 0)
-                goto fail;
-        {
-                struct policy **ps = realloc(k->policies, (k->n_policies + 1) * sizeof(*ps));
-                if (!ps) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-                k->policies = ps;
-                k->policies[k->n_policies++] = p;
-        }
-        log_info("created policy '%s' (%s) with generation 1", name, p->rec.id);
-        return 0;
-fail:
-        if (p)
-                policy_free(p);
-        return r;
-}
 
 /* --- loading ------------------------------------------------------------- */
 
@@ -408,7 +300,7 @@ static int load_one(const struct store_kv *kv, void *userdata)
                 if (r >= 0)
                         r = uuid_from_string(p->rec.id, p->id);
                 if (r < 0) {
-                        seterr(c->err, "store record %s is damaged", kv->key);
+                        keys_seterr(c->err, "store record %s is damaged", kv->key);
                         free(p);
                         return -EBADMSG;
                 }
@@ -430,12 +322,13 @@ static int load_one(const struct store_kv *kv, void *userdata)
                 if (!c->cur || strncmp(rest, c->cur->rec.id, 36) != 0 ||
                     gen_record_decode(kv->value, kv->value_len, &g) < 0 ||
                     add_gen(c->cur, &g, kv->mod_revision) < 0) {
-                        seterr(c->err, "store record %s is damaged", kv->key);
+                        keys_seterr(c->err, "store record %s is damaged", kv->key);
                         return -EBADMSG;
                 }
         }
         return 0;
 }
+
 
 int keys_load(struct keys *k, char *err)
 {
@@ -446,13 +339,13 @@ int keys_load(struct keys *k, char *err)
         r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
         if (r < 0) {
                 if (!*err)
-                        seterr(err, "cannot read the store: %s", strerror(-r));
+                        keys_seterr(err, "cannot read the store: %s", strerror(-r));
                 goto out;
         }
         for (size_t i = 0; i < k->n_policies; i++) {
                 struct policy *p = k->policies[i];
                 if (p->n_gens != p->rec.n_generations || !find_gen(p, p->rec.active)) {
-                        seterr(err, "policy '%s' has %zu generations in the store, expected %u",
+                        keys_seterr(err, "policy '%s' has %zu generations in the store, expected %u",
                                p->rec.name, p->n_gens, p->rec.n_generations);
                         r = -EBADMSG;
                         goto out;
@@ -481,100 +374,10 @@ out:
         return r;
 }
 
-/* --- rollover ------------------------------------------------------------ */
-
-/* Called with the write lock held. */
-static int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
-                         const char *why, char *err)
-{
-        _cleanup_free_ char *pjson = NULL, *ojson = NULL, *njson = NULL;
-        struct generation *old = find_gen(p, p->rec.active);
-        struct policy_record prec = p->rec;
-        struct gen_record orec = old->rec, nrec;
-        uint32_t n = (uint32_t)p->n_gens + 1;
-        char kp[128], ko[160], kn[160];
-        uint64_t rev;
-        int r;
-
-        r = new_wrapped_gen(k, p, n, &nrec, err);
-        if (r < 0)
-                return r;
-        orec.state = GEN_ARCHIVED;
-        orec.uses_reserved = atomic_load(&old->uses) > orec.uses_reserved ?
-                                     atomic_load(&old->uses) : orec.uses_reserved;
-        prec.active = prec.n_generations = n;
-        r = policy_record_encode(&prec, &pjson);
-        if (r >= 0)
-                r = gen_record_encode(&orec, &ojson);
-        if (r >= 0)
-                r = gen_record_encode(&nrec, &njson);
-        if (r < 0)
-                return r;
-        key_policy(kp, sizeof(kp), p->rec.id);
-        key_generation(ko, sizeof(ko), p->rec.id, old->rec.generation);
-        key_generation(kn, sizeof(kn), p->rec.id, n);
-
-        if (audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, true,
-                         "policy=%s generation=%u previous=%u reason=%s", p->rec.name, n,
-                         old->rec.generation, why) < 0 &&
-            k->cfg->audit_fail_closed) {
-                seterr(err, "refused: the audit record could not be written");
-                return -EIO;
-        }
-        {
-                const struct store_cmp cmps[] = {
-                        { kp, p->mod_revision }, { ko, old->mod_revision }, { kn, 0 } };
-                const struct store_op ops[] = {
-                        { STORE_PUT, kp, pjson, strlen(pjson) },
-                        { STORE_PUT, ko, ojson, strlen(ojson) },
-                        { STORE_PUT, kn, njson, strlen(njson) },
-                };
-
-                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
-                                                    ARRAY_SIZE(ops), &rev);
-        }
-        if (r < 0) {
-                audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, false,
-                             "policy=%s generation=%u error=%d", p->rec.name, n, -r);
-                seterr(err, "cannot store generation %u: %s", n,
-                       r == -ESTALE ? "the policy changed concurrently, retry" : strerror(-r));
-                return r;
-        }
-        r = add_gen(p, &nrec, rev);
-        if (r < 0)
-                return r;
-        old->rec = orec;
-        old->mod_revision = rev;
-        p->rec = prec;
-        p->mod_revision = rev;
-        log_notice("policy '%s': generation %u active, %u archived (%s)", p->rec.name, n,
-                   old->rec.generation, why);
-        return 0;
-}
-
-int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,
-                uint32_t *ret_generation, char *err)
-{
-        struct policy *p;
-        int r;
-
-        pthread_rwlock_wrlock(&k->lock);
-        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        if (!p) {
-                seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        } else {
-                r = rotate_locked(k, p, subj, "on-demand", err);
-                if (r >= 0)
-                        *ret_generation = p->rec.active;
-        }
-        pthread_rwlock_unlock(&k->lock);
-        return r;
-}
 
 /* Rolls over if the active generation is too old or used too often; the
  * check repeats under the write lock because another thread may have won. */
-static int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
+int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 {
         struct generation *g;
         struct policy *p;
@@ -595,6 +398,7 @@ static int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *er
         pthread_rwlock_unlock(&k->lock);
         return r;
 }
+
 
 /* Takes one use of g, reserving a further block in the store when needed.
  * 1 means the generation is spent: roll over first. */
@@ -627,7 +431,7 @@ static int take_use(struct keys *k, struct policy *p, struct generation *g, char
                         r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
                 }
                 if (r < 0)
-                        seterr(err, "cannot record key use in the store: %s", strerror(-r));
+                        keys_seterr(err, "cannot record key use in the store: %s", strerror(-r));
                 else {
                         g->rec.uses_reserved = rec.uses_reserved;
                         g->mod_revision = rev;
@@ -636,6 +440,7 @@ static int take_use(struct keys *k, struct policy *p, struct generation *g, char
         pthread_mutex_unlock(&k->reserve);
         return r;
 }
+
 
 /* --- data --------------------------------------------------------------- */
 
@@ -652,6 +457,7 @@ static int aad_build(const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, 
         *ret = aad;
         return 0;
 }
+
 
 static int seal_with(struct keys *k, struct policy *p, struct generation *g, const uint8_t *ctx,
                      size_t ctx_len, const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len,
@@ -684,11 +490,11 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
                                           len, out + FORMAT_HEADER_SIZE);
                 secure_wipe(buf, ENGINE_KEY_SIZE);
                 if (r == -EMSGSIZE)
-                        seterr(err, "message too large for the %s engine (at most %zu bytes of "
+                        keys_seterr(err, "message too large for the %s engine (at most %zu bytes of "
                                "data and context in one message)", crypto_engine()->name,
                                crypto_engine()->max_message() - FORMAT_OVERHEAD);
                 else if (r < 0)
-                        seterr(err, "encryption failed in the %s engine: %s", crypto_engine()->name,
+                        keys_seterr(err, "encryption failed in the %s engine: %s", crypto_engine()->name,
                                strerror(-r));
         }
         if (r < 0) {
@@ -699,6 +505,7 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
         *ret_len = FORMAT_OVERHEAD + len;
         return 0;
 }
+
 
 static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
                          const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
@@ -714,7 +521,7 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                 p = policy_id ? find_policy_id(k, policy_id) : find_policy(k, policy);
                 if (!p) {
                         pthread_rwlock_unlock(&k->lock);
-                        seterr(err, "no such policy '%s'", policy ? policy : "(by id)");
+                        keys_seterr(err, "no such policy '%s'", policy ? policy : "(by id)");
                         return -ENOENT;
                 }
                 g = find_gen(p, p->rec.active);
@@ -729,9 +536,10 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                 if (r < 0)
                         return r;
         }
-        seterr(err, "the active generation could not be rolled over");
+        keys_seterr(err, "the active generation could not be rolled over");
         return -EAGAIN;
 }
+
 
 int keys_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
                  const uint8_t *in, size_t len, uint8_t **ret, size_t *ret_len, char *err)
@@ -740,8 +548,9 @@ int keys_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t 
                              ret_len, err);
 }
 
+
 /* Finds what a ciphertext names; with the read lock held. */
-static int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *h,
+int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *h,
                   struct policy **ret_p, struct generation **ret_g, char *err)
 {
         const char *why;
@@ -750,23 +559,24 @@ static int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_h
 
         r = format_parse(in, len, h, &why);
         if (r < 0) {
-                seterr(err, "%s", why);
+                keys_seterr(err, "%s", why);
                 return r;
         }
         *ret_p = find_policy_id(k, h->policy_id);
         if (!*ret_p) {
                 uuid_to_string(h->policy_id, id);
-                seterr(err, "ciphertext belongs to unknown policy %s", id);
+                keys_seterr(err, "ciphertext belongs to unknown policy %s", id);
                 return -ENOKEY;
         }
         *ret_g = find_gen(*ret_p, h->generation);
         if (!*ret_g) {
-                seterr(err, "ciphertext names unknown generation %u of policy '%s'", h->generation,
+                keys_seterr(err, "ciphertext names unknown generation %u of policy '%s'", h->generation,
                        (*ret_p)->rec.name);
                 return -ENOKEY;
         }
         return 0;
 }
+
 
 static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
                        size_t len, uint8_t **ret, size_t *ret_len, uint8_t ret_policy_id[16],
@@ -785,11 +595,11 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
         if (r < 0)
                 return r;
         if (g->rec.state == GEN_RETIRED) {
-                seterr(err, "generation %u of policy '%s' is retired", g->rec.generation, p->rec.name);
+                keys_seterr(err, "generation %u of policy '%s' is retired", g->rec.generation, p->rec.name);
                 return -EKEYREVOKED;
         }
         if (g->rec.state == GEN_DESTROYED) {
-                seterr(err, "generation %u of policy '%s' was destroyed", g->rec.generation, p->rec.name);
+                keys_seterr(err, "generation %u of policy '%s' was destroyed", g->rec.generation, p->rec.name);
                 return -EKEYREVOKED;
         }
         n = len - FORMAT_OVERHEAD;
@@ -808,13 +618,13 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
                                           in + FORMAT_HEADER_SIZE, len - FORMAT_HEADER_SIZE, out);
                 secure_wipe(buf, ENGINE_KEY_SIZE);
                 if (r == -EBADMSG)
-                        seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
+                        keys_seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
                 else if (r == -EMSGSIZE)
-                        seterr(err, "message too large for the %s engine (at most %zu bytes of "
+                        keys_seterr(err, "message too large for the %s engine (at most %zu bytes of "
                                "data and context in one message)", crypto_engine()->name,
                                crypto_engine()->max_message() - FORMAT_OVERHEAD);
                 else if (r < 0)
-                        seterr(err, "decryption failed in the %s engine: %s", crypto_engine()->name,
+                        keys_seterr(err, "decryption failed in the %s engine: %s", crypto_engine()->name,
                                strerror(-r));
         }
         if (r < 0) {
@@ -829,6 +639,7 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
         return 0;
 }
 
+
 int keys_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
                  size_t len, uint8_t **ret, size_t *ret_len, char *err)
 {
@@ -839,6 +650,7 @@ int keys_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8
         pthread_rwlock_unlock(&k->lock);
         return r;
 }
+
 
 int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
                 size_t len, uint8_t **ret, size_t *ret_len, char *err)
@@ -858,6 +670,7 @@ int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_
         return r;
 }
 
+
 int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret, char *err)
 {
         struct format_header h;
@@ -870,7 +683,7 @@ int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret,
 
         r = format_parse(in, len, &h, &why);
         if (r < 0) {
-                seterr(err, "%s", why);
+                keys_seterr(err, "%s", why);
                 return r;
         }
         o = json_object_new_object();
@@ -895,158 +708,6 @@ int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret,
         return *ret ? 0 : -ENOMEM;
 }
 
-/* --- administration ----------------------------------------------------- */
-
-int keys_retire(struct keys *k, const char *policy, uint32_t generation,
-                const struct audit_subject *subj, char *err)
-{
-        _cleanup_free_ char *json = NULL;
-        struct policy *p;
-        struct generation *g;
-        struct gen_record rec;
-        char kg[160];
-        uint64_t rev;
-        int r;
-
-        pthread_rwlock_wrlock(&k->lock);
-        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        g = p ? find_gen(p, generation) : NULL;
-        if (!p) {
-                seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        } else if (!g) {
-                seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
-                r = -ENOENT;
-        } else if (g->rec.state == GEN_ACTIVE) {
-                seterr(err, "generation %u is active: rotate first", generation);
-                r = -EBUSY;
-        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
-                seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
-                r = -EALREADY;
-        } else {
-                rec = g->rec;
-                rec.state = GEN_RETIRED;
-                key_generation(kg, sizeof(kg), p->rec.id, generation);
-                r = gen_record_encode(&rec, &json);
-                if (r >= 0 &&
-                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
-                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
-                    k->cfg->audit_fail_closed) {
-                        seterr(err, "refused: the audit record could not be written");
-                        r = -EIO;
-                }
-                if (r >= 0) {
-                        const struct store_cmp cmp = { kg, g->mod_revision };
-                        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
-                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
-                        if (r < 0)
-                                seterr(err, "cannot store the retirement: %s", strerror(-r));
-                }
-                if (r >= 0) {
-                        keyring_serial_t s = atomic_exchange(&g->serial, 0);
-
-                        g->rec = rec;
-                        g->mod_revision = rev;
-                        if (s > 0)
-                                keyring_invalidate(s);
-                        log_notice("policy '%s': generation %u retired", p->rec.name, generation);
-                }
-        }
-        pthread_rwlock_unlock(&k->lock);
-        return r;
-}
-
-/* With the lock held. */
-static int destroyable(struct keys *k, const char *policy, uint32_t generation,
-                       struct policy **ret_p, struct generation **ret_g, char *err)
-{
-        struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        struct generation *g = p ? find_gen(p, generation) : NULL;
-
-        if (!p) {
-                seterr(err, "no such policy '%s'", policy);
-                return -ENOENT;
-        }
-        if (!g) {
-                seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
-                return -ENOENT;
-        }
-        if (g->rec.state == GEN_ACTIVE) {
-                seterr(err, "generation %u is active: rotate first", generation);
-                return -EBUSY;
-        }
-        if (g->rec.state == GEN_DESTROYED) {
-                seterr(err, "generation %u is already destroyed", generation);
-                return -EALREADY;
-        }
-        *ret_p = p;
-        *ret_g = g;
-        return 0;
-}
-
-int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generation, char *err)
-{
-        struct policy *p;
-        struct generation *g;
-        int r;
-
-        pthread_rwlock_rdlock(&k->lock);
-        r = destroyable(k, policy, generation, &p, &g, err);
-        pthread_rwlock_unlock(&k->lock);
-        return r;
-}
-
-int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
-                 const struct audit_subject *subj, uint32_t request_id, char *err)
-{
-        _cleanup_free_ char *json = NULL;
-        struct policy *p;
-        struct generation *g;
-        struct gen_record rec;
-        char kg[160];
-        uint64_t rev;
-        int r;
-
-        pthread_rwlock_wrlock(&k->lock);
-        r = destroyable(k, policy, generation, &p, &g, err);
-        if (r < 0)
-                goto out;
-        rec = g->rec;
-        rec.state = GEN_DESTROYED;
-        secure_wipe(rec.wrapped_key, sizeof(rec.wrapped_key));
-        r = gen_record_encode(&rec, &json);
-        if (r < 0)
-                goto out;
-        if (audit_record(AUDIT_KIND_KEY, "generation-destroy", subj, true,
-                         "policy=%s generation=%u request=%u", p->rec.name, generation, request_id) < 0 &&
-            k->cfg->audit_fail_closed) {
-                seterr(err, "refused: the audit record could not be written");
-                r = -EIO;
-                goto out;
-        }
-        key_generation(kg, sizeof(kg), p->rec.id, generation);
-        {
-                const struct store_cmp cmp = { kg, g->mod_revision };
-                const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
-        }
-        if (r < 0) {
-                seterr(err, "cannot store the destruction: %s", strerror(-r));
-                goto out;
-        }
-        {
-                keyring_serial_t s = atomic_exchange(&g->serial, 0);
-                if (s > 0)
-                        keyring_invalidate(s);
-        }
-        g->rec = rec;
-        g->mod_revision = rev;
-        log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
-                   request_id);
-out:
-        pthread_rwlock_unlock(&k->lock);
-        return r;
-}
 
 bool keys_policy_exists(struct keys *k, const char *policy)
 {
@@ -1057,6 +718,7 @@ bool keys_policy_exists(struct keys *k, const char *policy)
         pthread_rwlock_unlock(&k->lock);
         return found;
 }
+
 
 int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65], char *err)
 {
@@ -1071,119 +733,4 @@ int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65],
                 snprintf(name, 65, "%s", p->rec.name);
         pthread_rwlock_unlock(&k->lock);
         return r;
-}
-
-static json_object *gen_json(const struct generation *g)
-{
-        json_object *o = json_object_new_object();
-
-        json_object_object_add(o, "generation", json_object_new_int64(g->rec.generation));
-        json_object_object_add(o, "state", json_object_new_string(gen_state_to_string(g->rec.state)));
-        json_object_object_add(o, "created", json_object_new_int64((int64_t)(g->rec.created_usec / 1000000)));
-        json_object_object_add(o, "activated", json_object_new_int64((int64_t)(g->rec.activated_usec / 1000000)));
-        json_object_object_add(o, "uses", json_object_new_int64((int64_t)atomic_load(&g->uses)));
-        json_object_object_add(o, "cached", json_object_new_boolean(atomic_load(&g->serial) > 0));
-        return o;
-}
-
-int keys_list_json(struct keys *k, const char *policy, char **ret, char *err)
-{
-        json_object *arr = json_object_new_array();
-        int r = 0;
-
-        if (!arr)
-                return -ENOMEM;
-        pthread_rwlock_rdlock(&k->lock);
-        for (size_t i = 0; i < k->n_policies; i++) {
-                struct policy *p = k->policies[i];
-
-                if (policy && strcmp(policy, p->rec.name) != 0)
-                        continue;
-                for (size_t j = 0; j < p->n_gens; j++) {
-                        json_object *o = gen_json(p->gens[j]);
-                        json_object_object_add(o, "policy", json_object_new_string(p->rec.name));
-                        json_object_array_add(arr, o);
-                }
-        }
-        if (policy && !find_policy(k, policy)) {
-                seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        }
-        pthread_rwlock_unlock(&k->lock);
-        if (r >= 0) {
-                *ret = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
-                if (!*ret)
-                        r = -ENOMEM;
-        }
-        json_object_put(arr);
-        return r;
-}
-
-void keys_status(struct keys *k, void *into)
-{
-        json_object *o = into, *arr = json_object_new_array();
-
-        pthread_rwlock_rdlock(&k->lock);
-        for (size_t i = 0; i < k->n_policies; i++) {
-                struct policy *p = k->policies[i];
-                json_object *po = json_object_new_object();
-
-                json_object_object_add(po, "name", json_object_new_string(p->rec.name));
-                json_object_object_add(po, "id", json_object_new_string(p->rec.id));
-                json_object_object_add(po, "active_generation", json_object_new_int64(p->rec.active));
-                json_object_object_add(po, "generations", json_object_new_int64((int64_t)p->n_gens));
-                json_object_array_add(arr, po);
-        }
-        pthread_rwlock_unlock(&k->lock);
-        json_object_object_add(o, "policies", arr);
-        pthread_mutex_lock(&k->alert_lock);
-        json_object_object_add(o, "alert", k->alert[0] ? json_object_new_string(k->alert) : NULL);
-        pthread_mutex_unlock(&k->alert_lock);
-}
-
-/* Re-unwraps cached keys whose remaining lifetime fell below a third of the
- * cache lifetime, so that they never expire while dkmd can still reach
- * what wraps them; and rolls over generations that reached their age. */
-void keys_maintain(struct keys *k)
-{
-        uint64_t ttl = cache_ttl_sec(k), left;
-        uint8_t *buf;
-        char err[KEYS_ERR_MAX] = "";
-
-        if (crypto_keybuf(&buf) < 0)
-                return;
-        pthread_rwlock_rdlock(&k->lock);
-        for (size_t i = 0; i < k->n_policies; i++) {
-                struct policy *p = k->policies[i];
-                uint8_t id[16];
-
-                for (size_t j = 0; j < p->n_gens; j++) {
-                        struct generation *g = p->gens[j];
-                        keyring_serial_t s = atomic_load(&g->serial);
-
-                        if (s <= 0 || g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED)
-                                continue;
-                        if (keyring_remaining(s, &left) >= 0 && left != 0 && left > ttl / 3)
-                                continue;
-                        /* Force a fresh unwrap: the policy key too. */
-                        atomic_store(&p->serial, 0);
-                        if (gen_key_load(k, p, g, buf, err) < 0) {
-                                raise_alert(k, "cache refresh failed for policy '%s' generation %u "
-                                            "(%" PRIu64 " s left): %s", p->rec.name,
-                                            g->rec.generation, left, err);
-                                audit_record(AUDIT_KIND_KEY, "cache-refresh", &k->self, false,
-                                             "policy=%s generation=%u", p->rec.name, g->rec.generation);
-                        }
-                        secure_wipe(buf, KEYBUF_SIZE);
-                }
-                if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
-                    k->cfg->max_age_usec) {
-                        memcpy(id, p->id, 16);
-                        pthread_rwlock_unlock(&k->lock);
-                        if (rollover_if_due(k, id, err) < 0)
-                                log_err("automatic rollover of policy '%s' failed: %s", p->rec.name, err);
-                        pthread_rwlock_rdlock(&k->lock);
-                }
-        }
-        pthread_rwlock_unlock(&k->lock);
 }

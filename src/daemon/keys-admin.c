@@ -1,0 +1,381 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Generations: rollover, retirement, destruction, listing, upkeep. */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+
+#include "keys-internal.h"
+#include "log.h"
+#include "shared/format.h"
+#include "shared/secret.h"
+#include "shared/util.h"
+#include "wrap.h"
+
+
+/* --- rollover ------------------------------------------------------------ */
+
+/* Called with the write lock held. */
+int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
+                         const char *why, char *err)
+{
+        _cleanup_free_ char *pjson = NULL, *ojson = NULL, *njson = NULL;
+        struct generation *old = find_gen(p, p->rec.active);
+        struct policy_record prec = p->rec;
+        struct gen_record orec = old->rec, nrec;
+        uint32_t n = (uint32_t)p->n_gens + 1;
+        char kp[128], ko[160], kn[160];
+        uint64_t rev;
+        int r;
+
+        r = new_wrapped_gen(k, p, n, &nrec, err);
+        if (r < 0)
+                return r;
+        orec.state = GEN_ARCHIVED;
+        orec.uses_reserved = atomic_load(&old->uses) > orec.uses_reserved ?
+                                     atomic_load(&old->uses) : orec.uses_reserved;
+        prec.active = prec.n_generations = n;
+        r = policy_record_encode(&prec, &pjson);
+        if (r >= 0)
+                r = gen_record_encode(&orec, &ojson);
+        if (r >= 0)
+                r = gen_record_encode(&nrec, &njson);
+        if (r < 0)
+                return r;
+        key_policy(kp, sizeof(kp), p->rec.id);
+        key_generation(ko, sizeof(ko), p->rec.id, old->rec.generation);
+        key_generation(kn, sizeof(kn), p->rec.id, n);
+
+        if (audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, true,
+                         "policy=%s generation=%u previous=%u reason=%s", p->rec.name, n,
+                         old->rec.generation, why) < 0 &&
+            k->cfg->audit_fail_closed) {
+                keys_seterr(err, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        {
+                const struct store_cmp cmps[] = {
+                        { kp, p->mod_revision }, { ko, old->mod_revision }, { kn, 0 } };
+                const struct store_op ops[] = {
+                        { STORE_PUT, kp, pjson, strlen(pjson) },
+                        { STORE_PUT, ko, ojson, strlen(ojson) },
+                        { STORE_PUT, kn, njson, strlen(njson) },
+                };
+
+                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
+                                                    ARRAY_SIZE(ops), &rev);
+        }
+        if (r < 0) {
+                audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, false,
+                             "policy=%s generation=%u error=%d", p->rec.name, n, -r);
+                keys_seterr(err, "cannot store generation %u: %s", n,
+                       r == -ESTALE ? "the policy changed concurrently, retry" : strerror(-r));
+                return r;
+        }
+        r = add_gen(p, &nrec, rev);
+        if (r < 0)
+                return r;
+        old->rec = orec;
+        old->mod_revision = rev;
+        p->rec = prec;
+        p->mod_revision = rev;
+        log_notice("policy '%s': generation %u active, %u archived (%s)", p->rec.name, n,
+                   old->rec.generation, why);
+        return 0;
+}
+
+
+int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,
+                uint32_t *ret_generation, char *err)
+{
+        struct policy *p;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        if (!p) {
+                keys_seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        } else {
+                r = rotate_locked(k, p, subj, "on-demand", err);
+                if (r >= 0)
+                        *ret_generation = p->rec.active;
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+/* --- administration ----------------------------------------------------- */
+
+int keys_retire(struct keys *k, const char *policy, uint32_t generation,
+                const struct audit_subject *subj, char *err)
+{
+        _cleanup_free_ char *json = NULL;
+        struct policy *p;
+        struct generation *g;
+        struct gen_record rec;
+        char kg[160];
+        uint64_t rev;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        g = p ? find_gen(p, generation) : NULL;
+        if (!p) {
+                keys_seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        } else if (!g) {
+                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
+                r = -ENOENT;
+        } else if (g->rec.state == GEN_ACTIVE) {
+                keys_seterr(err, "generation %u is active: rotate first", generation);
+                r = -EBUSY;
+        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
+                keys_seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
+                r = -EALREADY;
+        } else {
+                rec = g->rec;
+                rec.state = GEN_RETIRED;
+                key_generation(kg, sizeof(kg), p->rec.id, generation);
+                r = gen_record_encode(&rec, &json);
+                if (r >= 0 &&
+                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
+                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
+                    k->cfg->audit_fail_closed) {
+                        keys_seterr(err, "refused: the audit record could not be written");
+                        r = -EIO;
+                }
+                if (r >= 0) {
+                        const struct store_cmp cmp = { kg, g->mod_revision };
+                        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+                        if (r < 0)
+                                keys_seterr(err, "cannot store the retirement: %s", strerror(-r));
+                }
+                if (r >= 0) {
+                        keyring_serial_t s = atomic_exchange(&g->serial, 0);
+
+                        g->rec = rec;
+                        g->mod_revision = rev;
+                        if (s > 0)
+                                keyring_invalidate(s);
+                        log_notice("policy '%s': generation %u retired", p->rec.name, generation);
+                }
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+/* With the lock held. */
+static int destroyable(struct keys *k, const char *policy, uint32_t generation,
+                       struct policy **ret_p, struct generation **ret_g, char *err)
+{
+        struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        struct generation *g = p ? find_gen(p, generation) : NULL;
+
+        if (!p) {
+                keys_seterr(err, "no such policy '%s'", policy);
+                return -ENOENT;
+        }
+        if (!g) {
+                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
+                return -ENOENT;
+        }
+        if (g->rec.state == GEN_ACTIVE) {
+                keys_seterr(err, "generation %u is active: rotate first", generation);
+                return -EBUSY;
+        }
+        if (g->rec.state == GEN_DESTROYED) {
+                keys_seterr(err, "generation %u is already destroyed", generation);
+                return -EALREADY;
+        }
+        *ret_p = p;
+        *ret_g = g;
+        return 0;
+}
+
+
+int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generation, char *err)
+{
+        struct policy *p;
+        struct generation *g;
+        int r;
+
+        pthread_rwlock_rdlock(&k->lock);
+        r = destroyable(k, policy, generation, &p, &g, err);
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
+                 const struct audit_subject *subj, uint32_t request_id, char *err)
+{
+        _cleanup_free_ char *json = NULL;
+        struct policy *p;
+        struct generation *g;
+        struct gen_record rec;
+        char kg[160];
+        uint64_t rev;
+        int r;
+
+        pthread_rwlock_wrlock(&k->lock);
+        r = destroyable(k, policy, generation, &p, &g, err);
+        if (r < 0)
+                goto out;
+        rec = g->rec;
+        rec.state = GEN_DESTROYED;
+        secure_wipe(rec.wrapped_key, sizeof(rec.wrapped_key));
+        r = gen_record_encode(&rec, &json);
+        if (r < 0)
+                goto out;
+        if (audit_record(AUDIT_KIND_KEY, "generation-destroy", subj, true,
+                         "policy=%s generation=%u request=%u", p->rec.name, generation, request_id) < 0 &&
+            k->cfg->audit_fail_closed) {
+                keys_seterr(err, "refused: the audit record could not be written");
+                r = -EIO;
+                goto out;
+        }
+        key_generation(kg, sizeof(kg), p->rec.id, generation);
+        {
+                const struct store_cmp cmp = { kg, g->mod_revision };
+                const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+        }
+        if (r < 0) {
+                keys_seterr(err, "cannot store the destruction: %s", strerror(-r));
+                goto out;
+        }
+        {
+                keyring_serial_t s = atomic_exchange(&g->serial, 0);
+                if (s > 0)
+                        keyring_invalidate(s);
+        }
+        g->rec = rec;
+        g->mod_revision = rev;
+        log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
+                   request_id);
+out:
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+static json_object *gen_json(const struct generation *g)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "generation", json_object_new_int64(g->rec.generation));
+        json_object_object_add(o, "state", json_object_new_string(gen_state_to_string(g->rec.state)));
+        json_object_object_add(o, "created", json_object_new_int64((int64_t)(g->rec.created_usec / 1000000)));
+        json_object_object_add(o, "activated", json_object_new_int64((int64_t)(g->rec.activated_usec / 1000000)));
+        json_object_object_add(o, "uses", json_object_new_int64((int64_t)atomic_load(&g->uses)));
+        json_object_object_add(o, "cached", json_object_new_boolean(atomic_load(&g->serial) > 0));
+        return o;
+}
+
+
+int keys_list_json(struct keys *k, const char *policy, char **ret, char *err)
+{
+        json_object *arr = json_object_new_array();
+        int r = 0;
+
+        if (!arr)
+                return -ENOMEM;
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+
+                if (policy && strcmp(policy, p->rec.name) != 0)
+                        continue;
+                for (size_t j = 0; j < p->n_gens; j++) {
+                        json_object *o = gen_json(p->gens[j]);
+                        json_object_object_add(o, "policy", json_object_new_string(p->rec.name));
+                        json_object_array_add(arr, o);
+                }
+        }
+        if (policy && !find_policy(k, policy)) {
+                keys_seterr(err, "no such policy '%s'", policy);
+                r = -ENOENT;
+        }
+        pthread_rwlock_unlock(&k->lock);
+        if (r >= 0) {
+                *ret = strdup(json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN));
+                if (!*ret)
+                        r = -ENOMEM;
+        }
+        json_object_put(arr);
+        return r;
+}
+
+
+void keys_status(struct keys *k, void *into)
+{
+        json_object *o = into, *arr = json_object_new_array();
+
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+                json_object *po = json_object_new_object();
+
+                json_object_object_add(po, "name", json_object_new_string(p->rec.name));
+                json_object_object_add(po, "id", json_object_new_string(p->rec.id));
+                json_object_object_add(po, "active_generation", json_object_new_int64(p->rec.active));
+                json_object_object_add(po, "generations", json_object_new_int64((int64_t)p->n_gens));
+                json_object_array_add(arr, po);
+        }
+        pthread_rwlock_unlock(&k->lock);
+        json_object_object_add(o, "policies", arr);
+        pthread_mutex_lock(&k->alert_lock);
+        json_object_object_add(o, "alert", k->alert[0] ? json_object_new_string(k->alert) : NULL);
+        pthread_mutex_unlock(&k->alert_lock);
+}
+
+
+/* Re-unwraps cached keys whose remaining lifetime fell below a third of the
+ * cache lifetime, so that they never expire while dkmd can still reach
+ * what wraps them; and rolls over generations that reached their age. */
+void keys_maintain(struct keys *k)
+{
+        uint64_t ttl = cache_ttl_sec(k), left;
+        uint8_t *buf;
+        char err[KEYS_ERR_MAX] = "";
+
+        if (crypto_keybuf(&buf) < 0)
+                return;
+        pthread_rwlock_rdlock(&k->lock);
+        for (size_t i = 0; i < k->n_policies; i++) {
+                struct policy *p = k->policies[i];
+                uint8_t id[16];
+
+                for (size_t j = 0; j < p->n_gens; j++) {
+                        struct generation *g = p->gens[j];
+                        keyring_serial_t s = atomic_load(&g->serial);
+
+                        if (s <= 0 || g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED)
+                                continue;
+                        if (keyring_remaining(s, &left) >= 0 && left != 0 && left > ttl / 3)
+                                continue;
+                        /* Force a fresh unwrap: the policy key too. */
+                        atomic_store(&p->serial, 0);
+                        if (gen_key_load(k, p, g, buf, err) < 0) {
+                                raise_alert(k, "cache refresh failed for policy '%s' generation %u "
+                                            "(%" PRIu64 " s left): %s", p->rec.name,
+                                            g->rec.generation, left, err);
+                                audit_record(AUDIT_KIND_KEY, "cache-refresh", &k->self, false,
+                                             "policy=%s generation=%u", p->rec.name, g->rec.generation);
+                        }
+                        secure_wipe(buf, KEYBUF_SIZE);
+                }
+                if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
+                    k->cfg->max_age_usec) {
+                        memcpy(id, p->id, 16);
+                        pthread_rwlock_unlock(&k->lock);
+                        if (rollover_if_due(k, id, err) < 0)
+                                log_err("automatic rollover of policy '%s' failed: %s", p->rec.name, err);
+                        pthread_rwlock_rdlock(&k->lock);
+                }
+        }
+        pthread_rwlock_unlock(&k->lock);
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* What keys.c, keys-admin.c and policies.c share: the key manager's state. */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "keys.h"
+#include "records.h"
+#include "shared/format.h"
+
+/* Use counts are reserved in the store ahead of use, so a crash can only
+ * over-count. */
+#define USE_BLOCK_MAX 4096u
+
+struct generation {
+        struct gen_record rec;
+        uint64_t mod_revision;
+        _Atomic uint64_t uses;
+        _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
+};
+
+struct policy {
+        struct policy_record rec;
+        uint8_t id[16];
+        uint64_t mod_revision;
+        struct generation **gens; /* gens[n - 1] is generation n */
+        size_t n_gens;
+        _Atomic keyring_serial_t serial; /* cached policy key */
+};
+
+struct keys {
+        struct keys_env env;
+        const struct dkm_config *cfg;
+        struct audit_subject self;
+        pthread_rwlock_t lock;    /* policies and generation metadata */
+        pthread_mutex_t reserve;  /* use-count reservations */
+        struct policy **policies;
+        size_t n_policies;
+        pthread_mutex_t alert_lock;
+        char alert[256];          /* the last refresh failure, shown in status */
+        uint64_t alert_usec;
+};
+
+/* With k->lock held (read or write, as the caller needs). */
+struct policy *find_policy(struct keys *k, const char *name);
+struct policy *find_policy_id(struct keys *k, const uint8_t id[16]);
+struct generation *find_gen(struct policy *p, uint32_t n);
+int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revision);
+void policy_free(struct policy *p);
+int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *h,
+           struct policy **ret_p, struct generation **ret_g, char *err);
+
+void keys_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Keys in the keyring. */
+int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE]);
+unsigned cache_ttl_sec(const struct keys *k);
+int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err);
+int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
+int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
+int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret, char *err);
+
+/* With the write lock held. */
+int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
+                  const char *why, char *err);
+int create_policy(struct keys *k, const char *name, char *err);
+int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err);
