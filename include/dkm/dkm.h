@@ -89,6 +89,18 @@ int dkm_access_list_json(dkm_client *c, char **ret);
 int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generation, const char *reason,
                     uint32_t *ret_request);
 
+/* Data-encryption policies (operators).  key_a/key_b: two customer key URIs
+ * (pkcs11:... or file:...), or both NULL for a service-managed policy. */
+int dkm_policy_create(dkm_client *c, const char *name, const char *key_a, const char *key_b);
+int dkm_policy_list_json(dkm_client *c, char **ret);
+int dkm_policy_show_json(dkm_client *c, const char *name, char **ret);
+/* Makes name the default policy of a uid (by_gid 0) or of a group. */
+int dkm_policy_assign(dkm_client *c, const char *name, int by_gid, uint32_t id);
+int dkm_policy_rekey(dkm_client *c, const char *name, const char *key_a, const char *key_b,
+                     int new_policy_key);
+/* Files a purge request; the policy is crypto-shredded when approved. */
+int dkm_policy_purge(dkm_client *c, const char *name, const char *reason, uint32_t *ret_request);
+
 /* Wipes and frees a buffer returned by dkm_decrypt(). */
 void dkm_free_secret(void *p, size_t len);
 

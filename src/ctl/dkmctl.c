@@ -30,6 +30,14 @@ static const struct verb verbs[] = {
         { "access deny", 1, 1, verb_access_deny, "access deny ID [--reason TEXT]" },
         { "access list", 0, 0, verb_access_list, "access list [--json]" },
         { "access revoke", 1, 1, verb_access_revoke, "access revoke ID" },
+        { "policy create", 1, 1, verb_policy_create,
+          "policy create NAME [--customer-key URI --customer-key URI]" },
+        { "policy list", 0, 0, verb_policy_list, "policy list [--json]" },
+        { "policy show", 1, 1, verb_policy_show, "policy show NAME [--json]" },
+        { "policy assign", 1, 1, verb_policy_assign, "policy assign NAME --uid UID|--gid GID" },
+        { "policy rekey", 1, 1, verb_policy_rekey,
+          "policy rekey NAME --customer-key URI --customer-key URI [--new-policy-key]" },
+        { "policy purge", 1, 1, verb_policy_purge, "policy purge NAME --reason TEXT   (needs approval)" },
 };
 
 int fail(const char *fmt, ...)
@@ -225,6 +233,8 @@ int main(int argc, char **argv)
         if (!verb) {
                 if (strcmp(argv[i], "key") == 0)
                         return fail("'key' needs one of: list, rotate, retire, destroy");
+                if (strcmp(argv[i], "policy") == 0)
+                        return fail("'policy' needs one of: create, list, show, assign, rekey, purge");
                 if (strcmp(argv[i], "access") == 0)
                         return fail("'access' needs one of: request, approve, deny, list, revoke");
                 return fail("unknown verb '%s' (see dkmctl --help)", argv[i]);

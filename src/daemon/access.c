@@ -54,6 +54,12 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
                 break;
         case WIRE_KEY_DESTROY:
         case WIRE_ACCESS_REQUEST:
+        case WIRE_POLICY_CREATE:
+        case WIRE_POLICY_LIST:
+        case WIRE_POLICY_SHOW:
+        case WIRE_POLICY_ASSIGN:
+        case WIRE_POLICY_REKEY:
+        case WIRE_POLICY_PURGE:
                 need = ROLE_OPERATOR;
                 reason = "not in the operators group";
                 break;

@@ -42,6 +42,7 @@ static const char *const state_names[] = {
 
 static const char *const scope_names[] = {
         [SCOPE_DECRYPT] = "decrypt", [SCOPE_INSPECT] = "inspect", [SCOPE_DESTROY] = "destroy",
+        [SCOPE_PURGE] = "purge",
 };
 
 struct request {
@@ -406,6 +407,14 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                 e = keys_check_destroyable(g->keys, policy, generation, err);
                 if (e < 0)
                         return e;
+        } else if (r.scope == SCOPE_PURGE) {
+                if (!policy) {
+                        seterr(err, "a purge request names a policy");
+                        return -EINVAL;
+                }
+                e = keys_check_purgeable(g->keys, policy, err);
+                if (e < 0)
+                        return e;
         } else {
                 if (!duration) {
                         seterr(err, "a duration is required (e.g. 30m, at most the configured max_duration)");
@@ -474,8 +483,10 @@ static int carry_out(struct grants *g, const struct audit_subject *who, struct r
         int e;
 
         approvers_text(r, appr, sizeof(appr));
-        if (r->scope == SCOPE_DESTROY) {
-                e = keys_destroy(g->keys, r->policy, r->generation, who, r->id, err);
+        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE) {
+                e = r->scope == SCOPE_DESTROY ?
+                            keys_destroy(g->keys, r->policy, r->generation, who, r->id, err) :
+                            keys_purge(g->keys, r->policy, who, r->id, err);
                 r->state = e < 0 ? REQ_FAILED : REQ_DONE;
                 r->ended_usec = now;
                 snprintf(r->ended_by, sizeof(r->ended_by), "uid %u", (unsigned)who->uid);
@@ -553,7 +564,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
         }
         if (r.n_approvers >= g->cfg->approvals_required) {
                 e = carry_out(g, who, &r, now, err);
-                if (e < 0 && r.scope != SCOPE_DESTROY)
+                if (e < 0 && r.scope != SCOPE_DESTROY && r.scope != SCOPE_PURGE)
                         goto out;
         }
         /* A failed destroy is recorded as failed and reported. */
@@ -689,7 +700,7 @@ struct check_ctx {
 
 static bool covers(const struct request *r, enum grant_scope scope, const char *policy)
 {
-        if (r->scope == SCOPE_DESTROY)
+        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE)
                 return false;
         if (scope == SCOPE_DECRYPT && r->scope != SCOPE_DECRYPT)
                 return false;
@@ -774,6 +785,8 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
         json_object_object_add(o, "policy", json_object_new_string(r->policy[0] ? r->policy : "*"));
         if (r->scope == SCOPE_DESTROY)
                 json_object_object_add(o, "generation", json_object_new_int64(r->generation));
+        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE)
+                json_object_object_add(o, "duration_seconds", NULL);
         json_object_object_add(o, "duration_seconds", json_object_new_int64((int64_t)(r->duration_usec / 1000000)));
         json_object_object_add(o, "created", json_object_new_int64((int64_t)(r->created_usec / 1000000)));
         for (size_t i = 0; i < r->n_approvers; i++)

@@ -26,6 +26,7 @@ enum grant_scope {
         SCOPE_DECRYPT,
         SCOPE_INSPECT,
         SCOPE_DESTROY, /* a one-shot `key destroy` of one generation */
+        SCOPE_PURGE,   /* a one-shot `policy purge` */
 };
 
 struct grants;

@@ -10,11 +10,14 @@
 
 static void reply_error(struct wire_builder *b, int error, const char *msg)
 {
+        size_t n;
+
         wire_builder_free(b);
         wire_begin(b, WIRE_REPLY_ERROR);
         wire_add_u32(b, WIRE_TAG_ERRNO, (uint32_t)(error < 0 ? -error : error));
+        n = strlen(msg);
         /* The limit on the message field is 512 bytes. */
-        wire_add(b, WIRE_TAG_MESSAGE, msg, strnlen(msg, 511));
+        wire_add(b, WIRE_TAG_MESSAGE, msg, n > 511 ? 511 : n);
 }
 
 static void reply_data(struct wire_builder *b, const uint8_t *data, size_t len)
@@ -62,8 +65,8 @@ static int context_from_request(const struct wire_msg *req, uint8_t **ret, size_
         return format_context_encode(pairs, n, ret, ret_len, ret_error);
 }
 
-static void handle_crypt(const struct daemon_state *st, const struct wire_msg *req,
-                         struct wire_builder *b)
+static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
+                         const struct wire_msg *req, struct wire_builder *b)
 {
         _cleanup_free_ uint8_t *ctx = NULL;
         const struct wire_field *data = wire_get(req, WIRE_TAG_DATA);
@@ -93,6 +96,10 @@ static void handle_crypt(const struct daemon_state *st, const struct wire_msg *r
                         reply_error(b, r, "malformed policy name");
                         return;
                 }
+                /* No policy named: the one assigned to the caller, else the default. */
+                if (r == -ENOENT && keys_policy_for(st->keys, peer->uid, peer->gid, peer->groups,
+                                                    peer->n_groups, policy))
+                        r = 0;
                 r = keys_encrypt(st->keys, r == 0 ? policy : NULL, ctx, ctx_len, data->value,
                                  data->len, &out, &out_len, err);
                 break;
@@ -200,6 +207,81 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
+static void handle_policy(const struct daemon_state *st, const struct wire_msg *req,
+                          const struct audit_subject *subj, struct wire_builder *b)
+{
+        char policy[65] = "", uris[2][1024], err[KEYS_ERR_MAX] = "";
+        const char *u[2] = { NULL, NULL };
+        _cleanup_free_ char *json = NULL;
+        size_t n_uris = 0;
+        uint32_t id, flags = 0;
+        int r;
+
+        r = wire_get_string(req, WIRE_TAG_POLICY, policy, sizeof(policy));
+        if (r == -EBADMSG || (r == -ENOENT && req->type != WIRE_POLICY_LIST)) {
+                reply_error(b, -EINVAL, r == -ENOENT ? "request names no policy" : "malformed policy name");
+                return;
+        }
+        for (size_t i = 0; i < req->n_fields; i++) {
+                const struct wire_field *f = &req->fields[i];
+
+                if (f->tag != WIRE_TAG_CUSTOMER_KEY)
+                        continue;
+                if (n_uris == 2) {
+                        reply_error(b, -EINVAL, "give exactly two customer keys (three or more were given)");
+                        return;
+                }
+                if (memchr(f->value, 0, f->len)) {
+                        reply_error(b, -EINVAL, "malformed customer key URI");
+                        return;
+                }
+                memcpy(uris[n_uris], f->value, f->len);
+                uris[n_uris][f->len] = 0;
+                u[n_uris] = uris[n_uris];
+                n_uris++;
+        }
+        if (n_uris == 1) {
+                reply_error(b, -EINVAL, "give exactly two customer keys (or none for a service-managed policy)");
+                return;
+        }
+        wire_get_u32(req, WIRE_TAG_FLAGS, &flags);
+        switch (req->type) {
+        case WIRE_POLICY_CREATE:
+                r = keys_policy_create(st->keys, policy, n_uris ? u : NULL, subj, err);
+                if (r >= 0)
+                        reply_json(b, "{}");
+                break;
+        case WIRE_POLICY_REKEY:
+                if (n_uris != 2) {
+                        reply_error(b, -EINVAL, "rekey needs two new customer keys");
+                        return;
+                }
+                r = keys_policy_rekey(st->keys, policy, u, flags & WIRE_FLAG_NEW_POLICY_KEY, subj, err);
+                if (r >= 0)
+                        reply_json(b, "{}");
+                break;
+        case WIRE_POLICY_ASSIGN:
+                if (wire_get_u32(req, WIRE_TAG_UID, &id) == 0)
+                        r = keys_policy_assign(st->keys, policy, false, id, subj, err);
+                else if (wire_get_u32(req, WIRE_TAG_GID, &id) == 0)
+                        r = keys_policy_assign(st->keys, policy, true, id, subj, err);
+                else {
+                        reply_error(b, -EINVAL, "assign to which uid or gid?");
+                        return;
+                }
+                if (r >= 0)
+                        reply_json(b, "{}");
+                break;
+        default:
+                r = keys_policy_list_json(st->keys, req->type == WIRE_POLICY_SHOW ? policy : NULL, &json, err);
+                if (r >= 0)
+                        reply_json(b, json);
+                break;
+        }
+        if (r < 0)
+                reply_error(b, r, err[0] ? err : strerror(-r));
+}
+
 /* A caller outside the users group may decrypt or inspect under a live
  * grant; every such use is audited with the grant, and fails closed. */
 static int grant_allows(const struct daemon_state *st, const struct peer *peer,
@@ -267,20 +349,33 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
         has_duration = wire_get(req, WIRE_TAG_DURATION);
         wire_get_u32(req, WIRE_TAG_GENERATION, &gen);
         if (req->type != WIRE_ACCESS_REQUEST && req->type != WIRE_KEY_DESTROY &&
-            req->type != WIRE_ACCESS_LIST && wire_get_u32(req, WIRE_TAG_REQUEST, &id) < 0) {
+            req->type != WIRE_POLICY_PURGE && req->type != WIRE_ACCESS_LIST &&
+            wire_get_u32(req, WIRE_TAG_REQUEST, &id) < 0) {
                 reply_error(b, -EINVAL, "request names no access request id");
                 return;
         }
         switch (req->type) {
+        case WIRE_POLICY_PURGE:
+                if (!has_policy) {
+                        reply_error(b, -EINVAL, "request names no policy");
+                        return;
+                }
+                r = grants_request(st->grants, subj, reason, NULL, "purge", policy, 0, &id, err);
+                if (r >= 0) {
+                        snprintf(json_text, sizeof(json_text), "{\"request\":%u}", id);
+                        reply_json(b, json_text);
+                }
+                break;
         case WIRE_ACCESS_REQUEST:
         case WIRE_KEY_DESTROY:
                 if (req->type == WIRE_KEY_DESTROY && !gen) {
                         reply_error(b, -EINVAL, "request names no generation");
                         return;
                 }
-                if (req->type == WIRE_ACCESS_REQUEST && has_scope && strcmp(scope, "destroy") == 0) {
-                        reply_error(b, -EINVAL, "unknown scope 'destroy' (decrypt or inspect; "
-                                                "use key destroy to crypto-shred a generation)");
+                if (req->type == WIRE_ACCESS_REQUEST && has_scope &&
+                    (strcmp(scope, "destroy") == 0 || strcmp(scope, "purge") == 0)) {
+                        reply_error(b, -EINVAL, "unknown scope (decrypt or inspect; use key destroy "
+                                                "or policy purge to crypto-shred)");
                         return;
                 }
                 r = grants_request(st->grants, subj, reason,
@@ -357,11 +452,19 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_ENCRYPT:
         case WIRE_DECRYPT:
         case WIRE_REWRAP:
-                handle_crypt(st, req, reply);
+                handle_crypt(st, peer, req, reply);
                 break;
         case WIRE_INSPECT:
                 handle_inspect(st, req, reply);
                 break;
+        case WIRE_POLICY_CREATE:
+        case WIRE_POLICY_LIST:
+        case WIRE_POLICY_SHOW:
+        case WIRE_POLICY_ASSIGN:
+        case WIRE_POLICY_REKEY:
+                handle_policy(st, req, &subj, reply);
+                break;
+        case WIRE_POLICY_PURGE:
         case WIRE_KEY_DESTROY:
         case WIRE_ACCESS_REQUEST:
         case WIRE_ACCESS_APPROVE:

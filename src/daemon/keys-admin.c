@@ -321,6 +321,7 @@ void keys_status(struct keys *k, void *into)
 
                 json_object_object_add(po, "name", json_object_new_string(p->rec.name));
                 json_object_object_add(po, "id", json_object_new_string(p->rec.id));
+                json_object_object_add(po, "state", json_object_new_string(policy_state_name(p)));
                 json_object_object_add(po, "active_generation", json_object_new_int64(p->rec.active));
                 json_object_object_add(po, "generations", json_object_new_int64((int64_t)p->n_gens));
                 json_object_array_add(arr, po);
@@ -338,17 +339,23 @@ void keys_status(struct keys *k, void *into)
  * what wraps them; and rolls over generations that reached their age. */
 void keys_maintain(struct keys *k)
 {
-        uint64_t ttl = cache_ttl_sec(k), left;
+        uint64_t ttl = cache_ttl_sec(k), left = 0;
         uint8_t *buf;
         char err[KEYS_ERR_MAX] = "";
+        bool failed = false;
 
         if (crypto_keybuf(&buf) < 0)
                 return;
         pthread_rwlock_rdlock(&k->lock);
         for (size_t i = 0; i < k->n_policies; i++) {
                 struct policy *p = k->policies[i];
+                bool policy_reloaded = false;
                 uint8_t id[16];
 
+                if (p->rec.purged)
+                        continue;
+                /* A customer may revoke either key at any time: look. */
+                policy_verify(k, p);
                 for (size_t j = 0; j < p->n_gens; j++) {
                         struct generation *g = p->gens[j];
                         keyring_serial_t s = atomic_load(&g->serial);
@@ -357,14 +364,19 @@ void keys_maintain(struct keys *k)
                                 continue;
                         if (keyring_remaining(s, &left) >= 0 && left != 0 && left > ttl / 3)
                                 continue;
-                        /* Force a fresh unwrap: the policy key too. */
-                        atomic_store(&p->serial, 0);
+                        /* A fresh unwrap, the policy key's too (once a pass). */
+                        if (!policy_reloaded) {
+                                atomic_store(&p->serial, 0);
+                                policy_reloaded = true;
+                        }
                         if (gen_key_load(k, p, g, buf, err) < 0) {
+                                failed = true;
                                 raise_alert(k, "cache refresh failed for policy '%s' generation %u "
-                                            "(%" PRIu64 " s left): %s", p->rec.name,
-                                            g->rec.generation, left, err);
+                                            "(%" PRIu64 " s left before its cached key expires): %s",
+                                            p->rec.name, g->rec.generation, left, err);
                                 audit_record(AUDIT_KIND_KEY, "cache-refresh", &k->self, false,
-                                             "policy=%s generation=%u", p->rec.name, g->rec.generation);
+                                             "policy=%s generation=%u seconds_left=%" PRIu64,
+                                             p->rec.name, g->rec.generation, left);
                         }
                         secure_wipe(buf, KEYBUF_SIZE);
                 }
@@ -378,4 +390,6 @@ void keys_maintain(struct keys *k)
                 }
         }
         pthread_rwlock_unlock(&k->lock);
+        if (!failed)
+                clear_alert(k);
 }

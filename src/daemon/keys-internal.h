@@ -6,12 +6,19 @@
 #include <stdatomic.h>
 
 #include "keys.h"
+#include "ckey.h"
 #include "records.h"
 #include "shared/format.h"
 
 /* Use counts are reserved in the store ahead of use, so a crash can only
  * over-count. */
 #define USE_BLOCK_MAX 4096u
+
+enum policy_health {
+        POLICY_HEALTHY,
+        POLICY_DEGRADED, /* customer keys unreachable: served by the availability key */
+        POLICY_REVOKED,  /* a customer key was revoked: the availability key is not used */
+};
 
 struct generation {
         struct gen_record rec;
@@ -27,6 +34,14 @@ struct policy {
         struct generation **gens; /* gens[n - 1] is generation n */
         size_t n_gens;
         _Atomic keyring_serial_t serial; /* cached policy key */
+        /* Customer-managed policies: the keys, and how they fared. */
+        struct ckey *ckeys[2];
+        pthread_mutex_t status_lock;
+        enum policy_health health;
+        struct ckey_hedge_result last;  /* the last unwrap through the customer keys */
+        uint64_t last_unwrap_usec;
+        uint64_t availability_uses, availability_last_usec;
+        char last_error[256];
 };
 
 struct keys {
@@ -40,6 +55,14 @@ struct keys {
         pthread_mutex_t alert_lock;
         char alert[256];          /* the last refresh failure, shown in status */
         uint64_t alert_usec;
+        /* Default policy of callers: by uid, else by group. */
+        struct assignment {
+                bool by_gid;
+                uint32_t id;
+                char policy[65];
+                uint64_t mod_revision;
+        } *assignments;
+        size_t n_assignments;
 };
 
 /* With k->lock held (read or write, as the caller needs). */
@@ -53,6 +76,7 @@ int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *
 
 void keys_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void clear_alert(struct keys *k);
 
 /* Keys in the keyring. */
 int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE]);
@@ -65,5 +89,14 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
 /* With the write lock held. */
 int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
                   const char *why, char *err);
-int create_policy(struct keys *k, const char *name, char *err);
+int create_policy(struct keys *k, const char *name, const char *const uris[2],
+                  const struct audit_subject *subj, char *err);
+/* policies.c: the policy key of a customer-managed or purged policy. */
+int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE],
+                        bool service_initiated, char *err);
+int policy_open_ckeys(struct policy *p, char *err);
+const char *policy_state_name(struct policy *p);
+/* Asks both customer keys of p and updates its health (maintenance). */
+void policy_verify(struct keys *k, struct policy *p);
+int load_assignment(struct keys *k, const struct store_kv *kv);
 int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err);

@@ -50,6 +50,9 @@ int keys_new(const struct keys_env *env, struct keys **ret)
 
 void policy_free(struct policy *p)
 {
+        for (int i = 0; i < 2; i++)
+                ckey_free(p->ckeys[i]);
+        pthread_mutex_destroy(&p->status_lock);
         for (size_t i = 0; i < p->n_gens; i++)
                 free(p->gens[i]);
         free(p->gens);
@@ -117,6 +120,13 @@ int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revisio
 
 /* --- keys in the keyring ------------------------------------------------ */
 
+void clear_alert(struct keys *k)
+{
+        pthread_mutex_lock(&k->alert_lock);
+        k->alert[0] = 0;
+        pthread_mutex_unlock(&k->alert_lock);
+}
+
 void raise_alert(struct keys *k, const char *fmt, ...)
 {
         va_list ap;
@@ -162,6 +172,12 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
         char desc[64];
         int r;
 
+        if (p->rec.purged || p->rec.n_customer_keys) {
+                r = policy_key_customer(k, p, key, false, err);
+                if (r < 0)
+                        return r;
+                goto cache;
+        }
         r = read_cached(k->env.master, master);
         if (r < 0) {
                 keys_seterr(err, "master key not available in the keyring: %s", strerror(-r));
@@ -180,6 +196,7 @@ static int policy_key_load(struct keys *k, struct policy *p, uint8_t key[ENGINE_
                        p->rec.name, r == -EBADMSG ? "wrong master key or altered store" : strerror(-r));
                 return r;
         }
+cache:
         snprintf(desc, sizeof(desc), "dkm:policy:%s", p->rec.id);
         r = keyring_add(k->env.ring, desc, key, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
         if (r < 0) {
@@ -284,6 +301,11 @@ struct load_ctx {
         int r;
 };
 
+static int load_assignment_cb(const struct store_kv *kv, void *userdata)
+{
+        return load_assignment(userdata, kv);
+}
+
 static int load_one(const struct store_kv *kv, void *userdata)
 {
         struct load_ctx *c = userdata;
@@ -296,18 +318,24 @@ static int load_one(const struct store_kv *kv, void *userdata)
 
                 if (!p)
                         return -ENOMEM;
+                pthread_mutex_init(&p->status_lock, NULL);
                 r = policy_record_decode(kv->value, kv->value_len, &p->rec);
                 if (r >= 0)
                         r = uuid_from_string(p->rec.id, p->id);
                 if (r < 0) {
                         keys_seterr(c->err, "store record %s is damaged", kv->key);
-                        free(p);
+                        policy_free(p);
                         return -EBADMSG;
+                }
+                r = policy_open_ckeys(p, c->err);
+                if (r < 0) {
+                        policy_free(p);
+                        return r;
                 }
                 p->mod_revision = kv->mod_revision;
                 ps = realloc(c->k->policies, (c->k->n_policies + 1) * sizeof(*ps));
                 if (!ps) {
-                        free(p);
+                        policy_free(p);
                         return -ENOMEM;
                 }
                 c->k->policies = ps;
@@ -351,20 +379,36 @@ int keys_load(struct keys *k, char *err)
                         goto out;
                 }
         }
+        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", load_assignment_cb, k);
+        if (r < 0) {
+                if (!*err)
+                        keys_seterr(err, "cannot read policy assignments: %s", strerror(-r));
+                goto out;
+        }
         if (!find_policy(k, DEFAULT_POLICY)) {
-                r = create_policy(k, DEFAULT_POLICY, err);
+                r = create_policy(k, DEFAULT_POLICY, NULL, &k->self, err);
                 if (r < 0)
                         goto out;
         }
-        /* Unwrap every active generation now: this proves the master key
-         * matches the store before dkmd says it is ready. */
+        /* Unwrap every active generation of the service-managed policies now:
+         * this proves the master key matches the store before dkmd says it is
+         * ready.  Customer-managed ones are tried too, but their customers'
+         * key stores being away does not keep dkmd from starting. */
         {
                 uint8_t *buf;
 
                 r = crypto_keybuf(&buf);
                 for (size_t i = 0; r >= 0 && i < k->n_policies; i++) {
                         struct policy *p = k->policies[i];
+
+                        if (p->rec.purged)
+                                continue;
                         r = gen_key_load(k, p, find_gen(p, p->rec.active), buf, err);
+                        if (r < 0 && p->rec.n_customer_keys) {
+                                log_warn("policy '%s' not loaded at start: %s", p->rec.name, err);
+                                err[0] = 0;
+                                r = 0;
+                        }
                 }
                 if (r >= 0)
                         secure_wipe(buf, KEYBUF_SIZE);
@@ -524,6 +568,11 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                         keys_seterr(err, "no such policy '%s'", policy ? policy : "(by id)");
                         return -ENOENT;
                 }
+                if (p->rec.purged) {
+                        pthread_rwlock_unlock(&k->lock);
+                        keys_seterr(err, "policy '%s' was purged", p->rec.name);
+                        return -EKEYREVOKED;
+                }
                 g = find_gen(p, p->rec.active);
                 memcpy(id, p->id, 16);
                 r = take_use(k, p, g, err);
@@ -594,6 +643,10 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
         r = lookup(k, in, len, &h, &p, &g, err);
         if (r < 0)
                 return r;
+        if (p->rec.purged) {
+                keys_seterr(err, "policy '%s' was purged: its data can no longer be decrypted", p->rec.name);
+                return -EKEYREVOKED;
+        }
         if (g->rec.state == GEN_RETIRED) {
                 keys_seterr(err, "generation %u of policy '%s' is retired", g->rec.generation, p->rec.name);
                 return -EKEYREVOKED;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "shared/audit.h"
 #include "shared/config.h"
@@ -59,6 +60,22 @@ int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
 bool keys_policy_exists(struct keys *k, const char *policy);
 /* The name of the policy a ciphertext names (for access under a grant). */
 int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65], char *err);
+
+/* Policies (policies.c).  uris: two customer key URIs, or NULL for a
+ * service-managed policy. */
+int keys_policy_create(struct keys *k, const char *name, const char *const uris[2],
+                       const struct audit_subject *subj, char *err);
+int keys_policy_list_json(struct keys *k, const char *policy, char **ret, char *err);
+int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t id,
+                       const struct audit_subject *subj, char *err);
+/* The policy assigned to a caller (by uid, else by one of its groups). */
+bool keys_policy_for(struct keys *k, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
+                     char ret[65]);
+int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
+                      bool new_policy_key, const struct audit_subject *subj, char *err);
+int keys_check_purgeable(struct keys *k, const char *policy, char *err);
+int keys_purge(struct keys *k, const char *policy, const struct audit_subject *subj,
+               uint32_t request_id, char *err);
 
 int keys_list_json(struct keys *k, const char *policy, char **ret, char *err);
 

@@ -5,6 +5,7 @@
 
 #include "records.h"
 #include "shared/util.h"
+#include <stdlib.h>
 
 static const char *const gen_states[] = {
         [GEN_ACTIVE] = "active",
@@ -58,32 +59,56 @@ int policy_name_valid(const char *name)
         return 1;
 }
 
+static void add_b64(json_object *o, const char *name, const uint8_t *w, size_t len)
+{
+        char b64[4 * ((CUSTOMER_BLOB_MAX + 2) / 3) + 1];
+
+        EVP_EncodeBlock((unsigned char *)b64, w, (int)len);
+        json_object_object_add(o, name, json_object_new_string(b64));
+}
+
 static void add_wrapped(json_object *o, const uint8_t w[WRAPPED_KEY_SIZE])
 {
-        char b64[4 * ((WRAPPED_KEY_SIZE + 2) / 3) + 1];
+        add_b64(o, "wrapped_key", w, WRAPPED_KEY_SIZE);
+}
 
-        EVP_EncodeBlock((unsigned char *)b64, w, WRAPPED_KEY_SIZE);
-        json_object_object_add(o, "wrapped_key", json_object_new_string(b64));
+/* Base64 of at most max bytes; *ret_len is the decoded length. */
+static int get_b64(json_object *o, const char *name, uint8_t *ret, size_t max, size_t *ret_len)
+{
+        uint8_t out[CUSTOMER_BLOB_MAX + 3];
+        json_object *v;
+        const char *s;
+        size_t n, pad = 0;
+        int k;
+
+        if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        s = json_object_get_string(v);
+        n = strlen(s);
+        if (n == 0 || n % 4 != 0 || n / 4 * 3 > max + 2)
+                return -EBADMSG;
+        k = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+        /* EVP_DecodeBlock counts padding bytes as data. */
+        pad = (s[n - 1] == '=') + (s[n - 2] == '=');
+        if (k < 0 || (size_t)k < pad || (size_t)k - pad > max)
+                return -EBADMSG;
+        memcpy(ret, out, (size_t)k - pad);
+        *ret_len = (size_t)k - pad;
+        return 0;
+}
+
+static int get_wrapped_as(json_object *o, const char *name, uint8_t ret[WRAPPED_KEY_SIZE])
+{
+        size_t n;
+
+        if (get_b64(o, name, ret, WRAPPED_KEY_SIZE, &n) < 0 || n != WRAPPED_KEY_SIZE)
+                return -EBADMSG;
+        return 0;
 }
 
 static int get_wrapped(json_object *o, uint8_t ret[WRAPPED_KEY_SIZE])
 {
-        json_object *v;
-        uint8_t out[WRAPPED_KEY_SIZE + 3];
-        const char *s;
-        int n;
-
-        if (!json_object_object_get_ex(o, "wrapped_key", &v) || !json_object_is_type(v, json_type_string))
-                return -EBADMSG;
-        s = json_object_get_string(v);
-        if (strlen(s) != 4 * ((WRAPPED_KEY_SIZE + 2) / 3))
-                return -EBADMSG;
-        n = EVP_DecodeBlock(out, (const unsigned char *)s, (int)strlen(s));
-        /* EVP_DecodeBlock counts padding bytes as data. */
-        if (n < WRAPPED_KEY_SIZE)
-                return -EBADMSG;
-        memcpy(ret, out, WRAPPED_KEY_SIZE);
-        return 0;
+        return get_wrapped_as(o, "wrapped_key", ret);
 }
 
 static int get_u64(json_object *o, const char *name, uint64_t *ret)
@@ -150,31 +175,79 @@ int policy_record_encode(const struct policy_record *r, char **ret)
         json_object_object_add(o, "created", json_object_new_int64((int64_t)r->created_usec));
         json_object_object_add(o, "active", json_object_new_int64(r->active));
         json_object_object_add(o, "generations", json_object_new_int64(r->n_generations));
-        add_wrapped(o, r->wrapped_key);
+        if (r->purged) {
+                /* Nothing that unwraps is written for a purged policy. */
+                json_object_object_add(o, "purged", json_object_new_boolean(true));
+        } else if (r->n_customer_keys == 2) {
+                json_object *arr = json_object_new_array();
+
+                for (int i = 0; i < 2; i++) {
+                        json_object *c = json_object_new_object();
+                        json_object_object_add(c, "uri", json_object_new_string(r->customer_uri[i]));
+                        add_b64(c, "blob", r->customer_blob[i], r->customer_blob_len[i]);
+                        json_object_array_add(arr, c);
+                }
+                json_object_object_add(o, "customer_keys", arr);
+                add_b64(o, "availability_key", r->availability_key, WRAPPED_KEY_SIZE);
+                add_b64(o, "availability_wrap", r->availability_wrap, WRAPPED_KEY_SIZE);
+        } else
+                add_wrapped(o, r->wrapped_key);
         return finish(o, ret);
+}
+
+static int decode_customer_keys(json_object *o, struct policy_record *r)
+{
+        json_object *arr;
+
+        if (!json_object_object_get_ex(o, "customer_keys", &arr))
+                return 0;
+        if (!json_object_is_type(arr, json_type_array) || json_object_array_length(arr) != 2)
+                return -EBADMSG;
+        for (int i = 0; i < 2; i++) {
+                json_object *c = json_object_array_get_idx(arr, (size_t)i);
+
+                if (get_str(c, "uri", r->customer_uri[i], CUSTOMER_URI_MAX) < 0 ||
+                    get_b64(c, "blob", r->customer_blob[i], CUSTOMER_BLOB_MAX,
+                            &r->customer_blob_len[i]) < 0)
+                        return -EBADMSG;
+        }
+        r->n_customer_keys = 2;
+        if (get_wrapped_as(o, "availability_key", r->availability_key) < 0 ||
+            get_wrapped_as(o, "availability_wrap", r->availability_wrap) < 0)
+                return -EBADMSG;
+        return 0;
 }
 
 int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *ret)
 {
-        struct policy_record r = { 0 };
+        struct policy_record *r = calloc(1, sizeof(*r));
         uint64_t active, n;
-        json_object *o = record_parse(buf, len);
+        json_object *o = record_parse(buf, len), *v;
         int e = 0;
 
-        if (!o)
-                return -EBADMSG;
-        if (get_str(o, "id", r.id, sizeof(r.id)) < 0 || get_str(o, "name", r.name, sizeof(r.name)) < 0 ||
-            get_u64(o, "created", &r.created_usec) < 0 || get_u64(o, "active", &active) < 0 ||
-            get_u64(o, "generations", &n) < 0 || get_wrapped(o, r.wrapped_key) < 0 ||
-            active == 0 || active > n || n > UINT32_MAX)
+        if (!o || !r) {
+                json_object_put(o);
+                free(r);
+                return o ? -ENOMEM : -EBADMSG;
+        }
+        r->purged = json_object_object_get_ex(o, "purged", &v) && json_object_get_boolean(v);
+        if (get_str(o, "id", r->id, sizeof(r->id)) < 0 || get_str(o, "name", r->name, sizeof(r->name)) < 0 ||
+            get_u64(o, "created", &r->created_usec) < 0 || get_u64(o, "active", &active) < 0 ||
+            get_u64(o, "generations", &n) < 0 || active == 0 || active > n || n > UINT32_MAX)
+                e = -EBADMSG;
+        else if (!r->purged && decode_customer_keys(o, r) < 0)
+                e = -EBADMSG;
+        else if (!r->purged && r->n_customer_keys == 0 && get_wrapped(o, r->wrapped_key) < 0)
                 e = -EBADMSG;
         json_object_put(o);
-        if (e < 0)
-                return e;
-        r.active = (uint32_t)active;
-        r.n_generations = (uint32_t)n;
-        *ret = r;
-        return 0;
+        if (e == 0) {
+                r->active = (uint32_t)active;
+                r->n_generations = (uint32_t)n;
+                *ret = *r;
+        }
+        secure_wipe(r, sizeof(*r));
+        free(r);
+        return e;
 }
 
 int gen_record_encode(const struct gen_record *r, char **ret)
@@ -188,7 +261,8 @@ int gen_record_encode(const struct gen_record *r, char **ret)
         json_object_object_add(o, "created", json_object_new_int64((int64_t)r->created_usec));
         json_object_object_add(o, "activated", json_object_new_int64((int64_t)r->activated_usec));
         json_object_object_add(o, "uses_reserved", json_object_new_int64((int64_t)r->uses_reserved));
-        add_wrapped(o, r->wrapped_key);
+        if (r->state != GEN_DESTROYED)
+                add_wrapped(o, r->wrapped_key);
         return finish(o, ret);
 }
 
@@ -207,7 +281,7 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret)
             get_u64(o, "created", &r.created_usec) < 0 ||
             get_u64(o, "activated", &r.activated_usec) < 0 ||
             get_u64(o, "uses_reserved", &r.uses_reserved) < 0 ||
-            get_wrapped(o, r.wrapped_key) < 0 || g == 0 || g > UINT32_MAX)
+            (r.state != GEN_DESTROYED && get_wrapped(o, r.wrapped_key) < 0) || g == 0 || g > UINT32_MAX)
                 e = -EBADMSG;
         json_object_put(o);
         if (e < 0)

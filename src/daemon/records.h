@@ -5,11 +5,13 @@
  *   names/<policy name>            -> policy id (UUID text)
  *   policies/<id>                  -> policy record (JSON)
  *   policies/<id>/gens/<%010u>     -> generation record (JSON)
+ *   assign/uid/<uid>, assign/gid/<gid> -> policy name (a caller's default)
  *
  * Records hold wrapped keys only (base64 of nonce || ciphertext || tag).
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,13 +24,27 @@ enum gen_state {
         GEN_DESTROYED, /* crypto-shredded: its wrapped key is gone from the store */
 };
 
+#define CUSTOMER_URI_MAX 1024
+#define CUSTOMER_BLOB_MAX 512
+
+/* A policy key is wrapped either by the master key alone (service-managed)
+ * or by two customer keys plus the availability key, which is itself wrapped
+ * by the master key.  A purged policy keeps its name and id and nothing that
+ * unwraps. */
 struct policy_record {
         char id[37];
         char name[65];
         uint64_t created_usec;
         uint32_t active;
         uint32_t n_generations;
-        uint8_t wrapped_key[WRAPPED_KEY_SIZE]; /* policy key under the master key */
+        bool purged;
+        uint8_t wrapped_key[WRAPPED_KEY_SIZE]; /* service-managed: under the master key */
+        unsigned n_customer_keys;              /* 0 or 2 */
+        char customer_uri[2][CUSTOMER_URI_MAX];
+        uint8_t customer_blob[2][CUSTOMER_BLOB_MAX];
+        size_t customer_blob_len[2];
+        uint8_t availability_key[WRAPPED_KEY_SIZE]; /* under the master key */
+        uint8_t availability_wrap[WRAPPED_KEY_SIZE]; /* policy key under the availability key */
 };
 
 struct gen_record {

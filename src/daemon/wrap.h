@@ -15,6 +15,8 @@
 enum wrap_purpose {
         WRAP_POLICY_KEY,     /* policy key under the master key */
         WRAP_GENERATION_KEY, /* generation key under the policy key */
+        WRAP_AVAILABILITY_KEY, /* availability key under the master key */
+        WRAP_POLICY_KEY_AVAILABILITY, /* policy key under the availability key */
 };
 
 /* The engine serving this daemon, and a per-thread AEAD transform of it. */

@@ -434,6 +434,84 @@ _public_ int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generat
         return r;
 }
 
+static int policy_call(dkm_client *c, uint16_t type, const char *name, const char *key_a,
+                       const char *key_b, uint32_t flags, const char *reason, char **ret)
+{
+        struct wire_builder b;
+
+        if (!c)
+                return -EINVAL;
+        wire_begin(&b, type);
+        if (name)
+                wire_add_string(&b, WIRE_TAG_POLICY, name);
+        if (key_a)
+                wire_add_string(&b, WIRE_TAG_CUSTOMER_KEY, key_a);
+        if (key_b)
+                wire_add_string(&b, WIRE_TAG_CUSTOMER_KEY, key_b);
+        if (flags)
+                wire_add_u32(&b, WIRE_TAG_FLAGS, flags);
+        if (reason)
+                wire_add_string(&b, WIRE_TAG_REASON, reason);
+        return json_request(c, &b, ret);
+}
+
+_public_ int dkm_policy_create(dkm_client *c, const char *name, const char *key_a, const char *key_b)
+{
+        if (!name)
+                return -EINVAL;
+        return policy_call(c, WIRE_POLICY_CREATE, name, key_a, key_b, 0, NULL, NULL);
+}
+
+_public_ int dkm_policy_list_json(dkm_client *c, char **ret)
+{
+        return policy_call(c, WIRE_POLICY_LIST, NULL, NULL, NULL, 0, NULL, ret);
+}
+
+_public_ int dkm_policy_show_json(dkm_client *c, const char *name, char **ret)
+{
+        if (!name)
+                return -EINVAL;
+        return policy_call(c, WIRE_POLICY_SHOW, name, NULL, NULL, 0, NULL, ret);
+}
+
+_public_ int dkm_policy_assign(dkm_client *c, const char *name, int by_gid, uint32_t id)
+{
+        struct wire_builder b;
+
+        if (!c || !name)
+                return -EINVAL;
+        wire_begin(&b, WIRE_POLICY_ASSIGN);
+        wire_add_string(&b, WIRE_TAG_POLICY, name);
+        wire_add_u32(&b, by_gid ? WIRE_TAG_GID : WIRE_TAG_UID, id);
+        return json_request(c, &b, NULL);
+}
+
+_public_ int dkm_policy_rekey(dkm_client *c, const char *name, const char *key_a, const char *key_b,
+                              int new_policy_key)
+{
+        if (!name)
+                return -EINVAL;
+        return policy_call(c, WIRE_POLICY_REKEY, name, key_a, key_b,
+                           new_policy_key ? WIRE_FLAG_NEW_POLICY_KEY : 0, NULL, NULL);
+}
+
+_public_ int dkm_policy_purge(dkm_client *c, const char *name, const char *reason,
+                              uint32_t *ret_request)
+{
+        _cleanup_free_ char *json = NULL;
+        uint32_t id;
+        int r;
+
+        if (!name)
+                return -EINVAL;
+        r = policy_call(c, WIRE_POLICY_PURGE, name, NULL, NULL, 0, reason, &json);
+        if (r >= 0)
+                r = reply_u32(c, json, "request", &id);
+        if (r >= 0 && ret_request)
+                *ret_request = id;
+        return r;
+}
+
 _public_ int dkm_status_json(dkm_client *c, char **ret)
 {
         return json_call(c, WIRE_STATUS, NULL, NULL, 0, NULL, ret);

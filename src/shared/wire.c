@@ -26,6 +26,10 @@ static const struct tag_rule tag_rules[_WIRE_TAG_MAX] = {
         [WIRE_TAG_DURATION] = { 64, false },
         [WIRE_TAG_SCOPE] = { 16, false },
         [WIRE_TAG_REQUEST] = { 4, false },
+        [WIRE_TAG_CUSTOMER_KEY] = { 1023, true },
+        [WIRE_TAG_UID] = { 4, false },
+        [WIRE_TAG_GID] = { 4, false },
+        [WIRE_TAG_FLAGS] = { 4, false },
 };
 
 static const char *const type_names[_WIRE_TYPE_MAX] = {
@@ -45,6 +49,12 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_ACCESS_DENY] = "access-deny",
         [WIRE_ACCESS_LIST] = "access-list",
         [WIRE_ACCESS_REVOKE] = "access-revoke",
+        [WIRE_POLICY_CREATE] = "policy-create",
+        [WIRE_POLICY_LIST] = "policy-list",
+        [WIRE_POLICY_SHOW] = "policy-show",
+        [WIRE_POLICY_ASSIGN] = "policy-assign",
+        [WIRE_POLICY_REKEY] = "policy-rekey",
+        [WIRE_POLICY_PURGE] = "policy-purge",
 };
 
 const char *wire_type_name(uint16_t type)

@@ -45,6 +45,12 @@ enum wire_type {
         WIRE_ACCESS_DENY = 32,
         WIRE_ACCESS_LIST = 33,
         WIRE_ACCESS_REVOKE = 34,
+        WIRE_POLICY_CREATE = 40,
+        WIRE_POLICY_LIST = 41,
+        WIRE_POLICY_SHOW = 42,
+        WIRE_POLICY_ASSIGN = 43,
+        WIRE_POLICY_REKEY = 44,
+        WIRE_POLICY_PURGE = 45,  /* files a purge request for approval */
         _WIRE_TYPE_MAX,
 };
 
@@ -60,8 +66,14 @@ enum wire_tag {
         WIRE_TAG_DURATION = 9,   /* text, e.g. "30m" (parsed by dkmd) */
         WIRE_TAG_SCOPE = 10,     /* "decrypt" or "inspect" */
         WIRE_TAG_REQUEST = 11,   /* u32 access request id */
+        WIRE_TAG_CUSTOMER_KEY = 12, /* repeatable: a customer key URI */
+        WIRE_TAG_UID = 13,       /* u32 */
+        WIRE_TAG_GID = 14,       /* u32 */
+        WIRE_TAG_FLAGS = 15,     /* u32: WIRE_FLAG_* */
         _WIRE_TAG_MAX,
 };
+
+#define WIRE_FLAG_NEW_POLICY_KEY 1u
 
 struct wire_field {
         uint16_t tag;

@@ -53,6 +53,8 @@ static int setup(void **state)
         audit_fail = 0;
         keyctl_join_session_keyring(NULL);
         f->cfg.max_uses = 3;
+        f->cfg.max_policies = 50;
+        f->cfg.hedge_delay_usec = 50000;
         f->cfg.max_age_usec = 3600ULL * 1000000;
         f->cfg.cache_ttl_usec = 3600ULL * 1000000;
         f->cfg.audit_fail_closed = true;
