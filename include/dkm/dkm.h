@@ -48,6 +48,34 @@ int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx, 
 int dkm_decrypt(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
                 const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len);
 
+/* Envelope encryption: a fresh 256-bit data key in ret_key, and its wrapped
+ * form (*ret_wrapped, malloc'd) under the policy's active generation.  Wipe
+ * the key after use.  dkm_unwrap_datakey() gives it back under the same
+ * access rules and audit as dkm_decrypt(). */
+int dkm_datakey(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n_ctx,
+                uint8_t ret_key[32], uint8_t **ret_wrapped, size_t *ret_len);
+int dkm_unwrap_datakey(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+                       const void *wrapped, size_t len, uint8_t ret_key[32]);
+
+/* Many small encryptions and decryptions in few round trips.  Each item
+ * gets its own result: error 0 and out (malloc'd; free it, wiping
+ * decrypted plaintext with dkm_free_secret) or a negative errno and a
+ * message.  Returns a negative errno only when the exchange itself failed. */
+enum { DKM_BATCH_ENCRYPT = 1, DKM_BATCH_DECRYPT = 2 };
+typedef struct dkm_batch_item {
+        int op;
+        const char *policy;           /* encrypt only; NULL: the caller's default */
+        const dkm_context_pair *ctx;
+        size_t n_ctx;
+        const void *in;
+        size_t in_len;
+        int error;                    /* result */
+        uint8_t *out;
+        size_t out_len;
+        char message[160];
+} dkm_batch_item;
+int dkm_batch(dkm_client *c, dkm_batch_item *items, size_t n);
+
 /* Re-encrypts a ciphertext under the active generation of its policy inside
  * dkmd, without the plaintext reaching the caller. */
 int dkm_rewrap(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,

@@ -37,6 +37,7 @@ int verb_status(struct ctl *ctl, int argc, char **argv);
 int verb_encrypt(struct ctl *ctl, int argc, char **argv);
 int verb_decrypt(struct ctl *ctl, int argc, char **argv);
 int verb_rewrap(struct ctl *ctl, int argc, char **argv);
+int verb_datakey(struct ctl *ctl, int argc, char **argv);
 int verb_inspect(struct ctl *ctl, int argc, char **argv);
 int verb_key_list(struct ctl *ctl, int argc, char **argv);
 int verb_key_rotate(struct ctl *ctl, int argc, char **argv);

@@ -19,6 +19,8 @@ static const struct verb verbs[] = {
         { "decrypt", 0, 0, verb_decrypt, "decrypt [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
         { "rewrap", 0, 0, verb_rewrap, "rewrap [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
         { "inspect", 0, 0, verb_inspect, "inspect [--in FILE] [--json]" },
+        { "datakey", 0, 0, verb_datakey,
+          "datakey --out WRAPPED [--key-out FILE] [--policy NAME] [--context KEY=VALUE]..." },
         { "key list", 0, 0, verb_key_list, "key list [--policy NAME] [--json]" },
         { "key rotate", 0, 0, verb_key_rotate, "key rotate [--policy NAME]" },
         { "key retire", 1, 1, verb_key_retire, "key retire GENERATION [--policy NAME]" },

@@ -4,6 +4,7 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ctl.h"
 #include "shared/format.h"
@@ -11,7 +12,7 @@
 #include "shared/wire.h"
 
 struct crypt_args {
-        const char *in, *out, *policy;
+        const char *in, *out, *policy, *key_out;
         bool json;
         dkm_context_pair ctx[CONTEXT_MAX_PAIRS];
         size_t n_ctx;
@@ -26,6 +27,7 @@ static int parse_crypt_args(int argc, char **argv, bool allow_policy, bool allow
                 { "policy", required_argument, NULL, 'p' },
                 { "context", required_argument, NULL, 'c' },
                 { "json", no_argument, NULL, 'j' },
+                { "key-out", required_argument, NULL, 'K' },
                 {},
         };
         int c;
@@ -36,6 +38,11 @@ static int parse_crypt_args(int argc, char **argv, bool allow_policy, bool allow
                 char *eq;
 
                 switch (c) {
+                case 'K':
+                        if (strcmp(argv[0], "datakey") != 0)
+                                return fail("%s takes no --key-out", argv[0]);
+                        a->key_out = optarg;
+                        break;
                 case 'i':
                         a->in = optarg;
                         break;
@@ -177,4 +184,36 @@ int verb_inspect(struct ctl *ctl, int argc, char **argv)
         printf("payload:     %zu bytes\n", info.payload_len);
         printf("decryptable: %s\n", info.decryptable ? "yes" : "no");
         return 0;
+}
+
+int verb_datakey(struct ctl *ctl, int argc, char **argv)
+{
+        struct crypt_args a = { 0 };
+        uint8_t key[32], *wrapped = NULL;
+        size_t len = 0;
+        int r;
+
+        if (parse_crypt_args(argc, argv, true, false, &a))
+                return 1;
+        if (a.in)
+                return fail("datakey takes no --in: dkmd makes the key");
+        if (!a.out)
+                return fail("datakey: --out FILE is required for the wrapped key");
+        if (a.key_out && strcmp(a.key_out, "-") != 0 && strcmp(a.key_out, a.out) == 0)
+                return fail("datakey: --out and --key-out must differ");
+        if (ctl_connect(ctl))
+                return 1;
+        r = dkm_datakey(ctl->client, a.policy, a.ctx, a.n_ctx, key, &wrapped, &len);
+        if (r < 0)
+                return fail_dkm(ctl, r, "datakey");
+        r = write_output(a.out, wrapped, len, false);
+        free(wrapped);
+        if (r == 0) {
+                if (!a.key_out && isatty(STDOUT_FILENO))
+                        r = fail("datakey: refusing to write the plaintext key to a terminal (use --key-out FILE)");
+                else
+                        r = write_output(a.key_out, key, sizeof(key), true);
+        }
+        secure_wipe(key, sizeof(key));
+        return r;
 }

@@ -38,6 +38,8 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
         case WIRE_ENCRYPT:
         case WIRE_DECRYPT:
         case WIRE_REWRAP:
+        case WIRE_DATAKEY:
+        case WIRE_BATCH:
                 need = ROLE_USER;
                 reason = "not in the users group";
                 break;

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "server.h"
 #include "shared/format.h"
+#include "shared/secret.h"
 #include "shared/util.h"
 #include "shared/wire.h"
 
@@ -65,6 +66,56 @@ static int context_from_request(const struct wire_msg *req, uint8_t **ret, size_
         return format_context_encode(pairs, n, ret, ret_len, ret_error);
 }
 
+/* The policy a request names, else the caller's assigned one; NULL for the
+ * default.  -EBADMSG for a malformed name. */
+static int request_policy(const struct daemon_state *st, const struct peer *peer,
+                          const struct wire_msg *req, char policy[65], const char **ret)
+{
+        int r = wire_get_string(req, WIRE_TAG_POLICY, policy, 65);
+
+        if (r == -EBADMSG)
+                return r;
+        if (r == -ENOENT && keys_policy_for(st->keys, peer->uid, peer->gid, peer->groups,
+                                            peer->n_groups, policy))
+                r = 0;
+        *ret = r == 0 ? policy : NULL;
+        return 0;
+}
+
+/* A fresh 256-bit data key, returned in the clear and wrapped (a v1
+ * ciphertext of it under the policy's active generation). */
+static void handle_datakey(const struct daemon_state *st, const struct peer *peer,
+                           const struct wire_msg *req, const uint8_t *ctx, size_t ctx_len,
+                           struct wire_builder *b)
+{
+        _cleanup_secret_ uint8_t *key = secret_alloc(32);
+        char policy[65], err[KEYS_ERR_MAX] = "";
+        const char *pol;
+        uint8_t *out = NULL;
+        size_t out_len;
+        int r;
+
+        if (!key) {
+                reply_error(b, -ENOMEM, "out of locked memory");
+                return;
+        }
+        if (request_policy(st, peer, req, policy, &pol) < 0) {
+                reply_error(b, -EINVAL, "malformed policy name");
+                return;
+        }
+        r = engine_random(key, 32);
+        if (r >= 0)
+                r = keys_encrypt(st->keys, pol, ctx, ctx_len, key, 32, &out, &out_len, err);
+        if (r < 0) {
+                reply_error(b, r, err[0] ? err : strerror(-r));
+                return;
+        }
+        wire_begin(b, WIRE_REPLY_OK);
+        wire_add(b, WIRE_TAG_DATA, out, out_len);
+        wire_add(b, WIRE_TAG_KEY, key, 32);
+        free(out);
+}
+
 static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
                          const struct wire_msg *req, struct wire_builder *b)
 {
@@ -76,7 +127,7 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
         size_t ctx_len, out_len = 0;
         int r;
 
-        if (!data) {
+        if (!data && req->type != WIRE_DATAKEY) {
                 reply_error(b, -EINVAL, "request carries no data");
                 return;
         }
@@ -91,21 +142,24 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
                         reply_error(b, -E2BIG, "plaintext too large for one request");
                         return;
                 }
-                r = wire_get_string(req, WIRE_TAG_POLICY, policy, sizeof(policy));
-                if (r == -EBADMSG) {
-                        reply_error(b, r, "malformed policy name");
-                        return;
+                {
+                        const char *pol;
+
+                        /* No policy named: the caller's assigned one, else the default. */
+                        if (request_policy(st, peer, req, policy, &pol) < 0) {
+                                reply_error(b, -EBADMSG, "malformed policy name");
+                                return;
+                        }
+                        r = keys_encrypt(st->keys, pol, ctx, ctx_len, data->value, data->len, &out,
+                                         &out_len, err);
                 }
-                /* No policy named: the one assigned to the caller, else the default. */
-                if (r == -ENOENT && keys_policy_for(st->keys, peer->uid, peer->gid, peer->groups,
-                                                    peer->n_groups, policy))
-                        r = 0;
-                r = keys_encrypt(st->keys, r == 0 ? policy : NULL, ctx, ctx_len, data->value,
-                                 data->len, &out, &out_len, err);
                 break;
         case WIRE_DECRYPT:
                 r = keys_decrypt(st->keys, ctx, ctx_len, data->value, data->len, &out, &out_len, err);
                 break;
+        case WIRE_DATAKEY:
+                handle_datakey(st, peer, req, ctx, ctx_len, b);
+                return;
         default:
                 r = keys_rewrap(st->keys, ctx, ctx_len, data->value, data->len, &out, &out_len, err);
                 break;
@@ -117,6 +171,45 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
         reply_data(b, out, out_len);
         secure_wipe(out, out_len);
         free(out);
+}
+
+/* Many small items in one round trip; each gets its own answer, so one bad
+ * item does not fail the others. */
+static void handle_batch(const struct daemon_state *st, const struct peer *peer,
+                         const struct wire_msg *req, struct wire_builder *b)
+{
+        struct wire_msg *inner = malloc(sizeof(*inner));
+        size_t n = 0;
+
+        if (!inner) {
+                reply_error(b, -ENOMEM, "out of memory");
+                return;
+        }
+        wire_begin(b, WIRE_REPLY_OK);
+        for (size_t i = 0; i < req->n_fields; i++) {
+                const struct wire_field *f = &req->fields[i];
+                struct wire_builder ib = { 0 };
+                const char *why;
+
+                if (f->tag != WIRE_TAG_ITEM)
+                        continue;
+                if (++n > WIRE_MAX_BATCH) {
+                        reply_error(b, -E2BIG, "too many items in one batch");
+                        break;
+                }
+                if (wire_parse(f->value, f->len, inner, &why) < 0)
+                        reply_error(&ib, -EBADMSG, why);
+                else if (inner->type != WIRE_ENCRYPT && inner->type != WIRE_DECRYPT)
+                        reply_error(&ib, -EINVAL, "a batch item is an encrypt or a decrypt");
+                else
+                        handle_crypt(st, peer, inner, &ib);
+                if (wire_finish(&ib) >= 0)
+                        wire_add(b, WIRE_TAG_ITEM, ib.buf, ib.len);
+                else
+                        wire_add(b, WIRE_TAG_ITEM, "", 0);
+                wire_builder_free(&ib);
+        }
+        free(inner);
 }
 
 static void handle_inspect(const struct daemon_state *st, const struct wire_msg *req,
@@ -452,7 +545,11 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_ENCRYPT:
         case WIRE_DECRYPT:
         case WIRE_REWRAP:
+        case WIRE_DATAKEY:
                 handle_crypt(st, peer, req, reply);
+                break;
+        case WIRE_BATCH:
+                handle_batch(st, peer, req, reply);
                 break;
         case WIRE_INSPECT:
                 handle_inspect(st, req, reply);

@@ -239,6 +239,194 @@ out:
         return r;
 }
 
+_public_ int dkm_datakey(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n_ctx,
+                         uint8_t ret_key[32], uint8_t **ret_wrapped, size_t *ret_len)
+{
+        struct wire_builder b;
+        struct wire_msg *m;
+        const struct wire_field *w, *k;
+        uint8_t *buf, *out;
+        size_t blen;
+        int r;
+
+        if (!c || !ret_key || !ret_wrapped || !ret_len)
+                return -EINVAL;
+        m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        wire_begin(&b, WIRE_DATAKEY);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        r = add_context(c, &b, ctx, n_ctx);
+        if (r < 0) {
+                wire_builder_free(&b);
+                free(m);
+                return r;
+        }
+        r = call(c, &b, &buf, &blen, m);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        w = wire_get(m, WIRE_TAG_DATA);
+        k = wire_get(m, WIRE_TAG_KEY);
+        if (!w || !k || k->len != 32) {
+                r = set_error(c, -EBADMSG, "malformed data key reply from dkmd");
+                goto out;
+        }
+        out = malloc(w->len);
+        if (!out) {
+                r = -ENOMEM;
+                goto out;
+        }
+        memcpy(out, w->value, w->len);
+        memcpy(ret_key, k->value, 32);
+        *ret_wrapped = out;
+        *ret_len = w->len;
+out:
+        wire_free_buf(buf, blen);
+        free(m);
+        return r;
+}
+
+_public_ int dkm_unwrap_datakey(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
+                                const void *wrapped, size_t len, uint8_t ret_key[32])
+{
+        uint8_t *key;
+        size_t n;
+        int r;
+
+        if (!ret_key)
+                return -EINVAL;
+        r = dkm_decrypt(c, ctx, n_ctx, wrapped, len, &key, &n);
+        if (r < 0)
+                return r;
+        if (n != 32) {
+                dkm_free_secret(key, n);
+                return set_error(c, -EBADMSG, "not a wrapped data key (%zu bytes inside)", n);
+        }
+        memcpy(ret_key, key, 32);
+        dkm_free_secret(key, n);
+        return 0;
+}
+
+/* Builds one batch item as an inner message. */
+static int batch_item(dkm_client *c, const dkm_batch_item *it, struct wire_builder *ib)
+{
+        int r;
+
+        if (it->op != DKM_BATCH_ENCRYPT && it->op != DKM_BATCH_DECRYPT)
+                return set_error(c, -EINVAL, "batch item with an unknown operation");
+        wire_begin(ib, it->op == DKM_BATCH_ENCRYPT ? WIRE_ENCRYPT : WIRE_DECRYPT);
+        if (it->policy && it->op == DKM_BATCH_ENCRYPT)
+                wire_add_string(ib, WIRE_TAG_POLICY, it->policy);
+        r = add_context(c, ib, it->ctx, it->n_ctx);
+        if (r < 0)
+                return r;
+        wire_add(ib, WIRE_TAG_DATA, it->in, it->in_len);
+        return wire_finish(ib);
+}
+
+/* Sends items [from, to) as one request and fills in their results. */
+static int batch_send(dkm_client *c, dkm_batch_item *items, size_t from, size_t to,
+                      struct wire_builder *b)
+{
+        struct wire_msg *m = malloc(sizeof(*m));
+        uint8_t *buf;
+        size_t blen, k = from;
+        int r;
+
+        if (!m) {
+                wire_builder_free(b);
+                return -ENOMEM;
+        }
+        r = call(c, b, &buf, &blen, m);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        for (size_t i = 0; i < m->n_fields && k < to; i++) {
+                struct wire_msg inner;
+                const struct wire_field *d;
+                const char *why;
+                dkm_batch_item *it = &items[k++];
+
+                if (m->fields[i].tag != WIRE_TAG_ITEM)
+                        continue;
+                if (wire_parse(m->fields[i].value, m->fields[i].len, &inner, &why) < 0) {
+                        it->error = -EBADMSG;
+                        continue;
+                }
+                if (inner.type == WIRE_REPLY_ERROR) {
+                        uint32_t e = EIO;
+                        wire_get_u32(&inner, WIRE_TAG_ERRNO, &e);
+                        it->error = -(int)e;
+                        wire_get_string(&inner, WIRE_TAG_MESSAGE, it->message, sizeof(it->message));
+                        continue;
+                }
+                d = wire_get(&inner, WIRE_TAG_DATA);
+                it->out = d ? malloc(d->len ? d->len : 1) : NULL;
+                if (!it->out) {
+                        it->error = d ? -ENOMEM : -EBADMSG;
+                        continue;
+                }
+                memcpy(it->out, d->value, d->len);
+                it->out_len = d->len;
+                it->error = 0;
+        }
+        for (; k < to; k++)
+                items[k].error = -EBADMSG; /* the reply was short */
+        wire_free_buf(buf, blen);
+        free(m);
+        return 0;
+}
+
+_public_ int dkm_batch(dkm_client *c, dkm_batch_item *items, size_t n)
+{
+        struct wire_builder b;
+        size_t from = 0, bytes = 0;
+        int r;
+
+        if (!c || (!items && n))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                items[i].error = -EINPROGRESS;
+                items[i].out = NULL;
+                items[i].out_len = 0;
+                items[i].message[0] = 0;
+        }
+        wire_begin(&b, WIRE_BATCH);
+        for (size_t i = 0; i < n; i++) {
+                struct wire_builder ib;
+
+                r = batch_item(c, &items[i], &ib);
+                if (r < 0 || ib.len > WIRE_MAX_ITEM) {
+                        items[i].error = r < 0 ? r : -E2BIG;
+                        snprintf(items[i].message, sizeof(items[i].message), "%.150s",
+                                 r < 0 ? dkm_last_error(c) : "item too large for a batch");
+                        wire_builder_free(&ib);
+                        continue;
+                }
+                /* Keep each request (and its reply) well inside the message
+                 * limit: replies grow by the ciphertext overhead. */
+                if (i > from && (i - from >= WIRE_MAX_BATCH || bytes + ib.len > WIRE_MAX_DATA / 2)) {
+                        r = batch_send(c, items, from, i, &b);
+                        if (r < 0) {
+                                wire_builder_free(&ib);
+                                return r;
+                        }
+                        wire_begin(&b, WIRE_BATCH);
+                        from = i;
+                        bytes = 0;
+                }
+                wire_add(&b, WIRE_TAG_ITEM, ib.buf, ib.len);
+                bytes += ib.len;
+                wire_builder_free(&ib);
+        }
+        r = batch_send(c, items, from, n, &b);
+        return r < 0 ? r : 0;
+}
+
 _public_ int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx,
                          size_t n_ctx, const void *plaintext, size_t len, uint8_t **ret,
                          size_t *ret_len)

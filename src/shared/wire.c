@@ -30,6 +30,8 @@ static const struct tag_rule tag_rules[_WIRE_TAG_MAX] = {
         [WIRE_TAG_UID] = { 4, false },
         [WIRE_TAG_GID] = { 4, false },
         [WIRE_TAG_FLAGS] = { 4, false },
+        [WIRE_TAG_KEY] = { 32, false },
+        [WIRE_TAG_ITEM] = { WIRE_MAX_ITEM, true },
 };
 
 static const char *const type_names[_WIRE_TYPE_MAX] = {
@@ -40,6 +42,8 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_DECRYPT] = "decrypt",
         [WIRE_INSPECT] = "inspect",
         [WIRE_REWRAP] = "rewrap",
+        [WIRE_DATAKEY] = "datakey",
+        [WIRE_BATCH] = "batch",
         [WIRE_KEY_LIST] = "key-list",
         [WIRE_KEY_ROTATE] = "key-rotate",
         [WIRE_KEY_RETIRE] = "key-retire",

@@ -26,7 +26,9 @@
 #define WIRE_FIELD_HEADER 6
 #define WIRE_MAX_DATA (1024 * 1024)
 #define WIRE_MAX_MESSAGE (WIRE_MAX_DATA + 128 * 1024)
-#define WIRE_MAX_FIELDS 96
+#define WIRE_MAX_FIELDS 1040
+#define WIRE_MAX_BATCH 1024   /* items in one batch request */
+#define WIRE_MAX_ITEM (64 * 1024 + 8192)
 
 enum wire_type {
         WIRE_REPLY_OK = 0,
@@ -36,6 +38,8 @@ enum wire_type {
         WIRE_DECRYPT = 12,
         WIRE_INSPECT = 13,
         WIRE_REWRAP = 14,
+        WIRE_DATAKEY = 15,       /* a fresh data key and its wrapped form */
+        WIRE_BATCH = 16,         /* many encrypt/decrypt items, answered one by one */
         WIRE_KEY_LIST = 20,
         WIRE_KEY_ROTATE = 21,
         WIRE_KEY_RETIRE = 22,
@@ -70,6 +74,8 @@ enum wire_tag {
         WIRE_TAG_UID = 13,       /* u32 */
         WIRE_TAG_GID = 14,       /* u32 */
         WIRE_TAG_FLAGS = 15,     /* u32: WIRE_FLAG_* */
+        WIRE_TAG_KEY = 16,       /* a plaintext data key (32 bytes) in a reply */
+        WIRE_TAG_ITEM = 17,      /* repeatable: one inner message of a batch */
         _WIRE_TAG_MAX,
 };
 

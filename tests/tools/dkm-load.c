@@ -4,7 +4,10 @@
  * connection, encrypt a secret of SIZE bytes in a loop for SECONDS through
  * libdkm; prints ops/s and latency percentiles.
  *
- *   dkm-load SOCKET CLIENTS SECONDS [SIZE]
+ *   dkm-load SOCKET CLIENTS SECONDS [SIZE [BATCH]]
+ *
+ * With BATCH > 0 each request carries BATCH secrets (dkm_batch) and the
+ * figures count secrets, with the latency of a whole batch.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -16,10 +19,10 @@
 
 struct worker {
         const char *socket;
-        size_t size;
+        size_t size, batch;
         uint64_t until;
         uint64_t *lat; /* microseconds */
-        size_t n, cap;
+        size_t n, cap, items;
         int error;
 };
 
@@ -35,15 +38,32 @@ static void *run(void *p)
                 free(msg);
                 return NULL;
         }
+        dkm_batch_item *items = w->batch ? calloc(w->batch, sizeof(*items)) : NULL;
+
         while (now_mono_usec() < w->until) {
                 uint64_t t0 = now_mono_usec();
 
-                if (dkm_encrypt(c, NULL, NULL, 0, msg, w->size, &out, &out_len) < 0) {
-                        fprintf(stderr, "dkm-load: %s\n", dkm_last_error(c));
-                        w->error = 1;
-                        break;
+                if (w->batch) {
+                        for (size_t i = 0; i < w->batch; i++)
+                                items[i] = (dkm_batch_item){ .op = DKM_BATCH_ENCRYPT, .in = msg,
+                                                             .in_len = w->size };
+                        if (dkm_batch(c, items, w->batch) < 0 || items[0].error) {
+                                fprintf(stderr, "dkm-load: %s\n", dkm_last_error(c));
+                                w->error = 1;
+                                break;
+                        }
+                        for (size_t i = 0; i < w->batch; i++)
+                                free(items[i].out);
+                        w->items += w->batch;
+                } else {
+                        if (dkm_encrypt(c, NULL, NULL, 0, msg, w->size, &out, &out_len) < 0) {
+                                fprintf(stderr, "dkm-load: %s\n", dkm_last_error(c));
+                                w->error = 1;
+                                break;
+                        }
+                        free(out);
+                        w->items++;
                 }
-                free(out);
                 if (w->n == w->cap) {
                         w->cap = w->cap ? w->cap * 2 : 4096;
                         w->lat = realloc(w->lat, w->cap * sizeof(*w->lat));
@@ -51,6 +71,7 @@ static void *run(void *p)
                 w->lat[w->n++] = now_mono_usec() - t0;
         }
         dkm_disconnect(c);
+        free(items);
         free(msg);
         return NULL;
 }
@@ -64,7 +85,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
         int clients, secs;
-        size_t size, total = 0;
+        size_t size, total = 0, secrets = 0, batch;
         struct worker *w;
         pthread_t *t;
         uint64_t *all, start;
@@ -76,13 +97,14 @@ int main(int argc, char **argv)
         clients = atoi(argv[2]);
         secs = atoi(argv[3]);
         size = argc > 4 ? (size_t)atol(argv[4]) : 1024;
+        batch = argc > 5 ? (size_t)atol(argv[5]) : 0;
         if (clients < 1 || secs < 1)
                 return 2;
         w = calloc((size_t)clients, sizeof(*w));
         t = calloc((size_t)clients, sizeof(*t));
         start = now_mono_usec();
         for (int i = 0; i < clients; i++) {
-                w[i] = (struct worker){ .socket = argv[1], .size = size,
+                w[i] = (struct worker){ .socket = argv[1], .size = size, .batch = batch,
                                         .until = start + (uint64_t)secs * 1000000 };
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
@@ -91,6 +113,7 @@ int main(int argc, char **argv)
                 if (w[i].error)
                         return 1;
                 total += w[i].n;
+                secrets += w[i].items;
         }
         all = malloc((total ? total : 1) * sizeof(*all));
         for (int i = 0, k = 0; i < clients; i++) {
@@ -99,8 +122,8 @@ int main(int argc, char **argv)
                 free(w[i].lat);
         }
         qsort(all, total, sizeof(*all), cmp);
-        printf("clients=%d size=%zu ops=%zu ops/s=%.0f p50_us=%llu p99_us=%llu\n", clients, size,
-               total, (double)total / ((double)(now_mono_usec() - start) / 1e6),
+        printf("clients=%d size=%zu batch=%zu requests=%zu secrets/s=%.0f p50_us=%llu p99_us=%llu\n",
+               clients, size, batch, total, (double)secrets / ((double)(now_mono_usec() - start) / 1e6),
                total ? (unsigned long long)all[total / 2] : 0ULL,
                total ? (unsigned long long)all[total * 99 / 100] : 0ULL);
         free(all);
