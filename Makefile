@@ -108,10 +108,10 @@ $(BUILD)/dkm.pc: src/lib/dkm.pc.in
 
 # Unit tests: one cmocka file per module, linked against the internal
 # archives.  A test names the functions it wraps in a line "/* wrap: f g */".
-$(BUILD)/tests/%: tests/unit/%.c $(DAEMON_A) $(CORE_A)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(DAEMON_A) $(CORE_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $< $(DAEMON_A) $(CORE_A) \
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(DAEMON_A) $(CORE_A) \
 		$$(sed -n 's|^/\* wrap: \(.*\) \*/$$|\1|p' $< | tr ' ' '\n' | sed '/^$$/d;s/^/-Wl,--wrap=/') \
 		$(LDFLAGS) $(PKG_LIBS) $(CMOCKA_LIBS)
 
