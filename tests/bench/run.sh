@@ -53,3 +53,19 @@ if command -v systemd-creds >/dev/null; then
 else
         echo "systemd-creds: absent"
 fi
+
+echo
+echo "== rekey of a customer-managed policy with 1,000 generations"
+mkdir -p "$T/ck/a" "$T/ck/b" "$T/ck/c" "$T/ck/d"
+for x in a b c d; do head -c 32 /dev/urandom > "$T/ck/$x/key"; chmod 600 "$T/ck/$x/key"; done
+ctl() { "$BUILD/dkmctl" --socket "$T/dkmd.sock" "$@"; }
+ctl policy create bench --customer-key "file:$T/ck/a/key" --customer-key "file:$T/ck/b/key" >/dev/null
+for _ in $(seq 999); do ctl key rotate --policy bench >/dev/null; done
+echo "generations: $(ctl key list --policy bench --json | grep -c '"generation"')"
+t0=$(date +%s%N)
+ctl policy rekey bench --customer-key "file:$T/ck/c/key" --customer-key "file:$T/ck/d/key" >/dev/null
+t1=$(date +%s%N)
+ctl policy rekey bench --customer-key "file:$T/ck/a/key" --customer-key "file:$T/ck/b/key" --new-policy-key >/dev/null
+t2=$(date +%s%N)
+echo "rekey to new customer keys: $(( (t1 - t0) / 1000000 )) ms"
+echo "rekey with a new policy key (re-wraps 1,000 generations): $(( (t2 - t1) / 1000000 )) ms"
