@@ -26,6 +26,10 @@ int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int fail_dkm(struct ctl *ctl, int r, const char *what);
 int ctl_connect(struct ctl *ctl);
 
+/* A decimal argument (no sign, no junk) into *ret; with nonzero, 0 is
+ * refused too.  On failure prints "VERB: 'S' is not a WHAT" and returns 1. */
+int parse_number_arg(const char *verb, const char *what, const char *s, bool nonzero, uint32_t *ret);
+
 /* Whole input from path ("-" or NULL: stdin), at most max bytes. */
 int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_len);
 /* Writes to path atomically (temp file + rename), or to stdout. */

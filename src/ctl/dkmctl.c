@@ -61,6 +61,22 @@ int fail_dkm(struct ctl *ctl, int r, const char *what)
         return fail("%s: %s", what, msg && *msg ? msg : strerror(-r));
 }
 
+int parse_number_arg(const char *verb, const char *what, const char *s, bool nonzero, uint32_t *ret)
+{
+        unsigned long v;
+        char *end;
+
+        if (!s)
+                return fail("%s: which %s?", verb, what);
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || *end || end == s || v > UINT32_MAX || (nonzero && v == 0) || s[0] == '-' ||
+            s[0] == '+' || s[0] == ' ')
+                return fail("%s: '%s' is not a %s", verb, s, what);
+        *ret = (uint32_t)v;
+        return 0;
+}
+
 int ctl_connect(struct ctl *ctl)
 {
         int r = dkm_connect(ctl->socket, &ctl->client);

@@ -59,21 +59,6 @@ static int parse_access_args(int argc, char **argv, const char *allowed, struct 
         return 0;
 }
 
-static int parse_id(const char *what, const char *s, uint32_t *ret)
-{
-        unsigned long v;
-        char *end;
-
-        if (!s)
-                return fail("%s: which request?", what);
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || *end || end == s || v == 0 || v > UINT32_MAX || s[0] == '-' || s[0] == '+')
-                return fail("%s: '%s' is not a request id", what, s);
-        *ret = (uint32_t)v;
-        return 0;
-}
-
 int verb_access_request(struct ctl *ctl, int argc, char **argv)
 {
         struct access_args a = { 0 };
@@ -102,7 +87,7 @@ int verb_access_approve(struct ctl *ctl, int argc, char **argv)
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "", &a) || parse_id("access approve", a.positional, &id) ||
+        if (parse_access_args(argc, argv, "", &a) || parse_number_arg("access approve", "request id", a.positional, true, &id) ||
             ctl_connect(ctl))
                 return 1;
         r = dkm_access_approve(ctl->client, id, &state);
@@ -118,7 +103,7 @@ int verb_access_deny(struct ctl *ctl, int argc, char **argv)
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "r", &a) || parse_id("access deny", a.positional, &id) ||
+        if (parse_access_args(argc, argv, "r", &a) || parse_number_arg("access deny", "request id", a.positional, true, &id) ||
             ctl_connect(ctl))
                 return 1;
         r = dkm_access_deny(ctl->client, id, a.reason);
@@ -134,7 +119,7 @@ int verb_access_revoke(struct ctl *ctl, int argc, char **argv)
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "", &a) || parse_id("access revoke", a.positional, &id) ||
+        if (parse_access_args(argc, argv, "", &a) || parse_number_arg("access revoke", "request id", a.positional, true, &id) ||
             ctl_connect(ctl))
                 return 1;
         r = dkm_access_revoke(ctl->client, id);
@@ -196,29 +181,21 @@ int verb_access_list(struct ctl *ctl, int argc, char **argv)
 int verb_key_destroy(struct ctl *ctl, int argc, char **argv)
 {
         struct access_args a = { 0 };
-        unsigned long gen;
-        uint32_t id;
-        char *end;
+        uint32_t gen, id;
         int r;
 
-        if (parse_access_args(argc, argv, "rp", &a))
+        if (parse_access_args(argc, argv, "rp", &a) ||
+            parse_number_arg("key destroy", "generation number", a.positional, true, &gen))
                 return 1;
-        if (!a.positional)
-                return fail("key destroy: which generation?");
-        errno = 0;
-        gen = strtoul(a.positional, &end, 10);
-        if (errno || *end || end == a.positional || gen == 0 || gen > UINT32_MAX ||
-            a.positional[0] == '-' || a.positional[0] == '+')
-                return fail("key destroy: '%s' is not a generation number", a.positional);
         if (!a.reason)
                 return fail("key destroy: --reason is required");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_destroy(ctl->client, a.policy, (uint32_t)gen, a.reason, &id);
+        r = dkm_key_destroy(ctl->client, a.policy, gen, a.reason, &id);
         if (r < 0)
                 return fail_dkm(ctl, r, "key destroy");
         printf("%u\n", id);
-        fprintf(stderr, "dkmctl: destroy request %u filed; generation %lu is destroyed when approved\n",
+        fprintf(stderr, "dkmctl: destroy request %u filed; generation %u is destroyed when approved\n",
                 id, gen);
         return 0;
 }

@@ -149,24 +149,17 @@ int verb_key_rotate(struct ctl *ctl, int argc, char **argv)
 int verb_key_retire(struct ctl *ctl, int argc, char **argv)
 {
         struct admin_args a = { 0 };
-        unsigned long gen;
-        char *end;
+        uint32_t gen;
         int r;
 
-        if (parse_admin_args(argc, argv, false, &a))
+        if (parse_admin_args(argc, argv, false, &a) ||
+            parse_number_arg("key retire", "generation number", a.positional, true, &gen))
                 return 1;
-        if (!a.positional)
-                return fail("key retire: which generation?");
-        errno = 0;
-        gen = strtoul(a.positional, &end, 10);
-        if (errno || *end || end == a.positional || gen == 0 || gen > UINT32_MAX ||
-            a.positional[0] == '-' || a.positional[0] == '+')
-                return fail("key retire: '%s' is not a generation number", a.positional);
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_retire(ctl->client, a.policy, (uint32_t)gen);
+        r = dkm_key_retire(ctl->client, a.policy, gen);
         if (r < 0)
                 return fail_dkm(ctl, r, "key retire");
-        printf("generation %lu retired\n", gen);
+        printf("generation %u retired\n", gen);
         return 0;
 }

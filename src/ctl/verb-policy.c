@@ -67,19 +67,6 @@ static int parse_policy_args(int argc, char **argv, const char *allowed, struct 
         return 0;
 }
 
-static int parse_u32(const char *what, const char *s, uint32_t *ret)
-{
-        unsigned long v;
-        char *end;
-
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || *end || end == s || v > UINT32_MAX || s[0] == '-' || s[0] == '+')
-                return fail("policy assign: '%s' is not a numeric %s", s, what);
-        *ret = (uint32_t)v;
-        return 0;
-}
-
 int verb_policy_create(struct ctl *ctl, int argc, char **argv)
 {
         struct policy_args a = { 0 };
@@ -155,7 +142,8 @@ int verb_policy_assign(struct ctl *ctl, int argc, char **argv)
                 return 1;
         if (!a.uid == !a.gid)
                 return fail("policy assign: give one of --uid UID or --gid GID");
-        if (parse_u32(a.uid ? "uid" : "gid", a.uid ? a.uid : a.gid, &id) || ctl_connect(ctl))
+        if (parse_number_arg("policy assign", a.uid ? "numeric uid" : "numeric gid", a.uid ? a.uid : a.gid,
+                             false, &id) || ctl_connect(ctl))
                 return 1;
         r = dkm_policy_assign(ctl->client, a.name, a.gid != NULL, id);
         if (r < 0)

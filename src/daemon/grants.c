@@ -124,48 +124,24 @@ static char *request_encode(const struct request *r)
         return s;
 }
 
-static int get_i64(json_object *o, const char *k, int64_t *ret)
-{
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        *ret = json_object_get_int64(v);
-        return *ret < 0 ? -EBADMSG : 0;
-}
-
-static int get_text(json_object *o, const char *k, char *buf, size_t size)
-{
-        json_object *v;
-        const char *s;
-
-        if (!json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-                return -EBADMSG;
-        s = json_object_get_string(v);
-        if (strlen(s) >= size)
-                return -EBADMSG;
-        strcpy(buf, s);
-        return 0;
-}
-
 static int request_decode(const struct store_kv *kv, struct request *ret)
 {
         json_object *o = record_parse(kv->value, kv->value_len), *a;
         struct request r = { .mod_revision = kv->mod_revision };
         char scope[16], state[16];
-        int64_t v[10];
+        uint64_t v[10];
         int e = 0;
 
         if (!o)
                 return -EBADMSG;
-        if (get_i64(o, "id", &v[0]) || get_i64(o, "requester", &v[1]) ||
-            get_text(o, "reason", r.reason, sizeof(r.reason)) || get_text(o, "scope", scope, sizeof(scope)) ||
-            get_text(o, "policy", r.policy, sizeof(r.policy)) || get_i64(o, "generation", &v[2]) ||
-            get_i64(o, "duration", &v[3]) || get_i64(o, "created", &v[4]) ||
-            get_i64(o, "request_expires", &v[5]) || get_text(o, "state", state, sizeof(state)) ||
-            get_i64(o, "granted", &v[6]) || get_i64(o, "grant_expires", &v[7]) ||
-            get_i64(o, "ended", &v[8]) || get_text(o, "ended_by", r.ended_by, sizeof(r.ended_by)) ||
-            get_text(o, "end_reason", r.end_reason, sizeof(r.end_reason)) ||
+        if (record_get_u64(o, "id", &v[0]) || record_get_u64(o, "requester", &v[1]) ||
+            record_get_str(o, "reason", r.reason, sizeof(r.reason)) || record_get_str(o, "scope", scope, sizeof(scope)) ||
+            record_get_str(o, "policy", r.policy, sizeof(r.policy)) || record_get_u64(o, "generation", &v[2]) ||
+            record_get_u64(o, "duration", &v[3]) || record_get_u64(o, "created", &v[4]) ||
+            record_get_u64(o, "request_expires", &v[5]) || record_get_str(o, "state", state, sizeof(state)) ||
+            record_get_u64(o, "granted", &v[6]) || record_get_u64(o, "grant_expires", &v[7]) ||
+            record_get_u64(o, "ended", &v[8]) || record_get_str(o, "ended_by", r.ended_by, sizeof(r.ended_by)) ||
+            record_get_str(o, "end_reason", r.end_reason, sizeof(r.end_reason)) ||
             !json_object_object_get_ex(o, "approvers", &a) || !json_object_is_type(a, json_type_array) ||
             json_object_array_length(a) > MAX_APPROVERS ||
             lookup_name(scope_names, ARRAY_SIZE(scope_names), scope) < 0 ||

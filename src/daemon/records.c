@@ -111,17 +111,21 @@ static int get_wrapped(json_object *o, uint8_t ret[WRAPPED_KEY_SIZE])
         return get_wrapped_as(o, "wrapped_key", ret);
 }
 
-static int get_u64(json_object *o, const char *name, uint64_t *ret)
+int record_get_u64(json_object *o, const char *name, uint64_t *ret)
 {
         json_object *v;
+        int64_t n;
 
         if (!json_object_object_get_ex(o, name, &v) || !json_object_is_type(v, json_type_int))
                 return -EBADMSG;
-        *ret = (uint64_t)json_object_get_int64(v);
+        n = json_object_get_int64(v);
+        if (n < 0)
+                return -EBADMSG;
+        *ret = (uint64_t)n;
         return 0;
 }
 
-static int get_str(json_object *o, const char *name, char *buf, size_t size)
+int record_get_str(json_object *o, const char *name, char *buf, size_t size)
 {
         json_object *v;
         const char *s;
@@ -206,7 +210,7 @@ static int decode_customer_keys(json_object *o, struct policy_record *r)
         for (int i = 0; i < 2; i++) {
                 json_object *c = json_object_array_get_idx(arr, (size_t)i);
 
-                if (get_str(c, "uri", r->customer_uri[i], CUSTOMER_URI_MAX) < 0 ||
+                if (record_get_str(c, "uri", r->customer_uri[i], CUSTOMER_URI_MAX) < 0 ||
                     get_b64(c, "blob", r->customer_blob[i], CUSTOMER_BLOB_MAX,
                             &r->customer_blob_len[i]) < 0)
                         return -EBADMSG;
@@ -231,9 +235,9 @@ int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *r
                 return o ? -ENOMEM : -EBADMSG;
         }
         r->purged = json_object_object_get_ex(o, "purged", &v) && json_object_get_boolean(v);
-        if (get_str(o, "id", r->id, sizeof(r->id)) < 0 || get_str(o, "name", r->name, sizeof(r->name)) < 0 ||
-            get_u64(o, "created", &r->created_usec) < 0 || get_u64(o, "active", &active) < 0 ||
-            get_u64(o, "generations", &n) < 0 || active == 0 || active > n || n > UINT32_MAX)
+        if (record_get_str(o, "id", r->id, sizeof(r->id)) < 0 || record_get_str(o, "name", r->name, sizeof(r->name)) < 0 ||
+            record_get_u64(o, "created", &r->created_usec) < 0 || record_get_u64(o, "active", &active) < 0 ||
+            record_get_u64(o, "generations", &n) < 0 || active == 0 || active > n || n > UINT32_MAX)
                 e = -EBADMSG;
         else if (!r->purged && decode_customer_keys(o, r) < 0)
                 e = -EBADMSG;
@@ -276,11 +280,11 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret)
 
         if (!o)
                 return -EBADMSG;
-        if (get_u64(o, "generation", &g) < 0 || get_str(o, "state", state, sizeof(state)) < 0 ||
+        if (record_get_u64(o, "generation", &g) < 0 || record_get_str(o, "state", state, sizeof(state)) < 0 ||
             gen_state_from_string(state, &r.state) < 0 ||
-            get_u64(o, "created", &r.created_usec) < 0 ||
-            get_u64(o, "activated", &r.activated_usec) < 0 ||
-            get_u64(o, "uses_reserved", &r.uses_reserved) < 0 ||
+            record_get_u64(o, "created", &r.created_usec) < 0 ||
+            record_get_u64(o, "activated", &r.activated_usec) < 0 ||
+            record_get_u64(o, "uses_reserved", &r.uses_reserved) < 0 ||
             (r.state != GEN_DESTROYED && get_wrapped(o, r.wrapped_key) < 0) || g == 0 || g > UINT32_MAX)
                 e = -EBADMSG;
         json_object_put(o);

@@ -66,6 +66,10 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret);
 /* Parses a store value (not NUL-terminated) as one JSON object, or NULL. */
 struct json_object;
 struct json_object *record_parse(const uint8_t *buf, size_t len);
+/* A field of a parsed record; -EBADMSG when absent, of another type,
+ * negative, or (strings) longer than size - 1. */
+int record_get_u64(struct json_object *o, const char *name, uint64_t *ret);
+int record_get_str(struct json_object *o, const char *name, char *buf, size_t size);
 
 /* Store key names. */
 void key_policy(char *buf, size_t size, const char *id);
