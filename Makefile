@@ -149,11 +149,12 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DDKM_VERSION=\"$(DKM_VERSION)\" 
 
 fuzz: $(FUZZ_BINS)
 
-# Each harness links the parsers it drives with everything in src/shared.
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(wildcard src/shared/*.c src/shared/*.h)
+# Each harness links the parsers it drives with all of dkm but dkmd's main().
+FUZZ_LINK := $(CORE_SRCS) $(DAEMON_SRCS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(wildcard src/shared/*.c) -pthread $(PKG_LIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LINK) -pthread $(PKG_LIBS)
 
 check-fuzz: fuzz
 	$(Q)tests/fuzz/run.sh $(BUILD)

@@ -173,8 +173,8 @@ static int take_pin(struct p11_key *pk, char *err, size_t err_size)
         }
         if (!value)
                 return 0;
-        if (strlen(value) >= PIN_MAX) {
-                ckey_err(err, err_size, "pkcs11 URI: pin-value is too long");
+        if (!*value || strlen(value) >= PIN_MAX) {
+                ckey_err(err, err_size, "pkcs11 URI: pin-value is empty or too long");
                 return -EINVAL;
         }
         pk->pin = secret_alloc(strlen(value) + 1);

@@ -342,7 +342,8 @@ static int call_new(const char *label, uint64_t timeout_usec, struct call **ret)
         c->refs = 1;
         c->s[0].key = c->keys;
         c->s[1].key = c->keys + CKEY_KEY_SIZE;
-        c->deadline = timeout_usec ? now_mono_usec() + timeout_usec : 0;
+        /* Absurd timeouts mean none (and must not wrap around). */
+        c->deadline = timeout_usec && timeout_usec < UINT64_MAX / 4 ? now_mono_usec() + timeout_usec : 0;
         *ret = c;
         return 0;
 }
@@ -497,8 +498,8 @@ static int call_run(struct call *c, uint64_t hedge_usec, struct ckey_hedge_resul
 
         pthread_mutex_lock(&c->lock);
         slot_start(c, 0);
-        hedge_at = c->s[0].t_start + hedge_usec;
-        if (c->deadline && hedge_at > c->deadline)
+        hedge_at = hedge_usec < UINT64_MAX / 4 ? c->s[0].t_start + hedge_usec : 0; /* 0: never */
+        if (c->deadline && (!hedge_at || hedge_at > c->deadline))
                 hedge_at = c->deadline;
         while (!c->s[0].done && call_wait(c, hedge_at))
                 ;
@@ -568,11 +569,12 @@ static int call_failure(struct call *c, const struct ckey_hedge_result *res, cha
 
 /* --- the API ------------------------------------------------------------------- */
 
-int ckey_unwrap_hedged(struct ckey *a, const uint8_t *blob_a, size_t len_a,
-                       struct ckey *b, const uint8_t *blob_b, size_t len_b,
-                       const char *label, uint64_t hedge_usec, uint64_t timeout_usec,
-                       uint8_t ret_key[CKEY_KEY_SIZE], struct ckey_hedge_result *res,
-                       char *err, size_t err_size)
+/* One request: unwrap (in = blobs, out = key) or wrap (key_in, out = blob).
+ * Without a timeout or a second key it runs in the calling thread. */
+static int request(int op, struct ckey *a, const uint8_t *in_a, size_t len_a, struct ckey *b,
+                   const uint8_t *in_b, size_t len_b, const char *label, const uint8_t *key_in,
+                   uint64_t hedge_usec, uint64_t timeout_usec, uint8_t *out,
+                   struct ckey_hedge_result *res, char *err, size_t err_size)
 {
         struct ckey_hedge_result local;
         struct call *c;
@@ -581,26 +583,47 @@ int ckey_unwrap_hedged(struct ckey *a, const uint8_t *blob_a, size_t len_a,
         if (!res)
                 res = &local;
         *res = (struct ckey_hedge_result){ .winner = -1 };
-        if (!a || !ret_key || !label) {
+        if (!a || !out || !label) {
                 ckey_err(err, err_size, "missing argument");
                 return -EINVAL;
         }
         r = call_new(label, timeout_usec, &c);
         if (r < 0) {
-                ckey_err(err, err_size, "cannot set up the request: %s", strerror(-r));
+                ckey_err(err, err_size, r == -EINVAL ? "label missing or longer than %d bytes" :
+                         "out of memory", LABEL_MAX);
                 return r;
         }
-        r = slot_set(c, 0, a, OP_UNWRAP, blob_a, len_a);
+        r = slot_set(c, 0, a, op, in_a, len_a);
         if (r >= 0 && b)
-                r = slot_set(c, 1, b, OP_UNWRAP, blob_b, len_b);
+                r = slot_set(c, 1, b, op, in_b, len_b);
         if (r < 0) {
                 call_unref(c);
                 ckey_err(err, err_size, "wrapped key missing or larger than %d bytes", CKEY_BLOB_MAX);
                 return r;
         }
-        winner = call_run(c, hedge_usec, res);
+        if (key_in)
+                memcpy(c->s[0].key, key_in, CKEY_KEY_SIZE);
+
+        if (timeout_usec || b)
+                winner = call_run(c, hedge_usec, res);
+        else {
+                struct slot *s = &c->s[0];
+
+                s->started = true;
+                s->t_start = now_mono_usec();
+                s->err = slot_run(s, c->label, 0);
+                s->t_end = now_mono_usec();
+                s->done = true;
+                *res = (struct ckey_hedge_result){ .winner = s->err == 0 ? 0 : -1, .asked = { 1, 0 },
+                                                   .err = { s->err, 0 },
+                                                   .latency_usec = { s->t_end - s->t_start, 0 } };
+                winner = res->winner;
+        }
         if (winner >= 0) {
-                memcpy(ret_key, c->s[winner].key, CKEY_KEY_SIZE);
+                if (op == OP_UNWRAP)
+                        memcpy(out, c->s[winner].key, CKEY_KEY_SIZE);
+                else
+                        memcpy(out, c->s[winner].out, CKEY_BLOB_SIZE);
                 ckey_err(err, err_size, "%s", "");
                 r = 0;
         } else
@@ -609,48 +632,29 @@ int ckey_unwrap_hedged(struct ckey *a, const uint8_t *blob_a, size_t len_a,
         return r;
 }
 
+int ckey_unwrap_hedged(struct ckey *a, const uint8_t *blob_a, size_t len_a,
+                       struct ckey *b, const uint8_t *blob_b, size_t len_b,
+                       const char *label, uint64_t hedge_usec, uint64_t timeout_usec,
+                       uint8_t ret_key[CKEY_KEY_SIZE], struct ckey_hedge_result *res,
+                       char *err, size_t err_size)
+{
+        return request(OP_UNWRAP, a, blob_a, len_a, b, blob_b, len_b, label, NULL, hedge_usec,
+                       timeout_usec, ret_key, res, err, err_size);
+}
+
 int ckey_unwrap(struct ckey *k, const uint8_t *blob, size_t len, const char *label,
                 uint64_t timeout_usec, uint8_t ret_key[CKEY_KEY_SIZE], char *err, size_t err_size)
 {
-        struct call *c;
-        int r;
-
-        if (timeout_usec)
-                return ckey_unwrap_hedged(k, blob, len, NULL, NULL, 0, label, 0, timeout_usec,
-                                          ret_key, NULL, err, err_size);
-        if (!k || !ret_key) {
-                ckey_err(err, err_size, "missing argument");
-                return -EINVAL;
-        }
-        r = call_new(label, 0, &c);
-        if (r < 0) {
-                ckey_err(err, err_size, "bad label or out of memory");
-                return r;
-        }
-        r = slot_set(c, 0, k, OP_UNWRAP, blob, len);
-        if (r < 0) {
-                call_unref(c);
-                ckey_err(err, err_size, "wrapped key missing or larger than %d bytes", CKEY_BLOB_MAX);
-                return r;
-        }
-        r = slot_run(&c->s[0], c->label, 0);
-        if (r == 0) {
-                memcpy(ret_key, c->s[0].key, CKEY_KEY_SIZE);
-                ckey_err(err, err_size, "%s", "");
-        } else
-                ckey_err(err, err_size, "%s: %s", k->redacted, c->s[0].msg);
-        call_unref(c);
-        return r;
+        return request(OP_UNWRAP, k, blob, len, NULL, NULL, 0, label, NULL, 0, timeout_usec,
+                       ret_key, NULL, err, err_size);
 }
 
 int ckey_wrap(struct ckey *k, const uint8_t key[CKEY_KEY_SIZE], const char *label,
               uint64_t timeout_usec, uint8_t *out, size_t *out_len, char *err, size_t err_size)
 {
-        struct ckey_hedge_result res;
-        struct call *c;
         int r;
 
-        if (!k || !key || !out || !out_len || !label) {
+        if (!key || !out_len) {
                 ckey_err(err, err_size, "missing argument");
                 return -EINVAL;
         }
@@ -658,30 +662,10 @@ int ckey_wrap(struct ckey *k, const uint8_t key[CKEY_KEY_SIZE], const char *labe
                 ckey_err(err, err_size, "output buffer holds %zu bytes, need %d", *out_len, CKEY_BLOB_SIZE);
                 return -ENOBUFS;
         }
-        r = call_new(label, timeout_usec, &c);
-        if (r < 0) {
-                ckey_err(err, err_size, "bad label or out of memory");
-                return r;
-        }
-        r = slot_set(c, 0, k, OP_WRAP, NULL, 0);
-        if (r < 0) {
-                call_unref(c);
-                return r;
-        }
-        memcpy(c->s[0].key, key, CKEY_KEY_SIZE);
-        if (timeout_usec) {
-                r = call_run(c, 0, &res) == 0 ? 0 : call_failure(c, &res, err, err_size);
-        } else {
-                r = slot_run(&c->s[0], c->label, 0);
-                if (r < 0)
-                        ckey_err(err, err_size, "%s: %s", k->redacted, c->s[0].msg);
-        }
-        if (r == 0) {
-                memcpy(out, c->s[0].out, CKEY_BLOB_SIZE);
+        r = request(OP_WRAP, k, NULL, 0, NULL, NULL, 0, label, key, 0, timeout_usec, out, NULL,
+                    err, err_size);
+        if (r == 0)
                 *out_len = CKEY_BLOB_SIZE;
-                ckey_err(err, err_size, "%s", "");
-        }
-        call_unref(c);
         return r;
 }
 

@@ -32,8 +32,10 @@
  *                               p11-kit server refuses the connection), or the
  *                               token/connection failed mid-call
  *                               (CKR_DEVICE_ERROR, CKR_GENERAL_ERROR, ...)
- *                -ENODEV        no token matching the URI is present; for file:
- *                               the key file's directory does not exist
+ *                -ENODEV        no token matching the URI is present (also what
+ *                               p11-kit's client module reports once its server
+ *                               is gone); for file: the key file's directory
+ *                               does not exist
  *                -ENOENT        the pin-source file cannot be read (a problem
  *                               on the service's side, not the customer's)
  *                -ECONNREFUSED, -EIO, -ENOMEM, -EAGAIN, and any errno not

@@ -54,6 +54,21 @@ int format_parse(const uint8_t *buf, size_t len, struct format_header *ret,
         return 0;
 }
 
+int format_peek_version(const uint8_t *buf, size_t len, uint8_t *ret_version,
+                        const char **ret_error)
+{
+        if (!buf || len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
+                *ret_error = "not a dkm ciphertext (bad magic)";
+                return -EBADMSG;
+        }
+        if (len < 5) {
+                *ret_error = "truncated ciphertext";
+                return -EBADMSG;
+        }
+        *ret_version = buf[4];
+        return 0;
+}
+
 static int pair_cmp(const void *a, const void *b)
 {
         const struct context_pair *x = a, *y = b;

@@ -59,6 +59,12 @@ void format_header_write(const struct format_header *h, uint8_t out[FORMAT_HEADE
 int format_parse(const uint8_t *buf, size_t len, struct format_header *ret,
                  const char **ret_error);
 
+/* Reads only magic and version, for dispatching between v1 (format_parse)
+ * and the v2 stream format (stream_parse_header).  -EBADMSG with *ret_error
+ * for bad magic or fewer than 5 bytes. */
+int format_peek_version(const uint8_t *buf, size_t len, uint8_t *ret_version,
+                        const char **ret_error);
+
 /* Canonical context encoding: pairs sorted by key (bytes), each as
  * u16 key length, key, u16 value length, value, after a u16 pair count.
  * Rejects duplicate or empty keys and oversize items (-EINVAL, *ret_error).

@@ -8,17 +8,19 @@
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "shared/util.h"
+#include "store/etcd-http.h"
 #include "store/store-etcd.h"
 
 #define LOCATION_MAX 65536u
 #define VALUE_MAX 4096u
 #define DEFAULT_PORT "2379"
 
-static bool utf8_ok(const unsigned char *p, size_t n)
+bool etcd_utf8_valid(const unsigned char *p, size_t n)
 {
         size_t i = 0;
 
@@ -146,11 +148,11 @@ static int parse_endpoints(const char *v, struct etcd_location *l, bool *ret_htt
                 r = parse_endpoint(p, n, &https, &l->endpoints[l->n_endpoints]);
                 if (r < 0)
                         return r;
+                l->n_endpoints++;
                 /* Mixed schemes would make TLS depend on which member answers. */
-                if (l->n_endpoints > 0 && https != any_https)
+                if (l->n_endpoints > 1 && https != any_https)
                         return -EINVAL;
                 any_https = https;
-                l->n_endpoints++;
                 if (!comma)
                         break;
                 p = comma + 1;
@@ -221,7 +223,7 @@ void etcd_location_free(struct etcd_location *l)
 
 static int check_path(const char *v)
 {
-        return v[0] == '/' && utf8_ok((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
+        return v[0] == '/' && etcd_utf8_valid((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
 }
 
 static int parse(const char *location, struct etcd_location *l)
@@ -270,7 +272,7 @@ static int parse(const char *location, struct etcd_location *l)
                 }
         }
         if (strlen(l->prefix) > STORE_ETCD_PREFIX_MAX ||
-            !utf8_ok((const unsigned char *)l->prefix, strlen(l->prefix)))
+            !etcd_utf8_valid((const unsigned char *)l->prefix, strlen(l->prefix)))
                 goto bad;
         if ((l->cacert && check_path(l->cacert) < 0) || (l->cert && check_path(l->cert) < 0) ||
             (l->key && check_path(l->key) < 0))

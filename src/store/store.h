@@ -78,6 +78,7 @@ struct store_ops {
 };
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_etcd_ops; /* location syntax: store/store-etcd.h */
 /* How many revisions of deletions the SQLite backend remembers for changes();
  * read when a store is opened (tests lower it). */
 extern uint64_t store_sqlite_history;

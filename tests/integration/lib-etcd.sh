@@ -20,8 +20,18 @@
 #                          scripts call it from their EXIT trap.
 #   etcd_ctl ARGS...       etcdctl against the cluster.
 #
-# The cluster is a plain one (no TLS, no auth), started by the test itself:
-# nothing outside DIR is written, nothing installed by hand is used.
+#   etcd_tls_make DIR      a throwaway CA, a server certificate for
+#                          127.0.0.1 and a client certificate in DIR (ca.pem,
+#                          server.pem/.key, client.pem/.key), with openssl.
+#
+# ETCD_EXTRA_ARGS (a string, split on blanks) is added to every member's
+# command line, e.g. "--auth-token-ttl 2".  With ETCD_TLS_DIR set (to a
+# directory etcd_tls_make filled) before etcd_cluster_start, clients talk
+# https and must show a client certificate; etcd_ctl does.
+#
+# The cluster is started by the test itself (peers talk plain http on
+# loopback; authentication stays off unless a test turns it on): nothing
+# outside DIR is written, nothing installed by hand is used.
 
 ETCD_DIR=
 ETCD_BASE_PORT=
@@ -39,7 +49,33 @@ etcd_available() {
         return 0
 }
 
-_etcd_client_url() { echo "http://127.0.0.1:$((ETCD_BASE_PORT + 2 * ($1 - 1)))"; }
+_etcd_client_url() {
+        echo "http${ETCD_TLS_DIR:+s}://127.0.0.1:$((ETCD_BASE_PORT + 2 * ($1 - 1)))"
+}
+
+# etcdctl's TLS options, when the cluster wants them.
+_etcd_ctl_tls() {
+        [ -n "${ETCD_TLS_DIR:-}" ] || return 0
+        echo "--cacert $ETCD_TLS_DIR/ca.pem --cert $ETCD_TLS_DIR/client.pem --key $ETCD_TLS_DIR/client.key"
+}
+
+etcd_tls_make() {
+        local d=${1:?etcd_tls_make needs a directory} who
+        mkdir -p "$d" || return 1
+        (
+                set -e
+                cd "$d"
+                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                        -keyout ca.key -out ca.pem -days 2 -subj /CN=dkm-test-ca
+                for who in server client; do
+                        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                                -keyout "$who.key" -out "$who.csr" -subj "/CN=dkm-test-$who"
+                        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$who.ext"
+                        openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+                                -out "$who.pem" -days 2 -extfile "$who.ext"
+                done
+        ) >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log"; return 1; }
+}
 _etcd_peer_url() { echo "http://127.0.0.1:$((ETCD_BASE_PORT + 2 * ($1 - 1) + 1))"; }
 
 # Whether any of the six ports from $1 is already bound on loopback.
@@ -57,8 +93,15 @@ _etcd_member_launch() {
         for i in 1 2 3; do
                 cluster+="${cluster:+,}m$i=$(_etcd_peer_url "$i")"
         done
-        # Short heartbeats keep leader elections (after a stop) quick.
-        etcd --name "m$n" --data-dir "$ETCD_DIR/m$n" \
+        # Default heartbeat and election timeout (100 ms, 1 s), written out:
+        # the tests' timings depend on them.  ETCD_EXTRA_ARGS is split on
+        # purpose.
+        local tls=()
+        [ -n "${ETCD_TLS_DIR:-}" ] && tls=(--cert-file "$ETCD_TLS_DIR/server.pem"
+                --key-file "$ETCD_TLS_DIR/server.key" --trusted-ca-file "$ETCD_TLS_DIR/ca.pem"
+                --client-cert-auth)
+        # shellcheck disable=SC2086
+        etcd --name "m$n" --data-dir "$ETCD_DIR/m$n" "${tls[@]}" \
                 --listen-client-urls "$(_etcd_client_url "$n")" \
                 --advertise-client-urls "$(_etcd_client_url "$n")" \
                 --listen-peer-urls "$(_etcd_peer_url "$n")" \
@@ -66,7 +109,7 @@ _etcd_member_launch() {
                 --initial-cluster "$cluster" --initial-cluster-state new \
                 --initial-cluster-token "dkm-test-$ETCD_BASE_PORT" \
                 --heartbeat-interval 100 --election-timeout 1000 \
-                --enable-pprof=false >>"$ETCD_DIR/m$n.log" 2>&1 &
+                --enable-pprof=false ${ETCD_EXTRA_ARGS:-} >>"$ETCD_DIR/m$n.log" 2>&1 &
         ETCD_PIDS[n]=$!
 }
 
@@ -78,7 +121,8 @@ _etcd_member_wait() {
                         echo "etcd: member $n exited" >&2
                         return 1
                 fi
-                ETCDCTL_API=3 etcdctl --endpoints "$(_etcd_client_url "$n")" \
+                # shellcheck disable=SC2046
+                ETCDCTL_API=3 etcdctl --endpoints "$(_etcd_client_url "$n")" $(_etcd_ctl_tls) \
                         --dial-timeout 1s --command-timeout 2s endpoint health >/dev/null 2>&1 && return 0
                 sleep 0.2
         done
@@ -96,11 +140,11 @@ _etcd_dump_logs() {
 }
 
 etcd_cluster_start() {
-        local dir=${1:?etcd_cluster_start needs a directory} try n ok
+        local dir=${1:?etcd_cluster_start needs a directory} n ok
         etcd_available || return 1
         mkdir -p "$dir" || return 1
         ETCD_DIR=$(cd "$dir" && pwd)
-        for try in 1 2 3 4 5; do
+        for _ in 1 2 3 4 5; do
                 # Six consecutive ports in 20000..59999; others may pick ports
                 # at the same moment, so a lost race is retried elsewhere.
                 ETCD_BASE_PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000 / 6 * 6))
@@ -163,5 +207,8 @@ etcd_cluster_stop() {
 }
 
 etcd_ctl() {
-        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" --dial-timeout 2s --command-timeout 5s "$@"
+        # shellcheck disable=SC2046
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_ENDPOINTS" $(_etcd_ctl_tls) --dial-timeout 2s \
+                --command-timeout 5s "$@" \
+                2> >(grep -v '"level":"warn"' >&2)
 }

@@ -9,6 +9,9 @@
  *   ckey-tool hedge URI_A BLOB_A URI_B BLOB_B LABEL HEDGE_MS TIMEOUT_MS
  *   ckey-tool loop URI LABEL BLOBFILE TIMEOUT_MS   (one unwrap per stdin line,
  *                                                   on the same open key)
+ *   ckey-tool disable MODULE TOKEN PIN LABEL       (as a customer would: clear
+ *                                                   CKA_ENCRYPT on the key; raw
+ *                                                   PKCS#11, not the ckey API)
  *
  * Results go to stdout, one line: "ok [KEYHEX]" or "CLASS ERRNO MESSAGE";
  * hedge adds "winner=N a=ERR/MSms b=ERR/MSms elapsed=MSms".  Exit status: 0
@@ -24,6 +27,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <p11-kit/p11-kit.h>
+#include <p11-kit/pkcs11.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +93,41 @@ static size_t read_blob(const char *path, uint8_t *buf, size_t size)
         return (size_t)n;
 }
 
+/* Clears CKA_ENCRYPT on the AES key LABEL of token TOKEN. */
+static int disable_key(const char *module, const char *token, const char *pin, const char *label)
+{
+        CK_FUNCTION_LIST *m = p11_kit_module_load(module, 0);
+        CK_SLOT_ID slots[16];
+        CK_ULONG n = 16, i, count = 0;
+        CK_SESSION_HANDLE s;
+        CK_OBJECT_HANDLE key;
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE find[] = { { CKA_CLASS, &cls, sizeof(cls) },
+                                { CKA_LABEL, (void *)label, strlen(label) } };
+        CK_ATTRIBUTE off[] = { { CKA_ENCRYPT, &no, sizeof(no) } };
+        CK_TOKEN_INFO ti;
+        CK_RV rv;
+
+        if (!m || p11_kit_module_initialize(m) != CKR_OK || m->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+                return -EIO;
+        for (i = 0; i < n; i++)
+                if (m->C_GetTokenInfo(slots[i], &ti) == CKR_OK &&
+                    p11_kit_space_strlen(ti.label, sizeof(ti.label)) == strlen(token) &&
+                    memcmp(ti.label, token, strlen(token)) == 0)
+                        break;
+        if (i == n || m->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s) != CKR_OK ||
+            m->C_Login(s, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin)) != CKR_OK ||
+            m->C_FindObjectsInit(s, find, 2) != CKR_OK || m->C_FindObjects(s, &key, 1, &count) != CKR_OK ||
+            m->C_FindObjectsFinal(s) != CKR_OK || count != 1)
+                return -ENOENT;
+        rv = m->C_SetAttributeValue(s, key, off, 1);
+        m->C_CloseSession(s);
+        p11_kit_module_finalize(m);
+        p11_kit_module_release(m);
+        return rv == CKR_OK ? 0 : -EPERM;
+}
+
 static uint64_t ms_arg(const char *s)
 {
         return strtoull(s, NULL, 10) * 1000;
@@ -111,6 +150,11 @@ int main(int argc, char **argv)
                 k = open_or_die(argv[2]);
                 printf("%s\n", ckey_uri_redacted(k));
                 quit(0);
+        }
+        if (strcmp(cmd, "disable") == 0 && argc == 6) {
+                r = disable_key(argv[2], argv[3], argv[4], argv[5]);
+                printf("%s\n", r == 0 ? "ok" : strerror(-r));
+                quit(r == 0 ? 0 : 1);
         }
         if (strcmp(cmd, "wrap") == 0 && (argc == 6 || argc == 7)) {
                 int fd;
@@ -170,6 +214,6 @@ int main(int argc, char **argv)
                 report(r, key, err);
                 quit(exit_code(r));
         }
-        fprintf(stderr, "usage: ckey-tool redact|wrap|unwrap|hedge|loop ... (see the source)\n");
+        fprintf(stderr, "usage: ckey-tool redact|wrap|unwrap|hedge|loop|disable ... (see the source)\n");
         quit(1);
 }

@@ -60,7 +60,7 @@ static void test_rejects(void **state)
         expect_reject((const uint8_t *)"XXXW\x0b\0\0\0", 8, "not a dkm");
         expect_reject((const uint8_t *)"DKMW\x63\0\0\0", 8, "unknown request type");
         expect_reject((const uint8_t *)"DKMW\x0b\0\x01\0", 8, "truncated field header");
-        expect_reject((const uint8_t *)"DKMW\x0b\0\xff\0", 8, "too many fields");
+        expect_reject((const uint8_t *)"DKMW\x0b\0\xff\xff", 8, "too many fields");
         /* field tag 0x30 does not exist */
         memcpy(buf, "DKMW\x0b\0\x01\0\x30\0\0\0\0\0", 14);
         expect_reject(buf, 14, "unknown field tag");

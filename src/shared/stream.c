@@ -1,0 +1,545 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Streaming ciphertext format v2 (STREAM over AES-256-GCM); see stream.h. */
+#include "shared/stream.h"
+#include "shared/secret.h"
+#include "shared/util.h"
+
+/* Shared state of both directions: what every segment's nonce and AAD need. */
+struct stream_core {
+        const struct engine_ops *ops;
+        struct engine_aead *a;
+        uint8_t *key;                  /* secret_alloc'd copy */
+        uint8_t *aad;                  /* header || context */
+        size_t aad_len;
+        uint8_t prefix[STREAM_PREFIX_SIZE];
+        uint32_t segment_size;
+        uint64_t counter;              /* next segment's index */
+        bool done;                     /* the final segment went through */
+};
+
+struct stream_enc {
+        struct stream_core c;
+};
+
+struct stream_dec {
+        struct stream_core c;
+        const char *failed;            /* sticky: the first rejection */
+};
+
+void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE])
+{
+        memcpy(out, FORMAT_MAGIC, 4);
+        out[4] = h->version;
+        out[5] = h->algorithm;
+        put_le16(out + 6, h->flags);
+        memcpy(out + 8, h->policy_id, FORMAT_POLICY_ID_SIZE);
+        put_le32(out + 24, h->generation);
+        memcpy(out + 28, h->nonce_prefix, STREAM_PREFIX_SIZE);
+        out[35] = 0;
+        put_le32(out + 36, h->segment_size);
+}
+
+static bool segment_size_ok(uint32_t s)
+{
+        return s >= STREAM_SEGMENT_MIN && s <= STREAM_SEGMENT_MAX;
+}
+
+int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *ret,
+                        const char **ret_error)
+{
+        struct stream_header h;
+
+        if (!buf || len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
+                *ret_error = "not a dkm ciphertext (bad magic)";
+                return -EBADMSG;
+        }
+        if (len < 5) {
+                *ret_error = "truncated stream header";
+                return -EBADMSG;
+        }
+        if (buf[4] != STREAM_VERSION) {
+                *ret_error = "unsupported ciphertext version";
+                return -EPROTONOSUPPORT;
+        }
+        if (len < STREAM_HEADER_SIZE) {
+                *ret_error = "truncated stream header";
+                return -EBADMSG;
+        }
+        h.version = buf[4];
+        h.algorithm = buf[5];
+        if (h.algorithm != FORMAT_ALG_AES256GCM) {
+                *ret_error = "unsupported ciphertext algorithm";
+                return -EPROTONOSUPPORT;
+        }
+        h.flags = get_le16(buf + 6);
+        if (h.flags != 0) {
+                *ret_error = "unknown ciphertext flags";
+                return -EBADMSG;
+        }
+        memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
+        h.generation = get_le32(buf + 24);
+        if (h.generation == 0) {
+                *ret_error = "invalid generation 0 in ciphertext";
+                return -EBADMSG;
+        }
+        memcpy(h.nonce_prefix, buf + 28, STREAM_PREFIX_SIZE);
+        if (buf[35] != 0) {
+                *ret_error = "nonzero reserved byte in stream header";
+                return -EBADMSG;
+        }
+        h.segment_size = get_le32(buf + 36);
+        if (!segment_size_ok(h.segment_size)) {
+                *ret_error = "stream segment size out of range";
+                return -EBADMSG;
+        }
+        *ret = h;
+        return 0;
+}
+
+/* --- the construction ----------------------------------------------------- */
+
+static int core_init(struct stream_core *c, const struct engine_ops *ops, struct engine_aead *a,
+                     const uint8_t *key, const struct stream_header *h, const uint8_t *ctx,
+                     size_t ctx_len)
+{
+        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX;
+
+        /* Every segment carries the whole AAD, so the engine must take all
+         * of it with a full segment; better to say so now than mid-file. */
+        if (ctx_len > max || (size_t)STREAM_HEADER_SIZE + h->segment_size + STREAM_TAG_SIZE > max - ctx_len)
+                return -EMSGSIZE;
+
+        c->ops = ops;
+        c->a = a;
+        c->segment_size = h->segment_size;
+        memcpy(c->prefix, h->nonce_prefix, STREAM_PREFIX_SIZE);
+        c->key = secret_alloc(ENGINE_KEY_SIZE);
+        if (!c->key)
+                return -ENOMEM;
+        memcpy(c->key, key, ENGINE_KEY_SIZE);
+        c->aad_len = STREAM_HEADER_SIZE + ctx_len;
+        c->aad = malloc(c->aad_len);
+        if (!c->aad) {
+                secret_free(c->key);
+                return -ENOMEM;
+        }
+        stream_header_write(h, c->aad);
+        if (ctx_len)
+                memcpy(c->aad + STREAM_HEADER_SIZE, ctx, ctx_len);
+        return 0;
+}
+
+static void core_clear(struct stream_core *c)
+{
+        secret_free(c->key);
+        free(c->aad);
+}
+
+/* prefix || counter (u32 big-endian, as in the paper) || last flag */
+static void core_nonce(const struct stream_core *c, uint64_t counter, bool last,
+                       uint8_t nonce[ENGINE_NONCE_SIZE])
+{
+        memcpy(nonce, c->prefix, STREAM_PREFIX_SIZE);
+        nonce[7] = (uint8_t)(counter >> 24);
+        nonce[8] = (uint8_t)(counter >> 16);
+        nonce[9] = (uint8_t)(counter >> 8);
+        nonce[10] = (uint8_t)counter;
+        nonce[11] = last ? 1 : 0;
+}
+
+static bool args_ok(const struct engine_ops *ops, struct engine_aead *a, const uint8_t *key,
+                    const uint8_t *ctx, size_t ctx_len)
+{
+        return ops && a && key && (ctx || ctx_len == 0);
+}
+
+int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
+                   const uint8_t key[ENGINE_KEY_SIZE], const uint8_t policy_id[FORMAT_POLICY_ID_SIZE],
+                   uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
+                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_SIZE])
+{
+        struct stream_header h = {
+                .version = STREAM_VERSION,
+                .algorithm = FORMAT_ALG_AES256GCM,
+                .generation = generation,
+                .segment_size = segment_size,
+        };
+        struct stream_enc *s;
+        int r;
+
+        if (!args_ok(ops, a, key, ctx, ctx_len) || !policy_id || !ret || !ret_header ||
+            generation == 0 || !segment_size_ok(segment_size))
+                return -EINVAL;
+        memcpy(h.policy_id, policy_id, FORMAT_POLICY_ID_SIZE);
+        /* 56 random bits per stream, so two of n streams under one key
+         * share a prefix (and so nonces) with chance about n^2 / 2^57. */
+        r = engine_random(h.nonce_prefix, sizeof(h.nonce_prefix));
+        if (r < 0)
+                return r;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        r = core_init(&s->c, ops, a, key, &h, ctx, ctx_len);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+        memcpy(ret_header, s->c.aad, STREAM_HEADER_SIZE);
+        *ret = s;
+        return 0;
+}
+
+int stream_enc_segment(struct stream_enc *s, const uint8_t *in, size_t len, bool last,
+                       uint8_t *out, size_t *ret_out_len)
+{
+        uint8_t nonce[ENGINE_NONCE_SIZE];
+        struct stream_core *c;
+        int r;
+
+        if (!s || (!in && len) || !out || !ret_out_len)
+                return -EINVAL;
+        c = &s->c;
+        if (c->done || len > c->segment_size || (!last && len != c->segment_size) ||
+            (last && len == 0 && c->counter > 0))
+                return -EINVAL;
+        if (!last && c->counter >= STREAM_MAX_COUNTER)
+                return -EFBIG;
+        core_nonce(c, c->counter, last, nonce);
+        r = c->ops->seal(c->a, c->key, nonce, c->aad, c->aad_len, in ? in : (const uint8_t *)"",
+                         len, out);
+        if (r < 0)
+                return r;
+        c->counter++;
+        c->done = last;
+        *ret_out_len = len + STREAM_TAG_SIZE;
+        return 0;
+}
+
+void stream_enc_free(struct stream_enc *s)
+{
+        if (!s)
+                return;
+        core_clear(&s->c);
+        free(s);
+}
+
+int stream_dec_new(const struct engine_ops *ops, struct engine_aead *a,
+                   const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
+                   const uint8_t *ctx, size_t ctx_len, struct stream_dec **ret,
+                   const char **ret_error)
+{
+        struct stream_dec *s;
+        int r;
+
+        if (!args_ok(ops, a, key, ctx, ctx_len) || !h || !ret || !ret_error)
+                return -EINVAL;
+        if (h->version != STREAM_VERSION || h->algorithm != FORMAT_ALG_AES256GCM ||
+            !segment_size_ok(h->segment_size))
+                return -EINVAL;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        r = core_init(&s->c, ops, a, key, h, ctx, ctx_len);
+        if (r < 0) {
+                if (r == -EMSGSIZE)
+                        *ret_error = "stream segment size too large for this engine";
+                free(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+static int dec_fail(struct stream_dec *s, const char *why, const char **ret_error)
+{
+        s->failed = why;
+        *ret_error = why;
+        return -EBADMSG;
+}
+
+static int dec_open(struct stream_dec *s, const uint8_t *in, size_t len, bool last, uint8_t *out)
+{
+        uint8_t nonce[ENGINE_NONCE_SIZE];
+        struct stream_core *c = &s->c;
+
+        core_nonce(c, c->counter, last, nonce);
+        return c->ops->open(c->a, c->key, nonce, c->aad, c->aad_len, in, len, out);
+}
+
+int stream_dec_segment(struct stream_dec *s, const uint8_t *in, size_t len, bool last,
+                       uint8_t *out, size_t *ret_out_len, const char **ret_error)
+{
+        size_t full;
+        int r;
+
+        if (!s || (!in && len) || !out || !ret_out_len || !ret_error)
+                return -EINVAL;
+        full = (size_t)s->c.segment_size + STREAM_TAG_SIZE;
+        if (s->failed) {
+                *ret_error = s->failed;
+                return -EBADMSG;
+        }
+        if (s->c.done)
+                return dec_fail(s, "data after the final segment", ret_error);
+        if (len > full || (!last && len != full))
+                return -EINVAL;
+        if (len < STREAM_TAG_SIZE)
+                return dec_fail(s, "stream truncated", ret_error);
+        if (!last && s->c.counter >= STREAM_MAX_COUNTER)
+                return dec_fail(s, "stream too long", ret_error);
+
+        r = dec_open(s, in, len, last, out);
+        if (r == -EBADMSG) {
+                const char *why = "segment failed authentication";
+
+                /* Only for the message: a full segment that opens with the
+                 * other flag shows the stream was cut at a segment boundary
+                 * or continues past its final segment. */
+                if (len == full && dec_open(s, in, len, !last, out) == 0) {
+                        secure_wipe(out, len - STREAM_TAG_SIZE);
+                        why = last ? "stream truncated" : "data after the final segment";
+                }
+                return dec_fail(s, why, ret_error);
+        }
+        if (r < 0)
+                return r;
+        /* Our encoder sends an empty final segment only for empty input;
+         * one after data would give two encodings of the same plaintext. */
+        if (len == STREAM_TAG_SIZE && s->c.counter > 0)
+                return dec_fail(s, "empty final segment", ret_error);
+        s->c.counter++;
+        s->c.done = last;
+        *ret_out_len = len - STREAM_TAG_SIZE;
+        return 0;
+}
+
+bool stream_dec_done(const struct stream_dec *s)
+{
+        return s && s->c.done && !s->failed;
+}
+
+void stream_dec_free(struct stream_dec *s)
+{
+        if (!s)
+                return;
+        core_clear(&s->c);
+        free(s);
+}
+
+void stream_enc_test_set_counter(struct stream_enc *s, uint64_t counter)
+{
+        s->c.counter = counter;
+}
+
+void stream_dec_test_set_counter(struct stream_dec *s, uint64_t counter)
+{
+        s->c.counter = counter;
+}
+
+/* --- file descriptors ----------------------------------------------------- */
+
+/* Reads until n bytes or end of file; *ret_got < n means end of file. */
+static int read_full(int fd, uint8_t *buf, size_t n, size_t *ret_got)
+{
+        size_t got = 0;
+
+        while (got < n) {
+                ssize_t k = read(fd, buf + got, n - got);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        break;
+                got += (size_t)k;
+        }
+        *ret_got = got;
+        return 0;
+}
+
+static int write_full(int fd, const uint8_t *buf, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = write(fd, buf, n);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (k == 0)
+                        return -EIO;
+                buf += k;
+                n -= (size_t)k;
+        }
+        return 0;
+}
+
+/*
+ * Fills buf with the next piece of at most cap bytes and tells whether it is
+ * the last: a full piece is last only when one more byte cannot be read.
+ * That byte goes to *carry and starts the next piece (*carried).
+ */
+static int read_piece(int fd, uint8_t *buf, size_t cap, uint8_t *carry, bool *carried,
+                      size_t *ret_len, bool *ret_last)
+{
+        size_t have = 0, got;
+        int r;
+
+        if (*carried) {
+                buf[0] = *carry;
+                have = 1;
+                *carried = false;
+        }
+        r = read_full(fd, buf + have, cap - have, &got);
+        if (r < 0)
+                return r;
+        have += got;
+        *ret_len = have;
+        if (have < cap) {
+                *ret_last = true;
+                return 0;
+        }
+        r = read_full(fd, carry, 1, &got);
+        if (r < 0)
+                return r;
+        *carried = got == 1;
+        *ret_last = got == 0;
+        return 0;
+}
+
+int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
+                      const uint8_t key[ENGINE_KEY_SIZE], const uint8_t policy_id[FORMAT_POLICY_ID_SIZE],
+                      uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
+                      int in_fd, int out_fd, uint64_t *ret_plaintext_size, const char **ret_error)
+{
+        uint8_t header[STREAM_HEADER_SIZE], carry = 0, *pt = NULL, *ct = NULL;
+        struct stream_enc *s = NULL;
+        bool carried = false, last = false;
+        uint64_t total = 0;
+        const char *why;
+        int r;
+
+        if (!ret_error || in_fd < 0 || out_fd < 0)
+                return -EINVAL;
+        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, header);
+        if (r < 0) {
+                *ret_error = r == -EMSGSIZE ? "stream segment size too large for this engine" :
+                             "cannot start the stream";
+                return r;
+        }
+        pt = malloc(segment_size);
+        ct = malloc((size_t)segment_size + STREAM_TAG_SIZE);
+        why = "out of memory";
+        r = -ENOMEM;
+        if (!pt || !ct)
+                goto out;
+        why = "writing the output failed";
+        r = write_full(out_fd, header, sizeof(header));
+        if (r < 0)
+                goto out;
+        while (!last) {
+                size_t len, n;
+
+                why = "reading the input failed";
+                r = read_piece(in_fd, pt, segment_size, &carry, &carried, &len, &last);
+                if (r < 0)
+                        goto out;
+                r = stream_enc_segment(s, pt, len, last, ct, &n);
+                why = r == -EFBIG ? "stream too long" : "encryption failed";
+                if (r < 0)
+                        goto out;
+                why = "writing the output failed";
+                r = write_full(out_fd, ct, n);
+                if (r < 0)
+                        goto out;
+                total += len;
+        }
+        if (ret_plaintext_size)
+                *ret_plaintext_size = total;
+        r = 0;
+out:
+        if (pt)
+                secure_wipe(pt, segment_size);
+        secure_wipe(&carry, sizeof(carry));
+        free(pt);
+        free(ct);
+        stream_enc_free(s);
+        if (r < 0)
+                *ret_error = why;
+        return r;
+}
+
+int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_error)
+{
+        uint8_t buf[STREAM_HEADER_SIZE];
+        size_t got;
+        int r;
+
+        if (fd < 0 || !ret || !ret_error)
+                return -EINVAL;
+        r = read_full(fd, buf, sizeof(buf), &got);
+        if (r < 0) {
+                *ret_error = "reading the input failed";
+                return r;
+        }
+        return stream_parse_header(buf, got, ret, ret_error);
+}
+
+int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
+                      const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
+                      const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                      uint64_t *ret_plaintext_size, const char **ret_error)
+{
+        uint8_t carry = 0, *pt = NULL, *ct = NULL;
+        struct stream_dec *s = NULL;
+        bool carried = false, last = false;
+        uint64_t total = 0;
+        const char *why = "cannot start the stream";
+        size_t full;
+        int r;
+
+        if (!ret_error || !h || in_fd < 0 || out_fd < 0)
+                return -EINVAL;
+        r = stream_dec_new(ops, a, key, h, ctx, ctx_len, &s, &why);
+        if (r < 0)
+                goto out;
+        full = (size_t)h->segment_size + STREAM_TAG_SIZE;
+        pt = malloc(h->segment_size);
+        ct = malloc(full);
+        why = "out of memory";
+        r = -ENOMEM;
+        if (!pt || !ct)
+                goto out;
+        while (!last) {
+                size_t len, n;
+
+                why = "reading the input failed";
+                r = read_piece(in_fd, ct, full, &carry, &carried, &len, &last);
+                if (r < 0)
+                        goto out;
+                why = "decryption failed";
+                r = stream_dec_segment(s, ct, len, last, pt, &n, &why);
+                if (r < 0)
+                        goto out;
+                why = "writing the output failed";
+                r = write_full(out_fd, pt, n);
+                if (r < 0)
+                        goto out;
+                total += n;
+        }
+        if (ret_plaintext_size)
+                *ret_plaintext_size = total;
+        r = 0;
+out:
+        if (pt)
+                secure_wipe(pt, h->segment_size);
+        free(pt);
+        free(ct);
+        stream_dec_free(s);
+        if (r < 0)
+                *ret_error = why;
+        return r;
+}

@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * etcd watch streams through the gateway: POST /v3/watch with one
+ * WatchRequest as the body; the reply is a chunked stream of JSON objects,
+ * {"result": WatchResponse} or {"error": ...}, that never ends by itself.
+ * The curl multi interface lets us stop reading on our own terms: when the
+ * caller has what it wants, when the stream has been quiet for a while, or
+ * at a deadline.  The stream is read by a curl write callback that cuts it
+ * into objects with json-c's incremental tokener.
+ *
+ * Failover as for unary calls (etcd-http.c), but only until the watch is
+ * created: after that the caller has seen events, and a new stream from
+ * elsewhere would repeat them; the caller decides whether to start over.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "shared/secret.h"
+#include "shared/util.h"
+#include "store/etcd-transport.h"
+
+#define WATCH_POLL_MS 20
+
+struct watch_state {
+        int (*cb)(struct json_object *result, void *userdata);
+        void *userdata;
+        bool created;
+        int err;
+        enum etcd_outcome outcome;
+};
+
+static int on_watch_object(struct json_object *o, void *userdata)
+{
+        struct watch_state *w = userdata;
+        struct json_object *result, *created;
+
+        if (!json_object_object_get_ex(o, "result", &result)) {
+                w->err = etcd_reply_error(o, &w->outcome);
+                return w->err;
+        }
+        if (!json_object_is_type(result, json_type_object))
+                return w->err = -EBADMSG;
+        if (!w->created && json_object_object_get_ex(result, "created", &created) &&
+            json_object_get_boolean(created)) {
+                w->created = true;
+                return 0;
+        }
+        return w->cb(result, w->userdata);
+}
+
+/* Streams one watch from one endpoint until cb says stop, quiet or limit. */
+static int watch_attempt(struct etcd_client *c, size_t idx, const char *body, const char *token,
+                         struct watch_state *w, unsigned quiet_ms, uint64_t deadline, bool *ret_quiet,
+                         enum etcd_outcome *ret_outcome)
+{
+        struct etcd_body out = { .on_object = on_watch_object, .userdata = w };
+        struct curl_slist *hd = NULL;
+        CURLM *m = NULL;
+        CURL *h = NULL;
+        char *url = NULL;
+        const char *api;
+        bool quiet = false;
+        int r, running = 1;
+        CURLcode cc = CURLE_OK;
+
+        *ret_outcome = ETCD_OUT_FINAL;
+        pthread_mutex_lock(&c->lock);
+        api = c->api;
+        pthread_mutex_unlock(&c->lock);
+        if (asprintf(&url, "%s%swatch", c->endpoints[idx], api) < 0)
+                return -ENOMEM;
+        out.tok = json_tokener_new();
+        h = curl_easy_init();
+        m = curl_multi_init();
+        r = out.tok && h && m ? 0 : -ENOMEM;
+        if (r == 0) {
+                uint64_t now = now_mono_usec();
+
+                r = etcd_setup_post(c, h, url, body, strlen(body), token,
+                                    now < deadline ? (long)((deadline - now) / 1000) + 1 : 1, &out, &hd);
+        }
+        if (r == 0 && curl_multi_add_handle(m, h) != CURLM_OK)
+                r = -ENOMEM;
+        if (r < 0)
+                goto finish;
+
+        out.last_usec = now_mono_usec();
+        while (running) {
+                CURLMsg *msg;
+                int left;
+
+                if (curl_multi_perform(m, &running) != CURLM_OK) {
+                        r = -EIO;
+                        break;
+                }
+                while ((msg = curl_multi_info_read(m, &left)))
+                        if (msg->msg == CURLMSG_DONE)
+                                cc = msg->data.result;
+                if (!running)
+                        break;
+                if (w->created && now_mono_usec() - out.last_usec >= quiet_ms * UINT64_C(1000)) {
+                        quiet = true;
+                        break;
+                }
+                if (curl_multi_poll(m, NULL, 0, WATCH_POLL_MS, NULL) != CURLM_OK) {
+                        r = -EIO;
+                        break;
+                }
+        }
+        if (r == 0 && !quiet) {
+                if (out.stop || w->err)
+                        r = w->err < 0 ? w->err : out.err;
+                else if (out.err)
+                        r = out.err;
+                else if (cc != CURLE_OK)
+                        r = etcd_curl_error(cc, w->created ? ETCD_PHASE_SENT : etcd_transfer_phase(h),
+                                            strncmp(url, "https:", 6) == 0, out.error, ret_outcome);
+                else {
+                        /* The stream ended without an error object: an HTTP
+                         * error, or the member went away. */
+                        long status = 0;
+
+                        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+                        r = status == 404 ? -EPROTONOSUPPORT : w->created ? -ECONNRESET : -EBADMSG;
+                        *ret_outcome = w->created ? ETCD_OUT_UNKNOWN : ETCD_OUT_FINAL;
+                }
+                if (w->err < 0)
+                        *ret_outcome = w->outcome;
+        }
+        if (w->created)
+                etcd_endpoint_answered(c, idx);
+        *ret_quiet = quiet;
+
+finish:
+        if (m && h)
+                curl_multi_remove_handle(m, h);
+        etcd_headers_free(hd);
+        curl_easy_cleanup(h);
+        curl_multi_cleanup(m);
+        if (out.tok)
+                json_tokener_free(out.tok);
+        free(url);
+        return r;
+}
+
+int etcd_watch(struct etcd_client *c, struct json_object *req,
+               int (*cb)(struct json_object *result, void *userdata), void *userdata,
+               unsigned quiet_ms, unsigned limit_ms, bool *ret_quiet)
+{
+        uint64_t deadline = now_mono_usec() + limit_ms * UINT64_C(1000);
+        bool reauthed = false, oom = false, quiet = false;
+        int best = -EHOSTUNREACH, r;
+        const char *body;
+        size_t start;
+
+        if (!c || !req || !cb)
+                return -EINVAL;
+        body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+        if (!body)
+                return -ENOMEM;
+        r = etcd_ensure_token(c, deadline);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&c->lock);
+        start = c->preferred;
+        pthread_mutex_unlock(&c->lock);
+
+        for (size_t i = 0; i < c->n_endpoints; i++) {
+                size_t idx = (start + i) % c->n_endpoints;
+                struct watch_state w = { .cb = cb, .userdata = userdata };
+                enum etcd_outcome out;
+                char *token;
+
+                if (now_mono_usec() >= deadline)
+                        return etcd_more_telling(best, -ETIMEDOUT);
+                token = c->user ? etcd_token_copy(c, &oom) : NULL;
+                if (oom)
+                        return -ENOMEM;
+                r = watch_attempt(c, idx, body, token, &w, quiet_ms, deadline, &quiet, &out);
+                secret_free(token);
+                if (r == 0) {
+                        if (ret_quiet)
+                                *ret_quiet = quiet;
+                        return 0;
+                }
+                /* Once events were handed to cb, starting over elsewhere
+                 * would hand them again. */
+                if (w.created)
+                        return r;
+                if (out == ETCD_OUT_TOKEN && !reauthed) {
+                        reauthed = true;
+                        r = etcd_authenticate(c, deadline);
+                        if (r < 0)
+                                return r;
+                        i--;
+                        continue;
+                }
+                if (out == ETCD_OUT_UNSENT || out == ETCD_OUT_REJECTED || out == ETCD_OUT_UNKNOWN) {
+                        best = etcd_more_telling(best, r);
+                        continue;
+                }
+                return r;
+        }
+        return best;
+}

@@ -1,0 +1,711 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The etcd v3 store backend.  store.h's model is etcd's, so the operations
+ * map one to one:
+ *
+ *   get       Range(key)
+ *   range     Range(prefix, prefix with its last byte + 1), pages of
+ *             RANGE_PAGE keys, all read at the revision of the first page
+ *   txn       one Txn: compare ModRevision(key) == rev, or CreateRevision(key)
+ *             == 0 for "must not exist"; success = the puts and deletes;
+ *             succeeded == false gives -ESTALE; header.revision is the new
+ *             revision (unchanged when nothing changed, as store.h says)
+ *   revision  the header revision of a count-only Range
+ *   changes   a Watch from since + 1 (see etcd_changes() below); etcd hands
+ *             a watch its history from a loop that runs every 100 ms, so a
+ *             call takes about that long
+ *
+ * Every dkm key K is stored as <prefix>K, the prefix coming from the
+ * location string (store-etcd.h); keys outside the prefix are never read
+ * or written.  Limits (STORE_KEY_MAX etc.) are checked here, before etcd's
+ * own (--max-request-bytes, default 1.5 MiB; --max-txn-ops, default 128).
+ *
+ * A write that ends in -ETIMEDOUT or -ECONNRESET may or may not have been
+ * applied (etcd may commit it after we stopped waiting).  The caller must
+ * re-read the keys and compare their mod revisions (or values) before
+ * retrying; for a compare-and-swap, a retry that gets -ESTALE may mean that
+ * the first attempt succeeded.  -EHOSTUNREACH and -EAGAIN from a write mean
+ * it was not applied.
+ *
+ * Thread-safe: the transport (etcd-http.c) serialises only its handle pool.
+ * Callbacks run after all replies are read, so they may call into the store.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/util.h"
+#include "store/etcd-http.h"
+#include "store/store-etcd.h"
+#include "store/store.h"
+
+#define RANGE_PAGE 64
+#define RANGE_RETRIES 3
+/* changes(): how long a watch may stay silent after it was created before
+ * we take it that there is nothing more to catch up with (etcd hands a new
+ * watcher its history from a loop that runs every 100 ms), and how long it
+ * may take in all. */
+#define CHANGES_QUIET_MS 500
+#define CHANGES_LIMIT_MS 5000
+#define CHANGES_RETRIES 2
+
+struct store {
+        struct store_base base;
+        struct etcd_client *c;
+        char *root; /* the location's prefix */
+        size_t root_len;
+};
+
+static int check_string(const char *k, bool allow_empty, size_t *ret_len)
+{
+        size_t n;
+
+        if (!k)
+                return -EINVAL;
+        n = strnlen(k, STORE_KEY_MAX + 1);
+        if (n > STORE_KEY_MAX)
+                return -E2BIG;
+        if ((n == 0 && !allow_empty) || !etcd_utf8_valid((const unsigned char *)k, n))
+                return -EINVAL;
+        *ret_len = n;
+        return 0;
+}
+
+/* root + key, and with upper set, the end of the range of every key that
+ * starts with it: its last byte raised by one (never 0xFF in UTF-8). */
+static int full_key(struct store *s, const char *key, size_t n, bool upper, char **ret, size_t *ret_len)
+{
+        size_t len = s->root_len + n;
+        char *k = malloc(len + 1);
+
+        if (!k)
+                return -ENOMEM;
+        memcpy(k, s->root, s->root_len);
+        memcpy(k + s->root_len, key, n);
+        k[len] = 0;
+        if (upper)
+                k[len - 1] = (char)((unsigned char)k[len - 1] + 1);
+        *ret = k;
+        *ret_len = len;
+        return 0;
+}
+
+static int add_key(struct store *s, struct json_object *o, const char *field, const char *key, bool upper)
+{
+        char *k = NULL;
+        size_t n;
+        int r;
+
+        r = full_key(s, key, strlen(key), upper, &k, &n);
+        if (r == 0)
+                r = etcd_json_add_bytes(o, field, k, n);
+        free(k);
+        return r;
+}
+
+/* A mvccpb.KeyValue to a store_kv, without the root; a deletion gets no
+ * value.  1 (and nothing in *ret) for the root itself, which no dkm key can
+ * be (keys are not empty) but someone else may have written. */
+static int kv_from_json(struct store *s, struct json_object *o, bool deleted, struct store_kv *ret)
+{
+        struct store_kv kv = { 0 };
+        uint8_t *k = NULL;
+        size_t klen;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return -EBADMSG;
+        r = etcd_json_get_bytes(o, "key", true, &k, &klen);
+        if (r < 0)
+                return r;
+        if (klen < s->root_len || memcmp(k, s->root, s->root_len) != 0 || memchr(k, 0, klen)) {
+                free(k);
+                return -EBADMSG;
+        }
+        if (klen == s->root_len) {
+                free(k);
+                return 1;
+        }
+        kv.key = strndup((const char *)k + s->root_len, klen - s->root_len);
+        free(k);
+        if (!kv.key)
+                return -ENOMEM;
+        if (!deleted)
+                r = etcd_json_get_bytes(o, "value", false, &kv.value, &kv.value_len);
+        if (r == 0)
+                r = etcd_json_u64(o, "mod_revision", &kv.mod_revision);
+        if (r == 0 && !deleted)
+                r = etcd_json_u64(o, "create_revision", &kv.create_revision);
+        if (r < 0) {
+                store_kv_clear(&kv);
+                return r;
+        }
+        *ret = kv;
+        return 0;
+}
+
+/* ---- a list of key-values, for walking after the replies are read ----- */
+
+struct kv_list {
+        struct store_kv *v;
+        size_t n, cap;
+};
+
+static void kv_list_free(struct kv_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                store_kv_clear(&l->v[i]);
+        free(l->v);
+        *l = (struct kv_list){ 0 };
+}
+
+static struct store_kv *kv_list_add(struct kv_list *l)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n] = (struct store_kv){ 0 };
+        return &l->v[l->n];
+}
+
+static int kv_list_walk(const struct kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
+                        void *userdata)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                int r = cb(&l->v[i], userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Appends the reply's kvs to l. */
+static int kv_list_fill(struct store *s, struct json_object *reply, struct kv_list *l)
+{
+        struct json_object *kvs;
+        size_t n;
+
+        if (!json_object_object_get_ex(reply, "kvs", &kvs))
+                return 0;
+        if (!json_object_is_type(kvs, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(kvs);
+        for (size_t i = 0; i < n; i++) {
+                struct store_kv *kv = kv_list_add(l);
+                int r;
+
+                if (!kv)
+                        return -ENOMEM;
+                r = kv_from_json(s, json_object_array_get_idx(kvs, i), false, kv);
+                if (r < 0)
+                        return r;
+                l->n += r == 0;
+        }
+        return 0;
+}
+
+/* ---- operations -------------------------------------------------------- */
+
+static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
+{
+        struct json_object *req = NULL, *reply = NULL;
+        struct kv_list l = { 0 };
+        size_t n;
+        int r;
+
+        if (!s || !ret)
+                return -EINVAL;
+        r = check_string(key, false, &n);
+        if (r < 0)
+                return r;
+        req = json_object_new_object();
+        if (!req)
+                return -ENOMEM;
+        r = add_key(s, req, "key", key, false);
+        if (r == 0)
+                r = etcd_call(s->c, "kv/range", req, ETCD_IDEMPOTENT, &reply);
+        if (r == 0)
+                r = kv_list_fill(s, reply, &l);
+        if (r == 0 && l.n == 0)
+                r = -ENOENT;
+        if (r == 0 && (l.n != 1 || strcmp(l.v[0].key, key) != 0))
+                r = -EBADMSG;
+        if (r == 0) {
+                *ret = l.v[0];
+                l.n = 0;
+        }
+        kv_list_free(&l);
+        json_object_put(reply);
+        json_object_put(req);
+        return r;
+}
+
+/* Reads every key under prefix into l, page by page at one revision. */
+static int range_read(struct store *s, const char *prefix, size_t n, struct kv_list *l)
+{
+        char *start = NULL, *end = NULL;
+        size_t start_len, end_len;
+        uint64_t rev = 0;
+        int r;
+
+        r = full_key(s, prefix, n, false, &start, &start_len);
+        if (r == 0)
+                r = full_key(s, prefix, n, true, &end, &end_len);
+        while (r == 0) {
+                struct json_object *req = json_object_new_object(), *reply = NULL, *more;
+                bool has_more;
+
+                r = req ? 0 : -ENOMEM;
+                if (r == 0)
+                        r = etcd_json_add_bytes(req, "key", start, start_len);
+                if (r == 0)
+                        r = etcd_json_add_bytes(req, "range_end", end, end_len);
+                if (r == 0)
+                        r = etcd_json_add_u64(req, "limit", RANGE_PAGE);
+                if (r == 0 && rev)
+                        r = etcd_json_add_u64(req, "revision", rev);
+                if (r == 0)
+                        r = etcd_call(s->c, "kv/range", req, ETCD_IDEMPOTENT, &reply);
+                if (r == 0 && !rev)
+                        r = etcd_json_header_revision(reply, &rev);
+                if (r == 0)
+                        r = kv_list_fill(s, reply, l);
+                has_more = r == 0 && json_object_object_get_ex(reply, "more", &more) &&
+                           json_object_get_boolean(more);
+                json_object_put(reply);
+                json_object_put(req);
+                if (r < 0 || !has_more)
+                        break;
+                if (l->n == 0) {
+                        r = -EBADMSG; /* "more", and nothing in this page */
+                        break;
+                }
+                /* The next page starts just after the last key read. */
+                free(start);
+                r = full_key(s, l->v[l->n - 1].key, strlen(l->v[l->n - 1].key) + 1, false, &start,
+                             &start_len);
+                if (r == 0)
+                        start[start_len - 1] = 0;
+        }
+        free(start);
+        free(end);
+        return r;
+}
+
+static int etcd_range(struct store *s, const char *prefix,
+                      int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
+{
+        struct kv_list l = { 0 };
+        size_t n;
+        int r;
+
+        if (!s || !cb)
+                return -EINVAL;
+        r = check_string(prefix, true, &n);
+        if (r < 0)
+                return r;
+        /* A compaction between two pages loses the revision they share:
+         * start over at a new one. */
+        for (int i = 0; i < RANGE_RETRIES; i++) {
+                kv_list_free(&l);
+                r = range_read(s, prefix, n, &l);
+                if (r != -ERANGE)
+                        break;
+        }
+        if (r == 0)
+                r = kv_list_walk(&l, cb, userdata);
+        kv_list_free(&l);
+        return r;
+}
+
+static int check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops, size_t n_ops)
+{
+        size_t len;
+        int r;
+
+        if ((n_cmps && !cmps) || (n_ops && !ops))
+                return -EINVAL;
+        if (n_cmps > STORE_TXN_OPS_MAX || n_ops > STORE_TXN_OPS_MAX)
+                return -E2BIG;
+        for (size_t i = 0; i < n_cmps; i++) {
+                r = check_string(cmps[i].key, false, &len);
+                if (r < 0)
+                        return r;
+                if (cmps[i].mod_revision > INT64_MAX)
+                        return -EINVAL;
+        }
+        for (size_t i = 0; i < n_ops; i++) {
+                r = check_string(ops[i].key, false, &len);
+                if (r < 0)
+                        return r;
+                if (ops[i].type == STORE_PUT) {
+                        if (ops[i].value_len > STORE_VALUE_MAX)
+                                return -E2BIG;
+                        if (!ops[i].value && ops[i].value_len)
+                                return -EINVAL;
+                } else if (ops[i].type != STORE_DELETE)
+                        return -EINVAL;
+                /* etcd refuses a key twice in one transaction; say so early. */
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(ops[i].key, ops[j].key) == 0)
+                                return -EINVAL;
+        }
+        return 0;
+}
+
+static int txn_request(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                       const struct store_op *ops, size_t n_ops, struct json_object *req)
+{
+        struct json_object *compare = json_object_new_array(), *success = json_object_new_array();
+        int r = etcd_json_add_object(req, "compare", compare);
+        int r2 = etcd_json_add_object(req, "success", success); /* both owned by req now */
+
+        if (r < 0 || r2 < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_cmps && r == 0; i++) {
+                struct json_object *c = json_object_new_object();
+                bool absent = cmps[i].mod_revision == 0;
+
+                r = etcd_json_add_to_array(compare, c);
+                if (r == 0)
+                        r = add_key(s, c, "key", cmps[i].key, false);
+                if (r == 0)
+                        r = etcd_json_add_object(c, "target",
+                                                 json_object_new_string(absent ? "CREATE" : "MOD"));
+                if (r == 0)
+                        r = etcd_json_add_object(c, "result", json_object_new_string("EQUAL"));
+                if (r == 0)
+                        r = etcd_json_add_u64(c, absent ? "create_revision" : "mod_revision",
+                                              cmps[i].mod_revision);
+        }
+        for (size_t i = 0; i < n_ops && r == 0; i++) {
+                struct json_object *op = json_object_new_object(), *body = json_object_new_object();
+                bool put = ops[i].type == STORE_PUT;
+
+                r = etcd_json_add_to_array(success, op);
+                if (r == 0)
+                        r = etcd_json_add_object(op, put ? "request_put" : "request_delete_range", body);
+                else
+                        json_object_put(body);
+                if (r == 0)
+                        r = add_key(s, body, "key", ops[i].key, false);
+                if (r == 0 && put)
+                        r = etcd_json_add_bytes(body, "value", ops[i].value ? ops[i].value : "",
+                                                ops[i].value_len);
+        }
+        return r;
+}
+
+static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                    const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
+{
+        struct json_object *req, *reply = NULL, *ok;
+        uint64_t rev = 0;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = check_txn(cmps, n_cmps, ops, n_ops);
+        if (r < 0)
+                return r;
+        req = json_object_new_object();
+        if (!req)
+                return -ENOMEM;
+        r = txn_request(s, cmps, n_cmps, ops, n_ops, req);
+        if (r == 0)
+                r = etcd_call(s->c, "kv/txn", req, 0, &reply);
+        if (r == 0)
+                r = etcd_json_header_revision(reply, &rev);
+        /* The gateway leaves "succeeded": false out. */
+        if (r == 0 && !(json_object_object_get_ex(reply, "succeeded", &ok) && json_object_get_boolean(ok)))
+                r = -ESTALE;
+        json_object_put(reply);
+        json_object_put(req);
+        if (r == 0 && ret_revision)
+                *ret_revision = rev;
+        return r;
+}
+
+static int etcd_revision(struct store *s, uint64_t *ret)
+{
+        struct json_object *req, *reply = NULL;
+        uint64_t rev = 0;
+        int r;
+
+        if (!s || !ret)
+                return -EINVAL;
+        req = json_object_new_object();
+        if (!req)
+                return -ENOMEM;
+        r = etcd_json_add_bytes(req, "key", s->root, s->root_len);
+        if (r == 0)
+                r = etcd_json_add_bool(req, "count_only");
+        if (r == 0)
+                r = etcd_call(s->c, "kv/range", req, ETCD_IDEMPOTENT, &reply);
+        if (r == 0)
+                r = etcd_json_header_revision(reply, &rev);
+        json_object_put(reply);
+        json_object_put(req);
+        if (r == 0)
+                *ret = rev;
+        return r;
+}
+
+/* ---- changes ----------------------------------------------------------- */
+
+struct watch_collect {
+        struct store *s;
+        const char *prefix; /* without the root */
+        size_t prefix_len;
+        uint64_t until;     /* stop at an event of this revision or later */
+        struct kv_list events;
+};
+
+static int on_watch_result(struct json_object *result, void *userdata)
+{
+        struct watch_collect *w = userdata;
+        struct json_object *events, *v;
+        uint64_t compacted = 0, last = 0, rev;
+        size_t n;
+        int r;
+
+        r = etcd_json_u64(result, "compact_revision", &compacted);
+        if (r < 0)
+                return r;
+        if (compacted > 0)
+                return -ERANGE;
+        if (json_object_object_get_ex(result, "canceled", &v) && json_object_get_boolean(v)) {
+                if (json_object_object_get_ex(result, "cancel_reason", &v) &&
+                    json_object_is_type(v, json_type_string))
+                        return etcd_error_to_errno(json_object_get_string(v), 0);
+                return -ECANCELED;
+        }
+        if (!json_object_object_get_ex(result, "events", &events))
+                return 0; /* a progress notification */
+        if (!json_object_is_type(events, json_type_array))
+                return -EBADMSG;
+        n = json_object_array_length(events);
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *ev = json_object_array_get_idx(events, i), *type, *kvo;
+                bool deleted = false;
+                struct store_kv kv;
+
+                if (!json_object_is_type(ev, json_type_object) || !json_object_object_get_ex(ev, "kv", &kvo))
+                        return -EBADMSG;
+                if (json_object_object_get_ex(ev, "type", &type)) {
+                        const char *t = json_object_get_string(type);
+
+                        if (t && strcmp(t, "DELETE") == 0)
+                                deleted = true;
+                        else if (!t || strcmp(t, "PUT") != 0)
+                                return -EBADMSG;
+                }
+                r = etcd_json_u64(kvo, "mod_revision", &rev);
+                if (r < 0)
+                        return r;
+                last = rev > last ? rev : last;
+                r = kv_from_json(w->s, kvo, deleted, &kv);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                if (strncmp(kv.key, w->prefix, w->prefix_len) != 0) {
+                        store_kv_clear(&kv);
+                        continue;
+                }
+                if (!kv_list_add(&w->events)) {
+                        store_kv_clear(&kv);
+                        return -ENOMEM;
+                }
+                w->events.v[w->events.n++] = kv;
+        }
+        return last >= w->until ? 1 : 0;
+}
+
+static int cmp_key_rev(const void *a, const void *b)
+{
+        const struct store_kv *x = a, *y = b;
+        int c = strcmp(x->key, y->key);
+
+        if (c != 0)
+                return c;
+        return x->mod_revision < y->mod_revision ? -1 : x->mod_revision > y->mod_revision;
+}
+
+static int cmp_rev_key(const void *a, const void *b)
+{
+        const struct store_kv *x = a, *y = b;
+
+        if (x->mod_revision != y->mod_revision)
+                return x->mod_revision < y->mod_revision ? -1 : 1;
+        return strcmp(x->key, y->key);
+}
+
+/* Keeps the latest event of each key, in revision order (then key order, for
+ * the keys of one transaction), as the SQLite backend reports them. */
+static void fold_events(struct kv_list *l)
+{
+        size_t out = 0;
+
+        if (l->n == 0)
+                return;
+        qsort(l->v, l->n, sizeof(*l->v), cmp_key_rev);
+        for (size_t i = 0; i < l->n; i++) {
+                if (i + 1 < l->n && strcmp(l->v[i].key, l->v[i + 1].key) == 0) {
+                        store_kv_clear(&l->v[i]);
+                        continue;
+                }
+                l->v[out++] = l->v[i];
+        }
+        l->n = out;
+        qsort(l->v, l->n, sizeof(*l->v), cmp_rev_key);
+}
+
+/* A range read cannot show deletions, so changes() replays etcd's history:
+ * a watch on the whole root from since + 1, read until it delivers an event
+ * at or past the revision the store had when we started (R).  The watch
+ * covers the root, not only the prefix asked for, so that in a cluster that
+ * only dkm writes to the event at R always comes and ends the read at once.
+ * When someone else wrote last (no event at R for us), etcd gives no sign
+ * that a watcher has caught up (etcd 3.4's progress requests answer at once,
+ * caught up or not): we stop once the stream has been quiet for
+ * CHANGES_QUIET_MS, several rounds of etcd's catch-up loop.  Should a loaded
+ * etcd take longer, the call reports fewer changes, never wrong ones: events
+ * come in revision order, so what was read is the history up to some
+ * revision, and a caller that moves since to the highest mod_revision it was
+ * handed gets the rest next time.  A compacted history makes etcd cancel the
+ * watch with compact_revision: -ERANGE. */
+static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
+                        int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
+{
+        struct watch_collect w = { .s = s, .prefix = prefix };
+        struct json_object *req = NULL, *create;
+        uint64_t rev;
+        size_t n;
+        int r;
+
+        if (!s || !cb)
+                return -EINVAL;
+        r = check_string(prefix, true, &n);
+        if (r < 0)
+                return r;
+        w.prefix_len = n;
+        r = etcd_revision(s, &rev);
+        if (r < 0)
+                return r;
+        if (since >= rev)
+                return 0;
+        w.until = rev;
+
+        req = json_object_new_object();
+        create = json_object_new_object();
+        if (!req) {
+                json_object_put(create);
+                return -ENOMEM;
+        }
+        r = etcd_json_add_object(req, "create_request", create);
+        if (r == 0)
+                r = add_key(s, create, "key", "", false);
+        if (r == 0)
+                r = add_key(s, create, "range_end", "", true);
+        if (r == 0)
+                r = etcd_json_add_u64(create, "start_revision", since + 1);
+        /* A member that fails mid-stream: a read, so start over elsewhere. */
+        for (int i = 0; r == 0 && i < CHANGES_RETRIES; i++) {
+                kv_list_free(&w.events);
+                r = etcd_watch(s->c, req, on_watch_result, &w, CHANGES_QUIET_MS, CHANGES_LIMIT_MS, NULL);
+                if (r != -ECONNRESET && r != -EAGAIN)
+                        break;
+                if (i + 1 < CHANGES_RETRIES)
+                        r = 0;
+        }
+        json_object_put(req);
+        if (r == 0) {
+                fold_events(&w.events);
+                r = kv_list_walk(&w.events, cb, userdata);
+        }
+        kv_list_free(&w.events);
+        return r;
+}
+
+int store_etcd_compact(struct store *s, uint64_t revision)
+{
+        struct json_object *req, *reply = NULL;
+        int r;
+
+        if (!s || store_ops_of(s) != &store_etcd_ops || revision == 0 || revision > INT64_MAX)
+                return -EINVAL;
+        req = json_object_new_object();
+        if (!req)
+                return -ENOMEM;
+        r = etcd_json_add_u64(req, "revision", revision);
+        if (r == 0)
+                r = etcd_json_add_bool(req, "physical");
+        if (r == 0)
+                r = etcd_call(s->c, "kv/compaction", req, 0, &reply);
+        json_object_put(reply);
+        json_object_put(req);
+        return r;
+}
+
+static void etcd_close(struct store *s)
+{
+        if (!s)
+                return;
+        etcd_client_free(s->c);
+        free(s->root);
+        free(s);
+}
+
+static int etcd_open(const char *location, struct store **ret)
+{
+        struct etcd_location loc = { 0 };
+        struct store *s;
+        uint64_t rev;
+        int r;
+
+        if (!location || !ret)
+                return -EINVAL;
+        r = store_etcd_parse_location(location, &loc);
+        if (r < 0)
+                return r;
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+                etcd_location_free(&loc);
+                return -ENOMEM;
+        }
+        s->base.ops = &store_etcd_ops;
+        s->root = loc.prefix;
+        s->root_len = strlen(loc.prefix);
+        loc.prefix = NULL;
+        r = etcd_client_new(&loc, &s->c);
+        etcd_location_free(&loc);
+        /* Ask once, so that a wrong endpoint, certificate or password shows
+         * at startup rather than at the first rollover. */
+        if (r == 0)
+                r = etcd_revision(s, &rev);
+        if (r < 0) {
+                etcd_close(s);
+                return r;
+        }
+        *ret = s;
+        return 0;
+}
+
+const struct store_ops store_etcd_ops = {
+        .name = "etcd",
+        .open = etcd_open,
+        .close = etcd_close,
+        .get = etcd_get,
+        .range = etcd_range,
+        .txn = etcd_txn,
+        .revision = etcd_revision,
+        .changes = etcd_changes,
+};

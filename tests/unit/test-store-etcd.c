@@ -1,0 +1,1556 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Unit tests for the etcd store backend.
+ *
+ * The behavioural cases of test-store.c run against a real etcd cluster
+ * named by DKM_ETCD_ENDPOINTS (comma-separated client URLs; the integration
+ * test tests/integration/test-store-etcd.sh starts one); without it they are
+ * skipped, saying why.  Each case works under its own key prefix, and the
+ * revisions it checks are counted from the cluster's revision when the case
+ * began, so the expected strings are those of test-store.c.
+ *
+ * The location parser, error mapping (against a small fake gateway in this
+ * file), unreachable endpoints and failover to a later endpoint run always.
+ *
+ * Modes, for the integration test:
+ *   DKM_ETCD_QUICK=1          a small subset (run while one member is down)
+ *   DKM_ETCD_QUORUM_LOSS=DIR  only the quorum-loss case: write, create
+ *                             DIR/ready, wait for DIR/go (the script stops a
+ *                             second member meanwhile), then check that reads
+ *                             and writes fail with -EAGAIN/-ETIMEDOUT in time
+ *   DKM_ETCD_AUTH=USER:PASS   only the authentication case (etcd with auth on)
+ *   DKM_ETCD_TLS=DIR          only the TLS case (https members, client
+ *                             certificates; DIR from lib-etcd.sh's etcd_tls_make)
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "shared/util.h"
+#include "store/etcd-http.h"
+#include "store/store-etcd.h"
+#include "store/store.h"
+
+static const char *endpoints;  /* DKM_ETCD_ENDPOINTS */
+static uint64_t base;          /* revisions are reported relative to it */
+static unsigned prefix_serial; /* one key prefix per case */
+static char cur_prefix[128];
+
+#define NEED_ETCD()                                                                               \
+        do {                                                                                      \
+                if (!endpoints) {                                                                 \
+                        print_message("SKIPPED: DKM_ETCD_ENDPOINTS is not set (no etcd cluster;"  \
+                                      " tests/integration/test-store-etcd.sh starts one)\n");     \
+                        skip();                                                                   \
+                }                                                                                 \
+        } while (0)
+
+static double elapsed_s(uint64_t start)
+{
+        return (double)(now_mono_usec() - start) / 1e6;
+}
+
+static struct store *open_at(const char *prefix)
+{
+        struct store *s = NULL;
+        char loc[1024];
+
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, prefix);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), 0);
+        assert_non_null(s);
+        return s;
+}
+
+static uint64_t raw_revision(struct store *s)
+{
+        uint64_t rev = 0;
+
+        assert_int_equal(store_ops_of(s)->revision(s, &rev), 0);
+        return rev;
+}
+
+/* A store under a new prefix; revisions count from now. */
+static struct store *open_new(void)
+{
+        struct store *s;
+
+        snprintf(cur_prefix, sizeof(cur_prefix), "/dkm-test-%ld-%u/", (long)getpid(), ++prefix_serial);
+        s = open_at(cur_prefix);
+        base = raw_revision(s);
+        return s;
+}
+
+/* Another handle on the current case's prefix. */
+static struct store *open_again(void)
+{
+        return open_at(cur_prefix);
+}
+
+static int txn(struct store *s, const struct store_cmp *c, size_t nc, const struct store_op *o, size_t no,
+               uint64_t *rev)
+{
+        struct store_cmp cc[STORE_TXN_OPS_MAX + 1];
+        int r;
+
+        /* Compares name relative revisions too (0 stays "absent"). */
+        assert_true(nc <= ARRAY_SIZE(cc));
+        for (size_t i = 0; i < nc; i++) {
+                cc[i] = c[i];
+                if (cc[i].mod_revision)
+                        cc[i].mod_revision += base;
+        }
+        r = store_ops_of(s)->txn(s, nc ? cc : NULL, nc, o, no, rev);
+        if (r == 0 && rev)
+                *rev -= base;
+        return r;
+}
+
+static uint64_t put(struct store *s, const char *key, const char *value)
+{
+        struct store_op op = { STORE_PUT, key, value, strlen(value) };
+        uint64_t rev = 0;
+
+        assert_int_equal(txn(s, NULL, 0, &op, 1, &rev), 0);
+        return rev;
+}
+
+static uint64_t del(struct store *s, const char *key)
+{
+        struct store_op op = { .type = STORE_DELETE, .key = key };
+        uint64_t rev = 0;
+
+        assert_int_equal(txn(s, NULL, 0, &op, 1, &rev), 0);
+        return rev;
+}
+
+static uint64_t revision(struct store *s)
+{
+        return raw_revision(s) - base;
+}
+
+static const char *get(struct store *s, const char *key, uint64_t *mod, uint64_t *create)
+{
+        static char buf[256];
+        struct store_kv kv = { 0 };
+        int r = store_ops_of(s)->get(s, key, &kv);
+
+        if (r == -ENOENT)
+                return "";
+        assert_int_equal(r, 0);
+        assert_string_equal(kv.key, key);
+        assert_non_null(kv.value);
+        assert_true(kv.value_len < sizeof(buf));
+        memcpy(buf, kv.value, kv.value_len);
+        buf[kv.value_len] = 0;
+        if (mod)
+                *mod = kv.mod_revision - base;
+        if (create)
+                *create = kv.create_revision - base;
+        store_kv_clear(&kv);
+        return buf;
+}
+
+struct walk {
+        char buf[8192];
+        int stop_after;
+        int seen;
+};
+
+static int walk_cb(const struct store_kv *kv, void *userdata)
+{
+        struct walk *w = userdata;
+        size_t n = strlen(w->buf);
+
+        if (kv->value)
+                snprintf(w->buf + n, sizeof(w->buf) - n, "%s=%.*s@%llu/%llu;", kv->key, (int)kv->value_len,
+                         (const char *)kv->value, (unsigned long long)(kv->mod_revision - base),
+                         (unsigned long long)(kv->create_revision - base));
+        else
+                snprintf(w->buf + n, sizeof(w->buf) - n, "%s!@%llu;", kv->key,
+                         (unsigned long long)(kv->mod_revision - base));
+        w->seen++;
+        return w->stop_after && w->seen == w->stop_after ? 42 : 0;
+}
+
+static const char *range(struct store *s, const char *prefix)
+{
+        static struct walk w;
+
+        memset(&w, 0, sizeof(w));
+        assert_int_equal(store_ops_of(s)->range(s, prefix, walk_cb, &w), 0);
+        return w.buf;
+}
+
+static int changes_raw(struct store *s, const char *prefix, uint64_t since,
+                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
+{
+        return store_ops_of(s)->changes(s, prefix, since + base, cb, userdata);
+}
+
+static const char *changes(struct store *s, const char *prefix, uint64_t since)
+{
+        static struct walk w;
+
+        memset(&w, 0, sizeof(w));
+        assert_int_equal(changes_raw(s, prefix, since, walk_cb, &w), 0);
+        return w.buf;
+}
+
+/* ---- the location string (no etcd needed) ------------------------------ */
+
+static void test_location(void **state)
+{
+        struct etcd_location l;
+        static const char *const bad[] = {
+                "",
+                ";",
+                "prefix=/x/",                              /* no endpoints */
+                "endpoints=",                              /* empty value */
+                "endpoints",                               /* no '=' */
+                "endpoints=http://a:1;endpoints=http://b:2", /* repeated */
+                "Endpoints=http://a:1",                    /* names are case-sensitive */
+                "endpoints=http://a:1;bogus=1",            /* unknown name */
+                "endpoints=http://a:1,",                   /* empty endpoint */
+                "endpoints=,http://a:1",
+                "endpoints=ftp://a:1",
+                "endpoints=http://",
+                "endpoints=http://:2379",
+                "endpoints=http://a:0",
+                "endpoints=http://a:65536",
+                "endpoints=http://a:02379",
+                "endpoints=http://a:23x9",
+                "endpoints=http://a:",
+                "endpoints=http://a/v3",                   /* no paths */
+                "endpoints=http://a:1//",
+                "endpoints=http://a b:1",
+                "endpoints=http://-a:1",
+                "endpoints=http://[]:1",
+                "endpoints=http://[::1:1",
+                "endpoints=http://[zz]:1",
+                "endpoints=http://user@a:1",
+                "endpoints=http://a:1,https://b:2",        /* mixed schemes */
+                "endpoints=http://a:1;cacert=/ca.pem",     /* TLS options without https */
+                "endpoints=https://a:1;cert=/c.pem",       /* cert without key */
+                "endpoints=https://a:1;key=/k.pem",
+                "endpoints=https://a:1;cacert=ca.pem",     /* relative path */
+                "endpoints=http://a:1;user=u",             /* user without password */
+                "endpoints=http://a:1;password=p",
+                "endpoints=http://a:1;prefix=",
+                "endpoints=http://a:1;prefix=/\xc3/",      /* not UTF-8 */
+                "endpoints=http://a:1;prefix=/a\tb/",      /* control character */
+                "endpoints=http://a:1;user=u;password=a\\b", /* unknown escape */
+                "endpoints=http://a:1;user=u;password=a\\",
+                "endpoints=http://a:1; prefix=/x/",        /* nothing is trimmed */
+                "endpoints=http://a:1;;prefix=/x/",
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                int r = store_etcd_parse_location(bad[i], &l);
+
+                if (r != -EINVAL)
+                        print_message("accepted: \"%s\"\n", bad[i]);
+                assert_int_equal(r, -EINVAL);
+        }
+        assert_int_equal(store_etcd_parse_location(NULL, &l), -EINVAL);
+
+        assert_int_equal(
+                store_etcd_parse_location("endpoints=http://127.0.0.1:2379,http://etcd-2.example:22379/,"
+                                          "http://[::1];prefix=/dkm/;",
+                                          &l),
+                0);
+        assert_int_equal(l.n_endpoints, 3);
+        assert_string_equal(l.endpoints[0], "http://127.0.0.1:2379");
+        assert_string_equal(l.endpoints[1], "http://etcd-2.example:22379");
+        assert_string_equal(l.endpoints[2], "http://[::1]:2379");
+        assert_string_equal(l.prefix, "/dkm/");
+        assert_null(l.cacert);
+        assert_null(l.user);
+        etcd_location_free(&l);
+
+        /* The default prefix, TLS, auth, and escapes in a password. */
+        assert_int_equal(store_etcd_parse_location("endpoints=https://e:1;cacert=/etc/ca.pem;cert=/c.pem;"
+                                                   "key=/k.pem;user=dkm;password=p\\;w\\\\d=x",
+                                                   &l),
+                         0);
+        assert_string_equal(l.prefix, STORE_ETCD_DEFAULT_PREFIX);
+        assert_string_equal(l.cacert, "/etc/ca.pem");
+        assert_string_equal(l.cert, "/c.pem");
+        assert_string_equal(l.key, "/k.pem");
+        assert_string_equal(l.user, "dkm");
+        assert_string_equal(l.password, "p;w\\d=x");
+        etcd_location_free(&l);
+        etcd_location_free(NULL);
+
+        /* At most STORE_ETCD_ENDPOINTS_MAX endpoints. */
+        {
+                char buf[2048] = "endpoints=";
+
+                for (unsigned i = 0; i < STORE_ETCD_ENDPOINTS_MAX; i++)
+                        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%shttp://h%u:1", i ? "," : "",
+                                 i);
+                assert_int_equal(store_etcd_parse_location(buf, &l), 0);
+                assert_int_equal(l.n_endpoints, STORE_ETCD_ENDPOINTS_MAX);
+                etcd_location_free(&l);
+                strcat(buf, ",http://more:1");
+                assert_int_equal(store_etcd_parse_location(buf, &l), -EINVAL);
+        }
+
+        /* store_open passes the parser's verdict on. */
+        {
+                struct store *s = NULL;
+
+                assert_int_equal(store_open(&store_etcd_ops, "endpoints=nope", &s), -EINVAL);
+                assert_null(s);
+        }
+}
+
+static void test_codecs(void **state)
+{
+        uint8_t *p = NULL;
+        size_t n = 99;
+        char *s = NULL;
+        struct json_object *o;
+        uint64_t v = 0;
+
+        assert_int_equal(etcd_b64_encode("hi", 2, &s), 0);
+        assert_string_equal(s, "aGk=");
+        free(s);
+        assert_int_equal(etcd_b64_decode("aGk=", 4, &p, &n), 0);
+        assert_int_equal(n, 2);
+        assert_memory_equal(p, "hi", 2);
+        free(p);
+        assert_int_equal(etcd_b64_decode("", 0, &p, &n), 0);
+        assert_non_null(p);
+        assert_int_equal(n, 0);
+        free(p);
+        assert_int_equal(etcd_b64_decode("aGk", 3, &p, &n), -EBADMSG);
+        assert_int_equal(etcd_b64_decode("a Gk", 4, &p, &n), -EBADMSG);
+        assert_int_equal(etcd_b64_decode("a=Gk", 4, &p, &n), -EBADMSG);
+        assert_int_equal(etcd_b64_decode("====", 4, &p, &n), -EBADMSG);
+
+        o = json_tokener_parse(
+                "{\"a\":\"12\",\"b\":7,\"c\":\"-1\",\"d\":\"x\",\"e\":-3,\"f\":\"99999999999999999999\"}");
+        assert_non_null(o);
+        assert_int_equal(etcd_json_u64(o, "a", &v), 0);
+        assert_int_equal(v, 12);
+        assert_int_equal(etcd_json_u64(o, "b", &v), 0);
+        assert_int_equal(v, 7);
+        assert_int_equal(etcd_json_u64(o, "missing", &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(etcd_json_u64(o, "c", &v), -EBADMSG);
+        assert_int_equal(etcd_json_u64(o, "d", &v), -EBADMSG);
+        assert_int_equal(etcd_json_u64(o, "e", &v), -EBADMSG);
+        assert_int_equal(etcd_json_u64(o, "f", &v), -EBADMSG);
+        json_object_put(o);
+
+        /* The error texts of etcd 3.4 we rely on. */
+        assert_int_equal(etcd_error_to_errno("etcdserver: no leader", 14), -EAGAIN);
+        assert_int_equal(etcd_error_to_errno("etcdserver: request timed out", 14), -ETIMEDOUT);
+        assert_int_equal(
+                etcd_error_to_errno("etcdserver: request timed out, possibly due to previous leader failure",
+                                    14),
+                -ETIMEDOUT);
+        assert_int_equal(etcd_error_to_errno("etcdserver: mvcc: required revision has been compacted", 11),
+                         -ERANGE);
+        assert_int_equal(etcd_error_to_errno("etcdserver: request is too large", 3), -E2BIG);
+        assert_int_equal(etcd_error_to_errno("etcdserver: too many operations in txn request", 3), -E2BIG);
+        assert_int_equal(etcd_error_to_errno("etcdserver: duplicate key given in txn request", 3), -EINVAL);
+        assert_int_equal(etcd_error_to_errno("etcdserver: permission denied", 7), -EACCES);
+        assert_int_equal(
+                etcd_error_to_errno("etcdserver: authentication failed, invalid user ID or password", 3),
+                -EACCES);
+        assert_int_equal(etcd_error_to_errno("etcdserver: mvcc: database space exceeded", 8), -ENOSPC);
+        assert_int_equal(etcd_error_to_errno("something new", 14), -EAGAIN);
+        assert_int_equal(etcd_error_to_errno("something new", 4), -ETIMEDOUT);
+        assert_int_equal(etcd_error_to_errno(NULL, 0), -EIO);
+}
+
+/* ---- a fake gateway, for replies a real etcd does not give ----------- */
+
+enum fake_mode {
+        FAKE_JUNK,        /* 200 and not JSON */
+        FAKE_NO_HEADER,   /* 200, JSON without a header */
+        FAKE_NO_LEADER,   /* 503 "etcdserver: no leader" */
+        FAKE_V3BETA,      /* 404 (plain) on /v3/, a good reply on /v3beta/ */
+        FAKE_BAD_KEY,     /* a range reply with a key outside the prefix */
+        FAKE_BAD_B64,     /* a range reply whose value is not base64 */
+        FAKE_HANG,        /* reads the request and never answers */
+};
+
+struct fake {
+        int fd;
+        uint16_t port;
+        enum fake_mode mode;
+        pthread_t thread;
+        int stop[2];
+        int requests;
+        char last_path[128];
+};
+
+static const char good_range[] =
+        "{\"header\":{\"revision\":\"7\"},\"kvs\":[{\"key\":\"L2RrbS9r\",\"create_revision\":\"5\","
+        "\"mod_revision\":\"7\",\"value\":\"dg==\"}],\"count\":\"1\"}";
+
+static void fake_reply(int fd, const char *status, const char *body)
+{
+        char buf[1024];
+        int n = snprintf(buf, sizeof(buf),
+                         "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                         "Connection: close\r\n\r\n%s",
+                         status, strlen(body), body);
+
+        (void)!write(fd, buf, (size_t)n);
+}
+
+/* Reads one request (headers, then Content-Length bytes) into buf. */
+static bool fake_read_request(int fd, char *buf, size_t size)
+{
+        size_t n = 0;
+        char *end = NULL;
+        long want = -1;
+
+        while (n + 1 < size) {
+                ssize_t k = read(fd, buf + n, size - 1 - n);
+
+                if (k <= 0)
+                        return false;
+                n += (size_t)k;
+                buf[n] = 0;
+                if (!end && (end = strstr(buf, "\r\n\r\n"))) {
+                        const char *cl = strcasestr(buf, "Content-Length:");
+
+                        want = (long)(end + 4 - buf) + (cl ? strtol(cl + 15, NULL, 10) : 0);
+                }
+                if (end && (long)n >= want)
+                        return true;
+        }
+        return false;
+}
+
+static void *fake_main(void *userdata)
+{
+        struct fake *f = userdata;
+
+        for (;;) {
+                struct pollfd p[2] = { { f->fd, POLLIN, 0 }, { f->stop[0], POLLIN, 0 } };
+                char req[8192], *path;
+                int c;
+
+                if (poll(p, 2, -1) < 0 || p[1].revents)
+                        break;
+                c = accept4(f->fd, NULL, NULL, SOCK_CLOEXEC);
+                if (c < 0)
+                        continue;
+                if (!fake_read_request(c, req, sizeof(req))) {
+                        close(c);
+                        continue;
+                }
+                f->requests++;
+                path = strchr(req, ' ');
+                snprintf(f->last_path, sizeof(f->last_path), "%.*s", path ? (int)strcspn(path + 1, " ") : 0,
+                         path ? path + 1 : "");
+                switch (f->mode) {
+                case FAKE_JUNK:
+                        fake_reply(c, "200 OK", "hello");
+                        break;
+                case FAKE_NO_HEADER:
+                        fake_reply(c, "200 OK", "{\"kvs\":[]}");
+                        break;
+                case FAKE_NO_LEADER:
+                        fake_reply(c, "503 Service Unavailable",
+                                   "{\"error\":\"etcdserver: no leader\",\"message\":\"etcdserver: no "
+                                   "leader\",\"code\":14}");
+                        break;
+                case FAKE_V3BETA:
+                        if (strncmp(f->last_path, "/v3/", 4) == 0) {
+                                const char r404[] =
+                                        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+                                        "Content-Length: 19\r\nConnection: close\r\n\r\n404 page not found\n";
+                                (void)!write(c, r404, sizeof(r404) - 1);
+                        } else
+                                fake_reply(c, "200 OK", good_range);
+                        break;
+                case FAKE_BAD_KEY:
+                        fake_reply(c, "200 OK",
+                                   "{\"header\":{\"revision\":\"7\"},\"kvs\":[{\"key\":\"L290aGVyL2s=\","
+                                   "\"mod_revision\":\"7\"}]}");
+                        break;
+                case FAKE_BAD_B64:
+                        fake_reply(c, "200 OK",
+                                   "{\"header\":{\"revision\":\"7\"},\"kvs\":[{\"key\":\"L2RrbS9r\","
+                                   "\"value\":\"!!\"}]}");
+                        break;
+                case FAKE_HANG: {
+                        struct pollfd s = { f->stop[0], POLLIN, 0 };
+                        (void)poll(&s, 1, -1);
+                        break;
+                }
+                }
+                close(c);
+        }
+        return NULL;
+}
+
+static void fake_start(struct fake *f, enum fake_mode mode)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+
+        *f = (struct fake){ .mode = mode };
+        f->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(f->fd >= 0);
+        assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(f->fd, 16), 0);
+        assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &len), 0);
+        f->port = ntohs(a.sin_port);
+        assert_int_equal(pipe2(f->stop, O_CLOEXEC), 0);
+        assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(struct fake *f)
+{
+        (void)!write(f->stop[1], "x", 1);
+        pthread_join(f->thread, NULL);
+        close(f->fd);
+        close(f->stop[0]);
+        close(f->stop[1]);
+}
+
+/* A port on loopback where nothing listens: bound, never listening, so
+ * connections are refused and nobody else gets it meanwhile. */
+static int dead_port(uint16_t *ret)
+{
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        *ret = ntohs(a.sin_port);
+        return fd;
+}
+
+static int open_fake(const char *endpoints_list, struct store **ret)
+{
+        char loc[512];
+
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=/dkm/", endpoints_list);
+        return store_open(&store_etcd_ops, loc, ret);
+}
+
+static void test_bad_replies(void **state)
+{
+        static const struct {
+                enum fake_mode mode;
+                int open_err;
+        } cases[] = {
+                { FAKE_JUNK, -EBADMSG },
+                { FAKE_NO_HEADER, -EBADMSG },
+                { FAKE_NO_LEADER, -EAGAIN },
+        };
+        struct store *s = NULL;
+        struct store_kv kv = { 0 };
+        struct fake f;
+        char ep[64];
+
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                fake_start(&f, cases[i].mode);
+                snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", f.port);
+                assert_int_equal(open_fake(ep, &s), cases[i].open_err);
+                assert_null(s);
+                assert_true(f.requests >= 1);
+                fake_stop(&f);
+        }
+
+        /* An etcd that serves its gateway under /v3beta/ only. */
+        fake_start(&f, FAKE_V3BETA);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", f.port);
+        assert_int_equal(open_fake(ep, &s), 0);
+        assert_string_equal(f.last_path, "/v3beta/kv/range");
+        assert_int_equal(store_ops_of(s)->get(s, "k", &kv), 0);
+        assert_string_equal(kv.key, "k");
+        assert_int_equal(kv.value_len, 1);
+        assert_int_equal(kv.mod_revision, 7);
+        assert_int_equal(kv.create_revision, 5);
+        store_kv_clear(&kv);
+        assert_int_equal(f.requests, 3); /* 404, then straight to /v3beta/ */
+        store_close(s);
+        fake_stop(&f);
+
+        /* Replies that parse but say impossible things. */
+        fake_start(&f, FAKE_V3BETA);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", f.port);
+        assert_int_equal(open_fake(ep, &s), 0);
+        f.mode = FAKE_BAD_KEY;
+        assert_int_equal(store_ops_of(s)->get(s, "k", &kv), -EBADMSG);
+        f.mode = FAKE_BAD_B64;
+        assert_int_equal(store_ops_of(s)->get(s, "k", &kv), -EBADMSG);
+        f.mode = FAKE_NO_LEADER;
+        {
+                struct store_op op = { STORE_PUT, "k", "v", 1 };
+                assert_int_equal(store_ops_of(s)->txn(s, NULL, 0, &op, 1, NULL), -EAGAIN);
+        }
+        assert_null(kv.key);
+        store_close(s);
+        fake_stop(&f);
+
+        /* "No leader" on one member: the next one is asked. */
+        {
+                struct fake g;
+
+                fake_start(&f, FAKE_NO_LEADER);
+                fake_start(&g, FAKE_V3BETA);
+                snprintf(ep, sizeof(ep), "http://127.0.0.1:%u,http://127.0.0.1:%u", f.port, g.port);
+                assert_int_equal(open_fake(ep, &s), 0);
+                assert_int_equal(f.requests, 1);
+                store_close(s);
+                fake_stop(&f);
+                fake_stop(&g);
+        }
+}
+
+/* A member that takes a write and never answers: the write ends with
+ * -ETIMEDOUT within the call timeout, and is not sent elsewhere. */
+static void test_write_timeout(void **state)
+{
+        struct store_op op = { STORE_PUT, "k", "v", 1 };
+        struct store *s = NULL;
+        struct fake f, hang;
+        uint64_t start;
+        char ep[128];
+
+        fake_start(&f, FAKE_V3BETA);
+        fake_start(&hang, FAKE_HANG);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u,http://127.0.0.1:%u", f.port, hang.port);
+        assert_int_equal(open_fake(ep, &s), 0);
+        fake_stop(&f); /* the first member goes away: the write goes to the second */
+
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->txn(s, NULL, 0, &op, 1, NULL), -ETIMEDOUT);
+        print_message("write to a silent member: -ETIMEDOUT after %.2fs\n", elapsed_s(start));
+        assert_true(elapsed_s(start) < ETCD_CALL_TIMEOUT_MS / 1000.0 + 0.5);
+        assert_int_equal(hang.requests, 1);
+        store_close(s);
+        fake_stop(&hang);
+}
+
+static void test_unreachable(void **state)
+{
+        struct store *s = NULL;
+        uint16_t port[3];
+        int fd[3];
+        char ep[256];
+        uint64_t start;
+        int r;
+
+        for (int i = 0; i < 3; i++)
+                fd[i] = dead_port(&port[i]);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u,http://127.0.0.1:%u,http://127.0.0.1:%u", port[0],
+                 port[1], port[2]);
+        start = now_mono_usec();
+        r = open_fake(ep, &s);
+        print_message("all endpoints down: %d (%s) after %.2fs\n", r, strerror(-r), elapsed_s(start));
+        assert_true(r == -EHOSTUNREACH || r == -ETIMEDOUT);
+        assert_null(s);
+        assert_true(elapsed_s(start) < 3.0);
+        for (int i = 0; i < 3; i++)
+                close(fd[i]);
+}
+
+/* ---- the behavioural cases of test-store.c, against etcd --------------- */
+
+static void test_wrappers(void **state)
+{
+        struct store *s;
+
+        NEED_ETCD();
+        s = open_new();
+        assert_ptr_equal(store_ops_of(s), &store_etcd_ops);
+        assert_string_equal(store_ops_of(s)->name, "etcd");
+        put(s, "k", "v");
+
+        /* The pooled connections to etcd are close-on-exec.  (Not libcurl
+         * 7.88's own wakeup socketpair, AF_UNIX, which it makes without
+         * SOCK_CLOEXEC and does not let us reach.) */
+        {
+                DIR *d = opendir("/proc/self/fd");
+                struct dirent *de;
+                int sockets = 0;
+
+                assert_non_null(d);
+                while ((de = readdir(d))) {
+                        int fd = atoi(de->d_name), domain = 0;
+                        socklen_t len = sizeof(domain);
+                        struct stat st;
+
+                        if (de->d_name[0] == '.' || fd == dirfd(d) || fstat(fd, &st) < 0 ||
+                            !S_ISSOCK(st.st_mode) ||
+                            getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+                            (domain != AF_INET && domain != AF_INET6))
+                                continue;
+                        sockets++;
+                        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+                }
+                closedir(d);
+                assert_true(sockets >= 1);
+        }
+        store_close(s);
+}
+
+static void test_put_get(void **state)
+{
+        struct store *s;
+        struct store_kv kv = { 0 };
+        uint64_t mod = 0, create = 0;
+
+        NEED_ETCD();
+        s = open_new();
+        assert_int_equal(revision(s), 0);
+        assert_int_equal(put(s, "a", "one"), 1);
+        assert_string_equal(get(s, "a", &mod, &create), "one");
+        assert_int_equal(mod, 1);
+        assert_int_equal(create, 1);
+
+        assert_int_equal(put(s, "b", "x"), 2);
+        assert_int_equal(put(s, "a", "two"), 3);
+        assert_string_equal(get(s, "a", &mod, &create), "two");
+        assert_int_equal(mod, 3);
+        assert_int_equal(create, 1);
+
+        assert_int_equal(store_ops_of(s)->get(s, "missing", &kv), -ENOENT);
+        assert_null(kv.key);
+
+        put(s, "empty", "");
+        assert_int_equal(store_ops_of(s)->get(s, "empty", &kv), 0);
+        assert_non_null(kv.value);
+        assert_int_equal(kv.value_len, 0);
+        store_kv_clear(&kv);
+        {
+                struct store_op op = { STORE_PUT, "null", NULL, 0 };
+
+                assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
+                assert_int_equal(store_ops_of(s)->get(s, "null", &kv), 0);
+                assert_non_null(kv.value);
+                assert_int_equal(kv.value_len, 0);
+                store_kv_clear(&kv);
+        }
+
+        del(s, "a");
+        assert_string_equal(get(s, "a", NULL, NULL), "");
+        assert_int_equal(put(s, "a", "three"), 7);
+        get(s, "a", &mod, &create);
+        assert_int_equal(mod, 7);
+        assert_int_equal(create, 7);
+
+        {
+                uint8_t bin[300];
+                struct store_op op = { STORE_PUT, "bin", bin, sizeof(bin) };
+
+                for (size_t i = 0; i < sizeof(bin); i++)
+                        bin[i] = (uint8_t)i;
+                assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
+                assert_int_equal(store_ops_of(s)->get(s, "bin", &kv), 0);
+                assert_int_equal(kv.value_len, sizeof(bin));
+                assert_memory_equal(kv.value, bin, sizeof(bin));
+                store_kv_clear(&kv);
+        }
+        store_close(s);
+}
+
+static void test_range(void **state)
+{
+        struct store *s;
+        const char *keys[] = {
+                "b", "a/y/z", "ab", "a", "a0", "a/", "a/x", "a.", "a/\xc3\xa9", "\xe2\x82\xac"
+        };
+        struct walk w = { .stop_after = 2 };
+
+        NEED_ETCD();
+        s = open_new();
+        for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+                put(s, keys[i], "v");
+
+        assert_string_equal(range(s, "a/"), "a/=v@6/6;a/x=v@7/7;a/y/z=v@2/2;a/\xc3\xa9=v@9/9;");
+        assert_string_equal(range(s, "a/y/"), "a/y/z=v@2/2;");
+        assert_string_equal(range(s, "a/x"), "a/x=v@7/7;");
+        assert_string_equal(range(s, "nothing"), "");
+        assert_string_equal(range(s, "\xe2\x82\xac"), "\xe2\x82\xac=v@10/10;");
+        assert_int_equal(store_ops_of(s)->range(s, "\xe2", walk_cb, &w), -EINVAL);
+        assert_string_equal(range(s, ""),
+                            "a=v@4/4;a.=v@8/8;a/=v@6/6;a/x=v@7/7;a/y/z=v@2/2;a/\xc3\xa9=v@9/9;"
+                            "a0=v@5/5;ab=v@3/3;b=v@1/1;\xe2\x82\xac=v@10/10;");
+
+        assert_int_equal(store_ops_of(s)->range(s, "a", walk_cb, &w), 42);
+        assert_int_equal(w.seen, 2);
+
+        assert_int_equal(store_ops_of(s)->range(s, NULL, walk_cb, &w), -EINVAL);
+        assert_int_equal(store_ops_of(s)->range(s, "\xff", walk_cb, &w), -EINVAL);
+
+        /* A neighbouring prefix (another store root) stays out of sight. */
+        {
+                struct store *n;
+                char other[160];
+                char loc[1200];
+
+                snprintf(other, sizeof(other), "%.*s0/", (int)strlen(cur_prefix) - 1, cur_prefix);
+                snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, other);
+                assert_int_equal(store_open(&store_etcd_ops, loc, &n), 0);
+                put(n, "a/zz", "neighbour");
+                store_close(n);
+                /* And someone writes the prefix itself, which is no dkm key. */
+                snprintf(other, sizeof(other), "%.*s", (int)strlen(cur_prefix) - 1, cur_prefix);
+                snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, other);
+                assert_int_equal(store_open(&store_etcd_ops, loc, &n), 0);
+                assert_int_equal(put(n, "/", "root"), 12);
+                store_close(n);
+                assert_string_equal(range(s, ""),
+                                    "a=v@4/4;a.=v@8/8;a/=v@6/6;a/x=v@7/7;a/y/z=v@2/2;a/\xc3\xa9=v@9/9;"
+                                    "a0=v@5/5;ab=v@3/3;b=v@1/1;\xe2\x82\xac=v@10/10;");
+                assert_string_equal(changes(s, "", 9), "\xe2\x82\xac=v@10/10;");
+        }
+        store_close(s);
+}
+
+/* More keys than one page of etcd's Range. */
+static void test_range_pages(void **state)
+{
+        struct store_op ops[100];
+        char names[100][16];
+        struct walk w = { 0 };
+        struct store *s;
+        char want[16];
+
+        NEED_ETCD();
+        s = open_new();
+        for (int part = 0; part < 2; part++) {
+                for (int i = 0; i < 100; i++) {
+                        snprintf(names[i], sizeof(names[i]), "p/%03d", part * 100 + i);
+                        ops[i] = (struct store_op){ STORE_PUT, names[i], "v", 1 };
+                }
+                assert_int_equal(txn(s, NULL, 0, ops, 100, NULL), 0);
+        }
+        assert_int_equal(store_ops_of(s)->range(s, "p/", walk_cb, &w), 0);
+        assert_int_equal(w.seen, 200);
+        assert_true(strncmp(w.buf, "p/000=v@1/1;p/001=v@1/1;", 24) == 0);
+        snprintf(want, sizeof(want), "p/199=v@2/2;");
+        assert_non_null(strstr(w.buf, want));
+        assert_int_equal(strlen(w.buf), 200 * 12);
+        store_close(s);
+}
+
+static void test_revisions(void **state)
+{
+        struct store *s;
+        struct store_op ops[] = {
+                { STORE_PUT, "x", "1", 1 },
+                { STORE_PUT, "y", "2", 1 },
+                { STORE_DELETE, "z", NULL, 0 },
+        };
+        struct store_cmp cmp = { "x", 0 };
+        uint64_t rev = 0, mod = 0;
+
+        NEED_ETCD();
+        s = open_new();
+        for (uint64_t i = 1; i <= 5; i++) {
+                assert_int_equal(put(s, "counter", "c"), i);
+                assert_int_equal(revision(s), i);
+        }
+        assert_int_equal(txn(s, NULL, 0, ops, ARRAY_SIZE(ops), &rev), 0);
+        assert_int_equal(rev, 6);
+        get(s, "x", &mod, NULL);
+        assert_int_equal(mod, 6);
+        get(s, "y", &mod, NULL);
+        assert_int_equal(mod, 6);
+
+        assert_int_equal(del(s, "absent"), 6);
+        cmp.mod_revision = 6;
+        assert_int_equal(txn(s, &cmp, 1, NULL, 0, &rev), 0);
+        assert_int_equal(rev, 6);
+        assert_int_equal(revision(s), 6);
+        assert_int_equal(put(s, "x", "again"), 7);
+        store_close(s);
+}
+
+static void test_cas(void **state)
+{
+        struct store *s;
+        uint64_t rev, mod = 0;
+        struct store_op ops[] = {
+                { STORE_PUT, "p/1", "new", 3 },
+                { STORE_PUT, "p/2", "new", 3 },
+                { STORE_DELETE, "p/0", NULL, 0 },
+        };
+        struct store_cmp ok[] = { { "p/0", 1 }, { "p/1", 0 } };
+        struct store_cmp stale[] = { { "p/0", 1 }, { "p/1", 0 }, { "p/9", 0 } };
+
+        NEED_ETCD();
+        s = open_new();
+        assert_int_equal(put(s, "p/0", "old"), 1);
+        assert_int_equal(put(s, "p/9", "other"), 2);
+
+        rev = 77;
+        assert_int_equal(txn(s, stale, ARRAY_SIZE(stale), ops, ARRAY_SIZE(ops), &rev), -ESTALE);
+        assert_int_equal(rev, 77);
+        assert_int_equal(revision(s), 2);
+        assert_string_equal(get(s, "p/0", NULL, NULL), "old");
+        assert_string_equal(get(s, "p/1", NULL, NULL), "");
+        assert_string_equal(get(s, "p/2", NULL, NULL), "");
+        assert_string_equal(changes(s, "", 2), "");
+
+        ok[0].mod_revision = 2;
+        assert_int_equal(txn(s, ok, ARRAY_SIZE(ok), ops, ARRAY_SIZE(ops), NULL), -ESTALE);
+        ok[0].mod_revision = 1;
+
+        assert_int_equal(txn(s, ok, ARRAY_SIZE(ok), ops, ARRAY_SIZE(ops), &rev), 0);
+        assert_int_equal(rev, 3);
+        assert_string_equal(get(s, "p/0", NULL, NULL), "");
+        assert_string_equal(get(s, "p/1", &mod, NULL), "new");
+        assert_int_equal(mod, 3);
+        assert_string_equal(get(s, "p/2", NULL, NULL), "new");
+
+        {
+                struct store_cmp absent = { "lock", 0 };
+                struct store_op take = { STORE_PUT, "lock", "me", 2 };
+                struct store_op take2 = { STORE_PUT, "lock", "you", 3 };
+
+                assert_int_equal(txn(s, &absent, 1, &take, 1, NULL), 0);
+                assert_int_equal(txn(s, &absent, 1, &take2, 1, NULL), -ESTALE);
+                assert_string_equal(get(s, "lock", NULL, NULL), "me");
+        }
+        store_close(s);
+}
+
+static void test_changes(void **state)
+{
+        struct store *s;
+        uint64_t r0, rdel, rput;
+
+        NEED_ETCD();
+        s = open_new();
+        put(s, "a/1", "x");
+        put(s, "a/2", "x");
+        put(s, "b/1", "x");
+        r0 = revision(s);
+        assert_int_equal(r0, 3);
+        rdel = del(s, "a/1");
+        rput = put(s, "a/2", "y");
+        assert_int_equal(rdel, 4);
+        assert_int_equal(rput, 5);
+
+        assert_string_equal(changes(s, "a/", r0), "a/1!@4;a/2=y@5/2;");
+        assert_string_equal(changes(s, "a/", rdel), "a/2=y@5/2;");
+        assert_string_equal(changes(s, "a/", rput), "");
+        assert_string_equal(changes(s, "b/", r0), "");
+        assert_string_equal(changes(s, "", 0), "b/1=x@3/3;a/1!@4;a/2=y@5/2;");
+        assert_string_equal(changes(s, "", 1000), "");
+
+        put(s, "a/1", "z");
+        assert_string_equal(changes(s, "a/", r0), "a/2=y@5/2;a/1=z@6/6;");
+        del(s, "a/1");
+        assert_string_equal(changes(s, "a/1", r0), "a/1!@7;");
+        put(s, "a/10", "n");
+        put(s, "ab", "n");
+        assert_string_equal(changes(s, "a/1", 7), "a/10=n@8/8;");
+        store_close(s);
+}
+
+static int short_cb(const struct store_kv *kv, void *userdata)
+{
+        struct walk *w = userdata;
+        size_t n = strlen(w->buf);
+
+        snprintf(w->buf + n, sizeof(w->buf) - n, "%s%s@%llu;", kv->key, kv->value ? "=v" : "!",
+                 (unsigned long long)(kv->mod_revision - base));
+        return 0;
+}
+
+static void test_changes_exact(void **state)
+{
+        struct store *s;
+        uint64_t last[8] = { 0 }, rev = 0;
+        bool deleted[8] = { false };
+        uint64_t start;
+
+        NEED_ETCD();
+        s = open_new();
+        for (int i = 0; i < 60; i++) {
+                unsigned k = (unsigned)(i * 5 + i / 7) % 8;
+                char key[8];
+
+                snprintf(key, sizeof(key), "k%u", k);
+                if (i % 4 == 3 && last[k] && !deleted[k]) {
+                        rev = del(s, key);
+                        deleted[k] = true;
+                } else {
+                        rev = put(s, key, "v");
+                        deleted[k] = false;
+                }
+                last[k] = rev;
+        }
+        put(s, "other", "v");
+        start = now_mono_usec();
+        for (uint64_t since = 0; since <= rev + 1; since++) {
+                struct walk w = { 0 };
+                char want[512] = "";
+
+                for (uint64_t r = since + 1; r <= rev; r++)
+                        for (unsigned k = 0; k < 8; k++)
+                                if (last[k] == r) {
+                                        size_t n = strlen(want);
+
+                                        snprintf(want + n, sizeof(want) - n, "k%u%s@%llu;", k,
+                                                 deleted[k] ? "!" : "=v", (unsigned long long)r);
+                                }
+                assert_int_equal(changes_raw(s, "k", since, short_cb, &w), 0);
+                assert_string_equal(w.buf, want);
+        }
+        print_message("%llu changes() calls in %.2fs\n", (unsigned long long)rev + 2, elapsed_s(start));
+        store_close(s);
+}
+
+/* A key outside dkm's prefix, written last: no event of ours reaches the
+ * store's revision, and changes() ends on the quiet timeout instead. */
+static void test_changes_foreign_last(void **state)
+{
+        struct store *s, *foreign;
+        char loc[1200];
+        uint64_t r0, start;
+
+        NEED_ETCD();
+        s = open_new();
+        put(s, "a", "1");
+        r0 = revision(s);
+        del(s, "a");
+        put(s, "b", "2");
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=/not-dkm-%ld/", endpoints, (long)getpid());
+        assert_int_equal(store_open(&store_etcd_ops, loc, &foreign), 0);
+        put(foreign, "x", "y");
+        start = now_mono_usec();
+        assert_string_equal(changes(s, "", r0), "a!@2;b=2@3/3;");
+        print_message("changes() with a foreign write last: %.2fs\n", elapsed_s(start));
+        assert_true(elapsed_s(start) < 3.0);
+        store_close(foreign);
+        store_close(s);
+}
+
+static void test_compaction(void **state)
+{
+        struct walk w = { 0 };
+        struct store *s;
+        uint64_t rdel;
+
+        NEED_ETCD();
+        s = open_new();
+        put(s, "gone", "x");
+        rdel = del(s, "gone");
+        assert_int_equal(rdel, 2);
+        assert_string_equal(changes(s, "", 1), "gone!@2;");
+        for (int i = 0; i < 10; i++)
+                put(s, "busy", "x");
+        assert_int_equal(revision(s), 12);
+        /* etcd keeps history until compacted; compact as the SQLite test's
+         * history of 5 revisions would have. */
+        assert_int_equal(store_etcd_compact(s, base + 8), 0);
+        assert_int_equal(changes_raw(s, "", 1, walk_cb, &w), -ERANGE);
+        assert_int_equal(w.seen, 0);
+        assert_string_equal(changes(s, "", 7), "busy=x@12/3;");
+        /* Compacting again at or below the horizon is refused. */
+        assert_int_equal(store_etcd_compact(s, base + 8), -ERANGE);
+        assert_int_equal(store_etcd_compact(NULL, 1), -EINVAL);
+        store_close(s);
+
+        s = open_again();
+        assert_int_equal(changes_raw(s, "", 1, walk_cb, &w), -ERANGE);
+        /* Current state is untouched by compaction. */
+        assert_string_equal(range(s, ""), "busy=x@12/3;");
+        store_close(s);
+}
+
+static void test_persistence(void **state)
+{
+        struct store *s;
+        uint64_t mod = 0, create = 0;
+
+        NEED_ETCD();
+        s = open_new();
+        put(s, "k/1", "one");
+        put(s, "k/2", "two");
+        put(s, "k/1", "uno");
+        del(s, "k/2");
+        store_close(s);
+
+        s = open_again();
+        assert_int_equal(revision(s), 4);
+        assert_string_equal(get(s, "k/1", &mod, &create), "uno");
+        assert_int_equal(mod, 3);
+        assert_int_equal(create, 1);
+        assert_string_equal(changes(s, "", 0), "k/1=uno@3/1;k/2!@4;");
+        assert_int_equal(put(s, "k/3", "three"), 5);
+        store_close(s);
+}
+
+static int n_increments = 100;
+
+struct counter_thread {
+        struct store *s;
+        pthread_barrier_t *start;
+        int retries;
+        int err;
+};
+
+static void *counter_main(void *userdata)
+{
+        struct counter_thread *t = userdata;
+
+        pthread_barrier_wait(t->start);
+        for (int i = 0; i < n_increments && !t->err; i++) {
+                for (;;) {
+                        struct store_kv kv = { 0 };
+                        char buf[32];
+                        unsigned long v;
+                        int r = store_ops_of(t->s)->get(t->s, "counter", &kv);
+
+                        if (r < 0 && r != -ENOENT) {
+                                t->err = r;
+                                break;
+                        }
+                        v = 0;
+                        if (r == 0) {
+                                snprintf(buf, sizeof(buf), "%.*s", (int)kv.value_len, (const char *)kv.value);
+                                v = strtoul(buf, NULL, 10);
+                        }
+                        snprintf(buf, sizeof(buf), "%lu", v + 1);
+                        usleep(100);
+                        {
+                                struct store_cmp c = { "counter", kv.mod_revision };
+                                struct store_op o = { STORE_PUT, "counter", buf, strlen(buf) };
+
+                                r = store_ops_of(t->s)->txn(t->s, &c, 1, &o, 1, NULL);
+                        }
+                        store_kv_clear(&kv);
+                        if (r == 0)
+                                break;
+                        if (r != -ESTALE) {
+                                t->err = r;
+                                break;
+                        }
+                        t->retries++;
+                }
+        }
+        return NULL;
+}
+
+static void run_counters(struct store *s1, struct store *s2)
+{
+        pthread_barrier_t start;
+        struct counter_thread t[2] = { { .s = s1, .start = &start }, { .s = s2, .start = &start } };
+        pthread_t th[2];
+        char want[32];
+
+        assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
+        put(s1, "counter", "0");
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, counter_main, &t[i]), 0);
+        for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_join(th[i], NULL), 0);
+        pthread_barrier_destroy(&start);
+        assert_int_equal(t[0].err, 0);
+        assert_int_equal(t[1].err, 0);
+        snprintf(want, sizeof(want), "%d", 2 * n_increments);
+        assert_string_equal(get(s1, "counter", NULL, NULL), want);
+        assert_string_equal(get(s2, "counter", NULL, NULL), want);
+        assert_int_equal(revision(s1), 1 + 2 * n_increments);
+        print_message("counter: %d + %d compare failures retried\n", t[0].retries, t[1].retries);
+}
+
+static void test_threads_one_handle(void **state)
+{
+        struct store *s;
+
+        NEED_ETCD();
+        s = open_new();
+        run_counters(s, s);
+        store_close(s);
+}
+
+static void test_two_handles(void **state)
+{
+        struct store *s1, *s2;
+        char want[64];
+
+        NEED_ETCD();
+        s1 = open_new();
+        s2 = open_again();
+        run_counters(s1, s2);
+        put(s1, "watch/me", "hello");
+        snprintf(want, sizeof(want), "watch/me=hello@%d/%d;", 2 * n_increments + 2, 2 * n_increments + 2);
+        assert_string_equal(changes(s2, "watch/", 0), want);
+        store_close(s1);
+        store_close(s2);
+}
+
+static void test_two_processes(void **state)
+{
+        struct store *s;
+        pid_t pid[2];
+        char want[32];
+
+        NEED_ETCD();
+        s = open_new();
+        for (int i = 0; i < 2; i++) {
+                pid[i] = fork();
+                assert_true(pid[i] >= 0);
+                if (pid[i] == 0) {
+                        pthread_barrier_t start;
+                        struct counter_thread t = { .start = &start };
+
+                        pthread_barrier_init(&start, NULL, 1);
+                        if (store_open(&store_etcd_ops, NULL, &t.s) != -EINVAL)
+                                _exit(3);
+                        /* No cmocka asserts here: the parent judges by the exit code. */
+                        {
+                                char loc[1200];
+
+                                snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, cur_prefix);
+                                if (store_open(&store_etcd_ops, loc, &t.s) < 0)
+                                        _exit(2);
+                        }
+                        counter_main(&t);
+                        store_close(t.s);
+                        _exit(t.err ? 1 : 0);
+                }
+        }
+        for (int i = 0; i < 2; i++) {
+                int status = 0;
+
+                assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
+                assert_true(WIFEXITED(status));
+                assert_int_equal(WEXITSTATUS(status), 0);
+        }
+        snprintf(want, sizeof(want), "%d", 2 * n_increments);
+        assert_string_equal(get(s, "counter", NULL, NULL), want);
+        store_close(s);
+}
+
+static void test_limits(void **state)
+{
+        struct store *s;
+        char *key;
+        uint8_t *value;
+        struct store_op op;
+        struct store_op many[STORE_TXN_OPS_MAX + 1];
+        char names[STORE_TXN_OPS_MAX + 1][8];
+        struct store_kv kv = { 0 };
+
+        NEED_ETCD();
+        s = open_new();
+        key = malloc(STORE_KEY_MAX + 2);
+        value = calloc(1, STORE_VALUE_MAX + 1);
+        op = (struct store_op){ STORE_PUT, key, value, STORE_VALUE_MAX };
+        assert_non_null(key);
+        assert_non_null(value);
+        for (size_t i = 0; i < STORE_VALUE_MAX; i++)
+                value[i] = (uint8_t)(i * 31 + 7);
+        memset(key, 'k', STORE_KEY_MAX);
+        key[STORE_KEY_MAX] = 0;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
+        assert_int_equal(store_ops_of(s)->get(s, key, &kv), 0);
+        assert_int_equal(kv.value_len, STORE_VALUE_MAX);
+        assert_memory_equal(kv.value, value, STORE_VALUE_MAX);
+        store_kv_clear(&kv);
+
+        op.value_len = STORE_VALUE_MAX + 1;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -E2BIG);
+        op.value_len = 1;
+        key[STORE_KEY_MAX] = 'k';
+        key[STORE_KEY_MAX + 1] = 0;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -E2BIG);
+        assert_int_equal(store_ops_of(s)->get(s, key, &kv), -E2BIG);
+        {
+                struct store_cmp c = { key, 0 };
+                assert_int_equal(txn(s, &c, 1, NULL, 0, NULL), -E2BIG);
+        }
+        assert_int_equal(revision(s), 1);
+
+        op.key = "";
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        op.key = "bad\xc3";
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        op.key = "\xed\xa0\x80";
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        op.key = NULL;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        op.key = "ok";
+        op.value = NULL;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        op.type = 99;
+        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
+        {
+                struct store_op dup[] = { { STORE_PUT, "d", "1", 1 }, { STORE_DELETE, "d", NULL, 0 } };
+                assert_int_equal(txn(s, NULL, 0, dup, 2, NULL), -EINVAL);
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(many); i++) {
+                snprintf(names[i], sizeof(names[i]), "m/%zu", i);
+                many[i] = (struct store_op){ STORE_PUT, names[i], "x", 1 };
+        }
+        assert_int_equal(txn(s, NULL, 0, many, STORE_TXN_OPS_MAX + 1, NULL), -E2BIG);
+        assert_int_equal(revision(s), 1);
+        assert_int_equal(txn(s, NULL, 0, many, STORE_TXN_OPS_MAX, NULL), 0);
+        assert_int_equal(revision(s), 2);
+
+        /* Two values of 1 MiB in one transaction pass our limits but not
+         * etcd's request size (1.5 MiB by default): -E2BIG, nothing written. */
+        {
+                struct store_op two[] = { { STORE_PUT, "big1", value, STORE_VALUE_MAX },
+                                          { STORE_PUT, "big2", value, STORE_VALUE_MAX } };
+                assert_int_equal(txn(s, NULL, 0, two, 2, NULL), -E2BIG);
+                assert_int_equal(revision(s), 2);
+        }
+
+        free(key);
+        free(value);
+        store_close(s);
+}
+
+/* The first endpoint is dead: every operation goes to the next one. */
+static void test_failover(void **state)
+{
+        struct store *s = NULL;
+        char loc[1200];
+        uint16_t port;
+        uint64_t start;
+        int fd = dead_port(&port);
+
+        NEED_ETCD();
+        snprintf(cur_prefix, sizeof(cur_prefix), "/dkm-test-%ld-%u/", (long)getpid(), ++prefix_serial);
+        snprintf(loc, sizeof(loc), "endpoints=http://127.0.0.1:%u,%s;prefix=%s", port, endpoints, cur_prefix);
+        start = now_mono_usec();
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), 0);
+        base = raw_revision(s);
+        assert_int_equal(put(s, "f", "1"), 1);
+        assert_string_equal(get(s, "f", NULL, NULL), "1");
+        assert_string_equal(range(s, ""), "f=1@1/1;");
+        assert_string_equal(changes(s, "", 0), "f=1@1/1;");
+        assert_true(elapsed_s(start) < 3.0);
+        store_close(s);
+        close(fd);
+}
+
+/* For the integration test: two of three members stop while we hold a
+ * store; reads and writes must fail cleanly and in time. */
+static void test_quorum_loss(void **state)
+{
+        const char *dir = getenv("DKM_ETCD_QUORUM_LOSS");
+        char path[512];
+        struct store *s;
+        struct stat st;
+        int fd;
+
+        NEED_ETCD();
+        s = open_at("/dkm-it-quorum/");
+        for (int i = 0; i < 20; i++) {
+                char k[16], v[16];
+
+                snprintf(k, sizeof(k), "k%02d", i);
+                snprintf(v, sizeof(v), "v%02d", i);
+                put(s, k, v);
+        }
+        snprintf(path, sizeof(path), "%s/ready", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        snprintf(path, sizeof(path), "%s/go", dir);
+        for (int i = 0; stat(path, &st) < 0; i++) {
+                assert_true(i < 1200); /* 2 minutes */
+                usleep(100000);
+        }
+
+        for (int i = 0; i < 3; i++) {
+                struct store_op op = { STORE_PUT, "maybe", "x", 1 };
+                struct store_kv kv = { 0 };
+                uint64_t start = now_mono_usec(), rev;
+                int r;
+
+                r = store_ops_of(s)->txn(s, NULL, 0, &op, 1, NULL);
+                print_message("write without quorum: %d (%s) after %.2fs\n", r, strerror(-r),
+                              elapsed_s(start));
+                assert_true(r == -EAGAIN || r == -ETIMEDOUT);
+                assert_true(elapsed_s(start) < ETCD_CALL_TIMEOUT_MS / 1000.0 + 0.5);
+
+                start = now_mono_usec();
+                r = store_ops_of(s)->get(s, "k00", &kv);
+                print_message("read without quorum: %d (%s) after %.2fs\n", r, strerror(-r),
+                              elapsed_s(start));
+                assert_true(r == -EAGAIN || r == -ETIMEDOUT);
+                assert_true(elapsed_s(start) < ETCD_CALL_TIMEOUT_MS / 1000.0 + 0.5);
+
+                r = store_ops_of(s)->revision(s, &rev);
+                assert_true(r == -EAGAIN || r == -ETIMEDOUT);
+        }
+        store_close(s);
+}
+
+/* For the integration test: etcd with authentication on, and DKM_ETCD_AUTH
+ * = "user:password" for a user who may read and write /dkm-auth/ only.
+ * The cluster's token TTL is short (--auth-token-ttl 2), so that a token
+ * expires between two calls and must be fetched again. */
+static void test_auth(void **state)
+{
+        const char *auth = getenv("DKM_ETCD_AUTH");
+        char user[64], loc[1400], prefix[64];
+        const char *password;
+        struct store *s = NULL;
+        uint64_t r0;
+
+        NEED_ETCD();
+        password = strchr(auth, ':');
+        assert_non_null(password);
+        snprintf(user, sizeof(user), "%.*s", (int)(password - auth), auth);
+        password++;
+        snprintf(prefix, sizeof(prefix), "/dkm-auth/%ld/", (long)getpid());
+
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s;user=%s;password=%s", endpoints, prefix, user,
+                 password);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), 0);
+        base = raw_revision(s);
+        put(s, "k", "v");
+        assert_string_equal(get(s, "k", NULL, NULL), "v");
+        r0 = revision(s);
+        sleep(3); /* the token expires */
+        del(s, "k");
+        assert_string_equal(changes(s, "", r0), "k!@2;");
+        assert_string_equal(range(s, ""), "");
+        store_close(s);
+        s = NULL;
+
+        /* A wrong password, no user at all, a prefix the user may not read. */
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s;user=%s;password=%s-wrong", endpoints,
+                 prefix, user, password);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EACCES);
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, prefix);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EACCES);
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=/dkm-other/;user=%s;password=%s", endpoints, user,
+                 password);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EACCES);
+        assert_null(s);
+}
+
+/* For the integration test: https members that want a client certificate;
+ * DKM_ETCD_TLS names the directory with ca.pem and client.pem/.key. */
+static void test_tls(void **state)
+{
+        const char *dir = getenv("DKM_ETCD_TLS");
+        struct store *s = NULL;
+        char loc[2048], prefix[64];
+        uint64_t r0;
+
+        NEED_ETCD();
+        snprintf(prefix, sizeof(prefix), "/dkm-tls-%ld/", (long)getpid());
+        snprintf(loc, sizeof(loc),
+                 "endpoints=%s;prefix=%s;cacert=%s/ca.pem;cert=%s/client.pem;key=%s/client.key",
+                 endpoints, prefix, dir, dir, dir);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), 0);
+        base = raw_revision(s);
+        put(s, "k", "v");
+        r0 = revision(s);
+        del(s, "k");
+        put(s, "j", "w");
+        assert_string_equal(get(s, "j", NULL, NULL), "w");
+        assert_string_equal(range(s, ""), "j=w@3/3;");
+        assert_string_equal(changes(s, "", r0), "k!@2;j=w@3/3;");
+        store_close(s);
+        s = NULL;
+
+        /* No client certificate: the members refuse the handshake. */
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s;cacert=%s/ca.pem", endpoints, prefix, dir);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EPROTO);
+        /* A CA that did not sign the members' certificate. */
+        snprintf(loc, sizeof(loc),
+                 "endpoints=%s;prefix=%s;cacert=%s/client.pem;cert=%s/client.pem;key=%s/client.key",
+                 endpoints, prefix, dir, dir, dir);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EPROTO);
+        /* A key file that is not there. */
+        snprintf(loc, sizeof(loc),
+                 "endpoints=%s;prefix=%s;cacert=%s/ca.pem;cert=%s/client.pem;key=%s/none.key",
+                 endpoints, prefix, dir, dir, dir);
+        assert_int_equal(store_open(&store_etcd_ops, loc, &s), -EPROTO);
+        assert_null(s);
+}
+
+static int group_setup(void **state)
+{
+        endpoints = getenv("DKM_ETCD_ENDPOINTS");
+        if (endpoints && !*endpoints)
+                endpoints = NULL;
+        if (getenv("DKM_ETCD_QUICK"))
+                n_increments = 20;
+        return 0;
+}
+
+int main(void)
+{
+        const struct CMUnitTest all[] = {
+                cmocka_unit_test(test_location),
+                cmocka_unit_test(test_codecs),
+                cmocka_unit_test(test_bad_replies),
+                cmocka_unit_test(test_write_timeout),
+                cmocka_unit_test(test_unreachable),
+                cmocka_unit_test(test_wrappers),
+                cmocka_unit_test(test_put_get),
+                cmocka_unit_test(test_range),
+                cmocka_unit_test(test_range_pages),
+                cmocka_unit_test(test_revisions),
+                cmocka_unit_test(test_cas),
+                cmocka_unit_test(test_changes),
+                cmocka_unit_test(test_changes_exact),
+                cmocka_unit_test(test_changes_foreign_last),
+                cmocka_unit_test(test_compaction),
+                cmocka_unit_test(test_persistence),
+                cmocka_unit_test(test_threads_one_handle),
+                cmocka_unit_test(test_two_handles),
+                cmocka_unit_test(test_two_processes),
+                cmocka_unit_test(test_limits),
+                cmocka_unit_test(test_failover),
+        };
+        const struct CMUnitTest quick[] = {
+                cmocka_unit_test(test_put_get),
+                cmocka_unit_test(test_range),
+                cmocka_unit_test(test_cas),
+                cmocka_unit_test(test_changes),
+                cmocka_unit_test(test_two_handles),
+                cmocka_unit_test(test_failover),
+        };
+        const struct CMUnitTest quorum[] = {
+                cmocka_unit_test(test_quorum_loss),
+        };
+        const struct CMUnitTest auth[] = {
+                cmocka_unit_test(test_auth),
+        };
+        const struct CMUnitTest tls[] = {
+                cmocka_unit_test(test_tls),
+        };
+
+        if (getenv("DKM_ETCD_TLS"))
+                return cmocka_run_group_tests_name("store-etcd (TLS)", tls, group_setup, NULL);
+        if (getenv("DKM_ETCD_AUTH"))
+                return cmocka_run_group_tests_name("store-etcd (auth)", auth, group_setup, NULL);
+        if (getenv("DKM_ETCD_QUORUM_LOSS"))
+                return cmocka_run_group_tests_name("store-etcd (quorum loss)", quorum, group_setup, NULL);
+        if (getenv("DKM_ETCD_QUICK"))
+                return cmocka_run_group_tests_name("store-etcd (quick)", quick, group_setup, NULL);
+        return cmocka_run_group_tests_name("store-etcd", all, group_setup, NULL);
+}
