@@ -48,6 +48,16 @@ int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx, 
 int dkm_decrypt(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx,
                 const void *ciphertext, size_t len, uint8_t **ret, size_t *ret_len);
 
+/* Large data: dkmd reads in_fd and writes out_fd itself (the descriptors
+ * are passed over the socket), streaming in 64 KiB segments (format v2)
+ * with flat memory.  Decryption takes either format.  out_fd receives
+ * plaintext before the end of the stream is verified: write to a temporary
+ * file and keep it only on success.  *ret_bytes: plaintext bytes. */
+int dkm_encrypt_fd(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n_ctx,
+                   int in_fd, int out_fd, uint64_t *ret_bytes);
+int dkm_decrypt_fd(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx, int in_fd, int out_fd,
+                   uint64_t *ret_bytes);
+
 /* Envelope encryption: a fresh 256-bit data key in ret_key, and its wrapped
  * form (*ret_wrapped, malloc'd) under the policy's active generation.  Wipe
  * the key after use.  dkm_unwrap_datakey() gives it back under the same

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -216,6 +217,9 @@ int main(int argc, char **argv)
         struct ctl ctl = { 0 };
         const struct verb *verb = NULL;
         int i = 1, words = 0, r, npos = 0;
+
+        /* A reader that goes away must not kill dkmctl mid-write. */
+        signal(SIGPIPE, SIG_IGN);
 
         while (i < argc && argv[i][0] == '-') {
                 if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* encrypt, decrypt, rewrap, inspect: the verbs of the service accounts. */
+#include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <sys/stat.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,66 +82,263 @@ static int parse_crypt_args(int argc, char **argv, bool allow_policy, bool allow
         return 0;
 }
 
-typedef int (*crypt_fn)(dkm_client *c, const char *policy, const dkm_context_pair *ctx,
-                        size_t n, const void *in, size_t len, uint8_t **ret, size_t *ret_len);
+/* Up to this much goes inline in one message (format v1); more is streamed
+ * by dkmd between passed descriptors (format v2).  64 KiB keeps a message
+ * within what the kernel engine carries in one AF_ALG operation. */
+#define INLINE_MAX (64 * 1024)
 
-static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt, crypt_fn fn,
-                     bool secret_out)
+static int read_up_to(int fd, uint8_t *buf, size_t size, size_t *ret_len)
 {
-        struct crypt_args a = { 0 };
-        uint8_t *in = NULL, *out = NULL;
-        size_t in_len = 0, out_len = 0;
+        size_t got = 0;
+
+        while (got < size) {
+                ssize_t n = read(fd, buf + got, size - got);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        *ret_len = got;
+        return 0;
+}
+
+/* Feeds dkmd a pipe holding what dkmctl already read, then the rest of the
+ * input, for inputs that cannot be handed over as they are. */
+struct pump {
+        int from, to;
+        uint8_t *prefix;
+        size_t prefix_len;
+        pthread_t thread;
+};
+
+static void *pump_run(void *p)
+{
+        struct pump *pm = p;
+        uint8_t buf[65536];
+        size_t off = 0;
+
+        while (off < pm->prefix_len) {
+                ssize_t n = write(pm->to, pm->prefix + off, pm->prefix_len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        goto out;
+                off += (size_t)n;
+        }
+        for (;;) {
+                ssize_t n = read(pm->from, buf, sizeof(buf)), w = 0;
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                while (w < n) {
+                        ssize_t k = write(pm->to, buf + w, (size_t)(n - w));
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                goto out;
+                        w += k;
+                }
+        }
+out:
+        close(pm->to);
+        return NULL;
+}
+
+static int pump_start(struct pump *pm, int from, uint8_t *prefix, size_t prefix_len, int *ret_fd)
+{
+        int p[2];
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        *pm = (struct pump){ .from = from, .to = p[1], .prefix = prefix, .prefix_len = prefix_len };
+        if (pthread_create(&pm->thread, NULL, pump_run, pm) != 0) {
+                close(p[0]);
+                close(p[1]);
+                return -EAGAIN;
+        }
+        *ret_fd = p[0];
+        return 0;
+}
+
+/* The output of a stream: a temporary file beside --out that is renamed
+ * only when dkmd says the stream was whole, or standard output. */
+struct output {
+        const char *path;
+        char *tmp;
+        int fd;
+};
+
+static int output_open(struct output *o, const char *path)
+{
+        _cleanup_free_ char *dir = NULL;
+
+        *o = (struct output){ .path = path, .fd = STDOUT_FILENO };
+        if (!path || strcmp(path, "-") == 0)
+                return 0;
+        dir = strdup(path);
+        if (!dir || asprintf(&o->tmp, "%s/.dkmctl.XXXXXX", dirname(dir)) < 0)
+                return fail("out of memory");
+        o->fd = mkostemp(o->tmp, O_CLOEXEC);
+        if (o->fd < 0)
+                return fail("cannot create a file next to %s: %s", path, strerror(errno));
+        return 0;
+}
+
+static int output_close(struct output *o, bool ok)
+{
+        int r = 0;
+
+        if (!o->tmp)
+                return 0;
+        if (ok && fsync(o->fd) < 0)
+                r = fail("cannot write %s: %s", o->path, strerror(errno));
+        close(o->fd);
+        if (ok && r == 0 && rename(o->tmp, o->path) < 0)
+                r = fail("cannot write %s: %s", o->path, strerror(errno));
+        if (!ok || r)
+                unlink(o->tmp);
+        free(o->tmp);
+        return r;
+}
+
+static int run_stream(struct ctl *ctl, struct crypt_args *a, bool is_encrypt, int in_fd)
+{
+        struct output o;
+        uint64_t bytes;
         int r;
 
-        if (parse_crypt_args(argc, argv, is_encrypt, false, &a))
-                return 1;
-        if (read_input(a.in, is_encrypt ? WIRE_MAX_DATA : WIRE_MAX_DATA + FORMAT_OVERHEAD, &in,
-                       &in_len))
+        if (output_open(&o, a->out))
                 return 1;
         if (ctl_connect(ctl)) {
-                dkm_free_secret(in, in_len);
+                output_close(&o, false);
                 return 1;
         }
-        r = fn(ctl->client, a.policy, a.ctx, a.n_ctx, in, in_len, &out, &out_len);
-        dkm_free_secret(in, in_len);
+        r = is_encrypt ? dkm_encrypt_fd(ctl->client, a->policy, a->ctx, a->n_ctx, in_fd, o.fd, &bytes)
+                       : dkm_decrypt_fd(ctl->client, a->ctx, a->n_ctx, in_fd, o.fd, &bytes);
+        if (r < 0) {
+                output_close(&o, false);
+                return fail_dkm(ctl, r, is_encrypt ? "encrypt" : "decrypt");
+        }
+        return output_close(&o, true);
+}
+
+static int run_inline(struct ctl *ctl, struct crypt_args *a, uint16_t kind, const uint8_t *in,
+                      size_t in_len, const char *verb)
+{
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        int r;
+
+        if (ctl_connect(ctl))
+                return 1;
+        if (kind == 'e')
+                r = dkm_encrypt(ctl->client, a->policy, a->ctx, a->n_ctx, in, in_len, &out, &out_len);
+        else if (kind == 'd')
+                r = dkm_decrypt(ctl->client, a->ctx, a->n_ctx, in, in_len, &out, &out_len);
+        else
+                r = dkm_rewrap(ctl->client, a->ctx, a->n_ctx, in, in_len, &out, &out_len);
         if (r < 0)
-                return fail_dkm(ctl, r, argv[0]);
-        r = write_output(a.out, out, out_len, secret_out);
+                return fail_dkm(ctl, r, verb);
+        r = write_output(a->out, out, out_len, kind == 'd');
         dkm_free_secret(out, out_len);
         return r;
 }
 
-static int encrypt_fn(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n,
-                      const void *in, size_t len, uint8_t **ret, size_t *ret_len)
+/* encrypt and decrypt: small inputs inline, large ones streamed by dkmd. */
+static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt)
 {
-        return dkm_encrypt(c, policy, ctx, n, in, len, ret, ret_len);
-}
+        struct crypt_args a = { 0 };
+        _cleanup_close_ int in_fd = -1;
+        size_t peek = is_encrypt ? INLINE_MAX + 1 : WIRE_MAX_DATA + FORMAT_OVERHEAD + 1, got = 0;
+        uint8_t *buf;
+        struct stat st;
+        int r;
 
-static int decrypt_fn(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n,
-                      const void *in, size_t len, uint8_t **ret, size_t *ret_len)
-{
-        return dkm_decrypt(c, ctx, n, in, len, ret, ret_len);
-}
+        if (parse_crypt_args(argc, argv, is_encrypt, false, &a))
+                return 1;
+        in_fd = a.in && strcmp(a.in, "-") ? open(a.in, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
+        if (in_fd < 0)
+                return fail("cannot open %s: %s", a.in ? a.in : "standard input", strerror(errno));
+        if (fstat(in_fd, &st) < 0)
+                return fail("cannot read %s: %s", a.in ? a.in : "standard input", strerror(errno));
+        /* A regular file is handed to dkmd as it is, when large (encrypt) or
+         * a stream (decrypt: the version byte says). */
+        if (S_ISREG(st.st_mode)) {
+                uint8_t head[5];
 
-static int rewrap_fn(dkm_client *c, const char *policy, const dkm_context_pair *ctx, size_t n,
-                     const void *in, size_t len, uint8_t **ret, size_t *ret_len)
-{
-        return dkm_rewrap(c, ctx, n, in, len, ret, ret_len);
+                if (is_encrypt && st.st_size > INLINE_MAX)
+                        return run_stream(ctl, &a, true, in_fd);
+                if (!is_encrypt && pread(in_fd, head, 5, 0) == 5 && memcmp(head, "DKMC", 4) == 0 &&
+                    head[4] == 2)
+                        return run_stream(ctl, &a, false, in_fd);
+        }
+        buf = malloc(peek);
+        if (!buf)
+                return fail("out of memory");
+        /* Decrypt of a pipe: 5 bytes tell the format. */
+        r = read_up_to(in_fd, buf, is_encrypt ? peek : 5, &got);
+        if (r >= 0 && !is_encrypt && !(got == 5 && memcmp(buf, "DKMC", 4) == 0 && buf[4] == 2)) {
+                size_t more = 0;
+                r = read_up_to(in_fd, buf + got, peek - got, &more);
+                got += more;
+        }
+        if (r < 0) {
+                dkm_free_secret(buf, peek);
+                return fail("cannot read %s: %s", a.in ? a.in : "standard input", strerror(-r));
+        }
+        if ((is_encrypt && got <= INLINE_MAX) || (!is_encrypt && !(got == 5 && buf[4] == 2))) {
+                if (!is_encrypt && got == peek) {
+                        dkm_free_secret(buf, peek);
+                        return fail("decrypt: input larger than any version 1 ciphertext");
+                }
+                r = run_inline(ctl, &a, is_encrypt ? 'e' : 'd', buf, got, argv[0]);
+        } else {
+                struct pump pm;
+                int pipe_fd = -1;
+
+                r = pump_start(&pm, in_fd, buf, got, &pipe_fd);
+                if (r < 0)
+                        r = fail("cannot start a pipe: %s", strerror(-r));
+                else {
+                        r = run_stream(ctl, &a, is_encrypt, pipe_fd);
+                        close(pipe_fd); /* a pump still writing gets EPIPE and stops */
+                        pthread_join(pm.thread, NULL);
+                }
+        }
+        dkm_free_secret(buf, peek);
+        return r;
 }
 
 int verb_encrypt(struct ctl *ctl, int argc, char **argv)
 {
-        return run_crypt(ctl, argc, argv, true, encrypt_fn, false);
+        return run_crypt(ctl, argc, argv, true);
 }
 
 int verb_decrypt(struct ctl *ctl, int argc, char **argv)
 {
-        return run_crypt(ctl, argc, argv, false, decrypt_fn, true);
+        return run_crypt(ctl, argc, argv, false);
 }
 
 int verb_rewrap(struct ctl *ctl, int argc, char **argv)
 {
-        return run_crypt(ctl, argc, argv, false, rewrap_fn, false);
+        struct crypt_args a = { 0 };
+        uint8_t *in = NULL;
+        size_t in_len = 0;
+        int r;
+
+        if (parse_crypt_args(argc, argv, false, false, &a))
+                return 1;
+        if (read_input(a.in, WIRE_MAX_DATA + FORMAT_OVERHEAD, &in, &in_len))
+                return 1;
+        r = run_inline(ctl, &a, 'r', in, in_len, "rewrap");
+        dkm_free_secret(in, in_len);
+        return r;
 }
 
 int verb_inspect(struct ctl *ctl, int argc, char **argv)

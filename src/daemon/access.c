@@ -40,6 +40,8 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
         case WIRE_REWRAP:
         case WIRE_DATAKEY:
         case WIRE_BATCH:
+        case WIRE_ENCRYPT_FD:
+        case WIRE_DECRYPT_FD:
                 need = ROLE_USER;
                 reason = "not in the users group";
                 break;

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
 
@@ -6,6 +7,7 @@
 #include "server.h"
 #include "shared/format.h"
 #include "shared/secret.h"
+#include "shared/stream.h"
 #include "shared/util.h"
 #include "shared/wire.h"
 
@@ -508,8 +510,48 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
+/* Streams between the two descriptors the client passed: input, output. */
+static void handle_stream(const struct daemon_state *st, const struct peer *peer,
+                          const struct wire_msg *req, const int *fds, size_t n_fds,
+                          struct wire_builder *b)
+{
+        _cleanup_free_ uint8_t *ctx = NULL;
+        char policy[65], err[KEYS_ERR_MAX] = "", json[64];
+        uint32_t segment = STREAM_SEGMENT_DEFAULT;
+        const char *why, *pol;
+        uint64_t bytes = 0;
+        size_t ctx_len;
+        int r;
+
+        if (n_fds != 2) {
+                reply_error(b, -EINVAL, "a stream request passes two file descriptors (input, output)");
+                return;
+        }
+        r = context_from_request(req, &ctx, &ctx_len, &why);
+        if (r < 0) {
+                reply_error(b, r, why);
+                return;
+        }
+        if (req->type == WIRE_ENCRYPT_FD) {
+                if (request_policy(st, peer, req, policy, &pol) < 0) {
+                        reply_error(b, -EINVAL, "malformed policy name");
+                        return;
+                }
+                wire_get_u32(req, WIRE_TAG_SEGMENT, &segment);
+                r = keys_stream_encrypt(st->keys, pol, ctx, ctx_len, segment, fds[0], fds[1], &bytes, err);
+        } else
+                r = keys_stream_decrypt(st->keys, ctx, ctx_len, fds[0], fds[1], &bytes, err);
+        if (r < 0) {
+                reply_error(b, r, err[0] ? err : strerror(-r));
+                return;
+        }
+        snprintf(json, sizeof(json), "{\"bytes\":%" PRIu64 "}", bytes);
+        reply_json(b, json);
+}
+
 void handle_request(const struct daemon_state *st, const struct peer *peer,
-                    const struct wire_msg *req, struct wire_builder *reply)
+                    const struct wire_msg *req, const int *fds, size_t n_fds,
+                    struct wire_builder *reply)
 {
         unsigned roles = access_roles(st->cfg, peer);
         struct audit_subject subj;
@@ -550,6 +592,10 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_BATCH:
                 handle_batch(st, peer, req, reply);
+                break;
+        case WIRE_ENCRYPT_FD:
+        case WIRE_DECRYPT_FD:
+                handle_stream(st, peer, req, fds, n_fds, reply);
                 break;
         case WIRE_INSPECT:
                 handle_inspect(st, req, reply);

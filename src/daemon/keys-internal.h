@@ -86,6 +86,10 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
 int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret, char *err);
 
+/* Spends weight uses of g (read lock held); 1 when g is spent or too old:
+ * roll over first. */
+int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err);
+
 /* With the write lock held. */
 int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,
                   const char *why, char *err);

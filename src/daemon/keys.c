@@ -446,14 +446,14 @@ int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 
 /* Takes one use of g, reserving a further block in the store when needed.
  * 1 means the generation is spent: roll over first. */
-static int take_use(struct keys *k, struct policy *p, struct generation *g, char *err)
+int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err)
 {
         uint64_t u;
         int r = 0;
 
         if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
                 return 1;
-        u = atomic_fetch_add(&g->uses, 1) + 1;
+        u = atomic_fetch_add(&g->uses, weight) + weight;
         if (u > k->cfg->max_uses)
                 return 1;
         if (u <= g->rec.uses_reserved)
@@ -575,7 +575,7 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                 }
                 g = find_gen(p, p->rec.active);
                 memcpy(id, p->id, 16);
-                r = take_use(k, p, g, err);
+                r = take_use(k, p, g, 1, err);
                 if (r == 0)
                         r = seal_with(k, p, g, ctx, ctx_len, in, len, ret, ret_len, err);
                 pthread_rwlock_unlock(&k->lock);

@@ -46,6 +46,13 @@ int keys_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8
                  size_t len, uint8_t **ret, size_t *ret_len, char *err);
 int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_t *in,
                 size_t len, uint8_t **ret, size_t *ret_len, char *err);
+/* Streams (format v2) between two descriptors; the key is copied out of the
+ * keyring into locked memory for the stream's duration, and no lock is held
+ * while data flows.  *ret_bytes: plaintext bytes. */
+int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
+                        uint32_t segment_size, int in_fd, int out_fd, uint64_t *ret_bytes, char *err);
+int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                        uint64_t *ret_bytes, char *err);
 int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret, char *err);
 
 int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,

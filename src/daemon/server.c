@@ -53,7 +53,8 @@ static int peer_credentials(int fd, struct peer *ret)
         return 0;
 }
 
-static void serve_one(struct conn *c, const uint8_t *buf, size_t len, struct wire_builder *reply)
+static void serve_one(struct conn *c, const uint8_t *buf, size_t len, const int *fds, size_t n_fds,
+                      struct wire_builder *reply)
 {
         struct wire_msg *req = malloc(sizeof(*req));
         const char *why;
@@ -74,7 +75,7 @@ static void serve_one(struct conn *c, const uint8_t *buf, size_t len, struct wir
                 wire_add_string(reply, WIRE_TAG_MESSAGE, msg);
                 log_notice("uid %u pid %d sent a %s", (unsigned)c->peer.uid, (int)c->peer.pid, msg);
         } else
-                handle_request(c->srv->st, &c->peer, req, reply);
+                handle_request(c->srv->st, &c->peer, req, fds, n_fds, reply);
         free(req);
 }
 
@@ -84,19 +85,24 @@ static void *conn_thread(void *arg)
 
         for (;;) {
                 struct wire_builder reply = { 0 };
+                int fds[WIRE_MAX_FDS];
+                size_t n_fds = 0;
                 uint8_t *buf;
                 size_t len;
                 int r;
 
-                r = wire_recv(c->fd, &buf, &len);
+                r = wire_recv_fds(c->fd, &buf, &len, fds, WIRE_MAX_FDS, &n_fds);
                 if (r < 0) {
                         if (r == -EMSGSIZE)
                                 log_notice("uid %u sent an oversize frame; closing",
                                            (unsigned)c->peer.uid);
                         break;
                 }
-                serve_one(c, buf, len, &reply);
+                serve_one(c, buf, len, fds, n_fds, &reply);
                 wire_free_buf(buf, len);
+                /* Passed descriptors live for one request. */
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
                 r = wire_finish(&reply);
                 if (r < 0) {
                         wire_builder_free(&reply);

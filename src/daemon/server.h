@@ -31,4 +31,5 @@ void server_free(struct server *s);
 struct wire_msg;
 struct wire_builder;
 void handle_request(const struct daemon_state *st, const struct peer *peer,
-                    const struct wire_msg *req, struct wire_builder *reply);
+                    const struct wire_msg *req, const int *fds, size_t n_fds,
+                    struct wire_builder *reply);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -117,8 +118,17 @@ _public_ void dkm_free_secret(void *p, size_t len)
 
 /* Sends a request and waits for its reply: *ret_buf holds the raw reply and
  * ret_msg points into it.  Error replies become -errno with c->error set. */
+static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, size_t n_fds,
+                    uint8_t **ret_buf, size_t *ret_len, struct wire_msg *ret_msg);
+
 static int call(dkm_client *c, struct wire_builder *req, uint8_t **ret_buf, size_t *ret_len,
                 struct wire_msg *ret_msg)
+{
+        return call_fds(c, req, NULL, 0, ret_buf, ret_len, ret_msg);
+}
+
+static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, size_t n_fds,
+                    uint8_t **ret_buf, size_t *ret_len, struct wire_msg *ret_msg)
 {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -132,7 +142,7 @@ static int call(dkm_client *c, struct wire_builder *req, uint8_t **ret_buf, size
                                  WIRE_MAX_DATA);
         }
         pthread_mutex_lock(&c->lock);
-        r = wire_send(c->fd, req->buf, req->len);
+        r = wire_send_fds(c->fd, req->buf, req->len, fds, n_fds);
         if (r >= 0)
                 r = wire_recv(c->fd, &buf, &len);
         pthread_mutex_unlock(&c->lock);
@@ -425,6 +435,64 @@ _public_ int dkm_batch(dkm_client *c, dkm_batch_item *items, size_t n)
         }
         r = batch_send(c, items, from, n, &b);
         return r < 0 ? r : 0;
+}
+
+/* dkmd streams between the two descriptors itself: the data never crosses
+ * this socket. */
+static int stream_call(dkm_client *c, uint16_t type, const char *policy, const dkm_context_pair *ctx,
+                       size_t n_ctx, uint32_t segment_size, int in_fd, int out_fd, uint64_t *ret_bytes)
+{
+        _cleanup_free_ char *json = NULL;
+        struct wire_builder b;
+        struct wire_msg *m;
+        const struct wire_field *f;
+        const int fds[2] = { in_fd, out_fd };
+        uint8_t *buf;
+        size_t blen;
+        int r;
+
+        if (!c || in_fd < 0 || out_fd < 0)
+                return -EINVAL;
+        m = malloc(sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        wire_begin(&b, type);
+        if (policy)
+                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        if (segment_size)
+                wire_add_u32(&b, WIRE_TAG_SEGMENT, segment_size);
+        r = add_context(c, &b, ctx, n_ctx);
+        if (r < 0) {
+                wire_builder_free(&b);
+                free(m);
+                return r;
+        }
+        r = call_fds(c, &b, fds, 2, &buf, &blen, m);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        f = wire_get(m, WIRE_TAG_JSON);
+        if (f && ret_bytes) {
+                json = strndup((const char *)f->value, f->len);
+                if (!json || sscanf(json, "{\"bytes\":%" SCNu64 "}", ret_bytes) != 1)
+                        r = set_error(c, -EBADMSG, "malformed stream reply from dkmd");
+        }
+        wire_free_buf(buf, blen);
+        free(m);
+        return r;
+}
+
+_public_ int dkm_encrypt_fd(dkm_client *c, const char *policy, const dkm_context_pair *ctx,
+                            size_t n_ctx, int in_fd, int out_fd, uint64_t *ret_bytes)
+{
+        return stream_call(c, WIRE_ENCRYPT_FD, policy, ctx, n_ctx, 0, in_fd, out_fd, ret_bytes);
+}
+
+_public_ int dkm_decrypt_fd(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx, int in_fd,
+                            int out_fd, uint64_t *ret_bytes)
+{
+        return stream_call(c, WIRE_DECRYPT_FD, NULL, ctx, n_ctx, 0, in_fd, out_fd, ret_bytes);
 }
 
 _public_ int dkm_encrypt(dkm_client *c, const char *policy, const dkm_context_pair *ctx,

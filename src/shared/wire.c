@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "format.h"
 #include "util.h"
@@ -32,6 +34,7 @@ static const struct tag_rule tag_rules[_WIRE_TAG_MAX] = {
         [WIRE_TAG_FLAGS] = { 4, false },
         [WIRE_TAG_KEY] = { 32, false },
         [WIRE_TAG_ITEM] = { WIRE_MAX_ITEM, true },
+        [WIRE_TAG_SEGMENT] = { 4, false },
 };
 
 static const char *const type_names[_WIRE_TYPE_MAX] = {
@@ -44,6 +47,8 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_REWRAP] = "rewrap",
         [WIRE_DATAKEY] = "datakey",
         [WIRE_BATCH] = "batch",
+        [WIRE_ENCRYPT_FD] = "encrypt-stream",
+        [WIRE_DECRYPT_FD] = "decrypt-stream",
         [WIRE_KEY_LIST] = "key-list",
         [WIRE_KEY_ROTATE] = "key-rotate",
         [WIRE_KEY_RETIRE] = "key-retire",
@@ -291,20 +296,36 @@ static int read_all(int fd, void *p, size_t n)
         return 0;
 }
 
-int wire_send(int fd, const uint8_t *buf, size_t len)
+int wire_send_fds(int fd, const uint8_t *buf, size_t len, const int *fds, size_t n_fds)
 {
         uint8_t hdr[4];
         struct iovec iov[2] = {
                 { .iov_base = hdr, .iov_len = 4 },
                 { .iov_base = (void *)buf, .iov_len = len },
         };
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+        } control = { 0 };
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
         ssize_t k;
 
-        if (len > WIRE_MAX_MESSAGE)
+        if (len > WIRE_MAX_MESSAGE || n_fds > WIRE_MAX_FDS)
                 return -EMSGSIZE;
         put_le32(hdr, (uint32_t)len);
-        /* One sendmsg for the common case; finish with write_all if short. */
+        if (n_fds) {
+                struct cmsghdr *c;
+
+                mh.msg_control = control.buf;
+                mh.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
+        /* One sendmsg for the common case (the descriptors ride on its first
+         * byte); finish with write_all if it was short. */
         do
                 k = sendmsg(fd, &mh, MSG_NOSIGNAL);
         while (k < 0 && errno == EINTR);
@@ -319,32 +340,116 @@ int wire_send(int fd, const uint8_t *buf, size_t len)
         return write_all(fd, buf + ((size_t)k - 4), len - ((size_t)k - 4));
 }
 
-int wire_recv(int fd, uint8_t **ret, size_t *ret_len)
+int wire_send(int fd, const uint8_t *buf, size_t len)
 {
+        return wire_send_fds(fd, buf, len, NULL, 0);
+}
+
+/* Reads the 4-byte frame header with recvmsg so that descriptors sent with
+ * the frame are taken (close-on-exec); more than max of them, or anything
+ * else in the control data, is closed and refused. */
+static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret_n)
+{
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS)];
+        } control;
+        struct iovec iov = { .iov_base = hdr, .iov_len = 4 };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        size_t n = 0;
+        bool bad = false;
+        ssize_t k;
+        int r;
+
+        do
+                k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return negative_errno();
+        if (k == 0)
+                return 1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                size_t cnt;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
+                        bad = true;
+                        continue;
+                }
+                cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < cnt; i++) {
+                        int got;
+
+                        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (n < max)
+                                fds[n++] = got;
+                        else {
+                                close(got);
+                                bad = true;
+                        }
+                }
+        }
+        if (bad || (mh.msg_flags & MSG_CTRUNC)) {
+                for (size_t i = 0; i < n; i++)
+                        close(fds[i]);
+                return -EBADMSG;
+        }
+        if (k < 4) {
+                r = read_all(fd, hdr + k, 4 - (size_t)k);
+                if (r != 0) {
+                        for (size_t i = 0; i < n; i++)
+                                close(fds[i]);
+                        return r == 1 ? -EIO : r;
+                }
+        }
+        *ret_n = n;
+        return 0;
+}
+
+int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n_fds)
+{
+        int ignored[WIRE_MAX_FDS];
         uint8_t hdr[4];
         uint32_t len;
         uint8_t *buf;
+        size_t n = 0;
         int r;
 
-        r = read_all(fd, hdr, 4);
+        r = read_header(fd, hdr, fds ? fds : ignored, fds ? max_fds : 0, &n);
         if (r == 1)
                 return -EPIPE;
         if (r < 0)
                 return r;
         len = get_le32(hdr);
         if (len > WIRE_MAX_MESSAGE)
-                return -EMSGSIZE;
-        buf = malloc(len ? len : 1);
-        if (!buf)
-                return -ENOMEM;
-        r = read_all(fd, buf, len);
-        if (r != 0) {
-                wire_free_buf(buf, len);
-                return r == 1 ? -EIO : r;
+                r = -EMSGSIZE;
+        else {
+                buf = malloc(len ? len : 1);
+                if (!buf)
+                        r = -ENOMEM;
+                else {
+                        r = read_all(fd, buf, len);
+                        if (r != 0) {
+                                wire_free_buf(buf, len);
+                                r = r == 1 ? -EIO : r;
+                        }
+                }
+        }
+        if (r < 0) {
+                for (size_t i = 0; fds && i < n; i++)
+                        close(fds[i]);
+                return r;
         }
         *ret = buf;
         *ret_len = len;
+        if (ret_n_fds)
+                *ret_n_fds = n;
         return 0;
+}
+
+int wire_recv(int fd, uint8_t **ret, size_t *ret_len)
+{
+        return wire_recv_fds(fd, ret, ret_len, NULL, 0, NULL);
 }
 
 void wire_free_buf(uint8_t *buf, size_t len)

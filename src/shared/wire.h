@@ -40,6 +40,8 @@ enum wire_type {
         WIRE_REWRAP = 14,
         WIRE_DATAKEY = 15,       /* a fresh data key and its wrapped form */
         WIRE_BATCH = 16,         /* many encrypt/decrypt items, answered one by one */
+        WIRE_ENCRYPT_FD = 17,    /* streams between two passed descriptors */
+        WIRE_DECRYPT_FD = 18,
         WIRE_KEY_LIST = 20,
         WIRE_KEY_ROTATE = 21,
         WIRE_KEY_RETIRE = 22,
@@ -76,6 +78,7 @@ enum wire_tag {
         WIRE_TAG_FLAGS = 15,     /* u32: WIRE_FLAG_* */
         WIRE_TAG_KEY = 16,       /* a plaintext data key (32 bytes) in a reply */
         WIRE_TAG_ITEM = 17,      /* repeatable: one inner message of a batch */
+        WIRE_TAG_SEGMENT = 18,   /* u32 segment size of a stream */
         _WIRE_TAG_MAX,
 };
 
@@ -129,4 +132,9 @@ const char *wire_type_name(uint16_t type);
  * announces a frame above WIRE_MAX_MESSAGE, -EIO on a short frame. */
 int wire_send(int fd, const uint8_t *buf, size_t len);
 int wire_recv(int fd, uint8_t **ret, size_t *ret_len);
+/* The same, with file descriptors passed along (SCM_RIGHTS, close-on-exec
+ * on receipt); at most WIRE_MAX_FDS. */
+#define WIRE_MAX_FDS 2
+int wire_send_fds(int fd, const uint8_t *buf, size_t len, const int *fds, size_t n_fds);
+int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n_fds);
 void wire_free_buf(uint8_t *buf, size_t len);

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Large data: the streaming format (v2) between passed file descriptors. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "keys-internal.h"
+#include "log.h"
+#include "shared/secret.h"
+#include "shared/stream.h"
+#include "shared/wire.h"
+#include "shared/util.h"
+#include "wrap.h"
+
+/* A stream's random nonce prefix has 56 bits, so prefixes of n streams under
+ * one key collide with probability about n^2 / 2^57.  Each stream therefore
+ * spends many uses of its generation: with the default max_uses (2^30) a
+ * generation carries at most 2^20 streams (collision chance about 2^-17)
+ * before it rolls over.  Small test limits give weight 1. */
+static uint64_t stream_weight(const struct keys *k)
+{
+        uint64_t w = k->cfg->max_uses >> 20;
+
+        return w < 1 ? 1 : w > 1024 ? 1024 : w;
+}
+
+/* The active generation's key of policy (NULL: default) into key. */
+static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY_SIZE],
+                      uint8_t ret_policy_id[16], uint32_t *ret_gen, char *err)
+{
+        for (int attempt = 0; attempt < 3; attempt++) {
+                struct policy *p;
+                struct generation *g;
+                uint8_t *buf, id[16];
+                int r;
+
+                pthread_rwlock_rdlock(&k->lock);
+                p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+                if (!p || p->rec.purged) {
+                        pthread_rwlock_unlock(&k->lock);
+                        keys_seterr(err, p ? "policy '%s' was purged" : "no such policy '%s'",
+                                    policy ? policy : DEFAULT_POLICY);
+                        return p ? -EKEYREVOKED : -ENOENT;
+                }
+                g = find_gen(p, p->rec.active);
+                memcpy(id, p->id, 16);
+                r = take_use(k, p, g, stream_weight(k), err);
+                if (r == 0)
+                        r = crypto_keybuf(&buf);
+                if (r == 0) {
+                        r = gen_key(k, p, g, buf, err);
+                        if (r >= 0) {
+                                memcpy(key, buf, ENGINE_KEY_SIZE);
+                                memcpy(ret_policy_id, p->id, 16);
+                                *ret_gen = g->rec.generation;
+                        }
+                        secure_wipe(buf, KEYBUF_SIZE);
+                }
+                pthread_rwlock_unlock(&k->lock);
+                if (r != 1)
+                        return r;
+                r = rollover_if_due(k, id, err);
+                if (r < 0)
+                        return r;
+        }
+        keys_seterr(err, "the active generation could not be rolled over");
+        return -EAGAIN;
+}
+
+int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
+                        uint32_t segment_size, int in_fd, int out_fd, uint64_t *ret_bytes, char *err)
+{
+        _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE);
+        struct engine_aead *a;
+        const char *why = NULL;
+        uint8_t id[16];
+        uint32_t gen = 0;
+        int r;
+
+        if (!key)
+                return -ENOMEM;
+        r = active_key(k, policy, key, id, &gen, err);
+        if (r < 0)
+                return r;
+        r = crypto_aead(&a);
+        if (r >= 0)
+                r = stream_encrypt_fd(crypto_engine(), a, key, id, gen, ctx, ctx_len, segment_size, in_fd,
+                                      out_fd, ret_bytes, &why);
+        if (r < 0)
+                keys_seterr(err, "%s", why ? why : strerror(-r));
+        return r;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t size, size_t *ret_len)
+{
+        size_t got = 0;
+
+        while (got < size) {
+                ssize_t n = read(fd, buf + got, size - got);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        *ret_len = got;
+        return 0;
+}
+
+static int write_full(int fd, const uint8_t *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t n = write(fd, buf, len);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 0;
+}
+
+/* A v1 ciphertext arriving on a descriptor: read it whole (it is small by
+ * construction) and decrypt it as a message. */
+static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
+                         const uint8_t hdr[FORMAT_HEADER_SIZE], int in_fd, int out_fd,
+                         uint64_t *ret_bytes, char *err)
+{
+        size_t max = WIRE_MAX_DATA + FORMAT_OVERHEAD, n = 0, plain_len = 0;
+        _cleanup_free_ uint8_t *buf = malloc(max + 1);
+        uint8_t *plain = NULL;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, hdr, FORMAT_HEADER_SIZE);
+        r = read_full(in_fd, buf + FORMAT_HEADER_SIZE, max + 1 - FORMAT_HEADER_SIZE, &n);
+        if (r < 0) {
+                keys_seterr(err, "cannot read the input: %s", strerror(-r));
+                return r;
+        }
+        n += FORMAT_HEADER_SIZE;
+        if (n > max) {
+                keys_seterr(err, "a version 1 ciphertext larger than %zu bytes is not valid", max);
+                return -EBADMSG;
+        }
+        r = keys_decrypt(k, ctx, ctx_len, buf, n, &plain, &plain_len, err);
+        if (r < 0)
+                return r;
+        r = write_full(out_fd, plain, plain_len);
+        secure_wipe(plain, plain_len);
+        free(plain);
+        if (r < 0) {
+                keys_seterr(err, "cannot write the output: %s", strerror(-r));
+                return r;
+        }
+        *ret_bytes = plain_len;
+        return 0;
+}
+
+int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                        uint64_t *ret_bytes, char *err)
+{
+        _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE);
+        uint8_t raw[STREAM_HEADER_SIZE];
+        struct stream_header h;
+        struct policy *p;
+        struct generation *g;
+        struct engine_aead *a;
+        const char *why = NULL;
+        uint8_t *buf;
+        size_t n;
+        char id[37];
+        int r;
+
+        if (!key)
+                return -ENOMEM;
+        r = read_full(in_fd, raw, sizeof(raw), &n);
+        if (r < 0) {
+                keys_seterr(err, "cannot read the input: %s", strerror(-r));
+                return r;
+        }
+        /* Both versions start with a 40-byte header: dispatch on it. */
+        if (n >= 5 && memcmp(raw, FORMAT_MAGIC, 4) == 0 && raw[4] == FORMAT_VERSION) {
+                if (n < FORMAT_HEADER_SIZE) {
+                        keys_seterr(err, "truncated ciphertext");
+                        return -EBADMSG;
+                }
+                return decrypt_v1_fd(k, ctx, ctx_len, raw, in_fd, out_fd, ret_bytes, err);
+        }
+        r = stream_parse_header(raw, n, &h, &why);
+        if (r < 0) {
+                keys_seterr(err, "%s", why ? why : strerror(-r));
+                return r;
+        }
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy_id(k, h.policy_id);
+        g = p ? find_gen(p, h.generation) : NULL;
+        if (!p) {
+                uuid_to_string(h.policy_id, id);
+                keys_seterr(err, "ciphertext belongs to unknown policy %s", id);
+                r = -ENOKEY;
+        } else if (p->rec.purged) {
+                keys_seterr(err, "policy '%s' was purged: its data can no longer be decrypted", p->rec.name);
+                r = -EKEYREVOKED;
+        } else if (!g) {
+                keys_seterr(err, "ciphertext names unknown generation %u of policy '%s'", h.generation,
+                            p->rec.name);
+                r = -ENOKEY;
+        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
+                keys_seterr(err, "generation %u of policy '%s' %s", g->rec.generation, p->rec.name,
+                            g->rec.state == GEN_RETIRED ? "is retired" : "was destroyed");
+                r = -EKEYREVOKED;
+        } else {
+                r = crypto_keybuf(&buf);
+                if (r >= 0) {
+                        r = gen_key(k, p, g, buf, err);
+                        if (r >= 0)
+                                memcpy(key, buf, ENGINE_KEY_SIZE);
+                        secure_wipe(buf, KEYBUF_SIZE);
+                }
+        }
+        pthread_rwlock_unlock(&k->lock);
+        if (r < 0)
+                return r;
+        r = crypto_aead(&a);
+        if (r >= 0)
+                r = stream_decrypt_fd(crypto_engine(), a, key, &h, ctx, ctx_len, in_fd, out_fd, ret_bytes,
+                                      &why);
+        if (r == -EBADMSG)
+                keys_seterr(err, "%s (wrong context, or the stream was altered)", why ? why : "stream rejected");
+        else if (r < 0)
+                keys_seterr(err, "%s", why ? why : strerror(-r));
+        return r;
+}

@@ -1,0 +1,65 @@
+#!/bin/bash
+# Large data: dkmd streams between descriptors that dkmctl passes it, in
+# segments (format v2), with flat memory; every tampering is refused and a
+# failed decrypt leaves no partial plaintext behind.
+. "$(dirname "$0")/lib.sh"
+
+write_config
+start_dkmd || exit 1
+seg=65536
+
+for n in 0 1 $((seg - 1)) $seg $((seg + 1)) $((3 * seg)) $((5 * seg + 17)) 3000000; do
+        head -c "$n" /dev/urandom > "$W/in.$n"
+        as svc encrypt --in "$W/in.$n" --out "$W/ct.$n" --context f=$n &&
+        as svc decrypt --in "$W/ct.$n" --out "$W/out.$n" --context f=$n
+        check "round trip of $n bytes (file to file)" cmp -s "$W/in.$n" "$W/out.$n"
+done
+check "a 3 MB input is a stream (format v2)" bash -c "head -c 5 '$W/ct.3000000' | od -An -tx1 | grep -q '44 4b 4d 43 02'"
+check "a small input stays a message (format v1)" bash -c "head -c 5 '$W/ct.1' | od -An -tx1 | grep -q '44 4b 4d 43 01'"
+check "a stream has one 16-byte tag per 64 KiB segment" \
+        test "$(stat -c %s "$W/ct.3000000")" -eq $((3000000 + 40 + 16 * ((3000000 + seg - 1) / seg)))
+check "pipes in and out (stdin/stdout)" bash -c \
+        "cat '$W/in.3000000' | as svc encrypt | as svc decrypt | cmp -s - '$W/in.3000000'"
+check "a streamed ciphertext names its policy and generation" bash -c \
+        "as svc decrypt --in '$W/ct.3000000' --context f=3000000 --out '$W/o2' && cmp -s '$W/o2' '$W/in.3000000'"
+
+# Tampering: flips in the header, a segment, the last tag; truncation at a
+# segment boundary and inside one; a dropped, reordered or duplicated
+# segment; appended bytes; a splice from another stream.
+ct=$W/ct.$((5 * seg + 17)); sz=$(stat -c %s "$ct"); full=$((seg + 16))
+flip() { cp "$1" "$3"; chmod 644 "$3"; printf '\xff' | dd of="$3" bs=1 seek="$2" conv=notrunc status=none; }
+flip "$ct" 10 "$W/t.header"
+flip "$ct" $((40 + 100)) "$W/t.seg0"
+flip "$ct" $((sz - 1)) "$W/t.lasttag"
+head -c $((40 + 2 * full)) "$ct" > "$W/t.boundary"
+head -c $((sz - 10)) "$ct" > "$W/t.inside"
+{ head -c $((40 + full)) "$ct"; tail -c +$((40 + 2 * full + 1)) "$ct"; } > "$W/t.dropped"
+{ head -c 40 "$ct"; dd if="$ct" bs=1 skip=$((40 + full)) count=$full status=none;
+  dd if="$ct" bs=1 skip=40 count=$full status=none; tail -c +$((40 + 2 * full + 1)) "$ct"; } > "$W/t.reordered"
+{ head -c $((40 + full)) "$ct"; tail -c +41 "$ct"; } > "$W/t.duplicated"
+{ cat "$ct"; printf 'garbage'; } > "$W/t.appended"
+other=$W/ct.$((3 * seg))
+{ head -c $((40 + full)) "$ct"; dd if="$other" bs=1 skip=$((40 + full)) count=$full status=none;
+  tail -c +$((40 + 2 * full + 1)) "$ct"; } > "$W/t.spliced"
+for t in header seg0 lasttag boundary inside dropped reordered duplicated appended spliced; do
+        out=$(as svc decrypt --in "$W/t.$t" --out "$W/never.$t" --context f=$((5 * seg + 17)) 2>&1)
+        if [ $? -ne 0 ] && [ ! -e "$W/never.$t" ]; then pass "tampered ($t) refused, no output file: $out"
+        else fail "tampered ($t) accepted or left output"; fi
+done
+refused "wrong context on a stream" "wrong context" as svc decrypt --in "$ct" --out "$W/never.ctx" --context f=1
+check "no partial plaintext at the destination" test ! -e "$W/never.ctx"
+refused "a human cannot stream" "not in the users group" as human encrypt --in "$W/in.3000000" --out "$W/never.h"
+
+# Flat memory: a 1 GiB sparse file; dkmd's and dkmctl's peak RSS stay small.
+truncate -s 1G "$W/sparse"
+rss_before=$(awk '/VmHWM/ {print $2}' "/proc/$DKMD_PID/status")
+/usr/bin/time -f '%M' -o "$W/ctl.rss" setpriv --reuid "$SVC_UID" --regid "$SVC_UID" --groups "$USERS_GID" \
+        "$DKMCTL" --socket "$SOCK" encrypt --in "$W/sparse" --out "$W/sparse.ct"
+rss_after=$(awk '/VmHWM/ {print $2}' "/proc/$DKMD_PID/status")
+check "1 GiB encrypted: dkmd's peak RSS grew by ${rss_after}-${rss_before} KiB (< 32 MiB)" \
+        test $((rss_after - rss_before)) -lt 32768 -a "$rss_after" -lt 65536
+check "dkmctl's peak RSS $(cat "$W/ctl.rss") KiB (< 32 MiB)" test "$(cat "$W/ctl.rss")" -lt 32768
+check "and it decrypts to the same 1 GiB" bash -c \
+        "as svc decrypt --in '$W/sparse.ct' | cmp -s - '$W/sparse'"
+rm -f "$W/sparse" "$W/sparse.ct"
+finish
