@@ -119,11 +119,9 @@ static enum policy_health verify_both(struct policy *p, char *why, size_t why_si
                         ok++;
                 else if (ckey_classify(r) == CKEY_REVOKED) {
                         revoked++;
-                        snprintf(why, why_size, "customer key %d (%s): %s", i + 1,
-                                 ckey_uri_redacted(p->ckeys[i]), msg);
+                        snprintf(why, why_size, "customer key %d: %s", i + 1, msg);
                 } else if (!revoked)
-                        snprintf(why, why_size, "customer key %d (%s): %s", i + 1,
-                                 ckey_uri_redacted(p->ckeys[i]), msg);
+                        snprintf(why, why_size, "customer key %d: %s", i + 1, msg);
         }
         return revoked ? POLICY_REVOKED : ok ? POLICY_HEALTHY : POLICY_DEGRADED;
 }
@@ -241,8 +239,7 @@ static int wrap_for_customers(struct keys *k, struct policy_record *rec, const u
                 r = ckey_wrap(ck[i], pkey, rec->id, CUSTOMER_TIMEOUT_USEC, rec->customer_blob[i], &n,
                               why, sizeof(why));
                 if (r < 0) {
-                        keys_seterr(err, "customer key %d (%s) cannot wrap: %s", i + 1,
-                                    ckey_uri_redacted(ck[i]), why);
+                        keys_seterr(err, "customer key %d cannot wrap: %s", i + 1, why);
                         return r;
                 }
                 rec->customer_blob_len[i] = n;
