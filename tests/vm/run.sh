@@ -21,7 +21,7 @@ here=$(dirname "$(realpath "$0")")
 build=$(realpath -m "${1:-build}")
 vm=$build/vm
 kernels=${DKM_VM_KERNELS:-6.1 6.12}
-steps=${DKM_VM_STEPS:-test-engine engine-compare dkmd}
+steps=${DKM_VM_STEPS:-test-engine test-stream engine-compare dkmd}
 boot_timeout=${DKM_VM_TIMEOUT:-300}
 
 skip() {
@@ -42,7 +42,8 @@ done
 bins=()
 for step in $steps; do
         case $step in
-        test-engine) bins+=("$build/tests/test-engine") ;;
+        test-engine|test-stream) bins+=("$build/tests/$step") ;;
+        engine-bench) bins+=("$build/tools/engine-bench") ;;
         engine-compare) bins+=("$build/tools/engine-compare") ;;
         dkmd) bins+=("$build/dkmd" "$build/dkmctl") ;;
         *) echo "vm: unknown step '$step'" >&2; exit 1 ;;
