@@ -115,8 +115,10 @@ audit_stop() {
 }
 
 audit_mark() {
-        # Whole seconds: --start is inclusive, so records of this second are
-        # in (and possibly a few from just before it: match on a nonce).
+        # Whole seconds, and --start is inclusive: wait for a second in which
+        # nothing earlier happened, so records of a test that just ended are
+        # not counted as this one's.
+        sleep 1
         AUDIT_MARK=$(LC_ALL=C date '+%x %T')
         echo "$AUDIT_MARK"
 }
