@@ -32,6 +32,16 @@ int parse_number_arg(const char *verb, const char *what, const char *s, bool non
 
 /* Whole input from path ("-" or NULL: stdin), at most max bytes. */
 int read_input(const char *path, size_t max, uint8_t **ret, size_t *ret_len);
+/* An output file written beside its final path and renamed into place only
+ * on success (mode 0600), or standard output when path is NULL or "-". */
+struct output {
+        const char *path;
+        char *tmp;
+        int fd;
+};
+int output_open(struct output *o, const char *path, bool secret);
+int output_close(struct output *o, bool ok);
+
 /* Writes to path atomically (temp file + rename), or to stdout. */
 int write_output(const char *path, const uint8_t *buf, size_t len, bool secret);
 /* Prints JSON text pretty or as is. */

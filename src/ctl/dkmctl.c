@@ -159,37 +159,61 @@ static int write_all(int fd, const uint8_t *p, size_t n)
         return 0;
 }
 
-int write_output(const char *path, const uint8_t *buf, size_t len, bool secret)
+int output_open(struct output *o, const char *path, bool secret)
 {
-        _cleanup_free_ char *tmp = NULL, *dir = NULL;
+        _cleanup_free_ char *dir = NULL;
         struct stat st;
-        int fd, r;
 
-        if (!path || strcmp(path, "-") == 0) {
-                r = write_all(STDOUT_FILENO, buf, len);
-                return r < 0 ? fail("cannot write standard output: %s", strerror(-r)) : 0;
-        }
+        *o = (struct output){ .path = path, .fd = STDOUT_FILENO };
+        if (!path || strcmp(path, "-") == 0)
+                return 0;
         if (secret && stat(path, &st) == 0 && (st.st_mode & 0004))
                 fprintf(stderr, "dkmctl: warning: %s was world-readable; replacing it with mode 0600\n",
                         path);
         dir = strdup(path);
-        if (!dir || asprintf(&tmp, "%s/.dkmctl.XXXXXX", dirname(dir)) < 0)
+        if (!dir || asprintf(&o->tmp, "%s/.dkmctl.XXXXXX", dirname(dir)) < 0)
                 return fail("out of memory");
         /* mkostemp creates the file 0600: plaintext never sits world-readable. */
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
+        o->fd = mkostemp(o->tmp, O_CLOEXEC);
+        if (o->fd < 0) {
+                free(o->tmp);
+                o->tmp = NULL;
                 return fail("cannot create a file next to %s: %s", path, strerror(errno));
-        r = write_all(fd, buf, len);
-        if (r >= 0 && fsync(fd) < 0)
-                r = -errno;
-        close(fd);
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = -errno;
-        if (r < 0) {
-                unlink(tmp);
-                return fail("cannot write %s: %s", path, strerror(-r));
         }
         return 0;
+}
+
+int output_close(struct output *o, bool ok)
+{
+        int r = 0;
+
+        if (!o->tmp)
+                return 0;
+        if (ok && fsync(o->fd) < 0)
+                r = fail("cannot write %s: %s", o->path, strerror(errno));
+        close(o->fd);
+        if (ok && r == 0 && rename(o->tmp, o->path) < 0)
+                r = fail("cannot write %s: %s", o->path, strerror(errno));
+        if (!ok || r)
+                unlink(o->tmp);
+        free(o->tmp);
+        o->tmp = NULL;
+        return r;
+}
+
+int write_output(const char *path, const uint8_t *buf, size_t len, bool secret)
+{
+        struct output o;
+        int r;
+
+        if (output_open(&o, path, secret))
+                return 1;
+        r = write_all(o.fd, buf, len);
+        if (r < 0) {
+                output_close(&o, false);
+                return fail("cannot write %s: %s", path ? path : "standard output", strerror(-r));
+        }
+        return output_close(&o, true);
 }
 
 void print_json(const char *json)

@@ -166,54 +166,13 @@ static int pump_start(struct pump *pm, int from, uint8_t *prefix, size_t prefix_
         return 0;
 }
 
-/* The output of a stream: a temporary file beside --out that is renamed
- * only when dkmd says the stream was whole, or standard output. */
-struct output {
-        const char *path;
-        char *tmp;
-        int fd;
-};
-
-static int output_open(struct output *o, const char *path)
-{
-        _cleanup_free_ char *dir = NULL;
-
-        *o = (struct output){ .path = path, .fd = STDOUT_FILENO };
-        if (!path || strcmp(path, "-") == 0)
-                return 0;
-        dir = strdup(path);
-        if (!dir || asprintf(&o->tmp, "%s/.dkmctl.XXXXXX", dirname(dir)) < 0)
-                return fail("out of memory");
-        o->fd = mkostemp(o->tmp, O_CLOEXEC);
-        if (o->fd < 0)
-                return fail("cannot create a file next to %s: %s", path, strerror(errno));
-        return 0;
-}
-
-static int output_close(struct output *o, bool ok)
-{
-        int r = 0;
-
-        if (!o->tmp)
-                return 0;
-        if (ok && fsync(o->fd) < 0)
-                r = fail("cannot write %s: %s", o->path, strerror(errno));
-        close(o->fd);
-        if (ok && r == 0 && rename(o->tmp, o->path) < 0)
-                r = fail("cannot write %s: %s", o->path, strerror(errno));
-        if (!ok || r)
-                unlink(o->tmp);
-        free(o->tmp);
-        return r;
-}
-
 static int run_stream(struct ctl *ctl, struct crypt_args *a, bool is_encrypt, int in_fd)
 {
         struct output o;
         uint64_t bytes;
         int r;
 
-        if (output_open(&o, a->out))
+        if (output_open(&o, a->out, !is_encrypt))
                 return 1;
         if (ctl_connect(ctl)) {
                 output_close(&o, false);
