@@ -75,7 +75,7 @@ echo "== a fleet on etcd: rollover propagation, and encrypt next to SQLite"
 # shellcheck source=tests/integration/lib-etcd.sh
 . "$(dirname "$0")/../integration/lib-etcd.sh"
 if etcd_available 2>/dev/null && etcd --version >/dev/null 2>&1 && etcd_cluster_start "$T/etcd" >/dev/null 2>&1; then
-        trap 'kill $pid ${fpids:-} 2>/dev/null; wait 2>/dev/null; etcd_cluster_stop; rm -rf "$T"' EXIT
+        trap 'kill $pid ${fpids:-} 2>/dev/null; etcd_cluster_stop; wait 2>/dev/null; rm -rf "$T"' EXIT
         fpids=
         for n in a b; do
                 mkdir -p "$T/f$n"
