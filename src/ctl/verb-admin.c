@@ -67,7 +67,7 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
 {
         struct admin_args a = { 0 };
         _cleanup_free_ char *json = NULL;
-        json_object *o, *pols;
+        json_object *o, *pols, *st;
         int r;
 
         if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
@@ -86,6 +86,15 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
         printf("engine:  %s (gcm(aes) by %s)\n", str(o, "engine"), str(o, "driver"));
         printf("         %s\n", str(o, "engine_reason"));
         printf("store:   %s in %s\n", str(o, "store"), str(o, "state_dir"));
+        if (json_object_object_get_ex(o, "store_state", &st)) {
+                json_object *avail;
+
+                printf("         revision %" PRId64 " applied, watch %s\n", num(st, "applied_revision"),
+                       str(st, "watch"));
+                if (json_object_object_get_ex(st, "available", &avail) && !json_object_get_boolean(avail))
+                        printf("DEGRADED: %s; encrypt and decrypt from cached keys, changes refused\n",
+                               str(st, "error"));
+        }
         if (json_object_object_get_ex(o, "policies", &pols))
                 for (size_t i = 0; i < json_object_array_length(pols); i++) {
                         json_object *p = json_object_array_get_idx(pols, i);

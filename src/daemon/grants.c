@@ -69,6 +69,13 @@ struct grants {
         struct keys *keys;
         keyring_serial_t ring;
         pthread_mutex_t lock;
+        /* Grants whose key this node created or found in its keyring: for
+         * those, a missing key means keyctl unlinked or invalidated it.  A
+         * live grant never seen here (approved on another node of a fleet,
+         * or before a reboot emptied the keyring) is mirrored instead. */
+        pthread_mutex_t seen_lock;
+        uint32_t *seen;
+        size_t n_seen;
 };
 
 static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -212,7 +219,7 @@ static int request_store(struct grants *g, struct request *r, char *err)
         if (e < 0) {
                 if (err)
                         seterr(err, "cannot store access request %u: %s", r->id,
-                               e == -ESTALE ? "it changed concurrently, retry" : strerror(-e));
+                               e == -ESTALE ? "it changed concurrently, retry" : store_error_text(g->store, e));
                 return e;
         }
         r->mod_revision = rev;
@@ -298,6 +305,50 @@ static void grant_key_drop(struct grants *g, uint32_t id)
         grant_desc(desc, sizeof(desc), id);
         if (keyring_search(g->ring, desc, &s) >= 0)
                 keyring_invalidate(s);
+}
+
+static bool seen_has(struct grants *g, uint32_t id)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&g->seen_lock);
+        for (size_t i = 0; i < g->n_seen && !found; i++)
+                found = g->seen[i] == id;
+        pthread_mutex_unlock(&g->seen_lock);
+        return found;
+}
+
+static void seen_set(struct grants *g, uint32_t id, bool on)
+{
+        pthread_mutex_lock(&g->seen_lock);
+        for (size_t i = 0; i < g->n_seen; i++)
+                if (g->seen[i] == id) {
+                        if (!on)
+                                g->seen[i] = g->seen[--g->n_seen];
+                        pthread_mutex_unlock(&g->seen_lock);
+                        return;
+                }
+        if (on) {
+                uint32_t *v = reallocarray(g->seen, g->n_seen + 1, sizeof(*v));
+                if (v) {
+                        g->seen = v;
+                        v[g->n_seen++] = id;
+                }
+        }
+        pthread_mutex_unlock(&g->seen_lock);
+}
+
+/* The grant key of a live grant in this node's keyring, created with the
+ * remaining time when this node never had it. */
+static int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now)
+{
+        int e = grant_key_create(g, r, now);
+
+        if (e >= 0) {
+                seen_set(g, r->id, true);
+                log_info("grant %u mirrored with %u s left", r->id, remaining_sec(r, now));
+        }
+        return e;
 }
 
 /* --- requests ------------------------------------------------------------ */
@@ -425,7 +476,7 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
         pthread_mutex_lock(&g->lock);
         e = next_id(g, &r.id);
         if (e < 0) {
-                seterr(err, "cannot allocate a request id: %s", strerror(-e));
+                seterr(err, "cannot allocate a request id: %s", store_error_text(g->store, e));
                 goto out;
         }
         if (audit_record(AUDIT_KIND_ACCESS, "access-request", who, true,
@@ -486,6 +537,7 @@ static int carry_out(struct grants *g, const struct audit_subject *who, struct r
                 seterr(err, "cannot create the grant key: %s", strerror(-e));
                 return e;
         }
+        seen_set(g, r->id, true);
         log_notice("grant %u for uid %u live for %" PRIu64 " s (approvers %s)", r->id,
                    (unsigned)r->requester, r->duration_usec / 1000000, appr);
         return 0;
@@ -628,6 +680,7 @@ int grants_revoke(struct grants *g, const struct audit_subject *who, uint32_t id
                 goto out;
         }
         grant_key_drop(g, id);
+        seen_set(g, id, false);
         r.state = REQ_REVOKED;
         r.ended_usec = now_real_usec();
         snprintf(r.ended_by, sizeof(r.ended_by), "uid %u", (unsigned)who->uid);
@@ -700,6 +753,11 @@ static int check_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         e = grant_key_state(g, r, &left);
+        if (e == -ENOKEY && now_real_usec() < r->grant_expires_usec && !seen_has(g, r->id) &&
+            grant_key_mirror(g, r, now_real_usec()) >= 0)
+                e = grant_key_state(g, r, &left);
+        if (e == 0)
+                seen_set(g, r->id, true);
         if (e == 0 && now_real_usec() < r->grant_expires_usec) {
                 c->use->id = r->id;
                 snprintf(c->use->reason, sizeof(c->use->reason), "%s", r->reason);
@@ -810,9 +868,13 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
         audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
                      (unsigned)r->requester, by);
         log_notice("grant %u %s (%s)", r->id, state_names[state], by);
-        if (request_store(g, r, NULL) < 0)
-                log_err("cannot record the end of grant %u", r->id);
+        {
+                int e = request_store(g, r, NULL);
+                if (e < 0 && e != -ESTALE) /* -ESTALE: another node recorded it */
+                        log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
+        }
         grant_key_drop(g, r->id);
+        seen_set(g, r->id, false);
 }
 
 /* startup: a missing grant key is restored (the keyring may be new after a
@@ -831,19 +893,31 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 request_store(g, r, NULL);
                 return 0;
         }
-        if (r->state != REQ_GRANTED)
+        if (r->state != REQ_GRANTED) {
+                /* Ended, maybe by another node: its key goes from this
+                 * node's keyring too, at once. */
+                if (startup || seen_has(g, r->id)) {
+                        if (!startup)
+                                log_notice("grant %u %s (recorded in the store): key dropped", r->id,
+                                           state_names[r->state]);
+                        grant_key_drop(g, r->id);
+                        seen_set(g, r->id, false);
+                }
                 return 0;
+        }
         if (now >= r->grant_expires_usec) {
                 end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
                 return 0;
         }
         want = remaining_sec(r, now);
         e = grant_key_state(g, r, &left);
-        if (e == -ENOKEY && startup) {
-                if (grant_key_create(g, r, now) >= 0)
+        if (e == -ENOKEY && (startup || !seen_has(g, r->id))) {
+                if (grant_key_mirror(g, r, now) >= 0 && startup)
                         log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
                 return 0;
         }
+        if (e >= 0 || e == -EKEYREVOKED || e == -EKEYEXPIRED || e == -EBADMSG)
+                seen_set(g, r->id, true);
         if (e == -EKEYREVOKED || e == -ENOKEY || e == -EBADMSG) {
                 end_grant(g, r, REQ_REVOKED, "keyctl", "grant-revoke");
                 return 0;
@@ -909,6 +983,7 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
         g->store = store;
         g->keys = keys;
         pthread_mutex_init(&g->lock, NULL);
+        pthread_mutex_init(&g->seen_lock, NULL);
         /* One grants keyring per instance, in the user keyring of dkmd's uid:
          * it outlives a restart of dkmd, so the kernel's timers keep running. */
         if (strcmp(cfg->state_dir, DKM_DEFAULT_STATE_DIR) == 0)
@@ -931,5 +1006,7 @@ void grants_free(struct grants *g)
         if (!g)
                 return;
         pthread_mutex_destroy(&g->lock);
+        pthread_mutex_destroy(&g->seen_lock);
+        free(g->seen);
         free(g);
 }

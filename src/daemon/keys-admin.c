@@ -68,7 +68,8 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
                 audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, false,
                              "policy=%s generation=%u error=%d", p->rec.name, n, -r);
                 keys_seterr(err, "cannot store generation %u: %s", n,
-                       r == -ESTALE ? "the policy changed concurrently, retry" : strerror(-r));
+                       r == -ESTALE ? "the policy changed concurrently, retry" :
+                       store_error_text(k->env.store, r));
                 return r;
         }
         r = add_gen(p, &nrec, rev);
@@ -78,37 +79,98 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         old->mod_revision = rev;
         p->rec = prec;
         p->mod_revision = rev;
+        p->active_from_store = false;
         log_notice("policy '%s': generation %u active, %u archived (%s)", p->rec.name, n,
                    old->rec.generation, why);
         return 0;
 }
 
 
+/* Nodes of a fleet rotate under compare-and-swap: the one that loses reads
+ * the policy again.  When the active generation moved meanwhile, another
+ * node's rotation happened concurrently with this one and serves it too, so
+ * concurrent rotations make one new generation, not one each.  A request that
+ * comes less than ROTATE_COALESCE_USEC after another node activated the
+ * active generation counts as concurrent with it as well (the nodes' watches
+ * may already have applied it). */
+#define ROTATE_COALESCE_USEC 1000000
+
 int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,
                 uint32_t *ret_generation, char *err)
 {
+        const char *name = policy ? policy : DEFAULT_POLICY;
         struct policy *p;
-        int r;
+        uint32_t first = 0;
+        uint8_t id[16];
+        int r = -ESTALE;
 
-        pthread_rwlock_wrlock(&k->lock);
-        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        if (!p) {
-                keys_seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        } else {
-                r = rotate_locked(k, p, subj, "on-demand", err);
-                if (r >= 0)
+        for (int attempt = 0; attempt < 8 && r == -ESTALE; attempt++) {
+                if (attempt > 0) {
+                        err[0] = 0;
+                        policy_refresh(k, id, err);
+                        err[0] = 0;
+                }
+                pthread_rwlock_wrlock(&k->lock);
+                p = find_policy(k, name);
+                if (!p) {
+                        keys_seterr(err, "no such policy '%s'", name);
+                        r = -ENOENT;
+                } else if ((attempt > 0 && p->rec.active != first) ||
+                           (attempt == 0 && p->active_from_store &&
+                            now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec <
+                                    ROTATE_COALESCE_USEC)) {
+                        log_notice("policy '%s': rotation met generation %u made concurrently "
+                                   "by another node", p->rec.name, p->rec.active);
                         *ret_generation = p->rec.active;
+                        r = 0;
+                } else {
+                        first = p->rec.active;
+                        memcpy(id, p->id, 16);
+                        r = rotate_locked(k, p, subj, "on-demand", err);
+                        if (r >= 0)
+                                *ret_generation = p->rec.active;
+                }
+                pthread_rwlock_unlock(&k->lock);
         }
-        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+/* Runs a change of one policy, reading the policy again from the store and
+ * retrying when another node changed it first (-ESTALE). */
+static int retry_stale(struct keys *k, const char *policy,
+                       int (*fn)(struct keys *k, const char *policy, uint32_t generation,
+                                 const struct audit_subject *subj, uint32_t request_id, char *err),
+                       uint32_t generation, const struct audit_subject *subj, uint32_t request_id,
+                       char *err)
+{
+        int r = fn(k, policy, generation, subj, request_id, err);
+
+        for (int attempt = 0; attempt < 4 && r == -ESTALE; attempt++) {
+                struct policy *p;
+                uint8_t id[16];
+                bool found;
+
+                pthread_rwlock_rdlock(&k->lock);
+                p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+                found = p != NULL;
+                if (p)
+                        memcpy(id, p->id, 16);
+                pthread_rwlock_unlock(&k->lock);
+                if (!found)
+                        break;
+                policy_refresh(k, id, err);
+                err[0] = 0;
+                r = fn(k, policy, generation, subj, request_id, err);
+        }
         return r;
 }
 
 
 /* --- administration ----------------------------------------------------- */
 
-int keys_retire(struct keys *k, const char *policy, uint32_t generation,
-                const struct audit_subject *subj, char *err)
+static int retire_once(struct keys *k, const char *policy, uint32_t generation,
+                       const struct audit_subject *subj, uint32_t request_id, char *err)
 {
         _cleanup_free_ char *json = NULL;
         struct policy *p;
@@ -118,6 +180,7 @@ int keys_retire(struct keys *k, const char *policy, uint32_t generation,
         uint64_t rev;
         int r;
 
+        (void)request_id;
         pthread_rwlock_wrlock(&k->lock);
         p = find_policy(k, policy ? policy : DEFAULT_POLICY);
         g = p ? find_gen(p, generation) : NULL;
@@ -150,7 +213,8 @@ int keys_retire(struct keys *k, const char *policy, uint32_t generation,
                         const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
                         r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
                         if (r < 0)
-                                keys_seterr(err, "cannot store the retirement: %s", strerror(-r));
+                                keys_seterr(err, "cannot store the retirement: %s",
+                                            store_error_text(k->env.store, r));
                 }
                 if (r >= 0) {
                         keyring_serial_t s = atomic_exchange(&g->serial, 0);
@@ -209,8 +273,8 @@ int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generati
 }
 
 
-int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
-                 const struct audit_subject *subj, uint32_t request_id, char *err)
+static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
+                        const struct audit_subject *subj, uint32_t request_id, char *err)
 {
         _cleanup_free_ char *json = NULL;
         struct policy *p;
@@ -244,7 +308,7 @@ int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the destruction: %s", strerror(-r));
+                keys_seterr(err, "cannot store the destruction: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         {
@@ -259,6 +323,20 @@ int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
 out:
         pthread_rwlock_unlock(&k->lock);
         return r;
+}
+
+
+int keys_retire(struct keys *k, const char *policy, uint32_t generation,
+                const struct audit_subject *subj, char *err)
+{
+        return retry_stale(k, policy, retire_once, generation, subj, 0, err);
+}
+
+
+int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
+                 const struct audit_subject *subj, uint32_t request_id, char *err)
+{
+        return retry_stale(k, policy, destroy_once, generation, subj, request_id, err);
 }
 
 

@@ -24,6 +24,11 @@ struct generation {
         struct gen_record rec;
         uint64_t mod_revision;
         _Atomic uint64_t uses;
+        /* The block of uses this node reserved in the store: uses own_start
+         * + 1 .. own_end are ours to spend.  Other nodes reserve the blocks
+         * in between, so the counter jumps over them (it may over-count,
+         * never under-count). */
+        _Atomic uint64_t own_start, own_end;
         _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
 };
 
@@ -34,6 +39,7 @@ struct policy {
         struct generation **gens; /* gens[n - 1] is generation n */
         size_t n_gens;
         _Atomic keyring_serial_t serial; /* cached policy key */
+        bool active_from_store; /* another node activated the active generation */
         /* Customer-managed policies: the keys, and how they fared. */
         struct ckey *ckeys[2];
         pthread_mutex_t status_lock;
@@ -63,6 +69,15 @@ struct keys {
                 uint64_t mod_revision;
         } *assignments;
         size_t n_assignments;
+        /* Following the store's changes (sync.c). */
+        struct {
+                pthread_mutex_t run;       /* one keys_sync() at a time */
+                pthread_mutex_t lock;      /* the fields below */
+                _Atomic uint64_t applied;  /* store revision applied in memory */
+                int error;                 /* the last failure, 0 = reachable */
+                char why[KEYS_ERR_MAX];
+                uint64_t since_usec, last_usec, reloads;
+        } sync;
 };
 
 /* With k->lock held (read or write, as the caller needs). */
@@ -104,3 +119,6 @@ const char *policy_state_name(struct policy *p);
 void policy_verify(struct keys *k, struct policy *p);
 int load_assignment(struct keys *k, const struct store_kv *kv);
 int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err);
+/* sync.c: brings one policy up to date from the store (without the lock;
+ * takes the write lock to merge). */
+int policy_refresh(struct keys *k, const uint8_t id[16], char *err);

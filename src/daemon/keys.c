@@ -43,6 +43,8 @@ int keys_new(const struct keys_env *env, struct keys **ret)
         pthread_rwlock_init(&k->lock, NULL);
         pthread_mutex_init(&k->reserve, NULL);
         pthread_mutex_init(&k->alert_lock, NULL);
+        pthread_mutex_init(&k->sync.run, NULL);
+        pthread_mutex_init(&k->sync.lock, NULL);
         *ret = k;
         return 0;
 }
@@ -361,8 +363,17 @@ static int load_one(const struct store_kv *kv, void *userdata)
 int keys_load(struct keys *k, char *err)
 {
         struct load_ctx c = { .k = k, .err = err };
+        uint64_t rev = 0;
         int r;
 
+        /* Changes after this revision are applied by keys_sync(); reading
+         * it first may apply some twice, which merging allows. */
+        r = store_ops_of(k->env.store)->revision(k->env.store, &rev);
+        if (r < 0) {
+                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
+                return r;
+        }
+        atomic_store(&k->sync.applied, rev);
         pthread_rwlock_wrlock(&k->lock);
         r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
         if (r < 0) {
@@ -420,69 +431,152 @@ out:
 
 
 /* Rolls over if the active generation is too old or used too often; the
- * check repeats under the write lock because another thread may have won. */
+ * check repeats under the write lock because another thread may have won.
+ * The policy is read from the store first, so that a rollover another node
+ * made counts (nodes never roll over one generation twice); a rotation that
+ * loses a compare-and-swap reads it again and looks once more. */
 int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 {
-        struct generation *g;
-        struct policy *p;
-        const char *why = NULL;
         int r = 0;
 
-        pthread_rwlock_wrlock(&k->lock);
-        p = find_policy_id(k, policy_id);
-        if (p) {
-                g = find_gen(p, p->rec.active);
-                if (atomic_load(&g->uses) >= k->cfg->max_uses)
-                        why = "use-limit";
-                else if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
-                        why = "age-limit";
-                if (why)
-                        r = rotate_locked(k, p, &k->self, why, err);
+        for (int attempt = 0; attempt < 8; attempt++) {
+                struct generation *g;
+                struct policy *p;
+                const char *why = NULL;
+
+                policy_refresh(k, policy_id, err); /* unreachable: the rotation says so */
+                err[0] = 0;
+                pthread_rwlock_wrlock(&k->lock);
+                p = find_policy_id(k, policy_id);
+                r = 0;
+                if (p && !p->rec.purged) {
+                        g = find_gen(p, p->rec.active);
+                        if (atomic_load(&g->uses) >= k->cfg->max_uses)
+                                why = "use-limit";
+                        else if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+                                why = "age-limit";
+                        if (why)
+                                r = rotate_locked(k, p, &k->self, why, err);
+                }
+                pthread_rwlock_unlock(&k->lock);
+                if (r != -ESTALE)
+                        return r;
         }
-        pthread_rwlock_unlock(&k->lock);
         return r;
 }
 
 
-/* Takes one use of g, reserving a further block in the store when needed.
- * 1 means the generation is spent: roll over first. */
-int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err)
+/* Reserves a new block of uses of g in the store (k->reserve and the read
+ * lock held): from the store's reservation (other nodes hold what lies
+ * below it) or our own count, whichever is higher.  0: reserved, or
+ * another thread did, take a use again; 1: g is spent or no longer active
+ * in the store, roll over first. */
+static int reserve_block(struct keys *k, struct policy *p, struct generation *g, uint64_t u,
+                         uint64_t weight, char *err)
 {
-        uint64_t u;
+        uint64_t block = use_block(k) > weight ? use_block(k) : weight;
+        char kg[160];
         int r = 0;
 
-        if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
-                return 1;
-        u = atomic_fetch_add(&g->uses, weight) + weight;
-        if (u > k->cfg->max_uses)
-                return 1;
-        if (u <= g->rec.uses_reserved)
+        if (u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end))
                 return 0;
-
-        pthread_mutex_lock(&k->reserve);
-        if (u > g->rec.uses_reserved) {
-                struct gen_record rec = g->rec;
+        key_generation(kg, sizeof(kg), p->rec.id, g->rec.generation);
+        for (int attempt = 0; attempt < 8; attempt++) {
                 _cleanup_free_ char *json = NULL;
-                char kg[160];
-                uint64_t rev;
+                struct gen_record rec = g->rec;
+                uint64_t start = rec.uses_reserved, cur = atomic_load(&g->uses), rev;
 
-                rec.uses_reserved = u - 1 + use_block(k);
-                key_generation(kg, sizeof(kg), p->rec.id, rec.generation);
+                if (cur >= weight && cur - weight > start)
+                        start = cur - weight;
+                if (rec.state != GEN_ACTIVE)
+                        return 1;
+                if (start + weight > k->cfg->max_uses) {
+                        /* The fleet spent it: make rollover_if_due() see that. */
+                        while (cur < k->cfg->max_uses &&
+                               !atomic_compare_exchange_weak(&g->uses, &cur, k->cfg->max_uses))
+                                ;
+                        return 1;
+                }
+                rec.uses_reserved = start + block;
                 r = gen_record_encode(&rec, &json);
+                secure_wipe(&rec, sizeof(rec));
                 if (r >= 0) {
                         const struct store_cmp cmp = { kg, g->mod_revision };
                         const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
                         r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
                 }
-                if (r < 0)
-                        keys_seterr(err, "cannot record key use in the store: %s", strerror(-r));
-                else {
-                        g->rec.uses_reserved = rec.uses_reserved;
+                if (r >= 0) {
+                        g->rec.uses_reserved = start + block;
                         g->mod_revision = rev;
+                        atomic_store(&g->own_start, start);
+                        atomic_store(&g->own_end, start + block);
+                        /* Jump over the blocks of other nodes. */
+                        cur = atomic_load(&g->uses);
+                        while (cur < start && !atomic_compare_exchange_weak(&g->uses, &cur, start))
+                                ;
+                        return 0;
+                }
+                if (r != -ESTALE)
+                        break;
+                /* Another node reserved (or changed the generation): read it. */
+                {
+                        struct store_kv kv = { 0 };
+                        struct gen_record fresh;
+
+                        r = store_ops_of(k->env.store)->get(k->env.store, kg, &kv);
+                        if (r >= 0)
+                                r = gen_record_decode(kv.value, kv.value_len, &fresh);
+                        if (r >= 0) {
+                                if (fresh.state != GEN_ACTIVE) {
+                                        /* Rolled over elsewhere: the merge under the
+                                         * write lock (rollover_if_due) applies it. */
+                                        store_kv_clear(&kv);
+                                        return 1;
+                                }
+                                g->rec.uses_reserved = fresh.uses_reserved;
+                                g->mod_revision = kv.mod_revision;
+                                secure_wipe(&fresh, sizeof(fresh));
+                        }
+                        if (kv.value)
+                                secure_wipe(kv.value, kv.value_len);
+                        store_kv_clear(&kv);
+                        if (r < 0)
+                                break;
                 }
         }
-        pthread_mutex_unlock(&k->reserve);
+        if (r >= 0)
+                r = -EAGAIN;
+        keys_seterr(err, "cannot record key use in the store: %s", store_error_text(k->env.store, r));
         return r;
+}
+
+
+/* Takes weight uses of g, reserving a further block in the store when
+ * needed.  1 means the generation is spent: roll over first. */
+int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err)
+{
+        if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+                return 1;
+        uint64_t u = atomic_fetch_add(&g->uses, weight) + weight;
+
+        for (int attempt = 0; attempt < 16; attempt++) {
+                int r;
+
+                if (u > k->cfg->max_uses)
+                        return 1;
+                if (u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end))
+                        return 0;
+                pthread_mutex_lock(&k->reserve);
+                r = reserve_block(k, p, g, u, weight, err);
+                pthread_mutex_unlock(&k->reserve);
+                if (r != 0)
+                        return r;
+                /* Outside the new block (the counter jumped): take again. */
+                if (!(u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end)))
+                        u = atomic_fetch_add(&g->uses, weight) + weight;
+        }
+        keys_seterr(err, "cannot reserve key uses: the store keeps changing");
+        return -EAGAIN;
 }
 
 

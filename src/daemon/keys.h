@@ -91,3 +91,17 @@ void keys_status(struct keys *k, void *json_object);
 
 /* Periodic work: rollover by age, refresh of cached keys ahead of expiry. */
 void keys_maintain(struct keys *k);
+
+/* A fleet (sync.c): applies what other nodes wrote to the store since the
+ * last call (new policies and generations, rollovers, retirements,
+ * destructions, rekeys, purges, assignments) and drops cached keys that
+ * changed.  *ret_access_changed: access requests changed too.  A compacted
+ * history reloads everything.  0, or the store's error (recorded for
+ * status: reads go on from memory while the store is away). */
+int keys_sync(struct keys *k, bool *ret_access_changed);
+/* Adds "store_state" (backend, applied revision, watch health) to a json-c
+ * object; watching: whether a watch thread calls keys_sync(). */
+void keys_sync_status(struct keys *k, bool watching, void *json_object);
+/* A store error in words for the one-line refusal: the etcd errors that mean
+ * "no quorum" read "store unavailable: no etcd quorum". */
+const char *store_error_text(struct store *s, int r);

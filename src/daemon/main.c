@@ -18,6 +18,7 @@
 #include "shared/config.h"
 #include "shared/keyring.h"
 #include "shared/util.h"
+#include "store/store-etcd.h"
 #include "store/store.h"
 #include "wrap.h"
 
@@ -35,8 +36,8 @@ struct daemon {
         struct keys *keys;
         struct grants *grants;
         struct server *server;
-        pthread_t maint;
-        bool maint_started;
+        pthread_t maint, watch;
+        bool maint_started, watch_started;
         pthread_mutex_t stop_lock;
         pthread_cond_t stop_cond;
         bool stopping;
@@ -188,14 +189,61 @@ static int step_keyring(struct daemon *d)
         return 0;
 }
 
+/* Appends "name=value;" to the etcd location, escaping as store-etcd.h says. */
+static int location_add(char **loc, const char *name, const char *value)
+{
+        size_t n = *loc ? strlen(*loc) : 0, m;
+        char *l, *p;
+
+        if (!value)
+                return 0;
+        m = strlen(name) + 2 * strlen(value) + 3;
+        l = realloc(*loc, n + m);
+        if (!l)
+                return -ENOMEM;
+        *loc = l;
+        p = l + n;
+        p += sprintf(p, "%s=", name);
+        for (const char *v = value; *v; v++) {
+                if (*v == ';' || *v == '\\')
+                        *p++ = '\\';
+                *p++ = *v;
+        }
+        *p++ = ';';
+        *p = 0;
+        return 0;
+}
+
 static int step_store(struct daemon *d)
 {
         char path[4200];
         int r;
 
-        if (strcmp(d->cfg.store_backend, "sqlite") != 0) {
-                log_err("store backend '%s' is not available in this build", d->cfg.store_backend);
-                return -EOPNOTSUPP;
+        if (strcmp(d->cfg.store_backend, "etcd") == 0) {
+                _cleanup_free_ char *loc = NULL;
+
+                r = location_add(&loc, "endpoints", d->cfg.store_endpoints);
+                if (r >= 0)
+                        r = location_add(&loc, "prefix", d->cfg.store_prefix ? d->cfg.store_prefix :
+                                                                              STORE_ETCD_DEFAULT_PREFIX);
+                if (r >= 0 && d->cfg.store_cacert)
+                        r = location_add(&loc, "cacert", d->cfg.store_cacert);
+                if (r >= 0 && d->cfg.store_cert)
+                        r = location_add(&loc, "cert", d->cfg.store_cert);
+                if (r >= 0 && d->cfg.store_key)
+                        r = location_add(&loc, "key", d->cfg.store_key);
+                if (r >= 0)
+                        r = store_open(&store_etcd_ops, loc, &d->store);
+                if (r < 0) {
+                        log_err("cannot open the etcd store at %s (prefix %s): %s", d->cfg.store_endpoints,
+                                d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX,
+                                r == -EINVAL ? "bad endpoints or paths" : store_error_text(NULL, r));
+                        return r;
+                }
+                d->st.store_watch = true;
+                log_info("store: etcd at %s, prefix %s", d->cfg.store_endpoints,
+                         d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX);
+                return 0;
         }
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
         r = store_open(&store_sqlite_ops, path, &d->store);
@@ -268,6 +316,37 @@ static void *maint_thread(void *p)
         return NULL;
 }
 
+/* A fleet: follow what the other nodes write, about ten times a second (a
+ * change takes one etcd watch round, about 100 ms, to read). */
+#define WATCH_EVERY_USEC 100000
+
+static void *watch_thread(void *p)
+{
+        struct daemon *d = p;
+
+        pthread_mutex_lock(&d->stop_lock);
+        while (!d->stopping) {
+                struct timespec ts;
+                bool access = false;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += WATCH_EVERY_USEC * 1000;
+                if (ts.tv_nsec >= 1000000000) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
+                if (d->stopping)
+                        break;
+                pthread_mutex_unlock(&d->stop_lock);
+                if (keys_sync(d->keys, &access) >= 0 && access)
+                        grants_maintain(d->grants); /* revocations by other nodes, at once */
+                pthread_mutex_lock(&d->stop_lock);
+        }
+        pthread_mutex_unlock(&d->stop_lock);
+        return NULL;
+}
+
 static int step_server(struct daemon *d)
 {
         char err[512] = "";
@@ -280,6 +359,8 @@ static int step_server(struct daemon *d)
         }
         if (pthread_create(&d->maint, NULL, maint_thread, d) == 0)
                 d->maint_started = true;
+        if (d->st.store_watch && pthread_create(&d->watch, NULL, watch_thread, d) == 0)
+                d->watch_started = true;
         return 0;
 }
 
@@ -379,6 +460,8 @@ int main(int argc, char **argv)
         pthread_mutex_unlock(&d.stop_lock);
         if (d.maint_started)
                 pthread_join(d.maint, NULL);
+        if (d.watch_started)
+                pthread_join(d.watch, NULL);
         server_free(d.server);
         /* Connection threads are detached and may still be inside the key
          * manager or the store: leave those to the process exit. */

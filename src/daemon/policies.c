@@ -388,7 +388,7 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
         }
         if (r < 0) {
                 keys_seterr(err, "cannot store policy '%s': %s", name,
-                            r == -ESTALE ? "it already exists" : strerror(-r));
+                            r == -ESTALE ? "it already exists" : store_error_text(k->env.store, r));
                 goto fail;
         }
         p->mod_revision = rev;
@@ -481,7 +481,7 @@ int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the assignment: %s", strerror(-r));
+                keys_seterr(err, "cannot store the assignment: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         if (!a) {
@@ -645,7 +645,7 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the rekey: %s", strerror(-r));
+                keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         /* Commit in memory: the old customer keys stop working at once. */
@@ -770,7 +770,7 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", strerror(-r));
+                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0; i < p->n_gens; i++) {

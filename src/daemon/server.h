@@ -17,6 +17,7 @@ struct daemon_state {
         size_t engine_max_message; /* 0: only the wire limit applies */
         uint64_t started_usec;
         keyring_serial_t ring;
+        bool store_watch; /* a thread follows the store's changes (etcd) */
 };
 
 /* Binds the configured socket (or takes a socket-activated one from

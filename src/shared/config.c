@@ -78,6 +78,7 @@ static const struct key_def keys[] = {
         { "store", "cacert", K_OPTPATH, F(store_cacert), 0, 0 },
         { "store", "cert", K_OPTPATH, F(store_cert), 0, 0 },
         { "store", "key", K_OPTPATH, F(store_key), 0, 0 },
+        { "store", "prefix", K_STRING, F(store_prefix), 0, 0 },
         { "audit", "fail_closed", K_BOOL, F(audit_fail_closed), 0, 0 },
 };
 #undef F
@@ -455,6 +456,7 @@ void config_free(struct dkm_config *c)
         free(c->store_cacert);
         free(c->store_cert);
         free(c->store_key);
+        free(c->store_prefix);
         memset(c, 0, sizeof(*c));
 }
 
@@ -501,8 +503,16 @@ static int finish(struct parser *p)
                         set_err(p, 0, "[store] cert, key: give both or neither");
                         return -EINVAL;
                 }
-        } else if (c->store_endpoints || c->store_cacert || c->store_cert || c->store_key) {
-                set_err(p, 0, "[store] endpoints, cacert, cert, key: only for backend=etcd");
+                /* Every dkm key lives under the prefix: one deployment, one
+                 * absolute path that ends in '/'. */
+                if (c->store_prefix && (c->store_prefix[0] != '/' ||
+                                        c->store_prefix[strlen(c->store_prefix) - 1] != '/')) {
+                        set_err(p, 0, "[store] prefix: an absolute key prefix ending in '/' (e.g. /dkm/)");
+                        return -EINVAL;
+                }
+        } else if (c->store_endpoints || c->store_cacert || c->store_cert || c->store_key ||
+                   c->store_prefix) {
+                set_err(p, 0, "[store] endpoints, cacert, cert, key, prefix: only for backend=etcd");
                 return -EINVAL;
         }
         return 0;

@@ -39,6 +39,7 @@ struct dkm_config {
         char *store_backend;         /* "sqlite" (default) or "etcd" */
         char *store_endpoints;
         char *store_cacert, *store_cert, *store_key;
+        char *store_prefix;          /* etcd: every key under it (default /dkm/) */
         /* [audit] */
         bool audit_fail_closed;      /* default yes */
 };

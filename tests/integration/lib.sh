@@ -26,6 +26,7 @@ FAILED=0
 . "$(dirname "${BASH_SOURCE[0]}")/lib-audit.sh"
 
 cleanup() {
+        stop_nodes
         stop_dkmd
         audit_stop
         rm -rf "$T"
@@ -157,6 +158,81 @@ finish() {
         exit 0
 }
 
+# --- several dkmd instances (a fleet) --------------------------------------
+# Each node NAME has its own state directory, socket, config and log under
+# $T/nodes/NAME; all share the master key $T/fleet-master.key.
+declare -A NODE_PID=()
+
+node_dir() { echo "$T/nodes/$1"; }
+node_sock() { echo "$T/nodes/$1/run/dkmd.sock"; }
+
+# node_config NAME [extra INI lines...]
+node_config() {
+        local n=$1 d; shift
+        d=$(node_dir "$n")
+        mkdir -p "$d/run"
+        chmod 0755 "$T/nodes" "$d" "$d/run"
+        {
+                echo "[daemon]"
+                echo "socket=$d/run/dkmd.sock"
+                echo "state_dir=$d/state"
+                echo "master_key=$T/fleet-master.key"
+                echo "engine=${DKM_ENGINE:-auto}"
+                echo "[groups]"
+                echo "users=$USERS_GID"
+                echo "operators=$OPERATORS_GID"
+                echo "approvers=$APPROVERS_GID"
+                for l in "$@"; do echo "$l"; done
+        } > "$d/dkmd.conf"
+}
+
+node_start() {
+        local n=$1 d before
+        d=$(node_dir "$n")
+        "$DKMD" --config "$d/dkmd.conf" --init >>"$d/dkmd.log" 2>&1 || {
+                echo "dkmd --init ($n) failed:"; cat "$d/dkmd.log"; return 1; }
+        before=$(grep -c 'ready:' "$d/dkmd.log" 2>/dev/null)
+        "$DKMD" --config "$d/dkmd.conf" >>"$d/dkmd.log" 2>&1 &
+        NODE_PID[$n]=$!
+        for _ in $(seq 1 400); do
+                [ "$(grep -c 'ready:' "$d/dkmd.log")" -gt "${before:-0}" ] && return 0
+                kill -0 "${NODE_PID[$n]}" 2>/dev/null || break
+                sleep 0.05
+        done
+        echo "dkmd $n did not start:"; tail -n 20 "$d/dkmd.log"
+        return 1
+}
+
+node_stop() {
+        local pid=${NODE_PID[$1]:-}
+        [ -n "$pid" ] || return 0
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        NODE_PID[$1]=
+}
+
+# As a crash would: no clean-up.
+node_kill() {
+        local pid=${NODE_PID[$1]:-}
+        [ -n "$pid" ] || return 0
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        NODE_PID[$1]=
+}
+
+stop_nodes() {
+        local n
+        for n in "${!NODE_PID[@]}"; do
+                node_stop "$n"
+        done
+}
+
+# on NAME ROLE dkmctl-args...: `as` against node NAME's socket.
+on() {
+        local n=$1; shift
+        SOCK=$(node_sock "$n") as "$@"
+}
+
 # Pipelines in `check` run under bash -c: give them the identities too.
 export DKMCTL SOCK T W USERS_GID OPERATORS_GID APPROVERS_GID SVC_UID OP_UID APPR_UID HUMAN_UID APPR2_UID BOSS_UID
-export -f as
+export -f as on node_sock

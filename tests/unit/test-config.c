@@ -87,6 +87,7 @@ static void test_full(void **state)
                 "cacert=/etc/dkm/ca.pem\n"
                 "cert=/etc/dkm/c.pem\n"
                 "key=/etc/dkm/k.pem\n"
+                "prefix=/dkm/prod/\n"
                 "[audit]\n"
                 "fail_closed=no\n"
                 "[daemon]\n" /* a section may be opened again */
@@ -116,6 +117,7 @@ static void test_full(void **state)
         assert_string_equal(c.store_cacert, "/etc/dkm/ca.pem");
         assert_string_equal(c.store_cert, "/etc/dkm/c.pem");
         assert_string_equal(c.store_key, "/etc/dkm/k.pem");
+        assert_string_equal(c.store_prefix, "/dkm/prod/");
         assert_false(c.audit_fail_closed);
         config_free(&c);
 }
@@ -270,7 +272,9 @@ static void test_errors(void **state)
                 { GROUPS "[store]\nbackend=etcd\nendpoints=http://e:2379\ncert=/c.pem\n",
                   "dkmd.conf: [store] cert, key: give both or neither" },
                 { GROUPS "[store]\nendpoints=http://e:2379\n",
-                  "dkmd.conf: [store] endpoints, cacert, cert, key: only for backend=etcd" },
+                  "dkmd.conf: [store] endpoints, cacert, cert, key, prefix: only for backend=etcd" },
+                { GROUPS "[store]\nbackend=etcd\nendpoints=http://e:2379\nprefix=dkm/\n",
+                  "dkmd.conf: [store] prefix: an absolute key prefix ending in '/' (e.g. /dkm/)" },
                 { "[store]\ncert=c.pem\n",
                   "dkmd.conf:2: [store] cert: must be an absolute path, got 'c.pem'" },
                 { "[audit]\nfail_closed=maybe\n",

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon/keys.h"
 #include "daemon/wrap.h"
@@ -205,6 +206,56 @@ static void test_restart_keeps_state(void **state)
         free(ct);
 }
 
+/* Two nodes on one store: a second key manager follows the first one's
+ * rollover through keys_sync(), and a rotation that loses the
+ * compare-and-swap (its node had not synced yet) reports the generation the
+ * other node made instead of making a second one. */
+static void test_two_nodes(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json;
+        struct keys_env env = { &f->cfg, f->store, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        struct keys *b;
+        uint8_t *ct, *pt;
+        size_t l, n;
+        uint32_t g;
+
+        f->cfg.max_uses = 1000;
+        assert_int_equal(keys_new(&env, &b), 0);
+        assert_int_equal(keys_load(b, err), 0);
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), 0);
+        assert_int_equal(g, 2);
+        /* b has not synced: its rotation loses the race and meets generation 2. */
+        assert_int_equal(keys_rotate(b, NULL, &subj, &g, err), 0);
+        assert_int_equal(g, 2);
+        assert_int_equal(keys_list_json(b, "default", &json, err), 0);
+        assert_null(strstr(json, "\"generation\":3"));
+        free(json);
+        /* A rotation on a that b learns of through keys_sync. */
+        sleep(1); /* past the coalescing window */
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), 0);
+        assert_int_equal(g, 3);
+        assert_int_equal(keys_sync(b, NULL), 0);
+        assert_int_equal(keys_encrypt(b, NULL, NULL, 0, (const uint8_t *)"x", 1, &ct, &l, err), 0);
+        {
+                struct format_header h;
+                const char *why;
+                assert_int_equal(format_parse(ct, l, &h, &why), 0);
+                assert_int_equal(h.generation, 3);
+        }
+        /* Retired on a: b refuses it after syncing. */
+        assert_int_equal(keys_rotate(f->keys, NULL, &subj, &g, err), 0);
+        assert_int_equal(keys_sync(b, NULL), 0);
+        assert_int_equal(keys_retire(f->keys, NULL, 3, &subj, err), 0);
+        assert_int_equal(keys_decrypt(b, NULL, 0, ct, l, &pt, &n, err), 0);
+        free(pt);
+        assert_int_equal(keys_sync(b, NULL), 0);
+        assert_int_equal(keys_decrypt(b, NULL, 0, ct, l, &pt, &n, err), -EKEYREVOKED);
+        free(ct);
+        keys_free(b);
+}
+
 static void test_context_and_tamper(void **state)
 {
         struct fixture *f = *state;
@@ -258,6 +309,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_context_and_tamper, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
         };
         return cmocka_run_group_tests_name("keys", tests, NULL, NULL);

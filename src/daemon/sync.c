@@ -1,0 +1,483 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A fleet of dkmd nodes on one store: each node keeps policies and
+ * generations in memory (keys_load) and follows what the others write.
+ * keys_sync() asks the store for the changes after the last revision it
+ * applied and re-reads each policy they touched (one range read: a policy
+ * and its generations at one revision), then merges that into memory under
+ * the write lock.  A merge only ever moves a record forward (by its mod
+ * revision), so two merges of the same policy may run in any order.  When the
+ * history was compacted (-ERANGE) every policy is merged afresh.
+ *
+ * The same merge serves a node whose compare-and-swap failed (-ESTALE):
+ * policy_refresh() brings that one policy up to date before it retries.
+ */
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <stdio.h>
+
+#include "keys-internal.h"
+#include "log.h"
+#include "shared/format.h"
+#include "shared/util.h"
+
+struct kv_list {
+        struct store_kv *v;
+        size_t n, cap;
+};
+
+static void kv_list_free(struct kv_list *l)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                if (l->v[i].value)
+                        secure_wipe(l->v[i].value, l->v[i].value_len);
+                store_kv_clear(&l->v[i]);
+        }
+        free(l->v);
+        *l = (struct kv_list){ 0 };
+}
+
+static int kv_list_copy(const struct store_kv *kv, void *userdata)
+{
+        struct kv_list *l = userdata;
+        struct store_kv c = { .value_len = kv->value_len, .mod_revision = kv->mod_revision,
+                              .create_revision = kv->create_revision };
+
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? 2 * l->cap : 16;
+                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        c.key = strdup(kv->key);
+        if (kv->value) {
+                c.value = malloc(kv->value_len ? kv->value_len : 1);
+                if (c.value)
+                        memcpy(c.value, kv->value, kv->value_len);
+        }
+        if (!c.key || (kv->value && !c.value)) {
+                store_kv_clear(&c);
+                return -ENOMEM;
+        }
+        l->v[l->n++] = c;
+        return 0;
+}
+
+const char *store_error_text(struct store *s, int r)
+{
+        const struct store_ops *ops = store_ops_of(s);
+
+        if (ops == &store_etcd_ops &&
+            (r == -EAGAIN || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
+             r == -ECONNRESET || r == -ENOTCONN))
+                return "store unavailable: no etcd quorum";
+        if (ops == &store_etcd_ops && r == -ETIMEDOUT)
+                return "store unavailable: no etcd quorum (timed out: the change may still take "
+                       "effect when quorum returns)";
+        if (r == -ESTALE)
+                return "the record changed concurrently, retry";
+        return strerror(-r);
+}
+
+static bool key_material_differs(const struct policy_record *a, const struct policy_record *b)
+{
+        return a->purged != b->purged || a->n_customer_keys != b->n_customer_keys ||
+               memcmp(a->wrapped_key, b->wrapped_key, sizeof(a->wrapped_key)) != 0 ||
+               memcmp(a->availability_key, b->availability_key, sizeof(a->availability_key)) != 0 ||
+               memcmp(a->availability_wrap, b->availability_wrap, sizeof(a->availability_wrap)) != 0 ||
+               memcmp(a->customer_uri, b->customer_uri, sizeof(a->customer_uri)) != 0 ||
+               memcmp(a->customer_blob, b->customer_blob, sizeof(a->customer_blob)) != 0;
+}
+
+static void drop_cached(_Atomic keyring_serial_t *serial)
+{
+        keyring_serial_t s = atomic_exchange(serial, 0);
+
+        if (s > 0)
+                keyring_invalidate(s);
+}
+
+/* A generation record newer than ours; with the write lock held. */
+static void merge_gen(struct policy *p, struct generation *g, const struct gen_record *rec,
+                      uint64_t mod_revision)
+{
+        if (mod_revision <= g->mod_revision)
+                return;
+        if (rec->state != g->rec.state || memcmp(rec->wrapped_key, g->rec.wrapped_key,
+                                                 sizeof(rec->wrapped_key)) != 0) {
+                /* Retired, destroyed or re-wrapped elsewhere: the cached key
+                 * must not serve any more (a re-wrapped one is loaded again). */
+                if (rec->state == GEN_RETIRED || rec->state == GEN_DESTROYED ||
+                    memcmp(rec->wrapped_key, g->rec.wrapped_key, sizeof(rec->wrapped_key)) != 0)
+                        drop_cached(&g->serial);
+                if (rec->state != g->rec.state)
+                        log_info("policy '%s': generation %u is %s (from the store)", p->rec.name,
+                                 rec->generation, gen_state_to_string(rec->state));
+        }
+        g->rec = *rec;
+        g->mod_revision = mod_revision;
+}
+
+/* Merges one policy read from the store (its record and all its generations,
+ * in key order, at one revision) into memory; with the write lock held. */
+static int merge_policy(struct keys *k, const struct store_kv *pkv, const struct store_kv *gkvs,
+                        size_t n_gkvs, char *err)
+{
+        struct policy_record *rec = calloc(1, sizeof(*rec));
+        struct policy *p, *fresh = NULL;
+        uint8_t id[16];
+        int r;
+
+        if (!rec)
+                return -ENOMEM;
+        r = policy_record_decode(pkv->value, pkv->value_len, rec);
+        if (r >= 0)
+                r = uuid_from_string(rec->id, id);
+        if (r < 0) {
+                keys_seterr(err, "store record %s is damaged", pkv->key);
+                r = -EBADMSG;
+                goto out;
+        }
+        p = find_policy_id(k, id);
+        if (!p) {
+                /* Created by another node. */
+                if (k->n_policies >= k->cfg->max_policies) {
+                        keys_seterr(err, "policy '%s' from the store exceeds [policy] max_policies", rec->name);
+                        r = -ENOSPC;
+                        goto out;
+                }
+                fresh = p = calloc(1, sizeof(*p));
+                if (!p) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                pthread_mutex_init(&p->status_lock, NULL);
+                p->rec = *rec;
+                memcpy(p->id, id, 16);
+                p->mod_revision = pkv->mod_revision;
+                r = policy_open_ckeys(p, err);
+                if (r < 0)
+                        goto out;
+        } else if (pkv->mod_revision > p->mod_revision) {
+                bool material = key_material_differs(&p->rec, rec);
+                bool uris = p->rec.n_customer_keys != rec->n_customer_keys ||
+                            memcmp(p->rec.customer_uri, rec->customer_uri, sizeof(rec->customer_uri)) != 0;
+
+                if (uris) {
+                        /* Rekeyed to other customer keys: open those first. */
+                        struct policy tmp = { .rec = *rec };
+
+                        r = policy_open_ckeys(&tmp, err);
+                        if (r < 0) {
+                                for (int i = 0; i < 2; i++)
+                                        ckey_free(tmp.ckeys[i]);
+                                secure_wipe(&tmp.rec, sizeof(tmp.rec));
+                                goto out;
+                        }
+                        for (int i = 0; i < 2; i++) {
+                                ckey_free(p->ckeys[i]);
+                                p->ckeys[i] = tmp.ckeys[i];
+                        }
+                        secure_wipe(&tmp.rec, sizeof(tmp.rec));
+                }
+                if (material)
+                        drop_cached(&p->serial);
+                if (rec->active != p->rec.active)
+                        p->active_from_store = true;
+                if (rec->active != p->rec.active)
+                        log_notice("policy '%s': generation %u active (from the store)", rec->name,
+                                   rec->active);
+                if (rec->purged && !p->rec.purged)
+                        log_notice("policy '%s' purged (from the store)", rec->name);
+                secure_wipe(&p->rec, sizeof(p->rec));
+                p->rec = *rec;
+                p->mod_revision = pkv->mod_revision;
+        }
+        for (size_t i = 0; i < n_gkvs; i++) {
+                struct gen_record g;
+                struct generation *have;
+
+                if (gen_record_decode(gkvs[i].value, gkvs[i].value_len, &g) < 0) {
+                        keys_seterr(err, "store record %s is damaged", gkvs[i].key);
+                        r = -EBADMSG;
+                        goto out;
+                }
+                have = find_gen(p, g.generation);
+                if (have)
+                        merge_gen(p, have, &g, gkvs[i].mod_revision);
+                else if (g.generation == p->n_gens + 1)
+                        r = add_gen(p, &g, gkvs[i].mod_revision);
+                else
+                        r = -EBADMSG;
+                secure_wipe(&g, sizeof(g));
+                if (r < 0) {
+                        keys_seterr(err, "store record %s does not follow generation %zu", gkvs[i].key,
+                                    p->n_gens);
+                        goto out;
+                }
+        }
+        if (p->n_gens < p->rec.n_generations || !find_gen(p, p->rec.active)) {
+                keys_seterr(err, "policy '%s' has %zu generations in the store, expected %u", p->rec.name,
+                            p->n_gens, p->rec.n_generations);
+                r = -EBADMSG;
+                goto out;
+        }
+        if (fresh) {
+                struct policy **ps = realloc(k->policies, (k->n_policies + 1) * sizeof(*ps));
+
+                if (!ps) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                k->policies = ps;
+                ps[k->n_policies++] = fresh;
+                fresh = NULL;
+                log_notice("policy '%s' (%s) added (from the store)", p->rec.name, p->rec.id);
+        }
+        r = 0;
+out:
+        if (fresh)
+                policy_free(fresh);
+        secure_wipe(rec, sizeof(*rec));
+        free(rec);
+        return r;
+}
+
+/* Merges every policy in l (a range of "policies/..."); with the write lock
+ * held.  A policy that does not merge is logged and skipped. */
+static int merge_list(struct keys *k, const struct kv_list *l, char *err)
+{
+        int result = 0;
+
+        for (size_t i = 0; i < l->n;) {
+                const char *rest = l->v[i].key + strlen("policies/");
+                size_t j = i + 1;
+
+                if (strchr(rest, '/')) {
+                        i++; /* generations without their policy: not ours to judge */
+                        continue;
+                }
+                while (j < l->n && strncmp(l->v[j].key, l->v[i].key, strlen(l->v[i].key)) == 0 &&
+                       l->v[j].key[strlen(l->v[i].key)] == '/')
+                        j++;
+                {
+                        int r = merge_policy(k, &l->v[i], l->v + i + 1, j - i - 1, err);
+                        if (r < 0) {
+                                log_err("cannot apply %s from the store: %s", l->v[i].key, err);
+                                result = r;
+                        }
+                }
+                i = j;
+        }
+        return result;
+}
+
+int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
+{
+        struct kv_list l = { 0 };
+        char key[64], ids[37];
+        int r;
+
+        uuid_to_string(id, ids);
+        key_policy(key, sizeof(key), ids);
+        /* Read without the lock: the store may be slow. */
+        r = store_ops_of(k->env.store)->range(k->env.store, key, kv_list_copy, &l);
+        if (r < 0) {
+                keys_seterr(err, "cannot read policy %s from the store: %s", ids,
+                            store_error_text(k->env.store, r));
+                kv_list_free(&l);
+                return r;
+        }
+        pthread_rwlock_wrlock(&k->lock);
+        r = merge_list(k, &l, err);
+        pthread_rwlock_unlock(&k->lock);
+        kv_list_free(&l);
+        return r;
+}
+
+static int reload_assignments(struct keys *k, char *err)
+{
+        struct kv_list l = { 0 };
+        struct assignment *old;
+        size_t n_old;
+        int r;
+
+        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", kv_list_copy, &l);
+        if (r < 0) {
+                keys_seterr(err, "cannot read policy assignments: %s", store_error_text(k->env.store, r));
+                kv_list_free(&l);
+                return r;
+        }
+        pthread_rwlock_wrlock(&k->lock);
+        old = k->assignments;
+        n_old = k->n_assignments;
+        k->assignments = NULL;
+        k->n_assignments = 0;
+        for (size_t i = 0; i < l.n && r >= 0; i++)
+                r = load_assignment(k, &l.v[i]);
+        if (r < 0) {
+                free(k->assignments);
+                k->assignments = old;
+                k->n_assignments = n_old;
+                keys_seterr(err, "policy assignments in the store are damaged");
+        } else
+                free(old);
+        pthread_rwlock_unlock(&k->lock);
+        kv_list_free(&l);
+        return r;
+}
+
+/* Everything again, after the history we needed was compacted away. */
+static int sync_all(struct keys *k, char *err)
+{
+        struct kv_list l = { 0 };
+        int r;
+
+        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", kv_list_copy, &l);
+        if (r < 0) {
+                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
+                kv_list_free(&l);
+                return r;
+        }
+        pthread_rwlock_wrlock(&k->lock);
+        r = merge_list(k, &l, err);
+        pthread_rwlock_unlock(&k->lock);
+        kv_list_free(&l);
+        if (r >= 0)
+                r = reload_assignments(k, err);
+        return r;
+}
+
+struct changed {
+        char (*ids)[37];
+        size_t n_ids;
+        bool assign, access;
+        uint64_t max_rev;
+        int r;
+};
+
+static int on_change(const struct store_kv *kv, void *userdata)
+{
+        struct changed *c = userdata;
+
+        if (kv->mod_revision > c->max_rev)
+                c->max_rev = kv->mod_revision;
+        if (strncmp(kv->key, "policies/", 9) == 0 && strlen(kv->key) >= 9 + 36) {
+                const char *id = kv->key + 9;
+
+                for (size_t i = 0; i < c->n_ids; i++)
+                        if (strncmp(c->ids[i], id, 36) == 0)
+                                return 0;
+                {
+                        char (*ids)[37] = reallocarray(c->ids, c->n_ids + 1, sizeof(*ids));
+                        if (!ids)
+                                return -ENOMEM;
+                        c->ids = ids;
+                        memcpy(ids[c->n_ids], id, 36);
+                        ids[c->n_ids++][36] = 0;
+                }
+        } else if (strncmp(kv->key, "assign/", 7) == 0)
+                c->assign = true;
+        else if (strncmp(kv->key, "access/requests/", 16) == 0)
+                c->access = true;
+        return 0;
+}
+
+static void note_health(struct keys *k, int r, const char *why)
+{
+        pthread_mutex_lock(&k->sync.lock);
+        if (r < 0 && !k->sync.error) {
+                k->sync.since_usec = now_real_usec();
+                log_err("store: %s", why);
+        } else if (r >= 0 && k->sync.error)
+                log_notice("store: reachable again, following changes from revision %" PRIu64,
+                           atomic_load(&k->sync.applied));
+        k->sync.error = r < 0 ? r : 0;
+        if (r < 0)
+                snprintf(k->sync.why, sizeof(k->sync.why), "%s", why);
+        k->sync.last_usec = now_real_usec();
+        pthread_mutex_unlock(&k->sync.lock);
+}
+
+int keys_sync(struct keys *k, bool *ret_access_changed)
+{
+        struct changed c = { 0 };
+        char err[KEYS_ERR_MAX] = "";
+        uint64_t rev, since;
+        int r;
+
+        pthread_mutex_lock(&k->sync.run);
+        since = atomic_load(&k->sync.applied);
+        r = store_ops_of(k->env.store)->revision(k->env.store, &rev);
+        if (r < 0) {
+                note_health(k, r, store_error_text(k->env.store, r));
+                goto out;
+        }
+        if (rev <= since) {
+                note_health(k, 0, NULL);
+                goto out;
+        }
+        r = store_ops_of(k->env.store)->changes(k->env.store, "", since, on_change, &c);
+        if (r == -ERANGE) {
+                log_warn("store history after revision %" PRIu64 " was compacted: reloading every policy",
+                         since);
+                r = sync_all(k, err);
+                if (r >= 0) {
+                        atomic_store(&k->sync.applied, rev);
+                        c.access = true;
+                        k->sync.reloads++;
+                }
+                note_health(k, r, err);
+                goto out;
+        }
+        if (r < 0) {
+                note_health(k, r, store_error_text(k->env.store, r));
+                goto out;
+        }
+        for (size_t i = 0; i < c.n_ids && r >= 0; i++) {
+                uint8_t id[16];
+
+                if (uuid_from_string(c.ids[i], id) < 0)
+                        continue;
+                r = policy_refresh(k, id, err);
+                if (r == -EBADMSG || r == -ENOSPC || r == -ENOENT)
+                        r = 0; /* logged; a damaged record must not stall the others */
+        }
+        if (r >= 0 && c.assign)
+                r = reload_assignments(k, err);
+        if (r >= 0 && c.max_rev > since)
+                atomic_store(&k->sync.applied, c.max_rev);
+        note_health(k, r, err);
+out:
+        pthread_mutex_unlock(&k->sync.run);
+        free(c.ids);
+        if (ret_access_changed)
+                *ret_access_changed = c.access;
+        return r;
+}
+
+void keys_sync_status(struct keys *k, bool watching, void *into)
+{
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "backend", json_object_new_string(store_ops_of(k->env.store)->name));
+        json_object_object_add(o, "applied_revision",
+                               json_object_new_int64((int64_t)atomic_load(&k->sync.applied)));
+        pthread_mutex_lock(&k->sync.lock);
+        json_object_object_add(o, "watch", json_object_new_string(!watching ? "off" :
+                                                                  k->sync.error ? "failing" : "ok"));
+        json_object_object_add(o, "available", json_object_new_boolean(!k->sync.error));
+        if (k->sync.error) {
+                json_object_object_add(o, "error", json_object_new_string(k->sync.why));
+                json_object_object_add(o, "unavailable_since",
+                                       json_object_new_int64((int64_t)(k->sync.since_usec / 1000000)));
+                json_object_object_add(o, "mode", json_object_new_string(
+                        "degraded: encrypt and decrypt from cached keys, changes refused"));
+        }
+        json_object_object_add(o, "full_reloads", json_object_new_int64((int64_t)k->sync.reloads));
+        pthread_mutex_unlock(&k->sync.lock);
+        json_object_object_add(into, "store_state", o);
+}

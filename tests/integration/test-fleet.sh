@@ -1,0 +1,198 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# A fleet: three dkmd nodes (A, B, C), each with its own state directory and
+# socket, one master key and one etcd prefix, on a real three-member etcd
+# cluster (lib-etcd.sh).  Data encrypted on one node decrypts on the others;
+# a rollover on one is used by the others within a second; concurrent
+# rollovers make one generation each round, without gaps; the fleet rides out
+# one etcd member down, serves reads from cache without quorum and refuses
+# changes cleanly, and catches up afterwards; a node killed during a rollover
+# comes back consistent; grants and revocations hold across nodes.
+. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/integration/lib-etcd.sh
+. "$(dirname "$0")/lib-etcd.sh"
+
+etcd_available || { echo "SKIPPED: etcd is not installed"; exit 77; }
+etcd --version >/dev/null 2>&1 || { echo "SKIPPED: etcd does not run here"; exit 77; }
+
+trap 'stop_nodes; etcd_cluster_stop; cleanup' EXIT
+etcd_cluster_start "$T/etcd" || { echo "FAIL: the etcd cluster did not start"; exit 1; }
+PREFIX=/dkm-fleet/
+
+for n in a b c; do
+        node_config "$n" "[access]" "approvals_required=2" \
+                "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX"
+done
+# A first: it creates the default policy; then the others load it.
+node_start a || exit 1
+node_start b || exit 1
+node_start c || exit 1
+
+show_logs() {
+        local n
+        for n in a b c; do
+                echo "--- node $n log (tail)"; tail -n 15 "$(node_dir $n)/dkmd.log"
+        done
+}
+
+# active NODE: the active generation of policy default on that node.
+active() { on "$1" op status --json | sed -n 's/.*"active_generation": \([0-9]*\).*/\1/p' | head -1; }
+# gen_of FILE: the generation a ciphertext names.
+gen_of() { on a svc inspect --in "$1" --json | sed -n 's/.*"generation": \([0-9]*\).*/\1/p'; }
+# The generations of policy default in etcd, one number a line.
+etcd_gens() { etcd_ctl get "${PREFIX}policies/" --prefix --keys-only | sed -n 's|.*/gens/0*\([0-9]*\)$|\1|p'; }
+
+# converge: every node has the same active generation within $1 s.
+converge() {
+        local limit=$(( ${1:-3} * 10 )) i
+        for i in $(seq 1 "$limit"); do
+                [ "$(active a)" = "$(active b)" ] && [ "$(active b)" = "$(active c)" ] && return 0
+                sleep 0.1
+        done
+        echo "nodes disagree: a=$(active a) b=$(active b) c=$(active c)"
+        return 1
+}
+
+# gaps_none: the generations in etcd are exactly 1..N and every node lists N.
+gaps_none() {
+        local n want
+        n=$(etcd_gens | sort -n | tail -1)
+        want=$(seq 1 "$n" | tr '\n' ' ')
+        [ "$(etcd_gens | sort -n | tr '\n' ' ')" = "$want" ] || { echo "gaps: $(etcd_gens | tr '\n' ' ')"; return 1; }
+        for x in a b c; do
+                [ "$(on $x op key list --json | grep -o '"generation": [0-9]*' | sort -u | wc -l)" = "$n" ] ||
+                        { echo "node $x lists $(on $x op key list --json | grep -o '"generation": [0-9]*' | sort -u | wc -l) of $n"; return 1; }
+        done
+}
+
+echo "== encrypt on A, decrypt on B and C"
+printf 'fleet secret' | on a svc encrypt > "$W/ct-a"
+check "B decrypts what A encrypted" bash -c "on b svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+check "C decrypts what A encrypted" bash -c "on c svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+check "status names the etcd store, watched" bash -c \
+        "on a op status --json | tr -d ' \n' | grep -q '\"store_state\":{\"backend\":\"etcd\",\"applied_revision\":[1-9][0-9]*,\"watch\":\"ok\"'"
+
+echo "== rotate on B: A and C encrypt under the new generation within 1 s"
+g=$(on b op key rotate | sed -n 's/generation \([0-9]*\) is now active/\1/p')
+check "B rotated to generation 2 ($g)" test "$g" = 2
+t0=$(date +%s%N)
+for n in a c; do
+        ok=0
+        while [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ]; do
+                printf x | on "$n" svc encrypt > "$W/ct-$n-2"
+                [ "$(gen_of "$W/ct-$n-2")" = "$g" ] && { ok=1; break; }
+                sleep 0.05
+        done
+        check "$n encrypts under generation $g within 1 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)" test $ok = 1
+done
+check "A's old ciphertext still decrypts on C" bash -c "on c svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+
+echo "== concurrent rotate on all three nodes, 20 rounds"
+before=$(etcd_gens | sort -n | tail -1)
+for i in $(seq 1 20); do
+        on a op key rotate >/dev/null 2>"$W/rot-a" & pa=$!
+        on b op key rotate >/dev/null 2>"$W/rot-b" & pb=$!
+        on c op key rotate >/dev/null 2>"$W/rot-c" & pc=$!
+        wait $pa || { echo "round $i: rotate on a failed: $(cat "$W/rot-a")"; FAILED=1; }
+        wait $pb || { echo "round $i: rotate on b failed: $(cat "$W/rot-b")"; FAILED=1; }
+        wait $pc || { echo "round $i: rotate on c failed: $(cat "$W/rot-c")"; FAILED=1; }
+done
+after=$(etcd_gens | sort -n | tail -1)
+check "exactly 20 new generations ($before -> $after)" test "$after" = $((before + 20))
+check "all nodes agree on the active generation" converge 3
+check "the active one is the newest ($(active a))" test "$(active a)" = "$after"
+check "no gaps, no duplicates, every node lists them all" gaps_none
+check "ciphertexts of generation 1 still decrypt on every node" bash -c \
+        "for n in a b c; do on \$n svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret' || exit 1; done"
+
+echo "== one etcd member down: everything continues"
+etcd_member_stop 1
+check "encrypt on A" bash -c "printf one | on a svc encrypt > '$W/ct-one'"
+check "decrypt on C" bash -c "on c svc decrypt --in '$W/ct-one' | grep -qx one"
+check "rotate on C" bash -c "on c op key rotate >/dev/null"
+check "the nodes agree" converge 3
+# Every node spends its own block of uses of the active generation now, so
+# that it can go on encrypting without the store.
+for n in a b c; do printf "$n" | on $n svc encrypt > "$W/ct-pre-$n"; done
+sleep 0.5
+
+echo "== a second member down: no quorum"
+gen_before=$(active a)
+etcd_member_stop 2
+t0=$(date +%s)
+check "encrypt on A from cache" bash -c "printf two | on a svc encrypt > '$W/ct-two'"
+check "decrypt on B from cache" bash -c "on b svc decrypt --in '$W/ct-two' | grep -qx two"
+check "decrypt on C of old data" bash -c "on c svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+ok=0
+for _ in $(seq 1 50); do
+        on a op status | grep -q "DEGRADED: store unavailable: no etcd quorum" && { ok=1; break; }
+        sleep 0.2
+done
+check "dkmctl status says the store is unavailable" test $ok = 1
+check "status --json: available false" bash -c "on a op status --json | grep -q '\"available\": false'"
+refused "rotate fails cleanly" "store unavailable: no etcd quorum" on b op key rotate
+refused "a grant request fails cleanly" "store unavailable: no etcd quorum" \
+        on a op access request --reason "outage" --duration 5m
+refused "a policy change fails cleanly" "store unavailable: no etcd quorum" \
+        on c op policy create outage-policy
+echo "  (refusals took $(( $(date +%s) - t0 )) s)"
+check "still the same active generation everywhere" test "$(active a) $(active b) $(active c)" = "$gen_before $gen_before $gen_before"
+
+echo "== members back: catch up, nothing lost"
+etcd_member_start 1 || fail "member 1 did not come back"
+etcd_member_start 2 || fail "member 2 did not come back"
+ok=0
+for _ in $(seq 1 100); do
+        on c op key rotate >/dev/null 2>&1 && { ok=1; break; }
+        sleep 0.2
+done
+check "rotate works again on C" test $ok = 1
+check "the nodes agree after the outage" converge 5
+check "no half-done rollover: no gaps" gaps_none
+check "status: the store is available again" bash -c "on a op status --json | grep -q '\"available\": true'"
+check "every ciphertext decrypts on every node" bash -c "
+        for f in ct-a ct-one ct-two ct-pre-a ct-pre-b ct-pre-c; do
+                for n in a b c; do on \$n svc decrypt --in '$W/'\$f >/dev/null || { echo \"\$f on \$n\"; exit 1; }; done
+        done"
+
+echo "== kill -9 a node during a rollover"
+on b op key rotate >/dev/null 2>&1 &
+rp=$!
+sleep 0.01
+node_kill b
+wait $rp 2>/dev/null
+node_start b || fail "node b did not restart"
+check "the nodes agree after B's crash" converge 5
+check "no gaps after the crash" gaps_none
+check "B decrypts everything" bash -c "
+        for f in ct-a ct-one ct-two; do on b svc decrypt --in '$W/'\$f >/dev/null || exit 1; done"
+printf z | on b svc encrypt > "$W/ct-b"
+check "B encrypts under the active generation" test "$(gen_of "$W/ct-b")" = "$(active a)"
+
+echo "== a grant approved on A works on C; a revocation on C holds on A"
+id=$(on a op access request --reason "fleet ticket 42" --duration 30m --policy default)
+check "request filed on A ($id)" test -n "$id"
+check "first approval on A" bash -c "on a appr access approve $id | grep -q pending"
+check "second approval on A grants" bash -c "on a appr2 access approve $id | grep -q granted"
+check "the grant holder decrypts on C" bash -c "on c op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+check "and on B" bash -c "on b op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+check "and on A" bash -c "on a op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+check "C revokes it" on c appr access revoke "$id"
+refused "A refuses the revoked grant at once" "grant $id revoked" on a op decrypt --in "$W/ct-a"
+refused "B refuses it too" "grant $id revoked" on b op decrypt --in "$W/ct-a"
+ring_a=$(on a appr status --json | sed -n 's/.*"grants_keyring": \([0-9]*\).*/\1/p')
+ok=0
+for _ in $(seq 1 20); do
+        keyctl search "$ring_a" user "dkm:grant:$id" >/dev/null 2>&1 || { ok=1; break; }
+        sleep 0.1
+done
+check "the grant key is gone from A's keyring within 2 s" test $ok = 1
+
+for n in a b c; do
+        if grep -qE 'runtime error|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$(node_dir $n)/dkmd.log"; then
+                fail "sanitizer report in node $n's log"
+        fi
+done
+[ "$FAILED" = 0 ] || show_logs
+finish
