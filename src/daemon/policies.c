@@ -638,6 +638,14 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 r = -EIO;
                 goto out;
         }
+        if (n_ops > store_ops_of(k->env.store)->max_txn_ops) {
+                keys_seterr(err, "policy '%s' has %zu generations: re-wrapping them all is more than one "
+                            "transaction of the %s store carries (%zu); rekey without --new-policy-key",
+                            policy, p->n_gens, store_ops_of(k->env.store)->name,
+                            store_ops_of(k->env.store)->max_txn_ops);
+                r = -E2BIG;
+                goto out;
+        }
         {
                 /* Guarded by the policy record's revision (the generations
                  * change only under this lock). */
@@ -765,13 +773,28 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                 r = -EIO;
                 goto out;
         }
+        /* First the policy record: without its wrapped copies and the
+         * availability key nothing can unwrap the generations any more, so
+         * this one transaction is the shredding.  The generations' wrapped
+         * keys follow in as many transactions as the store needs. */
         {
                 const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
+                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the purge: %s", strerror(-r));
                 goto out;
+        }
+        for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {
+                size_t n = n_ops - 1 - i < chunk ? n_ops - 1 - i : chunk;
+                uint64_t grev;
+                int e = store_ops_of(k->env.store)->txn(k->env.store, NULL, 0, &ops[i], n, &grev);
+
+                if (e < 0) {
+                        log_err("policy '%s' is purged, but erasing its generations' wrapped keys "
+                                "failed: %s", policy, strerror(-e));
+                        break;
+                }
         }
         for (size_t i = 0; i < p->n_gens; i++) {
                 struct generation *g = p->gens[i];

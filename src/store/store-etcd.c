@@ -701,6 +701,7 @@ static int etcd_open(const char *location, struct store **ret)
 
 const struct store_ops store_etcd_ops = {
         .name = "etcd",
+        .max_txn_ops = STORE_TXN_OPS_MAX,
         .open = etcd_open,
         .close = etcd_close,
         .get = etcd_get,

@@ -446,7 +446,7 @@ static int check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct s
 
         if ((n_cmps && !cmps) || (n_ops && !ops))
                 return -EINVAL;
-        if (n_cmps > STORE_TXN_OPS_MAX || n_ops > STORE_TXN_OPS_MAX)
+        if (n_cmps > STORE_SQLITE_TXN_OPS_MAX || n_ops > STORE_SQLITE_TXN_OPS_MAX)
                 return -E2BIG;
         for (size_t i = 0; i < n_cmps; i++) {
                 r = check_string(cmps[i].key, false, &len);
@@ -942,6 +942,7 @@ static int sqlite_open(const char *location, struct store **ret)
 
 const struct store_ops store_sqlite_ops = {
         .name = "sqlite",
+        .max_txn_ops = STORE_SQLITE_TXN_OPS_MAX,
         .open = sqlite_open,
         .close = sqlite_close,
         .get = sqlite_get,

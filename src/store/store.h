@@ -18,7 +18,8 @@ struct store;
  * transaction with more compares or more operations, gives -E2BIG. */
 #define STORE_KEY_MAX 1024u
 #define STORE_VALUE_MAX (1024u * 1024u)
-#define STORE_TXN_OPS_MAX 128u
+#define STORE_TXN_OPS_MAX 128u /* etcd's default --max-txn-ops */
+#define STORE_SQLITE_TXN_OPS_MAX 16384u
 
 struct store_kv {
         char *key;
@@ -51,6 +52,7 @@ struct store_cmp {
 
 struct store_ops {
         const char *name;
+        size_t max_txn_ops; /* compares or operations in one transaction */
         int (*open)(const char *location, struct store **ret);
         void (*close)(struct store *s);
         /* -ENOENT when absent. */
