@@ -176,3 +176,88 @@ distclean:
 	bench clean distclean
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# --- install and system test ----------------------------------------------
+
+DATADIR ?= $(PREFIX)/share
+# Where systemd looks, as its pkg-config file says (wireguard-tools' way).
+ifeq ($(origin SYSTEMDUNITDIR),undefined)
+SYSTEMDUNITDIR := $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null || echo "$(PREFIX)/lib/systemd/system")
+endif
+ifeq ($(origin SYSUSERSDIR),undefined)
+SYSUSERSDIR := $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null || echo "$(PREFIX)/lib/sysusers.d")
+endif
+ifeq ($(origin TMPFILESDIR),undefined)
+TMPFILESDIR := $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null || echo "$(PREFIX)/lib/tmpfiles.d")
+endif
+SELINUXPKGDIR ?= $(DATADIR)/selinux/packages
+SELINUXINCDIR ?= $(DATADIR)/selinux/devel/include/contrib
+SELINUX_DEVEL ?= /usr/share/selinux/devel
+# The SELinux module needs the reference policy headers (selinux-policy-dev);
+# without them `make install` says so and leaves it out.  WITH_SELINUX=1
+# insists, WITH_SELINUX=0 never builds it.
+WITH_SELINUX ?= $(if $(wildcard $(SELINUX_DEVEL)/Makefile),1,0)
+
+SYSTEMD_GEN := $(BUILD)/systemd/dkmd.service $(BUILD)/systemd/tmpfiles-dkm.conf
+
+systemd: $(SYSTEMD_GEN)
+
+# Made every time: the paths in them follow this run's SBINDIR and SYSCONFDIR.
+$(BUILD)/systemd/%: systemd/%.in always-substitute
+	@mkdir -p $(dir $@)
+	$(Q)sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' $< > $@
+
+selinux: $(BUILD)/selinux/dkm.pp
+
+$(BUILD)/selinux/dkm.pp: selinux/dkm.te selinux/dkm.if selinux/dkm.fc selinux/Makefile
+	@$(if $(Q),echo "  SELINUX $@")
+	$(Q)$(MAKE) -s --no-print-directory -C selinux SELINUX_DEVEL=$(SELINUX_DEVEL) OUT=$(abspath $(BUILD)/selinux) $(if $(Q),>/dev/null)
+
+INSTALL_SELINUX := $(if $(filter 1,$(WITH_SELINUX)),$(BUILD)/selinux/dkm.pp)
+
+install: all $(SYSTEMD_GEN) $(INSTALL_SELINUX)
+	@$(if $(Q),echo "  INSTALL $(DESTDIR)$(PREFIX) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(SYSTEMDUNITDIR)")
+	$(Q)install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/dkm $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/dkm
+	$(Q)install -m 0755 $(BUILD)/dkmd $(DESTDIR)$(SBINDIR)/dkmd
+	$(Q)install -m 0755 $(BUILD)/dkmctl $(DESTDIR)$(BINDIR)/dkmctl
+	$(Q)install -m 0755 $(LIBDKM) $(DESTDIR)$(LIBDIR)/$(notdir $(LIBDKM))
+	$(Q)ln -sf $(notdir $(LIBDKM)) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
+	$(Q)ln -sf $(notdir $(LIBDKM)) $(DESTDIR)$(LIBDIR)/libdkm.so
+	$(Q)install -m 0644 include/dkm/dkm.h $(DESTDIR)$(INCLUDEDIR)/dkm/dkm.h
+	$(Q)install -m 0644 $(BUILD)/dkm.pc $(DESTDIR)$(PKGCONFIGDIR)/dkm.pc
+	$(Q)install -m 0644 $(BUILD)/systemd/dkmd.service systemd/dkmd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(Q)install -m 0644 systemd/sysusers-dkm.conf $(DESTDIR)$(SYSUSERSDIR)/dkm.conf
+	$(Q)install -m 0644 $(BUILD)/systemd/tmpfiles-dkm.conf $(DESTDIR)$(TMPFILESDIR)/dkm.conf
+	@# An administrator's configuration is never overwritten.
+	$(Q)test -e $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf || \
+		install -m 0644 systemd/dkmd.conf $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf
+ifeq ($(WITH_SELINUX),1)
+	$(Q)install -d $(DESTDIR)$(SELINUXPKGDIR) $(DESTDIR)$(SELINUXINCDIR)
+	$(Q)install -m 0644 $(BUILD)/selinux/dkm.pp $(DESTDIR)$(SELINUXPKGDIR)/dkm.pp
+	$(Q)install -m 0644 selinux/dkm.if $(DESTDIR)$(SELINUXINCDIR)/dkm.if
+else
+	@echo "install: SELinux module left out (WITH_SELINUX=0; building it needs $(SELINUX_DEVEL)/Makefile, from selinux-policy-dev)"
+endif
+
+uninstall:
+	@$(if $(Q),echo "  UNINSTALL $(DESTDIR)$(PREFIX) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(SYSTEMDUNITDIR)")
+	$(Q)rm -f $(DESTDIR)$(SBINDIR)/dkmd $(DESTDIR)$(BINDIR)/dkmctl \
+		$(DESTDIR)$(LIBDIR)/$(notdir $(LIBDKM)) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libdkm.so $(DESTDIR)$(INCLUDEDIR)/dkm/dkm.h \
+		$(DESTDIR)$(PKGCONFIGDIR)/dkm.pc $(DESTDIR)$(SYSTEMDUNITDIR)/dkmd.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/dkmd.socket $(DESTDIR)$(SYSUSERSDIR)/dkm.conf \
+		$(DESTDIR)$(TMPFILESDIR)/dkm.conf $(DESTDIR)$(SELINUXPKGDIR)/dkm.pp \
+		$(DESTDIR)$(SELINUXINCDIR)/dkm.if
+	@# The configuration goes only if nobody changed it.
+	$(Q)! cmp -s systemd/dkmd.conf $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf || \
+		rm -f $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf
+	$(Q)rmdir $(DESTDIR)$(INCLUDEDIR)/dkm $(DESTDIR)$(SYSCONFDIR)/dkm 2>/dev/null || true
+
+# Boots a Debian 12 system (cached in $(BUILD)/vm) with dkm installed by
+# `make install` and runs what an administrator does; see tests/system/run.sh.
+check-system: all
+	$(Q)tests/system/run.sh $(BUILD)
+
+.PHONY: systemd selinux install uninstall check-system always-substitute

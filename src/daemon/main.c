@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * dkmd: start-up runs an ordered list of steps and unwinds the finished ones
- * in reverse when a later one fails.
+ * in reverse when a later one fails.  Under systemd (Type=notify) it says
+ * READY=1 only when every step passed, keeps STATUS= current, sends the
+ * watchdog keep-alives from the maintenance thread, and re-reads its
+ * configuration on SIGHUP (ExecReload=).
  */
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -16,11 +20,17 @@
 #include "server.h"
 #include "shared/audit.h"
 #include "shared/config.h"
+#include "shared/duration.h"
 #include "shared/keyring.h"
 #include "shared/util.h"
 #include "store/store-etcd.h"
 #include "store/store.h"
 #include "wrap.h"
+
+/* sysexits.h's EX_CONFIG: an error in the configuration (or a missing
+ * master key credential) that a restart cannot fix; dkmd.service sets
+ * RestartPreventExitStatus=78. */
+#define EXIT_CONFIG 78
 
 static struct {
         const char *config_path;
@@ -41,7 +51,32 @@ struct daemon {
         pthread_mutex_t stop_lock;
         pthread_cond_t stop_cond;
         bool stopping;
+        uint64_t watchdog_usec;  /* $WATCHDOG_USEC for this process; 0: none */
+        bool config_error;       /* a start-up failure that deserves EXIT_CONFIG */
+        char failure[8192];      /* why start-up failed, for STATUS= */
 };
+
+/* STATUS= (and any other assignments before it, e.g. "READY=1\n"). */
+static void notify_status(const char *prefix, const char *fmt, ...) _printf_(2, 3);
+static void notify_status(const char *prefix, const char *fmt, ...)
+{
+        char buf[1024];
+        va_list ap;
+        int n;
+
+        n = snprintf(buf, sizeof(buf), "%sSTATUS=", prefix);
+        va_start(ap, fmt);
+        vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+        va_end(ap);
+        notify(buf);
+}
+
+/* Logs a start-up error and keeps it for STATUS=. */
+#define fail(d, ...)                                                            \
+        do {                                                                    \
+                snprintf((d)->failure, sizeof((d)->failure), __VA_ARGS__);      \
+                log_err("%s", (d)->failure);                                    \
+        } while (0)
 
 static void usage(FILE *f)
 {
@@ -118,6 +153,11 @@ static int do_init(const struct dkm_config *cfg)
                 log_err("cannot create state directory %s: %s", cfg->state_dir, strerror(-r));
                 return r;
         }
+        if (cfg->master_key_credential) {
+                log_info("state directory %s ready; the master key is the systemd credential '%s'",
+                         cfg->state_dir, cfg->master_key_credential);
+                return 0;
+        }
         r = masterkey_create(cfg->master_key, err, sizeof(err));
         if (r < 0) {
                 log_err("%s", err);
@@ -135,7 +175,10 @@ static int step_engine(struct daemon *d)
         int r = engine_select(d->cfg.engine, &d->engine, &d->st.engine);
 
         if (r < 0) {
-                log_err("crypto engine unavailable: %s", d->st.engine.reason);
+                /* engine=kernel on a kernel without AF_ALG: a restart will
+                 * not change that. */
+                fail(d, "crypto engine unavailable: %s", d->st.engine.reason);
+                d->config_error = true;
                 return r;
         }
         crypto_set_engine(d->engine);
@@ -170,13 +213,19 @@ static int step_keyring(struct daemon *d)
         /* A keyring of the process: its keys die with dkmd. */
         r = keyring_open("dkm:dkmd", 1, &d->ring);
         if (r < 0) {
-                log_err("cannot create the daemon keyring: %s", strerror(-r));
+                fail(d, "cannot create the daemon keyring: %s", strerror(-r));
                 return r;
         }
         d->st.ring = d->ring;
+        r = config_master_key_error(&d->cfg, err, sizeof(err));
+        if (r < 0) {
+                fail(d, "%s", err);
+                d->config_error = true;
+                return r;
+        }
         r = masterkey_load(d->cfg.master_key, d->ring, &d->master, err, sizeof(err));
         if (r < 0) {
-                log_err("%s", err);
+                fail(d, "%s", err);
                 return r;
         }
         audit_subject_from_peer(&self, getpid(), getuid(), getgid());
@@ -235,7 +284,7 @@ static int step_store(struct daemon *d)
                 if (r >= 0)
                         r = store_open(&store_etcd_ops, loc, &d->store);
                 if (r < 0) {
-                        log_err("cannot open the etcd store at %s (prefix %s): %s", d->cfg.store_endpoints,
+                        fail(d, "cannot open the etcd store at %s (prefix %s): %s", d->cfg.store_endpoints,
                                 d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX,
                                 r == -EINVAL ? "bad endpoints or paths" : store_error_text(NULL, r));
                         return r;
@@ -248,8 +297,8 @@ static int step_store(struct daemon *d)
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
         r = store_open(&store_sqlite_ops, path, &d->store);
         if (r < 0)
-                log_err("cannot open store %s: %s%s", path, strerror(-r),
-                        r == -ENOENT ? " (run dkmd --init first)" : "");
+                fail(d, "cannot open store %s: %s%s", path, strerror(-r),
+                     r == -ENOENT ? " (run dkmd --init first)" : "");
         return r;
 }
 
@@ -265,12 +314,12 @@ static int step_keys(struct daemon *d)
         d->st.keys = d->keys;
         r = keys_load(d->keys, err);
         if (r < 0) {
-                log_err("cannot load keys: %s", err[0] ? err : strerror(-r));
+                fail(d, "cannot load keys: %s", err[0] ? err : strerror(-r));
                 return r;
         }
         r = grants_new(&d->cfg, d->store, d->keys, &d->grants, err);
         if (r < 0) {
-                log_err("%s", err);
+                fail(d, "%s", err);
                 return r;
         }
         d->st.grants = d->grants;
@@ -278,18 +327,35 @@ static int step_keys(struct daemon *d)
         return 0;
 }
 
+/* $WATCHDOG_USEC, when systemd set it for this process (WatchdogSec=). */
+static uint64_t watchdog_usec(void)
+{
+        const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+        uint64_t v;
+
+        if (!usec || parse_u64(usec, &v) < 0 || v == 0)
+                return 0;
+        if (pid && atoi(pid) != getpid())
+                return 0;
+        return v;
+}
+
 /* Grants are checked every second (keyctl changes are audited promptly);
- * cached keys every tenth of their lifetime, between 0.2 s and 30 s. */
+ * cached keys every tenth of their lifetime, between 0.2 s and 30 s.  The
+ * systemd watchdog is fed from here at half its interval: a keep-alive says
+ * that maintenance (key refresh, grant expiry) still runs. */
 static void *maint_thread(void *p)
 {
         struct daemon *d = p;
-        uint64_t keys_every = d->cfg.cache_ttl_usec / 10, every, next_keys = 0;
+        uint64_t keys_every = d->cfg.cache_ttl_usec / 10, every, next_keys = 0, next_ping = 0;
 
         if (keys_every > 30 * 1000000ULL)
                 keys_every = 30 * 1000000ULL;
         if (keys_every < 200000)
                 keys_every = 200000;
         every = keys_every < 1000000 ? keys_every : 1000000;
+        if (d->watchdog_usec && every > d->watchdog_usec / 4)
+                every = d->watchdog_usec / 4;
         pthread_mutex_lock(&d->stop_lock);
         while (!d->stopping) {
                 struct timespec ts;
@@ -305,6 +371,10 @@ static void *maint_thread(void *p)
                 if (d->stopping)
                         break;
                 pthread_mutex_unlock(&d->stop_lock);
+                if (d->watchdog_usec && now_mono_usec() >= next_ping) {
+                        notify("WATCHDOG=1");
+                        next_ping = now_mono_usec() + d->watchdog_usec / 2;
+                }
                 if (now_mono_usec() >= next_keys) {
                         keys_maintain(d->keys);
                         next_keys = now_mono_usec() + keys_every - every / 2;
@@ -354,7 +424,7 @@ static int step_server(struct daemon *d)
 
         r = server_new(&d->st, &d->server, err, sizeof(err));
         if (r < 0) {
-                log_err("%s", err[0] ? err : strerror(-r));
+                fail(d, "%s", err[0] ? err : strerror(-r));
                 return r;
         }
         if (pthread_create(&d->maint, NULL, maint_thread, d) == 0)
@@ -362,6 +432,73 @@ static int step_server(struct daemon *d)
         if (d->st.store_watch && pthread_create(&d->watch, NULL, watch_thread, d) == 0)
                 d->watch_started = true;
         return 0;
+}
+
+static void notify_serving(const struct daemon *d, const char *prefix, const char *note)
+{
+        notify_status(prefix, "serving on %s; engine %s, gcm(aes) by %s (%s)%s%s", d->cfg.socket,
+                      d->st.engine.name, d->st.engine.driver, d->st.engine.reason,
+                      note[0] ? "; " : "", note);
+}
+
+/* What SIGHUP may change while dkmd serves: values that are read afresh on
+ * each use.  The other threads read them without a lock; each is one
+ * aligned word, stored atomically here. */
+#define RELOAD_FIELDS(X)                                                        \
+        X(users_gid) X(operators_gid) X(approvers_gid) X(max_age_usec) X(max_uses) \
+        X(approvals_required) X(max_duration_usec) X(request_ttl_usec)       \
+        X(max_policies) X(hedge_delay_usec) X(cache_ttl_usec) X(audit_fail_closed)
+
+static bool str_differs(const char *a, const char *b)
+{
+        return (!a != !b) || (a && strcmp(a, b) != 0);
+}
+
+/* SIGHUP: re-read the configuration; a broken one is refused as a whole and
+ * the running one stays. */
+static void reload(struct daemon *d)
+{
+        struct dkm_config n;
+        char err[512], note[600] = "";
+        int r;
+
+        notify_status("RELOADING=1\n", "reloading %s", arg.config_path);
+        r = config_load(arg.config_path, &n, err, sizeof(err));
+        if (r < 0) {
+                log_err("reload: %s; keeping the previous configuration", err);
+                snprintf(note, sizeof(note), "reload failed, previous configuration kept: %s", err);
+                notify_serving(d, "READY=1\n", note);
+                return;
+        }
+#define APPLY(f) __atomic_store_n(&d->cfg.f, n.f, __ATOMIC_RELAXED);
+        RELOAD_FIELDS(APPLY)
+#undef APPLY
+        /* The rest is bound at start-up: the socket, the store, the engine
+         * and the master key are in use. */
+        static const struct {
+                const char *name;
+                size_t off;
+        } fixed[] = {
+                { "[daemon] socket", offsetof(struct dkm_config, socket) },
+                { "[daemon] state_dir", offsetof(struct dkm_config, state_dir) },
+                { "[daemon] master_key", offsetof(struct dkm_config, master_key) },
+                { "[daemon] master_key", offsetof(struct dkm_config, master_key_credential) },
+                { "[store] backend", offsetof(struct dkm_config, store_backend) },
+                { "[store] endpoints", offsetof(struct dkm_config, store_endpoints) },
+                { "[store] cacert", offsetof(struct dkm_config, store_cacert) },
+                { "[store] cert", offsetof(struct dkm_config, store_cert) },
+                { "[store] key", offsetof(struct dkm_config, store_key) },
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+                if (str_differs(*(char **)((char *)&d->cfg + fixed[i].off),
+                                *(char **)((char *)&n + fixed[i].off)))
+                        log_warn("reload: %s changed; it takes effect when dkmd restarts",
+                                 fixed[i].name);
+        if (n.engine != d->cfg.engine)
+                log_warn("reload: [daemon] engine changed; it takes effect when dkmd restarts");
+        config_free(&n);
+        log_info("configuration reloaded from %s", arg.config_path);
+        notify_serving(d, "READY=1\n", "");
 }
 
 static void *signal_thread(void *p)
@@ -378,7 +515,7 @@ static void *signal_thread(void *p)
                 if (sigwait(&set, &sig) != 0)
                         continue;
                 if (sig == SIGHUP) {
-                        log_notice("SIGHUP: configuration reload is not supported yet; restart dkmd");
+                        reload(d);
                         continue;
                 }
                 log_info("received %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -394,7 +531,7 @@ int main(int argc, char **argv)
                 .stop_lock = PTHREAD_MUTEX_INITIALIZER,
                 .stop_cond = PTHREAD_COND_INITIALIZER,
         };
-        char err[512], status[512];
+        char err[512];
         pthread_t sigt;
         sigset_t set;
         int r;
@@ -409,8 +546,8 @@ int main(int argc, char **argv)
         r = config_load(arg.config_path, &d.cfg, err, sizeof(err));
         if (r < 0) {
                 log_err("%s", err);
-                notify("STATUS=configuration error");
-                return 1;
+                notify_status("", "configuration error: %s", err);
+                return EXIT_CONFIG;
         }
         if (arg.init)
                 return do_init(&d.cfg) < 0 ? 1 : 0;
@@ -423,6 +560,8 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         d.st.cfg = &d.cfg;
         d.st.started_usec = now_mono_usec();
+        d.watchdog_usec = watchdog_usec();
+        notify_status("", "starting");
 
         r = step_engine(&d);
         if (r < 0)
@@ -446,9 +585,7 @@ int main(int argc, char **argv)
                 r = -EAGAIN;
                 goto out_server;
         }
-        snprintf(status, sizeof(status), "READY=1\nSTATUS=serving on %s, engine %s (%s)",
-                 d.cfg.socket, d.st.engine.name, d.st.engine.driver);
-        notify(status);
+        notify_serving(&d, "READY=1\n", "");
         log_info("ready: listening on %s", d.cfg.socket);
 
         r = server_run(d.server);
@@ -481,7 +618,7 @@ out_keyring:
 out_audit:
         audit_close_log();
 out_config:
-        notify("STATUS=failed to start");
+        notify_status("", "failed to start: %s", d.failure[0] ? d.failure : strerror(-r));
         config_free(&d.cfg);
-        return r < 0 ? 1 : 0;
+        return d.config_error ? EXIT_CONFIG : 1;
 }

@@ -42,7 +42,10 @@
 static const char *const default_groups[3] = { "dkm-users", "dkm-operators", "dkm-approvers" };
 
 enum key_kind { K_PATH, K_SOCKET, K_ENGINE, K_GROUP, K_DURATION, K_UINT, K_U64, K_BACKEND,
-                K_OPTPATH, K_STRING, K_BOOL };
+                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY };
+
+#define CREDENTIAL_PREFIX "credential:"
+#define CREDENTIAL_NAME_MAX 255
 
 struct key_def {
         const char *section, *name;
@@ -56,7 +59,7 @@ static const struct key_def keys[] = {
         { "daemon", "socket", K_SOCKET, F(socket), 0, 0 },
         { "daemon", "state_dir", K_PATH, F(state_dir), 0, 0 },
         { "daemon", "engine", K_ENGINE, F(engine), 0, 0 },
-        { "daemon", "master_key", K_PATH, F(master_key), 0, 0 },
+        { "daemon", "master_key", K_MASTERKEY, F(master_key), 0, 0 },
         { "groups", "users", K_GROUP, F(users_gid), 0, 0 },
         { "groups", "operators", K_GROUP, F(operators_gid), 0, 0 },
         { "groups", "approvers", K_GROUP, F(approvers_gid), 0, 0 },
@@ -199,6 +202,19 @@ static bool parse_bool(const char *v, bool *ret)
         return false;
 }
 
+/* A systemd credential name is a plain file name in $CREDENTIALS_DIRECTORY. */
+static bool credential_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n > CREDENTIAL_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+                return false;
+        for (; *s; s++)
+                if (*s == '/' || !isprint((unsigned char)*s))
+                        return false;
+        return true;
+}
+
 /* Stores one value; on a bad one, sets the message and returns false. */
 static bool apply(struct parser *p, const struct key_def *k, const char *v)
 {
@@ -213,6 +229,20 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
         }
 
         switch (k->kind) {
+        case K_MASTERKEY:
+                if (strncmp(v, CREDENTIAL_PREFIX, strlen(CREDENTIAL_PREFIX)) == 0) {
+                        const char *name = v + strlen(CREDENTIAL_PREFIX);
+
+                        if (!credential_name_valid(name)) {
+                                set_err(p, p->line, "[%s] %s: bad credential name in '%s' (a file "
+                                                    "name of at most %d bytes)",
+                                        k->section, k->name, vb, CREDENTIAL_NAME_MAX);
+                                return false;
+                        }
+                        r = set_string(&p->cfg.master_key_credential, name);
+                        break;
+                }
+                /* fall through - a path */
         case K_SOCKET:
         case K_PATH:
         case K_OPTPATH:
@@ -451,6 +481,7 @@ void config_free(struct dkm_config *c)
         free(c->socket);
         free(c->state_dir);
         free(c->master_key);
+        free(c->master_key_credential);
         free(c->store_backend);
         free(c->store_endpoints);
         free(c->store_cacert);
@@ -468,6 +499,92 @@ static void strip_trailing_slashes(char *path)
                 path[--n] = '\0';
 }
 
+/* master_key: see config.h.  $CREDENTIALS_DIRECTORY is set by systemd for a
+ * unit with LoadCredential*= or SetCredential=. */
+static int resolve_master_key(struct dkm_config *c)
+{
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        int r = 0;
+
+        if (dir && dir[0] != '/')
+                dir = NULL;
+        if (!c->master_key && !c->master_key_credential && dir) {
+                _cleanup_free_ char *path = NULL;
+
+                if (asprintf(&path, "%s/%s", dir, DKM_MASTER_KEY_CREDENTIAL) < 0)
+                        return -ENOMEM;
+                if (access(path, F_OK) == 0) {
+                        c->master_key_credential = strdup(DKM_MASTER_KEY_CREDENTIAL);
+                        if (!c->master_key_credential)
+                                return -ENOMEM;
+                }
+        }
+        if (c->master_key_credential) {
+                free(c->master_key);
+                c->master_key = NULL;
+                if (dir)
+                        r = asprintf(&c->master_key, "%s/%s", dir, c->master_key_credential);
+        } else if (!c->master_key)
+                r = asprintf(&c->master_key, "%s/master.key",
+                             strcmp(c->state_dir, "/") ? c->state_dir : "");
+        if (r < 0) {
+                c->master_key = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* dkmd.service's SetCredential=NAME:missing, which systemd passes instead
+ * when the file LoadCredentialEncrypted= names does not exist.  Seven bytes
+ * can never be a key, so only such a short file is read. */
+static bool is_fallback(const char *path)
+{
+        static const char marker[] = DKM_MASTER_KEY_MISSING;
+        char buf[sizeof(marker)] = "";
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size != (off_t)strlen(marker))
+                return false;
+        return read(fd, buf, sizeof(buf) - 1) == (ssize_t)strlen(marker) &&
+               strcmp(buf, marker) == 0;
+}
+
+int config_master_key_error(const struct dkm_config *c, char *err, size_t err_size)
+{
+        static const char how[] = "create it with 'head -c 32 /dev/urandom | systemd-creds "
+                                  "encrypt --name=%s - /etc/credstore.encrypted/%s' (see README.md)";
+        char fix[300];
+        struct stat st;
+
+        if (!c || !c->master_key_credential)
+                return 0;
+        snprintf(fix, sizeof(fix), how, c->master_key_credential, c->master_key_credential);
+        if (!c->master_key) {
+                snprintf(err, err_size, "master key: systemd credential '%s' is missing: dkmd was "
+                         "not started with credentials ($CREDENTIALS_DIRECTORY is unset); start it "
+                         "as dkmd.service (LoadCredentialEncrypted=%s:...), or set [daemon] "
+                         "master_key= to a key file", c->master_key_credential,
+                         c->master_key_credential);
+                return -ENOENT;
+        }
+        if (stat(c->master_key, &st) < 0) {
+                int e = errno;
+
+                snprintf(err, err_size, "master key: systemd credential '%s' is missing (%s): %s",
+                         c->master_key_credential,
+                         e == ENOENT ? "systemd did not pass it to dkmd" : strerror(e), fix);
+                return e == ENOENT ? -ENOENT : -e;
+        }
+        if (S_ISREG(st.st_mode) && (st.st_size == 0 || is_fallback(c->master_key))) {
+                snprintf(err, err_size, "master key: systemd credential '%s' is missing (systemd "
+                         "found no file for LoadCredentialEncrypted=%s:...): %s",
+                         c->master_key_credential, c->master_key_credential, fix);
+                return -ENOENT;
+        }
+        return 0;
+}
+
 /* What can only be checked once the whole file is read. */
 static int finish(struct parser *p)
 {
@@ -482,11 +599,8 @@ static int finish(struct parser *p)
         if (!c->socket || !c->state_dir || !c->store_backend)
                 return -ENOMEM;
         strip_trailing_slashes(c->state_dir);
-        if (!c->master_key && asprintf(&c->master_key, "%s/master.key",
-                                       strcmp(c->state_dir, "/") ? c->state_dir : "") < 0) {
-                c->master_key = NULL;
+        if (resolve_master_key(c) < 0)
                 return -ENOMEM;
-        }
         for (int i = 0; i < 3; i++)
                 if (*(gid_t *)((char *)c + group_fields[i]) == (gid_t)-1) {
                         set_err(p, 0, "[groups] %s: group '%s' does not exist (create it, or set "

@@ -22,6 +22,7 @@ struct dkm_config {
         char *state_dir;
         enum engine_kind engine;
         char *master_key;           /* path; default <state_dir>/master.key */
+        char *master_key_credential; /* systemd credential name, or NULL: see below */
         /* [groups]: names are resolved to gids at load time */
         gid_t users_gid, operators_gid, approvers_gid;
         /* [rotation] */
@@ -65,3 +66,26 @@ int config_parse_string(const char *text, const char *name, struct dkm_config *c
                         char *err, size_t err_size);
 
 void config_free(struct dkm_config *c);
+
+/* The master key as a systemd credential (LoadCredentialEncrypted= in
+ * dkmd.service):
+ *  - master_key=credential:NAME names it; master_key is then
+ *    $CREDENTIALS_DIRECTORY/NAME, or NULL when that variable is unset (dkmd
+ *    was not started with credentials: config_master_key_error() says so);
+ *  - master_key unset: the credential "dkm-master-key" when
+ *    $CREDENTIALS_DIRECTORY holds it, else <state_dir>/master.key.
+ * NAME must be a plain file name (no '/', not "." or "..", at most 255
+ * bytes). */
+#define DKM_MASTER_KEY_CREDENTIAL "dkm-master-key"
+
+/* What dkmd.service passes as the credential (SetCredential=NAME:missing)
+ * when the encrypted file is not there: systemd itself would fail the unit
+ * with a bare "No such file or directory". */
+#define DKM_MASTER_KEY_MISSING "missing"
+
+/* When the configured master key credential is missing (no
+ * $CREDENTIALS_DIRECTORY, no such file in it, or an empty file or the
+ * DKM_MASTER_KEY_MISSING fallback), returns -ENOENT and a message that
+ * names the credential and how to create it; 0 when it is there or the
+ * master key is a plain file. */
+int config_master_key_error(const struct dkm_config *c, char *err, size_t err_size);

@@ -415,6 +415,84 @@ static void test_load(void **state)
         rmdir(dir);
 }
 
+/* master_key as a systemd credential: credential:NAME, the unset default
+ * that picks up $CREDENTIALS_DIRECTORY/dkm-master-key, and the messages
+ * that name a missing credential. */
+static void test_master_key_credential(void **state)
+{
+        char dir[] = "/tmp/test-config-cred-XXXXXX", path[256], err[512];
+        struct dkm_config c;
+        FILE *f;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        unsetenv("CREDENTIALS_DIRECTORY");
+
+        /* Named, but dkmd was not started with credentials. */
+        assert_int_equal(parse(GROUPS "[daemon]\nmaster_key=credential:dkm-master-key\n", &c, err,
+                               sizeof(err)), 0);
+        assert_string_equal(c.master_key_credential, "dkm-master-key");
+        assert_null(c.master_key);
+        assert_int_equal(config_master_key_error(&c, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "credential 'dkm-master-key' is missing"));
+        assert_non_null(strstr(err, "CREDENTIALS_DIRECTORY"));
+        config_free(&c);
+
+        /* With the directory but without the file. */
+        setenv("CREDENTIALS_DIRECTORY", dir, 1);
+        assert_int_equal(parse(GROUPS "[daemon]\nmaster_key=credential:mk\n", &c, err, sizeof(err)), 0);
+        snprintf(path, sizeof(path), "%s/mk", dir);
+        assert_string_equal(c.master_key, path);
+        assert_int_equal(config_master_key_error(&c, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "credential 'mk' is missing"));
+        assert_non_null(strstr(err, "systemd-creds encrypt --name=mk"));
+
+        /* dkmd.service's fallback, then a real 32-byte credential. */
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(DKM_MASTER_KEY_MISSING, f);
+        fclose(f);
+        assert_int_equal(config_master_key_error(&c, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "credential 'mk' is missing"));
+        f = fopen(path, "w");
+        fputs("0123456789abcdef0123456789abcdef", f);
+        fclose(f);
+        assert_int_equal(config_master_key_error(&c, err, sizeof(err)), 0);
+        config_free(&c);
+
+        /* Unset: the credential dkm-master-key when systemd passed it ... */
+        assert_int_equal(parse(GROUPS, &c, err, sizeof(err)), 0);
+        assert_null(c.master_key_credential);
+        assert_string_equal(c.master_key, "/var/lib/dkm/master.key");
+        config_free(&c);
+        snprintf(path, sizeof(path), "%s/" DKM_MASTER_KEY_CREDENTIAL, dir);
+        f = fopen(path, "w");
+        fputs("0123456789abcdef0123456789abcdef", f);
+        fclose(f);
+        assert_int_equal(parse(GROUPS, &c, err, sizeof(err)), 0);
+        assert_string_equal(c.master_key_credential, DKM_MASTER_KEY_CREDENTIAL);
+        assert_string_equal(c.master_key, path);
+        config_free(&c);
+        /* ... and a path given in the file wins. */
+        assert_int_equal(parse(GROUPS "[daemon]\nmaster_key=/etc/dkm/mk\n", &c, err, sizeof(err)), 0);
+        assert_null(c.master_key_credential);
+        assert_string_equal(c.master_key, "/etc/dkm/mk");
+        config_free(&c);
+
+        /* Bad names. */
+        assert_int_equal(parse("[daemon]\nmaster_key=credential:\n", &c, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "dkmd.conf:2: [daemon] master_key: bad credential name in "
+                                 "'credential:' (a file name of at most 255 bytes)");
+        assert_int_equal(parse("[daemon]\nmaster_key=credential:a/b\n", &c, err, sizeof(err)), -EINVAL);
+        assert_int_equal(parse("[daemon]\nmaster_key=credential:..\n", &c, err, sizeof(err)), -EINVAL);
+
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/mk", dir);
+        unlink(path);
+        rmdir(dir);
+        unsetenv("CREDENTIALS_DIRECTORY");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -427,6 +505,7 @@ int main(void)
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),
                 cmocka_unit_test(test_load),
+                cmocka_unit_test(test_master_key_credential),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
