@@ -88,5 +88,3 @@ int etcd_json_add_bool(struct json_object *o, const char *field); /* true */
 int etcd_json_add_object(struct json_object *o, const char *field, struct json_object *v);
 int etcd_json_add_to_array(struct json_object *a, struct json_object *v);
 
-/* Well-formed UTF-8 (no surrogates, no overlongs); in etcd-location.c. */
-bool etcd_utf8_valid(const unsigned char *p, size_t n);

@@ -20,40 +20,6 @@
 #define VALUE_MAX 4096u
 #define DEFAULT_PORT "2379"
 
-bool etcd_utf8_valid(const unsigned char *p, size_t n)
-{
-        size_t i = 0;
-
-        while (i < n) {
-                unsigned c = p[i];
-                uint32_t cp, min;
-                size_t len;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if ((c & 0xe0) == 0xc0)
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                else if ((c & 0xf0) == 0xe0)
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                else if ((c & 0xf8) == 0xf0)
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                else
-                        return false;
-                if (n - i < len)
-                        return false;
-                for (size_t j = 1; j < len; j++) {
-                        if ((p[i + j] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i + j] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
-        return true;
-}
 
 static bool is_alnum(char c)
 {
@@ -223,7 +189,7 @@ void etcd_location_free(struct etcd_location *l)
 
 static int check_path(const char *v)
 {
-        return v[0] == '/' && etcd_utf8_valid((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
+        return v[0] == '/' && store_utf8_valid((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
 }
 
 static int parse(const char *location, struct etcd_location *l)
@@ -272,7 +238,7 @@ static int parse(const char *location, struct etcd_location *l)
                 }
         }
         if (strlen(l->prefix) > STORE_ETCD_PREFIX_MAX ||
-            !etcd_utf8_valid((const unsigned char *)l->prefix, strlen(l->prefix)))
+            !store_utf8_valid((const unsigned char *)l->prefix, strlen(l->prefix)))
                 goto bad;
         if ((l->cacert && check_path(l->cacert) < 0) || (l->cert && check_path(l->cert) < 0) ||
             (l->key && check_path(l->key) < 0))

@@ -57,20 +57,6 @@ struct store {
         size_t root_len;
 };
 
-static int check_string(const char *k, bool allow_empty, size_t *ret_len)
-{
-        size_t n;
-
-        if (!k)
-                return -EINVAL;
-        n = strnlen(k, STORE_KEY_MAX + 1);
-        if (n > STORE_KEY_MAX)
-                return -E2BIG;
-        if ((n == 0 && !allow_empty) || !etcd_utf8_valid((const unsigned char *)k, n))
-                return -EINVAL;
-        *ret_len = n;
-        return 0;
-}
 
 /* root + key, and with upper set, the end of the range of every key that
  * starts with it: its last byte raised by one (never 0xFF in UTF-8). */
@@ -222,7 +208,7 @@ static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
 
         if (!s || !ret)
                 return -EINVAL;
-        r = check_string(key, false, &n);
+        r = store_check_key(key, false, &n);
         if (r < 0)
                 return r;
         req = json_object_new_object();
@@ -308,7 +294,7 @@ static int etcd_range(struct store *s, const char *prefix,
 
         if (!s || !cb)
                 return -EINVAL;
-        r = check_string(prefix, true, &n);
+        r = store_check_key(prefix, true, &n);
         if (r < 0)
                 return r;
         /* A compaction between two pages loses the revision they share:
@@ -335,14 +321,14 @@ static int check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct s
         if (n_cmps > STORE_TXN_OPS_MAX || n_ops > STORE_TXN_OPS_MAX)
                 return -E2BIG;
         for (size_t i = 0; i < n_cmps; i++) {
-                r = check_string(cmps[i].key, false, &len);
+                r = store_check_key(cmps[i].key, false, &len);
                 if (r < 0)
                         return r;
                 if (cmps[i].mod_revision > INT64_MAX)
                         return -EINVAL;
         }
         for (size_t i = 0; i < n_ops; i++) {
-                r = check_string(ops[i].key, false, &len);
+                r = store_check_key(ops[i].key, false, &len);
                 if (r < 0)
                         return r;
                 if (ops[i].type == STORE_PUT) {
@@ -593,7 +579,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
 
         if (!s || !cb)
                 return -EINVAL;
-        r = check_string(prefix, true, &n);
+        r = store_check_key(prefix, true, &n);
         if (r < 0)
                 return r;
         w.prefix_len = n;

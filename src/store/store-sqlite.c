@@ -168,55 +168,7 @@ static int sqlite_errno(sqlite3 *db, int rc)
         }
 }
 
-static bool utf8_valid(const unsigned char *p, size_t n)
-{
-        size_t i = 0;
 
-        while (i < n) {
-                unsigned c = p[i];
-                uint32_t cp, min;
-                size_t len;
-
-                if (c < 0x80) {
-                        i++;
-                        continue;
-                }
-                if ((c & 0xe0) == 0xc0)
-                        len = 2, cp = c & 0x1f, min = 0x80;
-                else if ((c & 0xf0) == 0xe0)
-                        len = 3, cp = c & 0x0f, min = 0x800;
-                else if ((c & 0xf8) == 0xf0)
-                        len = 4, cp = c & 0x07, min = 0x10000;
-                else
-                        return false;
-                if (n - i < len)
-                        return false;
-                for (size_t j = 1; j < len; j++) {
-                        if ((p[i + j] & 0xc0) != 0x80)
-                                return false;
-                        cp = cp << 6 | (p[i + j] & 0x3f);
-                }
-                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-                        return false;
-                i += len;
-        }
-        return true;
-}
-
-static int check_string(const char *k, bool allow_empty, size_t *ret_len)
-{
-        size_t n;
-
-        if (!k)
-                return -EINVAL;
-        n = strnlen(k, STORE_KEY_MAX + 1);
-        if (n > STORE_KEY_MAX)
-                return -E2BIG;
-        if ((n == 0 && !allow_empty) || !utf8_valid((const unsigned char *)k, n))
-                return -EINVAL;
-        *ret_len = n;
-        return 0;
-}
 
 /* UTF-8 never uses bytes above 0xF4, so the keys under a prefix are exactly
  * those in [prefix, prefix with its last byte raised by one), and "\xF5" is
@@ -449,12 +401,12 @@ static int check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct s
         if (n_cmps > STORE_SQLITE_TXN_OPS_MAX || n_ops > STORE_SQLITE_TXN_OPS_MAX)
                 return -E2BIG;
         for (size_t i = 0; i < n_cmps; i++) {
-                r = check_string(cmps[i].key, false, &len);
+                r = store_check_key(cmps[i].key, false, &len);
                 if (r < 0)
                         return r;
         }
         for (size_t i = 0; i < n_ops; i++) {
-                r = check_string(ops[i].key, false, &len);
+                r = store_check_key(ops[i].key, false, &len);
                 if (r < 0)
                         return r;
                 if (ops[i].type == STORE_PUT) {
@@ -572,7 +524,7 @@ static int sqlite_get(struct store *s, const char *key, struct store_kv *ret)
 
         if (!s || !ret)
                 return -EINVAL;
-        r = check_string(key, false, &n);
+        r = store_check_key(key, false, &n);
         if (r < 0)
                 return r;
 
@@ -617,7 +569,7 @@ static int sqlite_range(struct store *s, const char *prefix,
 
         if (!s || !cb)
                 return -EINVAL;
-        r = check_string(prefix, true, &n);
+        r = store_check_key(prefix, true, &n);
         if (r < 0)
                 return r;
 
@@ -647,7 +599,7 @@ static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
 
         if (!s || !cb)
                 return -EINVAL;
-        r = check_string(prefix, true, &n);
+        r = store_check_key(prefix, true, &n);
         if (r < 0)
                 return r;
 

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The backend-independent part of the store: thin wrappers over the ops table. */
+#include <stdbool.h>
+#include <string.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -45,4 +47,54 @@ void store_close(struct store *s)
 const struct store_ops *store_ops_of(struct store *s)
 {
         return s ? ((const struct store_base *)s)->ops : NULL;
+}
+
+bool store_utf8_valid(const unsigned char *p, size_t n)
+{
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned c = p[i];
+                uint32_t cp, min;
+                size_t len;
+
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if ((c & 0xe0) == 0xc0)
+                        len = 2, cp = c & 0x1f, min = 0x80;
+                else if ((c & 0xf0) == 0xe0)
+                        len = 3, cp = c & 0x0f, min = 0x800;
+                else if ((c & 0xf8) == 0xf0)
+                        len = 4, cp = c & 0x07, min = 0x10000;
+                else
+                        return false;
+                if (n - i < len)
+                        return false;
+                for (size_t j = 1; j < len; j++) {
+                        if ((p[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = cp << 6 | (p[i + j] & 0x3f);
+                }
+                if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += len;
+        }
+        return true;
+}
+
+int store_check_key(const char *k, bool allow_empty, size_t *ret_len)
+{
+        size_t n;
+
+        if (!k)
+                return -EINVAL;
+        n = strnlen(k, STORE_KEY_MAX + 1);
+        if (n > STORE_KEY_MAX)
+                return -E2BIG;
+        if ((n == 0 && !allow_empty) || !store_utf8_valid((const unsigned char *)k, n))
+                return -EINVAL;
+        *ret_len = n;
+        return 0;
 }

@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +90,11 @@ extern uint64_t store_sqlite_history;
 int store_open(const struct store_ops *ops, const char *location, struct store **ret);
 void store_close(struct store *s);
 const struct store_ops *store_ops_of(struct store *s);
+
+/* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
+ * allow_empty): -E2BIG when longer, -EINVAL otherwise. */
+bool store_utf8_valid(const unsigned char *p, size_t n);
+int store_check_key(const char *k, bool allow_empty, size_t *ret_len);
 
 /* Every backend's struct store starts with this. */
 struct store_base {
