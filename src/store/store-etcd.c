@@ -311,40 +311,6 @@ static int etcd_range(struct store *s, const char *prefix,
         return r;
 }
 
-static int check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops, size_t n_ops)
-{
-        size_t len;
-        int r;
-
-        if ((n_cmps && !cmps) || (n_ops && !ops))
-                return -EINVAL;
-        if (n_cmps > STORE_TXN_OPS_MAX || n_ops > STORE_TXN_OPS_MAX)
-                return -E2BIG;
-        for (size_t i = 0; i < n_cmps; i++) {
-                r = store_check_key(cmps[i].key, false, &len);
-                if (r < 0)
-                        return r;
-                if (cmps[i].mod_revision > INT64_MAX)
-                        return -EINVAL;
-        }
-        for (size_t i = 0; i < n_ops; i++) {
-                r = store_check_key(ops[i].key, false, &len);
-                if (r < 0)
-                        return r;
-                if (ops[i].type == STORE_PUT) {
-                        if (ops[i].value_len > STORE_VALUE_MAX)
-                                return -E2BIG;
-                        if (!ops[i].value && ops[i].value_len)
-                                return -EINVAL;
-                } else if (ops[i].type != STORE_DELETE)
-                        return -EINVAL;
-                /* etcd refuses a key twice in one transaction; say so early. */
-                for (size_t j = 0; j < i; j++)
-                        if (strcmp(ops[i].key, ops[j].key) == 0)
-                                return -EINVAL;
-        }
-        return 0;
-}
 
 static int txn_request(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
                        const struct store_op *ops, size_t n_ops, struct json_object *req)
@@ -398,7 +364,7 @@ static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps
 
         if (!s)
                 return -EINVAL;
-        r = check_txn(cmps, n_cmps, ops, n_ops);
+        r = store_check_txn(cmps, n_cmps, ops, n_ops, STORE_TXN_OPS_MAX);
         if (r < 0)
                 return r;
         req = json_object_new_object();

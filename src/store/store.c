@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <string.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "store/store.h"
@@ -96,5 +97,41 @@ int store_check_key(const char *k, bool allow_empty, size_t *ret_len)
         if ((n == 0 && !allow_empty) || !store_utf8_valid((const unsigned char *)k, n))
                 return -EINVAL;
         *ret_len = n;
+        return 0;
+}
+
+int store_check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops,
+                    size_t n_ops, size_t max_ops)
+{
+        size_t len;
+        int r;
+
+        if ((n_cmps && !cmps) || (n_ops && !ops))
+                return -EINVAL;
+        if (n_cmps > max_ops || n_ops > max_ops)
+                return -E2BIG;
+        for (size_t i = 0; i < n_cmps; i++) {
+                r = store_check_key(cmps[i].key, false, &len);
+                if (r < 0)
+                        return r;
+                if (cmps[i].mod_revision > INT64_MAX)
+                        return -EINVAL;
+        }
+        for (size_t i = 0; i < n_ops; i++) {
+                r = store_check_key(ops[i].key, false, &len);
+                if (r < 0)
+                        return r;
+                if (ops[i].type == STORE_PUT) {
+                        if (ops[i].value_len > STORE_VALUE_MAX)
+                                return -E2BIG;
+                        if (!ops[i].value && ops[i].value_len)
+                                return -EINVAL;
+                } else if (ops[i].type != STORE_DELETE)
+                        return -EINVAL;
+                /* etcd refuses a key twice in one transaction; every backend does. */
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(ops[i].key, ops[j].key) == 0)
+                                return -EINVAL;
+        }
         return 0;
 }

@@ -95,6 +95,10 @@ const struct store_ops *store_ops_of(struct store *s);
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */
 bool store_utf8_valid(const unsigned char *p, size_t n);
 int store_check_key(const char *k, bool allow_empty, size_t *ret_len);
+/* A transaction's shape before any backend runs it: at most max_ops compares
+ * and operations, valid keys, values within STORE_VALUE_MAX, no key twice. */
+int store_check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops,
+                    size_t n_ops, size_t max_ops);
 
 /* Every backend's struct store starts with this. */
 struct store_base {
