@@ -116,22 +116,26 @@ _public_ void dkm_free_secret(void *p, size_t len)
         }
 }
 
-/* Sends a request and waits for its reply: *ret_buf holds the raw reply and
- * ret_msg points into it.  Error replies become -errno with c->error set. */
-static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, size_t n_fds,
-                    uint8_t **ret_buf, size_t *ret_len, struct wire_msg *ret_msg);
+/* A reply from dkmd: the raw buffer and the message that points into it. */
+struct reply {
+        uint8_t *buf;
+        size_t len;
+        struct wire_msg *msg;
+};
 
-static int call(dkm_client *c, struct wire_builder *req, uint8_t **ret_buf, size_t *ret_len,
-                struct wire_msg *ret_msg)
+static void reply_free(struct reply *rp)
 {
-        return call_fds(c, req, NULL, 0, ret_buf, ret_len, ret_msg);
+        wire_free_buf(rp->buf, rp->len);
+        free(rp->msg);
+        *rp = (struct reply){ 0 };
 }
 
+/* Sends a request (consuming the builder) and waits for its reply.  Error
+ * replies become -errno with c->error set. */
 static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, size_t n_fds,
-                    uint8_t **ret_buf, size_t *ret_len, struct wire_msg *ret_msg)
+                    struct reply *ret)
 {
-        uint8_t *buf = NULL;
-        size_t len = 0;
+        struct reply rp = { 0 };
         const char *why;
         int r;
 
@@ -141,36 +145,61 @@ static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, siz
                 return set_error(c, r, "request too large (the limit is %d bytes of data)",
                                  WIRE_MAX_DATA);
         }
+        rp.msg = malloc(sizeof(*rp.msg));
+        if (!rp.msg) {
+                wire_builder_free(req);
+                return -ENOMEM;
+        }
         pthread_mutex_lock(&c->lock);
         r = wire_send_fds(c->fd, req->buf, req->len, fds, n_fds);
         if (r >= 0)
-                r = wire_recv(c->fd, &buf, &len);
+                r = wire_recv(c->fd, &rp.buf, &rp.len);
         pthread_mutex_unlock(&c->lock);
         wire_builder_free(req);
-        if (r < 0)
-                return set_error(c, r, "lost the connection to dkmd: %s", strerror(-r));
-        r = wire_parse(buf, len, ret_msg, &why);
         if (r < 0) {
-                wire_free_buf(buf, len);
+                reply_free(&rp);
+                return set_error(c, r, "lost the connection to dkmd: %s", strerror(-r));
+        }
+        r = wire_parse(rp.buf, rp.len, rp.msg, &why);
+        if (r < 0) {
+                reply_free(&rp);
                 return set_error(c, r, "malformed reply from dkmd: %s", why);
         }
-        if (ret_msg->type == WIRE_REPLY_ERROR) {
+        if (rp.msg->type == WIRE_REPLY_ERROR) {
                 uint32_t e = EIO;
                 char msg[512] = "";
 
-                wire_get_u32(ret_msg, WIRE_TAG_ERRNO, &e);
-                if (wire_get_string(ret_msg, WIRE_TAG_MESSAGE, msg, sizeof(msg)) < 0)
+                wire_get_u32(rp.msg, WIRE_TAG_ERRNO, &e);
+                if (wire_get_string(rp.msg, WIRE_TAG_MESSAGE, msg, sizeof(msg)) < 0)
                         snprintf(msg, sizeof(msg), "%s", strerror((int)e));
-                wire_free_buf(buf, len);
+                reply_free(&rp);
                 return set_error(c, e == 0 ? -EIO : -(int)e, "%s", msg);
         }
-        if (ret_msg->type != WIRE_REPLY_OK) {
-                wire_free_buf(buf, len);
+        if (rp.msg->type != WIRE_REPLY_OK) {
+                reply_free(&rp);
                 return set_error(c, -EBADMSG, "unexpected reply type from dkmd");
         }
         c->error[0] = 0;
-        *ret_buf = buf;
-        *ret_len = len;
+        *ret = rp;
+        return 0;
+}
+
+static int call(dkm_client *c, struct wire_builder *req, struct reply *ret)
+{
+        return call_fds(c, req, NULL, 0, ret);
+}
+
+/* A copy of a reply field (at least one byte allocated, so an empty one is
+ * not NULL). */
+static int field_copy(const struct wire_field *f, uint8_t **ret, size_t *ret_len)
+{
+        uint8_t *out = malloc(f->len ? f->len : 1);
+
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, f->value, f->len);
+        *ret = out;
+        *ret_len = f->len;
         return 0;
 }
 
@@ -198,54 +227,44 @@ static int add_context(dkm_client *c, struct wire_builder *b, const dkm_context_
         return 0;
 }
 
+/* Starts a request of type with its policy, when given, and context pairs;
+ * on failure the builder is freed. */
+static int request_begin(dkm_client *c, struct wire_builder *b, uint16_t type, const char *policy,
+                         const dkm_context_pair *ctx, size_t n_ctx)
+{
+        int r;
+
+        wire_begin(b, type);
+        if (policy)
+                wire_add_string(b, WIRE_TAG_POLICY, policy);
+        r = add_context(c, b, ctx, n_ctx);
+        if (r < 0)
+                wire_builder_free(b);
+        return r;
+}
+
 /* A request whose reply carries DATA. */
 static int data_call(dkm_client *c, uint16_t type, const char *policy,
                      const dkm_context_pair *ctx, size_t n_ctx, const void *in, size_t len,
                      uint8_t **ret, size_t *ret_len)
 {
         struct wire_builder b;
-        struct wire_msg *m;
         const struct wire_field *f;
-        uint8_t *buf, *out;
-        size_t blen;
+        struct reply rp;
         int r;
 
         if (!c || !ret || !ret_len || (!in && len))
                 return -EINVAL;
-        m = malloc(sizeof(*m));
-        if (!m)
-                return -ENOMEM;
-        wire_begin(&b, type);
-        if (policy)
-                wire_add_string(&b, WIRE_TAG_POLICY, policy);
-        r = add_context(c, &b, ctx, n_ctx);
-        if (r < 0) {
-                wire_builder_free(&b);
-                free(m);
+        r = request_begin(c, &b, type, policy, ctx, n_ctx);
+        if (r < 0)
                 return r;
-        }
         wire_add(&b, WIRE_TAG_DATA, in, len);
-        r = call(c, &b, &buf, &blen, m);
-        if (r < 0) {
-                free(m);
+        r = call(c, &b, &rp);
+        if (r < 0)
                 return r;
-        }
-        f = wire_get(m, WIRE_TAG_DATA);
-        if (!f) {
-                r = set_error(c, -EBADMSG, "reply from dkmd carries no data");
-                goto out;
-        }
-        out = malloc(f->len ? f->len : 1);
-        if (!out) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(out, f->value, f->len);
-        *ret = out;
-        *ret_len = f->len;
-out:
-        wire_free_buf(buf, blen);
-        free(m);
+        f = wire_get(rp.msg, WIRE_TAG_DATA);
+        r = f ? field_copy(f, ret, ret_len) : set_error(c, -EBADMSG, "reply from dkmd carries no data");
+        reply_free(&rp);
         return r;
 }
 
@@ -253,49 +272,27 @@ _public_ int dkm_datakey(dkm_client *c, const char *policy, const dkm_context_pa
                          uint8_t ret_key[32], uint8_t **ret_wrapped, size_t *ret_len)
 {
         struct wire_builder b;
-        struct wire_msg *m;
         const struct wire_field *w, *k;
-        uint8_t *buf, *out;
-        size_t blen;
+        struct reply rp;
         int r;
 
         if (!c || !ret_key || !ret_wrapped || !ret_len)
                 return -EINVAL;
-        m = malloc(sizeof(*m));
-        if (!m)
-                return -ENOMEM;
-        wire_begin(&b, WIRE_DATAKEY);
-        if (policy)
-                wire_add_string(&b, WIRE_TAG_POLICY, policy);
-        r = add_context(c, &b, ctx, n_ctx);
-        if (r < 0) {
-                wire_builder_free(&b);
-                free(m);
+        r = request_begin(c, &b, WIRE_DATAKEY, policy, ctx, n_ctx);
+        if (r < 0)
                 return r;
-        }
-        r = call(c, &b, &buf, &blen, m);
-        if (r < 0) {
-                free(m);
+        r = call(c, &b, &rp);
+        if (r < 0)
                 return r;
-        }
-        w = wire_get(m, WIRE_TAG_DATA);
-        k = wire_get(m, WIRE_TAG_KEY);
-        if (!w || !k || k->len != 32) {
+        w = wire_get(rp.msg, WIRE_TAG_DATA);
+        k = wire_get(rp.msg, WIRE_TAG_KEY);
+        if (!w || !k || k->len != 32)
                 r = set_error(c, -EBADMSG, "malformed data key reply from dkmd");
-                goto out;
-        }
-        out = malloc(w->len);
-        if (!out) {
-                r = -ENOMEM;
-                goto out;
-        }
-        memcpy(out, w->value, w->len);
-        memcpy(ret_key, k->value, 32);
-        *ret_wrapped = out;
-        *ret_len = w->len;
-out:
-        wire_free_buf(buf, blen);
-        free(m);
+        else
+                r = field_copy(w, ret_wrapped, ret_len);
+        if (r >= 0)
+                memcpy(ret_key, k->value, 32);
+        reply_free(&rp);
         return r;
 }
 
@@ -341,20 +338,15 @@ static int batch_item(dkm_client *c, const dkm_batch_item *it, struct wire_build
 static int batch_send(dkm_client *c, dkm_batch_item *items, size_t from, size_t to,
                       struct wire_builder *b)
 {
-        struct wire_msg *m = malloc(sizeof(*m));
-        uint8_t *buf;
-        size_t blen, k = from;
+        struct reply rp;
+        struct wire_msg *m;
+        size_t k = from;
         int r;
 
-        if (!m) {
-                wire_builder_free(b);
-                return -ENOMEM;
-        }
-        r = call(c, b, &buf, &blen, m);
-        if (r < 0) {
-                free(m);
+        r = call(c, b, &rp);
+        if (r < 0)
                 return r;
-        }
+        m = rp.msg;
         for (size_t i = 0; i < m->n_fields && k < to; i++) {
                 struct wire_msg inner;
                 const struct wire_field *d;
@@ -375,19 +367,11 @@ static int batch_send(dkm_client *c, dkm_batch_item *items, size_t from, size_t 
                         continue;
                 }
                 d = wire_get(&inner, WIRE_TAG_DATA);
-                it->out = d ? malloc(d->len ? d->len : 1) : NULL;
-                if (!it->out) {
-                        it->error = d ? -ENOMEM : -EBADMSG;
-                        continue;
-                }
-                memcpy(it->out, d->value, d->len);
-                it->out_len = d->len;
-                it->error = 0;
+                it->error = d ? field_copy(d, &it->out, &it->out_len) : -EBADMSG;
         }
         for (; k < to; k++)
                 items[k].error = -EBADMSG; /* the reply was short */
-        wire_free_buf(buf, blen);
-        free(m);
+        reply_free(&rp);
         return 0;
 }
 
@@ -444,42 +428,28 @@ static int stream_call(dkm_client *c, uint16_t type, const char *policy, const d
 {
         _cleanup_free_ char *json = NULL;
         struct wire_builder b;
-        struct wire_msg *m;
         const struct wire_field *f;
         const int fds[2] = { in_fd, out_fd };
-        uint8_t *buf;
-        size_t blen;
+        struct reply rp;
         int r;
 
         if (!c || in_fd < 0 || out_fd < 0)
                 return -EINVAL;
-        m = malloc(sizeof(*m));
-        if (!m)
-                return -ENOMEM;
-        wire_begin(&b, type);
-        if (policy)
-                wire_add_string(&b, WIRE_TAG_POLICY, policy);
+        r = request_begin(c, &b, type, policy, ctx, n_ctx);
+        if (r < 0)
+                return r;
         if (segment_size)
                 wire_add_u32(&b, WIRE_TAG_SEGMENT, segment_size);
-        r = add_context(c, &b, ctx, n_ctx);
-        if (r < 0) {
-                wire_builder_free(&b);
-                free(m);
+        r = call_fds(c, &b, fds, 2, &rp);
+        if (r < 0)
                 return r;
-        }
-        r = call_fds(c, &b, fds, 2, &buf, &blen, m);
-        if (r < 0) {
-                free(m);
-                return r;
-        }
-        f = wire_get(m, WIRE_TAG_JSON);
+        f = wire_get(rp.msg, WIRE_TAG_JSON);
         if (f && ret_bytes) {
                 json = strndup((const char *)f->value, f->len);
                 if (!json || sscanf(json, "{\"bytes\":%" SCNu64 "}", ret_bytes) != 1)
                         r = set_error(c, -EBADMSG, "malformed stream reply from dkmd");
         }
-        wire_free_buf(buf, blen);
-        free(m);
+        reply_free(&rp);
         return r;
 }
 
@@ -517,24 +487,15 @@ _public_ int dkm_rewrap(dkm_client *c, const dkm_context_pair *ctx, size_t n_ctx
 /* Sends b and returns the reply's JSON text (malloc'd) in *ret, if ret. */
 static int json_request(dkm_client *c, struct wire_builder *b, char **ret)
 {
-        struct wire_msg *m;
         const struct wire_field *f;
-        uint8_t *buf;
-        size_t blen;
+        struct reply rp;
         char *s;
         int r;
 
-        m = malloc(sizeof(*m));
-        if (!m) {
-                wire_builder_free(b);
-                return -ENOMEM;
-        }
-        r = call(c, b, &buf, &blen, m);
-        if (r < 0) {
-                free(m);
+        r = call(c, b, &rp);
+        if (r < 0)
                 return r;
-        }
-        f = wire_get(m, WIRE_TAG_JSON);
+        f = wire_get(rp.msg, WIRE_TAG_JSON);
         if (!f)
                 r = set_error(c, -EBADMSG, "reply from dkmd carries no JSON");
         else if (ret) {
@@ -544,8 +505,7 @@ static int json_request(dkm_client *c, struct wire_builder *b, char **ret)
                 else
                         *ret = s;
         }
-        wire_free_buf(buf, blen);
-        free(m);
+        reply_free(&rp);
         return r;
 }
 
