@@ -527,12 +527,16 @@ static int json_call(dkm_client *c, uint16_t type, const char *policy, const voi
         return json_request(c, &b, ret);
 }
 
-/* Reads an unsigned field of a flat JSON reply from dkmd. */
-static int reply_u32(dkm_client *c, const char *json, const char *key, uint32_t *ret)
+/* Passes on the error r of a JSON request, or reads an unsigned field of
+ * its flat reply into *ret (when ret). */
+static int reply_u32(dkm_client *c, int r, const char *json, const char *key, uint32_t *ret)
 {
-        json_object *o = json_tokener_parse(json), *v;
+        json_object *o, *v;
         int64_t n;
 
+        if (r < 0)
+                return r;
+        o = json_tokener_parse(json);
         if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int)) {
                 json_object_put(o);
                 return set_error(c, -EBADMSG, "malformed reply from dkmd");
@@ -541,7 +545,8 @@ static int reply_u32(dkm_client *c, const char *json, const char *key, uint32_t 
         json_object_put(o);
         if (n < 0 || n > UINT32_MAX)
                 return set_error(c, -EBADMSG, "malformed reply from dkmd");
-        *ret = (uint32_t)n;
+        if (ret)
+                *ret = (uint32_t)n;
         return 0;
 }
 
@@ -550,7 +555,6 @@ _public_ int dkm_access_request(dkm_client *c, const char *reason, const char *d
 {
         _cleanup_free_ char *json = NULL;
         struct wire_builder b;
-        uint32_t id;
         int r;
 
         if (!c)
@@ -565,11 +569,7 @@ _public_ int dkm_access_request(dkm_client *c, const char *reason, const char *d
         if (policy)
                 wire_add_string(&b, WIRE_TAG_POLICY, policy);
         r = json_request(c, &b, &json);
-        if (r >= 0)
-                r = reply_u32(c, json, "request", &id);
-        if (r >= 0 && ret_id)
-                *ret_id = id;
-        return r;
+        return reply_u32(c, r, json, "request", ret_id);
 }
 
 static int id_call(dkm_client *c, uint16_t type, uint32_t id, const char *reason, char **ret)
@@ -631,7 +631,6 @@ _public_ int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generat
 {
         _cleanup_free_ char *json = NULL;
         struct wire_builder b;
-        uint32_t id;
         int r;
 
         if (!c)
@@ -643,11 +642,7 @@ _public_ int dkm_key_destroy(dkm_client *c, const char *policy, uint32_t generat
         if (reason)
                 wire_add_string(&b, WIRE_TAG_REASON, reason);
         r = json_request(c, &b, &json);
-        if (r >= 0)
-                r = reply_u32(c, json, "request", &id);
-        if (r >= 0 && ret_request)
-                *ret_request = id;
-        return r;
+        return reply_u32(c, r, json, "request", ret_request);
 }
 
 static int policy_call(dkm_client *c, uint16_t type, const char *name, const char *key_a,
@@ -715,17 +710,12 @@ _public_ int dkm_policy_purge(dkm_client *c, const char *name, const char *reaso
                               uint32_t *ret_request)
 {
         _cleanup_free_ char *json = NULL;
-        uint32_t id;
         int r;
 
         if (!name)
                 return -EINVAL;
         r = policy_call(c, WIRE_POLICY_PURGE, name, NULL, NULL, 0, reason, &json);
-        if (r >= 0)
-                r = reply_u32(c, json, "request", &id);
-        if (r >= 0 && ret_request)
-                *ret_request = id;
-        return r;
+        return reply_u32(c, r, json, "request", ret_request);
 }
 
 _public_ int dkm_status_json(dkm_client *c, char **ret)
@@ -741,15 +731,10 @@ _public_ int dkm_key_list_json(dkm_client *c, const char *policy, char **ret)
 _public_ int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation)
 {
         _cleanup_free_ char *json = NULL;
-        uint32_t g;
         int r;
 
         r = json_call(c, WIRE_KEY_ROTATE, policy, NULL, 0, NULL, &json);
-        if (r >= 0)
-                r = reply_u32(c, json, "generation", &g);
-        if (r >= 0 && ret_generation)
-                *ret_generation = g;
-        return r;
+        return reply_u32(c, r, json, "generation", ret_generation);
 }
 
 _public_ int dkm_key_retire(dkm_client *c, const char *policy, uint32_t generation)
