@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "dkm/dkm.h"
+#include "shared/format.h"
 
 struct ctl {
         const char *socket;
@@ -13,12 +14,30 @@ struct ctl {
         dkm_client *client;
 };
 
+/* A verb's options and positional arguments, parsed (pointers into argv). */
+struct ctl_args {
+        const char *verb;
+        const char *args[2];
+        size_t n_args;
+        const char *in, *out, *key_out, *policy, *reason, *duration, *scope, *uid, *gid;
+        const char *customer_keys[2];
+        size_t n_customer_keys;
+        dkm_context_pair ctx[CONTEXT_MAX_PAIRS];
+        size_t n_ctx;
+        bool json, new_policy_key;
+};
+
 struct verb {
         const char *name;   /* "encrypt", or "key rotate" for two-word verbs */
-        int min_args, max_args; /* positional arguments after the verb */
-        int (*run)(struct ctl *ctl, int argc, char **argv);
+        int min_args, max_args; /* positional arguments after the verb (at most 2) */
+        const char *options; /* the options it takes, by their codes in args.c */
+        int (*run)(struct ctl *ctl, struct ctl_args *a);
         const char *usage;
 };
+
+/* Parses argv (argv[0] is the verb's last word) into *a, refusing options
+ * the verb does not take; on failure prints why and returns 1. */
+int ctl_parse_args(const struct verb *v, int argc, char **argv, struct ctl_args *a);
 
 /* Prints "dkmctl: <message>" on stderr and returns 1 (the exit status). */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -47,24 +66,24 @@ int write_output(const char *path, const uint8_t *buf, size_t len, bool secret);
 /* Prints JSON text pretty or as is. */
 void print_json(const char *json);
 
-int verb_status(struct ctl *ctl, int argc, char **argv);
-int verb_encrypt(struct ctl *ctl, int argc, char **argv);
-int verb_decrypt(struct ctl *ctl, int argc, char **argv);
-int verb_rewrap(struct ctl *ctl, int argc, char **argv);
-int verb_datakey(struct ctl *ctl, int argc, char **argv);
-int verb_inspect(struct ctl *ctl, int argc, char **argv);
-int verb_key_list(struct ctl *ctl, int argc, char **argv);
-int verb_key_rotate(struct ctl *ctl, int argc, char **argv);
-int verb_key_retire(struct ctl *ctl, int argc, char **argv);
-int verb_key_destroy(struct ctl *ctl, int argc, char **argv);
-int verb_access_request(struct ctl *ctl, int argc, char **argv);
-int verb_access_approve(struct ctl *ctl, int argc, char **argv);
-int verb_access_deny(struct ctl *ctl, int argc, char **argv);
-int verb_access_list(struct ctl *ctl, int argc, char **argv);
-int verb_access_revoke(struct ctl *ctl, int argc, char **argv);
-int verb_policy_create(struct ctl *ctl, int argc, char **argv);
-int verb_policy_list(struct ctl *ctl, int argc, char **argv);
-int verb_policy_show(struct ctl *ctl, int argc, char **argv);
-int verb_policy_assign(struct ctl *ctl, int argc, char **argv);
-int verb_policy_rekey(struct ctl *ctl, int argc, char **argv);
-int verb_policy_purge(struct ctl *ctl, int argc, char **argv);
+int verb_status(struct ctl *ctl, struct ctl_args *a);
+int verb_encrypt(struct ctl *ctl, struct ctl_args *a);
+int verb_decrypt(struct ctl *ctl, struct ctl_args *a);
+int verb_rewrap(struct ctl *ctl, struct ctl_args *a);
+int verb_datakey(struct ctl *ctl, struct ctl_args *a);
+int verb_inspect(struct ctl *ctl, struct ctl_args *a);
+int verb_key_list(struct ctl *ctl, struct ctl_args *a);
+int verb_key_rotate(struct ctl *ctl, struct ctl_args *a);
+int verb_key_retire(struct ctl *ctl, struct ctl_args *a);
+int verb_key_destroy(struct ctl *ctl, struct ctl_args *a);
+int verb_access_request(struct ctl *ctl, struct ctl_args *a);
+int verb_access_approve(struct ctl *ctl, struct ctl_args *a);
+int verb_access_deny(struct ctl *ctl, struct ctl_args *a);
+int verb_access_list(struct ctl *ctl, struct ctl_args *a);
+int verb_access_revoke(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_create(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_list(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_show(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_assign(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_rekey(struct ctl *ctl, struct ctl_args *a);
+int verb_policy_purge(struct ctl *ctl, struct ctl_args *a);

@@ -14,33 +14,33 @@
 #include "shared/wire.h"
 
 static const struct verb verbs[] = {
-        { "status", 0, 0, verb_status, "status [--json]" },
-        { "encrypt", 0, 0, verb_encrypt,
+        { "status", 0, 0, "j", verb_status, "status [--json]" },
+        { "encrypt", 0, 0, "iopc", verb_encrypt,
           "encrypt [--in FILE] [--out FILE] [--policy NAME] [--context KEY=VALUE]..." },
-        { "decrypt", 0, 0, verb_decrypt, "decrypt [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
-        { "rewrap", 0, 0, verb_rewrap, "rewrap [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
-        { "inspect", 0, 0, verb_inspect, "inspect [--in FILE] [--json]" },
-        { "datakey", 0, 0, verb_datakey,
+        { "decrypt", 0, 0, "ioc", verb_decrypt, "decrypt [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
+        { "rewrap", 0, 0, "ioc", verb_rewrap, "rewrap [--in FILE] [--out FILE] [--context KEY=VALUE]..." },
+        { "inspect", 0, 0, "ij", verb_inspect, "inspect [--in FILE] [--json]" },
+        { "datakey", 0, 0, "opcK", verb_datakey,
           "datakey --out WRAPPED [--key-out FILE] [--policy NAME] [--context KEY=VALUE]..." },
-        { "key list", 0, 0, verb_key_list, "key list [--policy NAME] [--json]" },
-        { "key rotate", 0, 0, verb_key_rotate, "key rotate [--policy NAME]" },
-        { "key retire", 1, 1, verb_key_retire, "key retire GENERATION [--policy NAME]" },
-        { "key destroy", 1, 1, verb_key_destroy,
+        { "key list", 0, 0, "pj", verb_key_list, "key list [--policy NAME] [--json]" },
+        { "key rotate", 0, 0, "p", verb_key_rotate, "key rotate [--policy NAME]" },
+        { "key retire", 1, 1, "p", verb_key_retire, "key retire GENERATION [--policy NAME]" },
+        { "key destroy", 1, 1, "rp", verb_key_destroy,
           "key destroy GENERATION --reason TEXT [--policy NAME]   (needs approval)" },
-        { "access request", 0, 0, verb_access_request,
+        { "access request", 0, 0, "rdps", verb_access_request,
           "access request --reason TEXT --duration DUR [--policy NAME] [--scope decrypt|inspect]" },
-        { "access approve", 1, 1, verb_access_approve, "access approve ID" },
-        { "access deny", 1, 1, verb_access_deny, "access deny ID [--reason TEXT]" },
-        { "access list", 0, 0, verb_access_list, "access list [--json]" },
-        { "access revoke", 1, 1, verb_access_revoke, "access revoke ID" },
-        { "policy create", 1, 1, verb_policy_create,
+        { "access approve", 1, 1, "", verb_access_approve, "access approve ID" },
+        { "access deny", 1, 1, "r", verb_access_deny, "access deny ID [--reason TEXT]" },
+        { "access list", 0, 0, "j", verb_access_list, "access list [--json]" },
+        { "access revoke", 1, 1, "", verb_access_revoke, "access revoke ID" },
+        { "policy create", 1, 1, "k", verb_policy_create,
           "policy create NAME [--customer-key URI --customer-key URI]" },
-        { "policy list", 0, 0, verb_policy_list, "policy list [--json]" },
-        { "policy show", 1, 1, verb_policy_show, "policy show NAME [--json]" },
-        { "policy assign", 1, 1, verb_policy_assign, "policy assign NAME --uid UID|--gid GID" },
-        { "policy rekey", 1, 1, verb_policy_rekey,
+        { "policy list", 0, 0, "j", verb_policy_list, "policy list [--json]" },
+        { "policy show", 1, 1, "j", verb_policy_show, "policy show NAME [--json]" },
+        { "policy assign", 1, 1, "ug", verb_policy_assign, "policy assign NAME --uid UID|--gid GID" },
+        { "policy rekey", 1, 1, "kn", verb_policy_rekey,
           "policy rekey NAME --customer-key URI --customer-key URI [--new-policy-key]" },
-        { "policy purge", 1, 1, verb_policy_purge, "policy purge NAME --reason TEXT   (needs approval)" },
+        { "policy purge", 1, 1, "r", verb_policy_purge, "policy purge NAME --reason TEXT   (needs approval)" },
 };
 
 int fail(const char *fmt, ...)
@@ -240,7 +240,8 @@ int main(int argc, char **argv)
 {
         struct ctl ctl = { 0 };
         const struct verb *verb = NULL;
-        int i = 1, words = 0, r, npos = 0;
+        struct ctl_args args;
+        int i = 1, words = 0, r;
 
         /* A reader that goes away must not kill dkmctl mid-write. */
         signal(SIGPIPE, SIG_IGN);
@@ -285,18 +286,9 @@ int main(int argc, char **argv)
                         return fail("'access' needs one of: request, approve, deny, list, revoke");
                 return fail("unknown verb '%s' (see dkmctl --help)", argv[i]);
         }
-        /* Count positional arguments (options and their values excluded). */
-        for (int j = i + words; j < argc; j++) {
-                if (argv[j][0] == '-' && argv[j][1]) {
-                        if (strcmp(argv[j], "--json") != 0 && !strchr(argv[j], '='))
-                                j++; /* skips the option's value */
-                        continue;
-                }
-                npos++;
-        }
-        if (npos < verb->min_args || npos > verb->max_args)
-                return fail("wrong number of arguments; usage: dkmctl %s", verb->usage);
-        r = verb->run(&ctl, argc - i - words + 1, argv + i + words - 1);
+        if (ctl_parse_args(verb, argc - i - words + 1, argv + i + words - 1, &args))
+                return 1;
+        r = verb->run(&ctl, &args);
         dkm_disconnect(ctl.client);
         return r;
 }

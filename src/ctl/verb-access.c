@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Elevated access: request, approve, deny, list, revoke; and key destroy,
  * which goes through the same approval. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -11,83 +10,31 @@
 #include "ctl.h"
 #include "shared/util.h"
 
-struct access_args {
-        const char *reason, *duration, *policy, *scope, *positional;
-        bool json;
-};
-
-static int parse_access_args(int argc, char **argv, const char *allowed, struct access_args *a)
+int verb_access_request(struct ctl *ctl, struct ctl_args *a)
 {
-        static const struct option opts[] = {
-                { "reason", required_argument, NULL, 'r' },
-                { "duration", required_argument, NULL, 'd' },
-                { "policy", required_argument, NULL, 'p' },
-                { "scope", required_argument, NULL, 's' },
-                { "json", no_argument, NULL, 'j' },
-                {},
-        };
-        int c;
-
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "-", opts, NULL)) >= 0) {
-                if (c != 1 && c != '?' && !strchr(allowed, c))
-                        return fail("%s does not take --%s", argv[0], argv[optind - 1] + 2);
-                switch (c) {
-                case 'r':
-                        a->reason = optarg;
-                        break;
-                case 'd':
-                        a->duration = optarg;
-                        break;
-                case 'p':
-                        a->policy = optarg;
-                        break;
-                case 's':
-                        a->scope = optarg;
-                        break;
-                case 'j':
-                        a->json = true;
-                        break;
-                case 1:
-                        a->positional = optarg;
-                        break;
-                default:
-                        return fail("%s: unknown or incomplete option '%s'", argv[0], argv[optind - 1]);
-                }
-        }
-        return 0;
-}
-
-int verb_access_request(struct ctl *ctl, int argc, char **argv)
-{
-        struct access_args a = { 0 };
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "rdps", &a))
-                return 1;
-        if (!a.reason)
+        if (!a->reason)
                 return fail("access request: --reason is required");
-        if (!a.duration)
+        if (!a->duration)
                 return fail("access request: --duration is required (e.g. 30m)");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_access_request(ctl->client, a.reason, a.duration, a.scope, a.policy, &id);
+        r = dkm_access_request(ctl->client, a->reason, a->duration, a->scope, a->policy, &id);
         if (r < 0)
                 return fail_dkm(ctl, r, "access request");
         printf("%u\n", id);
         return 0;
 }
 
-int verb_access_approve(struct ctl *ctl, int argc, char **argv)
+int verb_access_approve(struct ctl *ctl, struct ctl_args *a)
 {
-        struct access_args a = { 0 };
         _cleanup_free_ char *state = NULL;
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "", &a) || parse_number_arg("access approve", "request id", a.positional, true, &id) ||
+        if (parse_number_arg("access approve", "request id", a->args[0], true, &id) ||
             ctl_connect(ctl))
                 return 1;
         r = dkm_access_approve(ctl->client, id, &state);
@@ -97,29 +44,27 @@ int verb_access_approve(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_access_deny(struct ctl *ctl, int argc, char **argv)
+int verb_access_deny(struct ctl *ctl, struct ctl_args *a)
 {
-        struct access_args a = { 0 };
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "r", &a) || parse_number_arg("access deny", "request id", a.positional, true, &id) ||
+        if (parse_number_arg("access deny", "request id", a->args[0], true, &id) ||
             ctl_connect(ctl))
                 return 1;
-        r = dkm_access_deny(ctl->client, id, a.reason);
+        r = dkm_access_deny(ctl->client, id, a->reason);
         if (r < 0)
                 return fail_dkm(ctl, r, "access deny");
         printf("request %u denied\n", id);
         return 0;
 }
 
-int verb_access_revoke(struct ctl *ctl, int argc, char **argv)
+int verb_access_revoke(struct ctl *ctl, struct ctl_args *a)
 {
-        struct access_args a = { 0 };
         uint32_t id;
         int r;
 
-        if (parse_access_args(argc, argv, "", &a) || parse_number_arg("access revoke", "request id", a.positional, true, &id) ||
+        if (parse_number_arg("access revoke", "request id", a->args[0], true, &id) ||
             ctl_connect(ctl))
                 return 1;
         r = dkm_access_revoke(ctl->client, id);
@@ -139,19 +84,18 @@ static const char *field(json_object *o, const char *key, char *buf, size_t size
         return buf;
 }
 
-int verb_access_list(struct ctl *ctl, int argc, char **argv)
+int verb_access_list(struct ctl *ctl, struct ctl_args *a)
 {
-        struct access_args a = { 0 };
         _cleanup_free_ char *json = NULL;
         json_object *arr;
         int r;
 
-        if (parse_access_args(argc, argv, "j", &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
         r = dkm_access_list_json(ctl->client, &json);
         if (r < 0)
                 return fail_dkm(ctl, r, "access list");
-        if (a.json) {
+        if (a->json) {
                 print_json(json);
                 return 0;
         }
@@ -178,20 +122,18 @@ int verb_access_list(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_key_destroy(struct ctl *ctl, int argc, char **argv)
+int verb_key_destroy(struct ctl *ctl, struct ctl_args *a)
 {
-        struct access_args a = { 0 };
         uint32_t gen, id;
         int r;
 
-        if (parse_access_args(argc, argv, "rp", &a) ||
-            parse_number_arg("key destroy", "generation number", a.positional, true, &gen))
+        if (parse_number_arg("key destroy", "generation number", a->args[0], true, &gen))
                 return 1;
-        if (!a.reason)
+        if (!a->reason)
                 return fail("key destroy: --reason is required");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_destroy(ctl->client, a.policy, gen, a.reason, &id);
+        r = dkm_key_destroy(ctl->client, a->policy, gen, a->reason, &id);
         if (r < 0)
                 return fail_dkm(ctl, r, "key destroy");
         printf("%u\n", id);

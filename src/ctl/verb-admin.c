@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* status and key administration. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -9,43 +8,6 @@
 
 #include "ctl.h"
 #include "shared/util.h"
-
-struct admin_args {
-        const char *policy;
-        bool json;
-        const char *positional;
-};
-
-static int parse_admin_args(int argc, char **argv, bool allow_json, struct admin_args *a)
-{
-        static const struct option opts[] = {
-                { "policy", required_argument, NULL, 'p' },
-                { "json", no_argument, NULL, 'j' },
-                {},
-        };
-        int c;
-
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "-", opts, NULL)) >= 0) {
-                switch (c) {
-                case 'p':
-                        a->policy = optarg;
-                        break;
-                case 'j':
-                        if (!allow_json)
-                                return fail("%s has no --json output", argv[0]);
-                        a->json = true;
-                        break;
-                case 1:
-                        a->positional = optarg;
-                        break;
-                default:
-                        return fail("%s: unknown or incomplete option '%s'", argv[0], argv[optind - 1]);
-                }
-        }
-        return 0;
-}
 
 static const char *str(json_object *o, const char *key)
 {
@@ -63,19 +25,18 @@ static int64_t num(json_object *o, const char *key)
         return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
-int verb_status(struct ctl *ctl, int argc, char **argv)
+int verb_status(struct ctl *ctl, struct ctl_args *a)
 {
-        struct admin_args a = { 0 };
         _cleanup_free_ char *json = NULL;
         json_object *o, *pols, *st;
         int r;
 
-        if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
         r = dkm_status_json(ctl->client, &json);
         if (r < 0)
                 return fail_dkm(ctl, r, "status");
-        if (a.json) {
+        if (a->json) {
                 print_json(json);
                 return 0;
         }
@@ -107,19 +68,18 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_key_list(struct ctl *ctl, int argc, char **argv)
+int verb_key_list(struct ctl *ctl, struct ctl_args *a)
 {
-        struct admin_args a = { 0 };
         _cleanup_free_ char *json = NULL;
         json_object *arr;
         int r;
 
-        if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_list_json(ctl->client, a.policy, &json);
+        r = dkm_key_list_json(ctl->client, a->policy, &json);
         if (r < 0)
                 return fail_dkm(ctl, r, "key list");
-        if (a.json) {
+        if (a->json) {
                 print_json(json);
                 return 0;
         }
@@ -140,33 +100,30 @@ int verb_key_list(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_key_rotate(struct ctl *ctl, int argc, char **argv)
+int verb_key_rotate(struct ctl *ctl, struct ctl_args *a)
 {
-        struct admin_args a = { 0 };
         uint32_t gen;
         int r;
 
-        if (parse_admin_args(argc, argv, false, &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_rotate(ctl->client, a.policy, &gen);
+        r = dkm_key_rotate(ctl->client, a->policy, &gen);
         if (r < 0)
                 return fail_dkm(ctl, r, "key rotate");
         printf("generation %u is now active\n", gen);
         return 0;
 }
 
-int verb_key_retire(struct ctl *ctl, int argc, char **argv)
+int verb_key_retire(struct ctl *ctl, struct ctl_args *a)
 {
-        struct admin_args a = { 0 };
         uint32_t gen;
         int r;
 
-        if (parse_admin_args(argc, argv, false, &a) ||
-            parse_number_arg("key retire", "generation number", a.positional, true, &gen))
+        if (parse_number_arg("key retire", "generation number", a->args[0], true, &gen))
                 return 1;
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_key_retire(ctl->client, a.policy, gen);
+        r = dkm_key_retire(ctl->client, a->policy, gen);
         if (r < 0)
                 return fail_dkm(ctl, r, "key retire");
         printf("generation %u retired\n", gen);

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* encrypt, decrypt, rewrap, inspect: the verbs of the service accounts. */
 #include <fcntl.h>
-#include <getopt.h>
 #include <libgen.h>
 #include <pthread.h>
 #include <sys/stat.h>
@@ -14,73 +13,6 @@
 #include "shared/format.h"
 #include "shared/util.h"
 #include "shared/wire.h"
-
-struct crypt_args {
-        const char *in, *out, *policy, *key_out;
-        bool json;
-        dkm_context_pair ctx[CONTEXT_MAX_PAIRS];
-        size_t n_ctx;
-};
-
-static int parse_crypt_args(int argc, char **argv, bool allow_policy, bool allow_json,
-                            struct crypt_args *a)
-{
-        static const struct option opts[] = {
-                { "in", required_argument, NULL, 'i' },
-                { "out", required_argument, NULL, 'o' },
-                { "policy", required_argument, NULL, 'p' },
-                { "context", required_argument, NULL, 'c' },
-                { "json", no_argument, NULL, 'j' },
-                { "key-out", required_argument, NULL, 'K' },
-                {},
-        };
-        int c;
-
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "+", opts, NULL)) >= 0) {
-                char *eq;
-
-                switch (c) {
-                case 'K':
-                        if (strcmp(argv[0], "datakey") != 0)
-                                return fail("%s takes no --key-out", argv[0]);
-                        a->key_out = optarg;
-                        break;
-                case 'i':
-                        a->in = optarg;
-                        break;
-                case 'o':
-                        a->out = optarg;
-                        break;
-                case 'p':
-                        if (!allow_policy)
-                                return fail("%s takes no --policy: the ciphertext names its policy", argv[0]);
-                        a->policy = optarg;
-                        break;
-                case 'j':
-                        if (!allow_json)
-                                return fail("%s has no --json output", argv[0]);
-                        a->json = true;
-                        break;
-                case 'c':
-                        eq = strchr(optarg, '=');
-                        if (!eq || eq == optarg)
-                                return fail("bad --context '%s': expected KEY=VALUE", optarg);
-                        if (a->n_ctx == CONTEXT_MAX_PAIRS)
-                                return fail("too many --context pairs (at most %d)", CONTEXT_MAX_PAIRS);
-                        *eq = 0;
-                        a->ctx[a->n_ctx].key = optarg;
-                        a->ctx[a->n_ctx++].value = eq + 1;
-                        break;
-                default:
-                        return fail("%s: unknown or incomplete option '%s'", argv[0], argv[optind - 1]);
-                }
-        }
-        if (optind < argc)
-                return fail("%s: unexpected argument '%s'", argv[0], argv[optind]);
-        return 0;
-}
 
 /* Up to this much goes inline in one message (format v1); more is streamed
  * by dkmd between passed descriptors (format v2).  64 KiB keeps a message
@@ -166,7 +98,7 @@ static int pump_start(struct pump *pm, int from, uint8_t *prefix, size_t prefix_
         return 0;
 }
 
-static int run_stream(struct ctl *ctl, struct crypt_args *a, bool is_encrypt, int in_fd)
+static int run_stream(struct ctl *ctl, struct ctl_args *a, bool is_encrypt, int in_fd)
 {
         struct output o;
         uint64_t bytes;
@@ -187,7 +119,7 @@ static int run_stream(struct ctl *ctl, struct crypt_args *a, bool is_encrypt, in
         return output_close(&o, true);
 }
 
-static int run_inline(struct ctl *ctl, struct crypt_args *a, uint16_t kind, const uint8_t *in,
+static int run_inline(struct ctl *ctl, struct ctl_args *a, uint16_t kind, const uint8_t *in,
                       size_t in_len, const char *verb)
 {
         uint8_t *out = NULL;
@@ -210,32 +142,29 @@ static int run_inline(struct ctl *ctl, struct crypt_args *a, uint16_t kind, cons
 }
 
 /* encrypt and decrypt: small inputs inline, large ones streamed by dkmd. */
-static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt)
+static int run_crypt(struct ctl *ctl, struct ctl_args *a, bool is_encrypt)
 {
-        struct crypt_args a = { 0 };
         _cleanup_close_ int in_fd = -1;
         size_t peek = is_encrypt ? INLINE_MAX + 1 : WIRE_MAX_DATA + FORMAT_OVERHEAD + 1, got = 0;
         uint8_t *buf;
         struct stat st;
         int r;
 
-        if (parse_crypt_args(argc, argv, is_encrypt, false, &a))
-                return 1;
-        in_fd = a.in && strcmp(a.in, "-") ? open(a.in, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
+        in_fd = a->in && strcmp(a->in, "-") ? open(a->in, O_RDONLY | O_CLOEXEC) : dup(STDIN_FILENO);
         if (in_fd < 0)
-                return fail("cannot open %s: %s", a.in ? a.in : "standard input", strerror(errno));
+                return fail("cannot open %s: %s", a->in ? a->in : "standard input", strerror(errno));
         if (fstat(in_fd, &st) < 0)
-                return fail("cannot read %s: %s", a.in ? a.in : "standard input", strerror(errno));
+                return fail("cannot read %s: %s", a->in ? a->in : "standard input", strerror(errno));
         /* A regular file is handed to dkmd as it is, when large (encrypt) or
          * a stream (decrypt: the version byte says). */
         if (S_ISREG(st.st_mode)) {
                 uint8_t head[5];
 
                 if (is_encrypt && st.st_size > INLINE_MAX)
-                        return run_stream(ctl, &a, true, in_fd);
+                        return run_stream(ctl, a, true, in_fd);
                 if (!is_encrypt && pread(in_fd, head, 5, 0) == 5 && memcmp(head, "DKMC", 4) == 0 &&
                     head[4] == 2)
-                        return run_stream(ctl, &a, false, in_fd);
+                        return run_stream(ctl, a, false, in_fd);
         }
         buf = malloc(peek);
         if (!buf)
@@ -249,14 +178,14 @@ static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt)
         }
         if (r < 0) {
                 dkm_free_secret(buf, peek);
-                return fail("cannot read %s: %s", a.in ? a.in : "standard input", strerror(-r));
+                return fail("cannot read %s: %s", a->in ? a->in : "standard input", strerror(-r));
         }
         if ((is_encrypt && got <= INLINE_MAX) || (!is_encrypt && !(got == 5 && buf[4] == 2))) {
                 if (!is_encrypt && got == peek) {
                         dkm_free_secret(buf, peek);
                         return fail("decrypt: input larger than any version 1 ciphertext");
                 }
-                r = run_inline(ctl, &a, is_encrypt ? 'e' : 'd', buf, got, argv[0]);
+                r = run_inline(ctl, a, is_encrypt ? 'e' : 'd', buf, got, a->verb);
         } else {
                 struct pump pm;
                 int pipe_fd = -1;
@@ -265,7 +194,7 @@ static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt)
                 if (r < 0)
                         r = fail("cannot start a pipe: %s", strerror(-r));
                 else {
-                        r = run_stream(ctl, &a, is_encrypt, pipe_fd);
+                        r = run_stream(ctl, a, is_encrypt, pipe_fd);
                         close(pipe_fd); /* a pump still writing gets EPIPE and stops */
                         pthread_join(pm.thread, NULL);
                 }
@@ -274,45 +203,37 @@ static int run_crypt(struct ctl *ctl, int argc, char **argv, bool is_encrypt)
         return r;
 }
 
-int verb_encrypt(struct ctl *ctl, int argc, char **argv)
+int verb_encrypt(struct ctl *ctl, struct ctl_args *a)
 {
-        return run_crypt(ctl, argc, argv, true);
+        return run_crypt(ctl, a, true);
 }
 
-int verb_decrypt(struct ctl *ctl, int argc, char **argv)
+int verb_decrypt(struct ctl *ctl, struct ctl_args *a)
 {
-        return run_crypt(ctl, argc, argv, false);
+        return run_crypt(ctl, a, false);
 }
 
-int verb_rewrap(struct ctl *ctl, int argc, char **argv)
+int verb_rewrap(struct ctl *ctl, struct ctl_args *a)
 {
-        struct crypt_args a = { 0 };
         uint8_t *in = NULL;
         size_t in_len = 0;
         int r;
 
-        if (parse_crypt_args(argc, argv, false, false, &a))
+        if (read_input(a->in, WIRE_MAX_DATA + FORMAT_OVERHEAD, &in, &in_len))
                 return 1;
-        if (read_input(a.in, WIRE_MAX_DATA + FORMAT_OVERHEAD, &in, &in_len))
-                return 1;
-        r = run_inline(ctl, &a, 'r', in, in_len, "rewrap");
+        r = run_inline(ctl, a, 'r', in, in_len, "rewrap");
         dkm_free_secret(in, in_len);
         return r;
 }
 
-int verb_inspect(struct ctl *ctl, int argc, char **argv)
+int verb_inspect(struct ctl *ctl, struct ctl_args *a)
 {
-        struct crypt_args a = { 0 };
         dkm_inspect_info info;
         uint8_t *in = NULL;
         size_t in_len = 0;
         int r;
 
-        if (parse_crypt_args(argc, argv, false, true, &a))
-                return 1;
-        if (a.n_ctx || a.out)
-                return fail("inspect takes only --in and --json");
-        if (read_input(a.in, WIRE_MAX_DATA + FORMAT_OVERHEAD, &in, &in_len))
+        if (read_input(a->in, WIRE_MAX_DATA + FORMAT_OVERHEAD, &in, &in_len))
                 return 1;
         if (ctl_connect(ctl)) {
                 free(in);
@@ -322,7 +243,7 @@ int verb_inspect(struct ctl *ctl, int argc, char **argv)
         free(in);
         if (r < 0)
                 return fail_dkm(ctl, r, "inspect");
-        if (a.json) {
+        if (a->json) {
                 json_object *o = json_object_new_object();
 
                 json_object_object_add(o, "version", json_object_new_int((int)info.version));
@@ -346,33 +267,28 @@ int verb_inspect(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_datakey(struct ctl *ctl, int argc, char **argv)
+int verb_datakey(struct ctl *ctl, struct ctl_args *a)
 {
-        struct crypt_args a = { 0 };
         uint8_t key[32], *wrapped = NULL;
         size_t len = 0;
         int r;
 
-        if (parse_crypt_args(argc, argv, true, false, &a))
-                return 1;
-        if (a.in)
-                return fail("datakey takes no --in: dkmd makes the key");
-        if (!a.out)
+        if (!a->out)
                 return fail("datakey: --out FILE is required for the wrapped key");
-        if (a.key_out && strcmp(a.key_out, "-") != 0 && strcmp(a.key_out, a.out) == 0)
+        if (a->key_out && strcmp(a->key_out, "-") != 0 && strcmp(a->key_out, a->out) == 0)
                 return fail("datakey: --out and --key-out must differ");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_datakey(ctl->client, a.policy, a.ctx, a.n_ctx, key, &wrapped, &len);
+        r = dkm_datakey(ctl->client, a->policy, a->ctx, a->n_ctx, key, &wrapped, &len);
         if (r < 0)
                 return fail_dkm(ctl, r, "datakey");
-        r = write_output(a.out, wrapped, len, false);
+        r = write_output(a->out, wrapped, len, false);
         free(wrapped);
         if (r == 0) {
-                if (!a.key_out && isatty(STDOUT_FILENO))
+                if (!a->key_out && isatty(STDOUT_FILENO))
                         r = fail("datakey: refusing to write the plaintext key to a terminal (use --key-out FILE)");
                 else
-                        r = write_output(a.key_out, key, sizeof(key), true);
+                        r = write_output(a->key_out, key, sizeof(key), true);
         }
         secure_wipe(key, sizeof(key));
         return r;

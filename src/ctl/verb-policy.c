@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* policy create|list|show|assign|rekey|purge */
-#include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -9,91 +8,31 @@
 #include "ctl.h"
 #include "shared/util.h"
 
-struct policy_args {
-        const char *name, *keys[3], *reason;
-        size_t n_keys;
-        const char *uid, *gid;
-        bool json, new_policy_key;
-};
-
-static int parse_policy_args(int argc, char **argv, const char *allowed, struct policy_args *a)
+int verb_policy_create(struct ctl *ctl, struct ctl_args *a)
 {
-        static const struct option opts[] = {
-                { "customer-key", required_argument, NULL, 'k' },
-                { "uid", required_argument, NULL, 'u' },
-                { "gid", required_argument, NULL, 'g' },
-                { "reason", required_argument, NULL, 'r' },
-                { "new-policy-key", no_argument, NULL, 'n' },
-                { "json", no_argument, NULL, 'j' },
-                {},
-        };
-        int c;
-
-        optind = 0;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, "-", opts, NULL)) >= 0) {
-                if (c != 1 && c != '?' && !strchr(allowed, c))
-                        return fail("%s does not take %s", argv[0], argv[optind - 1]);
-                switch (c) {
-                case 'k':
-                        if (a->n_keys == 2)
-                                return fail("give exactly two --customer-key options");
-                        a->keys[a->n_keys++] = optarg;
-                        break;
-                case 'u':
-                        a->uid = optarg;
-                        break;
-                case 'g':
-                        a->gid = optarg;
-                        break;
-                case 'r':
-                        a->reason = optarg;
-                        break;
-                case 'n':
-                        a->new_policy_key = true;
-                        break;
-                case 'j':
-                        a->json = true;
-                        break;
-                case 1:
-                        a->name = optarg;
-                        break;
-                default:
-                        return fail("%s: unknown or incomplete option '%s'", argv[0], argv[optind - 1]);
-                }
-        }
-        if (a->n_keys == 1)
-                return fail("give exactly two --customer-key options (or none for a service-managed policy)");
-        return 0;
-}
-
-int verb_policy_create(struct ctl *ctl, int argc, char **argv)
-{
-        struct policy_args a = { 0 };
         int r;
 
-        if (parse_policy_args(argc, argv, "k", &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
-        r = dkm_policy_create(ctl->client, a.name, a.keys[0], a.keys[1]);
+        r = dkm_policy_create(ctl->client, a->args[0], a->customer_keys[0], a->customer_keys[1]);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy create");
-        printf("policy %s created (%s-managed)\n", a.name, a.n_keys ? "customer" : "service");
+        printf("policy %s created (%s-managed)\n", a->args[0], a->n_customer_keys ? "customer" : "service");
         return 0;
 }
 
-int verb_policy_list(struct ctl *ctl, int argc, char **argv)
+int verb_policy_list(struct ctl *ctl, struct ctl_args *a)
 {
-        struct policy_args a = { 0 };
         _cleanup_free_ char *json = NULL;
         json_object *arr;
         int r;
 
-        if (parse_policy_args(argc, argv, "j", &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
         r = dkm_policy_list_json(ctl->client, &json);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy list");
-        if (a.json) {
+        if (a->json) {
                 print_json(json);
                 return 0;
         }
@@ -116,15 +55,14 @@ int verb_policy_list(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_policy_show(struct ctl *ctl, int argc, char **argv)
+int verb_policy_show(struct ctl *ctl, struct ctl_args *a)
 {
-        struct policy_args a = { 0 };
         _cleanup_free_ char *json = NULL;
         int r;
 
-        if (parse_policy_args(argc, argv, "j", &a) || ctl_connect(ctl))
+        if (ctl_connect(ctl))
                 return 1;
-        r = dkm_policy_show_json(ctl->client, a.name, &json);
+        r = dkm_policy_show_json(ctl->client, a->args[0], &json);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy show");
         /* The detail is nested; JSON is its readable form either way. */
@@ -132,60 +70,51 @@ int verb_policy_show(struct ctl *ctl, int argc, char **argv)
         return 0;
 }
 
-int verb_policy_assign(struct ctl *ctl, int argc, char **argv)
+int verb_policy_assign(struct ctl *ctl, struct ctl_args *a)
 {
-        struct policy_args a = { 0 };
         uint32_t id = 0;
         int r;
 
-        if (parse_policy_args(argc, argv, "ug", &a))
-                return 1;
-        if (!a.uid == !a.gid)
+        if (!a->uid == !a->gid)
                 return fail("policy assign: give one of --uid UID or --gid GID");
-        if (parse_number_arg("policy assign", a.uid ? "numeric uid" : "numeric gid", a.uid ? a.uid : a.gid,
+        if (parse_number_arg("policy assign", a->uid ? "numeric uid" : "numeric gid", a->uid ? a->uid : a->gid,
                              false, &id) || ctl_connect(ctl))
                 return 1;
-        r = dkm_policy_assign(ctl->client, a.name, a.gid != NULL, id);
+        r = dkm_policy_assign(ctl->client, a->args[0], a->gid != NULL, id);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy assign");
-        printf("%s %u now encrypts under policy %s by default\n", a.uid ? "uid" : "gid", id, a.name);
+        printf("%s %u now encrypts under policy %s by default\n", a->uid ? "uid" : "gid", id, a->args[0]);
         return 0;
 }
 
-int verb_policy_rekey(struct ctl *ctl, int argc, char **argv)
+int verb_policy_rekey(struct ctl *ctl, struct ctl_args *a)
 {
-        struct policy_args a = { 0 };
         int r;
 
-        if (parse_policy_args(argc, argv, "kn", &a))
-                return 1;
-        if (a.n_keys != 2)
+        if (a->n_customer_keys != 2)
                 return fail("policy rekey: give the two new --customer-key URIs");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_policy_rekey(ctl->client, a.name, a.keys[0], a.keys[1], a.new_policy_key);
+        r = dkm_policy_rekey(ctl->client, a->args[0], a->customer_keys[0], a->customer_keys[1], a->new_policy_key);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy rekey");
-        printf("policy %s rekeyed%s\n", a.name, a.new_policy_key ? " with a new policy key" : "");
+        printf("policy %s rekeyed%s\n", a->args[0], a->new_policy_key ? " with a new policy key" : "");
         return 0;
 }
 
-int verb_policy_purge(struct ctl *ctl, int argc, char **argv)
+int verb_policy_purge(struct ctl *ctl, struct ctl_args *a)
 {
-        struct policy_args a = { 0 };
         uint32_t id;
         int r;
 
-        if (parse_policy_args(argc, argv, "r", &a))
-                return 1;
-        if (!a.reason)
+        if (!a->reason)
                 return fail("policy purge: --reason is required");
         if (ctl_connect(ctl))
                 return 1;
-        r = dkm_policy_purge(ctl->client, a.name, a.reason, &id);
+        r = dkm_policy_purge(ctl->client, a->args[0], a->reason, &id);
         if (r < 0)
                 return fail_dkm(ctl, r, "policy purge");
         printf("%u\n", id);
-        fprintf(stderr, "dkmctl: purge request %u filed; policy %s is purged when approved\n", id, a.name);
+        fprintf(stderr, "dkmctl: purge request %u filed; policy %s is purged when approved\n", id, a->args[0]);
         return 0;
 }

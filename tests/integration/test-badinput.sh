@@ -44,6 +44,14 @@ refused "inspect of foreign bytes" "not a dkm ciphertext" as svc inspect --in "$
 refused "bad --context syntax" "expected KEY=VALUE" as svc encrypt --context novalue --in "$W/empty"
 refused "unknown verb" "unknown verb" as svc frobnicate
 refused "missing input file" "cannot open" as svc encrypt --in "$W/does-not-exist"
+# dkmctl parses every verb's options against what that verb takes.
+refused "option a verb does not take" "takes no --reason" as svc encrypt --reason x --in "$W/empty"
+refused "policy on a ciphertext verb" "the ciphertext names its policy" as svc decrypt --policy p --in "$W/ct"
+refused "unknown option" "unknown or incomplete option '--frob'" as svc status --frob
+refused "option without its value" "unknown or incomplete option" as svc encrypt --in
+refused "missing positional argument" "missing argument" as op key retire
+refused "extra positional argument" "unexpected argument '2'" as op key retire 1 2
+refused "json where there is none" "has no --json output" as op key rotate --json
 
 # A decrypt that fails leaves no output file behind.
 refused "failed decrypt with --out" "failed authentication" as svc decrypt --in "$W/t-body" --out "$W/never"
