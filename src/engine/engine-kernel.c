@@ -10,6 +10,11 @@
  * call.  Each engine_aead therefore keeps a few transforms, one per recent
  * key, and finds the right one by a keyed fingerprint of the key; the key
  * bytes themselves stay in the caller's memory and in the kernel.
+ *
+ * Larger messages go to the kernel without a copy: libkcapi vmsplices the
+ * caller's AAD and data pages into a pipe and splices that pipe into the
+ * operation socket, so the kernel reads them where they are.  Small ones are
+ * copied by sendmsg(), which costs two system calls fewer.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -38,8 +43,11 @@
 
 #define ALG_NAME "gcm(aes)"
 /* libkcapi's documented one-shot limit (16 pages); used when the socket
- * buffer defaults cannot be read. */
+ * buffer sizes cannot be read. */
 #define FALLBACK_MAX_MSG (16 * 4096)
+/* Below this much AAD + input, copying beats vmsplice + splice (libkcapi's
+ * own heuristic uses the same threshold). */
+#define ZEROCOPY_MIN 8192
 /* Transforms kept per engine_aead: enough for a few keys in turn. */
 #define SLOTS 4
 
@@ -58,6 +66,7 @@ struct slot {
         struct kcapi_handle *h;  /* NULL: empty */
         bool keyed;              /* h holds the key named by fp */
         bool accepted;           /* an operation ran, so libkcapi accept()ed */
+        size_t splice_max;       /* most bytes one vmsplice into its pipe takes; 0: none */
         uint64_t fp[2];
         uint64_t last_use;
 };
@@ -70,6 +79,7 @@ struct engine_aead {
         uint8_t *aad_buf;             /* the kernel returns AAD || output; the AAD lands here */
         size_t aad_cap;
         size_t max_msg;               /* largest AAD + data + tag one operation may carry */
+        bool no_zerocopy;             /* the kernel refused a spliced operation once */
 };
 
 /* Test case 13 of the GCM spec: zero key, zero nonce, empty input. */
@@ -346,27 +356,38 @@ static int map_io_error(ssize_t r)
 
 /* Runs one AEAD operation on a keyed handle: in = AAD || data, out = AAD ||
  * result.  The output vector must add up to exactly what the kernel
- * produces: a larger buffer makes algif_aead run a second, empty operation. */
-static int run_op(struct kcapi_handle *h, bool enc, const uint8_t *nonce, size_t aad_len,
-                  struct iovec *in, size_t nin, size_t in_total,
+ * produces: a larger buffer makes algif_aead run a second, empty operation.
+ *
+ * zerocopy: the control message goes alone (MSG_MORE) and the input follows
+ * through kcapi_aead_stream_update_last(), which vmsplices the iovecs into
+ * libkcapi's pipe and splices it into the operation socket in one go when
+ * they fit the pipe (the caller checked that); otherwise sendmsg() copies
+ * the input along with the control message. */
+static int run_op(struct kcapi_handle *h, bool enc, bool zerocopy, const uint8_t *nonce,
+                  size_t aad_len, struct iovec *in, size_t nin, size_t in_total,
                   struct iovec *out, size_t nout, size_t out_total)
 {
         uint8_t dummy;
         struct iovec none = { .iov_base = &dummy, .iov_len = 1 };
+        struct iovec *first = zerocopy || !nin ? NULL : in;
+        size_t nfirst = zerocopy ? 0 : nin;
         ssize_t n;
 
         kcapi_aead_setassoclen(h, aad_len);
         /* The nonce is copied into the control message here; libkcapi keeps
          * only the pointer. */
-        n = enc ? kcapi_aead_stream_init_enc(h, nonce, nin ? in : NULL, nin)
-                : kcapi_aead_stream_init_dec(h, nonce, nin ? in : NULL, nin);
+        n = enc ? kcapi_aead_stream_init_enc(h, nonce, first, nfirst)
+                : kcapi_aead_stream_init_dec(h, nonce, first, nfirst);
         if (n < 0)
                 return map_io_error(n);
-        if ((size_t)n != in_total)
+        if ((size_t)n != (zerocopy ? 0 : in_total))
                 return -EIO;
-        n = kcapi_aead_stream_update_last(h, NULL, 0);
+        n = zerocopy ? kcapi_aead_stream_update_last(h, in, nin)
+                     : kcapi_aead_stream_update_last(h, NULL, 0);
         if (n < 0)
                 return map_io_error(n);
+        if (zerocopy && (size_t)n != in_total)
+                return -EIO;
 
         /* A decryption with neither AAD nor ciphertext produces nothing, yet
          * the kernel only runs it (and checks the tag) when recvmsg is given
@@ -458,7 +479,7 @@ static int self_test(char *reason, size_t size)
                 set_reason(reason, size, "%s", ALG_NAME ": the kernel refused a 256-bit key");
                 goto out;
         }
-        r = run_op(h, true, zero, 0, NULL, 0, 0, &out, 1, sizeof(tag));
+        r = run_op(h, true, false, zero, 0, NULL, 0, 0, &out, 1, sizeof(tag));
         mark_accepted_cloexec();
         if (r == 0 && memcmp(tag, kat_tag, sizeof(tag)) != 0)
                 r = -EIO;
@@ -471,31 +492,36 @@ out:
 
 /* --- the engine operations ------------------------------------------------ */
 
-static size_t read_sysctl(const char *path)
-{
-        _cleanup_(fclosep) FILE *f = fopen(path, "re");
-        unsigned long v;
-
-        if (!f || fscanf(f, "%lu", &v) != 1)
-                return 0;
-        return v;
-}
-
 /* A whole AEAD message must sit in the operation socket's send buffer before
  * the kernel processes it, and its output in the receive buffer: a larger one
- * makes sendmsg() sleep for room that never comes.  Both buffers start at the
- * net.core.[wr]mem_default sysctls; keep one page of slack. */
+ * makes sendmsg() sleep for room that never comes.  Every socket starts with
+ * the same buffer sizes (net.core.[wr]mem_default), so a fresh AF_ALG socket
+ * tells them; unlike the sysctl files, which a private network namespace
+ * hides, that works everywhere.  Keep one page of slack. */
 static size_t max_message(void)
 {
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
-        size_t w = read_sysctl("/proc/sys/net/core/wmem_default");
-        size_t r = read_sysctl("/proc/sys/net/core/rmem_default");
-        size_t m = w < r ? w : r;
+        _cleanup_close_ int fd = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        int w = 0, r = 0;
+        socklen_t wl = sizeof(w), rl = sizeof(r);
+        size_t m;
 
-        m &= ~(page - 1);
+        if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &w, &wl) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, &rl) < 0 || w <= 0 || r <= 0)
+                return FALLBACK_MAX_MSG;
+        m = (size_t)(w < r ? w : r) & ~(page - 1);
         if (m < 2 * page)
                 return FALLBACK_MAX_MSG;
         return m - page;
+}
+
+/* How much one vmsplice into the handle's pipe takes (libkcapi enlarges the
+ * pipe to 17 pages or more where it may); 0 when that cannot be told. */
+static size_t splice_capacity(struct kcapi_handle *h)
+{
+        int n = kcapi_get_maxsplicesize(h);
+
+        return n > 0 ? (size_t)n : 0;
 }
 
 static void slot_clear(struct slot *s)
@@ -521,6 +547,7 @@ static int kernel_aead_new(struct engine_aead **ret)
         r = handle_new(&a->slot[0].h, NULL, 0);
         if (r < 0)
                 goto fail;
+        a->slot[0].splice_max = splice_capacity(a->slot[0].h);
         *ret = a;
         return 0;
 fail:
@@ -570,6 +597,7 @@ static int get_slot(struct engine_aead *a, const uint8_t *key, struct slot **ret
                 r = handle_new(&victim->h, NULL, 0);
                 if (r < 0)
                         return r;
+                victim->splice_max = splice_capacity(victim->h);
         }
         r = set_key(victim->h, key);
         if (r < 0) {
@@ -586,7 +614,7 @@ static int get_slot(struct engine_aead *a, const uint8_t *key, struct slot **ret
 
 static int prepare(struct engine_aead *a, const uint8_t *key, const uint8_t *nonce,
                    const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
-                   size_t payload, struct slot **ret)
+                   size_t payload)
 {
         if (!a || a->ops != &engine_kernel_ops || !key || !nonce)
                 return -EINVAL;
@@ -603,7 +631,7 @@ static int prepare(struct engine_aead *a, const uint8_t *key, const uint8_t *non
                 a->aad_buf = p;
                 a->aad_cap = aad_len;
         }
-        return get_slot(a, key, ret);
+        return 0;
 }
 
 static int finish(struct slot *s, int r)
@@ -617,6 +645,53 @@ static int finish(struct slot *s, int r)
         if (r < 0 && r != -EBADMSG)
                 slot_clear(s);
         return r;
+}
+
+/* Whether libkcapi will hand the input over in a single vmsplice: large
+ * enough to pay off, and within the pipe in bytes and in pages (a buffer
+ * that starts mid-page spans one page more than its length says).  A
+ * vmsplice that fills the pipe half way would leave libkcapi splitting the
+ * message, which the kernel takes as two. */
+static bool want_zerocopy(const struct engine_aead *a, const struct slot *s,
+                          const struct iovec *v, size_t n, size_t total)
+{
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = 0;
+
+        if (a->no_zerocopy || total < ZEROCOPY_MIN || total > s->splice_max)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                uintptr_t b = (uintptr_t)v[i].iov_base;
+
+                pages += (b + v[i].iov_len - 1) / page - b / page + 1;
+        }
+        return pages <= s->splice_max / page;
+}
+
+/* One operation under key.  Should the kernel refuse a spliced one (a kernel
+ * or policy without splice into AF_ALG), it runs again with copies on a
+ * fresh transform, and this engine_aead copies from then on. */
+static int run_crypt(struct engine_aead *a, const uint8_t *key, bool enc, const uint8_t *nonce,
+                     size_t aad_len, struct iovec *in, size_t nin, size_t in_total,
+                     struct iovec *out, size_t nout, size_t out_total)
+{
+        struct slot *s;
+        bool zc;
+        int r;
+
+        r = get_slot(a, key, &s);
+        if (r < 0)
+                return r;
+        zc = want_zerocopy(a, s, in, nin, in_total);
+        r = finish(s, run_op(s->h, enc, zc, nonce, aad_len, in, nin, in_total, out, nout,
+                             out_total));
+        if (!zc || r >= 0 || r == -EBADMSG)
+                return r;
+        a->no_zerocopy = true;
+        r = get_slot(a, key, &s);
+        if (r < 0)
+                return r;
+        return finish(s, run_op(s->h, enc, false, nonce, aad_len, in, nin, in_total, out, nout,
+                                out_total));
 }
 
 static size_t iov_add(struct iovec *v, size_t n, const void *p, size_t len)
@@ -634,23 +709,22 @@ static int kernel_seal(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE]
 {
         struct iovec iv_in[2], iv_out[2];
         size_t nin = 0, nout = 0;
-        struct slot *s;
         int r;
 
         if (!out)
                 return -EINVAL;
-        r = prepare(a, key, nonce, aad, aad_len, in, in_len, in_len, &s);
+        r = prepare(a, key, nonce, aad, aad_len, in, in_len, in_len);
         if (r < 0)
                 return r;
         nin = iov_add(iv_in, nin, aad, aad_len);
         nin = iov_add(iv_in, nin, in, in_len);
         nout = iov_add(iv_out, nout, a->aad_buf, aad_len);
         nout = iov_add(iv_out, nout, out, in_len + ENGINE_TAG_SIZE);
-        r = run_op(s->h, true, nonce, aad_len, iv_in, nin, aad_len + in_len,
-                   iv_out, nout, aad_len + in_len + ENGINE_TAG_SIZE);
+        r = run_crypt(a, key, true, nonce, aad_len, iv_in, nin, aad_len + in_len,
+                      iv_out, nout, aad_len + in_len + ENGINE_TAG_SIZE);
         if (r < 0)
                 secure_wipe(out, in_len + ENGINE_TAG_SIZE);
-        return finish(s, r);
+        return r;
 }
 
 static int kernel_open(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE],
@@ -659,7 +733,6 @@ static int kernel_open(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE]
 {
         struct iovec iv_in[2], iv_out[2];
         size_t nin = 0, nout = 0, ct_len;
-        struct slot *s;
         int r;
 
         if (in_len < ENGINE_TAG_SIZE)
@@ -667,19 +740,19 @@ static int kernel_open(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE]
         ct_len = in_len - ENGINE_TAG_SIZE;
         if (!out && ct_len)
                 return -EINVAL;
-        r = prepare(a, key, nonce, aad, aad_len, in, in_len, ct_len, &s);
+        r = prepare(a, key, nonce, aad, aad_len, in, in_len, ct_len);
         if (r < 0)
                 return r;
         nin = iov_add(iv_in, nin, aad, aad_len);
         nin = iov_add(iv_in, nin, in, in_len);
         nout = iov_add(iv_out, nout, a->aad_buf, aad_len);
         nout = iov_add(iv_out, nout, out, ct_len);
-        r = run_op(s->h, false, nonce, aad_len, iv_in, nin, aad_len + in_len,
-                   iv_out, nout, aad_len + ct_len);
+        r = run_crypt(a, key, false, nonce, aad_len, iv_in, nin, aad_len + in_len,
+                      iv_out, nout, aad_len + ct_len);
         /* The kernel decrypts into out before it compares the tag. */
         if (r < 0)
                 secure_wipe(out, ct_len);
-        return finish(s, r);
+        return r;
 }
 
 static int kernel_probe(char *ret_reason, size_t reason_size)

@@ -68,8 +68,12 @@ int engine_select(enum engine_kind want, const struct engine_ops **ret_ops,
 int engine_random(void *buf, size_t len);
 
 /* The kernel engine carries a whole message through the AF_ALG socket
- * buffers, so seal/open return -EMSGSIZE when AAD + data + tag exceed about
- * net.core.wmem_default (208 KiB by default); keep segments at 64 KiB.
+ * buffers, so seal/open return -EMSGSIZE when AAD + data + tag exceed the
+ * socket's buffer size less a page (max_message(): SO_SNDBUF/SO_RCVBUF, from
+ * net.core.[wr]mem_default, 208 KiB by default); keep segments at 64 KiB.
+ * Messages of 8 KiB and more that fit libkcapi's pipe go to the kernel
+ * without a copy (vmsplice + splice of the caller's AAD and input pages,
+ * wherever they lie); no buffer layout is asked of callers.
  *
  * For tests: the driver of the highest-priority, non-internal entry called
  * alg in a /proc/crypto listing; -ENOENT when there is none. */

@@ -15,8 +15,14 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <sched.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <linux/if_alg.h>
 
 #include "engine/engine.h"
 #include "shared/util.h"
@@ -412,6 +418,307 @@ static void test_kernel_emsgsize(void **state)
         free(ct);
 }
 
+/* --- zero copy through vmsplice (kernel engine) ---------------------------- */
+
+/* libkcapi calls vmsplice() through the dynamic linker, so this definition
+ * (visible: the build hides symbols by default) takes its calls: it counts
+ * what went to the kernel without a copy and can play a kernel that
+ * refuses. */
+static size_t vmsplice_calls, vmsplice_bytes;
+static bool vmsplice_refuse;
+
+__attribute__((visibility("default")))
+ssize_t vmsplice(int fd, const struct iovec *iov, size_t n, unsigned int flags)
+{
+        long r;
+
+        vmsplice_calls++;
+        if (vmsplice_refuse) {
+                errno = EINVAL;
+                return -1;
+        }
+        r = syscall(SYS_vmsplice, fd, iov, n, flags);
+        if (r > 0)
+                vmsplice_bytes += (size_t)r;
+        return r;
+}
+
+static size_t round_up(size_t n, size_t to)
+{
+        return (n + to - 1) / to * to;
+}
+
+/* Seals and opens n bytes at offset off of a page-aligned buffer with aad_len
+ * bytes of AAD (likewise placed), checks the ciphertext against openssl,
+ * then that a flipped bit anywhere is refused with the output wiped.
+ * Returns the bytes vmspliced by the seal and by the good open. */
+static void zc_case(struct engine_aead *a, struct engine_aead *ref, size_t n, size_t off,
+                    size_t aad_len, size_t *ret_seal_zc, size_t *ret_open_zc)
+{
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), cap = off + n + ENGINE_TAG_SIZE;
+        uint8_t key[ENGINE_KEY_SIZE], nonce[ENGINE_NONCE_SIZE];
+        uint8_t *pt = aligned_alloc(page, round_up(cap, page));
+        uint8_t *ct = aligned_alloc(page, round_up(cap, page));
+        uint8_t *back = aligned_alloc(page, round_up(cap, page));
+        uint8_t *aadb = aligned_alloc(page, round_up(off + aad_len + 1, page));
+        uint8_t *ref_ct = malloc(n + ENGINE_TAG_SIZE);
+        size_t before;
+
+        if (!pt || !ct || !back || !aadb || !ref_ct)
+                fail_msg("out of memory");
+        fill_random(key, sizeof(key));
+        fill_random(nonce, sizeof(nonce));
+        fill_random(pt + off, n);
+        fill_random(aadb + off, aad_len);
+
+        before = vmsplice_bytes;
+        assert_int_equal(engine_kernel_ops.seal(a, key, nonce, aadb + off, aad_len, pt + off, n,
+                                                ct + off), 0);
+        *ret_seal_zc = vmsplice_bytes - before;
+        assert_int_equal(engine_openssl_ops.seal(ref, key, nonce, aadb + off, aad_len, pt + off, n,
+                                                 ref_ct), 0);
+        assert_memory_equal(ct + off, ref_ct, n + ENGINE_TAG_SIZE);
+
+        before = vmsplice_bytes;
+        memset(back, 0x55, cap);
+        assert_int_equal(engine_kernel_ops.open(a, key, nonce, aadb + off, aad_len, ct + off,
+                                                n + ENGINE_TAG_SIZE, back + off), 0);
+        *ret_open_zc = vmsplice_bytes - before;
+        assert_memory_equal(back + off, pt + off, n);
+        assert_int_equal(back[off + n], 0x55);  /* nothing past the plaintext */
+
+        /* Tampering: first and last ciphertext byte, the tag, the AAD. */
+        for (int what = 0; what < 4; what++) {
+                uint8_t *p = what == 0 ? ct + off : what == 1 ? ct + off + (n ? n - 1 : 0) :
+                             what == 2 ? ct + off + n + ENGINE_TAG_SIZE - 1 : aadb + off;
+
+                if ((what < 2 && n == 0) || (what == 3 && aad_len == 0))
+                        continue;
+                *p ^= 0x04;
+                memset(back, 0x55, cap);
+                assert_int_equal(engine_kernel_ops.open(a, key, nonce, aadb + off, aad_len, ct + off,
+                                                        n + ENGINE_TAG_SIZE, back + off), -EBADMSG);
+                assert_true(all_zero(back + off, n));
+                *p ^= 0x04;
+        }
+
+        /* In place (out == in), as a caller that reuses one buffer does. */
+        memcpy(back + off, pt + off, n);
+        assert_int_equal(engine_kernel_ops.seal(a, key, nonce, aadb + off, aad_len, back + off, n,
+                                                back + off), 0);
+        assert_memory_equal(back + off, ref_ct, n + ENGINE_TAG_SIZE);
+        assert_int_equal(engine_kernel_ops.open(a, key, nonce, aadb + off, aad_len, back + off,
+                                                n + ENGINE_TAG_SIZE, back + off), 0);
+        assert_memory_equal(back + off, pt + off, n);
+        free(pt);
+        free(ct);
+        free(ref_ct);
+        free(back);
+        free(aadb);
+}
+
+/*
+ * Sizes on both sides of page, 16-page and pipe boundaries, at aligned and
+ * unaligned addresses, up to the largest message the engine takes.  Mid
+ * sizes must reach the kernel through vmsplice (every byte of AAD and input
+ * exactly once); small ones are copied, as are those beyond the pipe.
+ */
+static void test_kernel_zerocopy(void **state)
+{
+        const size_t P = (size_t)sysconf(_SC_PAGESIZE);
+        const size_t max = engine_kernel_ops.max_message();
+        const size_t sizes[] = { 0, 1, P - 1, P, P + 1, 2 * P - 16, 2 * P + 1, 4 * P,
+                                 16 * P - 40, 16 * P - 1, 16 * P, 16 * P + 1, 17 * P, 17 * P + 1,
+                                 30 * P, 31 * P - 340, 31 * P - 300, 31 * P - 40, 31 * P - 1,
+                                 31 * P, 32 * P - 1, 32 * P, 32 * P + 1, 48 * P, 100000 };
+        const size_t offs[] = { 0, 4093 % P };
+        const size_t aads[] = { 0, 40, 300 };
+        struct engine_aead *a, *ref;
+        size_t zc_cases = 0, copied_cases = 0;
+
+        (void)state;
+        require_engine(&engine_kernel_ops);
+        require_engine(&engine_openssl_ops);
+        a = new_aead(&engine_kernel_ops);
+        ref = new_aead(&engine_openssl_ops);
+        print_message("max message %zu bytes, page %zu\n", max, P);
+        for (size_t i = 0; i < ARRAY_SIZE(sizes) + 1; i++) {
+                for (size_t j = 0; j < ARRAY_SIZE(offs); j++) {
+                        for (size_t k = 0; k < ARRAY_SIZE(aads); k++) {
+                                size_t aad_len = aads[k], in, seal_zc, open_zc, n;
+
+                                /* The last round: the largest message allowed. */
+                                n = i < ARRAY_SIZE(sizes) ? sizes[i] :
+                                    max - aad_len - ENGINE_TAG_SIZE;
+                                if (aad_len + n + ENGINE_TAG_SIZE > max)
+                                        continue;
+                                in = aad_len + n;
+                                zc_case(a, ref, n, offs[j], aad_len, &seal_zc, &open_zc);
+                                /* All or nothing: never a message split between
+                                 * a splice and a copy. */
+                                assert_true(seal_zc == 0 || seal_zc == in);
+                                assert_true(open_zc == 0 || open_zc == in + ENGINE_TAG_SIZE);
+                                if (in >= 4 * P && in + ENGINE_TAG_SIZE <= 14 * P) {
+                                        if (seal_zc != in || open_zc != in + ENGINE_TAG_SIZE)
+                                                fail_msg("%zu bytes + %zu AAD at offset %zu: "
+                                                         "spliced %zu/%zu, expected all",
+                                                         n, aad_len, offs[j], seal_zc, open_zc);
+                                }
+                                if (in < P)
+                                        assert_int_equal(seal_zc + open_zc, 0);
+                                if (seal_zc)
+                                        zc_cases++;
+                                else
+                                        copied_cases++;
+                        }
+                }
+        }
+        print_message("%zu cases spliced, %zu copied; vmsplice called %zu times\n", zc_cases,
+                      copied_cases, vmsplice_calls);
+        assert_true(zc_cases > 0 && copied_cases > 0);
+        /* Nothing above made the engine give up splicing (it would after a
+         * refused or half-taken vmsplice). */
+        {
+                size_t seal_zc, open_zc;
+
+                zc_case(a, ref, 8 * P, 0, 40, &seal_zc, &open_zc);
+                assert_int_equal(seal_zc, 8 * P + 40);
+                assert_int_equal(open_zc, 8 * P + 40 + ENGINE_TAG_SIZE);
+        }
+        engine_kernel_ops.aead_free(a);
+        engine_openssl_ops.aead_free(ref);
+}
+
+/* A kernel that refuses splicing: the operation still succeeds (with
+ * copies, on a fresh transform), and that engine_aead stops trying. */
+static void test_kernel_zerocopy_refused(void **state)
+{
+        const size_t n = 20000;
+        uint8_t key[ENGINE_KEY_SIZE] = { 7 }, nonce[ENGINE_NONCE_SIZE] = { 9 }, aad[40] = { 3 };
+        uint8_t *pt = malloc(n), *ct = malloc(n + ENGINE_TAG_SIZE), *ref_ct = malloc(n + ENGINE_TAG_SIZE);
+        uint8_t *back = malloc(n);
+        struct engine_aead *a, *ref;
+        size_t calls;
+
+        (void)state;
+        require_engine(&engine_kernel_ops);
+        require_engine(&engine_openssl_ops);
+        assert_non_null(pt);
+        assert_non_null(ct);
+        assert_non_null(ref_ct);
+        assert_non_null(back);
+        fill_random(pt, n);
+        a = new_aead(&engine_kernel_ops);
+        ref = new_aead(&engine_openssl_ops);
+        assert_int_equal(engine_openssl_ops.seal(ref, key, nonce, aad, sizeof(aad), pt, n, ref_ct), 0);
+
+        vmsplice_refuse = true;
+        calls = vmsplice_calls;
+        assert_int_equal(engine_kernel_ops.seal(a, key, nonce, aad, sizeof(aad), pt, n, ct), 0);
+        assert_int_equal(vmsplice_calls, calls + 1);  /* tried once, then copied */
+        assert_memory_equal(ct, ref_ct, n + ENGINE_TAG_SIZE);
+        assert_int_equal(engine_kernel_ops.open(a, key, nonce, aad, sizeof(aad), ct,
+                                                n + ENGINE_TAG_SIZE, back), 0);
+        assert_memory_equal(back, pt, n);
+        ct[5] ^= 1;
+        assert_int_equal(engine_kernel_ops.open(a, key, nonce, aad, sizeof(aad), ct,
+                                                n + ENGINE_TAG_SIZE, back), -EBADMSG);
+        assert_int_equal(vmsplice_calls, calls + 1);  /* not tried again */
+        vmsplice_refuse = false;
+        engine_kernel_ops.aead_free(a);
+        engine_openssl_ops.aead_free(ref);
+        free(pt);
+        free(ct);
+        free(ref_ct);
+        free(back);
+}
+
+/* --- message size from the socket buffers ----------------------------------- */
+
+/* What an operation socket of gcm(aes) reports: the sizes the engine must
+ * live within.  0 when it cannot be told. */
+static size_t op_socket_budget(void)
+{
+        struct sockaddr_alg sa = { .salg_family = AF_ALG, .salg_type = "aead", .salg_name = "gcm(aes)" };
+        uint8_t key[ENGINE_KEY_SIZE] = {};
+        size_t page = (size_t)sysconf(_SC_PAGESIZE), m = 0;
+        int tfm, op = -1, w = 0, r = 0;
+        socklen_t wl = sizeof(w), rl = sizeof(r);
+
+        tfm = socket(AF_ALG, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (tfm < 0)
+                return 0;
+        if (bind(tfm, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+            setsockopt(tfm, SOL_ALG, ALG_SET_KEY, key, sizeof(key)) == 0)
+                op = accept4(tfm, NULL, NULL, SOCK_CLOEXEC);
+        if (op >= 0 && getsockopt(op, SOL_SOCKET, SO_SNDBUF, &w, &wl) == 0 &&
+            getsockopt(op, SOL_SOCKET, SO_RCVBUF, &r, &rl) == 0 && w > 0 && r > 0)
+                m = ((size_t)(w < r ? w : r) & ~(page - 1)) - page;
+        if (op >= 0)
+                close(op);
+        close(tfm);
+        return m;
+}
+
+/* In the child: 0 when the engine sizes messages by the operation socket
+ * and works; 77 when no network namespace can be made; else a failure. */
+static int netns_child(size_t parent_max)
+{
+        uint8_t key[ENGINE_KEY_SIZE] = { 1 }, nonce[ENGINE_NONCE_SIZE] = { 2 }, buf[64] = { 3 };
+        uint8_t ct[64 + ENGINE_TAG_SIZE], back[64];
+        struct engine_aead *a = NULL;
+        size_t max;
+        bool hidden;
+
+        if (unshare(CLONE_NEWNET) < 0)
+                return 77;
+        hidden = access("/proc/sys/net/core/wmem_default", F_OK) < 0;
+        max = engine_kernel_ops.max_message();
+        printf("private network namespace: net.core.wmem_default %s; max message %zu (outside %zu,"
+               " op socket %zu)\n", hidden ? "hidden" : "visible", max, parent_max, op_socket_budget());
+        fflush(stdout);
+        if (max != parent_max || max != op_socket_budget())
+                return 1;
+        if (engine_kernel_ops.aead_new(&a) < 0 ||
+            engine_kernel_ops.seal(a, key, nonce, NULL, 0, buf, sizeof(buf), ct) < 0 ||
+            engine_kernel_ops.open(a, key, nonce, NULL, 0, ct, sizeof(ct), back) < 0 ||
+            memcmp(back, buf, sizeof(buf)) != 0)
+                return 2;
+        engine_kernel_ops.aead_free(a);
+        return 0;
+}
+
+/* The engine reads its message limit from the AF_ALG socket, not from
+ * /proc/sys/net/core, which a private network namespace (systemd's
+ * PrivateNetwork=) hides on 6.1: the limit must be the same inside one. */
+static void test_kernel_max_message(void **state)
+{
+        size_t max, budget;
+        pid_t pid;
+        int st;
+
+        (void)state;
+        require_engine(&engine_kernel_ops);
+        max = engine_kernel_ops.max_message();
+        budget = op_socket_budget();
+        print_message("max message %zu, operation socket allows %zu\n", max, budget);
+        assert_true(budget > 0);
+        assert_int_equal(max, budget);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(netns_child(max));
+        assert_int_equal(waitpid(pid, &st, 0), pid);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) == 77) {
+                print_message("cannot unshare the network namespace here\n");
+                if (expect_kernel() && geteuid() == 0)
+                        fail_msg("root in the VM must be able to unshare the network namespace");
+                skip();
+        }
+        assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 static void test_expect_kernel(void **state)
 {
         char reason[256] = "";
@@ -611,6 +918,9 @@ int main(void)
                 cmocka_unit_test(test_kernel_absent_reason),
                 cmocka_unit_test(test_kernel_cloexec),
                 cmocka_unit_test(test_kernel_emsgsize),
+                cmocka_unit_test(test_kernel_zerocopy),
+                cmocka_unit_test(test_kernel_zerocopy_refused),
+                cmocka_unit_test(test_kernel_max_message),
                 cmocka_unit_test(test_parse_crypto),
                 cmocka_unit_test(test_kind_from_string),
                 cmocka_unit_test(test_select_auto),
