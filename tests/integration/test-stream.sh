@@ -50,6 +50,42 @@ refused "wrong context on a stream" "wrong context" as svc decrypt --in "$ct" --
 check "no partial plaintext at the destination" test ! -e "$W/never.ctx"
 refused "a human cannot stream" "not in the users group" as human encrypt --in "$W/in.3000000" --out "$W/never.h"
 
+# Elevated access: a caller outside the users group decrypts a stream under a
+# live decrypt grant for the policy its header names, and only then; each use
+# is audited with the grant, and a refusal writes nothing.
+audit_mark >/dev/null
+sct=$W/g.ct
+cp "$W/ct.3000000" "$sct"; chmod 644 "$sct"   # the svc's files are its own
+refused "no grant: an operator cannot decrypt a stream" "no live grant" \
+        as op decrypt --in "$sct" --out "$W/never.g0" --context f=3000000
+check "no grant: no output file" test ! -e "$W/never.g0"
+refused "no grant: nor through a pipe" "no live grant" bash -c "cat '$sct' | as op decrypt --context f=3000000"
+iid=$(as op access request --reason "restore check" --duration 10m --scope inspect)
+as appr access approve "$iid" >/dev/null; as appr2 access approve "$iid" >/dev/null
+refused "an inspect grant does not decrypt a stream" "no live grant" \
+        as op decrypt --in "$sct" --out "$W/never.g1" --context f=3000000
+gid=$(as op access request --reason "restore ticket 77" --duration 10m --scope decrypt)
+as appr access approve "$gid" >/dev/null
+refused "one approval of two: still refused" "no live grant" \
+        as op decrypt --in "$sct" --out "$W/never.g2" --context f=3000000
+as appr2 access approve "$gid" >/dev/null
+check "the grant holder decrypts a stream (file to file)" bash -c \
+        "as op decrypt --in '$sct' --out '$W/g.out' --context f=3000000 && cmp -s '$W/g.out' '$W/in.3000000'"
+check "and through a pipe" bash -c \
+        "cat '$sct' | as op decrypt --context f=3000000 | cmp -s - '$W/in.3000000'"
+refused "a grant does not lift the context check" "wrong context" \
+        as op decrypt --in "$sct" --out "$W/never.g3" --context f=1
+refused "a grant does not let its holder encrypt" "not in the users group" \
+        as op encrypt --in "$W/in.3000000" --out "$W/never.g4"
+recs=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
+check "audit: the stream decrypt under the grant" grep -q \
+        "op=grant-use .*oauid=unknown($OP_UID).*request=$gid use=decrypt-stream policy=default generation=1 " <<<"$recs"
+check "audit: the refusal without a grant" grep -q "op=decrypt-stream .*oauid=unknown($OP_UID).*res=failed" <<<"$recs"
+check "an approver revokes the grant" bash -c "as appr access revoke $gid >/dev/null"
+refused "after revocation the stream is refused" "grant $gid" \
+        as op decrypt --in "$sct" --out "$W/never.g5" --context f=3000000
+check "and no output was written by any refusal" bash -c "! ls '$W'/never.g* 2>/dev/null | grep -q ."
+
 # Flat memory: a 1 GiB sparse file; dkmd's and dkmctl's peak RSS stay small.
 truncate -s 1G "$W/sparse"
 rss_before=$(awk '/VmHWM/ {print $2}' "/proc/$DKMD_PID/status")
