@@ -11,18 +11,6 @@
 #include "shared/util.h"
 #include "wrap.h"
 
-/* A stream's random nonce prefix has 56 bits, so prefixes of n streams under
- * one key collide with probability about n^2 / 2^57.  Each stream therefore
- * spends many uses of its generation: with the default max_uses (2^30) a
- * generation carries at most 2^20 streams (collision chance about 2^-17)
- * before it rolls over.  Small test limits give weight 1. */
-static uint64_t stream_weight(const struct keys *k)
-{
-        uint64_t w = k->cfg->max_uses >> 20;
-
-        return w < 1 ? 1 : w > 1024 ? 1024 : w;
-}
-
 /* The active generation's key of policy (NULL: default) into key. */
 static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY_SIZE],
                       uint8_t ret_policy_id[16], uint32_t *ret_gen, char *err)
@@ -43,7 +31,9 @@ static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY
                 }
                 g = find_gen(p, p->rec.active);
                 memcpy(id, p->id, 16);
-                r = take_use(k, p, g, stream_weight(k), err);
+                /* One use: each stream seals under its own subkey (see
+                 * stream.h), so streams cannot share nonces. */
+                r = take_use(k, p, g, 1, err);
                 if (r == 0)
                         r = crypto_keybuf(&buf);
                 if (r == 0) {
@@ -203,7 +193,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
 {
         char name[65];
         _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE);
-        uint8_t raw[STREAM_HEADER_SIZE];
+        uint8_t raw[STREAM_HEADER_MAX];
         struct stream_header h;
         struct policy *p;
         struct generation *g;
@@ -216,7 +206,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
 
         if (!key)
                 return -ENOMEM;
-        r = read_full(in_fd, raw, sizeof(raw), &n);
+        r = read_full(in_fd, raw, STREAM_HEADER_SIZE, &n);
         if (r < 0) {
                 keys_seterr(err, "cannot read the input: %s", strerror(-r));
                 return r;
@@ -228,6 +218,17 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
                         return -EBADMSG;
                 }
                 return decrypt_v1_fd(k, ctx, ctx_len, raw, in_fd, out_fd, gate, userdata, ret_bytes, err);
+        }
+        /* The salted layout's salt follows the 40 bytes. */
+        if (n == STREAM_HEADER_SIZE && stream_header_length(raw) > n) {
+                size_t more = 0;
+
+                r = read_full(in_fd, raw + n, stream_header_length(raw) - n, &more);
+                if (r < 0) {
+                        keys_seterr(err, "cannot read the input: %s", strerror(-r));
+                        return r;
+                }
+                n += more;
         }
         r = stream_parse_header(raw, n, &h, &why);
         if (r < 0) {

@@ -26,7 +26,17 @@ struct stream_dec {
         const char *failed;            /* sticky: the first rejection */
 };
 
-void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE])
+size_t stream_header_size(const struct stream_header *h)
+{
+        return h->flags & STREAM_FLAG_SALTED ? STREAM_HEADER_MAX : STREAM_HEADER_SIZE;
+}
+
+size_t stream_header_length(const uint8_t fixed[STREAM_HEADER_SIZE])
+{
+        return get_le16(fixed + 6) & STREAM_FLAG_SALTED ? STREAM_HEADER_MAX : STREAM_HEADER_SIZE;
+}
+
+void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_MAX])
 {
         memcpy(out, FORMAT_MAGIC, 4);
         out[4] = h->version;
@@ -37,6 +47,8 @@ void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADE
         memcpy(out + 28, h->nonce_prefix, STREAM_PREFIX_SIZE);
         out[35] = 0;
         put_le32(out + 36, h->segment_size);
+        if (h->flags & STREAM_FLAG_SALTED)
+                memcpy(out + STREAM_HEADER_SIZE, h->salt, STREAM_SALT_SIZE);
 }
 
 static bool segment_size_ok(uint32_t s)
@@ -72,7 +84,7 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 return -EPROTONOSUPPORT;
         }
         h.flags = get_le16(buf + 6);
-        if (h.flags != 0) {
+        if (h.flags != 0 && h.flags != STREAM_FLAG_SALTED) {
                 *ret_error = "unknown ciphertext flags";
                 return -EBADMSG;
         }
@@ -92,8 +104,36 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 *ret_error = "stream segment size out of range";
                 return -EBADMSG;
         }
+        memset(h.salt, 0, sizeof(h.salt));
+        if (h.flags & STREAM_FLAG_SALTED) {
+                if (len < STREAM_HEADER_MAX) {
+                        *ret_error = "truncated stream header";
+                        return -EBADMSG;
+                }
+                memcpy(h.salt, buf + STREAM_HEADER_SIZE, STREAM_SALT_SIZE);
+        }
         *ret = h;
         return 0;
+}
+
+int stream_segment_key(const struct stream_header *h, const uint8_t key[ENGINE_KEY_SIZE],
+                       uint8_t ret[ENGINE_KEY_SIZE])
+{
+        uint8_t info[sizeof(STREAM_SUBKEY_LABEL) - 1 + STREAM_HEADER_SIZE], hdr[STREAM_HEADER_MAX];
+
+        if (!h || !key || !ret)
+                return -EINVAL;
+        if (!(h->flags & STREAM_FLAG_SALTED)) {
+                memcpy(ret, key, ENGINE_KEY_SIZE);
+                return 0;
+        }
+        /* The info binds the subkey to the header's fixed part as well; the
+         * salt goes in as HKDF's salt. */
+        stream_header_write(h, hdr);
+        memcpy(info, STREAM_SUBKEY_LABEL, sizeof(STREAM_SUBKEY_LABEL) - 1);
+        memcpy(info + sizeof(STREAM_SUBKEY_LABEL) - 1, hdr, STREAM_HEADER_SIZE);
+        return engine_hkdf_sha256(key, ENGINE_KEY_SIZE, h->salt, STREAM_SALT_SIZE, info, sizeof(info),
+                                  ret, ENGINE_KEY_SIZE);
 }
 
 /* --- the construction ----------------------------------------------------- */
@@ -102,11 +142,12 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
                      const uint8_t *key, const struct stream_header *h, const uint8_t *ctx,
                      size_t ctx_len)
 {
-        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX;
+        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX, hlen = stream_header_size(h);
+        int r;
 
         /* Every segment carries the whole AAD, so the engine must take all
          * of it with a full segment; better to say so now than mid-file. */
-        if (ctx_len > max || (size_t)STREAM_HEADER_SIZE + h->segment_size + STREAM_TAG_SIZE > max - ctx_len)
+        if (ctx_len > max || hlen + h->segment_size + STREAM_TAG_SIZE > max - ctx_len)
                 return -EMSGSIZE;
 
         c->ops = ops;
@@ -116,8 +157,12 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
         c->key = secret_alloc(ENGINE_KEY_SIZE);
         if (!c->key)
                 return -ENOMEM;
-        memcpy(c->key, key, ENGINE_KEY_SIZE);
-        c->aad_len = STREAM_HEADER_SIZE + ctx_len;
+        r = stream_segment_key(h, key, c->key);
+        if (r < 0) {
+                secret_free(c->key);
+                return r;
+        }
+        c->aad_len = hlen + ctx_len;
         c->aad = malloc(c->aad_len);
         if (!c->aad) {
                 secret_free(c->key);
@@ -125,7 +170,7 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
         }
         stream_header_write(h, c->aad);
         if (ctx_len)
-                memcpy(c->aad + STREAM_HEADER_SIZE, ctx, ctx_len);
+                memcpy(c->aad + hlen, ctx, ctx_len);
         return 0;
 }
 
@@ -156,11 +201,13 @@ static bool args_ok(const struct engine_ops *ops, struct engine_aead *a, const u
 int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
                    const uint8_t key[ENGINE_KEY_SIZE], const uint8_t policy_id[FORMAT_POLICY_ID_SIZE],
                    uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
-                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_SIZE])
+                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_MAX],
+                   size_t *ret_header_len)
 {
         struct stream_header h = {
                 .version = STREAM_VERSION,
                 .algorithm = FORMAT_ALG_AES256GCM,
+                .flags = STREAM_FLAG_SALTED,
                 .generation = generation,
                 .segment_size = segment_size,
         };
@@ -168,12 +215,14 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
         int r;
 
         if (!args_ok(ops, a, key, ctx, ctx_len) || !policy_id || !ret || !ret_header ||
-            generation == 0 || !segment_size_ok(segment_size))
+            !ret_header_len || generation == 0 || !segment_size_ok(segment_size))
                 return -EINVAL;
         memcpy(h.policy_id, policy_id, FORMAT_POLICY_ID_SIZE);
-        /* 56 random bits per stream, so two of n streams under one key
-         * share a prefix (and so nonces) with chance about n^2 / 2^57. */
-        r = engine_random(h.nonce_prefix, sizeof(h.nonce_prefix));
+        /* A fresh salt gives the stream its own key, so its nonces need
+         * only be unique within it; the random prefix is kept on top. */
+        r = engine_random(h.salt, sizeof(h.salt));
+        if (r >= 0)
+                r = engine_random(h.nonce_prefix, sizeof(h.nonce_prefix));
         if (r < 0)
                 return r;
         s = calloc(1, sizeof(*s));
@@ -184,7 +233,8 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
                 free(s);
                 return r;
         }
-        memcpy(ret_header, s->c.aad, STREAM_HEADER_SIZE);
+        memcpy(ret_header, s->c.aad, STREAM_HEADER_MAX);
+        *ret_header_len = STREAM_HEADER_MAX;
         *ret = s;
         return 0;
 }
@@ -234,7 +284,7 @@ int stream_dec_new(const struct engine_ops *ops, struct engine_aead *a,
         if (!args_ok(ops, a, key, ctx, ctx_len) || !h || !ret || !ret_error)
                 return -EINVAL;
         if (h->version != STREAM_VERSION || h->algorithm != FORMAT_ALG_AES256GCM ||
-            !segment_size_ok(h->segment_size))
+            (h->flags != 0 && h->flags != STREAM_FLAG_SALTED) || !segment_size_ok(h->segment_size))
                 return -EINVAL;
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -415,8 +465,9 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
                       int in_fd, int out_fd, uint64_t *ret_plaintext_size, const char **ret_error)
 {
-        uint8_t header[STREAM_HEADER_SIZE], carry = 0, *pt = NULL, *ct = NULL;
+        uint8_t header[STREAM_HEADER_MAX], carry = 0, *pt = NULL, *ct = NULL;
         struct stream_enc *s = NULL;
+        size_t header_len = 0;
         bool carried = false, last = false;
         uint64_t total = 0;
         const char *why;
@@ -424,7 +475,8 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
 
         if (!ret_error || in_fd < 0 || out_fd < 0)
                 return -EINVAL;
-        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, header);
+        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, header,
+                           &header_len);
         if (r < 0) {
                 *ret_error = r == -EMSGSIZE ? "stream segment size too large for this engine" :
                              "cannot start the stream";
@@ -437,7 +489,7 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
         if (!pt || !ct)
                 goto out;
         why = "writing the output failed";
-        r = write_full(out_fd, header, sizeof(header));
+        r = write_full(out_fd, header, header_len);
         if (r < 0)
                 goto out;
         while (!last) {
@@ -474,18 +526,21 @@ out:
 
 int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_error)
 {
-        uint8_t buf[STREAM_HEADER_SIZE];
-        size_t got;
+        uint8_t buf[STREAM_HEADER_MAX];
+        size_t got, more = 0;
         int r;
 
         if (fd < 0 || !ret || !ret_error)
                 return -EINVAL;
-        r = read_full(fd, buf, sizeof(buf), &got);
+        r = read_full(fd, buf, STREAM_HEADER_SIZE, &got);
+        /* The salted layout's salt follows; the flags word says so. */
+        if (r >= 0 && got == STREAM_HEADER_SIZE && stream_header_length(buf) > got)
+                r = read_full(fd, buf + got, stream_header_length(buf) - got, &more);
         if (r < 0) {
                 *ret_error = "reading the input failed";
                 return r;
         }
-        return stream_parse_header(buf, got, ret, ret_error);
+        return stream_parse_header(buf, got + more, ret, ret_error);
 }
 
 int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
