@@ -2,6 +2,7 @@
 /* Streaming ciphertext format v2 (STREAM over AES-256-GCM); see stream.h. */
 #include "shared/stream.h"
 #include "shared/secret.h"
+#include "shared/stream-io.h"
 #include "shared/util.h"
 
 /* Shared state of both directions: what every segment's nonce and AAD need. */
@@ -409,55 +410,11 @@ static int read_full(int fd, uint8_t *buf, size_t n, size_t *ret_got)
         return 0;
 }
 
-static int write_full(int fd, const uint8_t *buf, size_t n)
+/* Output is gathered and written once per chunk of input (STREAM_IO_CHUNK):
+ * a buffer of that many whole segments, sealed or opened in place. */
+static size_t segments_per_write(size_t piece)
 {
-        while (n > 0) {
-                ssize_t k = write(fd, buf, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                buf += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
-/*
- * Fills buf with the next piece of at most cap bytes and tells whether it is
- * the last: a full piece is last only when one more byte cannot be read.
- * That byte goes to *carry and starts the next piece (*carried).
- */
-static int read_piece(int fd, uint8_t *buf, size_t cap, uint8_t *carry, bool *carried,
-                      size_t *ret_len, bool *ret_last)
-{
-        size_t have = 0, got;
-        int r;
-
-        if (*carried) {
-                buf[0] = *carry;
-                have = 1;
-                *carried = false;
-        }
-        r = read_full(fd, buf + have, cap - have, &got);
-        if (r < 0)
-                return r;
-        have += got;
-        *ret_len = have;
-        if (have < cap) {
-                *ret_last = true;
-                return 0;
-        }
-        r = read_full(fd, carry, 1, &got);
-        if (r < 0)
-                return r;
-        *carried = got == 1;
-        *ret_last = got == 0;
-        return 0;
+        return (STREAM_IO_CHUNK + piece - 1) / piece;
 }
 
 int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
@@ -465,58 +422,62 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
                       int in_fd, int out_fd, uint64_t *ret_plaintext_size, const char **ret_error)
 {
-        uint8_t header[STREAM_HEADER_MAX], carry = 0, *pt = NULL, *ct = NULL;
+        struct piece_reader *rd = NULL;
         struct stream_enc *s = NULL;
-        size_t header_len = 0;
-        bool carried = false, last = false;
+        size_t full = (size_t)segment_size + STREAM_TAG_SIZE, cap = 0, fill = 0;
+        bool last = false;
         uint64_t total = 0;
+        uint8_t *ct = NULL;
         const char *why;
         int r;
 
         if (!ret_error || in_fd < 0 || out_fd < 0)
                 return -EINVAL;
-        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, header,
-                           &header_len);
+        /* The header goes out with the first segments. */
+        cap = STREAM_HEADER_MAX + segments_per_write(segment_size) * full;
+        ct = malloc(cap);
+        if (!ct) {
+                *ret_error = "out of memory";
+                return -ENOMEM;
+        }
+        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, ct, &fill);
         if (r < 0) {
+                free(ct);
                 *ret_error = r == -EMSGSIZE ? "stream segment size too large for this engine" :
                              "cannot start the stream";
                 return r;
         }
-        pt = malloc(segment_size);
-        ct = malloc((size_t)segment_size + STREAM_TAG_SIZE);
         why = "out of memory";
-        r = -ENOMEM;
-        if (!pt || !ct)
-                goto out;
-        why = "writing the output failed";
-        r = write_full(out_fd, header, header_len);
+        r = piece_reader_new(in_fd, segment_size, &rd);
         if (r < 0)
                 goto out;
         while (!last) {
+                const uint8_t *pt;
                 size_t len, n;
 
                 why = "reading the input failed";
-                r = read_piece(in_fd, pt, segment_size, &carry, &carried, &len, &last);
+                r = piece_reader_next(rd, &pt, &len, &last);
                 if (r < 0)
                         goto out;
-                r = stream_enc_segment(s, pt, len, last, ct, &n);
+                r = stream_enc_segment(s, pt, len, last, ct + fill, &n);
                 why = r == -EFBIG ? "stream too long" : "encryption failed";
                 if (r < 0)
                         goto out;
-                why = "writing the output failed";
-                r = write_full(out_fd, ct, n);
-                if (r < 0)
-                        goto out;
+                fill += n;
                 total += len;
+                if (last || cap - fill < full) {
+                        why = "writing the output failed";
+                        r = stream_write_full(out_fd, ct, fill);
+                        if (r < 0)
+                                goto out;
+                        fill = 0;
+                }
         }
         if (ret_plaintext_size)
                 *ret_plaintext_size = total;
         r = 0;
 out:
-        if (pt)
-                secure_wipe(pt, segment_size);
-        secure_wipe(&carry, sizeof(carry));
-        free(pt);
+        piece_reader_free(rd);  /* wipes the plaintext it read */
         free(ct);
         stream_enc_free(s);
         if (r < 0)
@@ -548,12 +509,13 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
                       uint64_t *ret_plaintext_size, const char **ret_error)
 {
-        uint8_t carry = 0, *pt = NULL, *ct = NULL;
+        struct piece_reader *rd = NULL;
         struct stream_dec *s = NULL;
-        bool carried = false, last = false;
+        bool last = false;
         uint64_t total = 0;
         const char *why = "cannot start the stream";
-        size_t full;
+        size_t full, cap = 0, fill = 0;
+        uint8_t *pt = NULL;
         int r;
 
         if (!ret_error || !h || in_fd < 0 || out_fd < 0)
@@ -562,39 +524,47 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
         if (r < 0)
                 goto out;
         full = (size_t)h->segment_size + STREAM_TAG_SIZE;
-        pt = malloc(h->segment_size);
-        ct = malloc(full);
+        cap = segments_per_write(full) * h->segment_size;
+        pt = malloc(cap);
         why = "out of memory";
-        r = -ENOMEM;
-        if (!pt || !ct)
+        r = pt ? piece_reader_new(in_fd, full, &rd) : -ENOMEM;
+        if (r < 0)
                 goto out;
         while (!last) {
+                const uint8_t *in;
                 size_t len, n;
 
                 why = "reading the input failed";
-                r = read_piece(in_fd, ct, full, &carry, &carried, &len, &last);
+                r = piece_reader_next(rd, &in, &len, &last);
                 if (r < 0)
                         goto out;
                 why = "decryption failed";
-                r = stream_dec_segment(s, ct, len, last, pt, &n, &why);
+                r = stream_dec_segment(s, in, len, last, pt + fill, &n, &why);
                 if (r < 0)
                         goto out;
-                why = "writing the output failed";
-                r = write_full(out_fd, pt, n);
-                if (r < 0)
-                        goto out;
+                fill += n;
                 total += n;
+                /* Only segments that authenticated are written. */
+                if (last || cap - fill < h->segment_size) {
+                        why = "writing the output failed";
+                        r = stream_write_full(out_fd, pt, fill);
+                        if (r < 0)
+                                goto out;
+                        secure_wipe(pt, fill);
+                        fill = 0;
+                }
         }
         if (ret_plaintext_size)
                 *ret_plaintext_size = total;
         r = 0;
 out:
         if (pt)
-                secure_wipe(pt, h->segment_size);
+                secure_wipe(pt, cap);
         free(pt);
-        free(ct);
+        piece_reader_free(rd);
         stream_dec_free(s);
         if (r < 0)
                 *ret_error = why;
         return r;
 }
+
