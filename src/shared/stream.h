@@ -179,10 +179,13 @@ void stream_dec_free(struct stream_dec *s);
 /* --- whole streams between two file descriptors -------------------------- */
 
 /*
- * Encrypts everything readable from in_fd to out_fd (header, then segments),
- * reading one byte ahead to tell the final segment, so pipes work as well as
- * files.  Memory: one plaintext and one ciphertext segment buffer, whatever
- * the size of the input.  Blocking descriptors; nothing is seeked.
+ * Encrypts everything readable from in_fd to out_fd (header, then segments).
+ * The input is read ahead on a second thread in chunks of whole segments
+ * (stream-io.h), which also tells the final segment, so pipes work as well
+ * as files and the reading overlaps the crypto; the output is written once
+ * per chunk.  Memory: two input chunks and one output chunk (about 1.5 MiB
+ * with 64 KiB segments), whatever the size of the input.  Blocking
+ * descriptors; nothing is seeked.
  * ret_plaintext_size (may be NULL) gets the bytes encrypted.
  */
 int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
@@ -196,8 +199,10 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
 int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_error);
 
 /*
- * Decrypts the segments that follow the header on in_fd to out_fd.  Output is
- * unverified until this returns 0 (see above).  Stable messages for
+ * Decrypts the segments that follow the header on in_fd to out_fd, read
+ * ahead and written per chunk as stream_encrypt_fd does; only segments that
+ * authenticated are written.  Output is unverified until this returns 0
+ * (see above).  Stable messages for
  * -EBADMSG: "stream truncated", "segment failed authentication", "data after
  * the final segment", "stream too long", "empty final segment".
  */
