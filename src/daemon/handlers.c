@@ -378,6 +378,39 @@ static void handle_policy(const struct daemon_state *st, const struct wire_msg *
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
+/* Checks the caller's live grant of the scope that type needs on policy,
+ * then audits its use with the grant; every use is recorded, and a use that
+ * cannot be recorded fails closed. */
+static int grant_use(const struct daemon_state *st, const struct peer *peer, unsigned type,
+                     const struct audit_subject *subj, const char *policy, uint32_t generation,
+                     char *msg, size_t msg_size)
+{
+        struct grant_use use;
+        char err[GRANT_ERR_MAX] = "";
+        _cleanup_free_ char *areason = NULL;
+        int r;
+
+        r = grants_check(st->grants, subj, type == WIRE_INSPECT ? SCOPE_INSPECT : SCOPE_DECRYPT,
+                         policy, &use, err);
+        if (r < 0) {
+                snprintf(msg, msg_size, "permission denied: %s", err);
+                return r;
+        }
+        areason = audit_value(use.reason);
+        if (!areason)
+                return -ENOMEM;
+        if (audit_record(AUDIT_KIND_KEY, "grant-use", subj, true,
+                         "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s", use.id,
+                         wire_type_name(type), policy, generation, use.approvers, areason) < 0 &&
+            st->cfg->audit_fail_closed) {
+                snprintf(msg, msg_size, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
+                   use.id, wire_type_name(type), policy, generation);
+        return 0;
+}
+
 /* A caller outside the users group may decrypt or inspect under a live
  * grant; every such use is audited with the grant, and fails closed. */
 static int grant_allows(const struct daemon_state *st, const struct peer *peer,
@@ -385,9 +418,7 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
                         size_t msg_size)
 {
         const struct wire_field *data = wire_get(req, WIRE_TAG_DATA);
-        struct grant_use use;
-        char policy[65], err[GRANT_ERR_MAX] = "";
-        _cleanup_free_ char *areason = NULL;
+        char policy[65], err[KEYS_ERR_MAX] = "";
         struct format_header h;
         const char *why;
         int r;
@@ -401,26 +432,31 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
                 snprintf(msg, msg_size, "%s", err);
                 return r;
         }
-        r = grants_check(st->grants, subj, req->type == WIRE_DECRYPT ? SCOPE_DECRYPT : SCOPE_INSPECT,
-                         policy, &use, err);
-        if (r < 0) {
-                snprintf(msg, msg_size, "permission denied: %s", err);
-                return r;
-        }
         format_parse(data->value, data->len, &h, &why);
-        areason = audit_value(use.reason);
-        if (!areason)
-                return -ENOMEM;
-        if (audit_record(AUDIT_KIND_KEY, "grant-use", subj, true,
-                         "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s", use.id,
-                         wire_type_name(req->type), policy, h.generation, use.approvers, areason) < 0 &&
-            st->cfg->audit_fail_closed) {
-                snprintf(msg, msg_size, "refused: the audit record could not be written");
-                return -EIO;
+        return grant_use(st, peer, req->type, subj, policy, h.generation, msg, msg_size);
+}
+
+/* A stream decrypted under a grant: dkmd has read the input's header and
+ * asks here, before anything is written, with the policy it names. */
+struct stream_grant {
+        const struct daemon_state *st;
+        const struct peer *peer;
+        const struct audit_subject *subj;
+        unsigned type;
+};
+
+static int stream_grant_gate(void *userdata, const char *policy, uint32_t generation, char *err)
+{
+        const struct stream_grant *g = userdata;
+        int r;
+
+        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, err, KEYS_ERR_MAX);
+        if (r < 0) {
+                audit_record(AUDIT_KIND_ACCESS, wire_type_name(g->type), g->subj, false, "reason=refused");
+                log_notice("refused %s for uid %u pid %d: %s", wire_type_name(g->type),
+                           (unsigned)g->peer->uid, (int)g->peer->pid, err);
         }
-        log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
-                   use.id, wire_type_name(req->type), policy, h.generation);
-        return 0;
+        return r;
 }
 
 static void handle_access(const struct daemon_state *st, const struct wire_msg *req,
@@ -514,8 +550,9 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
 /* Streams between the two descriptors the client passed: input, output. */
 static void handle_stream(const struct daemon_state *st, const struct peer *peer,
                           const struct wire_msg *req, const int *fds, size_t n_fds,
-                          struct wire_builder *b)
+                          const struct audit_subject *subj, bool under_grant, struct wire_builder *b)
 {
+        struct stream_grant grant = { st, peer, subj, req->type };
         _cleanup_free_ uint8_t *ctx = NULL;
         char policy[65], err[KEYS_ERR_MAX] = "", json[64];
         uint32_t segment = STREAM_SEGMENT_DEFAULT;
@@ -541,7 +578,8 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
                 wire_get_u32(req, WIRE_TAG_SEGMENT, &segment);
                 r = keys_stream_encrypt(st->keys, pol, ctx, ctx_len, segment, fds[0], fds[1], &bytes, err);
         } else
-                r = keys_stream_decrypt(st->keys, ctx, ctx_len, fds[0], fds[1], &bytes, err);
+                r = keys_stream_decrypt(st->keys, ctx, ctx_len, fds[0], fds[1],
+                                        under_grant ? stream_grant_gate : NULL, &grant, &bytes, err);
         if (r < 0) {
                 reply_error(b, r, err[0] ? err : strerror(-r));
                 return;
@@ -574,12 +612,17 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
 {
         unsigned roles = access_roles(st->cfg, peer);
         struct lazy_subject subj = { .peer = peer };
+        bool under_grant = false;
         const char *why;
         char msg[GRANT_ERR_MAX + 32];
         int r;
 
         r = access_check(roles, req->type, &why);
-        if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
+        if (r < 0 && req->type == WIRE_DECRYPT_FD && st->grants) {
+                /* The policy is in the stream's header, which dkmd reads
+                 * from the passed input: the grant is checked there. */
+                under_grant = true;
+        } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
                 r = grant_allows(st, peer, req, subject_of(&subj), msg, sizeof(msg));
                 if (r < 0) {
                         audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type),
@@ -613,7 +656,8 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_ENCRYPT_FD:
         case WIRE_DECRYPT_FD:
-                handle_stream(st, peer, req, fds, n_fds, reply);
+                handle_stream(st, peer, req, fds, n_fds, under_grant ? subject_of(&subj) : NULL, under_grant,
+                              reply);
                 break;
         case WIRE_INSPECT:
                 handle_inspect(st, req, reply);

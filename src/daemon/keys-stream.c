@@ -11,18 +11,6 @@
 #include "shared/util.h"
 #include "wrap.h"
 
-/* A stream's random nonce prefix has 56 bits, so prefixes of n streams under
- * one key collide with probability about n^2 / 2^57.  Each stream therefore
- * spends many uses of its generation: with the default max_uses (2^30) a
- * generation carries at most 2^20 streams (collision chance about 2^-17)
- * before it rolls over.  Small test limits give weight 1. */
-static uint64_t stream_weight(const struct keys *k)
-{
-        uint64_t w = k->cfg->max_uses >> 20;
-
-        return w < 1 ? 1 : w > 1024 ? 1024 : w;
-}
-
 /* The active generation's key of policy (NULL: default) into key. */
 static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY_SIZE],
                       uint8_t ret_policy_id[16], uint32_t *ret_gen, char *err)
@@ -43,7 +31,9 @@ static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY
                 }
                 g = find_gen(p, p->rec.active);
                 memcpy(id, p->id, 16);
-                r = take_use(k, p, g, stream_weight(k), err);
+                /* One use: each stream seals under its own subkey (see
+                 * stream.h), so streams cannot share nonces. */
+                r = take_use(k, p, g, 1, err);
                 if (r == 0)
                         r = crypto_keybuf(&buf);
                 if (r == 0) {
@@ -128,8 +118,11 @@ static int write_full(int fd, const uint8_t *buf, size_t len)
  * construction) and decrypt it as a message. */
 static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
                          const uint8_t hdr[FORMAT_HEADER_SIZE], int in_fd, int out_fd,
-                         uint64_t *ret_bytes, char *err)
+                         keys_stream_gate gate, void *userdata, uint64_t *ret_bytes, char *err)
 {
+        struct format_header h;
+        const char *why;
+        char policy[65];
         size_t max = WIRE_MAX_DATA + FORMAT_OVERHEAD, n = 0, plain_len = 0;
         _cleanup_free_ uint8_t *buf = malloc(max + 1);
         uint8_t *plain = NULL;
@@ -148,6 +141,19 @@ static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
                 keys_seterr(err, "a version 1 ciphertext larger than %zu bytes is not valid", max);
                 return -EBADMSG;
         }
+        if (gate) {
+                r = keys_policy_of(k, buf, n, policy, err);
+                if (r < 0)
+                        return r;
+                r = format_parse(buf, n, &h, &why);
+                if (r < 0) {
+                        keys_seterr(err, "%s", why);
+                        return r;
+                }
+                r = gate(userdata, policy, h.generation, err);
+                if (r < 0)
+                        return r;
+        }
         r = keys_decrypt(k, ctx, ctx_len, buf, n, &plain, &plain_len, err);
         if (r < 0)
                 return r;
@@ -162,11 +168,32 @@ static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
         return 0;
 }
 
-int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
-                        uint64_t *ret_bytes, char *err)
+/* The name of the policy a stream header names, for the gate. */
+static int stream_policy_name(struct keys *k, const struct stream_header *h, char name[65], char *err)
 {
+        struct policy *p;
+        char id[37];
+        int r = 0;
+
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy_id(k, h->policy_id);
+        if (p)
+                snprintf(name, 65, "%s", p->rec.name);
+        pthread_rwlock_unlock(&k->lock);
+        if (!p) {
+                uuid_to_string(h->policy_id, id);
+                keys_seterr(err, "ciphertext belongs to unknown policy %s", id);
+                r = -ENOKEY;
+        }
+        return r;
+}
+
+int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                        keys_stream_gate gate, void *userdata, uint64_t *ret_bytes, char *err)
+{
+        char name[65];
         _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE);
-        uint8_t raw[STREAM_HEADER_SIZE];
+        uint8_t raw[STREAM_HEADER_MAX];
         struct stream_header h;
         struct policy *p;
         struct generation *g;
@@ -179,7 +206,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
 
         if (!key)
                 return -ENOMEM;
-        r = read_full(in_fd, raw, sizeof(raw), &n);
+        r = read_full(in_fd, raw, STREAM_HEADER_SIZE, &n);
         if (r < 0) {
                 keys_seterr(err, "cannot read the input: %s", strerror(-r));
                 return r;
@@ -190,12 +217,32 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
                         keys_seterr(err, "truncated ciphertext");
                         return -EBADMSG;
                 }
-                return decrypt_v1_fd(k, ctx, ctx_len, raw, in_fd, out_fd, ret_bytes, err);
+                return decrypt_v1_fd(k, ctx, ctx_len, raw, in_fd, out_fd, gate, userdata, ret_bytes, err);
+        }
+        /* The salted layout's salt follows the 40 bytes. */
+        if (n == STREAM_HEADER_SIZE && stream_header_length(raw) > n) {
+                size_t more = 0;
+
+                r = read_full(in_fd, raw + n, stream_header_length(raw) - n, &more);
+                if (r < 0) {
+                        keys_seterr(err, "cannot read the input: %s", strerror(-r));
+                        return r;
+                }
+                n += more;
         }
         r = stream_parse_header(raw, n, &h, &why);
         if (r < 0) {
                 keys_seterr(err, "%s", why ? why : strerror(-r));
                 return r;
+        }
+        /* Decided on the header alone, before any key is taken out or any
+         * byte written.  No lock is held while the gate audits. */
+        if (gate) {
+                r = stream_policy_name(k, &h, name, err);
+                if (r >= 0)
+                        r = gate(userdata, name, h.generation, err);
+                if (r < 0)
+                        return r;
         }
         pthread_rwlock_rdlock(&k->lock);
         p = find_policy_id(k, h.policy_id);

@@ -51,8 +51,13 @@ int keys_rewrap(struct keys *k, const uint8_t *ctx, size_t ctx_len, const uint8_
  * while data flows.  *ret_bytes: plaintext bytes. */
 int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
                         uint32_t segment_size, int in_fd, int out_fd, uint64_t *ret_bytes, char *err);
+/* Decides, once the input's header has named its policy and generation,
+ * whether the caller may decrypt it (a grant check): 0 lets the stream go on;
+ * a negative errno, with err filled, refuses before any output is written. */
+typedef int (*keys_stream_gate)(void *userdata, const char *policy, uint32_t generation, char *err);
+/* gate NULL: the caller may decrypt anything (a member of the users group). */
 int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
-                        uint64_t *ret_bytes, char *err);
+                        keys_stream_gate gate, void *userdata, uint64_t *ret_bytes, char *err);
 int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret, char *err);
 
 int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *subj,

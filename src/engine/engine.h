@@ -67,6 +67,14 @@ int engine_select(enum engine_kind want, const struct engine_ops **ret_ops,
 /* Cryptographically secure random bytes (getrandom). */
 int engine_random(void *buf, size_t len);
 
+/* HKDF-SHA256 (RFC 5869): out_len (1..8160) bytes from ikm (at least one
+ * byte), salt and info.  For subkeys of either engine: it runs in this
+ * process, by libcrypto, on the caller's copy of the key (which the caller
+ * keeps in locked memory), and the result is set on the engine like any
+ * key.  -EINVAL for bad lengths, -EIO when libcrypto fails. */
+int engine_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+                       const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+
 /* The kernel engine carries a whole message through the AF_ALG socket
  * buffers, so seal/open return -EMSGSIZE when AAD + data + tag exceed the
  * socket's buffer size less a page (max_message(): SO_SNDBUF/SO_RCVBUF, from

@@ -2,6 +2,7 @@
 /* Streaming ciphertext format v2 (STREAM over AES-256-GCM); see stream.h. */
 #include "shared/stream.h"
 #include "shared/secret.h"
+#include "shared/stream-io.h"
 #include "shared/util.h"
 
 /* Shared state of both directions: what every segment's nonce and AAD need. */
@@ -26,7 +27,17 @@ struct stream_dec {
         const char *failed;            /* sticky: the first rejection */
 };
 
-void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE])
+size_t stream_header_size(const struct stream_header *h)
+{
+        return h->flags & STREAM_FLAG_SALTED ? STREAM_HEADER_MAX : STREAM_HEADER_SIZE;
+}
+
+size_t stream_header_length(const uint8_t fixed[STREAM_HEADER_SIZE])
+{
+        return get_le16(fixed + 6) & STREAM_FLAG_SALTED ? STREAM_HEADER_MAX : STREAM_HEADER_SIZE;
+}
+
+void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_MAX])
 {
         memcpy(out, FORMAT_MAGIC, 4);
         out[4] = h->version;
@@ -37,6 +48,8 @@ void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADE
         memcpy(out + 28, h->nonce_prefix, STREAM_PREFIX_SIZE);
         out[35] = 0;
         put_le32(out + 36, h->segment_size);
+        if (h->flags & STREAM_FLAG_SALTED)
+                memcpy(out + STREAM_HEADER_SIZE, h->salt, STREAM_SALT_SIZE);
 }
 
 static bool segment_size_ok(uint32_t s)
@@ -72,7 +85,7 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 return -EPROTONOSUPPORT;
         }
         h.flags = get_le16(buf + 6);
-        if (h.flags != 0) {
+        if (h.flags != 0 && h.flags != STREAM_FLAG_SALTED) {
                 *ret_error = "unknown ciphertext flags";
                 return -EBADMSG;
         }
@@ -92,8 +105,36 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 *ret_error = "stream segment size out of range";
                 return -EBADMSG;
         }
+        memset(h.salt, 0, sizeof(h.salt));
+        if (h.flags & STREAM_FLAG_SALTED) {
+                if (len < STREAM_HEADER_MAX) {
+                        *ret_error = "truncated stream header";
+                        return -EBADMSG;
+                }
+                memcpy(h.salt, buf + STREAM_HEADER_SIZE, STREAM_SALT_SIZE);
+        }
         *ret = h;
         return 0;
+}
+
+int stream_segment_key(const struct stream_header *h, const uint8_t key[ENGINE_KEY_SIZE],
+                       uint8_t ret[ENGINE_KEY_SIZE])
+{
+        uint8_t info[sizeof(STREAM_SUBKEY_LABEL) - 1 + STREAM_HEADER_SIZE], hdr[STREAM_HEADER_MAX];
+
+        if (!h || !key || !ret)
+                return -EINVAL;
+        if (!(h->flags & STREAM_FLAG_SALTED)) {
+                memcpy(ret, key, ENGINE_KEY_SIZE);
+                return 0;
+        }
+        /* The info binds the subkey to the header's fixed part as well; the
+         * salt goes in as HKDF's salt. */
+        stream_header_write(h, hdr);
+        memcpy(info, STREAM_SUBKEY_LABEL, sizeof(STREAM_SUBKEY_LABEL) - 1);
+        memcpy(info + sizeof(STREAM_SUBKEY_LABEL) - 1, hdr, STREAM_HEADER_SIZE);
+        return engine_hkdf_sha256(key, ENGINE_KEY_SIZE, h->salt, STREAM_SALT_SIZE, info, sizeof(info),
+                                  ret, ENGINE_KEY_SIZE);
 }
 
 /* --- the construction ----------------------------------------------------- */
@@ -102,11 +143,12 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
                      const uint8_t *key, const struct stream_header *h, const uint8_t *ctx,
                      size_t ctx_len)
 {
-        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX;
+        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX, hlen = stream_header_size(h);
+        int r;
 
         /* Every segment carries the whole AAD, so the engine must take all
          * of it with a full segment; better to say so now than mid-file. */
-        if (ctx_len > max || (size_t)STREAM_HEADER_SIZE + h->segment_size + STREAM_TAG_SIZE > max - ctx_len)
+        if (ctx_len > max || hlen + h->segment_size + STREAM_TAG_SIZE > max - ctx_len)
                 return -EMSGSIZE;
 
         c->ops = ops;
@@ -116,8 +158,12 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
         c->key = secret_alloc(ENGINE_KEY_SIZE);
         if (!c->key)
                 return -ENOMEM;
-        memcpy(c->key, key, ENGINE_KEY_SIZE);
-        c->aad_len = STREAM_HEADER_SIZE + ctx_len;
+        r = stream_segment_key(h, key, c->key);
+        if (r < 0) {
+                secret_free(c->key);
+                return r;
+        }
+        c->aad_len = hlen + ctx_len;
         c->aad = malloc(c->aad_len);
         if (!c->aad) {
                 secret_free(c->key);
@@ -125,7 +171,7 @@ static int core_init(struct stream_core *c, const struct engine_ops *ops, struct
         }
         stream_header_write(h, c->aad);
         if (ctx_len)
-                memcpy(c->aad + STREAM_HEADER_SIZE, ctx, ctx_len);
+                memcpy(c->aad + hlen, ctx, ctx_len);
         return 0;
 }
 
@@ -156,11 +202,13 @@ static bool args_ok(const struct engine_ops *ops, struct engine_aead *a, const u
 int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
                    const uint8_t key[ENGINE_KEY_SIZE], const uint8_t policy_id[FORMAT_POLICY_ID_SIZE],
                    uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
-                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_SIZE])
+                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_MAX],
+                   size_t *ret_header_len)
 {
         struct stream_header h = {
                 .version = STREAM_VERSION,
                 .algorithm = FORMAT_ALG_AES256GCM,
+                .flags = STREAM_FLAG_SALTED,
                 .generation = generation,
                 .segment_size = segment_size,
         };
@@ -168,12 +216,14 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
         int r;
 
         if (!args_ok(ops, a, key, ctx, ctx_len) || !policy_id || !ret || !ret_header ||
-            generation == 0 || !segment_size_ok(segment_size))
+            !ret_header_len || generation == 0 || !segment_size_ok(segment_size))
                 return -EINVAL;
         memcpy(h.policy_id, policy_id, FORMAT_POLICY_ID_SIZE);
-        /* 56 random bits per stream, so two of n streams under one key
-         * share a prefix (and so nonces) with chance about n^2 / 2^57. */
-        r = engine_random(h.nonce_prefix, sizeof(h.nonce_prefix));
+        /* A fresh salt gives the stream its own key, so its nonces need
+         * only be unique within it; the random prefix is kept on top. */
+        r = engine_random(h.salt, sizeof(h.salt));
+        if (r >= 0)
+                r = engine_random(h.nonce_prefix, sizeof(h.nonce_prefix));
         if (r < 0)
                 return r;
         s = calloc(1, sizeof(*s));
@@ -184,7 +234,8 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
                 free(s);
                 return r;
         }
-        memcpy(ret_header, s->c.aad, STREAM_HEADER_SIZE);
+        memcpy(ret_header, s->c.aad, STREAM_HEADER_MAX);
+        *ret_header_len = STREAM_HEADER_MAX;
         *ret = s;
         return 0;
 }
@@ -234,7 +285,7 @@ int stream_dec_new(const struct engine_ops *ops, struct engine_aead *a,
         if (!args_ok(ops, a, key, ctx, ctx_len) || !h || !ret || !ret_error)
                 return -EINVAL;
         if (h->version != STREAM_VERSION || h->algorithm != FORMAT_ALG_AES256GCM ||
-            !segment_size_ok(h->segment_size))
+            (h->flags != 0 && h->flags != STREAM_FLAG_SALTED) || !segment_size_ok(h->segment_size))
                 return -EINVAL;
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -359,55 +410,11 @@ static int read_full(int fd, uint8_t *buf, size_t n, size_t *ret_got)
         return 0;
 }
 
-static int write_full(int fd, const uint8_t *buf, size_t n)
+/* Output is gathered and written once per chunk of input (STREAM_IO_CHUNK):
+ * a buffer of that many whole segments, sealed or opened in place. */
+static size_t segments_per_write(size_t piece)
 {
-        while (n > 0) {
-                ssize_t k = write(fd, buf, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        return -EIO;
-                buf += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
-/*
- * Fills buf with the next piece of at most cap bytes and tells whether it is
- * the last: a full piece is last only when one more byte cannot be read.
- * That byte goes to *carry and starts the next piece (*carried).
- */
-static int read_piece(int fd, uint8_t *buf, size_t cap, uint8_t *carry, bool *carried,
-                      size_t *ret_len, bool *ret_last)
-{
-        size_t have = 0, got;
-        int r;
-
-        if (*carried) {
-                buf[0] = *carry;
-                have = 1;
-                *carried = false;
-        }
-        r = read_full(fd, buf + have, cap - have, &got);
-        if (r < 0)
-                return r;
-        have += got;
-        *ret_len = have;
-        if (have < cap) {
-                *ret_last = true;
-                return 0;
-        }
-        r = read_full(fd, carry, 1, &got);
-        if (r < 0)
-                return r;
-        *carried = got == 1;
-        *ret_last = got == 0;
-        return 0;
+        return (STREAM_IO_CHUNK + piece - 1) / piece;
 }
 
 int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
@@ -415,56 +422,62 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
                       int in_fd, int out_fd, uint64_t *ret_plaintext_size, const char **ret_error)
 {
-        uint8_t header[STREAM_HEADER_SIZE], carry = 0, *pt = NULL, *ct = NULL;
+        struct piece_reader *rd = NULL;
         struct stream_enc *s = NULL;
-        bool carried = false, last = false;
+        size_t full = (size_t)segment_size + STREAM_TAG_SIZE, cap = 0, fill = 0;
+        bool last = false;
         uint64_t total = 0;
+        uint8_t *ct = NULL;
         const char *why;
         int r;
 
         if (!ret_error || in_fd < 0 || out_fd < 0)
                 return -EINVAL;
-        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, header);
+        /* The header goes out with the first segments. */
+        cap = STREAM_HEADER_MAX + segments_per_write(segment_size) * full;
+        ct = malloc(cap);
+        if (!ct) {
+                *ret_error = "out of memory";
+                return -ENOMEM;
+        }
+        r = stream_enc_new(ops, a, key, policy_id, generation, ctx, ctx_len, segment_size, &s, ct, &fill);
         if (r < 0) {
+                free(ct);
                 *ret_error = r == -EMSGSIZE ? "stream segment size too large for this engine" :
                              "cannot start the stream";
                 return r;
         }
-        pt = malloc(segment_size);
-        ct = malloc((size_t)segment_size + STREAM_TAG_SIZE);
         why = "out of memory";
-        r = -ENOMEM;
-        if (!pt || !ct)
-                goto out;
-        why = "writing the output failed";
-        r = write_full(out_fd, header, sizeof(header));
+        r = piece_reader_new(in_fd, segment_size, &rd);
         if (r < 0)
                 goto out;
         while (!last) {
+                const uint8_t *pt;
                 size_t len, n;
 
                 why = "reading the input failed";
-                r = read_piece(in_fd, pt, segment_size, &carry, &carried, &len, &last);
+                r = piece_reader_next(rd, &pt, &len, &last);
                 if (r < 0)
                         goto out;
-                r = stream_enc_segment(s, pt, len, last, ct, &n);
+                r = stream_enc_segment(s, pt, len, last, ct + fill, &n);
                 why = r == -EFBIG ? "stream too long" : "encryption failed";
                 if (r < 0)
                         goto out;
-                why = "writing the output failed";
-                r = write_full(out_fd, ct, n);
-                if (r < 0)
-                        goto out;
+                fill += n;
                 total += len;
+                if (last || cap - fill < full) {
+                        why = "writing the output failed";
+                        r = stream_write_full(out_fd, ct, fill);
+                        if (r < 0)
+                                goto out;
+                        fill = 0;
+                }
         }
         if (ret_plaintext_size)
                 *ret_plaintext_size = total;
         r = 0;
 out:
-        if (pt)
-                secure_wipe(pt, segment_size);
-        secure_wipe(&carry, sizeof(carry));
-        free(pt);
+        piece_reader_free(rd);  /* wipes the plaintext it read */
         free(ct);
         stream_enc_free(s);
         if (r < 0)
@@ -474,18 +487,21 @@ out:
 
 int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_error)
 {
-        uint8_t buf[STREAM_HEADER_SIZE];
-        size_t got;
+        uint8_t buf[STREAM_HEADER_MAX];
+        size_t got, more = 0;
         int r;
 
         if (fd < 0 || !ret || !ret_error)
                 return -EINVAL;
-        r = read_full(fd, buf, sizeof(buf), &got);
+        r = read_full(fd, buf, STREAM_HEADER_SIZE, &got);
+        /* The salted layout's salt follows; the flags word says so. */
+        if (r >= 0 && got == STREAM_HEADER_SIZE && stream_header_length(buf) > got)
+                r = read_full(fd, buf + got, stream_header_length(buf) - got, &more);
         if (r < 0) {
                 *ret_error = "reading the input failed";
                 return r;
         }
-        return stream_parse_header(buf, got, ret, ret_error);
+        return stream_parse_header(buf, got + more, ret, ret_error);
 }
 
 int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
@@ -493,12 +509,13 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
                       uint64_t *ret_plaintext_size, const char **ret_error)
 {
-        uint8_t carry = 0, *pt = NULL, *ct = NULL;
+        struct piece_reader *rd = NULL;
         struct stream_dec *s = NULL;
-        bool carried = false, last = false;
+        bool last = false;
         uint64_t total = 0;
         const char *why = "cannot start the stream";
-        size_t full;
+        size_t full, cap = 0, fill = 0;
+        uint8_t *pt = NULL;
         int r;
 
         if (!ret_error || !h || in_fd < 0 || out_fd < 0)
@@ -507,39 +524,47 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
         if (r < 0)
                 goto out;
         full = (size_t)h->segment_size + STREAM_TAG_SIZE;
-        pt = malloc(h->segment_size);
-        ct = malloc(full);
+        cap = segments_per_write(full) * h->segment_size;
+        pt = malloc(cap);
         why = "out of memory";
-        r = -ENOMEM;
-        if (!pt || !ct)
+        r = pt ? piece_reader_new(in_fd, full, &rd) : -ENOMEM;
+        if (r < 0)
                 goto out;
         while (!last) {
+                const uint8_t *in;
                 size_t len, n;
 
                 why = "reading the input failed";
-                r = read_piece(in_fd, ct, full, &carry, &carried, &len, &last);
+                r = piece_reader_next(rd, &in, &len, &last);
                 if (r < 0)
                         goto out;
                 why = "decryption failed";
-                r = stream_dec_segment(s, ct, len, last, pt, &n, &why);
+                r = stream_dec_segment(s, in, len, last, pt + fill, &n, &why);
                 if (r < 0)
                         goto out;
-                why = "writing the output failed";
-                r = write_full(out_fd, pt, n);
-                if (r < 0)
-                        goto out;
+                fill += n;
                 total += n;
+                /* Only segments that authenticated are written. */
+                if (last || cap - fill < h->segment_size) {
+                        why = "writing the output failed";
+                        r = stream_write_full(out_fd, pt, fill);
+                        if (r < 0)
+                                goto out;
+                        secure_wipe(pt, fill);
+                        fill = 0;
+                }
         }
         if (ret_plaintext_size)
                 *ret_plaintext_size = total;
         r = 0;
 out:
         if (pt)
-                secure_wipe(pt, h->segment_size);
+                secure_wipe(pt, cap);
         free(pt);
-        free(ct);
+        piece_reader_free(rd);
         stream_dec_free(s);
         if (r < 0)
                 *ret_error = why;
         return r;
 }
+

@@ -4,19 +4,32 @@
  * Reyhanitabar, Rogaway and Vizár ("Online authenticated-encryption and its
  * nonce-reuse misuse-resistance", CRYPTO 2015) over AES-256-GCM, so that a
  * file of any size is encrypted and decrypted in fixed-size segments with
- * flat memory.  Header (40 bytes, integers little-endian):
+ * flat memory.  Header (40 bytes, then 32 more in the salted layout,
+ * integers little-endian):
  *
  *   offset size  field
  *        0    4  magic "DKMC"
  *        4    1  version (2)
  *        5    1  algorithm (1 = AES-256-GCM)
- *        6    2  flags (0; any other value is rejected)
+ *        6    2  flags: 0 (first layout) or STREAM_FLAG_SALTED; others rejected
  *        8   16  policy id (UUID, binary)
  *       24    4  generation (>= 1)
  *       28    7  nonce prefix (random, fresh per stream)
  *       35    1  reserved (0; any other value is rejected)
  *       36    4  segment size S in bytes, 4096 <= S <= 1048576
- *       40       segments
+ *       40   32  salted layout only: salt (random, fresh per stream)
+ *   40 or 72     segments
+ *
+ * The segment key: in the salted layout (what dkm writes) a per-stream subkey
+ *
+ *   HKDF-SHA256(IKM = generation key, salt = the 32-byte salt,
+ *               info = "dkm stream subkey" || header bytes 0..39, L = 32)
+ *
+ * so nonces only need to be unique within one stream, and a stream costs its
+ * generation one use.  In the first layout (flags 0, still read, never
+ * written) the generation key itself: there the 56-bit random prefix is all
+ * that keeps nonces of different streams apart (two of n streams collide
+ * with chance about n^2 / 2^57).
  *
  * Segment i (i = 0, 1, ...) is the GCM ciphertext of S plaintext bytes
  * followed by its 16-byte tag, except the final one, which carries 1..S bytes
@@ -25,16 +38,14 @@
  *
  *   nonce prefix (7) || i as u32 big-endian (4) || 0x01 if final else 0x00 (1)
  *
- * and its AAD is the 40 header bytes followed by the caller's canonical
- * context (format_context_encode).  So a reordered, duplicated or dropped
- * segment has the wrong counter, a cut-off stream ends in a segment sealed as
- * non-final, an extended one has a final segment before its end, and a
- * segment from another stream has another prefix and header: each fails
- * authentication.  At most 2^32 segments (the counter never wraps).
- *
- * The prefix is random, so two of n streams under one key share it (and so
- * reuse GCM nonces) with chance about n^2 / 2^57: one in 10^5 for a million
- * streams per generation.  Rotate generations well before that.
+ * and its AAD is the whole header (40 or 72 bytes, the salt included)
+ * followed by the caller's canonical context (format_context_encode).  So a
+ * reordered, duplicated or dropped segment has the wrong counter, a cut-off
+ * stream ends in a segment sealed as non-final, an extended one has a final
+ * segment before its end, a segment from another stream has another key or
+ * prefix and header, and a changed salt or flags word changes the key and the
+ * AAD: each fails authentication.  At most 2^32 segments (the counter never
+ * wraps).
  *
  * Decryption is online: a segment's plaintext is released once that segment
  * authenticates, before the end of the stream is seen.  Callers must treat
@@ -54,7 +65,12 @@
 #include "shared/format.h"
 
 #define STREAM_VERSION 2
+/* The part every layout has; the salted layout adds the salt. */
 #define STREAM_HEADER_SIZE 40
+#define STREAM_SALT_SIZE 32
+#define STREAM_HEADER_MAX (STREAM_HEADER_SIZE + STREAM_SALT_SIZE)
+#define STREAM_FLAG_SALTED 0x0001u
+#define STREAM_SUBKEY_LABEL "dkm stream subkey"
 #define STREAM_PREFIX_SIZE 7
 #define STREAM_TAG_SIZE 16
 #define STREAM_SEGMENT_MIN 4096u
@@ -71,16 +87,31 @@ struct stream_header {
         uint32_t generation;
         uint8_t nonce_prefix[STREAM_PREFIX_SIZE];
         uint32_t segment_size;
+        uint8_t salt[STREAM_SALT_SIZE];  /* flags & STREAM_FLAG_SALTED */
 };
 
-/* Writes the 40-byte header (reserved byte 0). */
-void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE]);
+/* 40, or 72 for the salted layout. */
+size_t stream_header_size(const struct stream_header *h);
 
-/* Parses and validates the first STREAM_HEADER_SIZE bytes of buf (len may be
- * larger).  -EBADMSG or -EPROTONOSUPPORT with *ret_error on failure.  A
- * header that parses writes back to the same 40 bytes. */
+/* How long the header that starts with these 40 bytes is (40 or 72), by its
+ * flags word alone, so a reader knows how much more to read before parsing;
+ * the parser validates. */
+size_t stream_header_length(const uint8_t fixed[STREAM_HEADER_SIZE]);
+
+/* Writes the stream_header_size(h) header bytes (reserved byte 0). */
+void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_MAX]);
+
+/* Parses and validates the header at the start of buf (len may be larger).
+ * -EBADMSG or -EPROTONOSUPPORT with *ret_error on failure.  A header that
+ * parses writes back to the same bytes. */
 int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *ret,
                         const char **ret_error);
+
+/* The key that seals the segments of the stream with header h: the subkey
+ * derived from key for the salted layout (see above), key itself for the
+ * first one.  For tests and for callers that want to see it. */
+int stream_segment_key(const struct stream_header *h, const uint8_t key[ENGINE_KEY_SIZE],
+                       uint8_t ret[ENGINE_KEY_SIZE]);
 
 /* --- incremental API: the caller moves one segment at a time ------------- */
 
@@ -88,8 +119,10 @@ struct stream_enc;
 struct stream_dec;
 
 /*
- * Starts a stream: draws a fresh nonce prefix and writes the header to
- * ret_header.  The key and context are copied; a is borrowed and must outlive
+ * Starts a stream in the salted layout: draws a fresh salt and nonce prefix,
+ * derives the stream's subkey from key and writes the header
+ * (*ret_header_len bytes, STREAM_HEADER_MAX) to ret_header.  The context is
+ * copied, the subkey kept in locked memory; a is borrowed and must outlive
  * the stream (engine_aead is single-threaded, so is the stream).  -EINVAL for
  * a segment size out of range or generation 0, -EMSGSIZE when header, context
  * and one segment do not fit the engine's largest message (the kernel engine
@@ -98,7 +131,8 @@ struct stream_dec;
 int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
                    const uint8_t key[ENGINE_KEY_SIZE], const uint8_t policy_id[FORMAT_POLICY_ID_SIZE],
                    uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
-                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_SIZE]);
+                   struct stream_enc **ret, uint8_t ret_header[STREAM_HEADER_MAX],
+                   size_t *ret_header_len);
 
 /*
  * Seals the next segment into out (len + STREAM_TAG_SIZE bytes).  A non-final
@@ -110,12 +144,13 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
 int stream_enc_segment(struct stream_enc *s, const uint8_t *in, size_t len, bool last,
                        uint8_t *out, size_t *ret_out_len);
 
-/* Wipes the key copy and frees.  NULL is fine. */
+/* Wipes the segment key and frees.  NULL is fine. */
 void stream_enc_free(struct stream_enc *s);
 
 /*
  * Starts decrypting a stream whose header h was parsed by
- * stream_parse_header.  -EMSGSIZE (with *ret_error) when a segment of this
+ * stream_parse_header, either layout; key is the generation key (the subkey
+ * is derived here).  -EMSGSIZE (with *ret_error) when a segment of this
  * stream does not fit the engine's largest message; the openssl engine has
  * no limit.
  */
@@ -144,10 +179,13 @@ void stream_dec_free(struct stream_dec *s);
 /* --- whole streams between two file descriptors -------------------------- */
 
 /*
- * Encrypts everything readable from in_fd to out_fd (header, then segments),
- * reading one byte ahead to tell the final segment, so pipes work as well as
- * files.  Memory: one plaintext and one ciphertext segment buffer, whatever
- * the size of the input.  Blocking descriptors; nothing is seeked.
+ * Encrypts everything readable from in_fd to out_fd (header, then segments).
+ * The input is read ahead on a second thread in chunks of whole segments
+ * (stream-io.h), which also tells the final segment, so pipes work as well
+ * as files and the reading overlaps the crypto; the output is written once
+ * per chunk.  Memory: two input chunks and one output chunk (about 1.5 MiB
+ * with 64 KiB segments), whatever the size of the input.  Blocking
+ * descriptors; nothing is seeked.
  * ret_plaintext_size (may be NULL) gets the bytes encrypted.
  */
 int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
@@ -155,14 +193,16 @@ int stream_encrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       uint32_t generation, const uint8_t *ctx, size_t ctx_len, uint32_t segment_size,
                       int in_fd, int out_fd, uint64_t *ret_plaintext_size, const char **ret_error);
 
-/* Reads exactly the 40 header bytes from fd and parses them, so the caller
+/* Reads exactly the header (40 or 72 bytes) from fd and parses it, so the caller
  * can find the key (policy, generation) before stream_decrypt_fd goes on
  * from the same descriptor. */
 int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_error);
 
 /*
- * Decrypts the segments that follow the header on in_fd to out_fd.  Output is
- * unverified until this returns 0 (see above).  Stable messages for
+ * Decrypts the segments that follow the header on in_fd to out_fd, read
+ * ahead and written per chunk as stream_encrypt_fd does; only segments that
+ * authenticated are written.  Output is unverified until this returns 0
+ * (see above).  Stable messages for
  * -EBADMSG: "stream truncated", "segment failed authentication", "data after
  * the final segment", "stream too long", "empty final segment".
  */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The stream header parser and the segment decoder on arbitrary bytes, with a
- * fixed key and an empty context (the seed corpus holds streams made with
- * them, so the fuzzer starts past the tags).  The input is a whole v2
+ * The stream header parser (both layouts: 40 bytes, and 72 with the salt)
+ * and the segment decoder on arbitrary bytes, with a fixed key and an empty
+ * context (the seed corpus holds streams of both layouts made with them, so
+ * the fuzzer starts past the tags and, for the salted one, the subkey).  The input is a whole v2
  * ciphertext, split into segments by position as stream_decrypt_fd does.
  * Then the same bytes go once through encoder and decoder as plaintext.
  */
@@ -26,8 +27,8 @@ static void decode(struct engine_aead *a, const uint8_t *data, size_t size)
         struct stream_header h;
         struct stream_dec *d = NULL;
         const char *why = NULL;
-        uint8_t hdr[STREAM_HEADER_SIZE], *out;
-        size_t full, off, total = 0;
+        uint8_t hdr[STREAM_HEADER_MAX], *out;
+        size_t full, off, total = 0, hlen;
         int r;
 
         r = stream_parse_header(data, size, &h, &why);
@@ -36,9 +37,13 @@ static void decode(struct engine_aead *a, const uint8_t *data, size_t size)
                         abort();
                 return;
         }
-        /* What parses writes back to the same bytes. */
+        /* What parses writes back to the same bytes, as long as the reader's
+         * early guess from the first 40 bytes said. */
+        hlen = stream_header_size(&h);
+        if (hlen > size || hlen != stream_header_length(data))
+                abort();
         stream_header_write(&h, hdr);
-        if (memcmp(hdr, data, sizeof(hdr)) != 0)
+        if (memcmp(hdr, data, hlen) != 0)
                 abort();
         if (stream_dec_new(&engine_openssl_ops, a, fuzz_key, &h, NULL, 0, &d, &why) < 0)
                 abort();
@@ -46,7 +51,7 @@ static void decode(struct engine_aead *a, const uint8_t *data, size_t size)
         out = malloc(h.segment_size);
         if (!out)
                 abort();
-        off = STREAM_HEADER_SIZE;
+        off = hlen;
         for (;;) {
                 size_t len = size - off < full ? size - off : full, n = 0;
                 bool last = off + len == size;
@@ -65,7 +70,7 @@ static void decode(struct engine_aead *a, const uint8_t *data, size_t size)
                         /* Accepted: exactly the canonical length for its plaintext. */
                         size_t segs = total ? (total + h.segment_size - 1) / h.segment_size : 1;
 
-                        if (!stream_dec_done(d) || STREAM_HEADER_SIZE + segs * STREAM_TAG_SIZE + total != size)
+                        if (!stream_dec_done(d) || hlen + segs * STREAM_TAG_SIZE + total != size)
                                 abort();
                         break;
                 }
@@ -78,17 +83,17 @@ static void decode(struct engine_aead *a, const uint8_t *data, size_t size)
 static void roundtrip(struct engine_aead *a, const uint8_t *data, size_t size)
 {
         const uint32_t seg = STREAM_SEGMENT_MIN;
-        uint8_t hdr[STREAM_HEADER_SIZE], ct[STREAM_SEGMENT_MIN + STREAM_TAG_SIZE], pt[STREAM_SEGMENT_MIN];
+        uint8_t hdr[STREAM_HEADER_MAX], ct[STREAM_SEGMENT_MIN + STREAM_TAG_SIZE], pt[STREAM_SEGMENT_MIN];
         static const uint8_t policy[FORMAT_POLICY_ID_SIZE] = { 1 };
         struct stream_enc *e = NULL;
         struct stream_dec *d = NULL;
         struct stream_header h;
         const char *why = NULL;
-        size_t off = 0;
+        size_t off = 0, hlen = 0;
 
         if (stream_enc_new(&engine_openssl_ops, a, fuzz_key, policy, 1, data, size > 64 ? 64 : size, seg,
-                           &e, hdr) < 0 ||
-            stream_parse_header(hdr, sizeof(hdr), &h, &why) < 0 ||
+                           &e, hdr, &hlen) < 0 ||
+            stream_parse_header(hdr, hlen, &h, &why) < 0 || h.flags != STREAM_FLAG_SALTED ||
             stream_dec_new(&engine_openssl_ops, a, fuzz_key, &h, data, size > 64 ? 64 : size, &d, &why) < 0)
                 abort();
         do {

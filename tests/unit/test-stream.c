@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Streaming format v2: header layout and parser, the STREAM nonces checked
+ * Streaming format v2: header layout and parser (both layouts), the subkey
+ * derivation against fixed vectors, the STREAM nonces and subkey checked
  * independently of the encoder, round trips through the incremental API, pipes
- * and files, every kind of tampering, the counter limit, and flat memory.
+ * and files, every kind of tampering, the counter limit, flat memory, and a
+ * stream of the first (unsalted) layout that must stay readable.
  * Every per-engine test runs against each engine; an engine whose probe fails
  * is reported SKIPPED, unless DKM_EXPECT_KERNEL_ENGINE=1 demands the kernel.
  */
@@ -27,9 +29,13 @@
 #include "shared/stream.h"
 #include "shared/util.h"
 
+#include "data/stream-v2-legacy.h"
+
 #define SEG 4096u
 #define FULL (SEG + STREAM_TAG_SIZE)
-#define H STREAM_HEADER_SIZE
+/* The header dkm writes (salted layout), and the part both layouts share. */
+#define H STREAM_HEADER_MAX
+#define H0 STREAM_HEADER_SIZE
 
 static const uint8_t key[32] = {
         0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
@@ -192,15 +198,24 @@ static size_t segments_for(size_t n, uint32_t seg)
 
 /* --- parser (engine independent) --------------------------------------------- */
 
-static void sample_header(uint8_t out[H])
+/* A salted header (72 bytes), or with salted false one of the first layout
+ * (40 bytes). */
+static void sample_header_of(uint8_t out[H], bool salted)
 {
         struct stream_header h = { .version = 2, .algorithm = 1, .generation = 7,
-                                   .segment_size = 65536 };
+                                   .segment_size = 65536, .flags = salted ? STREAM_FLAG_SALTED : 0 };
 
         memcpy(h.policy_id, policy, 16);
         for (int i = 0; i < STREAM_PREFIX_SIZE; i++)
                 h.nonce_prefix[i] = (uint8_t)(0xc0 + i);
+        for (int i = 0; i < STREAM_SALT_SIZE; i++)
+                h.salt[i] = (uint8_t)(0xd0 + i);
         stream_header_write(&h, out);
+}
+
+static void sample_header(uint8_t out[H])
+{
+        sample_header_of(out, true);
 }
 
 static void test_header_layout(void **state)
@@ -213,7 +228,8 @@ static void test_header_layout(void **state)
         assert_memory_equal(b, "DKMC", 4);
         assert_int_equal(b[4], 2);
         assert_int_equal(b[5], 1);
-        assert_int_equal(b[6] | b[7], 0);
+        assert_int_equal(b[6], 1);  /* STREAM_FLAG_SALTED, little-endian */
+        assert_int_equal(b[7], 0);
         assert_memory_equal(b + 8, policy, 16);
         assert_int_equal(b[24], 7);
         assert_int_equal(b[25] | b[26] | b[27], 0);
@@ -224,13 +240,85 @@ static void test_header_layout(void **state)
         assert_int_equal(b[37], 0x00);
         assert_int_equal(b[38], 0x01);
         assert_int_equal(b[39], 0x00);
+        assert_int_equal(b[40], 0xd0);  /* the salt */
+        assert_int_equal(b[71], 0xef);
+        assert_int_equal(stream_header_length(b), 72);
 
         assert_int_equal(stream_parse_header(b, sizeof(b), &h, &why), 0);
         assert_int_equal(h.version, 2);
+        assert_int_equal(h.flags, STREAM_FLAG_SALTED);
         assert_int_equal(h.generation, 7);
         assert_int_equal(h.segment_size, 65536);
         assert_int_equal(h.nonce_prefix[6], 0xc6);
+        assert_int_equal(h.salt[0], 0xd0);
+        assert_int_equal(h.salt[31], 0xef);
         assert_memory_equal(h.policy_id, policy, 16);
+        assert_int_equal(stream_header_size(&h), 72);
+
+        /* The first layout: 40 bytes, flags 0, no salt. */
+        memset(b, 0xee, sizeof(b));
+        sample_header_of(b, false);
+        assert_int_equal(b[6] | b[7], 0);
+        assert_int_equal(b[40], 0xee);  /* nothing written past 40 */
+        assert_int_equal(stream_header_length(b), 40);
+        assert_int_equal(stream_parse_header(b, H0, &h, &why), 0);
+        assert_int_equal(h.flags, 0);
+        assert_int_equal(stream_header_size(&h), 40);
+}
+
+/* HKDF-SHA256 against RFC 5869 (test case 1 and 3), and the subkey of the
+ * sample header against a value computed outside dkm (Python's hmac and
+ * hashlib, from the formula in stream.h). */
+static void test_subkey_vectors(void **state)
+{
+        static const uint8_t okm1[42] = {
+                0x3c, 0xb2, 0x5f, 0x25, 0xfa, 0xac, 0xd5, 0x7a, 0x90, 0x43, 0x4f, 0x64, 0xd0, 0x36,
+                0x2f, 0x2a, 0x2d, 0x2d, 0x0a, 0x90, 0xcf, 0x1a, 0x5a, 0x4c, 0x5d, 0xb0, 0x2d, 0x56,
+                0xec, 0xc4, 0xc5, 0xbf, 0x34, 0x00, 0x72, 0x08, 0xd5, 0xb8, 0x87, 0x18, 0x58, 0x65,
+        };
+        static const uint8_t okm3[42] = {
+                0x8d, 0xa4, 0xe7, 0x75, 0xa5, 0x63, 0xc1, 0x8f, 0x71, 0x5f, 0x80, 0x2a, 0x06, 0x3c,
+                0x5a, 0x31, 0xb8, 0xa1, 0x1f, 0x5c, 0x5e, 0xe1, 0x87, 0x9e, 0xc3, 0x45, 0x4e, 0x5f,
+                0x3c, 0x73, 0x8d, 0x2d, 0x9d, 0x20, 0x13, 0x95, 0xfa, 0xa4, 0xb6, 0x1a, 0x96, 0xc8,
+        };
+        static const uint8_t subkey[32] = {
+                0x04, 0x90, 0x6e, 0x46, 0x33, 0x47, 0x10, 0x9d, 0xff, 0x62, 0x9b, 0x8b, 0xe5, 0x09, 0x34, 0x52,
+                0xaa, 0x7b, 0x41, 0xf0, 0x29, 0x57, 0x34, 0x07, 0x6b, 0x7d, 0xc3, 0x87, 0xe0, 0x42, 0x24, 0x03,
+        };
+        uint8_t ikm[22], salt[13], info[10], out[42], b[H], sk[32];
+        struct stream_header h;
+        const char *why = NULL;
+
+        memset(ikm, 0x0b, sizeof(ikm));
+        for (size_t i = 0; i < sizeof(salt); i++)
+                salt[i] = (uint8_t)i;
+        for (size_t i = 0; i < sizeof(info); i++)
+                info[i] = (uint8_t)(0xf0 + i);
+        assert_int_equal(engine_hkdf_sha256(ikm, sizeof(ikm), salt, sizeof(salt), info, sizeof(info),
+                                            out, sizeof(out)), 0);
+        assert_memory_equal(out, okm1, sizeof(okm1));
+        assert_int_equal(engine_hkdf_sha256(ikm, sizeof(ikm), NULL, 0, NULL, 0, out, sizeof(out)), 0);
+        assert_memory_equal(out, okm3, sizeof(okm3));
+        assert_int_equal(engine_hkdf_sha256(NULL, 0, NULL, 0, NULL, 0, out, 32), -EINVAL);
+        assert_int_equal(engine_hkdf_sha256(ikm, sizeof(ikm), NULL, 0, NULL, 0, out, 0), -EINVAL);
+
+        sample_header(b);
+        assert_int_equal(stream_parse_header(b, H, &h, &why), 0);
+        assert_int_equal(stream_segment_key(&h, key, sk), 0);
+        assert_memory_equal(sk, subkey, 32);
+        /* Every input counts: the salt, and the fixed part of the header. */
+        h.salt[31] ^= 1;
+        assert_int_equal(stream_segment_key(&h, key, sk), 0);
+        assert_memory_not_equal(sk, subkey, 32);
+        h.salt[31] ^= 1;
+        h.generation++;
+        assert_int_equal(stream_segment_key(&h, key, sk), 0);
+        assert_memory_not_equal(sk, subkey, 32);
+        /* The first layout seals with the generation key itself. */
+        sample_header_of(b, false);
+        assert_int_equal(stream_parse_header(b, H0, &h, &why), 0);
+        assert_int_equal(stream_segment_key(&h, key, sk), 0);
+        assert_memory_equal(sk, key, 32);
 }
 
 static void expect_parse_error(const uint8_t *b, size_t len, int err, const char *msg)
@@ -256,7 +344,8 @@ static void test_header_rejects(void **state)
         expect_parse_error(b, 0, -EBADMSG, "not a dkm ciphertext (bad magic)");
         expect_parse_error(b, 3, -EBADMSG, "not a dkm ciphertext (bad magic)");
         expect_parse_error(b, 4, -EBADMSG, "truncated stream header");
-        expect_parse_error(b, H - 1, -EBADMSG, "truncated stream header");
+        expect_parse_error(b, H0 - 1, -EBADMSG, "truncated stream header");
+        expect_parse_error(b, H - 1, -EBADMSG, "truncated stream header");  /* salt cut */
         b[1] ^= 0x20;
         expect_parse_error(b, H, -EBADMSG, "not a dkm ciphertext (bad magic)");
         sample_header(b);
@@ -269,9 +358,14 @@ static void test_header_rejects(void **state)
         sample_header(b);
         b[5] = 2;
         expect_parse_error(b, H, -EPROTONOSUPPORT, "unsupported ciphertext algorithm");
-        sample_header(b);
-        b[7] = 0x80;
-        expect_parse_error(b, H, -EBADMSG, "unknown ciphertext flags");
+        for (unsigned f = 2; f < 0x10000; f = f < 0x100 ? f + 1 : f << 1) {
+                sample_header(b);
+                put_le16(b + 6, (uint16_t)f);
+                expect_parse_error(b, H, -EBADMSG, "unknown ciphertext flags");
+        }
+        /* The first layout is 40 bytes; both parse from the same prefix. */
+        sample_header_of(b, false);
+        assert_int_equal(stream_parse_header(b, H0, &h, &why), 0);
         sample_header(b);
         memset(b + 24, 0, 4);
         expect_parse_error(b, H, -EBADMSG, "invalid generation 0 in ciphertext");
@@ -289,7 +383,7 @@ static void test_header_rejects(void **state)
                 assert_int_equal(stream_parse_header(b, H, &h, &why), 0);
                 assert_int_equal(h.segment_size, good_sizes[i]);
         }
-        /* Only the first 40 bytes matter. */
+        /* Only the header's bytes matter. */
         {
                 uint8_t longer[H + 5];
 
@@ -321,8 +415,9 @@ static void test_v1_dispatch(void **state)
 /* --- per engine ------------------------------------------------------------- */
 
 /* The wire format computed independently of stream.c: every segment opens
- * with prefix || BE32(i) || last flag and AAD = header || context, and not
- * with the other flag. */
+ * under HKDF-SHA256(key, salt, label || header[0..40]) with prefix || BE32(i)
+ * || last flag and AAD = the 72-byte header || context, and not with the
+ * other flag nor under the generation key itself. */
 static void test_known_layout(void **state)
 {
         const struct engine_ops *ops = engine_of(state);
@@ -330,11 +425,15 @@ static void test_known_layout(void **state)
         struct buf ctx = context("known"), pt = pattern(2 * SEG + 10, 1), ct, aad;
         struct stream_header h;
         const char *why = NULL;
-        uint8_t out[SEG];
+        uint8_t out[SEG], sk[32], info[sizeof(STREAM_SUBKEY_LABEL) - 1 + H0];
 
         ct = encrypt_buf(ops, a, pt, ctx, SEG);
         assert_int_equal(ct.n, H + 3 * STREAM_TAG_SIZE + pt.n);
         assert_int_equal(stream_parse_header(ct.p, ct.n, &h, &why), 0);
+        assert_int_equal(get_le16(ct.p + 6), STREAM_FLAG_SALTED);
+        memcpy(info, "dkm stream subkey", 17);
+        memcpy(info + 17, ct.p, H0);
+        assert_int_equal(engine_hkdf_sha256(key, 32, ct.p + H0, 32, info, sizeof(info), sk, 32), 0);
         assert_int_equal(h.segment_size, SEG);
         assert_int_equal(h.generation, GEN);
         assert_memory_equal(h.policy_id, policy, 16);
@@ -351,16 +450,18 @@ static void test_known_layout(void **state)
                 nonce[7] = nonce[8] = nonce[9] = 0;
                 nonce[10] = (uint8_t)i;
                 nonce[11] = i == 2;
-                assert_int_equal(ops->open(a, key, nonce, aad.p, aad.n, ct.p + off, len, out), 0);
+                assert_int_equal(ops->open(a, sk, nonce, aad.p, aad.n, ct.p + off, len, out), 0);
                 assert_memory_equal(out, pt.p + (size_t)i * SEG, len - STREAM_TAG_SIZE);
-                nonce[11] ^= 1;
                 assert_int_equal(ops->open(a, key, nonce, aad.p, aad.n, ct.p + off, len, out), -EBADMSG);
+                nonce[11] ^= 1;
+                assert_int_equal(ops->open(a, sk, nonce, aad.p, aad.n, ct.p + off, len, out), -EBADMSG);
         }
         /* Two streams of the same input differ: a fresh prefix each time. */
         {
                 struct buf ct2 = encrypt_buf(ops, a, pt, ctx, SEG);
 
                 assert_memory_not_equal(ct.p + 28, ct2.p + 28, STREAM_PREFIX_SIZE);
+                assert_memory_not_equal(ct.p + H0, ct2.p + H0, STREAM_SALT_SIZE);
                 assert_memory_not_equal(ct.p + H, ct2.p + H, 64);
                 free(ct2.p);
         }
@@ -412,10 +513,10 @@ static void test_large_segment(void **state)
         struct buf ctx = context("big");
         uint8_t hdr[H];
         struct stream_enc *s = NULL;
-        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX;
+        size_t max = ops->max_message ? ops->max_message() : SIZE_MAX, hl;
         int r;
 
-        r = stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, STREAM_SEGMENT_MAX, &s, hdr);
+        r = stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, STREAM_SEGMENT_MAX, &s, hdr, &hl);
         if (max < STREAM_SEGMENT_MAX + 100) {
                 struct stream_header h;
                 struct stream_dec *d = NULL;
@@ -653,7 +754,9 @@ static void test_tamper(void **state)
         expect_reject(ops, a, ct.p, ct.n - 1, ctx, AUTH);
         expect_reject(ops, a, ct.p, SEGOFF(2) + 15, ctx, "stream truncated");
         expect_reject(ops, a, ct.p, SEGOFF(2) + FULL - 1, ctx, AUTH);
-        expect_reject(ops, a, ct.p, H - 1, ctx, "truncated stream header");
+        expect_reject(ops, a, ct.p, H - 1, ctx, "truncated stream header");  /* inside the salt */
+        expect_reject(ops, a, ct.p, H0, ctx, "truncated stream header");
+        expect_reject(ops, a, ct.p, H0 - 1, ctx, "truncated stream header");
         expect_reject(ops, a, ct.p, 0, ctx, "not a dkm ciphertext (bad magic)");
 
         /* Reordering: swap segments 0 and 1, and 1 and 2. */
@@ -687,7 +790,8 @@ static void test_tamper(void **state)
         reject_edit(ops, a, ct, ctx, ct.n, 0, junk, 1, AUTH);
         reject_edit(ops, a, ct, ctx, ct.n, 0, junk, sizeof(junk), AUTH);
 
-        /* Every header byte, flipped: the parser or the tag catches it. */
+        /* Every header byte, flipped: the parser or the tag catches it; a
+         * salt byte changes the subkey and the AAD, so the tag. */
         for (size_t i = 0; i < H; i++) {
                 struct buf e = edit(ct, 0, 0, NULL, 0);
                 struct buf dummy = {};
@@ -696,8 +800,27 @@ static void test_tamper(void **state)
                 why = NULL;
                 assert_true(decrypt_buf(ops, a, e.p, e.n, ctx, &dummy, &why) < 0);
                 assert_non_null(why);
+                if (i >= H0)
+                        assert_string_equal(why, AUTH);
                 free(e.p);
         }
+        /* Downgrade: the same bytes read as the first layout (flags 0), so
+         * the salt would be taken as segment data under the generation key;
+         * or the salt dropped as well. */
+        {
+                struct buf e = edit(ct, 0, 0, NULL, 0);
+
+                put_le16(e.p + 6, 0);
+                expect_reject(ops, a, e.p, e.n, ctx, AUTH);
+                free(e.p);
+                e = edit(ct, H0, STREAM_SALT_SIZE, NULL, 0);
+                put_le16(e.p + 6, 0);
+                expect_reject(ops, a, e.p, e.n, ctx, AUTH);
+                free(e.p);
+        }
+        /* The salt of another stream with our segments, and the salt alone
+         * spliced between two streams of the same key and context. */
+        reject_edit(ops, a, ct, ctx, H0, STREAM_SALT_SIZE, ct2.p + H0, STREAM_SALT_SIZE, AUTH);
         /* A flipped bit in a segment's ciphertext or tag. */
         for (size_t off = H; off < ct.n; off += 1031) {
                 struct buf e = edit(ct, 0, 0, NULL, 0);
@@ -768,17 +891,21 @@ static void test_incremental(void **state)
         struct stream_dec *d = NULL;
         struct stream_header h;
         const char *why = NULL;
-        size_t n0, n1, n;
+        size_t n0, n1, n, hl = 0;
 
         /* Arguments. */
-        assert_int_equal(stream_enc_new(ops, a, key, policy, 0, ctx.p, ctx.n, SEG, &e, hdr), -EINVAL);
-        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG - 1, &e, hdr), -EINVAL);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, 0, ctx.p, ctx.n, SEG, &e, hdr, &hl), -EINVAL);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG - 1, &e, hdr, &hl),
+                         -EINVAL);
         assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, STREAM_SEGMENT_MAX + 1,
-                                        &e, hdr), -EINVAL);
-        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, NULL, 3, SEG, &e, hdr), -EINVAL);
+                                        &e, hdr, &hl), -EINVAL);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, NULL, 3, SEG, &e, hdr, &hl), -EINVAL);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG, &e, hdr, NULL), -EINVAL);
         assert_null(e);
+        assert_int_equal(hl, 0);
 
-        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG, &e, hdr), 0);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG, &e, hdr, &hl), 0);
+        assert_int_equal(hl, H);
         memcpy(hdr_keep, hdr, H);
         assert_int_equal(stream_enc_segment(e, pt.p, SEG - 1, false, c0, &n0), -EINVAL);
         assert_int_equal(stream_enc_segment(e, pt.p, SEG + 1, true, c0, &n0), -EINVAL);
@@ -819,14 +946,15 @@ static void test_incremental(void **state)
         /* An empty final segment after data, made by hand, is refused after
          * it authenticates. */
         {
-                uint8_t nonce[12], aad[H + 256], tag[STREAM_TAG_SIZE];
+                uint8_t nonce[12], aad[H + 256], tag[STREAM_TAG_SIZE], sk[32];
 
                 assert_true(ctx.n <= 256);
                 memcpy(aad, hdr_keep, H);
                 memcpy(aad + H, ctx.p, ctx.n);
                 memcpy(nonce, h.nonce_prefix, 7);
                 memcpy(nonce + 7, "\0\0\0\1\1", 5);
-                assert_int_equal(ops->seal(a, key, nonce, aad, H + ctx.n, (const uint8_t *)"", 0, tag), 0);
+                assert_int_equal(stream_segment_key(&h, key, sk), 0);
+                assert_int_equal(ops->seal(a, sk, nonce, aad, H + ctx.n, (const uint8_t *)"", 0, tag), 0);
                 assert_int_equal(stream_dec_new(ops, a, key, &h, ctx.p, ctx.n, &d, &why), 0);
                 assert_int_equal(stream_dec_segment(d, c0, FULL, false, out, &n, &why), 0);
                 assert_int_equal(stream_dec_segment(d, tag, sizeof(tag), true, out, &n, &why), -EBADMSG);
@@ -849,9 +977,9 @@ static void test_counter_limit(void **state)
         struct stream_dec *d = NULL;
         struct stream_header h;
         const char *why = NULL;
-        size_t n, nc;
+        size_t n, nc, hl;
 
-        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG, &e, hdr), 0);
+        assert_int_equal(stream_enc_new(ops, a, key, policy, GEN, ctx.p, ctx.n, SEG, &e, hdr, &hl), 0);
         stream_enc_test_set_counter(e, STREAM_MAX_COUNTER - 1);
         assert_int_equal(stream_enc_segment(e, pt.p, SEG, false, c, &nc), 0);
         /* Segment 2^32 - 1 can only be the final one. */
@@ -895,16 +1023,30 @@ static void test_read_header_fd(void **state)
         assert_string_equal(why, "truncated stream header");
         close(p[0]);
 
+        /* A salted header cut inside its salt. */
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-        assert_int_equal(write(p[1], b, 20), 20);
-        assert_int_equal(write(p[1], b + 20, H - 20), H - 20);
-        assert_int_equal(write(p[1], "x", 1), 1);
+        assert_int_equal(write(p[1], b, 50), 50);
         close(p[1]);
-        assert_int_equal(stream_read_header_fd(p[0], &h, &why), 0);
-        assert_int_equal(h.segment_size, 65536);
-        assert_int_equal(read(p[0], b, 1), 1);  /* exactly 40 bytes were taken */
-        assert_int_equal(b[0], 'x');
+        assert_int_equal(stream_read_header_fd(p[0], &h, &why), -EBADMSG);
+        assert_string_equal(why, "truncated stream header");
         close(p[0]);
+
+        for (int salted = 1; salted >= 0; salted--) {
+                size_t len = salted ? H : H0;
+
+                sample_header_of(b, salted);
+                assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+                assert_int_equal(write(p[1], b, 20), 20);   /* short reads */
+                assert_int_equal(write(p[1], b + 20, len - 20), (ssize_t)(len - 20));
+                assert_int_equal(write(p[1], "x", 1), 1);
+                close(p[1]);
+                assert_int_equal(stream_read_header_fd(p[0], &h, &why), 0);
+                assert_int_equal(h.segment_size, 65536);
+                assert_int_equal(h.flags, salted ? STREAM_FLAG_SALTED : 0);
+                assert_int_equal(read(p[0], b, 1), 1);  /* exactly the header was taken */
+                assert_int_equal(b[0], 'x');
+                close(p[0]);
+        }
 }
 
 /* --- flat memory -------------------------------------------------------------- */
@@ -973,7 +1115,87 @@ static void test_flat_memory(void **state)
         assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A stream of the first layout (flags 0, no salt, segments under the
+ * generation key), written by that layout's encoder before the salted one
+ * existed (data/stream-v2-legacy.h): it still decrypts, whole and segment by
+ * segment, and every tampering still fails. */
+static void test_legacy_layout(void **state)
+{
+        const struct engine_ops *ops = engine_of(state);
+        struct engine_aead *a = new_aead(ops);
+        struct buf ctx = context("legacy"), other = context("legacy2"), pt = pattern(SEG + 50, 5);
+        struct buf ct = { malloc(stream_v2_legacy_len), stream_v2_legacy_len }, back = {};
+        struct stream_header h;
+        struct stream_dec *d = NULL;
+        const char *why = NULL;
+        uint8_t out[SEG], junk = 0x5a;
+        size_t n;
+
+        assert_non_null(ct.p);
+        memcpy(ct.p, stream_v2_legacy, ct.n);
+        assert_int_equal(ct.n, H0 + FULL + 50 + STREAM_TAG_SIZE);
+        assert_int_equal(stream_parse_header(ct.p, ct.n, &h, &why), 0);
+        assert_int_equal(h.flags, 0);
+        assert_int_equal(stream_header_size(&h), H0);
+        assert_int_equal(h.generation, GEN);
+        assert_int_equal(h.segment_size, SEG);
+        assert_memory_equal(h.policy_id, policy, 16);
+        if (decrypt_buf(ops, a, ct.p, ct.n, ctx, &back, &why) != 0)
+                fail_msg("%s: a stream of the first layout no longer decrypts: %s", ops->name, why);
+        assert_int_equal(back.n, pt.n);
+        assert_memory_equal(back.p, pt.p, pt.n);
+        free(back.p);
+
+        assert_int_equal(stream_dec_new(ops, a, key, &h, ctx.p, ctx.n, &d, &why), 0);
+        assert_int_equal(stream_dec_segment(d, ct.p + H0, FULL, false, out, &n, &why), 0);
+        assert_memory_equal(out, pt.p, SEG);
+        assert_int_equal(stream_dec_segment(d, ct.p + H0 + FULL, 50 + STREAM_TAG_SIZE, true, out, &n,
+                                            &why), 0);
+        assert_int_equal(n, 50);
+        assert_memory_equal(out, pt.p + SEG, 50);
+        assert_true(stream_dec_done(d));
+        stream_dec_free(d);
+
+        for (size_t i = 0; i < H0; i++) {
+                struct buf e = edit(ct, 0, 0, NULL, 0), dummy = {};
+
+                e.p[i] ^= 0x01;
+                why = NULL;
+                assert_true(decrypt_buf(ops, a, e.p, e.n, ctx, &dummy, &why) < 0);
+                assert_non_null(why);
+                free(e.p);
+        }
+        for (size_t off = H0; off < ct.n; off += 97) {
+                struct buf e = edit(ct, 0, 0, NULL, 0);
+
+                e.p[off] ^= 0x04;
+                expect_reject(ops, a, e.p, e.n, ctx, AUTH);
+                free(e.p);
+        }
+        expect_reject(ops, a, ct.p, H0 + FULL, ctx, "stream truncated");
+        expect_reject(ops, a, ct.p, H0, ctx, "stream truncated");
+        expect_reject(ops, a, ct.p, ct.n - 1, ctx, AUTH);
+        reject_edit(ops, a, ct, ctx, ct.n, 0, &junk, 1, AUTH);
+        reject_edit(ops, a, ct, ctx, H0, FULL, NULL, 0, AUTH);       /* first segment dropped */
+        expect_reject(ops, a, ct.p, ct.n, other, AUTH);
+        /* Claimed to be salted: 32 bytes of the first segment become salt. */
+        {
+                struct buf e = edit(ct, 0, 0, NULL, 0);
+
+                put_le16(e.p + 6, STREAM_FLAG_SALTED);
+                expect_reject(ops, a, e.p, e.n, ctx, AUTH);
+                free(e.p);
+        }
+
+        free(ct.p);
+        free(pt.p);
+        free(ctx.p);
+        free(other.p);
+        ops->aead_free(a);
+}
+
 #define STREAM_TESTS(ops, tag)                                                                  \
+        { tag ": first layout (legacy)", test_legacy_layout, NULL, NULL, (void *)(uintptr_t)(ops) }, \
         { tag ": known layout", test_known_layout, NULL, NULL, (void *)(uintptr_t)(ops) },      \
         { tag ": round trip sizes", test_roundtrip_sizes, NULL, NULL, (void *)(uintptr_t)(ops) }, \
         { tag ": large segment", test_large_segment, NULL, NULL, (void *)(uintptr_t)(ops) },    \
@@ -989,6 +1211,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_header_layout),
                 cmocka_unit_test(test_header_rejects),
+                cmocka_unit_test(test_subkey_vectors),
                 cmocka_unit_test(test_v1_dispatch),
                 cmocka_unit_test(test_read_header_fd),
                 STREAM_TESTS(&engine_openssl_ops, "openssl"),
