@@ -1080,6 +1080,147 @@ static void test_compaction(void **state)
         store_close(s);
 }
 
+/* ---- follow: the held watch ------------------------------------------- */
+
+struct follow_rec {
+        struct store *s; /* for a write from inside the callback */
+        char buf[2048];
+        int calls, stop_at;
+        uint64_t last_usec;
+};
+
+/* "rev:key=value,key!;" per call; stops with 42 after stop_at calls.  The
+ * third call writes to the store from inside the callback, as the daemon's
+ * apply does (it re-reads policies). */
+static int follow_cb(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata)
+{
+        struct follow_rec *f = userdata;
+        size_t len = strlen(f->buf);
+
+        assert_true(n > 0);
+        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%llu:", (unsigned long long)(revision - base));
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(kvs[i].mod_revision, revision);
+                if (kvs[i].value)
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s=%.*s", i ? "," : "",
+                                                kvs[i].key, (int)kvs[i].value_len, (const char *)kvs[i].value);
+                else
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s!", i ? "," : "",
+                                                kvs[i].key);
+        }
+        snprintf(f->buf + len, sizeof(f->buf) - len, ";");
+        f->last_usec = now_mono_usec();
+        if (++f->calls == 3 && f->s)
+                get(f->s, "a/1", NULL, NULL);
+        return f->calls == f->stop_at ? 42 : 0;
+}
+
+struct later {
+        struct store *s;
+        int stop_fd;     /* written after delay_ms, when >= 0 */
+        unsigned delay_ms;
+        uint64_t wrote_usec;
+};
+
+/* After delay_ms: one transaction of two keys (s set), or a stop. */
+static void *later_main(void *p)
+{
+        struct later *l = p;
+
+        usleep(l->delay_ms * 1000);
+        if (l->s) {
+                struct store_op ops[2] = { { STORE_PUT, "a/live1", "L", 1 }, { STORE_PUT, "a/live2", "M", 1 } };
+
+                l->wrote_usec = now_mono_usec();
+                assert_int_equal(store_ops_of(l->s)->txn(l->s, NULL, 0, ops, 2, NULL), 0);
+        }
+        if (l->stop_fd >= 0)
+                assert_int_equal(write(l->stop_fd, "x", 1), 1);
+        return NULL;
+}
+
+static void test_follow(void **state)
+{
+        struct follow_rec f = { 0 };
+        struct store *s, *w;
+        struct later l = { 0 };
+        pthread_t th;
+        unsigned idle = store_etcd_follow_idle_ms;
+        uint64_t start;
+        int pfd[2];
+
+        NEED_ETCD();
+        s = open_new();
+        w = open_again();
+        put(w, "a/1", "x");
+        put(w, "b/1", "x");
+        del(w, "a/1");
+        put(w, "a/2", "y");
+
+        /* History first, one call per revision, only under the prefix;
+         * then a live transaction of two keys from another handle, as one
+         * call, promptly. */
+        f.s = s;
+        f.stop_at = 4;
+        l = (struct later){ .s = w, .stop_fd = -1, .delay_ms = 300 };
+        assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+        assert_int_equal(store_ops_of(s)->follow(s, "a/", base, -1, follow_cb, &f), 42);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_string_equal(f.buf, "1:a/1=x;3:a/1!;4:a/2=y;5:a/live1=L,a/live2=M;");
+        print_message("follow: a change reached the callback %.3f s after its write began\n",
+                      (double)(f.last_usec - l.wrote_usec) / 1e6);
+        assert_true(f.last_usec - l.wrote_usec < 500000);
+
+        /* From a later revision: only what came after it. */
+        memset(&f, 0, sizeof(f));
+        f.stop_at = 1;
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 4, -1, follow_cb, &f), 42);
+        assert_string_equal(f.buf, "5:a/live1=L,a/live2=M;");
+
+        /* A quiet stream is held until the stop descriptor is readable. */
+        assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+        memset(&f, 0, sizeof(f));
+        l = (struct later){ .stop_fd = pfd[1], .delay_ms = 400 };
+        assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, pfd[0], follow_cb, &f), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        print_message("follow: stopped %.3f s after it began (stop at 0.4 s)\n", elapsed_s(start));
+        assert_true(elapsed_s(start) >= 0.35 && elapsed_s(start) < 1.0);
+        assert_int_equal(f.calls, 0);
+        /* Still readable: the next follow stops at once. */
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, pfd[0], follow_cb, &f), 0);
+        assert_true(elapsed_s(start) < 1.0);
+        close(pfd[0]);
+        close(pfd[1]);
+
+        /* Silence beyond the bound (no event, no progress notification:
+         * the test cluster keeps etcd's default interval of 10 minutes)
+         * counts as a broken stream. */
+        store_etcd_follow_idle_ms = 500;
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, -1, follow_cb, &f), -ETIMEDOUT);
+        store_etcd_follow_idle_ms = idle;
+        print_message("follow: a silent stream ended after %.3f s\n", elapsed_s(start));
+        assert_true(elapsed_s(start) >= 0.45 && elapsed_s(start) < 2.0);
+
+        /* A compacted start: -ERANGE, nothing handed over. */
+        put(w, "a/3", "z");
+        assert_int_equal(store_etcd_compact(w, base + 6), 0);
+        memset(&f, 0, sizeof(f));
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 2, -1, follow_cb, &f), -ERANGE);
+        assert_int_equal(f.calls, 0);
+        f.stop_at = 1;
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, -1, follow_cb, &f), 42);
+        assert_string_equal(f.buf, "6:a/3=z;");
+
+        assert_int_equal(store_ops_of(s)->follow(s, "", INT64_MAX, -1, follow_cb, &f), -EINVAL);
+        assert_null(store_sqlite_ops.follow);
+        store_close(w);
+        store_close(s);
+}
+
 static void test_persistence(void **state)
 {
         struct store *s;
@@ -1519,6 +1660,7 @@ int main(void)
                 cmocka_unit_test(test_changes_exact),
                 cmocka_unit_test(test_changes_foreign_last),
                 cmocka_unit_test(test_compaction),
+                cmocka_unit_test(test_follow),
                 cmocka_unit_test(test_persistence),
                 cmocka_unit_test(test_threads_one_handle),
                 cmocka_unit_test(test_two_handles),
@@ -1531,6 +1673,7 @@ int main(void)
                 cmocka_unit_test(test_range),
                 cmocka_unit_test(test_cas),
                 cmocka_unit_test(test_changes),
+                cmocka_unit_test(test_follow),
                 cmocka_unit_test(test_two_handles),
                 cmocka_unit_test(test_failover),
         };
