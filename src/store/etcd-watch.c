@@ -46,6 +46,7 @@ struct watch_state {
         int (*cb)(struct json_object *result, void *userdata);
         void *userdata;
         bool created;
+        bool has_user; /* authenticated: a refusal may be an expired token */
         int err;
         enum etcd_outcome outcome;
 };
@@ -63,6 +64,19 @@ static int on_watch_object(struct json_object *o, void *userdata)
                 return w->err = -EBADMSG;
         if (!w->created && json_object_object_get_ex(result, "created", &created) &&
             json_object_get_boolean(created)) {
+                struct json_object *v;
+
+                if (json_object_object_get_ex(result, "canceled", &v) && json_object_get_boolean(v)) {
+                        /* Refused at creation: nothing was handed over.  etcd
+                         * refuses an expired token so ("permission denied"):
+                         * authenticate again, once. */
+                        w->err = -ECANCELED;
+                        if (json_object_object_get_ex(result, "cancel_reason", &v) &&
+                            json_object_is_type(v, json_type_string))
+                                w->err = etcd_error_to_errno(json_object_get_string(v), 0);
+                        w->outcome = w->err == -EACCES && w->has_user ? ETCD_OUT_TOKEN : ETCD_OUT_FINAL;
+                        return w->err;
+                }
                 w->created = true;
                 return 0;
         }
@@ -211,7 +225,7 @@ static int watch_run(struct etcd_client *c, struct json_object *req,
 
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 size_t idx = (start + i) % c->n_endpoints;
-                struct watch_state w = { .cb = cb, .userdata = userdata };
+                struct watch_state w = { .cb = cb, .userdata = userdata, .has_user = c->user != NULL };
                 enum etcd_outcome out;
                 char *token;
 

@@ -1585,6 +1585,13 @@ static void test_auth(void **state)
         del(s, "k");
         assert_string_equal(changes(s, "", r0), "k!@2;");
         assert_string_equal(range(s, ""), "");
+        {
+                struct follow_rec f = { .stop_at = 1 };
+
+                sleep(3); /* a held watch, too, after the token expired */
+                assert_int_equal(store_ops_of(s)->follow(s, "", r0 + base, -1, follow_cb, &f), 42);
+                assert_string_equal(f.buf, "2:k!;");
+        }
         store_close(s);
         s = NULL;
 
@@ -1623,6 +1630,12 @@ static void test_tls(void **state)
         assert_string_equal(get(s, "j", NULL, NULL), "w");
         assert_string_equal(range(s, ""), "j=w@3/3;");
         assert_string_equal(changes(s, "", r0), "k!@2;j=w@3/3;");
+        {
+                struct follow_rec f = { .stop_at = 2 };
+
+                assert_int_equal(store_ops_of(s)->follow(s, "", r0 + base, -1, follow_cb, &f), 42);
+                assert_string_equal(f.buf, "2:k!;3:j=w;");
+        }
         store_close(s);
         s = NULL;
 
