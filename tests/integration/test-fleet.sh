@@ -306,6 +306,10 @@ check "D has every generation after the reload" lists_all d
 check "D streams again" wait_field d watch streaming 5
 check "rotation on B reaches D within 1 s" reaches b d
 check "D decrypts what A encrypted at the start" bash -c "on d svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+t0=$(date +%s%N)
+node_stop d
+check "D lets go of its watch and stops within 2 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)" \
+        test $(( ($(date +%s%N) - t0) / 1000000 )) -lt 2000
 
 for n in a b c d; do
         if grep -qE 'runtime error|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$(node_dir $n)/dkmd.log"; then

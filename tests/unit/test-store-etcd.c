@@ -378,6 +378,41 @@ static void test_codecs(void **state)
         assert_int_equal(etcd_error_to_errno(NULL, 0), -EIO);
 }
 
+/* ---- follow()'s callback ------------------------------------------- */
+
+struct follow_rec {
+        struct store *s; /* for a write from inside the callback */
+        char buf[2048];
+        int calls, stop_at;
+        uint64_t last_usec;
+};
+
+/* "rev:key=value,key!;" per call; stops with 42 after stop_at calls.  The
+ * third call writes to the store from inside the callback, as the daemon's
+ * apply does (it re-reads policies). */
+static int follow_cb(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata)
+{
+        struct follow_rec *f = userdata;
+        size_t len = strlen(f->buf);
+
+        assert_true(n > 0);
+        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%llu:", (unsigned long long)(revision - base));
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(kvs[i].mod_revision, revision);
+                if (kvs[i].value)
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s=%.*s", i ? "," : "",
+                                                kvs[i].key, (int)kvs[i].value_len, (const char *)kvs[i].value);
+                else
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s!", i ? "," : "",
+                                                kvs[i].key);
+        }
+        snprintf(f->buf + len, sizeof(f->buf) - len, ";");
+        f->last_usec = now_mono_usec();
+        if (++f->calls == 3 && f->s)
+                get(f->s, "a/1", NULL, NULL);
+        return f->calls == f->stop_at ? 42 : 0;
+}
+
 /* ---- a fake gateway, for replies a real etcd does not give ----------- */
 
 enum fake_mode {
@@ -388,6 +423,7 @@ enum fake_mode {
         FAKE_BAD_KEY,     /* a range reply with a key outside the prefix */
         FAKE_BAD_B64,     /* a range reply whose value is not base64 */
         FAKE_HANG,        /* reads the request and never answers */
+        FAKE_WATCH,       /* 200 and watch_body, then the connection closes */
 };
 
 struct fake {
@@ -398,6 +434,7 @@ struct fake {
         int stop[2];
         int requests;
         char last_path[128];
+        const char *watch_body;
 };
 
 static const char good_range[] =
@@ -406,7 +443,7 @@ static const char good_range[] =
 
 static void fake_reply(int fd, const char *status, const char *body)
 {
-        char buf[1024];
+        char buf[2048];
         int n = snprintf(buf, sizeof(buf),
                          "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                          "Connection: close\r\n\r\n%s",
@@ -492,6 +529,9 @@ static void *fake_main(void *userdata)
                         fake_reply(c, "200 OK",
                                    "{\"header\":{\"revision\":\"7\"},\"kvs\":[{\"key\":\"L2RrbS9r\","
                                    "\"value\":\"!!\"}]}");
+                        break;
+                case FAKE_WATCH:
+                        fake_reply(c, "200 OK", f->watch_body);
                         break;
                 case FAKE_HANG: {
                         struct pollfd s = { f->stop[0], POLLIN, 0 };
@@ -621,6 +661,83 @@ static void test_bad_replies(void **state)
                 fake_stop(&f);
                 fake_stop(&g);
         }
+}
+
+/* Watch streams a real etcd does not send, or not on demand: follow() must
+ * hand over what came before the break, then report it. */
+static void test_follow_bad_streams(void **state)
+{
+#define CREATED "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n"
+        static const struct {
+                const char *body;
+                int err;
+                const char *seen;
+        } cases[] = {
+                /* One transaction of two keys, then the member goes away. */
+                { CREATED "{\"result\":{\"header\":{\"revision\":\"5\"},\"events\":["
+                          "{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"5\",\"create_revision\":\"5\","
+                          "\"value\":\"eA==\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"L2RrbS9i\","
+                          "\"mod_revision\":\"5\"}}]}}\n",
+                  -ECONNRESET, "5:a=x,b!;" },
+                /* History in one response, two revisions: two calls. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"4\"}},"
+                          "{\"kv\":{\"key\":\"L2RrbS9i\",\"mod_revision\":\"6\"}}]}}",
+                  -ECONNRESET, "4:a=;6:b=;" },
+                /* Out of order. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"6\"}},"
+                          "{\"kv\":{\"key\":\"L2RrbS9i\",\"mod_revision\":\"5\"}}]}}",
+                  -EBADMSG, "" },
+                /* A key outside the prefix, an unknown event type, junk. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L290aGVy\",\"mod_revision\":\"6\"}}]}}",
+                  -EBADMSG, "" },
+                { CREATED "{\"result\":{\"events\":[{\"type\":\"MOVE\",\"kv\":{\"key\":\"L2RrbS9h\","
+                          "\"mod_revision\":\"6\"}}]}}",
+                  -EBADMSG, "" },
+                { CREATED "{nope", -EBADMSG, "" },
+                /* A progress notification, then compaction. */
+                { CREATED "{\"result\":{\"header\":{\"revision\":\"9\"}}}"
+                          "{\"result\":{\"compact_revision\":\"3\",\"canceled\":true}}",
+                  -ERANGE, "" },
+                /* Refused at creation (no user here: no second try). */
+                { "{\"result\":{\"created\":true,\"canceled\":true,"
+                  "\"cancel_reason\":\"etcdserver: permission denied\"}}",
+                  -EACCES, "" },
+                /* An error object instead of a result. */
+                { "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"etcdserver: no leader\"}}",
+                  -EAGAIN, "" },
+        };
+#undef CREATED
+        unsigned idle = store_etcd_follow_idle_ms;
+        struct store *s = NULL;
+        struct fake f;
+        uint64_t start;
+        char ep[64];
+
+        base = 0;
+        fake_start(&f, FAKE_V3BETA);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", f.port);
+        assert_int_equal(open_fake(ep, &s), 0);
+        f.mode = FAKE_WATCH;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct follow_rec rec = { 0 };
+                int r;
+
+                f.watch_body = cases[i].body;
+                r = store_ops_of(s)->follow(s, "", 3, -1, follow_cb, &rec);
+                print_message("stream %zu: %d, \"%s\"\n", i, r, rec.buf);
+                assert_int_equal(r, cases[i].err);
+                assert_string_equal(rec.buf, cases[i].seen);
+        }
+        /* A member that takes the watch and never answers: the silence
+         * bound ends it. */
+        f.mode = FAKE_HANG;
+        store_etcd_follow_idle_ms = 300;
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", 3, -1, follow_cb, NULL), -ETIMEDOUT);
+        store_etcd_follow_idle_ms = idle;
+        assert_true(elapsed_s(start) >= 0.25 && elapsed_s(start) < 2.0);
+        store_close(s);
+        fake_stop(&f);
 }
 
 /* A member that takes a write and never answers: the write ends with
@@ -1081,39 +1198,6 @@ static void test_compaction(void **state)
 }
 
 /* ---- follow: the held watch ------------------------------------------- */
-
-struct follow_rec {
-        struct store *s; /* for a write from inside the callback */
-        char buf[2048];
-        int calls, stop_at;
-        uint64_t last_usec;
-};
-
-/* "rev:key=value,key!;" per call; stops with 42 after stop_at calls.  The
- * third call writes to the store from inside the callback, as the daemon's
- * apply does (it re-reads policies). */
-static int follow_cb(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata)
-{
-        struct follow_rec *f = userdata;
-        size_t len = strlen(f->buf);
-
-        assert_true(n > 0);
-        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%llu:", (unsigned long long)(revision - base));
-        for (size_t i = 0; i < n; i++) {
-                assert_int_equal(kvs[i].mod_revision, revision);
-                if (kvs[i].value)
-                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s=%.*s", i ? "," : "",
-                                                kvs[i].key, (int)kvs[i].value_len, (const char *)kvs[i].value);
-                else
-                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s!", i ? "," : "",
-                                                kvs[i].key);
-        }
-        snprintf(f->buf + len, sizeof(f->buf) - len, ";");
-        f->last_usec = now_mono_usec();
-        if (++f->calls == 3 && f->s)
-                get(f->s, "a/1", NULL, NULL);
-        return f->calls == f->stop_at ? 42 : 0;
-}
 
 struct later {
         struct store *s;
@@ -1671,6 +1755,7 @@ int main(void)
                 cmocka_unit_test(test_location),
                 cmocka_unit_test(test_codecs),
                 cmocka_unit_test(test_bad_replies),
+                cmocka_unit_test(test_follow_bad_streams),
                 cmocka_unit_test(test_write_timeout),
                 cmocka_unit_test(test_unreachable),
                 cmocka_unit_test(test_wrappers),
