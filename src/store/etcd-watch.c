@@ -21,7 +21,6 @@
  * idle_ms (no event and no progress notification) counts as broken too.
  */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
