@@ -96,7 +96,7 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
                 else if (strcmp(str(st, "watch_error"), "-") != 0)
                         printf(": %s", str(st, "watch_error"));
                 if (json_object_object_get_ex(st, "watch_restarts", &avail))
-                        printf(" (%" PRId64 " restarts, %" PRId64 " full reloads)", num(st, "watch_restarts"),
+                        printf(" (restarts %" PRId64 ", full reloads %" PRId64 ")", num(st, "watch_restarts"),
                                num(st, "full_reloads"));
                 printf("\n");
                 if (json_object_object_get_ex(st, "available", &avail) && !json_object_get_boolean(avail))

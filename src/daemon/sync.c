@@ -511,8 +511,34 @@ static int on_follow(const struct store_kv *kvs, size_t n, uint64_t revision, vo
         return 0;
 }
 
+/* Why a watch ended, for status and the log. */
+static void watch_end_text(int r, uint64_t applied, char *buf, size_t size)
+{
+        switch (r) {
+        case -ETIMEDOUT:
+                snprintf(buf, size, "no event or progress notification for %u s",
+                         store_etcd_follow_idle_ms / 1000);
+                break;
+        case -ERANGE:
+                snprintf(buf, size, "history after revision %" PRIu64 " compacted", applied);
+                break;
+        case -EAGAIN:
+                snprintf(buf, size, "the etcd member has no leader");
+                break;
+        case -ECONNRESET:
+                snprintf(buf, size, "the etcd member closed the stream");
+                break;
+        case -EHOSTUNREACH:
+                snprintf(buf, size, "no etcd member reachable");
+                break;
+        default:
+                snprintf(buf, size, "%s", strerror(-r));
+        }
+}
+
 int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), void *userdata)
 {
+        char why[KEYS_ERR_MAX];
         const struct store_ops *ops = store_ops_of(k->env.store);
         struct follow_ctx f = { k, on_access, userdata };
         uint64_t since = atomic_load(&k->sync.applied);
@@ -528,27 +554,22 @@ int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), 
 
         r = ops->follow(k->env.store, "", since, stop_fd, on_follow, &f);
 
+        if (r < 0)
+                watch_end_text(r, atomic_load(&k->sync.applied), why, sizeof(why));
         pthread_mutex_lock(&k->sync.lock);
         k->sync.watch = SYNC_WATCH_BROKEN;
         if (r < 0) {
                 k->sync.restarts++;
-                if (r == -ETIMEDOUT)
-                        snprintf(k->sync.watch_why, sizeof(k->sync.watch_why),
-                                 "no event or progress notification for %u s",
-                                 store_etcd_follow_idle_ms / 1000);
-                else if (r == -ERANGE)
-                        snprintf(k->sync.watch_why, sizeof(k->sync.watch_why),
-                                 "history after revision %" PRIu64 " compacted", atomic_load(&k->sync.applied));
-                else
-                        snprintf(k->sync.watch_why, sizeof(k->sync.watch_why), "%s", strerror(-r));
+                snprintf(k->sync.watch_why, sizeof(k->sync.watch_why), "%s", why);
         }
         pthread_mutex_unlock(&k->sync.lock);
+        /* Quiet is no failure when etcd sends no progress notifications. */
         if (r == -ETIMEDOUT)
-                log_info("store: watch silent for %u s (is etcd's progress notification interval "
-                         "shorter?): re-opening it", store_etcd_follow_idle_ms / 1000);
+                log_info("store: watch: %s (is etcd's progress notification interval shorter?): "
+                         "re-opening it", why);
         else if (r < 0)
-                log_warn("store: watch broke (%s) at revision %" PRIu64 ": catching up and re-opening it",
-                         r == -ERANGE ? "history compacted" : strerror(-r), atomic_load(&k->sync.applied));
+                log_warn("store: watch ended at revision %" PRIu64 ": %s; catching up and re-opening it",
+                         atomic_load(&k->sync.applied), why);
         return r;
 }
 
