@@ -511,6 +511,8 @@ static int on_follow(const struct store_kv *kvs, size_t n, uint64_t revision, vo
         return 0;
 }
 
+static _Atomic bool quiet_told;
+
 /* Why a watch ended, for status and the log. */
 static void watch_end_text(int r, uint64_t applied, char *buf, size_t size)
 {
@@ -563,10 +565,14 @@ int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), 
                 snprintf(k->sync.watch_why, sizeof(k->sync.watch_why), "%s", why);
         }
         pthread_mutex_unlock(&k->sync.lock);
-        /* Quiet is no failure when etcd sends no progress notifications. */
-        if (r == -ETIMEDOUT)
-                log_info("store: watch: %s (is etcd's progress notification interval shorter?): "
-                         "re-opening it", why);
+        /* Quiet is no failure when etcd sends no progress notifications:
+         * say so once, not every few seconds. */
+        if (r == -ETIMEDOUT && !atomic_exchange(&quiet_told, true))
+                log_notice("store: watch: %s; re-opening it (and so on while etcd is quiet: set "
+                           "etcd's progress notification interval below %u s)", why,
+                           store_etcd_follow_idle_ms / 1000);
+        else if (r == -ETIMEDOUT)
+                log_debug("store: watch: %s; re-opening it", why);
         else if (r < 0)
                 log_warn("store: watch ended at revision %" PRIu64 ": %s; catching up and re-opening it",
                          atomic_load(&k->sync.applied), why);
