@@ -50,8 +50,16 @@ int verb_status(struct ctl *ctl, struct ctl_args *a)
         if (json_object_object_get_ex(o, "store_state", &st)) {
                 json_object *avail;
 
-                printf("         revision %" PRId64 " applied, watch %s\n", num(st, "applied_revision"),
+                printf("         revision %" PRId64 " applied, watch %s", num(st, "applied_revision"),
                        str(st, "watch"));
+                if (strcmp(str(st, "watch"), "streaming") == 0)
+                        printf(" after revision %" PRId64, num(st, "watch_from_revision"));
+                else if (strcmp(str(st, "watch_error"), "-") != 0)
+                        printf(": %s", str(st, "watch_error"));
+                if (json_object_object_get_ex(st, "watch_restarts", &avail))
+                        printf(" (restarts %" PRId64 ", full reloads %" PRId64 ")", num(st, "watch_restarts"),
+                               num(st, "full_reloads"));
+                printf("\n");
                 if (json_object_object_get_ex(st, "available", &avail) && !json_object_get_boolean(avail))
                         printf("DEGRADED: %s; encrypt and decrypt from cached keys, changes refused\n",
                                str(st, "error"));

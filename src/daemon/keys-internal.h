@@ -77,6 +77,12 @@ struct keys {
                 int error;                 /* the last failure, 0 = reachable */
                 char why[KEYS_ERR_MAX];
                 uint64_t since_usec, last_usec, reloads;
+                /* The held watch (keys_follow). */
+                enum { SYNC_WATCH_STARTING, SYNC_WATCH_STREAMING, SYNC_WATCH_BROKEN } watch;
+                uint64_t watch_from;      /* the revision it streams after */
+                uint64_t last_event_usec; /* wall clock of the last change it applied */
+                uint64_t restarts;        /* streams that ended in an error */
+                char watch_why[KEYS_ERR_MAX]; /* why the last one did */
         } sync;
 };
 

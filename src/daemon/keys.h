@@ -104,8 +104,15 @@ void keys_maintain(struct keys *k);
  * history reloads everything.  0, or the store's error (recorded for
  * status: reads go on from memory while the store is away). */
 int keys_sync(struct keys *k, bool *ret_access_changed);
+/* Holds the store's watch (store_ops.follow) from the applied revision and
+ * applies each revision it delivers at once, as keys_sync() would;
+ * on_access (if set) runs after one that changed access requests.  0 when
+ * stop_fd became readable; -EOPNOTSUPP when the store cannot be followed;
+ * otherwise the stream broke (recorded for status; -ERANGE: compacted):
+ * catch up with keys_sync() and follow again. */
+int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), void *userdata);
 /* Adds "store_state" (backend, applied revision, watch health) to a json-c
- * object; watching: whether a watch thread calls keys_sync(). */
+ * object; watching: whether a watch thread follows the store. */
 void keys_sync_status(struct keys *k, bool watching, void *json_object);
 /* A store error in words for the one-line refusal: the etcd errors that mean
  * "no quorum" read "store unavailable: no etcd quorum". */

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/prctl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include "keys.h"
@@ -48,6 +49,7 @@ struct daemon {
         struct server *server;
         pthread_t maint, watch;
         bool maint_started, watch_started;
+        int watch_stop_fd;       /* readable: the watch thread lets go of the store's watch */
         pthread_mutex_t stop_lock;
         pthread_cond_t stop_cond;
         bool stopping;
@@ -386,34 +388,69 @@ static void *maint_thread(void *p)
         return NULL;
 }
 
-/* A fleet: follow what the other nodes write, about ten times a second (a
- * change takes one etcd watch round, about 100 ms, to read). */
-#define WATCH_EVERY_USEC 100000
+/* A fleet: follow what the other nodes write.  The watch thread catches up
+ * (keys_sync(), which also does the full reload after a compaction), then
+ * holds the store's watch and applies each change as it commits
+ * (keys_follow()).  When the stream breaks it waits a little, longer while
+ * it keeps breaking at once, and starts over from the revision applied. */
+#define WATCH_BACKOFF_MIN_MS 100
+#define WATCH_BACKOFF_MAX_MS 2000
+#define WATCH_STABLE_USEC 5000000 /* a stream that lived this long resets the backoff */
+
+static void watch_on_access(void *userdata)
+{
+        struct daemon *d = userdata;
+
+        grants_maintain(d->grants); /* revocations by other nodes, at once */
+}
+
+/* Waits ms unless stopping; true when stopping. */
+static bool watch_wait(struct daemon *d, unsigned ms)
+{
+        struct timespec ts;
+        bool stop;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+        }
+        pthread_mutex_lock(&d->stop_lock);
+        if (!d->stopping)
+                pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
+        stop = d->stopping;
+        pthread_mutex_unlock(&d->stop_lock);
+        return stop;
+}
 
 static void *watch_thread(void *p)
 {
         struct daemon *d = p;
+        unsigned backoff = WATCH_BACKOFF_MIN_MS;
 
-        pthread_mutex_lock(&d->stop_lock);
-        while (!d->stopping) {
-                struct timespec ts;
+        while (!watch_wait(d, 0)) {
+                uint64_t opened;
                 bool access = false;
+                int r;
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += WATCH_EVERY_USEC * 1000;
-                if (ts.tv_nsec >= 1000000000) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000;
+                r = keys_sync(d->keys, &access);
+                if (r >= 0 && access)
+                        grants_maintain(d->grants);
+                if (r >= 0) {
+                        opened = now_mono_usec();
+                        r = keys_follow(d->keys, d->watch_stop_fd, watch_on_access, d);
+                        if (r >= 0)
+                                break; /* told to stop */
+                        if (now_mono_usec() - opened >= WATCH_STABLE_USEC || r == -ERANGE)
+                                backoff = WATCH_BACKOFF_MIN_MS;
                 }
-                pthread_cond_timedwait(&d->stop_cond, &d->stop_lock, &ts);
-                if (d->stopping)
+                if (r != -ERANGE && watch_wait(d, backoff))
                         break;
-                pthread_mutex_unlock(&d->stop_lock);
-                if (keys_sync(d->keys, &access) >= 0 && access)
-                        grants_maintain(d->grants); /* revocations by other nodes, at once */
-                pthread_mutex_lock(&d->stop_lock);
+                if (r != -ERANGE)
+                        backoff = backoff * 2 < WATCH_BACKOFF_MAX_MS ? backoff * 2 : WATCH_BACKOFF_MAX_MS;
         }
-        pthread_mutex_unlock(&d->stop_lock);
         return NULL;
 }
 
@@ -429,8 +466,13 @@ static int step_server(struct daemon *d)
         }
         if (pthread_create(&d->maint, NULL, maint_thread, d) == 0)
                 d->maint_started = true;
-        if (d->st.store_watch && pthread_create(&d->watch, NULL, watch_thread, d) == 0)
-                d->watch_started = true;
+        if (d->st.store_watch) {
+                d->watch_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (d->watch_stop_fd < 0)
+                        log_err("cannot follow the store: eventfd: %s", strerror(errno));
+                else if (pthread_create(&d->watch, NULL, watch_thread, d) == 0)
+                        d->watch_started = true;
+        }
         return 0;
 }
 
@@ -530,6 +572,7 @@ int main(int argc, char **argv)
         static struct daemon d = {
                 .stop_lock = PTHREAD_MUTEX_INITIALIZER,
                 .stop_cond = PTHREAD_COND_INITIALIZER,
+                .watch_stop_fd = -1,
         };
         char err[512];
         pthread_t sigt;
@@ -595,6 +638,8 @@ int main(int argc, char **argv)
         d.stopping = true;
         pthread_cond_broadcast(&d.stop_cond);
         pthread_mutex_unlock(&d.stop_lock);
+        if (d.watch_started && eventfd_write(d.watch_stop_fd, 1) < 0)
+                log_err("cannot stop the store watch: %s", strerror(errno));
         if (d.maint_started)
                 pthread_join(d.maint, NULL);
         if (d.watch_started)

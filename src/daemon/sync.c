@@ -2,12 +2,16 @@
 /*
  * A fleet of dkmd nodes on one store: each node keeps policies and
  * generations in memory (keys_load) and follows what the others write.
- * keys_sync() asks the store for the changes after the last revision it
- * applied and re-reads each policy they touched (one range read: a policy
- * and its generations at one revision), then merges that into memory under
- * the write lock.  A merge only ever moves a record forward (by its mod
- * revision), so two merges of the same policy may run in any order.  When the
- * history was compacted (-ERANGE) every policy is merged afresh.
+ * keys_follow() holds the store's watch (store_ops.follow) open from the
+ * last revision applied; for each revision it delivers, the node re-reads
+ * each policy it touched (one range read: a policy and its generations at
+ * one revision), merges that into memory under the write lock, and moves
+ * the applied revision on.  keys_sync() does the same for everything after
+ * the applied revision at once: it catches up before a watch is (re)opened.
+ * A merge only ever moves a record forward (by its mod revision), so two
+ * merges of the same policy may run in any order, and a change seen twice
+ * does no harm.  When the history was compacted (-ERANGE) every policy is
+ * merged afresh.
  *
  * The same merge serves a node whose compare-and-swap failed (-ESTALE):
  * policy_refresh() brings that one policy up to date before it retries.
@@ -20,6 +24,7 @@
 #include "log.h"
 #include "shared/format.h"
 #include "shared/util.h"
+#include "store/store-etcd.h"
 
 struct kv_list {
         struct store_kv *v;
@@ -402,6 +407,25 @@ static void note_health(struct keys *k, int r, const char *why)
         pthread_mutex_unlock(&k->sync.lock);
 }
 
+/* Re-reads what the changes in c touched; with k->sync.run held. */
+static int apply_changed(struct keys *k, const struct changed *c, char *err)
+{
+        int r = 0;
+
+        for (size_t i = 0; i < c->n_ids && r >= 0; i++) {
+                uint8_t id[16];
+
+                if (uuid_from_string(c->ids[i], id) < 0)
+                        continue;
+                r = policy_refresh(k, id, err);
+                if (r == -EBADMSG || r == -ENOSPC || r == -ENOENT)
+                        r = 0; /* logged; a damaged record must not stall the others */
+        }
+        if (r >= 0 && c->assign)
+                r = reload_assignments(k, err);
+        return r;
+}
+
 int keys_sync(struct keys *k, bool *ret_access_changed)
 {
         struct changed c = { 0 };
@@ -437,17 +461,7 @@ int keys_sync(struct keys *k, bool *ret_access_changed)
                 note_health(k, r, store_error_text(k->env.store, r));
                 goto out;
         }
-        for (size_t i = 0; i < c.n_ids && r >= 0; i++) {
-                uint8_t id[16];
-
-                if (uuid_from_string(c.ids[i], id) < 0)
-                        continue;
-                r = policy_refresh(k, id, err);
-                if (r == -EBADMSG || r == -ENOSPC || r == -ENOENT)
-                        r = 0; /* logged; a damaged record must not stall the others */
-        }
-        if (r >= 0 && c.assign)
-                r = reload_assignments(k, err);
+        r = apply_changed(k, &c, err);
         if (r >= 0 && c.max_rev > since)
                 atomic_store(&k->sync.applied, c.max_rev);
         note_health(k, r, err);
@@ -459,6 +473,112 @@ out:
         return r;
 }
 
+struct follow_ctx {
+        struct keys *k;
+        void (*on_access)(void *userdata);
+        void *userdata;
+};
+
+/* One revision from the held watch: applied before the next is read. */
+static int on_follow(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata)
+{
+        struct follow_ctx *f = userdata;
+        struct keys *k = f->k;
+        struct changed c = { 0 };
+        char err[KEYS_ERR_MAX] = "";
+        int r = 0;
+
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = on_change(&kvs[i], &c);
+        pthread_mutex_lock(&k->sync.run);
+        if (r >= 0)
+                r = apply_changed(k, &c, err);
+        if (r >= 0 && revision > atomic_load(&k->sync.applied))
+                atomic_store(&k->sync.applied, revision);
+        pthread_mutex_unlock(&k->sync.run);
+        free(c.ids);
+        if (r < 0) {
+                /* The stream ends; the caller catches up and follows again. */
+                note_health(k, r, err[0] ? err : store_error_text(k->env.store, r));
+                return r;
+        }
+        note_health(k, 0, NULL);
+        pthread_mutex_lock(&k->sync.lock);
+        k->sync.last_event_usec = now_real_usec();
+        pthread_mutex_unlock(&k->sync.lock);
+        if (c.access && f->on_access)
+                f->on_access(f->userdata);
+        return 0;
+}
+
+static _Atomic bool quiet_told;
+
+/* Why a watch ended, for status and the log. */
+static void watch_end_text(int r, uint64_t applied, char *buf, size_t size)
+{
+        switch (r) {
+        case -ETIMEDOUT:
+                snprintf(buf, size, "no event or progress notification for %u s",
+                         store_etcd_follow_idle_ms / 1000);
+                break;
+        case -ERANGE:
+                snprintf(buf, size, "history after revision %" PRIu64 " compacted", applied);
+                break;
+        case -EAGAIN:
+                snprintf(buf, size, "the etcd member has no leader");
+                break;
+        case -ECONNRESET:
+                snprintf(buf, size, "the etcd member closed the stream");
+                break;
+        case -EHOSTUNREACH:
+                snprintf(buf, size, "no etcd member reachable");
+                break;
+        default:
+                snprintf(buf, size, "%s", strerror(-r));
+        }
+}
+
+int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), void *userdata)
+{
+        char why[KEYS_ERR_MAX];
+        const struct store_ops *ops = store_ops_of(k->env.store);
+        struct follow_ctx f = { k, on_access, userdata };
+        uint64_t since = atomic_load(&k->sync.applied);
+        int r;
+
+        if (!ops->follow)
+                return -EOPNOTSUPP;
+        pthread_mutex_lock(&k->sync.lock);
+        k->sync.watch = SYNC_WATCH_STREAMING;
+        k->sync.watch_from = since;
+        pthread_mutex_unlock(&k->sync.lock);
+        log_debug("store: following changes after revision %" PRIu64, since);
+
+        r = ops->follow(k->env.store, "", since, stop_fd, on_follow, &f);
+
+        if (r < 0)
+                watch_end_text(r, atomic_load(&k->sync.applied), why, sizeof(why));
+        pthread_mutex_lock(&k->sync.lock);
+        k->sync.watch = SYNC_WATCH_BROKEN;
+        if (r < 0) {
+                k->sync.restarts++;
+                snprintf(k->sync.watch_why, sizeof(k->sync.watch_why), "%s", why);
+        }
+        pthread_mutex_unlock(&k->sync.lock);
+        /* Quiet is no failure when etcd sends no progress notifications:
+         * say so once, not every few seconds. */
+        if (r == -ETIMEDOUT && !atomic_exchange(&quiet_told, true))
+                log_notice("store: watch: %s; re-opening it (and so on while etcd is quiet: set "
+                           "etcd's progress notification interval below %u s)", why,
+                           store_etcd_follow_idle_ms / 1000);
+        else if (r == -ETIMEDOUT)
+                log_debug("store: watch: %s; re-opening it", why);
+        else if (r < 0)
+                log_warn("store: watch ended at revision %" PRIu64 ": %s; catching up and re-opening it",
+                         atomic_load(&k->sync.applied), why);
+        return r;
+}
+
 void keys_sync_status(struct keys *k, bool watching, void *into)
 {
         json_object *o = json_object_new_object();
@@ -467,8 +587,18 @@ void keys_sync_status(struct keys *k, bool watching, void *into)
         json_object_object_add(o, "applied_revision",
                                json_object_new_int64((int64_t)atomic_load(&k->sync.applied)));
         pthread_mutex_lock(&k->sync.lock);
-        json_object_object_add(o, "watch", json_object_new_string(!watching ? "off" :
-                                                                  k->sync.error ? "failing" : "ok"));
+        json_object_object_add(o, "watch", json_object_new_string(
+                !watching ? "off" : k->sync.error || k->sync.watch == SYNC_WATCH_BROKEN ? "failing" :
+                k->sync.watch == SYNC_WATCH_STREAMING ? "streaming" : "starting"));
+        if (watching) {
+                json_object_object_add(o, "watch_from_revision",
+                                       json_object_new_int64((int64_t)k->sync.watch_from));
+                json_object_object_add(o, "watch_last_event",
+                                       json_object_new_int64((int64_t)(k->sync.last_event_usec / 1000000)));
+                json_object_object_add(o, "watch_restarts", json_object_new_int64((int64_t)k->sync.restarts));
+                if (k->sync.watch == SYNC_WATCH_BROKEN)
+                        json_object_object_add(o, "watch_error", json_object_new_string(k->sync.watch_why));
+        }
         json_object_object_add(o, "available", json_object_new_boolean(!k->sync.error));
         if (k->sync.error) {
                 json_object_object_add(o, "error", json_object_new_string(k->sync.why));

@@ -61,6 +61,14 @@ int etcd_call(struct etcd_client *c, const char *method, struct json_object *req
 int etcd_watch(struct etcd_client *c, struct json_object *req,
                int (*cb)(struct json_object *result, void *userdata), void *userdata,
                unsigned quiet_ms, unsigned limit_ms, bool *ret_quiet);
+/* The same stream held open: no quiet end and no deadline.  Ends with 0
+ * when stop_fd (if >= 0) becomes readable or cb returns 1; -ETIMEDOUT after
+ * idle_ms without a message (event or progress notification); -ECONNRESET
+ * (or another transport error) when the stream breaks after it was created;
+ * before that it fails over like etcd_watch(). */
+int etcd_watch_held(struct etcd_client *c, struct json_object *req,
+                    int (*cb)(struct json_object *result, void *userdata), void *userdata,
+                    unsigned idle_ms, int stop_fd);
 
 /* etcd's error message (the gateway's "error"/"message") and gRPC code to -errno. */
 int etcd_error_to_errno(const char *message, int grpc_code);

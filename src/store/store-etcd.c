@@ -14,6 +14,10 @@
  *   changes   a Watch from since + 1 (see etcd_changes() below); etcd hands
  *             a watch its history from a loop that runs every 100 ms, so a
  *             call takes about that long
+ *   follow    one Watch from since + 1 with progress_notify, held open
+ *             (etcd_watch_held() in etcd-watch.c): each WatchResponse is cut
+ *             into its revisions for the callback; a compacted start is
+ *             -ERANGE, a broken or silent stream the transport's error
  *
  * Every dkm key K is stored as <prefix>K, the prefix coming from the
  * location string (store-etcd.h); keys outside the prefix are never read
@@ -420,9 +424,12 @@ struct watch_collect {
         struct kv_list events;
 };
 
-static int on_watch_result(struct json_object *result, void *userdata)
+/* Appends the events of one WatchResponse under prefix to l; *ret_last: the
+ * highest revision among all its events (0 for a progress notification).
+ * A compacted start is -ERANGE, a cancelled watch its reason. */
+static int watch_events(struct store *s, struct json_object *result, const char *prefix,
+                        size_t prefix_len, struct kv_list *l, uint64_t *ret_last)
 {
-        struct watch_collect *w = userdata;
         struct json_object *events, *v;
         uint64_t compacted = 0, last = 0, rev;
         size_t n;
@@ -439,6 +446,7 @@ static int on_watch_result(struct json_object *result, void *userdata)
                         return etcd_error_to_errno(json_object_get_string(v), 0);
                 return -ECANCELED;
         }
+        *ret_last = 0;
         if (!json_object_object_get_ex(result, "events", &events))
                 return 0; /* a progress notification */
         if (!json_object_is_type(events, json_type_array))
@@ -462,22 +470,37 @@ static int on_watch_result(struct json_object *result, void *userdata)
                 r = etcd_json_u64(kvo, "mod_revision", &rev);
                 if (r < 0)
                         return r;
-                last = rev > last ? rev : last;
-                r = kv_from_json(w->s, kvo, deleted, &kv);
+                if (rev < last)
+                        return -EBADMSG; /* etcd sends history in order */
+                last = rev;
+                *ret_last = last;
+                r = kv_from_json(s, kvo, deleted, &kv);
                 if (r < 0)
                         return r;
                 if (r > 0)
                         continue;
-                if (strncmp(kv.key, w->prefix, w->prefix_len) != 0) {
+                if (strncmp(kv.key, prefix, prefix_len) != 0) {
                         store_kv_clear(&kv);
                         continue;
                 }
-                if (!kv_list_add(&w->events)) {
+                if (!kv_list_add(l)) {
                         store_kv_clear(&kv);
                         return -ENOMEM;
                 }
-                w->events.v[w->events.n++] = kv;
+                l->v[l->n++] = kv;
         }
+        return 0;
+}
+
+static int on_watch_result(struct json_object *result, void *userdata)
+{
+        struct watch_collect *w = userdata;
+        uint64_t last = 0;
+        int r;
+
+        r = watch_events(w->s, result, w->prefix, w->prefix_len, &w->events, &last);
+        if (r < 0)
+                return r;
         return last >= w->until ? 1 : 0;
 }
 
@@ -587,6 +610,76 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
         return r;
 }
 
+/* ---- follow ------------------------------------------------------------ */
+
+unsigned store_etcd_follow_idle_ms = 10000;
+
+struct follow_state {
+        struct store *s;
+        const char *prefix;
+        size_t prefix_len;
+        int (*cb)(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata);
+        void *userdata;
+        int result; /* cb's positive answer, returned as it is */
+};
+
+/* One WatchResponse: history comes in batches of several revisions, live
+ * changes one transaction at a time; cb gets one revision per call. */
+static int on_follow_result(struct json_object *result, void *userdata)
+{
+        struct follow_state *f = userdata;
+        struct kv_list l = { 0 };
+        uint64_t last = 0;
+        int r;
+
+        r = watch_events(f->s, result, f->prefix, f->prefix_len, &l, &last);
+        for (size_t i = 0, j; r == 0 && i < l.n; i = j) {
+                for (j = i + 1; j < l.n && l.v[j].mod_revision == l.v[i].mod_revision;)
+                        j++;
+                r = f->cb(l.v + i, j - i, l.v[i].mod_revision, f->userdata);
+        }
+        kv_list_free(&l);
+        if (r > 0) {
+                f->result = r;
+                return 1;
+        }
+        return r;
+}
+
+static int etcd_follow(struct store *s, const char *prefix, uint64_t since, int stop_fd,
+                       int (*cb)(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata),
+                       void *userdata)
+{
+        struct follow_state f = { .s = s, .prefix = prefix, .cb = cb, .userdata = userdata };
+        struct json_object *req, *create;
+        int r;
+
+        if (!s || !cb || since >= INT64_MAX)
+                return -EINVAL;
+        r = store_check_key(prefix, true, &f.prefix_len);
+        if (r < 0)
+                return r;
+        req = json_object_new_object();
+        create = json_object_new_object();
+        if (!req) {
+                json_object_put(create);
+                return -ENOMEM;
+        }
+        r = etcd_json_add_object(req, "create_request", create);
+        if (r == 0)
+                r = add_key(s, create, "key", prefix, false);
+        if (r == 0)
+                r = add_key(s, create, "range_end", prefix, true);
+        if (r == 0)
+                r = etcd_json_add_u64(create, "start_revision", since + 1);
+        if (r == 0)
+                r = etcd_json_add_bool(create, "progress_notify");
+        if (r == 0)
+                r = etcd_watch_held(s->c, req, on_follow_result, &f, store_etcd_follow_idle_ms, stop_fd);
+        json_object_put(req);
+        return f.result ? f.result : r;
+}
+
 int store_etcd_compact(struct store *s, uint64_t revision)
 {
         struct json_object *req, *reply = NULL;
@@ -661,4 +754,5 @@ const struct store_ops store_etcd_ops = {
         .txn = etcd_txn,
         .revision = etcd_revision,
         .changes = etcd_changes,
+        .follow = etcd_follow,
 };

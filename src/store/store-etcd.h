@@ -51,3 +51,11 @@ void etcd_location_free(struct etcd_location *l);
  * compaction to etcd's --auto-compaction-* settings; this is for tests and
  * maintenance. */
 int store_etcd_compact(struct store *s, uint64_t revision);
+
+/* follow(): a held watch asks etcd for progress notifications, which etcd
+ * sends to a quiet watcher every --experimental-watch-progress-notify-interval
+ * (etcd 3.4; --watch-progress-notify-interval in 3.5; default 10 minutes).
+ * A stream silent for longer than this many milliseconds counts as broken
+ * (-ETIMEDOUT): set etcd's interval below it.  Read when follow() starts
+ * (tests lower it). */
+extern unsigned store_etcd_follow_idle_ms;

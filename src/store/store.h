@@ -78,6 +78,21 @@ struct store_ops {
          * been compacted away: resynchronise with revision() and range(). */
         int (*changes)(struct store *s, const char *prefix, uint64_t since,
                        int (*cb)(const struct store_kv *kv, void *userdata), void *userdata);
+        /* A held watch, for a node that follows the others; NULL where the
+         * backend has none (SQLite: one node, nobody to follow).  Hands the
+         * changes under prefix after revision since to cb as they commit,
+         * the history first: one call per revision, with the keys it wrote
+         * (deletions with value NULL).  cb returns 0 for more; any other
+         * value ends follow with that value.  follow ends with 0 once stop_fd
+         * becomes readable; -ERANGE when the history after since has been
+         * compacted away (resynchronise as for changes()); and with the
+         * transport's error when the stream breaks or stays silent too long:
+         * the caller catches up from the last revision it applied and
+         * follows again.  cb runs on the caller's thread while the stream is
+         * held; it may use the store's other operations. */
+        int (*follow)(struct store *s, const char *prefix, uint64_t since, int stop_fd,
+                      int (*cb)(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata),
+                      void *userdata);
 };
 
 extern const struct store_ops store_sqlite_ops;

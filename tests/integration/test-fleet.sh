@@ -9,6 +9,14 @@
 # one etcd member down, serves reads from cache without quorum and refuses
 # changes cleanly, and catches up afterwards; a node killed during a rollover
 # comes back consistent; grants and revocations hold across nodes.
+#
+# Each node follows the store through one held etcd watch: status says
+# "streaming" and the watch is not re-opened over many rotations and a quiet
+# spell longer than dkmd's silence bound (etcd sends progress notifications
+# every second here).  A fourth node, D, talks to member 3 only: when that
+# member stops, D's watch breaks; D applies every generation made meanwhile
+# when it comes back, and after a compaction of the history it missed, D
+# reloads everything (status full_reloads).
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/integration/lib-etcd.sh
 . "$(dirname "$0")/lib-etcd.sh"
@@ -17,6 +25,10 @@ etcd_available || { echo "SKIPPED: etcd is not installed"; exit 77; }
 etcd --version >/dev/null 2>&1 || { echo "SKIPPED: etcd does not run here"; exit 77; }
 
 trap 'stop_nodes; etcd_cluster_stop; cleanup' EXIT
+# Progress notifications for quiet watches every second, well within dkmd's
+# silence bound (10 s).
+# shellcheck disable=SC2034 # read by lib-etcd.sh
+ETCD_EXTRA_ARGS="--experimental-watch-progress-notify-interval 1s"
 etcd_cluster_start "$T/etcd" || { echo "FAIL: the etcd cluster did not start"; exit 1; }
 PREFIX=/dkm-fleet/
 
@@ -31,7 +43,8 @@ node_start c || exit 1
 
 show_logs() {
         local n
-        for n in a b c; do
+        for n in a b c d; do
+                [ -f "$(node_dir $n)/dkmd.log" ] || continue
                 echo "--- node $n log (tail)"; tail -n 15 "$(node_dir $n)/dkmd.log"
         done
 }
@@ -54,6 +67,55 @@ converge() {
         return 1
 }
 
+# sfield NODE FIELD: a field of status --json's store_state (flat: no nesting).
+sfield() {
+        on "$1" op status --json | tr -d ' \n' |
+                sed -n "s/.*\"store_state\":{[^}]*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+# wait_field NODE FIELD VALUE [SECONDS]: until the field has that value.
+wait_field() {
+        local i
+        for i in $(seq 1 $(( ${4:-5} * 10 ))); do
+                [ "$(sfield "$1" "$2")" = "$3" ] && return 0
+                sleep 0.1
+        done
+        echo "node $1: $2 is $(sfield "$1" "$2"), not $3"
+        return 1
+}
+# rotate_new NODE: a rotation on NODE that makes a new generation (one less
+# than a second after the last activation reports the current one); prints it.
+rotate_new() {
+        local before g
+        sleep 1.1
+        before=$(active "$1")
+        g=$(on "$1" op key rotate | sed -n 's/generation \([0-9]*\) is now active/\1/p')
+        [ -n "$g" ] && [ "$g" -gt "$before" ] || { echo "rotate on $1: generation '$g' after $before" >&2; return 1; }
+        echo "$g"
+}
+# reaches FROM TO...: rotate on FROM; each TO has the new active generation
+# within 1 s.
+reaches() {
+        local from=$1 g t0 n; shift
+        g=$(rotate_new "$from") || return 1
+        t0=$(date +%s%N)
+        for n in "$@"; do
+                until [ "$(active "$n")" = "$g" ]; do
+                        [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ] ||
+                                { echo "$n: generation $(active "$n"), not $g, after 1 s"; return 1; }
+                        sleep 0.02
+                done
+        done
+        echo "    generation $g from $from on $* in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+}
+# lists_all NODE: the node lists every generation in etcd and has A's active one.
+lists_all() {
+        local n
+        n=$(etcd_gens | sort -n | tail -1)
+        [ "$(on "$1" op key list --json | grep -o '"generation": [0-9]*' | sort -u | wc -l)" = "$n" ] ||
+                { echo "node $1 lists $(on "$1" op key list --json | grep -o '"generation": [0-9]*' | sort -u | wc -l) of $n"; return 1; }
+        [ "$(active "$1")" = "$(active a)" ] || { echo "node $1 active $(active "$1"), A $(active a)"; return 1; }
+}
+
 # gaps_none: the generations in etcd are exactly 1..N and every node lists N.
 gaps_none() {
         local n want
@@ -71,7 +133,7 @@ printf 'fleet secret' | on a svc encrypt > "$W/ct-a"
 check "B decrypts what A encrypted" bash -c "on b svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
 check "C decrypts what A encrypted" bash -c "on c svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
 check "status names the etcd store, watched" bash -c \
-        "on a op status --json | tr -d ' \n' | grep -q '\"store_state\":{\"backend\":\"etcd\",\"applied_revision\":[1-9][0-9]*,\"watch\":\"ok\"'"
+        "on a op status --json | tr -d ' \n' | grep -q '\"store_state\":{\"backend\":\"etcd\",\"applied_revision\":[1-9][0-9]*,\"watch\":\"streaming\"'"
 
 echo "== rotate on B: A and C encrypt under the new generation within 1 s"
 g=$(on b op key rotate | sed -n 's/generation \([0-9]*\) is now active/\1/p')
@@ -106,12 +168,31 @@ check "no gaps, no duplicates, every node lists them all" gaps_none
 check "ciphertexts of generation 1 still decrypt on every node" bash -c \
         "for n in a b c; do on \$n svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret' || exit 1; done"
 
+echo "== one held watch per node"
+for n in a b c; do
+        check "$n streams the store's changes" test "$(sfield $n watch)" = streaming
+        check "$n did not re-open its watch over 21 rotations" test "$(sfield $n watch_restarts)" = 0
+done
+for i in 1 2 3; do
+        check "rotation $i on A reaches B and C within 1 s" reaches a b c
+done
+# Longer than dkmd's silence bound: progress notifications keep it open.
+sleep 11
+for n in a b c; do
+        check "$n: the same stream after 11 quiet seconds" test "$(sfield $n watch_restarts)" = 0
+done
+check "rotation on C reaches A and B within 1 s" reaches c a b
+
 echo "== one etcd member down: everything continues"
 etcd_member_stop 1
 check "encrypt on A" bash -c "printf one | on a svc encrypt > '$W/ct-one'"
 check "decrypt on C" bash -c "on c svc decrypt --in '$W/ct-one' | grep -qx one"
 check "rotate on C" bash -c "on c op key rotate >/dev/null"
 check "the nodes agree" converge 3
+for n in a b c; do
+        check "$n streams from another member ($(sfield $n watch_restarts) restarts)" wait_field $n watch streaming 5
+done
+check "rotation on B reaches A and C within 1 s" reaches b a c
 # Every node spends its own block of uses of the active generation now, so
 # that it can go on encrypting without the store.
 for n in a b c; do printf "$n" | on $n svc encrypt > "$W/ct-pre-$n"; done
@@ -189,7 +270,49 @@ for _ in $(seq 1 20); do
 done
 check "the grant key is gone from A's keyring within 2 s" test $ok = 1
 
-for n in a b c; do
+echo "== node D on member 3 only: its watch breaks and resumes without missing a change"
+node_config d "[access]" "approvals_required=2" \
+        "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINT_3" "prefix=$PREFIX"
+node_start d || fail "node d did not start"
+check "D streams" wait_field d watch streaming 5
+check "D has every generation" lists_all d
+restarts0=$(sfield d watch_restarts)
+gens0=$(etcd_gens | sort -n | tail -1)
+etcd_member_stop 3
+check "D's status: the watch is failing" wait_field d watch failing 5
+check "D's status: the store is unavailable" wait_field d available false 10
+for i in 1 2 3; do rotate_new a >/dev/null || fail "rotate on A without member 3"; done
+etcd_member_start 3 || fail "member 3 did not come back"
+# Two more once it is back.
+for i in 1 2; do rotate_new a >/dev/null || fail "rotate on A"; done
+check "five new generations ($gens0 -> $(etcd_gens | sort -n | tail -1))" \
+        test "$(etcd_gens | sort -n | tail -1)" = $((gens0 + 5))
+check "D streams again" wait_field d watch streaming 10
+check "D applied every generation made meanwhile" lists_all d
+check "D counts the restarts ($restarts0 -> $(sfield d watch_restarts))" test "$(sfield d watch_restarts)" -gt "$restarts0"
+check "D's status: the store is available again" wait_field d available true 5
+check "rotation on A reaches D within 1 s" reaches a d
+check "D did no full reload" test "$(sfield d full_reloads)" = 0
+
+echo "== node D: the history it missed is compacted: a full reload"
+etcd_member_stop 3
+check "D's watch is failing" wait_field d watch failing 5
+for i in 1 2; do rotate_new a >/dev/null || fail "rotate on A"; done
+rev=$(etcd_ctl get "${PREFIX}" --prefix --keys-only -w json | sed -n 's/.*"revision":\([0-9]*\).*/\1/p' | head -1)
+compact_to() { etcd_ctl compact "$1" --physical >/dev/null; }
+check "etcd compacts its history up to revision $rev" compact_to "$rev"
+etcd_member_start 3 || fail "member 3 did not come back"
+check "D reloads every policy (full_reloads 1)" wait_field d full_reloads 1 10
+check "D has every generation after the reload" lists_all d
+check "D streams again" wait_field d watch streaming 5
+check "rotation on B reaches D within 1 s" reaches b d
+check "D decrypts what A encrypted at the start" bash -c "on d svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+t0=$(date +%s%N)
+node_stop d
+check "D lets go of its watch and stops within 2 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)" \
+        test $(( ($(date +%s%N) - t0) / 1000000 )) -lt 2000
+
+for n in a b c d; do
         if grep -qE 'runtime error|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$(node_dir $n)/dkmd.log"; then
                 fail "sanitizer report in node $n's log"
         fi

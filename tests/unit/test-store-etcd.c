@@ -378,6 +378,41 @@ static void test_codecs(void **state)
         assert_int_equal(etcd_error_to_errno(NULL, 0), -EIO);
 }
 
+/* ---- follow()'s callback ------------------------------------------- */
+
+struct follow_rec {
+        struct store *s; /* for a write from inside the callback */
+        char buf[2048];
+        int calls, stop_at;
+        uint64_t last_usec;
+};
+
+/* "rev:key=value,key!;" per call; stops with 42 after stop_at calls.  The
+ * third call writes to the store from inside the callback, as the daemon's
+ * apply does (it re-reads policies). */
+static int follow_cb(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata)
+{
+        struct follow_rec *f = userdata;
+        size_t len = strlen(f->buf);
+
+        assert_true(n > 0);
+        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%llu:", (unsigned long long)(revision - base));
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(kvs[i].mod_revision, revision);
+                if (kvs[i].value)
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s=%.*s", i ? "," : "",
+                                                kvs[i].key, (int)kvs[i].value_len, (const char *)kvs[i].value);
+                else
+                        len += (size_t)snprintf(f->buf + len, sizeof(f->buf) - len, "%s%s!", i ? "," : "",
+                                                kvs[i].key);
+        }
+        snprintf(f->buf + len, sizeof(f->buf) - len, ";");
+        f->last_usec = now_mono_usec();
+        if (++f->calls == 3 && f->s)
+                get(f->s, "a/1", NULL, NULL);
+        return f->calls == f->stop_at ? 42 : 0;
+}
+
 /* ---- a fake gateway, for replies a real etcd does not give ----------- */
 
 enum fake_mode {
@@ -388,6 +423,7 @@ enum fake_mode {
         FAKE_BAD_KEY,     /* a range reply with a key outside the prefix */
         FAKE_BAD_B64,     /* a range reply whose value is not base64 */
         FAKE_HANG,        /* reads the request and never answers */
+        FAKE_WATCH,       /* 200 and watch_body, then the connection closes */
 };
 
 struct fake {
@@ -398,6 +434,7 @@ struct fake {
         int stop[2];
         int requests;
         char last_path[128];
+        const char *watch_body;
 };
 
 static const char good_range[] =
@@ -406,7 +443,7 @@ static const char good_range[] =
 
 static void fake_reply(int fd, const char *status, const char *body)
 {
-        char buf[1024];
+        char buf[2048];
         int n = snprintf(buf, sizeof(buf),
                          "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
                          "Connection: close\r\n\r\n%s",
@@ -492,6 +529,9 @@ static void *fake_main(void *userdata)
                         fake_reply(c, "200 OK",
                                    "{\"header\":{\"revision\":\"7\"},\"kvs\":[{\"key\":\"L2RrbS9r\","
                                    "\"value\":\"!!\"}]}");
+                        break;
+                case FAKE_WATCH:
+                        fake_reply(c, "200 OK", f->watch_body);
                         break;
                 case FAKE_HANG: {
                         struct pollfd s = { f->stop[0], POLLIN, 0 };
@@ -621,6 +661,83 @@ static void test_bad_replies(void **state)
                 fake_stop(&f);
                 fake_stop(&g);
         }
+}
+
+/* Watch streams a real etcd does not send, or not on demand: follow() must
+ * hand over what came before the break, then report it. */
+static void test_follow_bad_streams(void **state)
+{
+#define CREATED "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n"
+        static const struct {
+                const char *body;
+                int err;
+                const char *seen;
+        } cases[] = {
+                /* One transaction of two keys, then the member goes away. */
+                { CREATED "{\"result\":{\"header\":{\"revision\":\"5\"},\"events\":["
+                          "{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"5\",\"create_revision\":\"5\","
+                          "\"value\":\"eA==\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"L2RrbS9i\","
+                          "\"mod_revision\":\"5\"}}]}}\n",
+                  -ECONNRESET, "5:a=x,b!;" },
+                /* History in one response, two revisions: two calls. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"4\"}},"
+                          "{\"kv\":{\"key\":\"L2RrbS9i\",\"mod_revision\":\"6\"}}]}}",
+                  -ECONNRESET, "4:a=;6:b=;" },
+                /* Out of order. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L2RrbS9h\",\"mod_revision\":\"6\"}},"
+                          "{\"kv\":{\"key\":\"L2RrbS9i\",\"mod_revision\":\"5\"}}]}}",
+                  -EBADMSG, "" },
+                /* A key outside the prefix, an unknown event type, junk. */
+                { CREATED "{\"result\":{\"events\":[{\"kv\":{\"key\":\"L290aGVy\",\"mod_revision\":\"6\"}}]}}",
+                  -EBADMSG, "" },
+                { CREATED "{\"result\":{\"events\":[{\"type\":\"MOVE\",\"kv\":{\"key\":\"L2RrbS9h\","
+                          "\"mod_revision\":\"6\"}}]}}",
+                  -EBADMSG, "" },
+                { CREATED "{nope", -EBADMSG, "" },
+                /* A progress notification, then compaction. */
+                { CREATED "{\"result\":{\"header\":{\"revision\":\"9\"}}}"
+                          "{\"result\":{\"compact_revision\":\"3\",\"canceled\":true}}",
+                  -ERANGE, "" },
+                /* Refused at creation (no user here: no second try). */
+                { "{\"result\":{\"created\":true,\"canceled\":true,"
+                  "\"cancel_reason\":\"etcdserver: permission denied\"}}",
+                  -EACCES, "" },
+                /* An error object instead of a result. */
+                { "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"etcdserver: no leader\"}}",
+                  -EAGAIN, "" },
+        };
+#undef CREATED
+        unsigned idle = store_etcd_follow_idle_ms;
+        struct store *s = NULL;
+        struct fake f;
+        uint64_t start;
+        char ep[64];
+
+        base = 0;
+        fake_start(&f, FAKE_V3BETA);
+        snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", f.port);
+        assert_int_equal(open_fake(ep, &s), 0);
+        f.mode = FAKE_WATCH;
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+                struct follow_rec rec = { 0 };
+                int r;
+
+                f.watch_body = cases[i].body;
+                r = store_ops_of(s)->follow(s, "", 3, -1, follow_cb, &rec);
+                print_message("stream %zu: %d, \"%s\"\n", i, r, rec.buf);
+                assert_int_equal(r, cases[i].err);
+                assert_string_equal(rec.buf, cases[i].seen);
+        }
+        /* A member that takes the watch and never answers: the silence
+         * bound ends it. */
+        f.mode = FAKE_HANG;
+        store_etcd_follow_idle_ms = 300;
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", 3, -1, follow_cb, NULL), -ETIMEDOUT);
+        store_etcd_follow_idle_ms = idle;
+        assert_true(elapsed_s(start) >= 0.25 && elapsed_s(start) < 2.0);
+        store_close(s);
+        fake_stop(&f);
 }
 
 /* A member that takes a write and never answers: the write ends with
@@ -1080,6 +1197,124 @@ static void test_compaction(void **state)
         store_close(s);
 }
 
+/* ---- follow: the held watch ------------------------------------------- */
+
+struct later {
+        struct store *s;
+        int stop_fd;     /* written after delay_ms, when >= 0 */
+        unsigned delay_ms;
+        uint64_t wrote_usec;
+};
+
+/* After delay_ms: one transaction of two keys (s set), or a stop. */
+static void *later_main(void *p)
+{
+        struct later *l = p;
+
+        usleep(l->delay_ms * 1000);
+        if (l->s) {
+                struct store_op ops[2] = { { STORE_PUT, "a/live1", "L", 1 }, { STORE_PUT, "a/live2", "M", 1 } };
+
+                l->wrote_usec = now_mono_usec();
+                assert_int_equal(store_ops_of(l->s)->txn(l->s, NULL, 0, ops, 2, NULL), 0);
+        }
+        if (l->stop_fd >= 0)
+                assert_int_equal(write(l->stop_fd, "x", 1), 1);
+        return NULL;
+}
+
+static void test_follow(void **state)
+{
+        struct follow_rec f = { 0 };
+        struct store *s, *w;
+        struct later l = { 0 };
+        pthread_t th;
+        unsigned idle = store_etcd_follow_idle_ms;
+        uint64_t start;
+        double silent;
+        int pfd[2];
+
+        NEED_ETCD();
+        s = open_new();
+        w = open_again();
+        put(w, "a/1", "x");
+        put(w, "b/1", "x");
+        del(w, "a/1");
+        put(w, "a/2", "y");
+
+        /* History first, one call per revision, only under the prefix;
+         * then a live transaction of two keys from another handle, as one
+         * call, promptly. */
+        f.s = s;
+        f.stop_at = 4;
+        l = (struct later){ .s = w, .stop_fd = -1, .delay_ms = 300 };
+        assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+        assert_int_equal(store_ops_of(s)->follow(s, "a/", base, -1, follow_cb, &f), 42);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        assert_string_equal(f.buf, "1:a/1=x;3:a/1!;4:a/2=y;5:a/live1=L,a/live2=M;");
+        print_message("follow: a change reached the callback %.3f s after its write began\n",
+                      (double)(f.last_usec - l.wrote_usec) / 1e6);
+        assert_true(f.last_usec - l.wrote_usec < 1000000); /* the write's commit included */
+
+        /* From a later revision: only what came after it. */
+        memset(&f, 0, sizeof(f));
+        f.stop_at = 1;
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 4, -1, follow_cb, &f), 42);
+        assert_string_equal(f.buf, "5:a/live1=L,a/live2=M;");
+
+        /* A quiet stream is held until the stop descriptor is readable. */
+        assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+        memset(&f, 0, sizeof(f));
+        l = (struct later){ .stop_fd = pfd[1], .delay_ms = 400 };
+        assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, pfd[0], follow_cb, &f), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        print_message("follow: stopped %.3f s after it began (stop at 0.4 s)\n", elapsed_s(start));
+        assert_true(elapsed_s(start) >= 0.35 && elapsed_s(start) < 1.0);
+        assert_int_equal(f.calls, 0);
+        /* Still readable: the next follow stops at once. */
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, pfd[0], follow_cb, &f), 0);
+        assert_true(elapsed_s(start) < 1.0);
+        close(pfd[0]);
+        close(pfd[1]);
+
+        /* Silence beyond the bound (no event, no progress notification:
+         * the test cluster keeps etcd's default interval of 10 minutes)
+         * counts as a broken stream.  Against a cluster that sends progress
+         * notifications more often the stream stays open: the stop after
+         * 3 s makes that a failure rather than a hang. */
+        store_etcd_follow_idle_ms = 500;
+        assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+        l = (struct later){ .stop_fd = pfd[1], .delay_ms = 3000 };
+        assert_int_equal(pthread_create(&th, NULL, later_main, &l), 0);
+        start = now_mono_usec();
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, pfd[0], follow_cb, &f), -ETIMEDOUT);
+        silent = elapsed_s(start);
+        store_etcd_follow_idle_ms = idle;
+        assert_int_equal(pthread_join(th, NULL), 0);
+        close(pfd[0]);
+        close(pfd[1]);
+        print_message("follow: a silent stream ended after %.3f s\n", silent);
+        assert_true(silent >= 0.45 && silent < 2.0);
+
+        /* A compacted start: -ERANGE, nothing handed over. */
+        put(w, "a/3", "z");
+        assert_int_equal(store_etcd_compact(w, base + 6), 0);
+        memset(&f, 0, sizeof(f));
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 2, -1, follow_cb, &f), -ERANGE);
+        assert_int_equal(f.calls, 0);
+        f.stop_at = 1;
+        assert_int_equal(store_ops_of(s)->follow(s, "", base + 5, -1, follow_cb, &f), 42);
+        assert_string_equal(f.buf, "6:a/3=z;");
+
+        assert_int_equal(store_ops_of(s)->follow(s, "", INT64_MAX, -1, follow_cb, &f), -EINVAL);
+        assert_null(store_sqlite_ops.follow);
+        store_close(w);
+        store_close(s);
+}
+
 static void test_persistence(void **state)
 {
         struct store *s;
@@ -1434,6 +1669,13 @@ static void test_auth(void **state)
         del(s, "k");
         assert_string_equal(changes(s, "", r0), "k!@2;");
         assert_string_equal(range(s, ""), "");
+        {
+                struct follow_rec f = { .stop_at = 1 };
+
+                sleep(3); /* a held watch, too, after the token expired */
+                assert_int_equal(store_ops_of(s)->follow(s, "", r0 + base, -1, follow_cb, &f), 42);
+                assert_string_equal(f.buf, "2:k!;");
+        }
         store_close(s);
         s = NULL;
 
@@ -1472,6 +1714,12 @@ static void test_tls(void **state)
         assert_string_equal(get(s, "j", NULL, NULL), "w");
         assert_string_equal(range(s, ""), "j=w@3/3;");
         assert_string_equal(changes(s, "", r0), "k!@2;j=w@3/3;");
+        {
+                struct follow_rec f = { .stop_at = 2 };
+
+                assert_int_equal(store_ops_of(s)->follow(s, "", r0 + base, -1, follow_cb, &f), 42);
+                assert_string_equal(f.buf, "2:k!;3:j=w;");
+        }
         store_close(s);
         s = NULL;
 
@@ -1507,6 +1755,7 @@ int main(void)
                 cmocka_unit_test(test_location),
                 cmocka_unit_test(test_codecs),
                 cmocka_unit_test(test_bad_replies),
+                cmocka_unit_test(test_follow_bad_streams),
                 cmocka_unit_test(test_write_timeout),
                 cmocka_unit_test(test_unreachable),
                 cmocka_unit_test(test_wrappers),
@@ -1519,6 +1768,7 @@ int main(void)
                 cmocka_unit_test(test_changes_exact),
                 cmocka_unit_test(test_changes_foreign_last),
                 cmocka_unit_test(test_compaction),
+                cmocka_unit_test(test_follow),
                 cmocka_unit_test(test_persistence),
                 cmocka_unit_test(test_threads_one_handle),
                 cmocka_unit_test(test_two_handles),
@@ -1531,6 +1781,7 @@ int main(void)
                 cmocka_unit_test(test_range),
                 cmocka_unit_test(test_cas),
                 cmocka_unit_test(test_changes),
+                cmocka_unit_test(test_follow),
                 cmocka_unit_test(test_two_handles),
                 cmocka_unit_test(test_failover),
         };
