@@ -29,6 +29,11 @@ struct generation {
          * in between, so the counter jumps over them (it may over-count,
          * never under-count). */
         _Atomic uint64_t own_start, own_end;
+        /* On a shared store, the next block is reserved while this one is
+         * spent: uses sb_start + 1 .. sb_end (k->reserve held to change;
+         * sb_end == sb_start: none).  It carries a node through an outage
+         * of the store (keys.c, reserve_block). */
+        _Atomic uint64_t sb_start, sb_end;
         _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
 };
 
@@ -56,6 +61,7 @@ struct keys {
         struct audit_subject self;
         pthread_rwlock_t lock;    /* policies and generation metadata */
         pthread_mutex_t reserve;  /* use-count reservations */
+        bool standby;             /* shared store: reserve a block ahead */
         struct policy **policies;
         size_t n_policies;
         pthread_mutex_t alert_lock;
@@ -104,6 +110,8 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
 /* Spends weight uses of g (read lock held); 1 when g is spent or too old:
  * roll over first. */
 int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err);
+/* Uses of g this node may spend without the store (read lock held). */
+uint64_t reserved_uses_left(struct generation *g);
 
 /* With the write lock held. */
 int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,

@@ -300,6 +300,250 @@ static void test_wrong_master_key(void **state)
         assert_int_equal(keys_new(&(struct keys_env){ &f->cfg, f->store, f->ring, 0 }, &f->keys), 0);
 }
 
+/* --- a shared store that can lose quorum ------------------------------------ */
+
+/* SQLite underneath; while flaky_down every call fails as etcd without
+ * quorum does (-EAGAIN, "no leader"). */
+static bool flaky_down;
+
+struct flaky {
+        struct store_base base;
+        struct store *inner;
+};
+
+static struct store *inner(struct store *s)
+{
+        return ((struct flaky *)s)->inner;
+}
+
+static int flaky_open(const char *location, struct store **ret)
+{
+        struct flaky *f = calloc(1, sizeof(*f));
+        int r;
+
+        if (!f)
+                return -ENOMEM;
+        r = store_open(&store_sqlite_ops, location, &f->inner);
+        if (r < 0) {
+                free(f);
+                return r;
+        }
+        *ret = (struct store *)f;
+        return 0;
+}
+
+static void flaky_close(struct store *s)
+{
+        store_close(inner(s));
+        free(s);
+}
+
+static int flaky_get(struct store *s, const char *key, struct store_kv *ret)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.get(inner(s), key, ret);
+}
+
+static int flaky_range(struct store *s, const char *prefix,
+                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.range(inner(s), prefix, cb, userdata);
+}
+
+static int flaky_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                     const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
+{
+        return flaky_down ? -EAGAIN :
+                            store_sqlite_ops.txn(inner(s), cmps, n_cmps, ops, n_ops, ret_revision);
+}
+
+static int flaky_revision(struct store *s, uint64_t *ret)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.revision(inner(s), ret);
+}
+
+static int flaky_changes(struct store *s, const char *prefix, uint64_t since,
+                         int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.changes(inner(s), prefix, since, cb, userdata);
+}
+
+static const struct store_ops flaky_ops = {
+        .name = "flaky",
+        .max_txn_ops = STORE_TXN_OPS_MAX,
+        .open = flaky_open,
+        .close = flaky_close,
+        .get = flaky_get,
+        .range = flaky_range,
+        .txn = flaky_txn,
+        .revision = flaky_revision,
+        .changes = flaky_changes,
+};
+
+/* uses_reserved of generation gen of the default policy, as the store has it. */
+struct find_gen_ctx {
+        uint32_t gen;
+        long long reserved;
+};
+
+static int find_reserved(const struct store_kv *kv, void *userdata)
+{
+        struct find_gen_ctx *c = userdata;
+        char suffix[32], *v;
+
+        snprintf(suffix, sizeof(suffix), "/gens/%010u", c->gen);
+        if (strlen(kv->key) < strlen(suffix) ||
+            strcmp(kv->key + strlen(kv->key) - strlen(suffix), suffix) != 0)
+                return 0;
+        v = strndup((const char *)kv->value, kv->value_len);
+        assert_non_null(v);
+        assert_non_null(strstr(v, "\"uses_reserved\":"));
+        c->reserved = atoll(strstr(v, "\"uses_reserved\":") + strlen("\"uses_reserved\":"));
+        free(v);
+        return 0;
+}
+
+static long long store_reserved(struct store *s, uint32_t gen)
+{
+        struct find_gen_ctx c = { gen, -1 };
+
+        assert_int_equal(store_sqlite_ops.range(inner(s), "policies/", find_reserved, &c), 0);
+        return c.reserved;
+}
+
+static int encrypt_rc(struct keys *k, uint32_t *ret_gen, char *err)
+{
+        struct format_header h;
+        const char *why;
+        uint8_t *ct;
+        size_t l;
+        int r = keys_encrypt(k, NULL, NULL, 0, (const uint8_t *)"d", 1, &ct, &l, err);
+
+        if (r < 0)
+                return r;
+        assert_int_equal(format_parse(ct, l, &h, &why), 0);
+        *ret_gen = h.generation;
+        free(ct);
+        return 0;
+}
+
+/* On a shared store a node holds the block it spends and the next one:
+ * without the store it encrypts through both (more than one block), then
+ * refuses clearly; refusals do not eat uses, and when the store is back
+ * the next reservation follows on from what was counted. */
+static void test_degraded_uses(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json;
+        struct keys_env env = { &f->cfg, NULL, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        struct keys *k;
+        uint8_t *ct, *pt;
+        size_t l, n;
+        uint32_t g;
+
+        flaky_down = false;
+        f->cfg.max_uses = 64; /* blocks of 4 */
+        assert_int_equal(store_open(&flaky_ops, ":memory:", &env.store), 0);
+        assert_int_equal(keys_new(&env, &k), 0);
+        assert_int_equal(keys_load(k, err), 0);
+        assert_int_equal(encrypt_rc(k, &g, err), 0);
+        assert_int_equal(g, 1);
+        /* The first reservation takes two blocks: one to spend, one ahead. */
+        assert_int_equal(store_reserved(env.store, 1), 8);
+        for (int i = 0; i < 4; i++)
+                assert_int_equal(encrypt_rc(k, &g, err), 0);
+        /* Five spent: the block ahead is being spent, the next one is reserved. */
+        assert_int_equal(store_reserved(env.store, 1), 12);
+        assert_int_equal(keys_encrypt(k, NULL, NULL, 0, (const uint8_t *)"x", 1, &ct, &l, err), 0);
+
+        flaky_down = true;
+        /* Uses 7..12 are this node's: six more, more than one block. */
+        for (int i = 0; i < 6; i++) {
+                assert_int_equal(encrypt_rc(k, &g, err), 0);
+                assert_int_equal(g, 1);
+        }
+        for (int i = 0; i < 50; i++) {
+                err[0] = 0;
+                assert_int_equal(encrypt_rc(k, &g, err), -EAGAIN);
+                assert_non_null(strstr(err, "store unavailable: use reservation exhausted"));
+        }
+        /* Reads go on from the cached keys; changes are refused, nothing done. */
+        assert_int_equal(keys_decrypt(k, NULL, 0, ct, l, &pt, &n, err), 0);
+        free(pt);
+        assert_true(keys_rotate(k, NULL, &subj, &g, err) < 0);
+        assert_int_equal(keys_list_json(k, "default", &json, err), 0);
+        assert_null(strstr(json, "\"generation\":2"));
+        free(json);
+
+        flaky_down = false;
+        assert_int_equal(encrypt_rc(k, &g, err), 0);
+        assert_int_equal(g, 1);
+        /* Follows on from the 12 counted: the 50 refusals took nothing. */
+        assert_int_equal(store_reserved(env.store, 1), 20);
+        assert_int_equal(keys_decrypt(k, NULL, 0, ct, l, &pt, &n, err), 0);
+        free(pt);
+        free(ct);
+        keys_free(k);
+        store_close(env.store);
+}
+
+/* The use limit holds: with two nodes on the store spending the
+ * generation, nobody encrypts past max_uses, counted in the store. */
+static void test_degraded_limit(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "";
+        struct keys_env env = { &f->cfg, NULL, f->ring, f->master };
+        struct keys *a, *b;
+        unsigned per_gen[16] = { 0 };
+        uint32_t g;
+
+        flaky_down = false;
+        f->cfg.max_uses = 32;
+        assert_int_equal(store_open(&flaky_ops, ":memory:", &env.store), 0);
+        assert_int_equal(keys_new(&env, &a), 0);
+        assert_int_equal(keys_load(a, err), 0);
+        assert_int_equal(keys_new(&env, &b), 0);
+        assert_int_equal(keys_load(b, err), 0);
+        for (int i = 0; i < 100; i++) {
+                struct keys *k = i % 3 ? a : b;
+
+                flaky_down = i % 7 == 3; /* now and then no quorum */
+                if (encrypt_rc(k, &g, err) == 0) {
+                        assert_true(g < 16);
+                        per_gen[g]++;
+                } else
+                        assert_non_null(strstr(err, "store unavailable"));
+                flaky_down = false;
+                keys_sync(k == a ? b : a, NULL);
+        }
+        for (uint32_t i = 1; i < 16; i++) {
+                assert_true(per_gen[i] <= f->cfg.max_uses);
+                if (per_gen[i])
+                        assert_true(store_reserved(env.store, i) <= (long long)f->cfg.max_uses);
+                if (per_gen[i])
+                        assert_true(store_reserved(env.store, i) >= (long long)per_gen[i]);
+        }
+        keys_free(a);
+        keys_free(b);
+        store_close(env.store);
+}
+
+static void test_store_unavailable(void **state)
+{
+        struct fixture *f = *state;
+        struct store *s;
+
+        assert_false(store_unavailable(f->store, -EAGAIN)); /* SQLite: local */
+        assert_int_equal(store_open(&flaky_ops, ":memory:", &s), 0);
+        assert_true(store_unavailable(s, -EAGAIN));
+        assert_true(store_unavailable(s, -ETIMEDOUT));
+        assert_false(store_unavailable(s, -ESTALE));
+        assert_false(store_unavailable(s, -E2BIG));
+        assert_false(store_unavailable(NULL, -EAGAIN));
+        store_close(s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -311,6 +555,9 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_context_and_tamper, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_wrong_master_key, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_degraded_uses, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_degraded_limit, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_store_unavailable, setup, teardown),
         };
         return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }
