@@ -387,8 +387,13 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                                                     ARRAY_SIZE(ops), &rev);
         }
         if (r < 0) {
+                /* The name's key exists: another node created the policy
+                 * first (its watch brings it here). */
                 keys_seterr(err, "cannot store policy '%s': %s", name,
-                            r == -ESTALE ? "it already exists" : store_error_text(k->env.store, r));
+                            r == -ESTALE ? "it already exists (created on another node)" :
+                                           store_error_text(k->env.store, r));
+                if (r == -ESTALE)
+                        r = -EEXIST;
                 goto fail;
         }
         p->mod_revision = rev;
@@ -424,6 +429,50 @@ int keys_policy_create(struct keys *k, const char *name, const char *const uris[
         return r;
 }
 
+/* --- changes that meet another node's (-ESTALE) ----------------------------- */
+
+/* Changes of a policy are compare-and-swap on its records: when another
+ * node changed one first, the change reads the policy again and is tried
+ * once more, up to STALE_RETRIES times; it is made whole or not at all. */
+#define STALE_RETRIES 8
+
+/* Reads policy name again from the store (sync.c merges it). */
+static int refresh_named(struct keys *k, const char *name, char *err)
+{
+        struct policy *p;
+        uint8_t id[16];
+
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy(k, name);
+        if (p)
+                memcpy(id, p->id, 16);
+        pthread_rwlock_unlock(&k->lock);
+        return p ? policy_refresh(k, id, err) : -ENOENT;
+}
+
+/* Reads one assignment again from the store into memory. */
+static int refresh_assignment(struct keys *k, const char *key, bool by_gid, uint32_t id, char *err)
+{
+        struct store_kv kv = { 0 };
+        int r = store_ops_of(k->env.store)->get(k->env.store, key, &kv);
+
+        if (r < 0 && r != -ENOENT) {
+                keys_seterr(err, "cannot read the assignment: %s", store_error_text(k->env.store, r));
+                return r;
+        }
+        pthread_rwlock_wrlock(&k->lock);
+        for (size_t i = 0; i < k->n_assignments; i++)
+                if (k->assignments[i].by_gid == by_gid && k->assignments[i].id == id) {
+                        k->assignments[i] = k->assignments[--k->n_assignments];
+                        break;
+                }
+        if (r == 0)
+                r = load_assignment(k, &kv);
+        pthread_rwlock_unlock(&k->lock);
+        store_kv_clear(&kv);
+        return r == -ENOENT ? 0 : r;
+}
+
 /* --- assignment ----------------------------------------------------------- */
 
 int load_assignment(struct keys *k, const struct store_kv *kv)
@@ -451,7 +500,7 @@ int load_assignment(struct keys *k, const struct store_kv *kv)
         return 0;
 }
 
-int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t id,
+static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t id,
                        const struct audit_subject *subj, char *err)
 {
         struct assignment *a = NULL;
@@ -500,6 +549,26 @@ out:
         return r;
 }
 
+/* Another node assigned the same user or group meanwhile: the later
+ * assignment wins, as it would one after the other. */
+int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t id,
+                       const struct audit_subject *subj, char *err)
+{
+        char key[64];
+        int r = assign_once(k, policy, by_gid, id, subj, err);
+
+        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_assignment(k, key, by_gid, id, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = assign_once(k, policy, by_gid, id, subj, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "the assignment keeps changing on other nodes: not done, retry");
+        return r;
+}
+
 bool keys_policy_for(struct keys *k, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
                      char ret[65])
 {
@@ -529,7 +598,7 @@ bool keys_policy_for(struct keys *k, uid_t uid, gid_t gid, const gid_t *groups, 
 
 /* --- rekey ------------------------------------------------------------------ */
 
-int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
+static int rekey_once(struct keys *k, const char *policy, const char *const uris[2],
                       bool new_policy_key, const struct audit_subject *subj, char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
@@ -647,10 +716,25 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 goto out;
         }
         {
-                /* Guarded by the policy record's revision (the generations
-                 * change only under this lock). */
-                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
+                /* Guarded by the revisions of every record it writes: on a
+                 * fleet other nodes change generations (use reservations,
+                 * retirements) without touching the policy record. */
+                struct store_cmp *cmps = calloc(n_ops, sizeof(*cmps));
+                size_t c = 0;
+
+                if (!cmps) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                for (size_t i = 0; new_policy_key && i < p->n_gens; i++)
+                        if (p->gens[i]->rec.state != GEN_DESTROYED) {
+                                cmps[c] = (struct store_cmp){ keys[c], p->gens[i]->mod_revision };
+                                c++;
+                        }
+                cmps[c] = (struct store_cmp){ keys[n_ops - 1], p->mod_revision };
+                c++;
+                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, c, ops, n_ops, &rev);
+                free(cmps);
         }
         if (r < 0) {
                 keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
@@ -695,6 +779,22 @@ out:
         return r;
 }
 
+int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
+                      bool new_policy_key, const struct audit_subject *subj, char *err)
+{
+        int r = rekey_once(k, policy, uris, new_policy_key, subj, err);
+
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_named(k, policy, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = rekey_once(k, policy, uris, new_policy_key, subj, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "policy '%s' keeps changing on other nodes: rekey not done, retry", policy);
+        return r;
+}
+
 /* --- purge ------------------------------------------------------------------ */
 
 int keys_check_purgeable(struct keys *k, const char *policy, char *err)
@@ -715,8 +815,8 @@ int keys_check_purgeable(struct keys *k, const char *policy, char *err)
         return r;
 }
 
-int keys_purge(struct keys *k, const char *policy, const struct audit_subject *subj,
-               uint32_t request_id, char *err)
+static int purge_once(struct keys *k, const char *policy, const struct audit_subject *subj,
+                      uint32_t request_id, char *err)
 {
         struct store_op *ops = NULL;
         char **jsons = NULL, (*keys)[160] = NULL;
@@ -782,7 +882,7 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", strerror(-r));
+                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {
@@ -824,6 +924,23 @@ out:
         free(ops);
         free(keys);
         free(rec);
+        return r;
+}
+
+/* A rotation elsewhere changes the policy record: purge what is there now. */
+int keys_purge(struct keys *k, const char *policy, const struct audit_subject *subj,
+               uint32_t request_id, char *err)
+{
+        int r = purge_once(k, policy, subj, request_id, err);
+
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_named(k, policy, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = purge_once(k, policy, subj, request_id, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "policy '%s' keeps changing on other nodes: purge not done, retry", policy);
         return r;
 }
 

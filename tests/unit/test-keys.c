@@ -466,6 +466,117 @@ static void test_store_unavailable(void **state)
         store_close(s);
 }
 
+/* --- changes that meet another node's ------------------------------------------ */
+
+static void write_key_file(const char *path, uint8_t fill)
+{
+        uint8_t k[32];
+        FILE *fp = fopen(path, "we");
+
+        memset(k, fill, sizeof(k));
+        assert_non_null(fp);
+        assert_int_equal(fwrite(k, 1, sizeof(k), fp), sizeof(k));
+        fclose(fp);
+}
+
+/* Node b changes a policy after node a changed it, before b's watch has
+ * read a's change: b's compare-and-swap fails, it reads the policy again
+ * and its change is made, whole (assign, rekey, rekey with a new policy
+ * key over a generation a reserved uses of, purge). */
+static void test_stale_changes_retry(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json, dir[] = "/tmp/dkm-test-keys-XXXXXX", ka[64], kb[64], kc[64];
+        char ua[80], ub[80], uc[80];
+        struct keys_env env = { &f->cfg, f->store, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        const char *uris_ab[2] = { ua, ub }, *uris_bc[2] = { ub, uc };
+        struct keys *b;
+        uint8_t *ct, *pt;
+        size_t l, n;
+        uint32_t g;
+
+        f->cfg.max_uses = 1000;
+        assert_non_null(mkdtemp(dir));
+        snprintf(ka, sizeof(ka), "%s/a.key", dir);
+        snprintf(kb, sizeof(kb), "%s/b.key", dir);
+        snprintf(kc, sizeof(kc), "%s/c.key", dir);
+        write_key_file(ka, 0xa1);
+        write_key_file(kb, 0xb2);
+        write_key_file(kc, 0xc3);
+        snprintf(ua, sizeof(ua), "file:%s", ka);
+        snprintf(ub, sizeof(ub), "file:%s", kb);
+        snprintf(uc, sizeof(uc), "file:%s", kc);
+        assert_int_equal(keys_policy_create(f->keys, "p2", NULL, &subj, err), 0);
+        assert_int_equal(keys_new(&env, &b), 0);
+        assert_int_equal(keys_load(b, err), 0);
+
+        /* assign: the later one wins, both succeed. */
+        assert_int_equal(keys_policy_assign(f->keys, "p2", false, 5, &subj, err), 0);
+        assert_int_equal(keys_policy_assign(b, DEFAULT_POLICY, false, 5, &subj, err), 0);
+        assert_int_equal(keys_sync(f->keys, NULL), 0);
+        {
+                char got[65];
+                assert_true(keys_policy_for(f->keys, 5, 5, NULL, 0, got));
+                assert_string_equal(got, DEFAULT_POLICY);
+                assert_true(keys_policy_for(b, 5, 5, NULL, 0, got));
+                assert_string_equal(got, DEFAULT_POLICY);
+        }
+
+        /* rekey after a rotation elsewhere. */
+        assert_int_equal(keys_rotate(f->keys, "p2", &subj, &g, err), 0);
+        assert_int_equal(keys_policy_rekey(b, "p2", uris_ab, false, &subj, err), 0);
+        assert_int_equal(keys_sync(f->keys, NULL), 0);
+        assert_int_equal(keys_policy_list_json(f->keys, "p2", &json, err), 0);
+        assert_non_null(strstr(json, "\"managed_by\":\"customer\""));
+        assert_non_null(strstr(json, "\"active_generation\":2"));
+        free(json);
+
+        /* rekey with a new policy key after a reserved uses of the active
+         * generation: the reservation is kept, not written over. */
+        assert_int_equal(keys_encrypt(f->keys, "p2", NULL, 0, (const uint8_t *)"r", 1, &ct, &l, err), 0);
+        assert_int_equal(keys_policy_rekey(b, "p2", uris_bc, true, &subj, err), 0);
+        assert_int_equal(keys_sync(f->keys, NULL), 0);
+        assert_int_equal(keys_decrypt(f->keys, NULL, 0, ct, l, &pt, &n, err), 0);
+        free(pt);
+        assert_int_equal(keys_decrypt(b, NULL, 0, ct, l, &pt, &n, err), 0);
+        free(pt);
+        free(ct);
+        {
+                /* a's reservation (one block: SQLite) is still in the store. */
+                struct keys *c;
+                assert_int_equal(keys_new(&env, &c), 0);
+                assert_int_equal(keys_load(c, err), 0);
+                assert_int_equal(keys_list_json(c, "p2", &json, err), 0);
+                {
+                        const char *g2 = strstr(json, "\"generation\":2,\"state\":\"active\"");
+                        assert_non_null(g2);
+                        assert_non_null(strstr(g2, "\"uses\":"));
+                        assert_true(atoi(strstr(g2, "\"uses\":") + 7) >= 62);
+                }
+                free(json);
+                keys_free(c);
+        }
+
+        /* purge after a rotation elsewhere. */
+        assert_int_equal(keys_rotate(f->keys, "p2", &subj, &g, err), 0);
+        assert_int_equal(keys_purge(b, "p2", &subj, 7, err), 0);
+        assert_int_equal(keys_sync(f->keys, NULL), 0);
+        assert_int_equal(keys_encrypt(f->keys, "p2", NULL, 0, (const uint8_t *)"r", 1, &ct, &l, err),
+                         -EKEYREVOKED);
+
+        /* create: the same name on two nodes is a clear conflict. */
+        assert_int_equal(keys_policy_create(f->keys, "p3", NULL, &subj, err), 0);
+        err[0] = 0;
+        assert_int_equal(keys_policy_create(b, "p3", NULL, &subj, err), -EEXIST);
+        assert_non_null(strstr(err, "already exists"));
+        keys_free(b);
+        unlink(ka);
+        unlink(kb);
+        unlink(kc);
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -480,6 +591,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_degraded_uses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_degraded_limit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_store_unavailable, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stale_changes_retry, setup, teardown),
         };
         return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }
