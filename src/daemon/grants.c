@@ -197,7 +197,7 @@ static int request_load(struct grants *g, uint32_t id, struct request *ret, char
                 return r;
         }
         if (r < 0) {
-                seterr(err, "cannot read access request %u: %s", id, strerror(-r));
+                seterr(err, "cannot read access request %u: %s", id, store_error_text(g->store, r));
                 return r;
         }
         r = request_decode(&kv, ret);
