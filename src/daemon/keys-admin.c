@@ -465,6 +465,17 @@ void keys_maintain(struct keys *k)
                         }
                         secure_wipe(buf, KEYBUF_SIZE);
                 }
+                if (p->rec.has_previous) {
+                        /* A rekey with a new policy key was cut short
+                         * (here or on another node): finish it. */
+                        memcpy(id, p->id, 16);
+                        pthread_rwlock_unlock(&k->lock);
+                        if (rekey_finish(k, id, err) < 0)
+                                log_warn("re-wrapping generations under a new policy key: %s", err);
+                        err[0] = 0;
+                        pthread_rwlock_rdlock(&k->lock);
+                        continue; /* the list may have changed: the next pass looks again */
+                }
                 if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
                     k->cfg->max_age_usec) {
                         memcpy(id, p->id, 16);

@@ -103,6 +103,15 @@ void clear_alert(struct keys *k);
 int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE]);
 unsigned cache_ttl_sec(const struct keys *k);
 int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err);
+/* The key that wraps g's key: the policy key, or while a rekey re-wraps
+ * the generations, for those not done yet, the previous one. */
+int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *g,
+                     uint8_t key[ENGINE_KEY_SIZE], char *err);
+/* policies.c: re-wraps the generations still under the previous policy
+ * key after a rekey with a new one, in as many transactions as the store
+ * needs, then drops the previous key; resumes one that was cut short.
+ * Without the lock. */
+int rekey_finish(struct keys *k, const uint8_t id[16], char *err);
 int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret, char *err);

@@ -222,6 +222,35 @@ int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], c
 }
 
 
+int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *g,
+                     uint8_t key[ENGINE_KEY_SIZE], char *err)
+{
+        uint8_t tmp[ENGINE_KEY_SIZE];
+        int r = policy_key(k, p, key, err);
+
+        if (r < 0 || g->rec.key_version == p->rec.key_version)
+                return r;
+        if (!p->rec.has_previous || g->rec.key_version != p->rec.previous_version) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                keys_seterr(err, "policy '%s' generation %u: wrapped under policy key version %u, "
+                            "which the policy no longer has", p->rec.name, g->rec.generation,
+                            g->rec.key_version);
+                return -EBADMSG;
+        }
+        /* A rekey is re-wrapping the generations: the previous key serves. */
+        r = key_unwrap(key, WRAP_PREVIOUS_POLICY_KEY, p->id, p->rec.previous_version,
+                       p->rec.previous_key, tmp);
+        memcpy(key, tmp, sizeof(tmp));
+        secure_wipe(tmp, sizeof(tmp));
+        if (r < 0) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                keys_seterr(err, "policy '%s': the previous policy key does not unwrap (%s)",
+                            p->rec.name, strerror(-r));
+        }
+        return r;
+}
+
+
 /* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
 int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
                         char *err)
@@ -231,7 +260,7 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
         char desc[80];
         int r;
 
-        r = policy_key(k, p, pkey, err);
+        r = gen_wrapping_key(k, p, g, pkey, err);
         if (r < 0)
                 return r;
         r = key_unwrap(pkey, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key, buf);
@@ -274,7 +303,8 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
                            char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
-        struct gen_record rec = { .generation = n, .state = GEN_ACTIVE };
+        struct gen_record rec = { .generation = n, .state = GEN_ACTIVE,
+                                  .key_version = p->rec.key_version };
         int r;
 
         if (!buf)

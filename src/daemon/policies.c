@@ -207,7 +207,7 @@ static int wrap_gen_with(const uint8_t pkey[ENGINE_KEY_SIZE], struct policy *p, 
                          struct gen_record *ret)
 {
         _cleanup_secret_ uint8_t *gkey = secret_alloc(ENGINE_KEY_SIZE);
-        struct gen_record g = { .generation = n, .state = GEN_ACTIVE };
+        struct gen_record g = { .generation = n, .state = GEN_ACTIVE, .key_version = p->rec.key_version };
         int r;
 
         if (!gkey)
@@ -626,6 +626,12 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                 r = -EKEYREVOKED;
                 goto out;
         }
+        if (p->rec.has_previous) {
+                keys_seterr(err, "policy '%s': its generations are still being re-wrapped after the "
+                            "last rekey; retry", policy);
+                r = -EAGAIN;
+                goto out;
+        }
         r = open_pair(uris, ck, err);
         if (r < 0)
                 goto out;
@@ -671,28 +677,21 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                 r = -ENOMEM;
                 goto out;
         }
-        /* A new policy key re-wraps every generation; no data is touched. */
-        for (size_t i = 0; new_policy_key && i < p->n_gens; i++) {
-                struct generation *g = p->gens[i];
-
-                gens[i] = g->rec;
-                if (g->rec.state == GEN_DESTROYED)
-                        continue;
-                r = key_unwrap(buf, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key,
-                               buf + 2 * ENGINE_KEY_SIZE);
-                if (r >= 0)
-                        r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_GENERATION_KEY, p->id, g->rec.generation,
-                                     buf + 2 * ENGINE_KEY_SIZE, gens[i].wrapped_key);
-                secure_wipe(buf + 2 * ENGINE_KEY_SIZE, ENGINE_KEY_SIZE);
-                if (r >= 0)
-                        r = gen_record_encode(&gens[i], &jsons[n_ops]);
+        if (new_policy_key) {
+                /* The generations stay wrapped under the key before, which
+                 * stays too, wrapped under the new one, until rekey_finish()
+                 * has re-wrapped them all in as many transactions as the
+                 * store needs: a crash in between leaves every generation
+                 * readable, and any node finishes the work. */
+                rec->key_version = p->rec.key_version + 1;
+                rec->has_previous = true;
+                rec->previous_version = p->rec.key_version;
+                r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_PREVIOUS_POLICY_KEY, p->id, rec->previous_version,
+                             buf, rec->previous_key);
                 if (r < 0) {
-                        keys_seterr(err, "cannot re-wrap generation %u: %s", g->rec.generation, strerror(-r));
+                        keys_seterr(err, "cannot wrap the previous policy key: %s", strerror(-r));
                         goto out;
                 }
-                key_generation(keys[n_ops], sizeof(keys[n_ops]), p->rec.id, g->rec.generation);
-                ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-                n_ops++;
         }
         r = policy_record_encode(rec, &jsons[n_ops]);
         if (r < 0)
@@ -707,34 +706,9 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                 r = -EIO;
                 goto out;
         }
-        if (n_ops > store_ops_of(k->env.store)->max_txn_ops) {
-                keys_seterr(err, "policy '%s' has %zu generations: re-wrapping them all is more than one "
-                            "transaction of the %s store carries (%zu); rekey without --new-policy-key",
-                            policy, p->n_gens, store_ops_of(k->env.store)->name,
-                            store_ops_of(k->env.store)->max_txn_ops);
-                r = -E2BIG;
-                goto out;
-        }
         {
-                /* Guarded by the revisions of every record it writes: on a
-                 * fleet other nodes change generations (use reservations,
-                 * retirements) without touching the policy record. */
-                struct store_cmp *cmps = calloc(n_ops, sizeof(*cmps));
-                size_t c = 0;
-
-                if (!cmps) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                for (size_t i = 0; new_policy_key && i < p->n_gens; i++)
-                        if (p->gens[i]->rec.state != GEN_DESTROYED) {
-                                cmps[c] = (struct store_cmp){ keys[c], p->gens[i]->mod_revision };
-                                c++;
-                        }
-                cmps[c] = (struct store_cmp){ keys[n_ops - 1], p->mod_revision };
-                c++;
-                r = store_ops_of(k->env.store)->txn(k->env.store, cmps, c, ops, n_ops, &rev);
-                free(cmps);
+                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
+                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
         }
         if (r < 0) {
                 keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
@@ -748,10 +722,6 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         }
         p->rec = *rec;
         p->mod_revision = rev;
-        for (size_t i = 0; new_policy_key && i < p->n_gens; i++) {
-                p->gens[i]->rec = gens[i];
-                p->gens[i]->mod_revision = rev;
-        }
         {
                 keyring_serial_t s = atomic_exchange(&p->serial, 0);
                 if (s > 0)
@@ -779,6 +749,174 @@ out:
         return r;
 }
 
+/* --- finishing a rekey with a new policy key ---------------------------------- */
+
+/* One step (write lock held): re-wraps up to one transaction's worth of
+ * the generations still under the previous policy key, each guarded by its
+ * revision; when none is left, drops the previous key from the policy
+ * record.  0: a step was made; 1: done; or an error (-ESTALE: another node
+ * changed one of them, read the policy again). */
+static int finish_step_locked(struct keys *k, struct policy *p, char *err)
+{
+        _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
+        size_t max = store_ops_of(k->env.store)->max_txn_ops, n = 0;
+        struct store_cmp *cmps = NULL;
+        struct store_op *ops = NULL;
+        char **jsons = NULL, (*keys)[160] = NULL;
+        struct generation **todo = NULL;
+        struct gen_record *recs = NULL;
+        uint64_t rev;
+        int r;
+
+        if (!buf)
+                return -ENOMEM;
+        /* buf: the current policy key, then the previous one. */
+        r = read_cached(atomic_load(&p->serial), buf);
+        if (r < 0)
+                r = p->rec.n_customer_keys ? policy_key_customer(k, p, buf, true, err) :
+                                             policy_key(k, p, buf, err);
+        if (r < 0)
+                return r;
+        r = key_unwrap(buf, WRAP_PREVIOUS_POLICY_KEY, p->id, p->rec.previous_version, p->rec.previous_key,
+                       buf + ENGINE_KEY_SIZE);
+        if (r < 0) {
+                keys_seterr(err, "policy '%s': the previous policy key does not unwrap (%s)", p->rec.name,
+                            strerror(-r));
+                return r;
+        }
+        cmps = calloc(max, sizeof(*cmps));
+        ops = calloc(max, sizeof(*ops));
+        jsons = calloc(max, sizeof(*jsons));
+        keys = calloc(max, sizeof(*keys));
+        todo = calloc(max, sizeof(*todo));
+        recs = calloc(max, sizeof(*recs));
+        if (!cmps || !ops || !jsons || !keys || !todo || !recs) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < p->n_gens && n < max; i++) {
+                struct generation *g = p->gens[i];
+
+                if (g->rec.state == GEN_DESTROYED || g->rec.key_version == p->rec.key_version)
+                        continue;
+                if (g->rec.key_version != p->rec.previous_version) {
+                        keys_seterr(err, "policy '%s' generation %u: wrapped under policy key version %u, "
+                                    "which the policy no longer has", p->rec.name, g->rec.generation,
+                                    g->rec.key_version);
+                        r = -EBADMSG;
+                        goto out;
+                }
+                recs[n] = g->rec;
+                recs[n].key_version = p->rec.key_version;
+                r = key_unwrap(buf + ENGINE_KEY_SIZE, WRAP_GENERATION_KEY, p->id, g->rec.generation,
+                               g->rec.wrapped_key, buf + 2 * ENGINE_KEY_SIZE);
+                if (r >= 0)
+                        r = key_wrap(buf, WRAP_GENERATION_KEY, p->id, g->rec.generation,
+                                     buf + 2 * ENGINE_KEY_SIZE, recs[n].wrapped_key);
+                secure_wipe(buf + 2 * ENGINE_KEY_SIZE, ENGINE_KEY_SIZE);
+                if (r >= 0)
+                        r = gen_record_encode(&recs[n], &jsons[n]);
+                if (r < 0) {
+                        keys_seterr(err, "cannot re-wrap generation %u: %s", g->rec.generation, strerror(-r));
+                        goto out;
+                }
+                key_generation(keys[n], sizeof(keys[n]), p->rec.id, g->rec.generation);
+                cmps[n] = (struct store_cmp){ keys[n], g->mod_revision };
+                ops[n] = (struct store_op){ STORE_PUT, keys[n], jsons[n], strlen(jsons[n]) };
+                todo[n++] = g;
+        }
+        if (n == 0) {
+                /* Every generation is under the new key: the old one goes. */
+                struct policy_record *rec = calloc(1, sizeof(*rec));
+
+                if (!rec) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                *rec = p->rec;
+                rec->has_previous = false;
+                rec->previous_version = 0;
+                secure_wipe(rec->previous_key, sizeof(rec->previous_key));
+                r = policy_record_encode(rec, &jsons[0]);
+                key_policy(keys[0], sizeof(keys[0]), p->rec.id);
+                if (r >= 0) {
+                        const struct store_cmp cmp = { keys[0], p->mod_revision };
+                        const struct store_op op = { STORE_PUT, keys[0], jsons[0], strlen(jsons[0]) };
+                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+                }
+                if (r >= 0) {
+                        secure_wipe(&p->rec, sizeof(p->rec));
+                        p->rec = *rec;
+                        p->mod_revision = rev;
+                        r = 1;
+                }
+                secure_wipe(rec, sizeof(*rec));
+                free(rec);
+                n = 1; /* jsons[0] to free */
+                goto out;
+        }
+        r = store_ops_of(k->env.store)->txn(k->env.store, cmps, n, ops, n, &rev);
+        if (r >= 0)
+                for (size_t i = 0; i < n; i++) {
+                        todo[i]->rec = recs[i];
+                        todo[i]->mod_revision = rev;
+                }
+out:
+        if (r < 0 && r != -ESTALE && !err[0])
+                keys_seterr(err, "cannot store re-wrapped generations: %s", store_error_text(k->env.store, r));
+        else if (r < 0 && !err[0])
+                keys_seterr(err, "%s", store_error_text(k->env.store, r));
+        for (size_t i = 0; jsons && i < n; i++)
+                free(jsons[i]);
+        free(jsons);
+        free(cmps);
+        free(ops);
+        free(keys);
+        free(todo);
+        if (recs)
+                secure_wipe(recs, max * sizeof(*recs));
+        free(recs);
+        return r;
+}
+
+int rekey_finish(struct keys *k, const uint8_t id[16], char *err)
+{
+        uint64_t t0 = now_mono_usec();
+        unsigned steps = 0, stale = 0;
+
+        for (;;) {
+                struct policy *p;
+                char name[65];
+                int r;
+
+                if (steps > 0 || stale > 0) {
+                        /* The generations as the store has them now. */
+                        policy_refresh(k, id, err);
+                        err[0] = 0;
+                }
+                pthread_rwlock_wrlock(&k->lock);
+                p = find_policy_id(k, id);
+                if (!p || p->rec.purged || !p->rec.has_previous) {
+                        pthread_rwlock_unlock(&k->lock);
+                        return 0;
+                }
+                snprintf(name, sizeof(name), "%s", p->rec.name);
+                r = finish_step_locked(k, p, err);
+                pthread_rwlock_unlock(&k->lock);
+                if (r == 1) {
+                        log_notice("policy '%s': every generation re-wrapped under the new policy key "
+                                   "(%u transactions, %" PRIu64 " ms)", name, steps + 1,
+                                   (now_mono_usec() - t0) / 1000);
+                        return 0;
+                }
+                if (r == -ESTALE && ++stale <= STALE_RETRIES * 4)
+                        continue;
+                if (r < 0)
+                        return r;
+                steps++;
+        }
+}
+
 int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
                       bool new_policy_key, const struct audit_subject *subj, char *err)
 {
@@ -792,6 +930,22 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
         }
         if (r == -ESTALE)
                 keys_seterr(err, "policy '%s' keeps changing on other nodes: rekey not done, retry", policy);
+        if (r >= 0 && new_policy_key) {
+                /* The rekey stands; re-wrapping what is left resumes from
+                 * the maintenance pass of any node if this is cut short. */
+                uint8_t id[16];
+                bool found;
+                char why[KEYS_ERR_MAX] = "";
+
+                pthread_rwlock_rdlock(&k->lock);
+                found = find_policy(k, policy) != NULL;
+                if (found)
+                        memcpy(id, find_policy(k, policy)->id, 16);
+                pthread_rwlock_unlock(&k->lock);
+                if (found && rekey_finish(k, id, why) < 0)
+                        log_warn("policy '%s': re-wrapping the generations under the new policy key "
+                                 "continues later: %s", policy, why);
+        }
         return r;
 }
 
@@ -960,6 +1114,16 @@ static json_object *policy_json(struct keys *k, struct policy *p, bool detail)
         json_object_object_add(o, "generations", json_object_new_int64((int64_t)p->n_gens));
         if (!detail)
                 return o;
+        json_object_object_add(o, "policy_key_version", json_object_new_int64(p->rec.key_version));
+        if (p->rec.has_previous) {
+                /* A rekey with a new policy key is re-wrapping the generations. */
+                size_t todo = 0;
+
+                for (size_t i = 0; i < p->n_gens; i++)
+                        todo += p->gens[i]->rec.state != GEN_DESTROYED &&
+                                p->gens[i]->rec.key_version != p->rec.key_version;
+                json_object_object_add(o, "generations_to_rewrap", json_object_new_int64((int64_t)todo));
+        }
         pthread_mutex_lock(&p->status_lock);
         if (p->rec.n_customer_keys) {
                 json_object *arr = json_object_new_array();

@@ -577,6 +577,144 @@ static void test_stale_changes_retry(void **state)
         rmdir(dir);
 }
 
+/* --- rekey with a new policy key, in steps ------------------------------------ */
+
+/* A store whose transactions carry at most 4 compares or operations, and
+ * that fails (as without quorum) once small_txns_left reaches 0. */
+static unsigned small_txns_left = ~0u;
+
+static int small_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                     const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
+{
+        if (n_cmps > 4 || n_ops > 4)
+                return -E2BIG;
+        if (small_txns_left == 0)
+                return -EAGAIN;
+        small_txns_left--;
+        return flaky_txn(s, cmps, n_cmps, ops, n_ops, ret_revision);
+}
+
+struct count_ctx {
+        const char *text;
+        size_t n;
+};
+
+static int count_in_store(const struct store_kv *kv, void *userdata)
+{
+        struct count_ctx *c = userdata;
+        char *v = strndup((const char *)kv->value, kv->value_len);
+
+        assert_non_null(v);
+        if (strstr(v, c->text))
+                c->n++;
+        free(v);
+        return 0;
+}
+
+/* Records under "policies/" whose value contains text. */
+static size_t store_count(struct store *s, const char *text)
+{
+        struct count_ctx c = { text, 0 };
+
+        assert_int_equal(store_sqlite_ops.range(inner(s), "policies/", count_in_store, &c), 0);
+        return c.n;
+}
+
+static void test_rekey_in_steps(void **state)
+{
+        struct fixture *f = *state;
+        struct store_ops small_ops = flaky_ops;
+        char err[KEYS_ERR_MAX] = "", *json, dir[] = "/tmp/dkm-test-keys-XXXXXX", ka[64], kb[64];
+        char ua[80], ub[80];
+        const char *uris[2] = { ua, ub };
+        struct keys_env env = { &f->cfg, NULL, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        struct keys *k, *c;
+        uint8_t *ct[11], *pt;
+        size_t l[11], n;
+        uint32_t g;
+
+        small_ops.txn = small_txn;
+        small_ops.max_txn_ops = 4;
+        small_txns_left = ~0u;
+        flaky_down = false;
+        f->cfg.max_uses = 1000;
+        assert_non_null(mkdtemp(dir));
+        snprintf(ka, sizeof(ka), "%s/a.key", dir);
+        snprintf(kb, sizeof(kb), "%s/b.key", dir);
+        write_key_file(ka, 0x1a);
+        write_key_file(kb, 0x2b);
+        snprintf(ua, sizeof(ua), "file:%s", ka);
+        snprintf(ub, sizeof(ub), "file:%s", kb);
+        assert_int_equal(store_open(&small_ops, ":memory:", &env.store), 0);
+        assert_int_equal(keys_new(&env, &k), 0);
+        assert_int_equal(keys_load(k, err), 0);
+        for (int i = 0; i < 11; i++) {
+                if (i)
+                        assert_int_equal(keys_rotate(k, NULL, &subj, &g, err), 0);
+                assert_int_equal(keys_encrypt(k, NULL, NULL, 0, (const uint8_t *)"s", 1, &ct[i], &l[i], err), 0);
+        }
+        /* 11 generations, 4 a transaction: the rekey, 3 steps, the end.
+         * The store fails after the rekey and two steps. */
+        small_txns_left = 3;
+        assert_int_equal(keys_policy_rekey(k, DEFAULT_POLICY, uris, true, &subj, err), 0);
+        assert_int_equal(keys_policy_list_json(k, DEFAULT_POLICY, &json, err), 0);
+        assert_non_null(strstr(json, "\"policy_key_version\":1"));
+        assert_non_null(strstr(json, "\"generations_to_rewrap\":3"));
+        free(json);
+        assert_int_equal(store_count(env.store, "\"previous_key\""), 1);
+        assert_int_equal(store_count(env.store, "\"key_version\":1"), 1 + 8);
+
+        /* A node that starts now (nothing cached) reads every generation. */
+        keyctl_clear(f->ring);
+        assert_int_equal(keyring_add(f->ring, "dkm:master", (uint8_t[32]){ [0 ... 31] = 0x5a }, 32, 0,
+                                     &env.master), 0);
+        assert_int_equal(keys_new(&env, &c), 0);
+        assert_int_equal(keys_load(c, err), 0);
+        for (int i = 0; i < 11; i++) {
+                assert_int_equal(keys_decrypt(c, NULL, 0, ct[i], l[i], &pt, &n, err), 0);
+                free(pt);
+        }
+        /* With the store back, its maintenance finishes the work. */
+        small_txns_left = ~0u;
+        keys_maintain(c);
+        assert_int_equal(store_count(env.store, "\"previous_key\""), 0);
+        assert_int_equal(store_count(env.store, "\"key_version\":1"), 1 + 11);
+        assert_int_equal(keys_policy_list_json(c, DEFAULT_POLICY, &json, err), 0);
+        assert_null(strstr(json, "generations_to_rewrap"));
+        free(json);
+        keys_free(k);
+        keys_free(c);
+        /* And once more, from scratch: everything under version 2. */
+        keyctl_clear(f->ring);
+        assert_int_equal(keyring_add(f->ring, "dkm:master", (uint8_t[32]){ [0 ... 31] = 0x5a }, 32, 0,
+                                     &env.master), 0);
+        assert_int_equal(keys_new(&env, &c), 0);
+        assert_int_equal(keys_load(c, err), 0);
+        assert_int_equal(keys_policy_rekey(c, DEFAULT_POLICY, uris, true, &subj, err), 0);
+        assert_int_equal(store_count(env.store, "\"key_version\":2"), 1 + 11);
+        assert_int_equal(store_count(env.store, "\"previous_key\""), 0);
+        keys_free(c);
+        keyctl_clear(f->ring);
+        assert_int_equal(keyring_add(f->ring, "dkm:master", (uint8_t[32]){ [0 ... 31] = 0x5a }, 32, 0,
+                                     &env.master), 0);
+        assert_int_equal(keys_new(&env, &c), 0);
+        assert_int_equal(keys_load(c, err), 0);
+        for (int i = 0; i < 11; i++) {
+                assert_int_equal(keys_decrypt(c, NULL, 0, ct[i], l[i], &pt, &n, err), 0);
+                assert_int_equal(n, 1);
+                free(pt);
+                free(ct[i]);
+        }
+        keys_free(c);
+        store_close(env.store);
+        f->keys = NULL; /* teardown: its keys went with the keyring */
+        assert_int_equal(keys_new(&(struct keys_env){ &f->cfg, f->store, f->ring, env.master }, &f->keys), 0);
+        unlink(ka);
+        unlink(kb);
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -592,6 +730,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_degraded_limit, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_store_unavailable, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_changes_retry, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rekey_in_steps, setup, teardown),
         };
         return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }
