@@ -258,6 +258,41 @@ done
 check "A and C refuse purged data" test $ok = 1
 [ $ok = 1 ] || { on a svc decrypt --in "$W/ct-gone"; on c svc decrypt --in "$W/ct-gone"; on a op policy show gone; }
 
+echo "== rekey with a new policy key of a policy with 140 generations (etcd: 128 operations a transaction)"
+check "create big on A" bash -c "on a op policy create big >/dev/null"
+for i in $(seq 2 140); do
+        on a op key rotate --policy big >/dev/null || { fail "rotation $i of big"; break; }
+        case $i in 2|70|140) printf "big-$i" | on a svc encrypt --policy big > "$W/ct-big-$i" ;; esac
+done
+for _ in $(seq 1 50); do [ "$(active b big)" = 140 ] && [ "$(active c big)" = 140 ] && break; sleep 0.1; done
+check "B and C have all 140 generations" test "$(active b big) $(active c big)" = "140 140"
+for n in a c; do on $n svc decrypt --in "$W/ct-big-70" >/dev/null; done # cached there
+check "rekey --new-policy-key on B" bash -c \
+        "on b op policy rekey big --customer-key 'file:$K/2.key' --customer-key 'file:$K/3.key' --new-policy-key >/dev/null"
+big_id=$(policy_id big)
+check "etcd: every generation is wrapped under policy key version 1" test \
+        "$(etcd_ctl get "${PREFIX}policies/$big_id/gens/" --prefix --print-value-only | grep -c '"key_version":1')" = 140
+prec=$(etcd_ctl get "${PREFIX}policies/$big_id" --print-value-only)
+check "etcd: the policy record has version 1" grep -q '"key_version":1' <<<"$prec"
+check "etcd: and no previous key" test "$(grep -c previous_key <<<"$prec")" = 0
+check "B's log: re-wrapped in several transactions" \
+        grep -qE "policy 'big': every generation re-wrapped under the new policy key \(([2-9]|[1-9][0-9]+) transactions" \
+        "$(node_dir b)/dkmd.log"
+ok=0
+for _ in $(seq 1 30); do
+        ok=1
+        for n in a b c; do
+                for i in 2 70 140; do
+                        [ "$(on $n svc decrypt --in "$W/ct-big-$i" 2>/dev/null)" = "big-$i" ] || ok=0
+                done
+        done
+        [ $ok = 1 ] && break
+        sleep 0.1
+done
+check "every node decrypts big's old data after the rekey" test $ok = 1
+check "C encrypts under big again" bash -c "printf big-new | on c svc encrypt --policy big > '$W/ct-big-new'"
+check "A decrypts it" bash -c "on a svc decrypt --in '$W/ct-big-new' | grep -qx big-new"
+
 for n in a b c; do
         if grep -qE 'runtime error|ERROR: (Address|Leak|UndefinedBehavior)Sanitizer' "$(node_dir $n)/dkmd.log"; then
                 fail "sanitizer report in node $n's log"
