@@ -722,7 +722,10 @@ static int scan_one(const struct store_kv *kv, void *userdata)
                 return 0;
         }
         e = s->fn(s->g, &r, s->userdata);
-        if (r.state == REQ_GRANTED || r.state == REQ_EXPIRED || r.state == REQ_REVOKED) {
+        /* Live grants, and those that ended before their time (for the
+         * refusal's words); not the history. */
+        if (r.state == REQ_GRANTED ||
+            ((r.state == REQ_EXPIRED || r.state == REQ_REVOKED) && r.grant_expires_usec > now_real_usec())) {
                 struct request *v = reallocarray(s->copy, s->n_copy + 1, sizeof(*v));
 
                 if (v) {
