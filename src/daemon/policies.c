@@ -920,7 +920,22 @@ int rekey_finish(struct keys *k, const uint8_t id[16], char *err)
 int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
                       bool new_policy_key, const struct audit_subject *subj, char *err)
 {
-        int r = rekey_once(k, policy, uris, new_policy_key, subj, err);
+        struct policy *p;
+        uint8_t pid[16];
+        bool pending;
+        int r;
+
+        /* A rekey cut short before is finished first. */
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy(k, policy);
+        pending = p && p->rec.has_previous;
+        if (pending)
+                memcpy(pid, p->id, 16);
+        pthread_rwlock_unlock(&k->lock);
+        if (pending && rekey_finish(k, pid, err) < 0)
+                return -EAGAIN;
+        err[0] = 0;
+        r = rekey_once(k, policy, uris, new_policy_key, subj, err);
 
         for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
                 if (refresh_named(k, policy, err) < 0)
