@@ -70,6 +70,7 @@ void keys_free(struct keys *k)
         for (size_t i = 0; i < k->n_policies; i++)
                 policy_free(k->policies[i]);
         free(k->policies);
+        free(k->assignments);
         pthread_rwlock_destroy(&k->lock);
         free(k);
 }
