@@ -591,10 +591,16 @@ static int reserve_in_store(struct keys *k, struct policy *p, struct generation 
                         if (r >= 0)
                                 r = gen_record_decode(kv.value, kv.value_len, &fresh);
                         if (r >= 0) {
-                                if (fresh.state != GEN_ACTIVE) {
-                                        /* Rolled over elsewhere: the merge under the
-                                         * write lock (rollover_if_due) applies it. */
+                                if (fresh.state != GEN_ACTIVE || fresh.key_version != g->rec.key_version ||
+                                    memcmp(fresh.wrapped_key, g->rec.wrapped_key,
+                                           sizeof(fresh.wrapped_key)) != 0) {
+                                        /* Rolled over or re-wrapped (rekey) elsewhere:
+                                         * the merge under the write lock
+                                         * (rollover_if_due) applies it first, so that
+                                         * what we write back is never older. */
                                         secure_wipe(&fresh, sizeof(fresh));
+                                        if (kv.value)
+                                                secure_wipe(kv.value, kv.value_len);
                                         store_kv_clear(&kv);
                                         return 1;
                                 }

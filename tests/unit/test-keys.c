@@ -620,6 +620,15 @@ static size_t store_count(struct store *s, const char *text)
         return c.n;
 }
 
+/* The same on a plain SQLite store. */
+static size_t store_count_sqlite(struct store *s, const char *text)
+{
+        struct count_ctx c = { text, 0 };
+
+        assert_int_equal(store_sqlite_ops.range(s, "policies/", count_in_store, &c), 0);
+        return c.n;
+}
+
 static void test_rekey_in_steps(void **state)
 {
         struct fixture *f = *state;
@@ -720,6 +729,52 @@ static void test_rekey_in_steps(void **state)
         rmdir(dir);
 }
 
+/* A node reserving uses of a generation that another node re-wrapped
+ * (rekey with a new policy key) meanwhile must not write the old wrapping
+ * back: it reads the generation again first. */
+static void test_reservation_keeps_rewrap(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", dir[] = "/tmp/dkm-test-keys-XXXXXX", ka[64], kb[64], ua[80], ub[80];
+        const char *uris[2] = { ua, ub };
+        struct keys_env env = { &f->cfg, f->store, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        struct keys *b, *c;
+        uint8_t *ct[4], *pt;
+        size_t l[4], n;
+
+        f->cfg.max_uses = 32; /* blocks of 2 */
+        assert_non_null(mkdtemp(dir));
+        snprintf(ka, sizeof(ka), "%s/a.key", dir);
+        snprintf(kb, sizeof(kb), "%s/b.key", dir);
+        write_key_file(ka, 0x3c);
+        write_key_file(kb, 0x4d);
+        snprintf(ua, sizeof(ua), "file:%s", ka);
+        snprintf(ub, sizeof(ub), "file:%s", kb);
+        assert_int_equal(keys_encrypt(f->keys, NULL, NULL, 0, (const uint8_t *)"0", 1, &ct[0], &l[0], err), 0);
+        assert_int_equal(keys_new(&env, &b), 0);
+        assert_int_equal(keys_load(b, err), 0);
+        assert_int_equal(keys_policy_rekey(b, DEFAULT_POLICY, uris, true, &subj, err), 0);
+        assert_int_equal(store_count_sqlite(f->store, "\"previous_key\""), 0);
+        /* The first node has not synced; its next block is reserved now. */
+        for (int i = 1; i < 4; i++)
+                assert_int_equal(keys_encrypt(f->keys, NULL, NULL, 0, (const uint8_t *)"x", 1, &ct[i], &l[i],
+                                              err), 0);
+        assert_int_equal(store_count_sqlite(f->store, "\"key_version\":1"), 2); /* policy and gen 1 */
+        assert_int_equal(keys_new(&env, &c), 0);
+        assert_int_equal(keys_load(c, err), 0);
+        for (int i = 0; i < 4; i++) {
+                assert_int_equal(keys_decrypt(c, NULL, 0, ct[i], l[i], &pt, &n, err), 0);
+                free(pt);
+                free(ct[i]);
+        }
+        keys_free(b);
+        keys_free(c);
+        unlink(ka);
+        unlink(kb);
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -736,6 +791,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_store_unavailable, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_changes_retry, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rekey_in_steps, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reservation_keeps_rewrap, setup, teardown),
         };
         return cmocka_run_group_tests_name("keys", tests, NULL, NULL);
 }
