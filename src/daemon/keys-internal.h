@@ -107,7 +107,7 @@ int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], c
  * the generations, for those not done yet, the previous one. */
 int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *g,
                      uint8_t key[ENGINE_KEY_SIZE], char *err);
-/* policies.c: re-wraps the generations still under the previous policy
+/* policy-rewrap.c: re-wraps the generations still under the previous policy
  * key after a rekey with a new one, in as many transactions as the store
  * needs, then drops the previous key; resumes one that was cut short.
  * Without the lock. */
