@@ -76,6 +76,13 @@ struct grants {
         pthread_mutex_t seen_lock;
         uint32_t *seen;
         size_t n_seen;
+        /* The grants as last read from the store in full: while the store
+         * is unavailable (no etcd quorum), uses are checked against these
+         * and the kernel's grant keys (cache_lock). */
+        pthread_mutex_t cache_lock;
+        struct request *cache;
+        size_t n_cache;
+        bool cache_valid;
 };
 
 static void seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -190,7 +197,7 @@ static int request_load(struct grants *g, uint32_t id, struct request *ret, char
                 return r;
         }
         if (r < 0) {
-                seterr(err, "cannot read access request %u: %s", id, strerror(-r));
+                seterr(err, "cannot read access request %u: %s", id, store_error_text(g->store, r));
                 return r;
         }
         r = request_decode(&kv, ret);
@@ -199,6 +206,8 @@ static int request_load(struct grants *g, uint32_t id, struct request *ret, char
                 seterr(err, "access request %u is damaged in the store", id);
         return r;
 }
+
+static void cache_note(struct grants *g, const struct request *r);
 
 /* Writes r back if nobody changed it meanwhile (compare-and-swap). */
 static int request_store(struct grants *g, struct request *r, char *err)
@@ -223,6 +232,7 @@ static int request_store(struct grants *g, struct request *r, char *err)
                 return e;
         }
         r->mod_revision = rev;
+        cache_note(g, r);
         return 0;
 }
 
@@ -696,26 +706,80 @@ struct scan {
         struct grants *g;
         int (*fn)(struct grants *g, struct request *r, void *userdata);
         void *userdata;
+        struct request *copy; /* what a check may need without the store */
+        size_t n_copy;
+        bool oom;
 };
 
 static int scan_one(const struct store_kv *kv, void *userdata)
 {
         struct scan *s = userdata;
         struct request r;
+        int e;
 
         if (request_decode(kv, &r) < 0) {
                 log_err("access request record %s is damaged; ignored", kv->key);
                 return 0;
         }
-        return s->fn(s->g, &r, s->userdata);
+        e = s->fn(s->g, &r, s->userdata);
+        /* Live grants, and those that ended before their time (for the
+         * refusal's words); not the history. */
+        if (r.state == REQ_GRANTED ||
+            ((r.state == REQ_EXPIRED || r.state == REQ_REVOKED) && r.grant_expires_usec > now_real_usec())) {
+                struct request *v = reallocarray(s->copy, s->n_copy + 1, sizeof(*v));
+
+                if (v) {
+                        s->copy = v;
+                        v[s->n_copy++] = r;
+                } else
+                        s->oom = true;
+        }
+        return e;
 }
 
+/* What this node wrote goes into the cache at once (the next complete
+ * walk replaces it anyway). */
+static void cache_note(struct grants *g, const struct request *r)
+{
+        pthread_mutex_lock(&g->cache_lock);
+        if (g->cache_valid) {
+                size_t i = 0;
+
+                while (i < g->n_cache && g->cache[i].id != r->id)
+                        i++;
+                if (i == g->n_cache) {
+                        struct request *v = reallocarray(g->cache, g->n_cache + 1, sizeof(*v));
+
+                        if (!v)
+                                g->cache_valid = false; /* the next walk fills it */
+                        else {
+                                g->cache = v;
+                                g->n_cache++;
+                        }
+                }
+                if (g->cache_valid)
+                        g->cache[i] = *r;
+        }
+        pthread_mutex_unlock(&g->cache_lock);
+}
+
+/* Every request in the store; a complete walk also refreshes the cache. */
 static int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request *, void *),
                             void *userdata)
 {
-        struct scan s = { g, fn, userdata };
+        struct scan s = { g, fn, userdata, NULL, 0, false };
+        int e = store_ops_of(g->store)->range(g->store, "access/requests/", scan_one, &s);
 
-        return store_ops_of(g->store)->range(g->store, "access/requests/", scan_one, &s);
+        if (e == 0 && !s.oom) {
+                pthread_mutex_lock(&g->cache_lock);
+                free(g->cache);
+                g->cache = s.copy;
+                g->n_cache = s.n_copy;
+                g->cache_valid = true;
+                pthread_mutex_unlock(&g->cache_lock);
+        } else
+                free(s.copy);
+        return e;
 }
 
 struct check_ctx {
@@ -725,6 +789,8 @@ struct check_ctx {
         struct grant_use *use;
         int result;
         char *err;
+        bool found;
+        bool degraded; /* from the cache: the store is unavailable */
 };
 
 static bool covers(const struct request *r, enum grant_scope scope, const char *policy)
@@ -753,8 +819,10 @@ static int check_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         e = grant_key_state(g, r, &left);
-        if (e == -ENOKEY && now_real_usec() < r->grant_expires_usec && !seen_has(g, r->id) &&
-            grant_key_mirror(g, r, now_real_usec()) >= 0)
+        /* Without the store only grant keys already here count: the cache
+         * may miss a revocation made elsewhere since. */
+        if (e == -ENOKEY && !c->degraded && now_real_usec() < r->grant_expires_usec &&
+            !seen_has(g, r->id) && grant_key_mirror(g, r, now_real_usec()) >= 0)
                 e = grant_key_state(g, r, &left);
         if (e == 0)
                 seen_set(g, r->id, true);
@@ -765,7 +833,11 @@ static int check_one(struct grants *g, struct request *r, void *userdata)
                 c->result = 0;
                 return 1; /* stop: found a live one */
         }
-        if (e == -EKEYREVOKED || e == -EBADMSG ||
+        if (e == -ENOKEY && c->degraded && !seen_has(g, r->id) &&
+            now_real_usec() < r->grant_expires_usec) {
+                c->result = -EPERM;
+                seterr(c->err, "grant %u is not on this node yet and the store is unavailable", r->id);
+        } else if (e == -EKEYREVOKED || e == -EBADMSG ||
             (e == -ENOKEY && now_real_usec() < r->grant_expires_usec)) {
                 c->result = -EKEYREVOKED;
                 seterr(c->err, "grant %u revoked", r->id);
@@ -776,18 +848,50 @@ static int check_one(struct grants *g, struct request *r, void *userdata)
         return 0;
 }
 
+/* Reads every request (the walk refreshes the cache); the first live
+ * grant found serves. */
+static int check_all(struct grants *g, struct request *r, void *userdata)
+{
+        struct check_ctx *c = userdata;
+
+        if (!c->found && check_one(g, r, c) == 1)
+                c->found = true;
+        return 0;
+}
+
+/* The store is unavailable: the grants as last read, and the kernel's keys,
+ * decide.  false when nothing was ever read. */
+static bool check_cached(struct grants *g, struct check_ctx *c)
+{
+        bool ok;
+
+        c->degraded = true;
+        pthread_mutex_lock(&g->cache_lock);
+        ok = g->cache_valid;
+        for (size_t i = 0; ok && i < g->n_cache; i++) {
+                struct request r = g->cache[i];
+
+                check_all(g, &r, c);
+        }
+        pthread_mutex_unlock(&g->cache_lock);
+        return ok;
+}
+
 int grants_check(struct grants *g, const struct audit_subject *who, enum grant_scope scope,
                  const char *policy, struct grant_use *ret, char *err)
 {
-        struct check_ctx c = { who, scope, policy, ret, -EPERM, err };
+        struct check_ctx c = { who, scope, policy, ret, -EPERM, err, false, false };
         int e;
 
         seterr(err, "not in the users group and no live grant for policy '%s'", policy);
-        e = for_each_request(g, check_one, &c);
-        if (e < 0 && e != 1) {
-                seterr(err, "cannot read grants: %s", strerror(-e));
+        e = for_each_request(g, check_all, &c);
+        if (e < 0 && (!store_unavailable(g->store, e) || !check_cached(g, &c))) {
+                seterr(err, "cannot read grants: %s", store_error_text(g->store, e));
                 return e;
         }
+        if (c.degraded && c.result == 0)
+                log_info("grant %u checked without the store (%s): its key is live here", ret->id,
+                         store_error_text(g->store, e));
         return c.result;
 }
 
@@ -984,6 +1088,7 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
         g->keys = keys;
         pthread_mutex_init(&g->lock, NULL);
         pthread_mutex_init(&g->seen_lock, NULL);
+        pthread_mutex_init(&g->cache_lock, NULL);
         /* One grants keyring per instance, in the user keyring of dkmd's uid:
          * it outlives a restart of dkmd, so the kernel's timers keep running. */
         if (strcmp(cfg->state_dir, DKM_DEFAULT_STATE_DIR) == 0)
@@ -1007,6 +1112,8 @@ void grants_free(struct grants *g)
                 return;
         pthread_mutex_destroy(&g->lock);
         pthread_mutex_destroy(&g->seen_lock);
+        pthread_mutex_destroy(&g->cache_lock);
+        free(g->cache);
         free(g->seen);
         free(g);
 }

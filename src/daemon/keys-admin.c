@@ -33,6 +33,9 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         orec.state = GEN_ARCHIVED;
         orec.uses_reserved = atomic_load(&old->uses) > orec.uses_reserved ?
                                      atomic_load(&old->uses) : orec.uses_reserved;
+        /* Takes past the limit were refused, not spent. */
+        if (orec.uses_reserved > k->cfg->max_uses)
+                orec.uses_reserved = k->cfg->max_uses;
         prec.active = prec.n_generations = n;
         r = policy_record_encode(&prec, &pjson);
         if (r >= 0)
@@ -402,6 +405,10 @@ void keys_status(struct keys *k, void *into)
                 json_object_object_add(po, "state", json_object_new_string(policy_state_name(p)));
                 json_object_object_add(po, "active_generation", json_object_new_int64(p->rec.active));
                 json_object_object_add(po, "generations", json_object_new_int64((int64_t)p->n_gens));
+                /* A fleet: how long this node can encrypt without the store. */
+                if (k->standby && !p->rec.purged)
+                        json_object_object_add(po, "reserved_uses_left", json_object_new_int64(
+                                (int64_t)reserved_uses_left(find_gen(p, p->rec.active))));
                 json_object_array_add(arr, po);
         }
         pthread_rwlock_unlock(&k->lock);
@@ -457,6 +464,17 @@ void keys_maintain(struct keys *k)
                                              p->rec.name, g->rec.generation, left);
                         }
                         secure_wipe(buf, KEYBUF_SIZE);
+                }
+                if (p->rec.has_previous) {
+                        /* A rekey with a new policy key was cut short
+                         * (here or on another node): finish it. */
+                        memcpy(id, p->id, 16);
+                        pthread_rwlock_unlock(&k->lock);
+                        if (rekey_finish(k, id, err) < 0)
+                                log_warn("re-wrapping generations under a new policy key: %s", err);
+                        err[0] = 0;
+                        pthread_rwlock_rdlock(&k->lock);
+                        continue; /* the list may have changed: the next pass looks again */
                 }
                 if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
                     k->cfg->max_age_usec) {

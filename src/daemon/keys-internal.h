@@ -29,6 +29,11 @@ struct generation {
          * in between, so the counter jumps over them (it may over-count,
          * never under-count). */
         _Atomic uint64_t own_start, own_end;
+        /* On a shared store, the next block is reserved while this one is
+         * spent: uses sb_start + 1 .. sb_end (k->reserve held to change;
+         * sb_end == sb_start: none).  It carries a node through an outage
+         * of the store (keys.c, reserve_block). */
+        _Atomic uint64_t sb_start, sb_end;
         _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
 };
 
@@ -56,6 +61,7 @@ struct keys {
         struct audit_subject self;
         pthread_rwlock_t lock;    /* policies and generation metadata */
         pthread_mutex_t reserve;  /* use-count reservations */
+        bool standby;             /* shared store: reserve a block ahead */
         struct policy **policies;
         size_t n_policies;
         pthread_mutex_t alert_lock;
@@ -103,6 +109,15 @@ void clear_alert(struct keys *k);
 int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE]);
 unsigned cache_ttl_sec(const struct keys *k);
 int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], char *err);
+/* The key that wraps g's key: the policy key, or while a rekey re-wraps
+ * the generations, for those not done yet, the previous one. */
+int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *g,
+                     uint8_t key[ENGINE_KEY_SIZE], char *err);
+/* policy-rewrap.c: re-wraps the generations still under the previous policy
+ * key after a rekey with a new one, in as many transactions as the store
+ * needs, then drops the previous key; resumes one that was cut short.
+ * Without the lock. */
+int rekey_finish(struct keys *k, const uint8_t id[16], char *err);
 int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret, char *err);
@@ -110,6 +125,8 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
 /* Spends weight uses of g (read lock held); 1 when g is spent or too old:
  * roll over first. */
 int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err);
+/* Uses of g this node may spend without the store (read lock held). */
+uint64_t reserved_uses_left(struct generation *g);
 
 /* With the write lock held. */
 int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *subj,

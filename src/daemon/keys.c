@@ -39,6 +39,7 @@ int keys_new(const struct keys_env *env, struct keys **ret)
                 return -ENOMEM;
         k->env = *env;
         k->cfg = env->cfg;
+        k->standby = env->store && store_ops_of(env->store) != &store_sqlite_ops;
         audit_subject_from_peer(&k->self, getpid(), getuid(), getgid());
         pthread_rwlock_init(&k->lock, NULL);
         pthread_mutex_init(&k->reserve, NULL);
@@ -69,6 +70,7 @@ void keys_free(struct keys *k)
         for (size_t i = 0; i < k->n_policies; i++)
                 policy_free(k->policies[i]);
         free(k->policies);
+        free(k->assignments);
         pthread_rwlock_destroy(&k->lock);
         free(k);
 }
@@ -221,6 +223,35 @@ int policy_key(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE], c
 }
 
 
+int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *g,
+                     uint8_t key[ENGINE_KEY_SIZE], char *err)
+{
+        uint8_t tmp[ENGINE_KEY_SIZE];
+        int r = policy_key(k, p, key, err);
+
+        if (r < 0 || g->rec.key_version == p->rec.key_version)
+                return r;
+        if (!p->rec.has_previous || g->rec.key_version != p->rec.previous_version) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                keys_seterr(err, "policy '%s' generation %u: wrapped under policy key version %u, "
+                            "which the policy no longer has", p->rec.name, g->rec.generation,
+                            g->rec.key_version);
+                return -EBADMSG;
+        }
+        /* A rekey is re-wrapping the generations: the previous key serves. */
+        r = key_unwrap(key, WRAP_PREVIOUS_POLICY_KEY, p->id, p->rec.previous_version,
+                       p->rec.previous_key, tmp);
+        memcpy(key, tmp, sizeof(tmp));
+        secure_wipe(tmp, sizeof(tmp));
+        if (r < 0) {
+                secure_wipe(key, ENGINE_KEY_SIZE);
+                keys_seterr(err, "policy '%s': the previous policy key does not unwrap (%s)",
+                            p->rec.name, strerror(-r));
+        }
+        return r;
+}
+
+
 /* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
 int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
                         char *err)
@@ -230,7 +261,7 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
         char desc[80];
         int r;
 
-        r = policy_key(k, p, pkey, err);
+        r = gen_wrapping_key(k, p, g, pkey, err);
         if (r < 0)
                 return r;
         r = key_unwrap(pkey, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key, buf);
@@ -273,7 +304,8 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
                            char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(KEYBUF_SIZE);
-        struct gen_record rec = { .generation = n, .state = GEN_ACTIVE };
+        struct gen_record rec = { .generation = n, .state = GEN_ACTIVE,
+                                  .key_version = p->rec.key_version };
         int r;
 
         if (!buf)
@@ -466,30 +498,64 @@ int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 }
 
 
-/* Reserves a new block of uses of g in the store (k->reserve and the read
- * lock held): from the store's reservation (other nodes hold what lies
- * below it) or our own count, whichever is higher.  0: reserved, or
- * another thread did, take a use again; 1: g is spent or no longer active
- * in the store, roll over first. */
-static int reserve_block(struct keys *k, struct policy *p, struct generation *g, uint64_t u,
-                         uint64_t weight, char *err)
+bool store_unavailable(struct store *s, int r)
 {
-        uint64_t block = use_block(k) > weight ? use_block(k) : weight;
+        return s && store_ops_of(s) != &store_sqlite_ops &&
+               (r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
+                r == -ECONNRESET || r == -ENOTCONN);
+}
+
+
+/* Whether uses u - weight + 1 .. u lie in our block.  The block's start is
+ * read on both sides of its end, so that a block being replaced (start
+ * first, then end) is never seen half old, half new. */
+static bool in_own(struct generation *g, uint64_t u, uint64_t weight)
+{
+        uint64_t s1 = atomic_load(&g->own_start), e = atomic_load(&g->own_end);
+        uint64_t s2 = atomic_load(&g->own_start);
+
+        return s1 == s2 && u - weight >= s1 && u <= e;
+}
+
+static void set_own(struct generation *g, uint64_t start, uint64_t end)
+{
+        uint64_t cur;
+
+        atomic_store(&g->own_start, start);
+        atomic_store(&g->own_end, end);
+        /* Jump over the blocks of other nodes. */
+        cur = atomic_load(&g->uses);
+        while (cur < start && !atomic_compare_exchange_weak(&g->uses, &cur, start))
+                ;
+}
+
+/* Reserves n uses of g in the store (fewer when fewer are left, but at
+ * least weight), from the store's reservation (other nodes hold what lies
+ * below it) or our own count, whichever is higher.  0 with the range; 1: g
+ * is spent or no longer active in the store, roll over first (spent: our
+ * count is moved to the limit so that rollover_if_due() sees it; for a
+ * standby, 0 with nothing reserved); or the store's error, err set. */
+static int reserve_in_store(struct keys *k, struct policy *p, struct generation *g, uint64_t weight,
+                            uint64_t n, bool standby, uint64_t *ret_start, uint64_t *ret_n, char *err)
+{
         char kg[160];
         int r = 0;
 
-        if (u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end))
-                return 0;
         key_generation(kg, sizeof(kg), p->rec.id, g->rec.generation);
         for (int attempt = 0; attempt < 8; attempt++) {
                 _cleanup_free_ char *json = NULL;
                 struct gen_record rec = g->rec;
-                uint64_t start = rec.uses_reserved, cur = atomic_load(&g->uses), rev;
+                uint64_t start = rec.uses_reserved, cur = atomic_load(&g->uses), rev, m = n;
 
                 if (cur >= weight && cur - weight > start)
                         start = cur - weight;
                 if (rec.state != GEN_ACTIVE)
                         return 1;
+                if (start + weight > k->cfg->max_uses && standby) {
+                        *ret_start = start; /* nothing left to hold in reserve */
+                        *ret_n = 0;
+                        return 0;
+                }
                 if (start + weight > k->cfg->max_uses) {
                         /* The fleet spent it: make rollover_if_due() see that. */
                         while (cur < k->cfg->max_uses &&
@@ -497,7 +563,9 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
                                 ;
                         return 1;
                 }
-                rec.uses_reserved = start + block;
+                if (start + m > k->cfg->max_uses)
+                        m = k->cfg->max_uses - start;
+                rec.uses_reserved = start + m;
                 r = gen_record_encode(&rec, &json);
                 secure_wipe(&rec, sizeof(rec));
                 if (r >= 0) {
@@ -506,14 +574,10 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
                         r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
                 }
                 if (r >= 0) {
-                        g->rec.uses_reserved = start + block;
+                        g->rec.uses_reserved = start + m;
                         g->mod_revision = rev;
-                        atomic_store(&g->own_start, start);
-                        atomic_store(&g->own_end, start + block);
-                        /* Jump over the blocks of other nodes. */
-                        cur = atomic_load(&g->uses);
-                        while (cur < start && !atomic_compare_exchange_weak(&g->uses, &cur, start))
-                                ;
+                        *ret_start = start;
+                        *ret_n = m;
                         return 0;
                 }
                 if (r != -ESTALE)
@@ -527,9 +591,16 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
                         if (r >= 0)
                                 r = gen_record_decode(kv.value, kv.value_len, &fresh);
                         if (r >= 0) {
-                                if (fresh.state != GEN_ACTIVE) {
-                                        /* Rolled over elsewhere: the merge under the
-                                         * write lock (rollover_if_due) applies it. */
+                                if (fresh.state != GEN_ACTIVE || fresh.key_version != g->rec.key_version ||
+                                    memcmp(fresh.wrapped_key, g->rec.wrapped_key,
+                                           sizeof(fresh.wrapped_key)) != 0) {
+                                        /* Rolled over or re-wrapped (rekey) elsewhere:
+                                         * the merge under the write lock
+                                         * (rollover_if_due) applies it first, so that
+                                         * what we write back is never older. */
+                                        secure_wipe(&fresh, sizeof(fresh));
+                                        if (kv.value)
+                                                secure_wipe(kv.value, kv.value_len);
                                         store_kv_clear(&kv);
                                         return 1;
                                 }
@@ -551,6 +622,59 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
 }
 
 
+/* Gives a block of uses to g (k->reserve and the read lock held).  0: we
+ * have one, take a use again; 1: roll over first; or an error.
+ *
+ * On a shared store a node holds two blocks: the one it spends and the
+ * next one, reserved ahead (the standby).  When the first runs out, the
+ * standby takes its place without asking the store, and the store is then
+ * asked for a new standby.  So when the store is unavailable (no etcd
+ * quorum) a node goes on encrypting for up to two blocks, and every use it
+ * makes was counted in the store beforehand: the generation's use limit
+ * holds across the fleet even when the other side of a partition goes on
+ * working.  When the standby is spent too, encryption is refused until the
+ * store answers again; the next reservation then takes two blocks. */
+static int reserve_block(struct keys *k, struct policy *p, struct generation *g, uint64_t u,
+                         uint64_t weight, char *err)
+{
+        uint64_t block = use_block(k) > weight ? use_block(k) : weight, start, n;
+        int r;
+
+        if (in_own(g, u, weight))
+                return 0;
+        if (atomic_load(&g->sb_end) > atomic_load(&g->sb_start)) {
+                set_own(g, atomic_load(&g->sb_start), atomic_load(&g->sb_end));
+                atomic_store(&g->sb_end, atomic_load(&g->sb_start));
+                r = reserve_in_store(k, p, g, weight, block, true, &start, &n, err);
+                if (r == 0) {
+                        atomic_store(&g->sb_start, start);
+                        atomic_store(&g->sb_end, start + n);
+                } else if (r < 0) {
+                        log_warn("policy '%s' generation %u: encrypting from this node's reserved "
+                                 "uses (%" PRIu64 " left): %s", p->rec.name, g->rec.generation,
+                                 atomic_load(&g->own_end) - atomic_load(&g->own_start), err);
+                        err[0] = 0;
+                        r = 0;
+                }
+                return r;
+        }
+        r = reserve_in_store(k, p, g, weight, k->standby ? 2 * block : block, false, &start, &n, err);
+        if (r < 0 && store_unavailable(k->env.store, r))
+                keys_seterr(err, "store unavailable: use reservation exhausted (policy '%s' generation "
+                            "%u: this node spent the uses it had reserved; %s)", p->rec.name,
+                            g->rec.generation, store_error_text(k->env.store, r));
+        if (r != 0)
+                return r;
+        if (n > block && n - block >= weight) {
+                atomic_store(&g->sb_start, start + block);
+                atomic_store(&g->sb_end, start + n);
+                n = block;
+        }
+        set_own(g, start, start + n);
+        return 0;
+}
+
+
 /* Takes weight uses of g, reserving a further block in the store when
  * needed.  1 means the generation is spent: roll over first. */
 int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err)
@@ -564,19 +688,36 @@ int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t we
 
                 if (u > k->cfg->max_uses)
                         return 1;
-                if (u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end))
+                if (in_own(g, u, weight))
                         return 0;
                 pthread_mutex_lock(&k->reserve);
                 r = reserve_block(k, p, g, u, weight, err);
                 pthread_mutex_unlock(&k->reserve);
+                if (r < 0) {
+                        /* Not used: give it back unless others took uses
+                         * since (refusals must not eat the generation). */
+                        uint64_t cur = u;
+                        atomic_compare_exchange_strong(&g->uses, &cur, u - weight);
+                }
                 if (r != 0)
                         return r;
                 /* Outside the new block (the counter jumped): take again. */
-                if (!(u - weight >= atomic_load(&g->own_start) && u <= atomic_load(&g->own_end)))
+                if (!in_own(g, u, weight))
                         u = atomic_fetch_add(&g->uses, weight) + weight;
         }
         keys_seterr(err, "cannot reserve key uses: the store keeps changing");
         return -EAGAIN;
+}
+
+
+/* Uses of the active generation this node may still spend without asking
+ * the store (its block and the standby); with the read lock held. */
+uint64_t reserved_uses_left(struct generation *g)
+{
+        uint64_t u = atomic_load(&g->uses), e = atomic_load(&g->own_end), s = atomic_load(&g->own_start);
+        uint64_t left = u >= s && u < e ? e - u : 0;
+
+        return left + atomic_load(&g->sb_end) - atomic_load(&g->sb_start);
 }
 
 

@@ -207,7 +207,7 @@ static int wrap_gen_with(const uint8_t pkey[ENGINE_KEY_SIZE], struct policy *p, 
                          struct gen_record *ret)
 {
         _cleanup_secret_ uint8_t *gkey = secret_alloc(ENGINE_KEY_SIZE);
-        struct gen_record g = { .generation = n, .state = GEN_ACTIVE };
+        struct gen_record g = { .generation = n, .state = GEN_ACTIVE, .key_version = p->rec.key_version };
         int r;
 
         if (!gkey)
@@ -387,8 +387,13 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                                                     ARRAY_SIZE(ops), &rev);
         }
         if (r < 0) {
+                /* The name's key exists: another node created the policy
+                 * first (its watch brings it here). */
                 keys_seterr(err, "cannot store policy '%s': %s", name,
-                            r == -ESTALE ? "it already exists" : store_error_text(k->env.store, r));
+                            r == -ESTALE ? "it already exists (created on another node)" :
+                                           store_error_text(k->env.store, r));
+                if (r == -ESTALE)
+                        r = -EEXIST;
                 goto fail;
         }
         p->mod_revision = rev;
@@ -424,6 +429,50 @@ int keys_policy_create(struct keys *k, const char *name, const char *const uris[
         return r;
 }
 
+/* --- changes that meet another node's (-ESTALE) ----------------------------- */
+
+/* Changes of a policy are compare-and-swap on its records: when another
+ * node changed one first, the change reads the policy again and is tried
+ * once more, up to STALE_RETRIES times; it is made whole or not at all. */
+#define STALE_RETRIES 8
+
+/* Reads policy name again from the store (sync.c merges it). */
+static int refresh_named(struct keys *k, const char *name, char *err)
+{
+        struct policy *p;
+        uint8_t id[16];
+
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy(k, name);
+        if (p)
+                memcpy(id, p->id, 16);
+        pthread_rwlock_unlock(&k->lock);
+        return p ? policy_refresh(k, id, err) : -ENOENT;
+}
+
+/* Reads one assignment again from the store into memory. */
+static int refresh_assignment(struct keys *k, const char *key, bool by_gid, uint32_t id, char *err)
+{
+        struct store_kv kv = { 0 };
+        int r = store_ops_of(k->env.store)->get(k->env.store, key, &kv);
+
+        if (r < 0 && r != -ENOENT) {
+                keys_seterr(err, "cannot read the assignment: %s", store_error_text(k->env.store, r));
+                return r;
+        }
+        pthread_rwlock_wrlock(&k->lock);
+        for (size_t i = 0; i < k->n_assignments; i++)
+                if (k->assignments[i].by_gid == by_gid && k->assignments[i].id == id) {
+                        k->assignments[i] = k->assignments[--k->n_assignments];
+                        break;
+                }
+        if (r == 0)
+                r = load_assignment(k, &kv);
+        pthread_rwlock_unlock(&k->lock);
+        store_kv_clear(&kv);
+        return r == -ENOENT ? 0 : r;
+}
+
 /* --- assignment ----------------------------------------------------------- */
 
 int load_assignment(struct keys *k, const struct store_kv *kv)
@@ -451,7 +500,7 @@ int load_assignment(struct keys *k, const struct store_kv *kv)
         return 0;
 }
 
-int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t id,
+static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t id,
                        const struct audit_subject *subj, char *err)
 {
         struct assignment *a = NULL;
@@ -500,6 +549,26 @@ out:
         return r;
 }
 
+/* Another node assigned the same user or group meanwhile: the later
+ * assignment wins, as it would one after the other. */
+int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t id,
+                       const struct audit_subject *subj, char *err)
+{
+        char key[64];
+        int r = assign_once(k, policy, by_gid, id, subj, err);
+
+        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_assignment(k, key, by_gid, id, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = assign_once(k, policy, by_gid, id, subj, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "the assignment keeps changing on other nodes: not done, retry");
+        return r;
+}
+
 bool keys_policy_for(struct keys *k, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups,
                      char ret[65])
 {
@@ -529,7 +598,7 @@ bool keys_policy_for(struct keys *k, uid_t uid, gid_t gid, const gid_t *groups, 
 
 /* --- rekey ------------------------------------------------------------------ */
 
-int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
+static int rekey_once(struct keys *k, const char *policy, const char *const uris[2],
                       bool new_policy_key, const struct audit_subject *subj, char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
@@ -555,6 +624,12 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
         if (p->rec.purged) {
                 keys_seterr(err, "policy '%s' was purged", policy);
                 r = -EKEYREVOKED;
+                goto out;
+        }
+        if (p->rec.has_previous) {
+                keys_seterr(err, "policy '%s': its generations are still being re-wrapped after the "
+                            "last rekey; retry", policy);
+                r = -EAGAIN;
                 goto out;
         }
         r = open_pair(uris, ck, err);
@@ -602,28 +677,21 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 r = -ENOMEM;
                 goto out;
         }
-        /* A new policy key re-wraps every generation; no data is touched. */
-        for (size_t i = 0; new_policy_key && i < p->n_gens; i++) {
-                struct generation *g = p->gens[i];
-
-                gens[i] = g->rec;
-                if (g->rec.state == GEN_DESTROYED)
-                        continue;
-                r = key_unwrap(buf, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key,
-                               buf + 2 * ENGINE_KEY_SIZE);
-                if (r >= 0)
-                        r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_GENERATION_KEY, p->id, g->rec.generation,
-                                     buf + 2 * ENGINE_KEY_SIZE, gens[i].wrapped_key);
-                secure_wipe(buf + 2 * ENGINE_KEY_SIZE, ENGINE_KEY_SIZE);
-                if (r >= 0)
-                        r = gen_record_encode(&gens[i], &jsons[n_ops]);
+        if (new_policy_key) {
+                /* The generations stay wrapped under the key before, which
+                 * stays too, wrapped under the new one, until rekey_finish()
+                 * has re-wrapped them all in as many transactions as the
+                 * store needs: a crash in between leaves every generation
+                 * readable, and any node finishes the work. */
+                rec->key_version = p->rec.key_version + 1;
+                rec->has_previous = true;
+                rec->previous_version = p->rec.key_version;
+                r = key_wrap(buf + ENGINE_KEY_SIZE, WRAP_PREVIOUS_POLICY_KEY, p->id, rec->previous_version,
+                             buf, rec->previous_key);
                 if (r < 0) {
-                        keys_seterr(err, "cannot re-wrap generation %u: %s", g->rec.generation, strerror(-r));
+                        keys_seterr(err, "cannot wrap the previous policy key: %s", strerror(-r));
                         goto out;
                 }
-                key_generation(keys[n_ops], sizeof(keys[n_ops]), p->rec.id, g->rec.generation);
-                ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-                n_ops++;
         }
         r = policy_record_encode(rec, &jsons[n_ops]);
         if (r < 0)
@@ -638,17 +706,7 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 r = -EIO;
                 goto out;
         }
-        if (n_ops > store_ops_of(k->env.store)->max_txn_ops) {
-                keys_seterr(err, "policy '%s' has %zu generations: re-wrapping them all is more than one "
-                            "transaction of the %s store carries (%zu); rekey without --new-policy-key",
-                            policy, p->n_gens, store_ops_of(k->env.store)->name,
-                            store_ops_of(k->env.store)->max_txn_ops);
-                r = -E2BIG;
-                goto out;
-        }
         {
-                /* Guarded by the policy record's revision (the generations
-                 * change only under this lock). */
                 const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
         }
@@ -664,10 +722,6 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
         }
         p->rec = *rec;
         p->mod_revision = rev;
-        for (size_t i = 0; new_policy_key && i < p->n_gens; i++) {
-                p->gens[i]->rec = gens[i];
-                p->gens[i]->mod_revision = rev;
-        }
         {
                 keyring_serial_t s = atomic_exchange(&p->serial, 0);
                 if (s > 0)
@@ -695,6 +749,53 @@ out:
         return r;
 }
 
+int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris[2],
+                      bool new_policy_key, const struct audit_subject *subj, char *err)
+{
+        struct policy *p;
+        uint8_t pid[16];
+        bool pending;
+        int r;
+
+        /* A rekey cut short before is finished first. */
+        pthread_rwlock_rdlock(&k->lock);
+        p = find_policy(k, policy);
+        pending = p && p->rec.has_previous;
+        if (pending)
+                memcpy(pid, p->id, 16);
+        pthread_rwlock_unlock(&k->lock);
+        if (pending && rekey_finish(k, pid, err) < 0)
+                return -EAGAIN;
+        err[0] = 0;
+        r = rekey_once(k, policy, uris, new_policy_key, subj, err);
+
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_named(k, policy, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = rekey_once(k, policy, uris, new_policy_key, subj, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "policy '%s' keeps changing on other nodes: rekey not done, retry", policy);
+        if (r >= 0 && new_policy_key) {
+                /* The rekey stands; re-wrapping what is left resumes from
+                 * the maintenance pass of any node if this is cut short. */
+                uint8_t id[16];
+                bool found;
+                char why[KEYS_ERR_MAX] = "";
+
+                pthread_rwlock_rdlock(&k->lock);
+                found = find_policy(k, policy) != NULL;
+                if (found)
+                        memcpy(id, find_policy(k, policy)->id, 16);
+                pthread_rwlock_unlock(&k->lock);
+                if (found && rekey_finish(k, id, why) < 0)
+                        log_warn("policy '%s': re-wrapping the generations under the new policy key "
+                                 "continues later: %s", policy, why);
+        }
+        return r;
+}
+
 /* --- purge ------------------------------------------------------------------ */
 
 int keys_check_purgeable(struct keys *k, const char *policy, char *err)
@@ -715,8 +816,8 @@ int keys_check_purgeable(struct keys *k, const char *policy, char *err)
         return r;
 }
 
-int keys_purge(struct keys *k, const char *policy, const struct audit_subject *subj,
-               uint32_t request_id, char *err)
+static int purge_once(struct keys *k, const char *policy, const struct audit_subject *subj,
+                      uint32_t request_id, char *err)
 {
         struct store_op *ops = NULL;
         char **jsons = NULL, (*keys)[160] = NULL;
@@ -782,7 +883,7 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
         }
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", strerror(-r));
+                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {
@@ -827,6 +928,23 @@ out:
         return r;
 }
 
+/* A rotation elsewhere changes the policy record: purge what is there now. */
+int keys_purge(struct keys *k, const char *policy, const struct audit_subject *subj,
+               uint32_t request_id, char *err)
+{
+        int r = purge_once(k, policy, subj, request_id, err);
+
+        for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
+                if (refresh_named(k, policy, err) < 0)
+                        return -ESTALE;
+                err[0] = 0;
+                r = purge_once(k, policy, subj, request_id, err);
+        }
+        if (r == -ESTALE)
+                keys_seterr(err, "policy '%s' keeps changing on other nodes: purge not done, retry", policy);
+        return r;
+}
+
 /* --- listing -------------------------------------------------------------- */
 
 static json_object *policy_json(struct keys *k, struct policy *p, bool detail)
@@ -843,6 +961,16 @@ static json_object *policy_json(struct keys *k, struct policy *p, bool detail)
         json_object_object_add(o, "generations", json_object_new_int64((int64_t)p->n_gens));
         if (!detail)
                 return o;
+        json_object_object_add(o, "policy_key_version", json_object_new_int64(p->rec.key_version));
+        if (p->rec.has_previous) {
+                /* A rekey with a new policy key is re-wrapping the generations. */
+                size_t todo = 0;
+
+                for (size_t i = 0; i < p->n_gens; i++)
+                        todo += p->gens[i]->rec.state != GEN_DESTROYED &&
+                                p->gens[i]->rec.key_version != p->rec.key_version;
+                json_object_object_add(o, "generations_to_rewrap", json_object_new_int64((int64_t)todo));
+        }
         pthread_mutex_lock(&p->status_lock);
         if (p->rec.n_customer_keys) {
                 json_object *arr = json_object_new_array();

@@ -151,6 +151,17 @@ static int finish(json_object *o, char **ret)
         return 0;
 }
 
+/* An optional whole number up to UINT32_MAX (0 when absent). */
+static int get_opt_u32(json_object *o, const char *name, uint32_t *ret)
+{
+        uint64_t v = 0;
+
+        if (json_object_object_get_ex(o, name, NULL) && (record_get_u64(o, name, &v) < 0 || v > UINT32_MAX))
+                return -EBADMSG;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
 json_object *record_parse(const uint8_t *buf, size_t len)
 {
         json_tokener *tok = json_tokener_new();
@@ -196,6 +207,14 @@ int policy_record_encode(const struct policy_record *r, char **ret)
                 add_b64(o, "availability_wrap", r->availability_wrap, WRAPPED_KEY_SIZE);
         } else
                 add_wrapped(o, r->wrapped_key);
+        /* Written only when set: records of policies never given a new
+         * policy key stay as they were. */
+        if (!r->purged && r->key_version)
+                json_object_object_add(o, "key_version", json_object_new_int64(r->key_version));
+        if (!r->purged && r->has_previous) {
+                json_object_object_add(o, "previous_version", json_object_new_int64(r->previous_version));
+                add_b64(o, "previous_key", r->previous_key, WRAPPED_KEY_SIZE);
+        }
         return finish(o, ret);
 }
 
@@ -243,6 +262,15 @@ int policy_record_decode(const uint8_t *buf, size_t len, struct policy_record *r
                 e = -EBADMSG;
         else if (!r->purged && r->n_customer_keys == 0 && get_wrapped(o, r->wrapped_key) < 0)
                 e = -EBADMSG;
+        else if (get_opt_u32(o, "key_version", &r->key_version) < 0)
+                e = -EBADMSG;
+        else if (json_object_object_get_ex(o, "previous_key", NULL)) {
+                r->has_previous = true;
+                if (get_wrapped_as(o, "previous_key", r->previous_key) < 0 ||
+                    get_opt_u32(o, "previous_version", &r->previous_version) < 0 ||
+                    r->previous_version >= r->key_version)
+                        e = -EBADMSG;
+        }
         json_object_put(o);
         if (e == 0) {
                 r->active = (uint32_t)active;
@@ -267,6 +295,8 @@ int gen_record_encode(const struct gen_record *r, char **ret)
         json_object_object_add(o, "uses_reserved", json_object_new_int64((int64_t)r->uses_reserved));
         if (r->state != GEN_DESTROYED)
                 add_wrapped(o, r->wrapped_key);
+        if (r->key_version)
+                json_object_object_add(o, "key_version", json_object_new_int64(r->key_version));
         return finish(o, ret);
 }
 
@@ -285,7 +315,8 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret)
             record_get_u64(o, "created", &r.created_usec) < 0 ||
             record_get_u64(o, "activated", &r.activated_usec) < 0 ||
             record_get_u64(o, "uses_reserved", &r.uses_reserved) < 0 ||
-            (r.state != GEN_DESTROYED && get_wrapped(o, r.wrapped_key) < 0) || g == 0 || g > UINT32_MAX)
+            (r.state != GEN_DESTROYED && get_wrapped(o, r.wrapped_key) < 0) || g == 0 || g > UINT32_MAX ||
+            get_opt_u32(o, "key_version", &r.key_version) < 0)
                 e = -EBADMSG;
         json_object_put(o);
         if (e < 0)

@@ -45,6 +45,13 @@ struct policy_record {
         size_t customer_blob_len[2];
         uint8_t availability_key[WRAPPED_KEY_SIZE]; /* under the master key */
         uint8_t availability_wrap[WRAPPED_KEY_SIZE]; /* policy key under the availability key */
+        /* Each new policy key (rekey --new-policy-key) has the next version;
+         * until every generation is re-wrapped under it, the one before it
+         * stays, wrapped under it. */
+        uint32_t key_version;
+        bool has_previous;
+        uint32_t previous_version;
+        uint8_t previous_key[WRAPPED_KEY_SIZE];
 };
 
 struct gen_record {
@@ -54,6 +61,7 @@ struct gen_record {
         uint64_t activated_usec;
         uint64_t uses_reserved;
         uint8_t wrapped_key[WRAPPED_KEY_SIZE]; /* generation key under the policy key */
+        uint32_t key_version; /* of the policy key that wraps it */
 };
 
 const char *gen_state_to_string(enum gen_state s);

@@ -17,6 +17,9 @@ enum wrap_purpose {
         WRAP_GENERATION_KEY, /* generation key under the policy key */
         WRAP_AVAILABILITY_KEY, /* availability key under the master key */
         WRAP_POLICY_KEY_AVAILABILITY, /* policy key under the availability key */
+        WRAP_PREVIOUS_POLICY_KEY, /* the previous policy key under the current one, while a
+                                   * rekey re-wraps the generations (generation field: its
+                                   * key version) */
 };
 
 /* The engine serving this daemon, and a per-thread AEAD transform of it. */

@@ -109,6 +109,59 @@ static void test_names(void **state)
         assert_string_equal(k, "names/default");
 }
 
+/* A rekey with a new policy key: the key versions and the previous key
+ * round-trip; records without them read as version 0; damage is refused. */
+static void test_key_versions(void **state)
+{
+        struct policy_record r = { .created_usec = 1, .active = 1, .n_generations = 1, .key_version = 3,
+                                   .has_previous = true, .previous_version = 2 }, *back = calloc(1, sizeof(*back));
+        struct gen_record g = { .generation = 1, .state = GEN_ACTIVE, .key_version = 2 }, gb;
+        char *json;
+
+        (void)state;
+        assert_non_null(back);
+        strcpy(r.id, "00112233-4455-6677-8899-aabbccddeeff");
+        strcpy(r.name, "p");
+        memset(r.previous_key, 0x5c, sizeof(r.previous_key));
+        assert_int_equal(policy_record_encode(&r, &json), 0);
+        assert_int_equal(policy_record_decode((uint8_t *)json, strlen(json), back), 0);
+        assert_int_equal(back->key_version, 3);
+        assert_true(back->has_previous);
+        assert_int_equal(back->previous_version, 2);
+        assert_memory_equal(back->previous_key, r.previous_key, WRAPPED_KEY_SIZE);
+        free(json);
+        r.has_previous = false;
+        r.key_version = 0;
+        assert_int_equal(policy_record_encode(&r, &json), 0);
+        assert_null(strstr(json, "key_version"));
+        assert_null(strstr(json, "previous"));
+        assert_int_equal(policy_record_decode((uint8_t *)json, strlen(json), back), 0);
+        assert_int_equal(back->key_version, 0);
+        assert_false(back->has_previous);
+        free(json);
+        /* The previous version must be older than the current one. */
+        r.key_version = 2;
+        r.has_previous = true;
+        assert_int_equal(policy_record_encode(&r, &json), 0);
+        assert_int_equal(policy_record_decode((uint8_t *)json, strlen(json), back), -EBADMSG);
+        free(json);
+        assert_int_equal(gen_record_encode(&g, &json), 0);
+        assert_int_equal(gen_record_decode((uint8_t *)json, strlen(json), &gb), 0);
+        assert_int_equal(gb.key_version, 2);
+        free(json);
+        g.key_version = 0;
+        assert_int_equal(gen_record_encode(&g, &json), 0);
+        assert_null(strstr(json, "key_version"));
+        free(json);
+        {
+                struct gen_record x;
+                const char *bad = "{\"generation\":1,\"state\":\"destroyed\",\"created\":0,"
+                                  "\"activated\":0,\"uses_reserved\":0,\"key_version\":4294967296}";
+                assert_int_equal(gen_record_decode((const uint8_t *)bad, strlen(bad), &x), -EBADMSG);
+        }
+        free(back);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -116,6 +169,7 @@ int main(void)
                 cmocka_unit_test(test_gen_roundtrip),
                 cmocka_unit_test(test_damaged),
                 cmocka_unit_test(test_names),
+                cmocka_unit_test(test_key_versions),
         };
         return cmocka_run_group_tests_name("records", tests, NULL, NULL);
 }
