@@ -67,7 +67,7 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
 {
         struct admin_args a = { 0 };
         _cleanup_free_ char *json = NULL;
-        json_object *o, *pols, *st;
+        json_object *o, *pols, *st, *nodes;
         int r;
 
         if (parse_admin_args(argc, argv, true, &a) || ctl_connect(ctl))
@@ -95,6 +95,19 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
                         printf("DEGRADED: %s; encrypt and decrypt from cached keys, changes refused\n",
                                str(st, "error"));
         }
+        if (json_object_object_get_ex(o, "nodes", &nodes) && json_object_is_type(nodes, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+                        json_object *nd = json_object_array_get_idx(nodes, i), *self;
+                        bool me = json_object_object_get_ex(nd, "self", &self) &&
+                                  json_object_get_boolean(self);
+
+                        printf("%s %-20s revision %" PRId64 ", heartbeat %" PRId64 " s ago, %s, dkm %s%s\n",
+                               i ? "        " : "nodes:  ", str(nd, "name"), num(nd, "applied_revision"),
+                               num(nd, "heartbeat_age_seconds"), str(nd, "engine"), str(nd, "version"),
+                               me ? " (this node)" : "");
+                }
+        else if (json_object_object_get_ex(o, "nodes_error", &nodes))
+                printf("nodes:   cannot read: %s\n", json_object_get_string(nodes));
         if (json_object_object_get_ex(o, "policies", &pols))
                 for (size_t i = 0; i < json_object_array_length(pols); i++) {
                         json_object *p = json_object_array_get_idx(pols, i);

@@ -102,6 +102,8 @@ int keys_sync(struct keys *k, bool *ret_access_changed);
 /* Adds "store_state" (backend, applied revision, watch health) to a json-c
  * object; watching: whether a watch thread calls keys_sync(). */
 void keys_sync_status(struct keys *k, bool watching, void *json_object);
+/* The store revision this node has applied. */
+uint64_t keys_applied_revision(struct keys *k);
 /* A store error in words for the one-line refusal: the etcd errors that mean
  * "no quorum" read "store unavailable: no etcd quorum". */
 const char *store_error_text(struct store *s, int r);

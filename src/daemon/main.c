@@ -45,6 +45,7 @@ struct daemon {
         struct store *store;
         struct keys *keys;
         struct grants *grants;
+        struct nodes *nodes;
         struct server *server;
         pthread_t maint, watch;
         bool maint_started, watch_started;
@@ -327,6 +328,25 @@ static int step_keys(struct daemon *d)
         return 0;
 }
 
+/* This node in the fleet: its heartbeat under a lease (nodes.h). */
+static int step_nodes(struct daemon *d)
+{
+        char err[NODES_ERR_MAX] = "";
+        int r;
+
+        r = nodes_new(&d->cfg, d->store, d->keys, d->st.engine.name, &d->nodes, err);
+        if (r >= 0)
+                r = nodes_start(d->nodes, err);
+        if (r < 0) {
+                fail(d, "%s", err[0] ? err : strerror(-r));
+                nodes_free(d->nodes);
+                d->nodes = NULL;
+                return r;
+        }
+        d->st.nodes = d->nodes;
+        return 0;
+}
+
 /* $WATCHDOG_USEC, when systemd set it for this process (WatchdogSec=). */
 static uint64_t watchdog_usec(void)
 {
@@ -578,9 +598,12 @@ int main(int argc, char **argv)
         r = step_keys(&d);
         if (r < 0)
                 goto out_store;
-        r = step_server(&d);
+        r = step_nodes(&d);
         if (r < 0)
                 goto out_keys;
+        r = step_server(&d);
+        if (r < 0)
+                goto out_nodes;
         if (pthread_create(&sigt, NULL, signal_thread, &d) != 0) {
                 r = -EAGAIN;
                 goto out_server;
@@ -599,6 +622,8 @@ int main(int argc, char **argv)
                 pthread_join(d.maint, NULL);
         if (d.watch_started)
                 pthread_join(d.watch, NULL);
+        /* Leave the fleet at once: the others stop listing this node. */
+        nodes_stop(d.nodes);
         server_free(d.server);
         /* Connection threads are detached and may still be inside the key
          * manager or the store: leave those to the process exit. */
@@ -609,6 +634,8 @@ int main(int argc, char **argv)
 
 out_server:
         server_free(d.server);
+out_nodes:
+        nodes_free(d.nodes);
 out_keys:
         keys_free(d.keys);
 out_store:

@@ -481,3 +481,8 @@ void keys_sync_status(struct keys *k, bool watching, void *into)
         pthread_mutex_unlock(&k->sync.lock);
         json_object_object_add(into, "store_state", o);
 }
+
+uint64_t keys_applied_revision(struct keys *k)
+{
+        return k ? atomic_load(&k->sync.applied) : 0;
+}
