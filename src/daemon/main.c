@@ -508,6 +508,7 @@ static void reload(struct daemon *d)
                 { "[store] cacert", offsetof(struct dkm_config, store_cacert) },
                 { "[store] cert", offsetof(struct dkm_config, store_cert) },
                 { "[store] key", offsetof(struct dkm_config, store_key) },
+                { "[store] node_name", offsetof(struct dkm_config, node_name) },
         };
         for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
                 if (str_differs(*(char **)((char *)&d->cfg + fixed[i].off),
@@ -516,6 +517,8 @@ static void reload(struct daemon *d)
                                  fixed[i].name);
         if (n.engine != d->cfg.engine)
                 log_warn("reload: [daemon] engine changed; it takes effect when dkmd restarts");
+        if (n.node_ttl_usec != d->cfg.node_ttl_usec)
+                log_warn("reload: [store] node_ttl changed; it takes effect when dkmd restarts");
         config_free(&n);
         log_info("configuration reloaded from %s", arg.config_path);
         notify_serving(d, "READY=1\n", "");

@@ -62,9 +62,21 @@ int node_record_decode(const uint8_t *buf, size_t len, struct node_record *ret)
         json_object *o;
         int e = 0;
 
+        json_tokener *tok;
+
         if (!buf || len > STORE_VALUE_MAX)
                 return -EBADMSG;
-        o = record_parse(buf, len);
+        /* One JSON object and nothing after it. */
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
+        if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+                  json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
+                json_object_put(o);
+                o = NULL;
+        }
+        json_tokener_free(tok);
         if (!o)
                 return -EBADMSG;
         if (record_get_str(o, "name", r.name, sizeof(r.name)) < 0 ||
@@ -190,16 +202,19 @@ int nodes_new(const struct dkm_config *cfg, struct store *store, struct keys *ke
                 return -EINVAL;
         if (!cfg->node_name) {
                 /* The host name, up to the first dot when the whole is too long. */
-                if (gethostname(host, sizeof(host) - 1) < 0) {
-                        snprintf(err, NODES_ERR_MAX, "cannot read the host name for [store] node_name: %m");
-                        return negative_errno();
-                }
+                if (gethostname(host, sizeof(host) - 1) < 0)
+                        host[0] = 0;
                 if (!config_node_name_valid(host) && strchr(host, '.'))
                         *strchr(host, '.') = 0;
                 if (!config_node_name_valid(host)) {
-                        snprintf(err, NODES_ERR_MAX, "the host name is not a valid node name: set "
-                                 "[store] node_name= (1-%d of A-Z a-z 0-9 . _ -)", DKM_NODE_NAME_MAX);
-                        return -EINVAL;
+                        /* Only a fleet needs names that tell nodes apart. */
+                        if (store_has_leases(store)) {
+                                snprintf(err, NODES_ERR_MAX, "the host name '%.64s' is not a valid node "
+                                         "name: set [store] node_name= (1-%d of A-Z a-z 0-9 . _ -)",
+                                         host, DKM_NODE_NAME_MAX);
+                                return -EINVAL;
+                        }
+                        snprintf(host, sizeof(host), "localhost");
                 }
         }
         n = calloc(1, sizeof(*n));

@@ -36,9 +36,10 @@ struct node_record {
 
 /* The record as stored; ret is malloc'd. */
 int node_record_encode(const struct node_record *r, char **ret);
-/* -EBADMSG for anything that is not such a record: fields missing or of the
- * wrong type, strings too long, a name that config_node_name_valid()
- * refuses. */
+/* -EBADMSG for anything that is not such a record (one JSON object, nothing
+ * after it): fields missing or of the wrong type, strings too long, a name
+ * that config_node_name_valid() refuses; -ENOMEM.  Unknown fields are
+ * ignored. */
 int node_record_decode(const uint8_t *buf, size_t len, struct node_record *ret);
 
 struct nodes;
