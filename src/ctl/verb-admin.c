@@ -106,8 +106,14 @@ int verb_status(struct ctl *ctl, int argc, char **argv)
                                num(nd, "heartbeat_age_seconds"), str(nd, "engine"), str(nd, "version"),
                                me ? " (this node)" : "");
                 }
-        else if (json_object_object_get_ex(o, "nodes_error", &nodes))
-                printf("nodes:   cannot read: %s\n", json_object_get_string(nodes));
+        if (json_object_object_get_ex(o, "nodes_error", &nodes)) {
+                time_t t = (time_t)num(o, "nodes_as_of");
+                char when[32] = "never";
+
+                if (t > 0)
+                        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+                printf("         (as read at %s; now %s)\n", when, json_object_get_string(nodes));
+        }
         if (json_object_object_get_ex(o, "policies", &pols))
                 for (size_t i = 0; i < json_object_array_length(pols); i++) {
                         json_object *p = json_object_array_get_idx(pols, i);

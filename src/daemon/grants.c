@@ -36,6 +36,7 @@
  * node whose write of the ended state succeeds, so an expiry seen by every
  * node is audited once. */
 #define LEASE_SLACK_SEC 5
+#define KERNEL_SLACK_USEC (2 * UINT64_C(1000000))
 
 enum req_state {
         REQ_PENDING,
@@ -1039,8 +1040,14 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         if (e == -EKEYEXPIRED) {
-                /* The kernel expired it before the store said: keyctl timeout. */
-                end_grant(g, r, REQ_EXPIRED, "keyctl", "grant-expire");
+                /* The kernel expired it before the store said: keyctl
+                 * timeout, unless it is the end itself (the kernel counts a
+                 * timeout from the current whole second, so a key may go up
+                 * to a second early). */
+                if (now + KERNEL_SLACK_USEC >= r->grant_expires_usec)
+                        end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                else
+                        end_grant(g, r, REQ_EXPIRED, "keyctl", "grant-expire");
                 return 0;
         }
         if (e < 0)

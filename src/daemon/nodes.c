@@ -27,8 +27,16 @@ struct nodes {
         pthread_cond_t cond;
         bool stopping;
         uint64_t lease;       /* 0: none yet, or it ended */
-        int failing;          /* the last beat's error, logged once */
+        int failing;          /* the last beat's or read's error, logged once */
+        /* The nodes last read from the store (by the heartbeat thread, or
+         * by a status while the store answers): a status while it does not
+         * shows these rather than waiting for etcd's timeouts. */
+        struct node_record *seen;
+        size_t n_seen;
+        uint64_t seen_usec;   /* CLOCK_REALTIME of that read; 0: none yet */
 };
+
+static int refresh(struct nodes *n);
 
 /* --- the record ---------------------------------------------------------- */
 
@@ -154,11 +162,16 @@ static int beat(struct nodes *n)
 
 static void note_beat(struct nodes *n, int r)
 {
-        if (r < 0 && r != n->failing)
-                log_warn("node '%s': heartbeat failed: %s", n->self.name, store_error_text(n->store, r));
-        else if (r >= 0 && n->failing)
-                log_notice("node '%s': heartbeat written again", n->self.name);
+        int was;
+
+        pthread_mutex_lock(&n->lock);
+        was = n->failing;
         n->failing = r < 0 ? r : 0;
+        pthread_mutex_unlock(&n->lock);
+        if (r < 0 && r != was)
+                log_warn("node '%s': heartbeat failed: %s", n->self.name, store_error_text(n->store, r));
+        else if (r >= 0 && was)
+                log_notice("node '%s': heartbeat written again", n->self.name);
 }
 
 static void *heartbeat_thread(void *p)
@@ -171,7 +184,13 @@ static void *heartbeat_thread(void *p)
         for (;;) {
                 struct timespec ts;
 
-                note_beat(n, beat(n));
+                {
+                        int r = beat(n);
+
+                        if (r >= 0)
+                                r = refresh(n);
+                        note_beat(n, r);
+                }
                 pthread_mutex_lock(&n->lock);
                 clock_gettime(CLOCK_MONOTONIC, &ts);
                 ts.tv_sec += (time_t)(every / 1000000);
@@ -305,6 +324,7 @@ void nodes_free(struct nodes *n)
         nodes_stop(n);
         pthread_mutex_destroy(&n->lock);
         pthread_cond_destroy(&n->cond);
+        free(n->seen);
         free(n);
 }
 
@@ -313,7 +333,48 @@ const char *nodes_name(struct nodes *n)
         return n ? n->self.name : NULL;
 }
 
-/* --- status ---------------------------------------------------------------- */
+/* --- the nodes seen --------------------------------------------------------- */
+
+struct collect {
+        struct node_record *v;
+        size_t n;
+};
+
+static int collect_one(const struct store_kv *kv, void *userdata)
+{
+        struct collect *c = userdata;
+        struct node_record r, *v;
+
+        if (node_record_decode(kv->value, kv->value_len, &r) < 0 ||
+            strcmp(r.name, kv->key + strlen(NODES_PREFIX)) != 0)
+                return 0; /* not a node record: not ours to show */
+        v = reallocarray(c->v, c->n + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        c->v = v;
+        v[c->n++] = r;
+        return 0;
+}
+
+/* Reads nodes/ into the cache; the error, if any, is remembered too. */
+static int refresh(struct nodes *n)
+{
+        struct collect c = { 0 };
+        int r;
+
+        r = store_ops_of(n->store)->range(n->store, NODES_PREFIX, collect_one, &c);
+        pthread_mutex_lock(&n->lock);
+        if (r >= 0) {
+                free(n->seen);
+                n->seen = c.v;
+                n->n_seen = c.n;
+                n->seen_usec = now_real_usec();
+                c.v = NULL;
+        }
+        pthread_mutex_unlock(&n->lock);
+        free(c.v);
+        return r;
+}
 
 static json_object *node_json(const struct node_record *r, bool self, uint64_t now)
 {
@@ -330,13 +391,6 @@ static json_object *node_json(const struct node_record *r, bool self, uint64_t n
         return o;
 }
 
-struct collect {
-        struct nodes *n;
-        json_object *arr;
-        uint64_t now;
-        bool self_seen;
-};
-
 static int by_name(const void *a, const void *b)
 {
         json_object *x = *(json_object *const *)a, *y = *(json_object *const *)b, *nx, *ny;
@@ -346,46 +400,45 @@ static int by_name(const void *a, const void *b)
         return strcmp(json_object_get_string(nx), json_object_get_string(ny));
 }
 
-static int collect_one(const struct store_kv *kv, void *userdata)
-{
-        struct collect *c = userdata;
-        struct node_record r;
-        bool self;
-
-        if (node_record_decode(kv->value, kv->value_len, &r) < 0 ||
-            strcmp(r.name, kv->key + strlen(NODES_PREFIX)) != 0)
-                return 0; /* not a node record: not ours to show */
-        self = strcmp(r.name, c->n->self.name) == 0;
-        c->self_seen |= self;
-        json_object_array_add(c->arr, node_json(&r, self, c->now));
-        return 0;
-}
-
 void nodes_status(struct nodes *n, void *into)
 {
-        struct collect c = { .n = n, .now = now_real_usec() };
-        int r = 0;
+        json_object *arr;
+        uint64_t now = now_real_usec();
+        bool self_seen = false;
+        int r = 0, failing;
 
         if (!n)
                 return;
         json_object_object_add(into, "node", json_object_new_string(n->self.name));
-        c.arr = json_object_new_array();
-        if (n->fleet)
-                r = store_ops_of(n->store)->range(n->store, NODES_PREFIX, collect_one, &c);
-        if (r < 0) {
-                json_object_put(c.arr);
-                json_object_object_add(into, "nodes_error",
-                                       json_object_new_string(store_error_text(n->store, r)));
-                return;
+        pthread_mutex_lock(&n->lock);
+        failing = n->failing;
+        pthread_mutex_unlock(&n->lock);
+        /* Read afresh while the store answers; otherwise what was seen last. */
+        if (n->fleet && !failing)
+                r = refresh(n);
+        arr = json_object_new_array();
+        pthread_mutex_lock(&n->lock);
+        for (size_t i = 0; i < n->n_seen; i++) {
+                bool self = strcmp(n->seen[i].name, n->self.name) == 0;
+
+                self_seen |= self;
+                json_object_array_add(arr, node_json(&n->seen[i], self, now));
         }
-        if (!c.self_seen) {
+        if (n->fleet && (failing || r < 0)) {
+                json_object_object_add(into, "nodes_error", json_object_new_string(
+                        store_error_text(n->store, failing ? failing : r)));
+                json_object_object_add(into, "nodes_as_of",
+                                       json_object_new_int64((int64_t)(n->seen_usec / 1000000)));
+        }
+        pthread_mutex_unlock(&n->lock);
+        if (!self_seen) {
                 /* SQLite, or not registered yet: this node as it is now. */
                 struct node_record self = n->self;
 
                 self.applied_revision = keys_applied_revision(n->keys);
-                self.heartbeat_usec = c.now;
-                json_object_array_add(c.arr, node_json(&self, true, c.now));
-                json_object_array_sort(c.arr, by_name);
+                self.heartbeat_usec = now;
+                json_object_array_add(arr, node_json(&self, true, now));
         }
-        json_object_object_add(into, "nodes", c.arr);
+        json_object_array_sort(arr, by_name);
+        json_object_object_add(into, "nodes", arr);
 }
