@@ -36,6 +36,8 @@
  * node whose write of the ended state succeeds, so an expiry seen by every
  * node is audited once. */
 #define LEASE_SLACK_SEC 5
+/* The kernel counts a key's timeout from the current whole second: a grant
+ * key may time out up to a second before the record's end. */
 #define KERNEL_SLACK_USEC (2 * UINT64_C(1000000))
 
 enum req_state {
@@ -967,8 +969,6 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
         seen_set(g, r->id, false);
 }
 
-/* startup: a missing grant key is restored (the keyring may be new after a
- * reboot); later, a missing key means someone unlinked or invalidated it. */
 struct reconcile {
         bool startup;
         bool markers_read;  /* the store has leases and markers were read */
@@ -985,6 +985,8 @@ static bool marker_present(const struct reconcile *c, uint32_t id)
         return false;
 }
 
+/* startup: a missing grant key is restored (the keyring may be new after a
+ * reboot); later, a missing key means someone unlinked or invalidated it. */
 static int reconcile_one(struct grants *g, struct request *r, void *userdata)
 {
         const struct reconcile *c = userdata;
