@@ -339,6 +339,8 @@ static int step_nodes(struct daemon *d)
                 r = nodes_start(d->nodes, err);
         if (r < 0) {
                 fail(d, "%s", err[0] ? err : strerror(-r));
+                /* A host name that makes no node name: set node_name=. */
+                d->config_error = r == -EINVAL;
                 nodes_free(d->nodes);
                 d->nodes = NULL;
                 return r;
