@@ -28,7 +28,7 @@ static int64_t num(json_object *o, const char *key)
 int verb_status(struct ctl *ctl, struct ctl_args *a)
 {
         _cleanup_free_ char *json = NULL;
-        json_object *o, *pols, *st;
+        json_object *o, *pols, *st, *nodes;
         int r;
 
         if (ctl_connect(ctl))
@@ -63,6 +63,25 @@ int verb_status(struct ctl *ctl, struct ctl_args *a)
                 if (json_object_object_get_ex(st, "available", &avail) && !json_object_get_boolean(avail))
                         printf("DEGRADED: %s; encrypt and decrypt from cached keys, changes refused\n",
                                str(st, "error"));
+        }
+        if (json_object_object_get_ex(o, "nodes", &nodes) && json_object_is_type(nodes, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+                        json_object *nd = json_object_array_get_idx(nodes, i), *self;
+                        bool me = json_object_object_get_ex(nd, "self", &self) &&
+                                  json_object_get_boolean(self);
+
+                        printf("%s %-20s revision %" PRId64 ", heartbeat %" PRId64 " s ago, %s, dkm %s%s\n",
+                               i ? "        " : "nodes:  ", str(nd, "name"), num(nd, "applied_revision"),
+                               num(nd, "heartbeat_age_seconds"), str(nd, "engine"), str(nd, "version"),
+                               me ? " (this node)" : "");
+                }
+        if (json_object_object_get_ex(o, "nodes_error", &nodes)) {
+                time_t t = (time_t)num(o, "nodes_as_of");
+                char when[32] = "never";
+
+                if (t > 0)
+                        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+                printf("         (as read at %s; now %s)\n", when, json_object_get_string(nodes));
         }
         if (json_object_object_get_ex(o, "policies", &pols))
                 for (size_t i = 0; i < json_object_array_length(pols); i++) {

@@ -24,6 +24,22 @@
 /* /proc/keys shows remaining time in whole minutes above one minute. */
 #define TIMEOUT_SLACK_SEC 61
 
+/* On a store with leases (etcd) a live grant also has a marker,
+ * access/grants/<id>, put under a lease whose TTL is the grant's remaining
+ * time: etcd deletes it at expiry, and whoever ends the grant first revokes
+ * the lease.  The request record (the history: who asked, who approved,
+ * how it ended) never has a lease and stays.  A marker that goes while the
+ * record still says granted and more than LEASE_SLACK_SEC remain was
+ * removed from outside dkm (etcdctl lease revoke): the grant is revoked on
+ * every node.  Within the slack it is the expiry, seen from a node whose
+ * clock is a little behind etcd's.  Ending a grant is audited only by the
+ * node whose write of the ended state succeeds, so an expiry seen by every
+ * node is audited once. */
+#define LEASE_SLACK_SEC 5
+/* The kernel counts a key's timeout from the current whole second: a grant
+ * key may time out up to a second before the record's end. */
+#define KERNEL_SLACK_USEC (2 * UINT64_C(1000000))
+
 enum req_state {
         REQ_PENDING,
         REQ_GRANTED,
@@ -60,6 +76,7 @@ struct request {
         uint64_t granted_usec, grant_expires_usec, ended_usec;
         char ended_by[64];     /* "uid 2903", "keyctl", "expiry" */
         char end_reason[REASON_MAX + 1];
+        uint64_t lease;        /* etcd: the lease of the grant's marker; 0: none */
         uint64_t mod_revision;
 };
 
@@ -108,6 +125,13 @@ static void request_store_key(char *buf, size_t size, uint32_t id)
         snprintf(buf, size, "access/requests/%010u", id);
 }
 
+#define MARKER_PREFIX "access/grants/"
+
+static void marker_store_key(char *buf, size_t size, uint32_t id)
+{
+        snprintf(buf, size, MARKER_PREFIX "%010u", id);
+}
+
 /* --- records ------------------------------------------------------------ */
 
 static char *request_encode(const struct request *r)
@@ -133,6 +157,8 @@ static char *request_encode(const struct request *r)
         json_object_object_add(o, "ended", json_object_new_int64((int64_t)r->ended_usec));
         json_object_object_add(o, "ended_by", json_object_new_string(r->ended_by));
         json_object_object_add(o, "end_reason", json_object_new_string(r->end_reason));
+        if (r->lease)
+                json_object_object_add(o, "lease", json_object_new_int64((int64_t)r->lease));
         s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
         return s;
@@ -161,6 +187,9 @@ static int request_decode(const struct store_kv *kv, struct request *ret)
             lookup_name(scope_names, ARRAY_SIZE(scope_names), scope) < 0 ||
             lookup_name(state_names, ARRAY_SIZE(state_names), state) < 0)
                 e = -EBADMSG;
+        /* Optional: records from before leases, and SQLite's, have none. */
+        if (!e && json_object_object_get_ex(o, "lease", NULL) && record_get_u64(o, "lease", &v[9]) < 0)
+                e = -EBADMSG;
         if (!e) {
                 r.id = (uint32_t)v[0];
                 r.requester = (uid_t)v[1];
@@ -171,6 +200,7 @@ static int request_decode(const struct store_kv *kv, struct request *ret)
                 r.granted_usec = (uint64_t)v[6];
                 r.grant_expires_usec = (uint64_t)v[7];
                 r.ended_usec = (uint64_t)v[8];
+                r.lease = json_object_object_get_ex(o, "lease", NULL) ? v[9] : 0;
                 r.scope = (enum grant_scope)lookup_name(scope_names, ARRAY_SIZE(scope_names), scope);
                 r.state = (enum req_state)lookup_name(state_names, ARRAY_SIZE(state_names), state);
                 r.n_approvers = json_object_array_length(a);
@@ -209,18 +239,29 @@ static int request_load(struct grants *g, uint32_t id, struct request *ret, char
 
 static void cache_note(struct grants *g, const struct request *r);
 
-/* Writes r back if nobody changed it meanwhile (compare-and-swap). */
-static int request_store(struct grants *g, struct request *r, char *err)
+/* Writes r back if nobody changed it meanwhile (compare-and-swap); with
+ * marker_lease, puts the grant's marker under that lease in the same
+ * transaction. */
+static int request_store_leased(struct grants *g, struct request *r, uint64_t marker_lease, char *err)
 {
         _cleanup_free_ char *json = request_encode(r);
-        char key[64];
+        char key[64], mkey[64], mval[32];
         uint64_t rev;
         int e;
 
         if (!json)
                 return -ENOMEM;
         request_store_key(key, sizeof(key), r->id);
-        {
+        if (marker_lease) {
+                const struct store_cmp cmp = { key, r->mod_revision };
+                const uint64_t leases[2] = { 0, marker_lease };
+                struct store_op ops[2] = { { STORE_PUT, key, json, strlen(json) },
+                                           { STORE_PUT, mkey, mval, 0 } };
+
+                marker_store_key(mkey, sizeof(mkey), r->id);
+                ops[1].value_len = (size_t)snprintf(mval, sizeof(mval), "%u", r->id);
+                e = store_txn_leased(g->store, &cmp, 1, ops, 2, leases, &rev);
+        } else {
                 const struct store_cmp cmp = { key, r->mod_revision };
                 const struct store_op op = { STORE_PUT, key, json, strlen(json) };
                 e = store_ops_of(g->store)->txn(g->store, &cmp, 1, &op, 1, &rev);
@@ -234,6 +275,37 @@ static int request_store(struct grants *g, struct request *r, char *err)
         r->mod_revision = rev;
         cache_note(g, r);
         return 0;
+}
+
+static int request_store(struct grants *g, struct request *r, char *err)
+{
+        return request_store_leased(g, r, 0, err);
+}
+
+/* A new lease for r's marker, as long as r has left; 0 on a store without
+ * leases. */
+static int grant_lease_new(struct grants *g, const struct request *r, uint64_t now, uint64_t *ret)
+{
+        uint64_t ttl = 0;
+
+        *ret = 0;
+        if (!store_has_leases(g->store))
+                return 0;
+        ttl = (r->grant_expires_usec > now ? r->grant_expires_usec - now + 999999 : 1000000) / 1000000;
+        return store_lease_grant(g->store, ttl, ret, NULL);
+}
+
+/* Revokes a grant's lease, which deletes its marker on every node's view. */
+static void grant_lease_end(struct grants *g, uint64_t lease)
+{
+        int e;
+
+        if (!lease)
+                return;
+        e = store_lease_revoke(g->store, lease);
+        if (e < 0 && e != -ENOENT)
+                log_warn("cannot revoke grant lease %" PRIu64 " (its marker expires with it): %s", lease,
+                         store_error_text(g->store, e));
 }
 
 /* --- the grant key --------------------------------------------------------- */
@@ -608,8 +680,20 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
         /* A failed destroy is recorded as failed and reported. */
         {
                 char serr[GRANT_ERR_MAX] = "";
-                int s = request_store(g, &r, serr);
+                uint64_t lease = 0;
+                int s = 0;
+
+                if (r.state == REQ_GRANTED) {
+                        s = grant_lease_new(g, &r, now, &lease);
+                        if (s < 0)
+                                seterr(serr, "cannot store access request %u: %s", id,
+                                       store_error_text(g->store, s));
+                        r.lease = lease;
+                }
+                if (s >= 0)
+                        s = request_store_leased(g, &r, lease, serr);
                 if (s < 0) {
+                        grant_lease_end(g, lease);
                         if (r.state == REQ_GRANTED)
                                 grant_key_drop(g, r.id);
                         memcpy(err, serr, GRANT_ERR_MAX);
@@ -695,6 +779,8 @@ int grants_revoke(struct grants *g, const struct audit_subject *who, uint32_t id
         r.ended_usec = now_real_usec();
         snprintf(r.ended_by, sizeof(r.ended_by), "uid %u", (unsigned)who->uid);
         e = request_store(g, &r, err);
+        if (e >= 0)
+                grant_lease_end(g, r.lease);
 out:
         pthread_mutex_unlock(&g->lock);
         return e;
@@ -763,22 +849,31 @@ static void cache_note(struct grants *g, const struct request *r)
         pthread_mutex_unlock(&g->cache_lock);
 }
 
+/* After a walk of every request (e: how it ended), the live grants it saw
+ * become the cache. */
+static void scan_finish(struct grants *g, struct scan *s, int e)
+{
+        if (e == 0 && !s->oom) {
+                pthread_mutex_lock(&g->cache_lock);
+                free(g->cache);
+                g->cache = s->copy;
+                g->n_cache = s->n_copy;
+                g->cache_valid = true;
+                pthread_mutex_unlock(&g->cache_lock);
+        } else
+                free(s->copy);
+        s->copy = NULL;
+        s->n_copy = 0;
+}
+
 /* Every request in the store; a complete walk also refreshes the cache. */
 static int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request *, void *),
                             void *userdata)
 {
-        struct scan s = { g, fn, userdata, NULL, 0, false };
+        struct scan s = { .g = g, .fn = fn, .userdata = userdata };
         int e = store_ops_of(g->store)->range(g->store, "access/requests/", scan_one, &s);
 
-        if (e == 0 && !s.oom) {
-                pthread_mutex_lock(&g->cache_lock);
-                free(g->cache);
-                g->cache = s.copy;
-                g->n_cache = s.n_copy;
-                g->cache_valid = true;
-                pthread_mutex_unlock(&g->cache_lock);
-        } else
-                free(s.copy);
+        scan_finish(g, &s, e);
         return e;
 }
 
@@ -966,26 +1061,49 @@ int grants_list_json(struct grants *g, char **ret, char *err)
 static void end_grant(struct grants *g, struct request *r, enum req_state state, const char *by,
                       const char *op)
 {
+        int e;
+
         r->state = state;
         r->ended_usec = now_real_usec();
         snprintf(r->ended_by, sizeof(r->ended_by), "%s", by);
-        audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
-                     (unsigned)r->requester, by);
-        log_notice("grant %u %s (%s)", r->id, state_names[state], by);
-        {
-                int e = request_store(g, r, NULL);
-                if (e < 0 && e != -ESTALE) /* -ESTALE: another node recorded it */
-                        log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
-        }
+        /* Every node may notice the same end (an expiry above all): the one
+         * whose write goes through audits it, so it is audited once. */
+        e = request_store(g, r, NULL);
+        if (e >= 0) {
+                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
+                             (unsigned)r->requester, by);
+                log_notice("grant %u %s (%s)", r->id, state_names[state], by);
+                grant_lease_end(g, r->lease);
+        } else if (e == -ESTALE)
+                log_info("grant %u ended (recorded by another node)", r->id);
+        else
+                log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
         grant_key_drop(g, r->id);
         seen_set(g, r->id, false);
+}
+
+struct reconcile {
+        bool startup;
+        bool markers_read;  /* the store has leases and markers were read */
+        uint32_t *markers;  /* ids of the live grants' markers */
+        size_t n_markers;
+        struct scan scan;
+};
+
+static bool marker_present(const struct reconcile *c, uint32_t id)
+{
+        for (size_t i = 0; i < c->n_markers; i++)
+                if (c->markers[i] == id)
+                        return true;
+        return false;
 }
 
 /* startup: a missing grant key is restored (the keyring may be new after a
  * reboot); later, a missing key means someone unlinked or invalidated it. */
 static int reconcile_one(struct grants *g, struct request *r, void *userdata)
 {
-        bool startup = *(bool *)userdata;
+        const struct reconcile *c = userdata;
+        bool startup = c->startup;
         uint64_t now = now_real_usec(), left, want;
         int e;
 
@@ -993,8 +1111,10 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 r->state = REQ_EXPIRED;
                 r->ended_usec = now;
                 snprintf(r->ended_by, sizeof(r->ended_by), "request_ttl");
-                audit_record(AUDIT_KIND_ACCESS, "access-request-expire", NULL, true, "request=%u", r->id);
-                request_store(g, r, NULL);
+                /* Audited by the node whose write goes through: once. */
+                if (request_store(g, r, NULL) >= 0)
+                        audit_record(AUDIT_KIND_ACCESS, "access-request-expire", NULL, true, "request=%u",
+                                     r->id);
                 return 0;
         }
         if (r->state != REQ_GRANTED) {
@@ -1013,6 +1133,14 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
                 return 0;
         }
+        if (r->lease && c->markers_read && !marker_present(c, r->id)) {
+                /* Its lease ended: at expiry, or revoked outside dkm. */
+                if (now + LEASE_SLACK_SEC * UINT64_C(1000000) >= r->grant_expires_usec)
+                        end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                else
+                        end_grant(g, r, REQ_REVOKED, "etcd", "grant-revoke");
+                return 0;
+        }
         want = remaining_sec(r, now);
         e = grant_key_state(g, r, &left);
         if (e == -ENOKEY && (startup || !seen_has(g, r->id))) {
@@ -1027,8 +1155,14 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         if (e == -EKEYEXPIRED) {
-                /* The kernel expired it before the store said: keyctl timeout. */
-                end_grant(g, r, REQ_EXPIRED, "keyctl", "grant-expire");
+                /* The kernel expired it before the store said: keyctl
+                 * timeout, unless it is the end itself (the kernel counts a
+                 * timeout from the current whole second, so a key may go up
+                 * to a second early). */
+                if (now + KERNEL_SLACK_USEC >= r->grant_expires_usec)
+                        end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                else
+                        end_grant(g, r, REQ_EXPIRED, "keyctl", "grant-expire");
                 return 0;
         }
         if (e < 0)
@@ -1040,9 +1174,20 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                              "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
                              (unsigned)r->requester, left);
                 log_notice("grant %u shortened to %" PRIu64 " s with keyctl", r->id, left);
-                /* The payload names the expiry: rewrite it to match. */
-                if (request_store(g, r, NULL) >= 0)
-                        grant_key_create(g, r, now);
+                /* The payload names the expiry: rewrite it to match; the
+                 * marker moves to a lease that ends as soon. */
+                {
+                        uint64_t old = r->lease, lease = 0;
+
+                        if (old && grant_lease_new(g, r, now, &lease) >= 0)
+                                r->lease = lease;
+                        if (request_store_leased(g, r, r->lease != old ? lease : 0, NULL) >= 0) {
+                                grant_key_create(g, r, now);
+                                if (r->lease != old)
+                                        grant_lease_end(g, old);
+                        } else if (r->lease != old)
+                                grant_lease_end(g, lease);
+                }
         } else if (left > want + TIMEOUT_SLACK_SEC || left == 0) {
                 /* Extended (or made permanent): never wider than approved. */
                 char desc[48];
@@ -1059,12 +1204,55 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         return 0;
 }
 
+/* "access/" in key order: the markers (access/grants/) come before the
+ * requests (access/requests/), and all are read at one revision, so a
+ * grant approved or ended meanwhile is seen with its marker or without. */
+static int reconcile_access(const struct store_kv *kv, void *userdata)
+{
+        struct reconcile *c = userdata;
+        size_t n = strlen(MARKER_PREFIX);
+
+        if (strncmp(kv->key, MARKER_PREFIX, n) == 0) {
+                const char *digits = kv->key + n;
+                uint64_t id = 0;
+                uint32_t *v;
+
+                /* Only keys this file writes: ten digits. */
+                if (strlen(digits) != 10 || strspn(digits, "0123456789") != 10)
+                        return 0;
+                for (size_t i = 0; i < 10; i++)
+                        id = id * 10 + (uint64_t)(digits[i] - '0');
+                if (id > UINT32_MAX)
+                        return 0;
+                v = reallocarray(c->markers, c->n_markers + 1, sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                c->markers = v;
+                v[c->n_markers++] = (uint32_t)id;
+                return 0;
+        }
+        if (strncmp(kv->key, "access/requests/", strlen("access/requests/")) != 0)
+                return 0;
+        return scan_one(kv, &c->scan);
+}
+
+static void reconcile_all(struct grants *g, bool startup)
+{
+        struct reconcile c = { .startup = startup, .markers_read = store_has_leases(g->store) };
+
+        c.scan = (struct scan){ .g = g, .fn = reconcile_one, .userdata = &c };
+        if (c.markers_read)
+                scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, "access/",
+                                                                      reconcile_access, &c));
+        else
+                for_each_request(g, reconcile_one, &c);
+        free(c.markers);
+}
+
 void grants_maintain(struct grants *g)
 {
-        bool startup = false;
-
         pthread_mutex_lock(&g->lock);
-        for_each_request(g, reconcile_one, &startup);
+        reconcile_all(g, false);
         pthread_mutex_unlock(&g->lock);
 }
 
@@ -1078,7 +1266,6 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
 {
         struct grants *g = calloc(1, sizeof(*g));
         char name[4200];
-        bool startup = true;
         int e;
 
         if (!g)
@@ -1101,7 +1288,7 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
                 free(g);
                 return e;
         }
-        for_each_request(g, reconcile_one, &startup);
+        reconcile_all(g, true);
         *ret = g;
         return 0;
 }

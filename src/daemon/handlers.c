@@ -253,6 +253,7 @@ static void handle_status(const struct daemon_state *st, struct wire_builder *b)
                                json_object_new_int(st->grants ? grants_keyring(st->grants) : 0));
         keys_status(st->keys, o);
         keys_sync_status(st->keys, st->store_watch, o);
+        nodes_status(st->nodes, o);
         reply_json(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
 }

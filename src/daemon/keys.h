@@ -114,6 +114,8 @@ int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), 
 /* Adds "store_state" (backend, applied revision, watch health) to a json-c
  * object; watching: whether a watch thread follows the store. */
 void keys_sync_status(struct keys *k, bool watching, void *json_object);
+/* The store revision this node has applied. */
+uint64_t keys_applied_revision(struct keys *k);
 /* A store error in words for the one-line refusal: the etcd errors that mean
  * "no quorum" read "store unavailable: no etcd quorum". */
 const char *store_error_text(struct store *s, int r);

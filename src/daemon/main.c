@@ -46,6 +46,7 @@ struct daemon {
         struct store *store;
         struct keys *keys;
         struct grants *grants;
+        struct nodes *nodes;
         struct server *server;
         pthread_t maint, watch;
         bool maint_started, watch_started;
@@ -329,6 +330,27 @@ static int step_keys(struct daemon *d)
         return 0;
 }
 
+/* This node in the fleet: its heartbeat under a lease (nodes.h). */
+static int step_nodes(struct daemon *d)
+{
+        char err[NODES_ERR_MAX] = "";
+        int r;
+
+        r = nodes_new(&d->cfg, d->store, d->keys, d->st.engine.name, &d->nodes, err);
+        if (r >= 0)
+                r = nodes_start(d->nodes, err);
+        if (r < 0) {
+                fail(d, "%s", err[0] ? err : strerror(-r));
+                /* A host name that makes no node name: set node_name=. */
+                d->config_error = r == -EINVAL;
+                nodes_free(d->nodes);
+                d->nodes = NULL;
+                return r;
+        }
+        d->st.nodes = d->nodes;
+        return 0;
+}
+
 /* $WATCHDOG_USEC, when systemd set it for this process (WatchdogSec=). */
 static uint64_t watchdog_usec(void)
 {
@@ -530,6 +552,7 @@ static void reload(struct daemon *d)
                 { "[store] cacert", offsetof(struct dkm_config, store_cacert) },
                 { "[store] cert", offsetof(struct dkm_config, store_cert) },
                 { "[store] key", offsetof(struct dkm_config, store_key) },
+                { "[store] node_name", offsetof(struct dkm_config, node_name) },
         };
         for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
                 if (str_differs(*(char **)((char *)&d->cfg + fixed[i].off),
@@ -538,6 +561,8 @@ static void reload(struct daemon *d)
                                  fixed[i].name);
         if (n.engine != d->cfg.engine)
                 log_warn("reload: [daemon] engine changed; it takes effect when dkmd restarts");
+        if (n.node_ttl_usec != d->cfg.node_ttl_usec)
+                log_warn("reload: [store] node_ttl changed; it takes effect when dkmd restarts");
         config_free(&n);
         log_info("configuration reloaded from %s", arg.config_path);
         notify_serving(d, "READY=1\n", "");
@@ -621,9 +646,12 @@ int main(int argc, char **argv)
         r = step_keys(&d);
         if (r < 0)
                 goto out_store;
-        r = step_server(&d);
+        r = step_nodes(&d);
         if (r < 0)
                 goto out_keys;
+        r = step_server(&d);
+        if (r < 0)
+                goto out_nodes;
         if (pthread_create(&sigt, NULL, signal_thread, &d) != 0) {
                 r = -EAGAIN;
                 goto out_server;
@@ -644,6 +672,8 @@ int main(int argc, char **argv)
                 pthread_join(d.maint, NULL);
         if (d.watch_started)
                 pthread_join(d.watch, NULL);
+        /* Leave the fleet at once: the others stop listing this node. */
+        nodes_stop(d.nodes);
         server_free(d.server);
         /* Connection threads are detached and may still be inside the key
          * manager or the store: leave those to the process exit. */
@@ -654,6 +684,8 @@ int main(int argc, char **argv)
 
 out_server:
         server_free(d.server);
+out_nodes:
+        nodes_free(d.nodes);
 out_keys:
         keys_free(d.keys);
 out_store:

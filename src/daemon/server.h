@@ -4,6 +4,7 @@
 #include "access.h"
 #include "grants.h"
 #include "keys.h"
+#include "nodes.h"
 #include "shared/config.h"
 #include "engine/engine.h"
 
@@ -18,6 +19,7 @@ struct daemon_state {
         uint64_t started_usec;
         keyring_serial_t ring;
         bool store_watch; /* a thread follows the store's changes (etcd) */
+        struct nodes *nodes; /* this node and the others seen (nodes.h) */
 };
 
 /* Binds the configured socket (or takes a socket-activated one from

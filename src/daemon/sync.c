@@ -386,7 +386,7 @@ static int on_change(const struct store_kv *kv, void *userdata)
                 }
         } else if (strncmp(kv->key, "assign/", 7) == 0)
                 c->assign = true;
-        else if (strncmp(kv->key, "access/requests/", 16) == 0)
+        else if (strncmp(kv->key, "access/requests/", 16) == 0 || strncmp(kv->key, "access/grants/", 14) == 0)
                 c->access = true;
         return 0;
 }
@@ -610,4 +610,9 @@ void keys_sync_status(struct keys *k, bool watching, void *into)
         json_object_object_add(o, "full_reloads", json_object_new_int64((int64_t)k->sync.reloads));
         pthread_mutex_unlock(&k->sync.lock);
         json_object_object_add(into, "store_state", o);
+}
+
+uint64_t keys_applied_revision(struct keys *k)
+{
+        return k ? atomic_load(&k->sync.applied) : 0;
 }

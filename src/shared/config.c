@@ -42,7 +42,7 @@
 static const char *const default_groups[3] = { "dkm-users", "dkm-operators", "dkm-approvers" };
 
 enum key_kind { K_PATH, K_SOCKET, K_ENGINE, K_GROUP, K_DURATION, K_UINT, K_U64, K_BACKEND,
-                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY };
+                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME };
 
 #define CREDENTIAL_PREFIX "credential:"
 #define CREDENTIAL_NAME_MAX 255
@@ -82,6 +82,10 @@ static const struct key_def keys[] = {
         { "store", "cert", K_OPTPATH, F(store_cert), 0, 0 },
         { "store", "key", K_OPTPATH, F(store_key), 0, 0 },
         { "store", "prefix", K_STRING, F(store_prefix), 0, 0 },
+        { "store", "node_name", K_NODENAME, F(node_name), 0, 0 },
+        /* etcd's shortest lease is about 2 s; a node missing for longer
+         * than an hour is better called gone. */
+        { "store", "node_ttl", K_DURATION, F(node_ttl_usec), 2 * USEC_PER_SEC, 3600 * USEC_PER_SEC },
         { "audit", "fail_closed", K_BOOL, F(audit_fail_closed), 0, 0 },
 };
 #undef F
@@ -215,6 +219,26 @@ static bool credential_name_valid(const char *s)
         return true;
 }
 
+bool config_node_name_valid(const char *name)
+{
+        size_t n;
+
+        if (!name)
+                return false;
+        n = strlen(name);
+        if (n == 0 || n > DKM_NODE_NAME_MAX || !isalnum((unsigned char)name[0]))
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)name[i];
+
+                /* isalnum() follows the locale: say exactly which bytes. */
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
+}
+
 /* Stores one value; on a bad one, sets the message and returns false. */
 static bool apply(struct parser *p, const struct key_def *k, const char *v)
 {
@@ -272,6 +296,15 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
                         free(*(char **)field);
                         *(char **)field = NULL;
                         return true;
+                }
+                r = set_string((char **)field, v);
+                break;
+        case K_NODENAME:
+                if (!config_node_name_valid(v)) {
+                        set_err(p, p->line, "[%s] %s: bad node name '%s' (1-%d of A-Z a-z 0-9 . _ -, "
+                                            "starting with a letter or digit)",
+                                k->section, k->name, vb, DKM_NODE_NAME_MAX);
+                        return false;
                 }
                 r = set_string((char **)field, v);
                 break;
@@ -471,6 +504,7 @@ void config_init_defaults(struct dkm_config *c)
         c->hedge_delay_usec = 50000;
         c->cache_ttl_usec = 2 * 3600 * USEC_PER_SEC;
         c->store_backend = strdup("sqlite");
+        c->node_ttl_usec = 10 * USEC_PER_SEC;
         c->audit_fail_closed = true;
 }
 
@@ -488,6 +522,7 @@ void config_free(struct dkm_config *c)
         free(c->store_cert);
         free(c->store_key);
         free(c->store_prefix);
+        free(c->node_name);
         memset(c, 0, sizeof(*c));
 }
 
@@ -585,6 +620,14 @@ int config_master_key_error(const struct dkm_config *c, char *err, size_t err_si
         return 0;
 }
 
+static size_t key_index(const char *section, const char *name)
+{
+        for (size_t i = 0; i < N_KEYS; i++)
+                if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+                        return i;
+        abort(); /* a name from this file that is not in keys[] */
+}
+
 /* What can only be checked once the whole file is read. */
 static int finish(struct parser *p)
 {
@@ -627,6 +670,9 @@ static int finish(struct parser *p)
         } else if (c->store_endpoints || c->store_cacert || c->store_cert || c->store_key ||
                    c->store_prefix) {
                 set_err(p, 0, "[store] endpoints, cacert, cert, key, prefix: only for backend=etcd");
+                return -EINVAL;
+        } else if (p->seen[key_index("store", "node_ttl")]) {
+                set_err(p, 0, "[store] node_ttl: only for backend=etcd");
                 return -EINVAL;
         }
         return 0;

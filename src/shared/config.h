@@ -41,6 +41,8 @@ struct dkm_config {
         char *store_endpoints;
         char *store_cacert, *store_cert, *store_key;
         char *store_prefix;          /* etcd: every key under it (default /dkm/) */
+        char *node_name;             /* this node in a fleet; NULL: the host name */
+        uint64_t node_ttl_usec;      /* etcd: a node's heartbeat lease (default 10s) */
         /* [audit] */
         bool audit_fail_closed;      /* default yes */
 };
@@ -66,6 +68,11 @@ int config_parse_string(const char *text, const char *name, struct dkm_config *c
                         char *err, size_t err_size);
 
 void config_free(struct dkm_config *c);
+
+/* [store] node_name: 1-63 of A-Z a-z 0-9 '.' '_' '-', starting with a letter
+ * or digit (a host name fits; it becomes one etcd key component). */
+#define DKM_NODE_NAME_MAX 63
+bool config_node_name_valid(const char *name);
 
 /* The master key as a systemd credential (LoadCredentialEncrypted= in
  * dkmd.service):

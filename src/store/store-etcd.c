@@ -18,6 +18,9 @@
  *             (etcd_watch_held() in etcd-watch.c): each WatchResponse is cut
  *             into its revisions for the callback; a compacted start is
  *             -ERANGE, a broken or silent stream the transport's error
+ *   lease_*   LeaseGrant, LeaseKeepAlive (one request on the stream: the
+ *             gateway answers {"result": ...} and closes it), LeaseRevoke,
+ *             LeaseTimeToLive; a put's lease is PutRequest.lease
  *
  * Every dkm key K is stored as <prefix>K, the prefix coming from the
  * location string (store-etcd.h); keys outside the prefix are never read
@@ -127,6 +130,8 @@ static int kv_from_json(struct store *s, struct json_object *o, bool deleted, st
                 r = etcd_json_u64(o, "mod_revision", &kv.mod_revision);
         if (r == 0 && !deleted)
                 r = etcd_json_u64(o, "create_revision", &kv.create_revision);
+        if (r == 0 && !deleted)
+                r = etcd_json_u64(o, "lease", &kv.lease);
         if (r < 0) {
                 store_kv_clear(&kv);
                 return r;
@@ -317,7 +322,8 @@ static int etcd_range(struct store *s, const char *prefix,
 
 
 static int txn_request(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
-                       const struct store_op *ops, size_t n_ops, struct json_object *req)
+                       const struct store_op *ops, size_t n_ops, const uint64_t *leases,
+                       struct json_object *req)
 {
         struct json_object *compare = json_object_new_array(), *success = json_object_new_array();
         int r = etcd_json_add_object(req, "compare", compare);
@@ -355,12 +361,15 @@ static int txn_request(struct store *s, const struct store_cmp *cmps, size_t n_c
                 if (r == 0 && put)
                         r = etcd_json_add_bytes(body, "value", ops[i].value ? ops[i].value : "",
                                                 ops[i].value_len);
+                if (r == 0 && put && leases && leases[i])
+                        r = etcd_json_add_u64(body, "lease", leases[i]);
         }
         return r;
 }
 
-static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
-                    const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
+static int etcd_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                           const struct store_op *ops, size_t n_ops, const uint64_t *leases,
+                           uint64_t *ret_revision)
 {
         struct json_object *req, *reply = NULL, *ok;
         uint64_t rev = 0;
@@ -374,7 +383,12 @@ static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps
         req = json_object_new_object();
         if (!req)
                 return -ENOMEM;
-        r = txn_request(s, cmps, n_cmps, ops, n_ops, req);
+        for (size_t i = 0; leases && i < n_ops; i++)
+                if (leases[i] > INT64_MAX || (leases[i] && ops[i].type != STORE_PUT)) {
+                        json_object_put(req);
+                        return -EINVAL;
+                }
+        r = txn_request(s, cmps, n_cmps, ops, n_ops, leases, req);
         if (r == 0)
                 r = etcd_call(s->c, "kv/txn", req, 0, &reply);
         if (r == 0)
@@ -387,6 +401,12 @@ static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps
         if (r == 0 && ret_revision)
                 *ret_revision = rev;
         return r;
+}
+
+static int etcd_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                    const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
+{
+        return etcd_txn_leased(s, cmps, n_cmps, ops, n_ops, NULL, ret_revision);
 }
 
 static int etcd_revision(struct store *s, uint64_t *ret)
@@ -700,6 +720,130 @@ int store_etcd_compact(struct store *s, uint64_t revision)
         return r;
 }
 
+/* ---- leases ------------------------------------------------------------ */
+
+/* A lease's TTL in a reply: a count of seconds (int64 as a string), 0 or
+ * absent for a keep-alive of a lease that has ended, "-1" from TimeToLive
+ * for one that has: -ENOENT for those two. */
+static int lease_reply_ttl(struct json_object *o, uint64_t *ret)
+{
+        struct json_object *v;
+        uint64_t ttl;
+        int r;
+
+        if (!json_object_is_type(o, json_type_object))
+                return -EBADMSG;
+        if (json_object_object_get_ex(o, "TTL", &v) && json_object_is_type(v, json_type_string) &&
+            strcmp(json_object_get_string(v), "-1") == 0)
+                return -ENOENT;
+        r = etcd_json_u64(o, "TTL", &ttl);
+        if (r < 0)
+                return r;
+        if (ttl == 0)
+                return -ENOENT;
+        *ret = ttl;
+        return 0;
+}
+
+static int lease_call(struct store *s, const char *method, uint64_t id, uint64_t ttl, unsigned flags,
+                      struct json_object **ret)
+{
+        struct json_object *req = json_object_new_object();
+        int r;
+
+        if (!req)
+                return -ENOMEM;
+        r = id ? etcd_json_add_u64(req, "ID", id) : 0;
+        if (r == 0 && ttl)
+                r = etcd_json_add_u64(req, "TTL", ttl);
+        if (r == 0)
+                r = etcd_call(s->c, method, req, flags, ret);
+        json_object_put(req);
+        return r;
+}
+
+static int etcd_lease_grant(struct store *s, uint64_t ttl_sec, uint64_t *ret_id, uint64_t *ret_ttl)
+{
+        struct json_object *reply = NULL;
+        uint64_t id = 0, ttl = 0;
+        int r;
+
+        if (!s || !ret_id || ttl_sec == 0 || ttl_sec > INT64_MAX)
+                return -EINVAL;
+        /* A write: a retry after a lost reply would make a second lease,
+         * which no key uses and which expires on its own. */
+        r = lease_call(s, "lease/grant", 0, ttl_sec, 0, &reply);
+        if (r == 0)
+                r = etcd_json_u64(reply, "ID", &id);
+        if (r == 0)
+                r = lease_reply_ttl(reply, &ttl);
+        if (r == 0 && id == 0)
+                r = -EBADMSG;
+        if (r == -ENOENT)
+                r = -EBADMSG; /* a new lease without a TTL */
+        json_object_put(reply);
+        if (r < 0)
+                return r;
+        *ret_id = id;
+        if (ret_ttl)
+                *ret_ttl = ttl;
+        return 0;
+}
+
+static int etcd_lease_keepalive(struct store *s, uint64_t id, uint64_t *ret_ttl)
+{
+        struct json_object *reply = NULL, *result;
+        uint64_t ttl = 0, got = 0;
+        int r;
+
+        if (!s || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        /* Renewing twice does no harm: safe to ask another member. */
+        r = lease_call(s, "lease/keepalive", id, 0, ETCD_IDEMPOTENT, &reply);
+        if (r == 0 && !json_object_object_get_ex(reply, "result", &result))
+                r = -EBADMSG;
+        if (r == 0)
+                r = etcd_json_u64(result, "ID", &got);
+        if (r == 0 && got != id)
+                r = -EBADMSG;
+        if (r == 0)
+                r = lease_reply_ttl(result, &ttl);
+        json_object_put(reply);
+        if (r == 0 && ret_ttl)
+                *ret_ttl = ttl;
+        return r;
+}
+
+static int etcd_lease_revoke(struct store *s, uint64_t id)
+{
+        struct json_object *reply = NULL;
+        int r;
+
+        if (!s || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        /* A second revoke finds nothing (-ENOENT): the caller's wish holds. */
+        r = lease_call(s, "lease/revoke", id, 0, ETCD_IDEMPOTENT, &reply);
+        json_object_put(reply);
+        return r;
+}
+
+static int etcd_lease_ttl(struct store *s, uint64_t id, uint64_t *ret_left)
+{
+        struct json_object *reply = NULL;
+        uint64_t left = 0;
+        int r;
+
+        if (!s || !ret_left || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        r = lease_call(s, "lease/timetolive", id, 0, ETCD_IDEMPOTENT, &reply);
+        if (r == 0)
+                r = lease_reply_ttl(reply, &left);
+        json_object_put(reply);
+        if (r == 0)
+                *ret_left = left;
+        return r;
+}
+
 static void etcd_close(struct store *s)
 {
         if (!s)
@@ -755,4 +899,9 @@ const struct store_ops store_etcd_ops = {
         .revision = etcd_revision,
         .changes = etcd_changes,
         .follow = etcd_follow,
+        .lease_grant = etcd_lease_grant,
+        .lease_keepalive = etcd_lease_keepalive,
+        .lease_revoke = etcd_lease_revoke,
+        .lease_ttl = etcd_lease_ttl,
+        .txn_leased = etcd_txn_leased,
 };

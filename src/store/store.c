@@ -50,6 +50,64 @@ const struct store_ops *store_ops_of(struct store *s)
         return s ? ((const struct store_base *)s)->ops : NULL;
 }
 
+bool store_has_leases(struct store *s)
+{
+        const struct store_ops *ops = store_ops_of(s);
+
+        return ops && ops->lease_grant && ops->lease_keepalive && ops->lease_revoke && ops->lease_ttl &&
+               ops->txn_leased;
+}
+
+int store_lease_grant(struct store *s, uint64_t ttl_sec, uint64_t *ret_id, uint64_t *ret_ttl)
+{
+        if (!s || !ret_id || ttl_sec == 0 || ttl_sec > INT64_MAX)
+                return -EINVAL;
+        if (!store_has_leases(s))
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->lease_grant(s, ttl_sec, ret_id, ret_ttl);
+}
+
+int store_lease_keepalive(struct store *s, uint64_t id, uint64_t *ret_ttl)
+{
+        if (!s || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        if (!store_has_leases(s))
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->lease_keepalive(s, id, ret_ttl);
+}
+
+int store_lease_revoke(struct store *s, uint64_t id)
+{
+        if (!s || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        if (!store_has_leases(s))
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->lease_revoke(s, id);
+}
+
+int store_lease_ttl(struct store *s, uint64_t id, uint64_t *ret_left)
+{
+        if (!s || !ret_left || id == 0 || id > INT64_MAX)
+                return -EINVAL;
+        if (!store_has_leases(s))
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->lease_ttl(s, id, ret_left);
+}
+
+int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                     const struct store_op *ops, size_t n_ops, const uint64_t *leases,
+                     uint64_t *ret_revision)
+{
+        if (!s || (n_ops && !leases))
+                return -EINVAL;
+        for (size_t i = 0; i < n_ops; i++)
+                if (leases[i] > INT64_MAX || (leases[i] && ops && ops[i].type != STORE_PUT))
+                        return -EINVAL;
+        if (!store_has_leases(s))
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->txn_leased(s, cmps, n_cmps, ops, n_ops, leases, ret_revision);
+}
+
 bool store_utf8_valid(const unsigned char *p, size_t n)
 {
         size_t i = 0;

@@ -28,6 +28,7 @@ struct store_kv {
         size_t value_len;
         uint64_t mod_revision;    /* revision of the last write of this key */
         uint64_t create_revision; /* revision at which it was created */
+        uint64_t lease;           /* the lease it is attached to; 0: none */
 };
 
 void store_kv_clear(struct store_kv *kv);
@@ -93,6 +94,31 @@ struct store_ops {
         int (*follow)(struct store *s, const char *prefix, uint64_t since, int stop_fd,
                       int (*cb)(const struct store_kv *kvs, size_t n, uint64_t revision, void *userdata),
                       void *userdata);
+
+        /* Leases, as etcd has them; optional: NULL in a backend without
+         * them (SQLite: one node, whose own clock ends what it wrote).  A
+         * lease lives ttl seconds unless kept alive; when it expires or is
+         * revoked, every key put under it (txn_leased) is deleted, all in
+         * one revision that changes() reports like any deletion.  IDs are
+         * 1..INT64_MAX.  The TTL granted may be longer than asked (etcd's
+         * minimum is a few seconds), and etcd restarts every lease's TTL
+         * when it elects a new leader: a lease ends no earlier than asked,
+         * maybe later. */
+        int (*lease_grant)(struct store *s, uint64_t ttl_sec, uint64_t *ret_id, uint64_t *ret_ttl);
+        /* Renews it for its whole TTL (*ret_ttl, if non-NULL); -ENOENT when
+         * it has ended. */
+        int (*lease_keepalive)(struct store *s, uint64_t id, uint64_t *ret_ttl);
+        /* Ends it now, deleting its keys; -ENOENT when it had ended. */
+        int (*lease_revoke)(struct store *s, uint64_t id);
+        /* Seconds it has left; -ENOENT when it has ended. */
+        int (*lease_ttl)(struct store *s, uint64_t id, uint64_t *ret_left);
+        /* txn() whose puts may be attached to leases: leases[i] for ops[i]
+         * (0: none; a delete's must be 0).  A lease that has ended gives
+         * -ENOENT and nothing is written.  (A separate array rather than a
+         * field of store_op keeps every store_op initialiser as it is.) */
+        int (*txn_leased)(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                          const struct store_op *ops, size_t n_ops, const uint64_t *leases,
+                          uint64_t *ret_revision);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -105,6 +131,15 @@ extern uint64_t store_sqlite_history;
 int store_open(const struct store_ops *ops, const char *location, struct store **ret);
 void store_close(struct store *s);
 const struct store_ops *store_ops_of(struct store *s);
+/* Whether the backend has leases; the lease wrappers give -EOPNOTSUPP when not. */
+bool store_has_leases(struct store *s);
+int store_lease_grant(struct store *s, uint64_t ttl_sec, uint64_t *ret_id, uint64_t *ret_ttl);
+int store_lease_keepalive(struct store *s, uint64_t id, uint64_t *ret_ttl);
+int store_lease_revoke(struct store *s, uint64_t id);
+int store_lease_ttl(struct store *s, uint64_t id, uint64_t *ret_left);
+int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
+                     const struct store_op *ops, size_t n_ops, const uint64_t *leases,
+                     uint64_t *ret_revision);
 
 /* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */

@@ -16,7 +16,12 @@
 # every second here).  A fourth node, D, talks to member 3 only: when that
 # member stops, D's watch breaks; D applies every generation made meanwhile
 # when it comes back, and after a compaction of the history it missed, D
-# reloads everything (status full_reloads).
+# reloads everything (status full_reloads).  Each node
+# heartbeats under an etcd lease (node_ttl=3s here): status lists the others
+# with their revisions, a clean stop drops a node at once, a killed one after
+# its TTL.  A grant's marker lives under a lease of the grant's duration: at
+# expiry etcd deletes it and every node refuses the grant, audited once; a
+# lease revoked in etcd revokes the grant everywhere.
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/integration/lib-etcd.sh
 . "$(dirname "$0")/lib-etcd.sh"
@@ -34,7 +39,8 @@ PREFIX=/dkm-fleet/
 
 for n in a b c; do
         node_config "$n" "[access]" "approvals_required=2" \
-                "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX"
+                "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX" \
+                "node_name=node-$n" "node_ttl=3s"
 done
 # A first: it creates the default policy; then the others load it.
 node_start a || exit 1
@@ -128,6 +134,24 @@ gaps_none() {
         done
 }
 
+# nodes_seen NODE: the nodes NODE's status lists, sorted, space-separated.
+nodes_seen() {
+        on "$1" op status --json | tr -d ' \n' | grep -o '"name":"node-[a-z]*","self"' |
+                sed 's/"name":"\(node-[a-z]*\)".*/\1/' | sort | tr '\n' ' '
+}
+# etcd_absent KEY: etcd has no such key.
+etcd_absent() { [ -z "$(etcd_ctl get "$1")" ]; }
+# wait_nodes NODE WANT SECONDS: NODE's status lists exactly WANT within SECONDS.
+wait_nodes() {
+        local i
+        for i in $(seq 1 $(( $3 * 10 ))); do
+                [ "$(nodes_seen "$1")" = "$2" ] && return 0
+                sleep 0.1
+        done
+        echo "node $1 lists '$(nodes_seen "$1")', want '$2'"
+        return 1
+}
+
 echo "== encrypt on A, decrypt on B and C"
 printf 'fleet secret' | on a svc encrypt > "$W/ct-a"
 check "B decrypts what A encrypted" bash -c "on b svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
@@ -182,6 +206,44 @@ for n in a b c; do
         check "$n: the same stream after 11 quiet seconds" test "$(sfield $n watch_restarts)" = 0
 done
 check "rotation on C reaches A and B within 1 s" reaches c a b
+echo "== nodes: each heartbeats under a lease; status lists the others"
+check "A lists A, B and C" wait_nodes a "node-a node-b node-c " 3
+check "C lists A, B and C" wait_nodes c "node-a node-b node-c " 3
+check "A's status: B and C with their applied revisions and heartbeat ages" bash -c "
+        s=\$(on a op status --json | tr -d ' \n')
+        for n in b c; do
+                grep -q '\"name\":\"node-'\$n'\",\"self\":false,\"engine\":\"[a-z]*\",\"version\":\"[^\"]*\",\"applied_revision\":[1-9][0-9]*,\"started\":[1-9][0-9]*,\"heartbeat_age_seconds\":[0-2]}' <<<\"\$s\" || exit 1
+        done
+        grep -q '\"node\":\"node-a\"' <<<\"\$s\" && grep -q '\"name\":\"node-a\",\"self\":true' <<<\"\$s\""
+check "dkmctl status prints the nodes" bash -c "
+        on a op status | grep -q '^nodes:   node-a .*revision [1-9][0-9]*, heartbeat [0-9]* s ago, .*(this node)' &&
+        on a op status | grep -q '^         node-c .*revision [1-9][0-9]*, heartbeat [0-9]* s ago'"
+lease_b=$(etcd_ctl get "${PREFIX}nodes/node-b" -w json | grep -o '"lease":[0-9]*' | cut -d: -f2)
+check "B's record in etcd carries a lease ($lease_b)" test -n "$lease_b"
+left=$(etcd_ctl lease timetolive "$(printf %x "${lease_b:-0}")" | sed -n 's/.*remaining(\(-*[0-9]*\)s).*/\1/p')
+check "its TTL is node_ttl, 3 s ($left s left)" test "${left:-9}" -le 3 -a "${left:-0}" -ge 1
+
+node_stop c
+t0=$(date +%s%N)
+check "C stopped cleanly: A drops it at once" wait_nodes a "node-a node-b " 1
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+# Its last beat was at most 1 s before the stop: expiry would take 2 s more.
+check "sooner than its lease could have expired ($ms ms)" test "$ms" -lt 1500
+check "C revoked its lease on the way out" grep -q "node 'node-c': left the fleet" "$(node_dir c)/dkmd.log"
+check "and its record is gone from etcd" etcd_absent "${PREFIX}nodes/node-c"
+node_start c || fail "node c did not restart"
+check "C back: A lists it again" wait_nodes a "node-a node-b node-c " 3
+
+node_kill c
+t0=$(date +%s%N)
+check "C killed: still listed until its lease runs out" test "$(nodes_seen a)" = "node-a node-b node-c "
+check "C killed: gone from A's status after its TTL" wait_nodes a "node-a node-b " 8
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "not before the TTL of 3 s ($ms ms)" test "$ms" -ge 2000
+check "and from B's" wait_nodes b "node-a node-b " 1
+node_start c || fail "node c did not restart"
+check "C back after the crash: listed again" wait_nodes b "node-a node-b node-c " 3
+check "and it agrees with the others" converge 5
 
 echo "== one etcd member down: everything continues"
 etcd_member_stop 1
@@ -212,6 +274,17 @@ for _ in $(seq 1 50); do
 done
 check "dkmctl status says the store is unavailable" test $ok = 1
 check "status --json: available false" bash -c "on a op status --json | grep -q '\"available\": false'"
+ok=0
+for _ in $(seq 1 50); do
+        on a op status --json | grep -q '"nodes_error"' && { ok=1; break; }
+        sleep 0.2
+done
+check "status says the nodes listed are as last read" test $ok = 1
+t1=$(date +%s%N)
+check "and still lists all three" test "$(nodes_seen a)" = "node-a node-b node-c "
+ms=$(( ($(date +%s%N) - t1) / 1000000 ))
+check "without waiting for etcd ($ms ms)" test "$ms" -lt 1000
+check "dkmctl status prints when they were read" bash -c "on a op status | grep -q '^         (as read at [0-9T:Z-]*; now store unavailable: no etcd quorum'"
 refused "rotate fails cleanly" "store unavailable: no etcd quorum" on b op key rotate
 refused "a grant request fails cleanly" "store unavailable: no etcd quorum" \
         on a op access request --reason "outage" --duration 5m
@@ -232,6 +305,7 @@ check "rotate works again on C" test $ok = 1
 check "the nodes agree after the outage" converge 5
 check "no half-done rollover: no gaps" gaps_none
 check "status: the store is available again" bash -c "on a op status --json | grep -q '\"available\": true'"
+check "every node heartbeats again: B lists all three" wait_nodes b "node-a node-b node-c " 5
 check "every ciphertext decrypts on every node" bash -c "
         for f in ct-a ct-one ct-two ct-pre-a ct-pre-b ct-pre-c; do
                 for n in a b c; do on \$n svc decrypt --in '$W/'\$f >/dev/null || { echo \"\$f on \$n\"; exit 1; }; done
@@ -269,6 +343,58 @@ for _ in $(seq 1 20); do
         sleep 0.1
 done
 check "the grant key is gone from A's keyring within 2 s" test $ok = 1
+marker() { echo "${PREFIX}access/grants/$(printf %010d "$1")"; }
+lease_of() { etcd_ctl get "$1" -w json | grep -o '"lease":[0-9]*' | cut -d: -f2; }
+check "the revoked grant's marker is gone from etcd" etcd_absent "$(marker "$id")"
+
+echo "== a grant's marker lives under an etcd lease of its duration"
+audit_mark >/dev/null
+id2=$(on a op access request --reason "fleet ticket 43" --duration 6s --policy default)
+check "request filed on A ($id2)" test -n "$id2"
+check "approved on A" bash -c "on a appr access approve $id2 | grep -q pending"
+check "and on B: granted" bash -c "on b appr2 access approve $id2 | grep -q granted"
+lease2=$(lease_of "$(marker "$id2")")
+check "its marker in etcd carries a lease ($lease2)" test -n "$lease2"
+left=$(etcd_ctl lease timetolive "$(printf %x "${lease2:-0}")" | sed -n 's/.*remaining(\(-*[0-9]*\)s).*/\1/p')
+check "the lease's TTL is what the grant has left ($left s of 6)" test "${left:-9}" -le 6 -a "${left:-0}" -ge 3
+check "the request record itself has no lease" test -z "$(lease_of "${PREFIX}access/requests/$(printf %010d "$id2")")"
+check "the holder decrypts on C" bash -c "on c op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+ok=0
+for _ in $(seq 1 120); do
+        etcd_absent "$(marker "$id2")" && { ok=1; break; }
+        sleep 0.1
+done
+check "at expiry etcd deletes the marker" test $ok = 1
+sleep 1.5 # every node's maintenance runs once a second
+for n in a b c; do
+        refused "node $n refuses the expired grant" "grant $id2 expired" on $n op decrypt --in "$W/ct-a"
+done
+check "the record says expired, ended by expiry" bash -c "
+        on c op access list --json | tr -d ' \n' | grep -q '\"id\":$id2,\"state\":\"expired\".*\"ended_by\":\"expiry\"'"
+recs=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
+check "the expiry is audited once, as an expiry ($(grep -c "op=grant-expire .*request=$id2 " <<<"$recs"))" \
+        test "$(grep -c "op=grant-expire .*request=$id2 " <<<"$recs")" = 1
+check "and not as a revocation" test "$(grep -c "op=grant-revoke .*request=$id2 " <<<"$recs")" = 0
+
+echo "== a grant's lease revoked in etcd revokes the grant on every node"
+id3=$(on b op access request --reason "fleet ticket 44" --duration 10m --policy default)
+on b appr access approve "$id3" >/dev/null
+check "granted ($id3)" bash -c "on c appr2 access approve $id3 | grep -q granted"
+check "the holder decrypts on A" bash -c "on a op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
+lease3=$(lease_of "$(marker "$id3")")
+check "etcdctl lease revoke ($lease3)" bash -c "ETCDCTL_API=3 etcdctl --endpoints '$ETCD_ENDPOINTS' lease revoke $(printf %x "${lease3:-0}") >/dev/null 2>&1"
+ok=0
+for _ in $(seq 1 30); do
+        on a op access list --json | tr -d ' \n' | grep -q "\"id\":$id3,\"state\":\"revoked\"" && { ok=1; break; }
+        sleep 0.1
+done
+check "recorded as revoked within 3 s" test $ok = 1
+sleep 1.5
+for n in a b c; do
+        refused "node $n refuses it" "grant $id3 revoked" on $n op decrypt --in "$W/ct-a"
+done
+recs=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
+check "audited once, source etcd" test "$(grep -c "op=grant-revoke .*request=$id3 .*source=etcd" <<<"$recs")" = 1
 
 echo "== node D on member 3 only: its watch breaks and resumes without missing a change"
 node_config d "[access]" "approvals_required=2" \

@@ -3,7 +3,8 @@
 #
 # The etcd store backend against a real three-member etcd cluster started
 # here on loopback (tests/integration/lib-etcd.sh):
-#   1. the whole unit suite ($BUILD/tests/test-store-etcd), not skipped;
+#   1. the whole unit suite ($BUILD/tests/test-store-etcd), not skipped, and
+#      test-nodes' heartbeat case;
 #   2. member 1 (the first endpoint) stopped: the quick subset still passes;
 #   3. member 2 stopped too (no quorum): reads and writes fail with -EAGAIN
 #      or -ETIMEDOUT, each within the call timeout;
@@ -64,6 +65,7 @@ echo "etcd cluster: $ETCD_ENDPOINTS"
 
 echo "== 1. full suite, three members"
 "$T" || fail "test-store-etcd against three members"
+"$BUILD/tests/test-nodes" || fail "test-nodes (heartbeats under a lease) against three members"
 
 echo "== 2. member 1 (the first endpoint) stopped"
 etcd_member_stop 1

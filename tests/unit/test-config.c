@@ -50,6 +50,8 @@ static void test_defaults(void **state)
         assert_string_equal(c.store_backend, "sqlite");
         assert_null(c.store_endpoints);
         assert_null(c.store_cacert);
+        assert_null(c.node_name);
+        assert_int_equal(c.node_ttl_usec, 10 * SEC);
         assert_true(c.audit_fail_closed);
         config_free(&c);
         assert_null(c.socket);
@@ -88,6 +90,8 @@ static void test_full(void **state)
                 "cert=/etc/dkm/c.pem\n"
                 "key=/etc/dkm/k.pem\n"
                 "prefix=/dkm/prod/\n"
+                "node_name=dkm-01.example_b\n"
+                "node_ttl=4s\n"
                 "[audit]\n"
                 "fail_closed=no\n"
                 "[daemon]\n" /* a section may be opened again */
@@ -118,6 +122,8 @@ static void test_full(void **state)
         assert_string_equal(c.store_cert, "/etc/dkm/c.pem");
         assert_string_equal(c.store_key, "/etc/dkm/k.pem");
         assert_string_equal(c.store_prefix, "/dkm/prod/");
+        assert_string_equal(c.node_name, "dkm-01.example_b");
+        assert_int_equal(c.node_ttl_usec, 4 * SEC);
         assert_false(c.audit_fail_closed);
         config_free(&c);
 }
@@ -275,6 +281,19 @@ static void test_errors(void **state)
                   "dkmd.conf: [store] endpoints, cacert, cert, key, prefix: only for backend=etcd" },
                 { GROUPS "[store]\nbackend=etcd\nendpoints=http://e:2379\nprefix=dkm/\n",
                   "dkmd.conf: [store] prefix: an absolute key prefix ending in '/' (e.g. /dkm/)" },
+                { "[store]\nnode_name=-a\n",
+                  "dkmd.conf:2: [store] node_name: bad node name '-a' (1-63 of A-Z a-z 0-9 . _ -, "
+                  "starting with a letter or digit)" },
+                { "[store]\nnode_name=a/b\n", "dkmd.conf:2: [store] node_name: bad node name 'a/b'" },
+                { "[store]\nnode_name=a b\n", "dkmd.conf:2: [store] node_name: bad node name 'a b'" },
+                { "[store]\nnode_name=\xc3\xa9\n", "dkmd.conf:2: [store] node_name: bad node name '?" "?'" },
+                { "[store]\nnode_name=\n", "dkmd.conf:2: [store] node_name: empty value" },
+                { "[store]\nnode_name=a1234567890123456789012345678901234567890123456789012345678901xy\n",
+                  "dkmd.conf:2: [store] node_name: bad node name" },
+                { "[store]\nnode_ttl=1s\n",
+                  "dkmd.conf:2: [store] node_ttl: duration '1s' out of range (2s to 1h)" },
+                { "[store]\nnode_ttl=2h\n", "[store] node_ttl: duration '2h' out of range" },
+                { GROUPS "[store]\nnode_ttl=5s\n", "dkmd.conf: [store] node_ttl: only for backend=etcd" },
                 { "[store]\ncert=c.pem\n",
                   "dkmd.conf:2: [store] cert: must be an absolute path, got 'c.pem'" },
                 { "[audit]\nfail_closed=maybe\n",
@@ -307,6 +326,29 @@ static void test_errors(void **state)
                 if (strchr(err, '\n') || strncmp(err, "dkmd.conf", 9) != 0)
                         fail_msg("case %zu: bad message shape: %s", i, err);
         }
+}
+
+static void test_node_name(void **state)
+{
+        static const char name63[] = "a12345678901234567890123456789012345678901234567890123456789012";
+        char text[256], err[256];
+        struct dkm_config c;
+
+        (void)state;
+        assert_int_equal(strlen(name63), DKM_NODE_NAME_MAX);
+        /* Any backend: status names this node; 63 bytes fit. */
+        snprintf(text, sizeof(text), GROUPS "[store]\nnode_name=%s\n", name63);
+        assert_int_equal(parse(text, &c, err, sizeof(err)), 0);
+        assert_string_equal(c.node_name, name63);
+        config_free(&c);
+        assert_true(config_node_name_valid("9x"));
+        assert_true(config_node_name_valid("Node_1.a-b"));
+        assert_false(config_node_name_valid(NULL));
+        assert_false(config_node_name_valid(""));
+        assert_false(config_node_name_valid(".a"));
+        assert_false(config_node_name_valid("_a"));
+        assert_false(config_node_name_valid("a:b"));
+        assert_false(config_node_name_valid("a\n"));
 }
 
 static void test_long_line(void **state)
@@ -502,6 +544,7 @@ int main(void)
                 cmocka_unit_test(test_group_names),
                 cmocka_unit_test(test_default_group_missing),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_node_name),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),
                 cmocka_unit_test(test_load),

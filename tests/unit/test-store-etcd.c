@@ -1739,6 +1739,99 @@ static void test_tls(void **state)
         assert_null(s);
 }
 
+/* ---- leases -------------------------------------------------------------- */
+
+static uint64_t lease_of(struct store *s, const char *key)
+{
+        struct store_kv kv = { 0 };
+        uint64_t l;
+
+        assert_int_equal(store_ops_of(s)->get(s, key, &kv), 0);
+        l = kv.lease;
+        store_kv_clear(&kv);
+        return l;
+}
+
+static void test_leases(void **state)
+{
+        struct store_op ops[2] = { { STORE_PUT, "l/a", "1", 1 }, { STORE_PUT, "l/b", "2", 1 } };
+        struct store_kv kv = { 0 };
+        uint64_t id = 0, ttl = 0, left = 0, rev = 0, since, t0;
+        struct store *s;
+
+        NEED_ETCD();
+        s = open_new();
+        assert_true(store_has_leases(s));
+        assert_int_equal(store_lease_grant(s, 0, &id, NULL), -EINVAL);
+        assert_int_equal(store_lease_grant(s, (uint64_t)INT64_MAX + 1, &id, NULL), -EINVAL);
+        assert_int_equal(store_lease_revoke(s, 0), -EINVAL);
+
+        /* A put under a lease, one without, in one transaction. */
+        assert_int_equal(store_lease_grant(s, 30, &id, &ttl), 0);
+        assert_true(id > 0 && id <= INT64_MAX);
+        assert_int_equal(ttl, 30);
+        {
+                uint64_t leases[2] = { id, 0 };
+
+                assert_int_equal(store_txn_leased(s, NULL, 0, ops, 2, leases, &rev), 0);
+                assert_int_equal(rev - base, 1);
+        }
+        assert_int_equal(lease_of(s, "l/a"), id);
+        assert_int_equal(lease_of(s, "l/b"), 0);
+        assert_int_equal(store_lease_ttl(s, id, &left), 0);
+        assert_true(left >= 25 && left <= 30);
+        ttl = 0;
+        assert_int_equal(store_lease_keepalive(s, id, &ttl), 0);
+        assert_int_equal(ttl, 30);
+        /* A delete carries no lease. */
+        {
+                struct store_op d = { .type = STORE_DELETE, .key = "l/b" };
+                uint64_t l = id;
+
+                assert_int_equal(store_txn_leased(s, NULL, 0, &d, 1, &l, NULL), -EINVAL);
+        }
+
+        /* Revoked: its key goes, in one revision that changes() reports. */
+        since = revision(s);
+        assert_int_equal(store_lease_revoke(s, id), 0);
+        assert_string_equal(get(s, "l/a", NULL, NULL), "");
+        assert_string_equal(get(s, "l/b", NULL, NULL), "2");
+        assert_string_equal(changes(s, "l/", since), "l/a!@2;");
+        assert_int_equal(store_lease_revoke(s, id), -ENOENT);
+        assert_int_equal(store_lease_keepalive(s, id, &ttl), -ENOENT);
+        assert_int_equal(store_lease_ttl(s, id, &left), -ENOENT);
+        /* A put under an ended lease writes nothing. */
+        since = revision(s);
+        {
+                uint64_t leases[2] = { 0, id };
+
+                assert_int_equal(store_txn_leased(s, NULL, 0, ops, 2, leases, NULL), -ENOENT);
+        }
+        assert_int_equal(revision(s), since);
+        assert_string_equal(get(s, "l/b", NULL, NULL), "2");
+
+        /* Expired: etcd deletes the key by itself. */
+        assert_int_equal(store_lease_grant(s, 2, &id, &ttl), 0);
+        assert_true(ttl >= 2);
+        {
+                uint64_t l = id;
+
+                assert_int_equal(store_txn_leased(s, NULL, 0, ops, 1, &l, NULL), 0);
+        }
+        since = revision(s);
+        t0 = now_mono_usec();
+        while (store_ops_of(s)->get(s, "l/a", &kv) == 0) {
+                store_kv_clear(&kv);
+                assert_true(elapsed_s(t0) < 10);
+                usleep(100000);
+        }
+        print_message("lease of %llu s: key gone after %.1f s\n", (unsigned long long)ttl, elapsed_s(t0));
+        assert_true(elapsed_s(t0) >= 1.0);
+        assert_string_equal(changes(s, "l/", since), "l/a!@4;");
+        assert_int_equal(store_lease_ttl(s, id, &left), -ENOENT);
+        store_close(s);
+}
+
 static int group_setup(void **state)
 {
         endpoints = getenv("DKM_ETCD_ENDPOINTS");
@@ -1775,6 +1868,7 @@ int main(void)
                 cmocka_unit_test(test_two_processes),
                 cmocka_unit_test(test_limits),
                 cmocka_unit_test(test_failover),
+                cmocka_unit_test(test_leases),
         };
         const struct CMUnitTest quick[] = {
                 cmocka_unit_test(test_put_get),

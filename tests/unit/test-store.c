@@ -156,6 +156,21 @@ static void test_wrappers(void **state)
         assert_null(kv.value);
         assert_int_equal(kv.value_len, 0);
         store_kv_clear(NULL);
+        /* No leases in SQLite (store.h): the wrappers say so. */
+        {
+                struct store_op op = { STORE_PUT, "k", "v", 1 };
+                uint64_t id = 0, lease = 1, left = 0;
+
+                assert_false(store_has_leases(s));
+                assert_false(store_has_leases(NULL));
+                assert_int_equal(store_lease_grant(s, 10, &id, NULL), -EOPNOTSUPP);
+                assert_int_equal(store_lease_keepalive(s, 1, NULL), -EOPNOTSUPP);
+                assert_int_equal(store_lease_revoke(s, 1), -EOPNOTSUPP);
+                assert_int_equal(store_lease_ttl(s, 1, &left), -EOPNOTSUPP);
+                assert_int_equal(store_txn_leased(s, NULL, 0, &op, 1, &lease, NULL), -EOPNOTSUPP);
+                assert_int_equal(store_ops_of(s)->get(s, "k", &kv), -ENOENT);
+                assert_int_equal(store_lease_grant(s, 0, &id, NULL), -EINVAL);
+        }
         store_close(s);
         store_close(NULL);
         assert_null(store_ops_of(NULL));
