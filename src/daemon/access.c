@@ -20,11 +20,11 @@ unsigned access_roles(const struct dkm_config *c, const struct peer *p)
 {
         unsigned roles = 0;
 
-        if (peer_in_group(p, c->users_gid))
+        if (peer_in_group(p, CFG(c, users_gid)))
                 roles |= ROLE_USER;
-        if (peer_in_group(p, c->operators_gid))
+        if (peer_in_group(p, CFG(c, operators_gid)))
                 roles |= ROLE_OPERATOR;
-        if (peer_in_group(p, c->approvers_gid))
+        if (peer_in_group(p, CFG(c, approvers_gid)))
                 roles |= ROLE_APPROVER;
         return roles;
 }

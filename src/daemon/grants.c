@@ -529,14 +529,14 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                         seterr(err, "a duration is required (e.g. 30m, at most the configured max_duration)");
                         return -EINVAL;
                 }
-                e = duration_parse(duration, g->cfg->max_duration_usec, &r.duration_usec);
+                e = duration_parse(duration, CFG(g->cfg, max_duration_usec), &r.duration_usec);
                 if (e < 0 || r.duration_usec == 0) {
                         char max[32];
                         seterr(err, "bad duration '%s': %s", duration,
                                e == -ERANGE ? "longer than max_duration" :
                                "expected a positive duration such as 30m or 1h30m");
                         if (e == -ERANGE) {
-                                duration_format(g->cfg->max_duration_usec, max, sizeof(max));
+                                duration_format(CFG(g->cfg, max_duration_usec), max, sizeof(max));
                                 seterr(err, "bad duration '%s': longer than max_duration (%s)", duration, max);
                         }
                         return -EINVAL;
@@ -549,7 +549,7 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
         snprintf(r.reason, sizeof(r.reason), "%s", reason);
         snprintf(r.policy, sizeof(r.policy), "%s", policy ? policy : "");
         r.created_usec = now;
-        r.request_expires_usec = now + g->cfg->request_ttl_usec;
+        r.request_expires_usec = now + CFG(g->cfg, request_ttl_usec);
         r.state = REQ_PENDING;
 
         areason = audit_value(reason);
@@ -564,7 +564,7 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
         if (audit_record(AUDIT_KIND_ACCESS, "access-request", who, true,
                          "request=%u scope=%s policy=%s generation=%u duration=%" PRIu64 " reason=%s",
                          r.id, scope_names[r.scope], r.policy[0] ? r.policy : "*", r.generation,
-                         r.duration_usec / 1000000, areason) < 0 && g->cfg->audit_fail_closed) {
+                         r.duration_usec / 1000000, areason) < 0 && CFG(g->cfg, audit_fail_closed)) {
                 seterr(err, "refused: the audit record could not be written");
                 e = -EIO;
                 goto out;
@@ -610,7 +610,7 @@ static int carry_out(struct grants *g, const struct audit_subject *who, struct r
                          "request=%u holder=%u scope=%s policy=%s seconds=%" PRIu64 " approvers=%s",
                          r->id, (unsigned)r->requester, scope_names[r->scope],
                          r->policy[0] ? r->policy : "*", r->duration_usec / 1000000, appr) < 0 &&
-            g->cfg->audit_fail_closed) {
+            CFG(g->cfg, audit_fail_closed)) {
                 seterr(err, "refused: the audit record could not be written");
                 return -EIO;
         }
@@ -656,7 +656,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
         for (size_t i = 0; i < r.n_approvers; i++)
                 if (r.approvers[i] == who->uid) {
                         seterr(err, "uid %u already approved request %u (%zu of %u)", (unsigned)who->uid,
-                               id, r.n_approvers, g->cfg->approvals_required);
+                               id, r.n_approvers, CFG(g->cfg, approvals_required));
                         e = -EALREADY;
                         goto out;
                 }
@@ -666,13 +666,13 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
         }
         r.approvers[r.n_approvers++] = who->uid;
         if (audit_record(AUDIT_KIND_ACCESS, "access-approve", who, true, "request=%u approval=%zu of=%u",
-                         id, r.n_approvers, g->cfg->approvals_required) < 0 &&
-            g->cfg->audit_fail_closed) {
+                         id, r.n_approvers, CFG(g->cfg, approvals_required)) < 0 &&
+            CFG(g->cfg, audit_fail_closed)) {
                 seterr(err, "refused: the audit record could not be written");
                 e = -EIO;
                 goto out;
         }
-        if (r.n_approvers >= g->cfg->approvals_required) {
+        if (r.n_approvers >= CFG(g->cfg, approvals_required)) {
                 e = carry_out(g, who, &r, now, err);
                 if (e < 0 && r.scope != SCOPE_DESTROY && r.scope != SCOPE_PURGE)
                         goto out;
@@ -705,7 +705,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                 goto out;
         if (r.state == REQ_PENDING)
                 snprintf(ret_state, state_size, "pending (%zu of %u approvals)", r.n_approvers,
-                         g->cfg->approvals_required);
+                         CFG(g->cfg, approvals_required));
         else
                 snprintf(ret_state, state_size, "%s", state_names[r.state]);
 out:
@@ -738,7 +738,7 @@ int grants_deny(struct grants *g, const struct audit_subject *who, uint32_t id,
                 goto out;
         }
         if (audit_record(AUDIT_KIND_ACCESS, "access-deny", who, true, "request=%u reason=%s", id,
-                         areason) < 0 && g->cfg->audit_fail_closed) {
+                         areason) < 0 && CFG(g->cfg, audit_fail_closed)) {
                 seterr(err, "refused: the audit record could not be written");
                 e = -EIO;
                 goto out;
@@ -768,7 +768,7 @@ int grants_revoke(struct grants *g, const struct audit_subject *who, uint32_t id
                 goto out;
         }
         if (audit_record(AUDIT_KIND_ACCESS, "grant-revoke", who, true, "request=%u source=dkmctl", id) < 0 &&
-            g->cfg->audit_fail_closed) {
+            CFG(g->cfg, audit_fail_closed)) {
                 seterr(err, "refused: the audit record could not be written");
                 e = -EIO;
                 goto out;
@@ -1025,7 +1025,7 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
         for (size_t i = 0; i < r->n_approvers; i++)
                 json_object_array_add(a, json_object_new_int64(r->approvers[i]));
         json_object_object_add(o, "approvers", a);
-        json_object_object_add(o, "approvals_required", json_object_new_int64(g->cfg->approvals_required));
+        json_object_object_add(o, "approvals_required", json_object_new_int64(CFG(g->cfg, approvals_required)));
         if (r->granted_usec)
                 json_object_object_add(o, "granted", json_object_new_int64((int64_t)(r->granted_usec / 1000000)));
         if (strcmp(state, "live") == 0)

@@ -403,7 +403,7 @@ static int grant_use(const struct daemon_state *st, const struct peer *peer, uns
         if (audit_record(AUDIT_KIND_KEY, "grant-use", subj, true,
                          "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s", use.id,
                          wire_type_name(type), policy, generation, use.approvers, areason) < 0 &&
-            st->cfg->audit_fail_closed) {
+            CFG(st->cfg, audit_fail_closed)) {
                 snprintf(msg, msg_size, "refused: the audit record could not be written");
                 return -EIO;
         }

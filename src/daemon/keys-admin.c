@@ -34,8 +34,8 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         orec.uses_reserved = atomic_load(&old->uses) > orec.uses_reserved ?
                                      atomic_load(&old->uses) : orec.uses_reserved;
         /* Takes past the limit were refused, not spent. */
-        if (orec.uses_reserved > k->cfg->max_uses)
-                orec.uses_reserved = k->cfg->max_uses;
+        if (orec.uses_reserved > CFG(k->cfg, max_uses))
+                orec.uses_reserved = CFG(k->cfg, max_uses);
         prec.active = prec.n_generations = n;
         r = policy_record_encode(&prec, &pjson);
         if (r >= 0)
@@ -51,7 +51,7 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         if (audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, true,
                          "policy=%s generation=%u previous=%u reason=%s", p->rec.name, n,
                          old->rec.generation, why) < 0 &&
-            k->cfg->audit_fail_closed) {
+            CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "refused: the audit record could not be written");
                 return -EIO;
         }
@@ -207,7 +207,7 @@ static int retire_once(struct keys *k, const char *policy, uint32_t generation,
                 if (r >= 0 &&
                     audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
                                  "policy=%s generation=%u", p->rec.name, generation) < 0 &&
-                    k->cfg->audit_fail_closed) {
+                    CFG(k->cfg, audit_fail_closed)) {
                         keys_seterr(err, "refused: the audit record could not be written");
                         r = -EIO;
                 }
@@ -299,7 +299,7 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
                 goto out;
         if (audit_record(AUDIT_KIND_KEY, "generation-destroy", subj, true,
                          "policy=%s generation=%u request=%u", p->rec.name, generation, request_id) < 0 &&
-            k->cfg->audit_fail_closed) {
+            CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "refused: the audit record could not be written");
                 r = -EIO;
                 goto out;
@@ -477,7 +477,7 @@ void keys_maintain(struct keys *k)
                         continue; /* the list may have changed: the next pass looks again */
                 }
                 if (now_real_usec() - find_gen(p, p->rec.active)->rec.activated_usec >=
-                    k->cfg->max_age_usec) {
+                    CFG(k->cfg, max_age_usec)) {
                         memcpy(id, p->id, 16);
                         pthread_rwlock_unlock(&k->lock);
                         if (rollover_if_due(k, id, err) < 0)

@@ -25,7 +25,7 @@ void keys_seterr(char *err, const char *fmt, ...)
 
 static uint64_t use_block(const struct keys *k)
 {
-        uint64_t b = k->cfg->max_uses / 16;
+        uint64_t b = CFG(k->cfg, max_uses) / 16;
 
         return b < 1 ? 1 : b > USE_BLOCK_MAX ? USE_BLOCK_MAX : b;
 }
@@ -161,7 +161,7 @@ int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE])
 
 unsigned cache_ttl_sec(const struct keys *k)
 {
-        uint64_t s = k->cfg->cache_ttl_usec / 1000000;
+        uint64_t s = CFG(k->cfg, cache_ttl_usec) / 1000000;
 
         return s < 1 ? 1 : s > UINT32_MAX ? UINT32_MAX : (unsigned)s;
 }
@@ -483,9 +483,9 @@ int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
                 r = 0;
                 if (p && !p->rec.purged) {
                         g = find_gen(p, p->rec.active);
-                        if (atomic_load(&g->uses) >= k->cfg->max_uses)
+                        if (atomic_load(&g->uses) >= CFG(k->cfg, max_uses))
                                 why = "use-limit";
-                        else if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+                        else if (now_real_usec() - g->rec.activated_usec >= CFG(k->cfg, max_age_usec))
                                 why = "age-limit";
                         if (why)
                                 r = rotate_locked(k, p, &k->self, why, err);
@@ -551,20 +551,20 @@ static int reserve_in_store(struct keys *k, struct policy *p, struct generation 
                         start = cur - weight;
                 if (rec.state != GEN_ACTIVE)
                         return 1;
-                if (start + weight > k->cfg->max_uses && standby) {
+                if (start + weight > CFG(k->cfg, max_uses) && standby) {
                         *ret_start = start; /* nothing left to hold in reserve */
                         *ret_n = 0;
                         return 0;
                 }
-                if (start + weight > k->cfg->max_uses) {
+                if (start + weight > CFG(k->cfg, max_uses)) {
                         /* The fleet spent it: make rollover_if_due() see that. */
-                        while (cur < k->cfg->max_uses &&
-                               !atomic_compare_exchange_weak(&g->uses, &cur, k->cfg->max_uses))
+                        while (cur < CFG(k->cfg, max_uses) &&
+                               !atomic_compare_exchange_weak(&g->uses, &cur, CFG(k->cfg, max_uses)))
                                 ;
                         return 1;
                 }
-                if (start + m > k->cfg->max_uses)
-                        m = k->cfg->max_uses - start;
+                if (start + m > CFG(k->cfg, max_uses))
+                        m = CFG(k->cfg, max_uses) - start;
                 rec.uses_reserved = start + m;
                 r = gen_record_encode(&rec, &json);
                 secure_wipe(&rec, sizeof(rec));
@@ -679,14 +679,14 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
  * needed.  1 means the generation is spent: roll over first. */
 int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err)
 {
-        if (now_real_usec() - g->rec.activated_usec >= k->cfg->max_age_usec)
+        if (now_real_usec() - g->rec.activated_usec >= CFG(k->cfg, max_age_usec))
                 return 1;
         uint64_t u = atomic_fetch_add(&g->uses, weight) + weight;
 
         for (int attempt = 0; attempt < 16; attempt++) {
                 int r;
 
-                if (u > k->cfg->max_uses)
+                if (u > CFG(k->cfg, max_uses))
                         return 1;
                 if (in_own(g, u, weight))
                         return 0;

@@ -368,10 +368,11 @@ static uint64_t watchdog_usec(void)
  * cached keys every tenth of their lifetime, between 0.2 s and 30 s.  The
  * systemd watchdog is fed from here at half its interval: a keep-alive says
  * that maintenance (key refresh, grant expiry) still runs. */
-static void *maint_thread(void *p)
+/* How often keys are checked, and how often the loop wakes, from the
+ * cache_ttl in force now (SIGHUP may change it). */
+static void maint_intervals(const struct daemon *d, uint64_t *ret_keys_every, uint64_t *ret_every)
 {
-        struct daemon *d = p;
-        uint64_t keys_every = d->cfg.cache_ttl_usec / 10, every, next_keys = 0, next_ping = 0;
+        uint64_t keys_every = CFG(&d->cfg, cache_ttl_usec) / 10, every;
 
         if (keys_every > 30 * 1000000ULL)
                 keys_every = 30 * 1000000ULL;
@@ -380,10 +381,20 @@ static void *maint_thread(void *p)
         every = keys_every < 1000000 ? keys_every : 1000000;
         if (d->watchdog_usec && every > d->watchdog_usec / 4)
                 every = d->watchdog_usec / 4;
+        *ret_keys_every = keys_every;
+        *ret_every = every;
+}
+
+static void *maint_thread(void *p)
+{
+        struct daemon *d = p;
+        uint64_t keys_every, every, last_keys = 0, next_ping = 0;
+
         pthread_mutex_lock(&d->stop_lock);
         while (!d->stopping) {
                 struct timespec ts;
 
+                maint_intervals(d, &keys_every, &every);
                 clock_gettime(CLOCK_REALTIME, &ts);
                 ts.tv_sec += (time_t)(every / 1000000);
                 ts.tv_nsec += (long)(every % 1000000) * 1000;
@@ -399,9 +410,10 @@ static void *maint_thread(void *p)
                         notify("WATCHDOG=1");
                         next_ping = now_mono_usec() + d->watchdog_usec / 2;
                 }
-                if (now_mono_usec() >= next_keys) {
+                /* From the last check, so that a shorter cache_ttl applies at once. */
+                if (last_keys == 0 || now_mono_usec() - last_keys >= keys_every - every / 2) {
                         keys_maintain(d->keys);
-                        next_keys = now_mono_usec() + keys_every - every / 2;
+                        last_keys = now_mono_usec();
                 }
                 grants_maintain(d->grants);
                 pthread_mutex_lock(&d->stop_lock);

@@ -76,7 +76,7 @@ static int unwrap_with_availability(struct keys *k, struct policy *p, uint8_t ke
         if (!buf)
                 return -ENOMEM;
         if (audit_record(AUDIT_KIND_KEY, "availability-key-use", NULL, true, "policy=%s reason=%s",
-                         p->rec.name, why) < 0 && k->cfg->audit_fail_closed) {
+                         p->rec.name, why) < 0 && CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "policy '%s': customer keys unreachable and the availability key's "
                             "use could not be audited", p->rec.name);
                 return -EIO;
@@ -159,7 +159,7 @@ int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY
         }
         r = ckey_unwrap_hedged(p->ckeys[0], p->rec.customer_blob[0], p->rec.customer_blob_len[0],
                                p->ckeys[1], p->rec.customer_blob[1], p->rec.customer_blob_len[1],
-                               p->rec.id, k->cfg->hedge_delay_usec, CUSTOMER_TIMEOUT_USEC, key, &res,
+                               p->rec.id, CFG(k->cfg, hedge_delay_usec), CUSTOMER_TIMEOUT_USEC, key, &res,
                                why, sizeof(why));
         pthread_mutex_lock(&p->status_lock);
         p->last = res;
@@ -313,8 +313,8 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                 keys_seterr(err, "policy '%s' already exists", name);
                 return -EEXIST;
         }
-        if (k->n_policies >= k->cfg->max_policies) {
-                keys_seterr(err, "at most %u policies ([policy] max_policies)", k->cfg->max_policies);
+        if (k->n_policies >= CFG(k->cfg, max_policies)) {
+                keys_seterr(err, "at most %u policies ([policy] max_policies)", CFG(k->cfg, max_policies));
                 return -ENOSPC;
         }
         p = calloc(1, sizeof(*p));
@@ -378,7 +378,7 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                 if (audit_record(AUDIT_KIND_KEY, "policy-create", subj, true,
                                  "policy=%s policy_id=%s generation=1 customer_keys=%u", name, p->rec.id,
                                  p->rec.n_customer_keys) < 0 &&
-                    k->cfg->audit_fail_closed) {
+                    CFG(k->cfg, audit_fail_closed)) {
                         keys_seterr(err, "refused: the audit record could not be written");
                         r = -EIO;
                         goto fail;
@@ -519,7 +519,7 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
                         a = &k->assignments[i];
         snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
         if (audit_record(AUDIT_KIND_CONFIG, "policy-assign", subj, true, "policy=%s %s=%u", policy,
-                         by_gid ? "group" : "user", id) < 0 && k->cfg->audit_fail_closed) {
+                         by_gid ? "group" : "user", id) < 0 && CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "refused: the audit record could not be written");
                 r = -EIO;
                 goto out;
@@ -701,7 +701,7 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         n_ops++;
         if (audit_record(AUDIT_KIND_KEY, "policy-rekey", subj, true,
                          "policy=%s new_policy_key=%s generations=%zu", policy,
-                         new_policy_key ? "yes" : "no", p->n_gens) < 0 && k->cfg->audit_fail_closed) {
+                         new_policy_key ? "yes" : "no", p->n_gens) < 0 && CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "refused: the audit record could not be written");
                 r = -EIO;
                 goto out;
@@ -869,7 +869,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
         n_ops++;
         if (audit_record(AUDIT_KIND_KEY, "policy-purge", subj, true, "policy=%s policy_id=%s request=%u",
-                         policy, p->rec.id, request_id) < 0 && k->cfg->audit_fail_closed) {
+                         policy, p->rec.id, request_id) < 0 && CFG(k->cfg, audit_fail_closed)) {
                 keys_seterr(err, "refused: the audit record could not be written");
                 r = -EIO;
                 goto out;

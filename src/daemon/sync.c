@@ -149,7 +149,7 @@ static int merge_policy(struct keys *k, const struct store_kv *pkv, const struct
         p = find_policy_id(k, id);
         if (!p) {
                 /* Created by another node. */
-                if (k->n_policies >= k->cfg->max_policies) {
+                if (k->n_policies >= CFG(k->cfg, max_policies)) {
                         keys_seterr(err, "policy '%s' from the store exceeds [policy] max_policies", rec->name);
                         r = -ENOSPC;
                         goto out;

@@ -16,6 +16,10 @@
 #define DKM_DEFAULT_SOCKET "/run/dkm/dkmd.sock"
 #define DKM_DEFAULT_STATE_DIR "/var/lib/dkm"
 
+/* Reads a setting that SIGHUP may change while other threads run (dkmd's
+ * reload stores the new values with __atomic_store_n). */
+#define CFG(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)
+
 struct dkm_config {
         /* [daemon] */
         char *socket;

@@ -85,4 +85,28 @@ printf 'c' | as svc encrypt > "$W/cache1"
 sleep 5
 check "after several cache lifetimes the key still serves" bash -c "as svc decrypt --in '$W/cache1' | grep -qx c"
 check "status shows no alert" bash -c "! as svc status --json | grep -q '\"alert\": \"'"
+stop_dkmd
+
+# SIGHUP: changed settings apply to the running dkmd, without a restart.
+write_config "[rotation]" "max_age=30d"
+start_dkmd || exit 1
+printf 'h' | as svc encrypt > "$W/hup1"
+g1=$(gen_of "$W/hup1")
+write_config "[rotation]" "max_age=2s" "[policy]" "cache_ttl=2s"
+kill -HUP "$DKMD_PID"
+ok=0
+for _ in $(seq 1 50); do
+        grep -q 'configuration reloaded' "$T/dkmd.log" && { ok=1; break; }
+        sleep 0.1
+done
+check "dkmd reloads on SIGHUP" test $ok = 1
+sleep 3
+printf 'i' | as svc encrypt > "$W/hup2"
+g2=$(gen_of "$W/hup2")
+check "the reloaded max_age rolls over ($g1 -> $g2)" test "$g2" -gt "$g1"
+check "the same process serves" kill -0 "$DKMD_PID"
+sleep 4
+check "the reloaded cache_ttl: keys still serve after several lifetimes" \
+        bash -c "as svc decrypt --in '$W/hup1' | grep -qx h"
+check "status shows no alert after the reload" bash -c "! as svc status --json | grep -q '\"alert\": \"'"
 finish
