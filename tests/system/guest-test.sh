@@ -118,6 +118,8 @@ install_steps() {
         check "semodule -i dkm.pp" semodule -i /usr/local/share/selinux/packages/dkm.pp
         [ -e /root/debug-dontaudit ] && semodule -DB
         semodule -l | grep -w dkm | sed 's/^/  /'
+        check "the dkmd_connect_etcd boolean exists and is off by default" sh -c \
+                "getsebool dkmd_connect_etcd | grep -q -- '--> off'"
         check "systemctl daemon-reload" systemctl daemon-reload
         check "the master key credential, with systemd-creds encrypt" sh -c \
                 "head -c 32 /dev/urandom | systemd-creds encrypt --name=dkm-master-key - $CRED"
