@@ -26,6 +26,7 @@
 
 #include "shared/secret.h"
 #include "shared/util.h"
+#include "store/etcd-reply.h"
 #include "store/etcd-transport.h"
 
 #define WATCH_POLL_MS 20
@@ -53,7 +54,8 @@ struct watch_state {
 static int on_watch_object(struct json_object *o, void *userdata)
 {
         struct watch_state *w = userdata;
-        struct json_object *result, *created;
+        struct json_object *result;
+        int r;
 
         if (!json_object_object_get_ex(o, "result", &result)) {
                 w->err = etcd_reply_error(o, &w->outcome);
@@ -61,23 +63,20 @@ static int on_watch_object(struct json_object *o, void *userdata)
         }
         if (!json_object_is_type(result, json_type_object))
                 return w->err = -EBADMSG;
-        if (!w->created && json_object_object_get_ex(result, "created", &created) &&
-            json_object_get_boolean(created)) {
-                struct json_object *v;
-
-                if (json_object_object_get_ex(result, "canceled", &v) && json_object_get_boolean(v)) {
-                        /* Refused at creation: nothing was handed over.  etcd
-                         * refuses an expired token so ("permission denied"):
-                         * authenticate again, once. */
-                        w->err = -ECANCELED;
-                        if (json_object_object_get_ex(result, "cancel_reason", &v) &&
-                            json_object_is_type(v, json_type_string))
-                                w->err = etcd_error_to_errno(json_object_get_string(v), 0);
-                        w->outcome = w->err == -EACCES && w->has_user ? ETCD_OUT_TOKEN : ETCD_OUT_FINAL;
-                        return w->err;
+        if (!w->created) {
+                r = etcd_reply_watch_created(result);
+                if (r < 0) {
+                        /* Refused at creation: an expired token is refused
+                         * with "permission denied", so authenticate again,
+                         * once. */
+                        w->err = r;
+                        w->outcome = r == -EACCES && w->has_user ? ETCD_OUT_TOKEN : ETCD_OUT_FINAL;
+                        return r;
                 }
-                w->created = true;
-                return 0;
+                if (r > 0) {
+                        w->created = true;
+                        return 0;
+                }
         }
         return w->cb(result, w->userdata);
 }

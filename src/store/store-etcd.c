@@ -34,6 +34,9 @@
  * the first attempt succeeded.  -EHOSTUNREACH and -EAGAIN from a write mean
  * it was not applied.
  *
+ * The transport is etcd-http.c and etcd-watch.c; replies are read into
+ * store.h's terms by etcd-reply.c.
+ *
  * Thread-safe: the transport (etcd-http.c) serialises only its handle pool.
  * Callbacks run after all replies are read, so they may call into the store.
  */
@@ -44,6 +47,7 @@
 
 #include "shared/util.h"
 #include "store/etcd-http.h"
+#include "store/etcd-reply.h"
 #include "store/store-etcd.h"
 #include "store/store.h"
 
@@ -97,80 +101,9 @@ static int add_key(struct store *s, struct json_object *o, const char *field, co
         return r;
 }
 
-/* A mvccpb.KeyValue to a store_kv, without the root; a deletion gets no
- * value.  1 (and nothing in *ret) for the root itself, which no dkm key can
- * be (keys are not empty) but someone else may have written. */
-static int kv_from_json(struct store *s, struct json_object *o, bool deleted, struct store_kv *ret)
-{
-        struct store_kv kv = { 0 };
-        uint8_t *k = NULL;
-        size_t klen;
-        int r;
+/* ---- key-values decoded by etcd-reply.c, walked after the replies ----- */
 
-        if (!json_object_is_type(o, json_type_object))
-                return -EBADMSG;
-        r = etcd_json_get_bytes(o, "key", true, &k, &klen);
-        if (r < 0)
-                return r;
-        if (klen < s->root_len || memcmp(k, s->root, s->root_len) != 0 || memchr(k, 0, klen)) {
-                free(k);
-                return -EBADMSG;
-        }
-        if (klen == s->root_len) {
-                free(k);
-                return 1;
-        }
-        kv.key = strndup((const char *)k + s->root_len, klen - s->root_len);
-        free(k);
-        if (!kv.key)
-                return -ENOMEM;
-        if (!deleted)
-                r = etcd_json_get_bytes(o, "value", false, &kv.value, &kv.value_len);
-        if (r == 0)
-                r = etcd_json_u64(o, "mod_revision", &kv.mod_revision);
-        if (r == 0 && !deleted)
-                r = etcd_json_u64(o, "create_revision", &kv.create_revision);
-        if (r == 0 && !deleted)
-                r = etcd_json_u64(o, "lease", &kv.lease);
-        if (r < 0) {
-                store_kv_clear(&kv);
-                return r;
-        }
-        *ret = kv;
-        return 0;
-}
-
-/* ---- a list of key-values, for walking after the replies are read ----- */
-
-struct kv_list {
-        struct store_kv *v;
-        size_t n, cap;
-};
-
-static void kv_list_free(struct kv_list *l)
-{
-        for (size_t i = 0; i < l->n; i++)
-                store_kv_clear(&l->v[i]);
-        free(l->v);
-        *l = (struct kv_list){ 0 };
-}
-
-static struct store_kv *kv_list_add(struct kv_list *l)
-{
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 16;
-                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
-
-                if (!v)
-                        return NULL;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n] = (struct store_kv){ 0 };
-        return &l->v[l->n];
-}
-
-static int kv_list_walk(const struct kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
+static int kv_list_walk(const struct etcd_kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
                         void *userdata)
 {
         for (size_t i = 0; i < l->n; i++) {
@@ -181,37 +114,12 @@ static int kv_list_walk(const struct kv_list *l, int (*cb)(const struct store_kv
         return 0;
 }
 
-/* Appends the reply's kvs to l. */
-static int kv_list_fill(struct store *s, struct json_object *reply, struct kv_list *l)
-{
-        struct json_object *kvs;
-        size_t n;
-
-        if (!json_object_object_get_ex(reply, "kvs", &kvs))
-                return 0;
-        if (!json_object_is_type(kvs, json_type_array))
-                return -EBADMSG;
-        n = json_object_array_length(kvs);
-        for (size_t i = 0; i < n; i++) {
-                struct store_kv *kv = kv_list_add(l);
-                int r;
-
-                if (!kv)
-                        return -ENOMEM;
-                r = kv_from_json(s, json_object_array_get_idx(kvs, i), false, kv);
-                if (r < 0)
-                        return r;
-                l->n += r == 0;
-        }
-        return 0;
-}
-
 /* ---- operations -------------------------------------------------------- */
 
 static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
 {
         struct json_object *req = NULL, *reply = NULL;
-        struct kv_list l = { 0 };
+        struct etcd_kv_list l = { 0 };
         size_t n;
         int r;
 
@@ -227,7 +135,7 @@ static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
         if (r == 0)
                 r = etcd_call(s->c, "kv/range", req, ETCD_IDEMPOTENT, &reply);
         if (r == 0)
-                r = kv_list_fill(s, reply, &l);
+                r = etcd_reply_kvs(s->root, s->root_len, reply, &l, NULL);
         if (r == 0 && l.n == 0)
                 r = -ENOENT;
         if (r == 0 && (l.n != 1 || strcmp(l.v[0].key, key) != 0))
@@ -236,14 +144,14 @@ static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
                 *ret = l.v[0];
                 l.n = 0;
         }
-        kv_list_free(&l);
+        etcd_kv_list_free(&l);
         json_object_put(reply);
         json_object_put(req);
         return r;
 }
 
 /* Reads every key under prefix into l, page by page at one revision. */
-static int range_read(struct store *s, const char *prefix, size_t n, struct kv_list *l)
+static int range_read(struct store *s, const char *prefix, size_t n, struct etcd_kv_list *l)
 {
         char *start = NULL, *end = NULL;
         size_t start_len, end_len;
@@ -254,8 +162,8 @@ static int range_read(struct store *s, const char *prefix, size_t n, struct kv_l
         if (r == 0)
                 r = full_key(s, prefix, n, true, &end, &end_len);
         while (r == 0) {
-                struct json_object *req = json_object_new_object(), *reply = NULL, *more;
-                bool has_more;
+                struct json_object *req = json_object_new_object(), *reply = NULL;
+                bool has_more = false;
 
                 r = req ? 0 : -ENOMEM;
                 if (r == 0)
@@ -271,9 +179,7 @@ static int range_read(struct store *s, const char *prefix, size_t n, struct kv_l
                 if (r == 0 && !rev)
                         r = etcd_json_header_revision(reply, &rev);
                 if (r == 0)
-                        r = kv_list_fill(s, reply, l);
-                has_more = r == 0 && json_object_object_get_ex(reply, "more", &more) &&
-                           json_object_get_boolean(more);
+                        r = etcd_reply_kvs(s->root, s->root_len, reply, l, &has_more);
                 json_object_put(reply);
                 json_object_put(req);
                 if (r < 0 || !has_more)
@@ -297,7 +203,7 @@ static int range_read(struct store *s, const char *prefix, size_t n, struct kv_l
 static int etcd_range(struct store *s, const char *prefix,
                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        struct kv_list l = { 0 };
+        struct etcd_kv_list l = { 0 };
         size_t n;
         int r;
 
@@ -309,14 +215,14 @@ static int etcd_range(struct store *s, const char *prefix,
         /* A compaction between two pages loses the revision they share:
          * start over at a new one. */
         for (int i = 0; i < RANGE_RETRIES; i++) {
-                kv_list_free(&l);
+                etcd_kv_list_free(&l);
                 r = range_read(s, prefix, n, &l);
                 if (r != -ERANGE)
                         break;
         }
         if (r == 0)
                 r = kv_list_walk(&l, cb, userdata);
-        kv_list_free(&l);
+        etcd_kv_list_free(&l);
         return r;
 }
 
@@ -371,7 +277,7 @@ static int etcd_txn_leased(struct store *s, const struct store_cmp *cmps, size_t
                            const struct store_op *ops, size_t n_ops, const uint64_t *leases,
                            uint64_t *ret_revision)
 {
-        struct json_object *req, *reply = NULL, *ok;
+        struct json_object *req, *reply = NULL;
         uint64_t rev = 0;
         int r;
 
@@ -392,10 +298,7 @@ static int etcd_txn_leased(struct store *s, const struct store_cmp *cmps, size_t
         if (r == 0)
                 r = etcd_call(s->c, "kv/txn", req, 0, &reply);
         if (r == 0)
-                r = etcd_json_header_revision(reply, &rev);
-        /* The gateway leaves "succeeded": false out. */
-        if (r == 0 && !(json_object_object_get_ex(reply, "succeeded", &ok) && json_object_get_boolean(ok)))
-                r = -ESTALE;
+                r = etcd_reply_txn(reply, &rev);
         json_object_put(reply);
         json_object_put(req);
         if (r == 0 && ret_revision)
@@ -441,76 +344,8 @@ struct watch_collect {
         const char *prefix; /* without the root */
         size_t prefix_len;
         uint64_t until;     /* stop at an event of this revision or later */
-        struct kv_list events;
+        struct etcd_kv_list events;
 };
-
-/* Appends the events of one WatchResponse under prefix to l; *ret_last: the
- * highest revision among all its events (0 for a progress notification).
- * A compacted start is -ERANGE, a cancelled watch its reason. */
-static int watch_events(struct store *s, struct json_object *result, const char *prefix,
-                        size_t prefix_len, struct kv_list *l, uint64_t *ret_last)
-{
-        struct json_object *events, *v;
-        uint64_t compacted = 0, last = 0, rev;
-        size_t n;
-        int r;
-
-        r = etcd_json_u64(result, "compact_revision", &compacted);
-        if (r < 0)
-                return r;
-        if (compacted > 0)
-                return -ERANGE;
-        if (json_object_object_get_ex(result, "canceled", &v) && json_object_get_boolean(v)) {
-                if (json_object_object_get_ex(result, "cancel_reason", &v) &&
-                    json_object_is_type(v, json_type_string))
-                        return etcd_error_to_errno(json_object_get_string(v), 0);
-                return -ECANCELED;
-        }
-        *ret_last = 0;
-        if (!json_object_object_get_ex(result, "events", &events))
-                return 0; /* a progress notification */
-        if (!json_object_is_type(events, json_type_array))
-                return -EBADMSG;
-        n = json_object_array_length(events);
-        for (size_t i = 0; i < n; i++) {
-                struct json_object *ev = json_object_array_get_idx(events, i), *type, *kvo;
-                bool deleted = false;
-                struct store_kv kv;
-
-                if (!json_object_is_type(ev, json_type_object) || !json_object_object_get_ex(ev, "kv", &kvo))
-                        return -EBADMSG;
-                if (json_object_object_get_ex(ev, "type", &type)) {
-                        const char *t = json_object_get_string(type);
-
-                        if (t && strcmp(t, "DELETE") == 0)
-                                deleted = true;
-                        else if (!t || strcmp(t, "PUT") != 0)
-                                return -EBADMSG;
-                }
-                r = etcd_json_u64(kvo, "mod_revision", &rev);
-                if (r < 0)
-                        return r;
-                if (rev < last)
-                        return -EBADMSG; /* etcd sends history in order */
-                last = rev;
-                *ret_last = last;
-                r = kv_from_json(s, kvo, deleted, &kv);
-                if (r < 0)
-                        return r;
-                if (r > 0)
-                        continue;
-                if (strncmp(kv.key, prefix, prefix_len) != 0) {
-                        store_kv_clear(&kv);
-                        continue;
-                }
-                if (!kv_list_add(l)) {
-                        store_kv_clear(&kv);
-                        return -ENOMEM;
-                }
-                l->v[l->n++] = kv;
-        }
-        return 0;
-}
 
 static int on_watch_result(struct json_object *result, void *userdata)
 {
@@ -518,7 +353,8 @@ static int on_watch_result(struct json_object *result, void *userdata)
         uint64_t last = 0;
         int r;
 
-        r = watch_events(w->s, result, w->prefix, w->prefix_len, &w->events, &last);
+        r = etcd_reply_events(w->s->root, w->s->root_len, result, w->prefix, w->prefix_len, &w->events,
+                              &last);
         if (r < 0)
                 return r;
         return last >= w->until ? 1 : 0;
@@ -545,7 +381,7 @@ static int cmp_rev_key(const void *a, const void *b)
 
 /* Keeps the latest event of each key, in revision order (then key order, for
  * the keys of one transaction), as the SQLite backend reports them. */
-static void fold_events(struct kv_list *l)
+static void fold_events(struct etcd_kv_list *l)
 {
         size_t out = 0;
 
@@ -614,7 +450,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
                 r = etcd_json_add_u64(create, "start_revision", since + 1);
         /* A member that fails mid-stream: a read, so start over elsewhere. */
         for (int i = 0; r == 0 && i < CHANGES_RETRIES; i++) {
-                kv_list_free(&w.events);
+                etcd_kv_list_free(&w.events);
                 r = etcd_watch(s->c, req, on_watch_result, &w, CHANGES_QUIET_MS, CHANGES_LIMIT_MS, NULL);
                 if (r != -ECONNRESET && r != -EAGAIN)
                         break;
@@ -626,7 +462,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
                 fold_events(&w.events);
                 r = kv_list_walk(&w.events, cb, userdata);
         }
-        kv_list_free(&w.events);
+        etcd_kv_list_free(&w.events);
         return r;
 }
 
@@ -648,17 +484,17 @@ struct follow_state {
 static int on_follow_result(struct json_object *result, void *userdata)
 {
         struct follow_state *f = userdata;
-        struct kv_list l = { 0 };
+        struct etcd_kv_list l = { 0 };
         uint64_t last = 0;
         int r;
 
-        r = watch_events(f->s, result, f->prefix, f->prefix_len, &l, &last);
+        r = etcd_reply_events(f->s->root, f->s->root_len, result, f->prefix, f->prefix_len, &l, &last);
         for (size_t i = 0, j; r == 0 && i < l.n; i = j) {
                 for (j = i + 1; j < l.n && l.v[j].mod_revision == l.v[i].mod_revision;)
                         j++;
                 r = f->cb(l.v + i, j - i, l.v[i].mod_revision, f->userdata);
         }
-        kv_list_free(&l);
+        etcd_kv_list_free(&l);
         if (r > 0) {
                 f->result = r;
                 return 1;
@@ -722,29 +558,6 @@ int store_etcd_compact(struct store *s, uint64_t revision)
 
 /* ---- leases ------------------------------------------------------------ */
 
-/* A lease's TTL in a reply: a count of seconds (int64 as a string), 0 or
- * absent for a keep-alive of a lease that has ended, "-1" from TimeToLive
- * for one that has: -ENOENT for those two. */
-static int lease_reply_ttl(struct json_object *o, uint64_t *ret)
-{
-        struct json_object *v;
-        uint64_t ttl;
-        int r;
-
-        if (!json_object_is_type(o, json_type_object))
-                return -EBADMSG;
-        if (json_object_object_get_ex(o, "TTL", &v) && json_object_is_type(v, json_type_string) &&
-            strcmp(json_object_get_string(v), "-1") == 0)
-                return -ENOENT;
-        r = etcd_json_u64(o, "TTL", &ttl);
-        if (r < 0)
-                return r;
-        if (ttl == 0)
-                return -ENOENT;
-        *ret = ttl;
-        return 0;
-}
-
 static int lease_call(struct store *s, const char *method, uint64_t id, uint64_t ttl, unsigned flags,
                       struct json_object **ret)
 {
@@ -774,13 +587,7 @@ static int etcd_lease_grant(struct store *s, uint64_t ttl_sec, uint64_t *ret_id,
          * which no key uses and which expires on its own. */
         r = lease_call(s, "lease/grant", 0, ttl_sec, 0, &reply);
         if (r == 0)
-                r = etcd_json_u64(reply, "ID", &id);
-        if (r == 0)
-                r = lease_reply_ttl(reply, &ttl);
-        if (r == 0 && id == 0)
-                r = -EBADMSG;
-        if (r == -ENOENT)
-                r = -EBADMSG; /* a new lease without a TTL */
+                r = etcd_reply_lease_grant(reply, &id, &ttl);
         json_object_put(reply);
         if (r < 0)
                 return r;
@@ -792,22 +599,16 @@ static int etcd_lease_grant(struct store *s, uint64_t ttl_sec, uint64_t *ret_id,
 
 static int etcd_lease_keepalive(struct store *s, uint64_t id, uint64_t *ret_ttl)
 {
-        struct json_object *reply = NULL, *result;
-        uint64_t ttl = 0, got = 0;
+        struct json_object *reply = NULL;
+        uint64_t ttl = 0;
         int r;
 
         if (!s || id == 0 || id > INT64_MAX)
                 return -EINVAL;
         /* Renewing twice does no harm: safe to ask another member. */
         r = lease_call(s, "lease/keepalive", id, 0, ETCD_IDEMPOTENT, &reply);
-        if (r == 0 && !json_object_object_get_ex(reply, "result", &result))
-                r = -EBADMSG;
         if (r == 0)
-                r = etcd_json_u64(result, "ID", &got);
-        if (r == 0 && got != id)
-                r = -EBADMSG;
-        if (r == 0)
-                r = lease_reply_ttl(result, &ttl);
+                r = etcd_reply_lease_keepalive(reply, id, &ttl);
         json_object_put(reply);
         if (r == 0 && ret_ttl)
                 *ret_ttl = ttl;
@@ -837,7 +638,7 @@ static int etcd_lease_ttl(struct store *s, uint64_t id, uint64_t *ret_left)
                 return -EINVAL;
         r = lease_call(s, "lease/timetolive", id, 0, ETCD_IDEMPOTENT, &reply);
         if (r == 0)
-                r = lease_reply_ttl(reply, &left);
+                r = etcd_reply_lease_ttl(reply, &left);
         json_object_put(reply);
         if (r == 0)
                 *ret_left = left;
