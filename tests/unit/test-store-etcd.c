@@ -714,7 +714,7 @@ static void test_unreachable(void **state)
                 close(fd[i]);
 }
 
-/* ---- the behavioural cases of test-store.c, against etcd --------------- */
+/* ---- the contract (store-contract.h) with etcd's additions, and its own cases - */
 
 static void test_wrappers(void **state)
 {
