@@ -2,12 +2,14 @@
 /*
  * Unit tests for the etcd store backend.
  *
- * The behavioural cases of test-store.c run against a real etcd cluster
+ * The store contract every backend keeps (store-contract.h, shared with
+ * test-store.c), and etcd's own cases, run against a real etcd cluster
  * named by DKM_ETCD_ENDPOINTS (comma-separated client URLs; the integration
  * test tests/integration/test-store-etcd.sh starts one); without it they are
  * skipped, saying why.  Each case works under its own key prefix, and the
  * revisions it checks are counted from the cluster's revision when the case
- * began, so the expected strings are those of test-store.c.
+ * began (the contract's `base`), so the expected strings are the same as
+ * SQLite's.
  *
  * The location parser, error mapping (against a small fake gateway in this
  * file), unreachable endpoints and failover to a later endpoint run always.
@@ -43,9 +45,9 @@
 #include "store/etcd-http.h"
 #include "store/store-etcd.h"
 #include "store/store.h"
+#include "store-contract.h"
 
 static const char *endpoints;  /* DKM_ETCD_ENDPOINTS */
-static uint64_t base;          /* revisions are reported relative to it */
 static unsigned prefix_serial; /* one key prefix per case */
 static char cur_prefix[128];
 
@@ -93,120 +95,44 @@ static struct store *open_new(void)
         return s;
 }
 
+/* ---- the contract's hooks and fixtures ----------------------------------- */
+
+static const struct store_ops *backend_ops(void)
+{
+        return &store_etcd_ops;
+}
+
+static void backend_require(void)
+{
+        NEED_ETCD();
+}
+
 /* Another handle on the current case's prefix. */
-static struct store *open_again(void)
+static int backend_open_again(struct store **ret)
 {
-        return open_at(cur_prefix);
+        char loc[1024];
+
+        snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, cur_prefix);
+        return store_open(&store_etcd_ops, loc, ret);
 }
 
-static int txn(struct store *s, const struct store_cmp *c, size_t nc, const struct store_op *o, size_t no,
-               uint64_t *rev)
+/* etcd keeps history until compacted. */
+static void backend_compact(struct store *s, uint64_t rev)
 {
-        struct store_cmp cc[STORE_TXN_OPS_MAX + 1];
-        int r;
-
-        /* Compares name relative revisions too (0 stays "absent"). */
-        assert_true(nc <= ARRAY_SIZE(cc));
-        for (size_t i = 0; i < nc; i++) {
-                cc[i] = c[i];
-                if (cc[i].mod_revision)
-                        cc[i].mod_revision += base;
-        }
-        r = store_ops_of(s)->txn(s, nc ? cc : NULL, nc, o, no, rev);
-        if (r == 0 && rev)
-                *rev -= base;
-        return r;
+        assert_int_equal(store_etcd_compact(s, base + rev), 0);
 }
 
-static uint64_t put(struct store *s, const char *key, const char *value)
+/* A store under a new prefix; none without a cluster (the case skips). */
+static int setup_store(void **state)
 {
-        struct store_op op = { STORE_PUT, key, value, strlen(value) };
-        uint64_t rev = 0;
-
-        assert_int_equal(txn(s, NULL, 0, &op, 1, &rev), 0);
-        return rev;
+        *state = endpoints ? open_new() : NULL;
+        return 0;
 }
 
-static uint64_t del(struct store *s, const char *key)
+static int teardown_store(void **state)
 {
-        struct store_op op = { .type = STORE_DELETE, .key = key };
-        uint64_t rev = 0;
-
-        assert_int_equal(txn(s, NULL, 0, &op, 1, &rev), 0);
-        return rev;
-}
-
-static uint64_t revision(struct store *s)
-{
-        return raw_revision(s) - base;
-}
-
-static const char *get(struct store *s, const char *key, uint64_t *mod, uint64_t *create)
-{
-        static char buf[256];
-        struct store_kv kv = { 0 };
-        int r = store_ops_of(s)->get(s, key, &kv);
-
-        if (r == -ENOENT)
-                return "";
-        assert_int_equal(r, 0);
-        assert_string_equal(kv.key, key);
-        assert_non_null(kv.value);
-        assert_true(kv.value_len < sizeof(buf));
-        memcpy(buf, kv.value, kv.value_len);
-        buf[kv.value_len] = 0;
-        if (mod)
-                *mod = kv.mod_revision - base;
-        if (create)
-                *create = kv.create_revision - base;
-        store_kv_clear(&kv);
-        return buf;
-}
-
-struct walk {
-        char buf[8192];
-        int stop_after;
-        int seen;
-};
-
-static int walk_cb(const struct store_kv *kv, void *userdata)
-{
-        struct walk *w = userdata;
-        size_t n = strlen(w->buf);
-
-        if (kv->value)
-                snprintf(w->buf + n, sizeof(w->buf) - n, "%s=%.*s@%llu/%llu;", kv->key, (int)kv->value_len,
-                         (const char *)kv->value, (unsigned long long)(kv->mod_revision - base),
-                         (unsigned long long)(kv->create_revision - base));
-        else
-                snprintf(w->buf + n, sizeof(w->buf) - n, "%s!@%llu;", kv->key,
-                         (unsigned long long)(kv->mod_revision - base));
-        w->seen++;
-        return w->stop_after && w->seen == w->stop_after ? 42 : 0;
-}
-
-static const char *range(struct store *s, const char *prefix)
-{
-        static struct walk w;
-
-        memset(&w, 0, sizeof(w));
-        assert_int_equal(store_ops_of(s)->range(s, prefix, walk_cb, &w), 0);
-        return w.buf;
-}
-
-static int changes_raw(struct store *s, const char *prefix, uint64_t since,
-                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
-{
-        return store_ops_of(s)->changes(s, prefix, since + base, cb, userdata);
-}
-
-static const char *changes(struct store *s, const char *prefix, uint64_t since)
-{
-        static struct walk w;
-
-        memset(&w, 0, sizeof(w));
-        assert_int_equal(changes_raw(s, prefix, since, walk_cb, &w), 0);
-        return w.buf;
+        store_close(*state);
+        return 0;
 }
 
 /* ---- the location string (no etcd needed) ------------------------------ */
@@ -788,7 +714,7 @@ static void test_unreachable(void **state)
                 close(fd[i]);
 }
 
-/* ---- the behavioural cases of test-store.c, against etcd --------------- */
+/* ---- the contract (store-contract.h) with etcd's additions, and its own cases - */
 
 static void test_wrappers(void **state)
 {
@@ -828,96 +754,14 @@ static void test_wrappers(void **state)
         store_close(s);
 }
 
-static void test_put_get(void **state)
-{
-        struct store *s;
-        struct store_kv kv = { 0 };
-        uint64_t mod = 0, create = 0;
 
-        NEED_ETCD();
-        s = open_new();
-        assert_int_equal(revision(s), 0);
-        assert_int_equal(put(s, "a", "one"), 1);
-        assert_string_equal(get(s, "a", &mod, &create), "one");
-        assert_int_equal(mod, 1);
-        assert_int_equal(create, 1);
-
-        assert_int_equal(put(s, "b", "x"), 2);
-        assert_int_equal(put(s, "a", "two"), 3);
-        assert_string_equal(get(s, "a", &mod, &create), "two");
-        assert_int_equal(mod, 3);
-        assert_int_equal(create, 1);
-
-        assert_int_equal(store_ops_of(s)->get(s, "missing", &kv), -ENOENT);
-        assert_null(kv.key);
-
-        put(s, "empty", "");
-        assert_int_equal(store_ops_of(s)->get(s, "empty", &kv), 0);
-        assert_non_null(kv.value);
-        assert_int_equal(kv.value_len, 0);
-        store_kv_clear(&kv);
-        {
-                struct store_op op = { STORE_PUT, "null", NULL, 0 };
-
-                assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
-                assert_int_equal(store_ops_of(s)->get(s, "null", &kv), 0);
-                assert_non_null(kv.value);
-                assert_int_equal(kv.value_len, 0);
-                store_kv_clear(&kv);
-        }
-
-        del(s, "a");
-        assert_string_equal(get(s, "a", NULL, NULL), "");
-        assert_int_equal(put(s, "a", "three"), 7);
-        get(s, "a", &mod, &create);
-        assert_int_equal(mod, 7);
-        assert_int_equal(create, 7);
-
-        {
-                uint8_t bin[300];
-                struct store_op op = { STORE_PUT, "bin", bin, sizeof(bin) };
-
-                for (size_t i = 0; i < sizeof(bin); i++)
-                        bin[i] = (uint8_t)i;
-                assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
-                assert_int_equal(store_ops_of(s)->get(s, "bin", &kv), 0);
-                assert_int_equal(kv.value_len, sizeof(bin));
-                assert_memory_equal(kv.value, bin, sizeof(bin));
-                store_kv_clear(&kv);
-        }
-        store_close(s);
-}
-
+/* The contract's range, then: a neighbouring prefix (another store root)
+ * stays out of sight. */
 static void test_range(void **state)
 {
-        struct store *s;
-        const char *keys[] = {
-                "b", "a/y/z", "ab", "a", "a0", "a/", "a/x", "a.", "a/\xc3\xa9", "\xe2\x82\xac"
-        };
-        struct walk w = { .stop_after = 2 };
+        struct store *s = *state;
 
-        NEED_ETCD();
-        s = open_new();
-        for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-                put(s, keys[i], "v");
-
-        assert_string_equal(range(s, "a/"), "a/=v@6/6;a/x=v@7/7;a/y/z=v@2/2;a/\xc3\xa9=v@9/9;");
-        assert_string_equal(range(s, "a/y/"), "a/y/z=v@2/2;");
-        assert_string_equal(range(s, "a/x"), "a/x=v@7/7;");
-        assert_string_equal(range(s, "nothing"), "");
-        assert_string_equal(range(s, "\xe2\x82\xac"), "\xe2\x82\xac=v@10/10;");
-        assert_int_equal(store_ops_of(s)->range(s, "\xe2", walk_cb, &w), -EINVAL);
-        assert_string_equal(range(s, ""),
-                            "a=v@4/4;a.=v@8/8;a/=v@6/6;a/x=v@7/7;a/y/z=v@2/2;a/\xc3\xa9=v@9/9;"
-                            "a0=v@5/5;ab=v@3/3;b=v@1/1;\xe2\x82\xac=v@10/10;");
-
-        assert_int_equal(store_ops_of(s)->range(s, "a", walk_cb, &w), 42);
-        assert_int_equal(w.seen, 2);
-
-        assert_int_equal(store_ops_of(s)->range(s, NULL, walk_cb, &w), -EINVAL);
-        assert_int_equal(store_ops_of(s)->range(s, "\xff", walk_cb, &w), -EINVAL);
-
-        /* A neighbouring prefix (another store root) stays out of sight. */
+        contract_range(state);
         {
                 struct store *n;
                 char other[160];
@@ -939,204 +783,6 @@ static void test_range(void **state)
                                     "a0=v@5/5;ab=v@3/3;b=v@1/1;\xe2\x82\xac=v@10/10;");
                 assert_string_equal(changes(s, "", 9), "\xe2\x82\xac=v@10/10;");
         }
-        store_close(s);
-}
-
-/* More keys than one page of etcd's Range. */
-static void test_range_pages(void **state)
-{
-        struct store_op ops[100];
-        char names[100][16];
-        struct walk w = { 0 };
-        struct store *s;
-        char want[16];
-
-        NEED_ETCD();
-        s = open_new();
-        for (int part = 0; part < 2; part++) {
-                for (int i = 0; i < 100; i++) {
-                        snprintf(names[i], sizeof(names[i]), "p/%03d", part * 100 + i);
-                        ops[i] = (struct store_op){ STORE_PUT, names[i], "v", 1 };
-                }
-                assert_int_equal(txn(s, NULL, 0, ops, 100, NULL), 0);
-        }
-        assert_int_equal(store_ops_of(s)->range(s, "p/", walk_cb, &w), 0);
-        assert_int_equal(w.seen, 200);
-        assert_true(strncmp(w.buf, "p/000=v@1/1;p/001=v@1/1;", 24) == 0);
-        snprintf(want, sizeof(want), "p/199=v@2/2;");
-        assert_non_null(strstr(w.buf, want));
-        assert_int_equal(strlen(w.buf), 200 * 12);
-        store_close(s);
-}
-
-static void test_revisions(void **state)
-{
-        struct store *s;
-        struct store_op ops[] = {
-                { STORE_PUT, "x", "1", 1 },
-                { STORE_PUT, "y", "2", 1 },
-                { STORE_DELETE, "z", NULL, 0 },
-        };
-        struct store_cmp cmp = { "x", 0 };
-        uint64_t rev = 0, mod = 0;
-
-        NEED_ETCD();
-        s = open_new();
-        for (uint64_t i = 1; i <= 5; i++) {
-                assert_int_equal(put(s, "counter", "c"), i);
-                assert_int_equal(revision(s), i);
-        }
-        assert_int_equal(txn(s, NULL, 0, ops, ARRAY_SIZE(ops), &rev), 0);
-        assert_int_equal(rev, 6);
-        get(s, "x", &mod, NULL);
-        assert_int_equal(mod, 6);
-        get(s, "y", &mod, NULL);
-        assert_int_equal(mod, 6);
-
-        assert_int_equal(del(s, "absent"), 6);
-        cmp.mod_revision = 6;
-        assert_int_equal(txn(s, &cmp, 1, NULL, 0, &rev), 0);
-        assert_int_equal(rev, 6);
-        assert_int_equal(revision(s), 6);
-        assert_int_equal(put(s, "x", "again"), 7);
-        store_close(s);
-}
-
-static void test_cas(void **state)
-{
-        struct store *s;
-        uint64_t rev, mod = 0;
-        struct store_op ops[] = {
-                { STORE_PUT, "p/1", "new", 3 },
-                { STORE_PUT, "p/2", "new", 3 },
-                { STORE_DELETE, "p/0", NULL, 0 },
-        };
-        struct store_cmp ok[] = { { "p/0", 1 }, { "p/1", 0 } };
-        struct store_cmp stale[] = { { "p/0", 1 }, { "p/1", 0 }, { "p/9", 0 } };
-
-        NEED_ETCD();
-        s = open_new();
-        assert_int_equal(put(s, "p/0", "old"), 1);
-        assert_int_equal(put(s, "p/9", "other"), 2);
-
-        rev = 77;
-        assert_int_equal(txn(s, stale, ARRAY_SIZE(stale), ops, ARRAY_SIZE(ops), &rev), -ESTALE);
-        assert_int_equal(rev, 77);
-        assert_int_equal(revision(s), 2);
-        assert_string_equal(get(s, "p/0", NULL, NULL), "old");
-        assert_string_equal(get(s, "p/1", NULL, NULL), "");
-        assert_string_equal(get(s, "p/2", NULL, NULL), "");
-        assert_string_equal(changes(s, "", 2), "");
-
-        ok[0].mod_revision = 2;
-        assert_int_equal(txn(s, ok, ARRAY_SIZE(ok), ops, ARRAY_SIZE(ops), NULL), -ESTALE);
-        ok[0].mod_revision = 1;
-
-        assert_int_equal(txn(s, ok, ARRAY_SIZE(ok), ops, ARRAY_SIZE(ops), &rev), 0);
-        assert_int_equal(rev, 3);
-        assert_string_equal(get(s, "p/0", NULL, NULL), "");
-        assert_string_equal(get(s, "p/1", &mod, NULL), "new");
-        assert_int_equal(mod, 3);
-        assert_string_equal(get(s, "p/2", NULL, NULL), "new");
-
-        {
-                struct store_cmp absent = { "lock", 0 };
-                struct store_op take = { STORE_PUT, "lock", "me", 2 };
-                struct store_op take2 = { STORE_PUT, "lock", "you", 3 };
-
-                assert_int_equal(txn(s, &absent, 1, &take, 1, NULL), 0);
-                assert_int_equal(txn(s, &absent, 1, &take2, 1, NULL), -ESTALE);
-                assert_string_equal(get(s, "lock", NULL, NULL), "me");
-        }
-        store_close(s);
-}
-
-static void test_changes(void **state)
-{
-        struct store *s;
-        uint64_t r0, rdel, rput;
-
-        NEED_ETCD();
-        s = open_new();
-        put(s, "a/1", "x");
-        put(s, "a/2", "x");
-        put(s, "b/1", "x");
-        r0 = revision(s);
-        assert_int_equal(r0, 3);
-        rdel = del(s, "a/1");
-        rput = put(s, "a/2", "y");
-        assert_int_equal(rdel, 4);
-        assert_int_equal(rput, 5);
-
-        assert_string_equal(changes(s, "a/", r0), "a/1!@4;a/2=y@5/2;");
-        assert_string_equal(changes(s, "a/", rdel), "a/2=y@5/2;");
-        assert_string_equal(changes(s, "a/", rput), "");
-        assert_string_equal(changes(s, "b/", r0), "");
-        assert_string_equal(changes(s, "", 0), "b/1=x@3/3;a/1!@4;a/2=y@5/2;");
-        assert_string_equal(changes(s, "", 1000), "");
-
-        put(s, "a/1", "z");
-        assert_string_equal(changes(s, "a/", r0), "a/2=y@5/2;a/1=z@6/6;");
-        del(s, "a/1");
-        assert_string_equal(changes(s, "a/1", r0), "a/1!@7;");
-        put(s, "a/10", "n");
-        put(s, "ab", "n");
-        assert_string_equal(changes(s, "a/1", 7), "a/10=n@8/8;");
-        store_close(s);
-}
-
-static int short_cb(const struct store_kv *kv, void *userdata)
-{
-        struct walk *w = userdata;
-        size_t n = strlen(w->buf);
-
-        snprintf(w->buf + n, sizeof(w->buf) - n, "%s%s@%llu;", kv->key, kv->value ? "=v" : "!",
-                 (unsigned long long)(kv->mod_revision - base));
-        return 0;
-}
-
-static void test_changes_exact(void **state)
-{
-        struct store *s;
-        uint64_t last[8] = { 0 }, rev = 0;
-        bool deleted[8] = { false };
-        uint64_t start;
-
-        NEED_ETCD();
-        s = open_new();
-        for (int i = 0; i < 60; i++) {
-                unsigned k = (unsigned)(i * 5 + i / 7) % 8;
-                char key[8];
-
-                snprintf(key, sizeof(key), "k%u", k);
-                if (i % 4 == 3 && last[k] && !deleted[k]) {
-                        rev = del(s, key);
-                        deleted[k] = true;
-                } else {
-                        rev = put(s, key, "v");
-                        deleted[k] = false;
-                }
-                last[k] = rev;
-        }
-        put(s, "other", "v");
-        start = now_mono_usec();
-        for (uint64_t since = 0; since <= rev + 1; since++) {
-                struct walk w = { 0 };
-                char want[512] = "";
-
-                for (uint64_t r = since + 1; r <= rev; r++)
-                        for (unsigned k = 0; k < 8; k++)
-                                if (last[k] == r) {
-                                        size_t n = strlen(want);
-
-                                        snprintf(want + n, sizeof(want) - n, "k%u%s@%llu;", k,
-                                                 deleted[k] ? "!" : "=v", (unsigned long long)r);
-                                }
-                assert_int_equal(changes_raw(s, "k", since, short_cb, &w), 0);
-                assert_string_equal(w.buf, want);
-        }
-        print_message("%llu changes() calls in %.2fs\n", (unsigned long long)rev + 2, elapsed_s(start));
-        store_close(s);
 }
 
 /* A key outside dkm's prefix, written last: no event of ours reaches the
@@ -1164,37 +810,14 @@ static void test_changes_foreign_last(void **state)
         store_close(s);
 }
 
+
+/* The contract's compaction, then: compacting again at or below the
+ * horizon is refused. */
 static void test_compaction(void **state)
 {
-        struct walk w = { 0 };
-        struct store *s;
-        uint64_t rdel;
-
-        NEED_ETCD();
-        s = open_new();
-        put(s, "gone", "x");
-        rdel = del(s, "gone");
-        assert_int_equal(rdel, 2);
-        assert_string_equal(changes(s, "", 1), "gone!@2;");
-        for (int i = 0; i < 10; i++)
-                put(s, "busy", "x");
-        assert_int_equal(revision(s), 12);
-        /* etcd keeps history until compacted; compact as the SQLite test's
-         * history of 5 revisions would have. */
-        assert_int_equal(store_etcd_compact(s, base + 8), 0);
-        assert_int_equal(changes_raw(s, "", 1, walk_cb, &w), -ERANGE);
-        assert_int_equal(w.seen, 0);
-        assert_string_equal(changes(s, "", 7), "busy=x@12/3;");
-        /* Compacting again at or below the horizon is refused. */
-        assert_int_equal(store_etcd_compact(s, base + 8), -ERANGE);
+        contract_compaction(state);
+        assert_int_equal(store_etcd_compact(*state, base + 8), -ERANGE);
         assert_int_equal(store_etcd_compact(NULL, 1), -EINVAL);
-        store_close(s);
-
-        s = open_again();
-        assert_int_equal(changes_raw(s, "", 1, walk_cb, &w), -ERANGE);
-        /* Current state is untouched by compaction. */
-        assert_string_equal(range(s, ""), "busy=x@12/3;");
-        store_close(s);
 }
 
 /* ---- follow: the held watch ------------------------------------------- */
@@ -1315,251 +938,28 @@ static void test_follow(void **state)
         store_close(s);
 }
 
-static void test_persistence(void **state)
-{
-        struct store *s;
-        uint64_t mod = 0, create = 0;
-
-        NEED_ETCD();
-        s = open_new();
-        put(s, "k/1", "one");
-        put(s, "k/2", "two");
-        put(s, "k/1", "uno");
-        del(s, "k/2");
-        store_close(s);
-
-        s = open_again();
-        assert_int_equal(revision(s), 4);
-        assert_string_equal(get(s, "k/1", &mod, &create), "uno");
-        assert_int_equal(mod, 3);
-        assert_int_equal(create, 1);
-        assert_string_equal(changes(s, "", 0), "k/1=uno@3/1;k/2!@4;");
-        assert_int_equal(put(s, "k/3", "three"), 5);
-        store_close(s);
-}
-
-static int n_increments = 100;
-
-struct counter_thread {
-        struct store *s;
-        pthread_barrier_t *start;
-        int retries;
-        int err;
-};
-
-static void *counter_main(void *userdata)
-{
-        struct counter_thread *t = userdata;
-
-        pthread_barrier_wait(t->start);
-        for (int i = 0; i < n_increments && !t->err; i++) {
-                for (;;) {
-                        struct store_kv kv = { 0 };
-                        char buf[32];
-                        unsigned long v;
-                        int r = store_ops_of(t->s)->get(t->s, "counter", &kv);
-
-                        if (r < 0 && r != -ENOENT) {
-                                t->err = r;
-                                break;
-                        }
-                        v = 0;
-                        if (r == 0) {
-                                snprintf(buf, sizeof(buf), "%.*s", (int)kv.value_len, (const char *)kv.value);
-                                v = strtoul(buf, NULL, 10);
-                        }
-                        snprintf(buf, sizeof(buf), "%lu", v + 1);
-                        usleep(100);
-                        {
-                                struct store_cmp c = { "counter", kv.mod_revision };
-                                struct store_op o = { STORE_PUT, "counter", buf, strlen(buf) };
-
-                                r = store_ops_of(t->s)->txn(t->s, &c, 1, &o, 1, NULL);
-                        }
-                        store_kv_clear(&kv);
-                        if (r == 0)
-                                break;
-                        if (r != -ESTALE) {
-                                t->err = r;
-                                break;
-                        }
-                        t->retries++;
-                }
-        }
-        return NULL;
-}
-
-static void run_counters(struct store *s1, struct store *s2)
-{
-        pthread_barrier_t start;
-        struct counter_thread t[2] = { { .s = s1, .start = &start }, { .s = s2, .start = &start } };
-        pthread_t th[2];
-        char want[32];
-
-        assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
-        put(s1, "counter", "0");
-        for (int i = 0; i < 2; i++)
-                assert_int_equal(pthread_create(&th[i], NULL, counter_main, &t[i]), 0);
-        for (int i = 0; i < 2; i++)
-                assert_int_equal(pthread_join(th[i], NULL), 0);
-        pthread_barrier_destroy(&start);
-        assert_int_equal(t[0].err, 0);
-        assert_int_equal(t[1].err, 0);
-        snprintf(want, sizeof(want), "%d", 2 * n_increments);
-        assert_string_equal(get(s1, "counter", NULL, NULL), want);
-        assert_string_equal(get(s2, "counter", NULL, NULL), want);
-        assert_int_equal(revision(s1), 1 + 2 * n_increments);
-        print_message("counter: %d + %d compare failures retried\n", t[0].retries, t[1].retries);
-}
-
-static void test_threads_one_handle(void **state)
-{
-        struct store *s;
-
-        NEED_ETCD();
-        s = open_new();
-        run_counters(s, s);
-        store_close(s);
-}
-
-static void test_two_handles(void **state)
-{
-        struct store *s1, *s2;
-        char want[64];
-
-        NEED_ETCD();
-        s1 = open_new();
-        s2 = open_again();
-        run_counters(s1, s2);
-        put(s1, "watch/me", "hello");
-        snprintf(want, sizeof(want), "watch/me=hello@%d/%d;", 2 * n_increments + 2, 2 * n_increments + 2);
-        assert_string_equal(changes(s2, "watch/", 0), want);
-        store_close(s1);
-        store_close(s2);
-}
-
-static void test_two_processes(void **state)
-{
-        struct store *s;
-        pid_t pid[2];
-        char want[32];
-
-        NEED_ETCD();
-        s = open_new();
-        for (int i = 0; i < 2; i++) {
-                pid[i] = fork();
-                assert_true(pid[i] >= 0);
-                if (pid[i] == 0) {
-                        pthread_barrier_t start;
-                        struct counter_thread t = { .start = &start };
-
-                        pthread_barrier_init(&start, NULL, 1);
-                        if (store_open(&store_etcd_ops, NULL, &t.s) != -EINVAL)
-                                _exit(3);
-                        /* No cmocka asserts here: the parent judges by the exit code. */
-                        {
-                                char loc[1200];
-
-                                snprintf(loc, sizeof(loc), "endpoints=%s;prefix=%s", endpoints, cur_prefix);
-                                if (store_open(&store_etcd_ops, loc, &t.s) < 0)
-                                        _exit(2);
-                        }
-                        counter_main(&t);
-                        store_close(t.s);
-                        _exit(t.err ? 1 : 0);
-                }
-        }
-        for (int i = 0; i < 2; i++) {
-                int status = 0;
-
-                assert_int_equal(waitpid(pid[i], &status, 0), pid[i]);
-                assert_true(WIFEXITED(status));
-                assert_int_equal(WEXITSTATUS(status), 0);
-        }
-        snprintf(want, sizeof(want), "%d", 2 * n_increments);
-        assert_string_equal(get(s, "counter", NULL, NULL), want);
-        store_close(s);
-}
-
+/* The contract's limits at etcd's default transaction size, then: two
+ * values of 1 MiB in one transaction pass our limits but not etcd's request
+ * size (1.5 MiB by default): -E2BIG, nothing written. */
 static void test_limits(void **state)
 {
-        struct store *s;
-        char *key;
+        struct store *s = *state;
         uint8_t *value;
-        struct store_op op;
-        struct store_op many[STORE_TXN_OPS_MAX + 1];
-        char names[STORE_TXN_OPS_MAX + 1][8];
-        struct store_kv kv = { 0 };
 
         NEED_ETCD();
-        s = open_new();
-        key = malloc(STORE_KEY_MAX + 2);
-        value = calloc(1, STORE_VALUE_MAX + 1);
-        op = (struct store_op){ STORE_PUT, key, value, STORE_VALUE_MAX };
-        assert_non_null(key);
+        assert_int_equal(store_ops_of(s)->max_txn_ops, STORE_TXN_OPS_MAX);
+        contract_limits(state);
+        value = calloc(1, STORE_VALUE_MAX);
         assert_non_null(value);
-        for (size_t i = 0; i < STORE_VALUE_MAX; i++)
-                value[i] = (uint8_t)(i * 31 + 7);
-        memset(key, 'k', STORE_KEY_MAX);
-        key[STORE_KEY_MAX] = 0;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), 0);
-        assert_int_equal(store_ops_of(s)->get(s, key, &kv), 0);
-        assert_int_equal(kv.value_len, STORE_VALUE_MAX);
-        assert_memory_equal(kv.value, value, STORE_VALUE_MAX);
-        store_kv_clear(&kv);
-
-        op.value_len = STORE_VALUE_MAX + 1;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -E2BIG);
-        op.value_len = 1;
-        key[STORE_KEY_MAX] = 'k';
-        key[STORE_KEY_MAX + 1] = 0;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -E2BIG);
-        assert_int_equal(store_ops_of(s)->get(s, key, &kv), -E2BIG);
-        {
-                struct store_cmp c = { key, 0 };
-                assert_int_equal(txn(s, &c, 1, NULL, 0, NULL), -E2BIG);
-        }
-        assert_int_equal(revision(s), 1);
-
-        op.key = "";
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        op.key = "bad\xc3";
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        op.key = "\xed\xa0\x80";
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        op.key = NULL;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        op.key = "ok";
-        op.value = NULL;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        op.type = 99;
-        assert_int_equal(txn(s, NULL, 0, &op, 1, NULL), -EINVAL);
-        {
-                struct store_op dup[] = { { STORE_PUT, "d", "1", 1 }, { STORE_DELETE, "d", NULL, 0 } };
-                assert_int_equal(txn(s, NULL, 0, dup, 2, NULL), -EINVAL);
-        }
-        for (size_t i = 0; i < ARRAY_SIZE(many); i++) {
-                snprintf(names[i], sizeof(names[i]), "m/%zu", i);
-                many[i] = (struct store_op){ STORE_PUT, names[i], "x", 1 };
-        }
-        assert_int_equal(txn(s, NULL, 0, many, STORE_TXN_OPS_MAX + 1, NULL), -E2BIG);
-        assert_int_equal(revision(s), 1);
-        assert_int_equal(txn(s, NULL, 0, many, STORE_TXN_OPS_MAX, NULL), 0);
-        assert_int_equal(revision(s), 2);
-
-        /* Two values of 1 MiB in one transaction pass our limits but not
-         * etcd's request size (1.5 MiB by default): -E2BIG, nothing written. */
         {
                 struct store_op two[] = { { STORE_PUT, "big1", value, STORE_VALUE_MAX },
                                           { STORE_PUT, "big2", value, STORE_VALUE_MAX } };
                 assert_int_equal(txn(s, NULL, 0, two, 2, NULL), -E2BIG);
                 assert_int_equal(revision(s), 2);
         }
-
-        free(key);
         free(value);
-        store_close(s);
 }
+
 
 /* The first endpoint is dead: every operation goes to the next one. */
 static void test_failover(void **state)
@@ -1837,10 +1237,11 @@ static int group_setup(void **state)
         endpoints = getenv("DKM_ETCD_ENDPOINTS");
         if (endpoints && !*endpoints)
                 endpoints = NULL;
-        if (getenv("DKM_ETCD_QUICK"))
-                n_increments = 20;
+        n_increments = getenv("DKM_ETCD_QUICK") ? 20 : 100;
         return 0;
 }
+
+#define CONTRACT(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown_store)
 
 int main(void)
 {
@@ -1852,31 +1253,31 @@ int main(void)
                 cmocka_unit_test(test_write_timeout),
                 cmocka_unit_test(test_unreachable),
                 cmocka_unit_test(test_wrappers),
-                cmocka_unit_test(test_put_get),
-                cmocka_unit_test(test_range),
-                cmocka_unit_test(test_range_pages),
-                cmocka_unit_test(test_revisions),
-                cmocka_unit_test(test_cas),
-                cmocka_unit_test(test_changes),
-                cmocka_unit_test(test_changes_exact),
+                CONTRACT(contract_put_get),
+                CONTRACT(test_range),
+                CONTRACT(contract_range_pages),
+                CONTRACT(contract_revisions),
+                CONTRACT(contract_cas),
+                CONTRACT(contract_changes),
+                CONTRACT(contract_changes_exact),
                 cmocka_unit_test(test_changes_foreign_last),
-                cmocka_unit_test(test_compaction),
+                CONTRACT(test_compaction),
                 cmocka_unit_test(test_follow),
-                cmocka_unit_test(test_persistence),
-                cmocka_unit_test(test_threads_one_handle),
-                cmocka_unit_test(test_two_handles),
-                cmocka_unit_test(test_two_processes),
-                cmocka_unit_test(test_limits),
+                CONTRACT(contract_persistence),
+                CONTRACT(contract_threads_one_handle),
+                CONTRACT(contract_two_handles),
+                CONTRACT(contract_two_processes),
+                CONTRACT(test_limits),
                 cmocka_unit_test(test_failover),
                 cmocka_unit_test(test_leases),
         };
         const struct CMUnitTest quick[] = {
-                cmocka_unit_test(test_put_get),
-                cmocka_unit_test(test_range),
-                cmocka_unit_test(test_cas),
-                cmocka_unit_test(test_changes),
+                CONTRACT(contract_put_get),
+                CONTRACT(test_range),
+                CONTRACT(contract_cas),
+                CONTRACT(contract_changes),
                 cmocka_unit_test(test_follow),
-                cmocka_unit_test(test_two_handles),
+                CONTRACT(contract_two_handles),
                 cmocka_unit_test(test_failover),
         };
         const struct CMUnitTest quorum[] = {
