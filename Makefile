@@ -108,7 +108,7 @@ $(BUILD)/dkm.pc: src/lib/dkm.pc.in
 
 # Unit tests: one cmocka file per module, linked against the internal
 # archives.  A test names the functions it wraps in a line "/* wrap: f g */".
-$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) $(DAEMON_A) $(CORE_A)
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h src/*/*.h) $(LIB_OBJS) $(DAEMON_A) $(CORE_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(DAEMON_A) $(CORE_A) \
