@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The kernel side of grants: a live grant is a key in the grants keyring
+ * whose timeout is the grant's remaining time, and the store is kept in step
+ * with what the kernel (and keyctl, and an etcd lease) did to it: expiries,
+ * revocations, shortened or extended timeouts, grants mirrored from other
+ * nodes.  The grants keyring itself is opened here (grants_new).
+ */
+#include <inttypes.h>
+#include <keyutils.h>
+#include <stdio.h>
+
+#include "grants-internal.h"
+#include "log.h"
+#include "shared/util.h"
+
+/* The grants keyring and its keys are reachable from a root shell by serial
+ * (dkmd may run as its own user), so "other" may view, read and search them,
+ * and may set attributes: that is what `keyctl revoke` and `keyctl timeout`
+ * need.  Anyone could therefore cut a grant short, never widen it: dkmd
+ * compares every grant key with the store and resets (and audits) one whose
+ * timeout was extended. */
+#define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH)
+#define GRANT_KEY_PERM \
+        (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH | KEY_OTH_SETATTR)
+/* /proc/keys shows remaining time in whole minutes above one minute. */
+#define TIMEOUT_SLACK_SEC 61
+
+/* On a store with leases (etcd) a live grant also has a marker,
+ * access/grants/<id>, put under a lease whose TTL is the grant's remaining
+ * time: etcd deletes it at expiry, and whoever ends the grant first revokes
+ * the lease.  The request record (the history: who asked, who approved,
+ * how it ended) never has a lease and stays.  A marker that goes while the
+ * record still says granted and more than LEASE_SLACK_SEC remain was
+ * removed from outside dkm (etcdctl lease revoke): the grant is revoked on
+ * every node.  Within the slack it is the expiry, seen from a node whose
+ * clock is a little behind etcd's.  Ending a grant is audited only by the
+ * node whose write of the ended state succeeds, so an expiry seen by every
+ * node is audited once. */
+#define LEASE_SLACK_SEC 5
+/* The kernel counts a key's timeout from the current whole second: a grant
+ * key may time out up to a second before the record's end. */
+#define KERNEL_SLACK_USEC (2 * UINT64_C(1000000))
+
+/* --- the grant key --------------------------------------------------------- */
+
+void grant_approvers_text(const struct request *r, char *buf, size_t size)
+{
+        size_t n = 0;
+
+        buf[0] = 0;
+        for (size_t i = 0; i < r->n_approvers && n < size; i++)
+                n += (size_t)snprintf(buf + n, size - n, "%s%u", i ? "," : "", (unsigned)r->approvers[i]);
+        if (!buf[0])
+                snprintf(buf, size, "none");
+}
+
+static void grant_desc(char *buf, size_t size, uint32_t id)
+{
+        snprintf(buf, size, "dkm:grant:%u", id);
+}
+
+static void grant_payload(const struct request *r, char *buf, size_t size)
+{
+        char appr[MAX_APPROVERS * 12];
+
+        grant_approvers_text(r, appr, sizeof(appr));
+        snprintf(buf, size, "grant=%u uid=%u scope=%s policy=%s approvers=%s expires=%" PRIu64, r->id,
+                 (unsigned)r->requester, grant_scope_names[r->scope], r->policy[0] ? r->policy : "*", appr,
+                 r->grant_expires_usec / 1000000);
+}
+
+unsigned grant_remaining_sec(const struct request *r, uint64_t now)
+{
+        uint64_t left = r->grant_expires_usec > now ? (r->grant_expires_usec - now + 999999) / 1000000 : 0;
+
+        return left > UINT32_MAX ? UINT32_MAX : (unsigned)left;
+}
+
+int grant_key_create(struct grants *g, const struct request *r, uint64_t now)
+{
+        char desc[48], payload[600];
+        keyring_serial_t s;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        grant_payload(r, payload, sizeof(payload));
+        return keyring_add_perm(g->ring, desc, payload, strlen(payload), grant_remaining_sec(r, now),
+                                GRANT_KEY_PERM, &s);
+}
+
+/* The kernel's view of a grant: 0 live (with *ret_left seconds), or
+ * -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY, or -EBADMSG for a key that does
+ * not describe this grant. */
+int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_left)
+{
+        char desc[48], payload[600], want[600];
+        keyring_serial_t s;
+        size_t n;
+        int e;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        e = keyring_search(g->ring, desc, &s);
+        if (e < 0)
+                return e;
+        e = keyring_read(s, payload, sizeof(payload) - 1, &n);
+        if (e < 0)
+                return e;
+        payload[n] = 0;
+        grant_payload(r, want, sizeof(want));
+        if (strcmp(payload, want) != 0)
+                return -EBADMSG;
+        e = keyring_remaining(s, ret_left);
+        return e;
+}
+
+void grant_key_drop(struct grants *g, uint32_t id)
+{
+        char desc[48];
+        keyring_serial_t s;
+
+        grant_desc(desc, sizeof(desc), id);
+        if (keyring_search(g->ring, desc, &s) >= 0)
+                keyring_invalidate(s);
+}
+
+bool grant_seen_has(struct grants *g, uint32_t id)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&g->seen_lock);
+        for (size_t i = 0; i < g->n_seen && !found; i++)
+                found = g->seen[i] == id;
+        pthread_mutex_unlock(&g->seen_lock);
+        return found;
+}
+
+void grant_seen_set(struct grants *g, uint32_t id, bool on)
+{
+        pthread_mutex_lock(&g->seen_lock);
+        for (size_t i = 0; i < g->n_seen; i++)
+                if (g->seen[i] == id) {
+                        if (!on)
+                                g->seen[i] = g->seen[--g->n_seen];
+                        pthread_mutex_unlock(&g->seen_lock);
+                        return;
+                }
+        if (on) {
+                uint32_t *v = reallocarray(g->seen, g->n_seen + 1, sizeof(*v));
+                if (v) {
+                        g->seen = v;
+                        v[g->n_seen++] = id;
+                }
+        }
+        pthread_mutex_unlock(&g->seen_lock);
+}
+
+/* The grant key of a live grant in this node's keyring, created with the
+ * remaining time when this node never had it. */
+int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now)
+{
+        int e = grant_key_create(g, r, now);
+
+        if (e >= 0) {
+                grant_seen_set(g, r->id, true);
+                log_info("grant %u mirrored with %u s left", r->id, grant_remaining_sec(r, now));
+        }
+        return e;
+}
+
+/* --- keeping the store in step with the kernel ------------------------------ */
+
+static void end_grant(struct grants *g, struct request *r, enum req_state state, const char *by,
+                      const char *op)
+{
+        int e;
+
+        r->state = state;
+        r->ended_usec = now_real_usec();
+        snprintf(r->ended_by, sizeof(r->ended_by), "%s", by);
+        /* Every node may notice the same end (an expiry above all): the one
+         * whose write goes through audits it, so it is audited once. */
+        e = request_store(g, r, NULL);
+        if (e >= 0) {
+                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
+                             (unsigned)r->requester, by);
+                log_notice("grant %u %s (%s)", r->id, grant_state_names[state], by);
+                grant_lease_end(g, r->lease);
+        } else if (e == -ESTALE)
+                log_info("grant %u ended (recorded by another node)", r->id);
+        else
+                log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
+        grant_key_drop(g, r->id);
+        grant_seen_set(g, r->id, false);
+}
+
+struct reconcile {
+        bool startup;
+        bool markers_read;  /* the store has leases and markers were read */
+        uint32_t *markers;  /* ids of the live grants' markers */
+        size_t n_markers;
+        struct scan scan;
+};
+
+static bool marker_present(const struct reconcile *c, uint32_t id)
+{
+        for (size_t i = 0; i < c->n_markers; i++)
+                if (c->markers[i] == id)
+                        return true;
+        return false;
+}
+
+/* startup: a missing grant key is restored (the keyring may be new after a
+ * reboot); later, a missing key means someone unlinked or invalidated it. */
+static int reconcile_one(struct grants *g, struct request *r, void *userdata)
+{
+        const struct reconcile *c = userdata;
+        bool startup = c->startup;
+        uint64_t now = now_real_usec(), left, want;
+        int e;
+
+        if (r->state == REQ_PENDING && now >= r->request_expires_usec) {
+                r->state = REQ_EXPIRED;
+                r->ended_usec = now;
+                snprintf(r->ended_by, sizeof(r->ended_by), "request_ttl");
+                /* Audited by the node whose write goes through: once. */
+                if (request_store(g, r, NULL) >= 0)
+                        audit_record(AUDIT_KIND_ACCESS, "access-request-expire", NULL, true, "request=%u",
+                                     r->id);
+                return 0;
+        }
+        if (r->state != REQ_GRANTED) {
+                /* Ended, maybe by another node: its key goes from this
+                 * node's keyring too, at once. */
+                if (startup || grant_seen_has(g, r->id)) {
+                        if (!startup)
+                                log_notice("grant %u %s (recorded in the store): key dropped", r->id,
+                                           grant_state_names[r->state]);
+                        grant_key_drop(g, r->id);
+                        grant_seen_set(g, r->id, false);
+                }
+                return 0;
+        }
+        if (now >= r->grant_expires_usec) {
+                end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                return 0;
+        }
+        if (r->lease && c->markers_read && !marker_present(c, r->id)) {
+                /* Its lease ended: at expiry, or revoked outside dkm. */
+                if (now + LEASE_SLACK_SEC * UINT64_C(1000000) >= r->grant_expires_usec)
+                        end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                else
+                        end_grant(g, r, REQ_REVOKED, "etcd", "grant-revoke");
+                return 0;
+        }
+        want = grant_remaining_sec(r, now);
+        e = grant_key_state(g, r, &left);
+        if (e == -ENOKEY && (startup || !grant_seen_has(g, r->id))) {
+                if (grant_key_mirror(g, r, now) >= 0 && startup)
+                        log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
+                return 0;
+        }
+        if (e >= 0 || e == -EKEYREVOKED || e == -EKEYEXPIRED || e == -EBADMSG)
+                grant_seen_set(g, r->id, true);
+        if (e == -EKEYREVOKED || e == -ENOKEY || e == -EBADMSG) {
+                end_grant(g, r, REQ_REVOKED, "keyctl", "grant-revoke");
+                return 0;
+        }
+        if (e == -EKEYEXPIRED) {
+                /* The kernel expired it before the store said: keyctl
+                 * timeout, unless it is the end itself (the kernel counts a
+                 * timeout from the current whole second, so a key may go up
+                 * to a second early). */
+                if (now + KERNEL_SLACK_USEC >= r->grant_expires_usec)
+                        end_grant(g, r, REQ_EXPIRED, "expiry", "grant-expire");
+                else
+                        end_grant(g, r, REQ_EXPIRED, "keyctl", "grant-expire");
+                return 0;
+        }
+        if (e < 0)
+                return 0;
+        if (left + TIMEOUT_SLACK_SEC < want) {
+                /* Shortened with keyctl timeout: the kernel's word stands. */
+                r->grant_expires_usec = now + left * 1000000;
+                audit_record(AUDIT_KIND_ACCESS, "grant-shorten", NULL, true,
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
+                             (unsigned)r->requester, left);
+                log_notice("grant %u shortened to %" PRIu64 " s with keyctl", r->id, left);
+                /* The payload names the expiry: rewrite it to match; the
+                 * marker moves to a lease that ends as soon. */
+                {
+                        uint64_t old = r->lease, lease = 0;
+
+                        if (old && grant_lease_new(g, r, now, &lease) >= 0)
+                                r->lease = lease;
+                        if (request_store_leased(g, r, r->lease != old ? lease : 0, NULL) >= 0) {
+                                grant_key_create(g, r, now);
+                                if (r->lease != old)
+                                        grant_lease_end(g, old);
+                        } else if (r->lease != old)
+                                grant_lease_end(g, lease);
+                }
+        } else if (left > want + TIMEOUT_SLACK_SEC || left == 0) {
+                /* Extended (or made permanent): never wider than approved. */
+                char desc[48];
+                keyring_serial_t s;
+
+                grant_desc(desc, sizeof(desc), r->id);
+                if (keyring_search(g->ring, desc, &s) >= 0)
+                        keyring_set_timeout(s, (unsigned)want);
+                audit_record(AUDIT_KIND_ACCESS, "grant-tamper", NULL, false,
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
+                             (unsigned)r->requester, left);
+                log_warn("grant %u was extended outside dkm; reset to %" PRIu64 " s", r->id, want);
+        }
+        return 0;
+}
+
+/* "access/" in key order: the markers (access/grants/) come before the
+ * requests (access/requests/), and all are read at one revision, so a
+ * grant approved or ended meanwhile is seen with its marker or without. */
+static int reconcile_access(const struct store_kv *kv, void *userdata)
+{
+        struct reconcile *c = userdata;
+        size_t n = strlen(MARKER_PREFIX);
+
+        if (strncmp(kv->key, MARKER_PREFIX, n) == 0) {
+                const char *digits = kv->key + n;
+                uint64_t id = 0;
+                uint32_t *v;
+
+                /* Only keys this file writes: ten digits. */
+                if (strlen(digits) != 10 || strspn(digits, "0123456789") != 10)
+                        return 0;
+                for (size_t i = 0; i < 10; i++)
+                        id = id * 10 + (uint64_t)(digits[i] - '0');
+                if (id > UINT32_MAX)
+                        return 0;
+                v = reallocarray(c->markers, c->n_markers + 1, sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                c->markers = v;
+                v[c->n_markers++] = (uint32_t)id;
+                return 0;
+        }
+        if (strncmp(kv->key, "access/requests/", strlen("access/requests/")) != 0)
+                return 0;
+        return request_scan_one(kv, &c->scan);
+}
+
+static void reconcile_all(struct grants *g, bool startup)
+{
+        struct reconcile c = { .startup = startup, .markers_read = store_has_leases(g->store) };
+
+        c.scan = (struct scan){ .g = g, .fn = reconcile_one, .userdata = &c };
+        if (c.markers_read)
+                request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, "access/",
+                                                                      reconcile_access, &c));
+        else
+                for_each_request(g, reconcile_one, &c);
+        free(c.markers);
+}
+
+void grants_maintain(struct grants *g)
+{
+        pthread_mutex_lock(&g->lock);
+        reconcile_all(g, false);
+        pthread_mutex_unlock(&g->lock);
+}
+
+keyring_serial_t grants_keyring(struct grants *g)
+{
+        return g->ring;
+}
+
+int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *keys,
+               struct grants **ret, char *err)
+{
+        struct grants *g = calloc(1, sizeof(*g));
+        char name[4200];
+        int e;
+
+        if (!g)
+                return -ENOMEM;
+        g->cfg = cfg;
+        g->store = store;
+        g->keys = keys;
+        pthread_mutex_init(&g->lock, NULL);
+        pthread_mutex_init(&g->seen_lock, NULL);
+        pthread_mutex_init(&g->cache_lock, NULL);
+        /* One grants keyring per instance, in the user keyring of dkmd's uid:
+         * it outlives a restart of dkmd, so the kernel's timers keep running. */
+        if (strcmp(cfg->state_dir, DKM_DEFAULT_STATE_DIR) == 0)
+                snprintf(name, sizeof(name), "dkm:grants");
+        else
+                snprintf(name, sizeof(name), "dkm:grants:%s", cfg->state_dir);
+        e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM, &g->ring);
+        if (e < 0) {
+                grants_seterr(err, "cannot open the grants keyring: %s", strerror(-e));
+                free(g);
+                return e;
+        }
+        reconcile_all(g, true);
+        *ret = g;
+        return 0;
+}
+
+void grants_free(struct grants *g)
+{
+        if (!g)
+                return;
+        pthread_mutex_destroy(&g->lock);
+        pthread_mutex_destroy(&g->seen_lock);
+        pthread_mutex_destroy(&g->cache_lock);
+        free(g->cache);
+        free(g->seen);
+        free(g);
+}
