@@ -608,7 +608,7 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         char **jsons = NULL, (*keys)[160] = NULL;
         struct ckey *ck[2] = { NULL, NULL };
         struct policy *p;
-        size_t n_ops = 0;
+        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
         uint64_t rev, t0 = now_mono_usec();
         int r;
 
@@ -669,10 +669,11 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         if (r < 0)
                 goto out;
 
-        ops = calloc(p->n_gens + 1, sizeof(*ops));
-        jsons = calloc(p->n_gens + 1, sizeof(*jsons));
-        keys = calloc(p->n_gens + 1, sizeof(*keys));
-        gens = calloc(p->n_gens + 1, sizeof(*gens));
+        n_slots = p->n_gens + 1;
+        ops = calloc(n_slots, sizeof(*ops));
+        jsons = calloc(n_slots, sizeof(*jsons));
+        keys = calloc(n_slots, sizeof(*keys));
+        gens = calloc(n_slots, sizeof(*gens));
         if (!ops || !jsons || !keys || !gens) {
                 r = -ENOMEM;
                 goto out;
@@ -733,15 +734,17 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                    p->n_gens);
 out:
         pthread_rwlock_unlock(&k->lock);
+        /* From here p may change under the watch thread (another node's
+         * rollover adds a generation): only n_slots says what was allocated. */
         for (int i = 0; i < 2; i++)
                 ckey_free(ck[i]);
-        for (size_t i = 0; jsons && i <= (p ? p->n_gens : 0); i++)
+        for (size_t i = 0; jsons && i < n_slots; i++)
                 free(jsons[i]);
         free(jsons);
         free(ops);
         free(keys);
         if (gens)
-                secure_wipe(gens, sizeof(*gens) * (p ? p->n_gens + 1 : 0));
+                secure_wipe(gens, sizeof(*gens) * n_slots);
         free(gens);
         if (rec)
                 secure_wipe(rec, sizeof(*rec));
@@ -823,7 +826,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         char **jsons = NULL, (*keys)[160] = NULL;
         struct policy_record *rec = NULL;
         struct policy *p;
-        size_t n_ops = 0;
+        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
         uint64_t rev;
         int r;
 
@@ -836,9 +839,10 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 p = NULL;
                 goto out;
         }
-        ops = calloc(p->n_gens + 1, sizeof(*ops));
-        jsons = calloc(p->n_gens + 1, sizeof(*jsons));
-        keys = calloc(p->n_gens + 1, sizeof(*keys));
+        n_slots = p->n_gens + 1;
+        ops = calloc(n_slots, sizeof(*ops));
+        jsons = calloc(n_slots, sizeof(*jsons));
+        keys = calloc(n_slots, sizeof(*keys));
         rec = calloc(1, sizeof(*rec));
         if (!ops || !jsons || !keys || !rec) {
                 r = -ENOMEM;
@@ -919,7 +923,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                    request_id);
 out:
         pthread_rwlock_unlock(&k->lock);
-        for (size_t i = 0; jsons && p && i <= p->n_gens; i++)
+        /* p may grow under the watch thread from here: free what was allocated. */
+        for (size_t i = 0; jsons && i < n_slots; i++)
                 free(jsons[i]);
         free(jsons);
         free(ops);
