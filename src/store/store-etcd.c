@@ -339,6 +339,37 @@ static int etcd_revision(struct store *s, uint64_t *ret)
 
 /* ---- changes ----------------------------------------------------------- */
 
+/* A WatchCreateRequest for every key under prefix after revision since;
+ * with progress, etcd also reports its revision while nothing changes. */
+static int watch_request(struct store *s, const char *prefix, uint64_t since, bool progress,
+                         struct json_object **ret)
+{
+        struct json_object *req = json_object_new_object(), *create = json_object_new_object();
+        int r;
+
+        if (!req || !create) {
+                json_object_put(req);
+                json_object_put(create);
+                return -ENOMEM;
+        }
+        r = etcd_json_add_object(req, "create_request", create);
+        if (r == 0)
+                r = add_key(s, create, "key", prefix, false);
+        if (r == 0)
+                r = add_key(s, create, "range_end", prefix, true);
+        if (r == 0)
+                r = etcd_json_add_u64(create, "start_revision", since + 1);
+        if (r == 0 && progress)
+                r = etcd_json_add_bool(create, "progress_notify");
+        if (r < 0) {
+                json_object_put(req);
+                return r;
+        }
+        *ret = req;
+        return 0;
+}
+
+
 struct watch_collect {
         struct store *s;
         const char *prefix; /* without the root */
@@ -417,7 +448,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
                         int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
         struct watch_collect w = { .s = s, .prefix = prefix };
-        struct json_object *req = NULL, *create;
+        struct json_object *req = NULL;
         uint64_t rev;
         size_t n;
         int r;
@@ -435,19 +466,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
                 return 0;
         w.until = rev;
 
-        req = json_object_new_object();
-        create = json_object_new_object();
-        if (!req) {
-                json_object_put(create);
-                return -ENOMEM;
-        }
-        r = etcd_json_add_object(req, "create_request", create);
-        if (r == 0)
-                r = add_key(s, create, "key", "", false);
-        if (r == 0)
-                r = add_key(s, create, "range_end", "", true);
-        if (r == 0)
-                r = etcd_json_add_u64(create, "start_revision", since + 1);
+        r = watch_request(s, "", since, false, &req);
         /* A member that fails mid-stream: a read, so start over elsewhere. */
         for (int i = 0; r == 0 && i < CHANGES_RETRIES; i++) {
                 etcd_kv_list_free(&w.events);
@@ -507,7 +526,7 @@ static int etcd_follow(struct store *s, const char *prefix, uint64_t since, int 
                        void *userdata)
 {
         struct follow_state f = { .s = s, .prefix = prefix, .cb = cb, .userdata = userdata };
-        struct json_object *req, *create;
+        struct json_object *req = NULL;
         int r;
 
         if (!s || !cb || since >= INT64_MAX)
@@ -515,21 +534,7 @@ static int etcd_follow(struct store *s, const char *prefix, uint64_t since, int 
         r = store_check_key(prefix, true, &f.prefix_len);
         if (r < 0)
                 return r;
-        req = json_object_new_object();
-        create = json_object_new_object();
-        if (!req) {
-                json_object_put(create);
-                return -ENOMEM;
-        }
-        r = etcd_json_add_object(req, "create_request", create);
-        if (r == 0)
-                r = add_key(s, create, "key", prefix, false);
-        if (r == 0)
-                r = add_key(s, create, "range_end", prefix, true);
-        if (r == 0)
-                r = etcd_json_add_u64(create, "start_revision", since + 1);
-        if (r == 0)
-                r = etcd_json_add_bool(create, "progress_notify");
+        r = watch_request(s, prefix, since, true, &req);
         if (r == 0)
                 r = etcd_watch_held(s->c, req, on_follow_result, &f, store_etcd_follow_idle_ms, stop_fd);
         json_object_put(req);
