@@ -34,7 +34,8 @@ ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 part "integration tests under ASan+
         make -s BUILD=build/asan SAN=1 check-integration
 part "fuzz targets (brief runs)" make -s -j"$JOBS" check-fuzz
 part "AF_ALG in a VM (Debian 6.1 and 6.12 kernels)" make -s check-vm
-part "full system in a VM (systemd, SELinux)" make -s check-system
+part "full system in a VM (systemd, SELinux) on 6.1" make -s check-system
+DKM_SYSTEM_KERNEL=6.12 part "full system in a VM (systemd, SELinux) on 6.12" make -s check-system
 
 echo
 echo "######## summary"
