@@ -7,6 +7,7 @@
  * configuration on SIGHUP (ExecReload=).
  */
 #include <getopt.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -367,7 +368,8 @@ static uint64_t watchdog_usec(void)
 /* Grants are checked every second (keyctl changes are audited promptly);
  * cached keys every tenth of their lifetime, between 0.2 s and 30 s.  The
  * systemd watchdog is fed from here at half its interval: a keep-alive says
- * that maintenance (key refresh, grant expiry) still runs. */
+ * that maintenance (key refresh, grant expiry) still runs and that the accept
+ * loop still turns. */
 /* How often keys are checked, and how often the loop wakes, from the
  * cache_ttl in force now (SIGHUP may change it). */
 static void maint_intervals(const struct daemon *d, uint64_t *ret_keys_every, uint64_t *ret_every)
@@ -407,7 +409,15 @@ static void *maint_thread(void *p)
                         break;
                 pthread_mutex_unlock(&d->stop_lock);
                 if (d->watchdog_usec && now_mono_usec() >= next_ping) {
-                        notify("WATCHDOG=1");
+                        uint64_t stuck = server_stuck_usec(d->server);
+
+                        /* No keep-alive while the accept loop is stuck:
+                         * systemd then restarts dkmd. */
+                        if (!stuck)
+                                notify("WATCHDOG=1");
+                        else
+                                log_err("the accept loop has not turned for %" PRIu64 " s: "
+                                        "withholding the watchdog keep-alive", stuck / 1000000);
                         next_ping = now_mono_usec() + d->watchdog_usec / 2;
                 }
                 /* From the last check, so that a shorter cache_ttl applies at once. */

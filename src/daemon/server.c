@@ -16,6 +16,9 @@
 /* One thread per connection: clients keep a connection open and send
  * requests one after another, so a thread serves them without hand-offs. */
 #define MAX_CONNECTIONS 512
+/* The accept loop turns at least this often, even when idle, so that the
+ * watchdog can tell a live loop from a stuck one. */
+#define TURN_MS 1000
 
 struct server {
         const struct daemon_state *st;
@@ -24,6 +27,7 @@ struct server {
         bool activated; /* the socket came from systemd: do not unlink it */
         char path[108];
         _Atomic int connections;
+        _Atomic uint64_t last_turn_usec; /* monotonic */
 };
 
 struct conn {
@@ -146,6 +150,7 @@ int server_new(const struct daemon_state *st, struct server **ret, char *err, si
                 return -ENOMEM;
         s->st = st;
         s->listen_fd = -1;
+        atomic_store(&s->last_turn_usec, now_mono_usec());
         if (pipe2(s->stop_pipe, O_CLOEXEC) < 0) {
                 r = negative_errno();
                 free(s);
@@ -197,6 +202,9 @@ int server_run(struct server *s)
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 512 * 1024);
+        /* A connection that goes away between poll() and accept4() must not
+         * leave the loop blocked in accept4(): the watchdog counts turns. */
+        fcntl(s->listen_fd, F_SETFL, fcntl(s->listen_fd, F_GETFL) | O_NONBLOCK);
         for (;;) {
                 struct pollfd pfd[2] = {
                         { .fd = s->listen_fd, .events = POLLIN },
@@ -206,7 +214,11 @@ int server_run(struct server *s)
                 pthread_t t;
                 int fd, r;
 
-                if (poll(pfd, 2, -1) < 0) {
+                r = poll(pfd, 2, TURN_MS);
+                atomic_store(&s->last_turn_usec, now_mono_usec());
+                if (r == 0)
+                        continue;
+                if (r < 0) {
                         if (errno == EINTR)
                                 continue;
                         r = negative_errno();
@@ -237,6 +249,14 @@ int server_run(struct server *s)
         }
         pthread_attr_destroy(&attr);
         return 0;
+}
+
+uint64_t server_stuck_usec(const struct server *s)
+{
+        uint64_t now = now_mono_usec(), last = atomic_load(&s->last_turn_usec);
+        const uint64_t allowed = 3 * TURN_MS * UINT64_C(1000);
+
+        return now > last + allowed ? now - last : 0;
 }
 
 void server_stop(struct server *s)

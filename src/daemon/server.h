@@ -28,6 +28,9 @@ int server_new(const struct daemon_state *st, struct server **ret, char *err, si
 /* Serves until server_stop() is called (from a signal handler thread). */
 int server_run(struct server *s);
 void server_stop(struct server *s);
+/* How long the accept loop has not turned, when that is longer than it
+ * ever should be (it turns every second, idle or not); 0 while it turns. */
+uint64_t server_stuck_usec(const struct server *s);
 void server_free(struct server *s);
 
 /* Handles one parsed request from peer; builds the reply. */
