@@ -969,12 +969,12 @@ static json_object *policy_json(struct keys *k, struct policy *p, bool detail)
         json_object_object_add(o, "policy_key_version", json_object_new_int64(p->rec.key_version));
         if (p->rec.has_previous) {
                 /* A rekey with a new policy key is re-wrapping the generations. */
-                size_t todo = 0;
+                size_t to_rewrap = 0;
 
                 for (size_t i = 0; i < p->n_gens; i++)
-                        todo += p->gens[i]->rec.state != GEN_DESTROYED &&
+                        to_rewrap += p->gens[i]->rec.state != GEN_DESTROYED &&
                                 p->gens[i]->rec.key_version != p->rec.key_version;
-                json_object_object_add(o, "generations_to_rewrap", json_object_new_int64((int64_t)todo));
+                json_object_object_add(o, "generations_to_rewrap", json_object_new_int64((int64_t)to_rewrap));
         }
         pthread_mutex_lock(&p->status_lock);
         if (p->rec.n_customer_keys) {

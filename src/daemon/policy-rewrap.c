@@ -33,7 +33,7 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
         struct store_cmp *cmps = NULL;
         struct store_op *ops = NULL;
         char **jsons = NULL, (*keys)[160] = NULL;
-        struct generation **todo = NULL;
+        struct generation **to_rewrap = NULL;
         struct gen_record *recs = NULL;
         uint64_t rev;
         int r;
@@ -58,9 +58,9 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
         ops = calloc(max, sizeof(*ops));
         jsons = calloc(max, sizeof(*jsons));
         keys = calloc(max, sizeof(*keys));
-        todo = calloc(max, sizeof(*todo));
+        to_rewrap = calloc(max, sizeof(*to_rewrap));
         recs = calloc(max, sizeof(*recs));
-        if (!cmps || !ops || !jsons || !keys || !todo || !recs) {
+        if (!cmps || !ops || !jsons || !keys || !to_rewrap || !recs) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -93,7 +93,7 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
                 key_generation(keys[n], sizeof(keys[n]), p->rec.id, g->rec.generation);
                 cmps[n] = (struct store_cmp){ keys[n], g->mod_revision };
                 ops[n] = (struct store_op){ STORE_PUT, keys[n], jsons[n], strlen(jsons[n]) };
-                todo[n++] = g;
+                to_rewrap[n++] = g;
         }
         if (n == 0) {
                 /* Every generation is under the new key: the old one goes. */
@@ -128,8 +128,8 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
         r = store_ops_of(k->env.store)->txn(k->env.store, cmps, n, ops, n, &rev);
         if (r >= 0)
                 for (size_t i = 0; i < n; i++) {
-                        todo[i]->rec = recs[i];
-                        todo[i]->mod_revision = rev;
+                        to_rewrap[i]->rec = recs[i];
+                        to_rewrap[i]->mod_revision = rev;
                 }
 out:
         if (r < 0 && r != -ESTALE && !err[0])
@@ -143,7 +143,7 @@ out:
         free(cmps);
         free(ops);
         free(keys);
-        free(todo);
+        free(to_rewrap);
         if (recs)
                 secure_wipe(recs, max * sizeof(*recs));
         free(recs);
