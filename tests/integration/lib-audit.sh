@@ -93,7 +93,8 @@ audit_start() {
         audit_mark >/dev/null
         auditctl -m "$token" || return 1
         for ((i = 0; i < 50; i++)); do
-                AUDIT_WAIT=0 audit_search -m USER 2>/dev/null | grep -q "$token" && return 0
+                # (not grep -q: under pipefail an early exit would fail the pipeline)
+                AUDIT_WAIT=0 audit_search -m USER 2>/dev/null | grep "$token" >/dev/null && return 0
                 sleep 0.2
         done
         echo "audit: a test record did not reach the log" >&2

@@ -3,6 +3,10 @@
 # groups, and callers with real, distinct uids (setpriv).
 set -uo pipefail
 
+# grep -q stops reading at its first match, and under pipefail the writer's
+# SIGPIPE then fails the whole pipeline: matches() reads to the end.
+matches() { grep "$@" >/dev/null; }
+
 BUILD=${BUILD:?BUILD must name the build directory}
 BUILD=$(cd "$BUILD" && pwd)
 DKMD=$BUILD/dkmd

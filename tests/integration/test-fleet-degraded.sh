@@ -71,7 +71,7 @@ active() {
 wait_available() {
         local i
         for i in $(seq 1 $(($2 * 5))); do
-                on "$1" op status --json | grep -q "\"available\": $3" && return 0
+                on "$1" op status --json | matches "\"available\": $3" && return 0
                 sleep 0.2
         done
         return 1
@@ -154,7 +154,7 @@ check "every degraded ciphertext decrypts on C" bash -c "
 # B's keyctl revocation reaches the store with quorum: the grant ends on every node.
 ok=0
 for _ in $(seq 1 30); do
-        on c appr access list --json | tr -d ' \n' | grep -q "\"id\":$id,\"state\":\"revoked\"" && { ok=1; break; }
+        on c appr access list --json | tr -d ' \n' | matches "\"id\":$id,\"state\":\"revoked\"" && { ok=1; break; }
         sleep 0.1
 done
 check "the revocation made with keyctl on B during the outage is in the store" test $ok = 1
@@ -201,7 +201,7 @@ ok=0
 for _ in $(seq 1 30); do
         ok=1
         for n in a b c; do
-                on $n op policy show conc | tr -d ' \n' | grep -q '"managed_by":"customer"' || ok=0
+                on $n op policy show conc | tr -d ' \n' | matches '"managed_by":"customer"' || ok=0
         done
         [ $ok = 1 ] && break
         sleep 0.1
@@ -225,7 +225,7 @@ ok=0
 for _ in $(seq 1 30); do
         agree=1
         for n in a b c; do
-                on $n op policy show "$want" | grep -q '"uid:7001"' || agree=0
+                on $n op policy show "$want" | matches '"uid:7001"' || agree=0
         done
         [ $agree = 1 ] && { ok=1; break; }
         sleep 0.1

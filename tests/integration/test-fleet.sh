@@ -269,14 +269,14 @@ check "decrypt on B from cache" bash -c "on b svc decrypt --in '$W/ct-two' | gre
 check "decrypt on C of old data" bash -c "on c svc decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
 ok=0
 for _ in $(seq 1 50); do
-        on a op status | grep -q "DEGRADED: store unavailable: no etcd quorum" && { ok=1; break; }
+        on a op status | matches "DEGRADED: store unavailable: no etcd quorum" && { ok=1; break; }
         sleep 0.2
 done
 check "dkmctl status says the store is unavailable" test $ok = 1
 check "status --json: available false" bash -c "on a op status --json | grep -q '\"available\": false'"
 ok=0
 for _ in $(seq 1 50); do
-        on a op status --json | grep -q '"nodes_error"' && { ok=1; break; }
+        on a op status --json | matches '"nodes_error"' && { ok=1; break; }
         sleep 0.2
 done
 check "status says the nodes listed are as last read" test $ok = 1
@@ -385,7 +385,7 @@ lease3=$(lease_of "$(marker "$id3")")
 check "etcdctl lease revoke ($lease3)" bash -c "ETCDCTL_API=3 etcdctl --endpoints '$ETCD_ENDPOINTS' lease revoke $(printf %x "${lease3:-0}") >/dev/null 2>&1"
 ok=0
 for _ in $(seq 1 30); do
-        on a op access list --json | tr -d ' \n' | grep -q "\"id\":$id3,\"state\":\"revoked\"" && { ok=1; break; }
+        on a op access list --json | tr -d ' \n' | matches "\"id\":$id3,\"state\":\"revoked\"" && { ok=1; break; }
         sleep 0.1
 done
 check "recorded as revoked within 3 s" test $ok = 1

@@ -114,7 +114,7 @@ rss_after=$(awk '/VmHWM/ {print $2}' "/proc/$DKMD_PID/status")
 # The whole of dkmd stays under 64 MiB too, but for a sanitizer build, whose
 # shadow memory alone is larger: there only the growth counts.
 rss_cap=65536
-ldd "$DKMD" | grep -q libasan && rss_cap=$((1024 * 1024))
+ldd "$DKMD" | matches libasan && rss_cap=$((1024 * 1024))
 check "1 GiB encrypted: dkmd's peak RSS grew by ${rss_after}-${rss_before} KiB (< 32 MiB; < $((rss_cap / 1024)) MiB in all)" \
         test $((rss_after - rss_before)) -lt 32768 -a "$rss_after" -lt "$rss_cap"
 check "dkmctl's peak RSS $(cat "$W/ctl.rss") KiB (< 32 MiB)" test "$(cat "$W/ctl.rss")" -lt 32768
