@@ -10,7 +10,9 @@
  * PTRACE_INTERRUPT); the other threads of the process keep running.  It stays
  * stopped for SECONDS (0: no limit), or until SIGTERM, SIGINT or SIGHUP, or
  * with --stdin until stdin closes; then it is detached and resumes.  Should
- * this tool die, the kernel detaches the thread just the same.
+ * this tool die, the kernel detaches the thread just the same.  Should the
+ * thread die while frozen (its process killed), this tool reaps it for its
+ * parent at once and fails.
  *
  * stdout: "frozen TID REALTIME" once the thread is stopped and "thawed TID
  * REALTIME" once it is let go, REALTIME being CLOCK_REALTIME in seconds
@@ -95,8 +97,22 @@ static int freeze(pid_t tid, int *ret_sig)
         return 0;
 }
 
-/* Waits for the time limit, a signal or (with_stdin) the end of stdin. */
-static int hold(int sfd, bool with_stdin, long seconds)
+/* SIGCHLD: the thread may have died (its process killed, say by systemd's
+ * watchdog).  Its real parent gets it only once its tracer has waited for
+ * it: -ESRCH then. */
+static int reaped(pid_t tid)
+{
+        int status;
+        pid_t k = waitpid(tid, &status, WNOHANG | __WALL);
+
+        if (k < 0)
+                return errno == EINTR ? 0 : negative_errno();
+        return k > 0 && (WIFEXITED(status) || WIFSIGNALED(status)) ? -ESRCH : 0;
+}
+
+/* Waits for the time limit, a signal or (with_stdin) the end of stdin;
+ * -ESRCH when the thread dies meanwhile. */
+static int hold(pid_t tid, int sfd, bool with_stdin, long seconds)
 {
         uint64_t until = seconds ? now_mono_usec() + (uint64_t)seconds * 1000000 : 0;
 
@@ -121,8 +137,19 @@ static int hold(int sfd, bool with_stdin, long seconds)
                                 continue;
                         return negative_errno();
                 }
-                if (pfd[0].revents)
-                        return 0;
+                if (pfd[0].revents) {
+                        struct signalfd_siginfo si;
+                        int r;
+
+                        if (read(sfd, &si, sizeof(si)) != sizeof(si))
+                                continue;
+                        if (si.ssi_signo != SIGCHLD)
+                                return 0;
+                        r = reaped(tid);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (pfd[1].revents) {
                         ssize_t k = read(STDIN_FILENO, buf, sizeof(buf));
 
@@ -170,8 +197,10 @@ int main(int argc, char **argv)
         sigaddset(&set, SIGTERM);
         sigaddset(&set, SIGINT);
         sigaddset(&set, SIGHUP);
+        sigaddset(&set, SIGCHLD);
         sigprocmask(SIG_BLOCK, &set, NULL);
         signal(SIGPIPE, SIG_IGN);
+        signal(SIGCHLD, SIG_DFL); /* an inherited SIG_IGN would hide the tracee's death */
         sfd = signalfd(-1, &set, SFD_CLOEXEC);
         if (sfd < 0) {
                 fprintf(stderr, "freeze-thread: signalfd: %s\n", strerror(errno));
@@ -185,7 +214,11 @@ int main(int argc, char **argv)
         }
         print_time("frozen", (pid_t)tid, NULL);
 
-        r = hold(sfd, with_stdin, seconds);
+        r = hold((pid_t)tid, sfd, with_stdin, seconds);
+        if (r == -ESRCH) {
+                fprintf(stderr, "freeze-thread: thread %ld died while frozen\n", tid);
+                return 1;
+        }
         if (r < 0)
                 fprintf(stderr, "freeze-thread: waiting: %s; letting thread %ld go\n",
                         strerror(-r), tid);
