@@ -15,7 +15,7 @@ done
 WD_USEC=2000000       # the keep-alive goes out every second
 NOTIFY=$T/notify.sock
 NLOG=$T/notify.log
-LISTEN_PID= FREEZE_PID=
+LISTEN_PID='' FREEZE_PID=''
 
 # The freezer first: a frozen accept loop would not stop on SIGTERM.
 wd_cleanup() {
@@ -37,7 +37,6 @@ wait_until() {
 
 # Times (CLOCK_REALTIME, seconds) of the keep-alives received, one a line.
 keepalives() { awk '$2 == "WATCHDOG=1" { print $1 }' "$NLOG"; }
-keepalives_after() { keepalives | awk -v t="$1" '$1 > t' | wc -l; }
 count_at_least() { [ "$("$@" | wc -l)" -ge "$N" ]; }
 withheld() { grep -c 'withholding the watchdog keep-alive' "$T/dkmd.log"; }
 now_real() { date +%s.%N; }
@@ -48,6 +47,7 @@ LISTEN_PID=$!
 wait_until 10 test -S "$NOTIFY" || { echo "notify-listen did not start:"; cat "$T/listen.err"; exit 1; }
 
 # As systemd would start it: WATCHDOG_PID names dkmd itself (the exec keeps the pid).
+# shellcheck disable=SC2034 # start_dkmd (lib.sh) runs dkmd through it
 DKMD_LAUNCH=(env NOTIFY_SOCKET="$NOTIFY" WATCHDOG_USEC="$WD_USEC"
              bash -c 'export WATCHDOG_PID=$$; exec "$@"' dkmd)
 write_config
