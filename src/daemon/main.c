@@ -397,7 +397,7 @@ static void *maint_thread(void *p)
                 struct timespec ts;
 
                 maint_intervals(d, &keys_every, &every);
-                clock_gettime(CLOCK_REALTIME, &ts);
+                clock_gettime(CLOCK_MONOTONIC, &ts); /* stop_cond's clock */
                 ts.tv_sec += (time_t)(every / 1000000);
                 ts.tv_nsec += (long)(every % 1000000) * 1000;
                 if (ts.tv_nsec >= 1000000000) {
@@ -454,7 +454,7 @@ static bool watch_wait(struct daemon *d, unsigned ms)
         struct timespec ts;
         bool stop;
 
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* stop_cond's clock */
         ts.tv_sec += ms / 1000;
         ts.tv_nsec += (long)(ms % 1000) * 1000000;
         if (ts.tv_nsec >= 1000000000) {
@@ -618,15 +618,21 @@ int main(int argc, char **argv)
 {
         static struct daemon d = {
                 .stop_lock = PTHREAD_MUTEX_INITIALIZER,
-                .stop_cond = PTHREAD_COND_INITIALIZER,
                 .watch_stop_fd = -1,
         };
+        pthread_condattr_t ca;
         char err[512];
         pthread_t sigt;
         sigset_t set;
         int r;
 
         log_setup();
+        /* Timed waits on the monotonic clock: a wall clock stepped back must
+         * not stall maintenance, and with it the watchdog keep-alive. */
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&d.stop_cond, &ca);
+        pthread_condattr_destroy(&ca);
         /* Keys pass through this process: no core dumps, no ptrace by peers. */
         prctl(PR_SET_DUMPABLE, 0);
         umask(0077);

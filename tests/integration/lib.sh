@@ -63,13 +63,17 @@ write_config() {
         } > "$CONF"
 }
 
+# A command prefix for dkmd, e.g. to give it an environment (test-watchdog.sh);
+# it must exec dkmd, so that $DKMD_PID is dkmd's own pid.
+DKMD_LAUNCH=()
+
 start_dkmd() {
         [ -f "$T/state/master.key" ] || "$DKMD" --config "$CONF" --init >>"$T/dkmd.log" 2>&1 || {
                 echo "dkmd --init failed:"; cat "$T/dkmd.log"; return 1; }
         # Wait for this instance's own "ready" line, not an earlier one.
         local before
         before=$(grep -c 'ready:' "$T/dkmd.log" 2>/dev/null)
-        "$DKMD" --config "$CONF" >>"$T/dkmd.log" 2>&1 &
+        "${DKMD_LAUNCH[@]}" "$DKMD" --config "$CONF" >>"$T/dkmd.log" 2>&1 &
         DKMD_PID=$!
         for _ in $(seq 1 200); do
                 [ "$(grep -c 'ready:' "$T/dkmd.log")" -gt "${before:-0}" ] && return 0

@@ -296,9 +296,19 @@ run_flow() {
 }
 
 # With WatchdogSec=4s, dkmd must feed the watchdog every 2 s: it lives on,
-# and the time of the last keep-alive moves.
+# and the time of the last keep-alive moves.  A stepped-back wall clock does
+# not stall it; a stuck accept loop (frozen with /root/freeze-thread) does,
+# and systemd restarts dkmd.
+nrestarts() { systemctl show -p NRestarts --value dkmd.service; }
+# restarted PID N: a new dkmd runs, and NRestarts grew past N.
+restarted() {
+        local p
+        p=$(mainpid)
+        [ "$p" != 0 ] && [ "$p" != "$1" ] && [ "$(nrestarts)" -gt "$2" ] &&
+                systemctl is-active -q dkmd.service
+}
 watchdog_test() {
-        local d=/run/systemd/system/dkmd.service.d w1 w2
+        local d=/run/systemd/system/dkmd.service.d w1 w2 pid n0 t fpid
         section "watchdog"
         mkdir -p "$d"
         printf '[Service]\nWatchdogSec=4s\n' >"$d/watchdog.conf"
@@ -310,6 +320,30 @@ watchdog_test() {
         check "10 s later it still runs, never restarted (NRestarts=$(systemctl show -p NRestarts --value dkmd.service))" \
                 sh -c "systemctl is-active -q dkmd.service && [ \"\$(systemctl show -p NRestarts --value dkmd.service)\" = 0 ]"
         check "keep-alives arrive (last one moved from $w1 to $w2)" test "${w1:-0}" -gt 0 -a "${w2:-0}" -gt "${w1:-0}"
+
+        # The maintenance thread keeps its time on CLOCK_MONOTONIC.
+        pid=$(mainpid) n0=$(nrestarts)
+        date -s "@$(($(date +%s) - 60))" >/dev/null
+        sleep 12
+        date -s "@$(($(date +%s) + 60))" >/dev/null
+        check "the wall clock stepped back 60 s: no watchdog restart (NRestarts=$(nrestarts))" \
+                sh -c "[ \"\$(systemctl show -p MainPID --value dkmd.service)\" = $pid ] && [ \"\$(systemctl show -p NRestarts --value dkmd.service)\" = $n0 ]"
+
+        # A hang: the accept loop (dkmd's main thread) stops; the other
+        # threads run on.  dkmd withholds the keep-alive, systemd kills it
+        # (SIGABRT) and starts it again.
+        pid=$(mainpid) n0=$(nrestarts) t=$(date +%s)
+        /root/freeze-thread "$pid" "$pid" 300 >"$W/freeze.out" 2>&1 &
+        fpid=$!
+        check "freeze-thread stops dkmd's accept loop" wait_for 30 grep -q '^frozen' "$W/freeze.out"
+        check "systemd restarts the stuck dkmd (NRestarts $n0 -> $(wait_for 120 restarted "$pid" "$n0"; nrestarts))" \
+                restarted "$pid" "$n0"
+        kill "$fpid" 2>/dev/null
+        wait "$fpid"
+        show cat "$W/freeze.out"
+        check "dkmd said it withheld the keep-alive" journal_has "$t" 'has not turned for [0-9]+ s: withholding the watchdog keep-alive'
+        check "systemd says the watchdog timed out" journal_has "$t" 'Watchdog timeout'
+        check "the new dkmd serves: svc decrypts" decrypts svc
         rm -f "$d/watchdog.conf"
         systemctl daemon-reload
         systemctl restart dkmd.service

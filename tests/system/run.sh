@@ -103,6 +103,10 @@ rm -rf "$scratch"
 [ -z "$left" ] || die "make uninstall left behind: $left"
 say "make install DESTDIR= and make uninstall: ok"
 install -m 0755 "$here/guest-test.sh" "$stage/root/dkm-system-test"
+# The watchdog test freezes dkmd's accept loop with it.
+make -s -C "$top" BUILD="$build" "$build/tools/freeze-thread" >>"$vm/system-install.log" 2>&1 ||
+        { tail -n 20 "$vm/system-install.log"; die "building tools/freeze-thread failed"; }
+install -m 0755 "$build/tools/freeze-thread" "$stage/root/freeze-thread"
 [ -z "${DKM_SYSTEM_DEBUG:-}" ] || touch "$stage/root/debug-dontaudit"
 
 fc=$stage/etc/selinux/default/contexts/files/file_contexts
