@@ -209,20 +209,11 @@ static int file_derive(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
                 return -EINVAL;
         }
         /* Read one byte more than a key to notice a file that grew. */
-        while (got < sizeof(buf)) {
-                ssize_t n = read(fd, buf + got, sizeof(buf) - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = negative_errno();
-                        secure_wipe(buf, sizeof(buf));
-                        ckey_err(err, err_size, "cannot read key file %s: %s", fk->path, strerror(-r));
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                got += (size_t)n;
+        r = read_full(fd, buf, sizeof(buf), &got);
+        if (r < 0) {
+                secure_wipe(buf, sizeof(buf));
+                ckey_err(err, err_size, "cannot read key file %s: %s", fk->path, strerror(-r));
+                return r;
         }
         if (got != CKEY_KEY_SIZE) {
                 secure_wipe(buf, sizeof(buf));

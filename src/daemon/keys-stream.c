@@ -80,25 +80,6 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
         return r;
 }
 
-static int read_full(int fd, uint8_t *buf, size_t size, size_t *ret_len)
-{
-        size_t got = 0;
-
-        while (got < size) {
-                ssize_t n = read(fd, buf + got, size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                got += (size_t)n;
-        }
-        *ret_len = got;
-        return 0;
-}
-
 static int write_full(int fd, const uint8_t *buf, size_t len)
 {
         while (len > 0) {

@@ -389,27 +389,6 @@ void stream_dec_test_set_counter(struct stream_dec *s, uint64_t counter)
 
 /* --- file descriptors ----------------------------------------------------- */
 
-/* Reads until n bytes or end of file; *ret_got < n means end of file. */
-static int read_full(int fd, uint8_t *buf, size_t n, size_t *ret_got)
-{
-        size_t got = 0;
-
-        while (got < n) {
-                ssize_t k = read(fd, buf + got, n - got);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                got += (size_t)k;
-        }
-        *ret_got = got;
-        return 0;
-}
-
 /* Output is gathered and written once per chunk of input (STREAM_IO_CHUNK):
  * a buffer of that many whole segments, sealed or opened in place. */
 static size_t segments_per_write(size_t piece)
