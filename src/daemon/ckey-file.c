@@ -20,17 +20,6 @@ struct file_key {
         char *path;
 };
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Percent-decodes an absolute path; refuses what a path cannot hold. */
 static int decode_path(const char *s, char **ret, char *err, size_t err_size)
 {
@@ -56,7 +45,7 @@ static int decode_path(const char *s, char **ret, char *err, size_t err_size)
                         return -EINVAL;
                 }
                 if (c == '%') {
-                        int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+                        int hi = unhexchar(s[1]), lo = hi < 0 ? -EINVAL : unhexchar(s[2]);
 
                         if (lo < 0) {
                                 ckey_err(err, err_size, "file: URI has a bad percent-escape");

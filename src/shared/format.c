@@ -139,17 +139,6 @@ void uuid_to_string(const uint8_t id[16], char out[37])
                  id[11], id[12], id[13], id[14], id[15]);
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int uuid_from_string(const char *s, uint8_t ret[16])
 {
         uint8_t id[16];
@@ -165,8 +154,8 @@ int uuid_from_string(const char *s, uint8_t ret[16])
                                 return -EINVAL;
                         continue;
                 }
-                hi = hexval(s[i]);
-                lo = hexval(s[i + 1]);
+                hi = unhexchar(s[i]);
+                lo = unhexchar(s[i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 id[j++] = (uint8_t)(hi << 4 | lo);
