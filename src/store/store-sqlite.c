@@ -250,51 +250,22 @@ static int kv_from_row(sqlite3_stmt *st, struct store_kv *ret)
         return 0;
 }
 
-struct kv_list {
-        struct store_kv *v;
-        size_t n, cap;
-};
-
-static void kv_list_free(struct kv_list *l)
-{
-        for (size_t i = 0; i < l->n; i++)
-                store_kv_clear(&l->v[i]);
-        free(l->v);
-        *l = (struct kv_list){ 0 };
-}
-
 /* Steps a prepared query to its end, collecting its rows. */
-static int kv_list_fill(struct store *s, sqlite3_stmt *st, struct kv_list *l)
+static int kv_list_fill(struct store *s, sqlite3_stmt *st, struct store_kv_list *l)
 {
         int rc, r;
 
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l->n == l->cap) {
-                        size_t cap = l->cap ? l->cap * 2 : 16;
-                        struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
+                struct store_kv *kv = store_kv_list_add(l);
 
-                        if (!v)
-                                return -ENOMEM;
-                        l->v = v;
-                        l->cap = cap;
-                }
-                r = kv_from_row(st, &l->v[l->n]);
+                if (!kv)
+                        return -ENOMEM;
+                r = kv_from_row(st, kv);
                 if (r < 0)
                         return r;
                 l->n++;
         }
         return rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
-}
-
-static int kv_list_walk(const struct kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
-                        void *userdata)
-{
-        for (size_t i = 0; i < l->n; i++) {
-                int r = cb(&l->v[i], userdata);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
 }
 
 static int meta_get(struct store *s, uint64_t *ret_revision, uint64_t *ret_compacted)
@@ -529,7 +500,7 @@ static int sqlite_range(struct store *s, const char *prefix,
                         int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
         char upper[STORE_KEY_MAX + 1];
-        struct kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         sqlite3_stmt *st;
         size_t n;
         int r;
@@ -549,8 +520,8 @@ static int sqlite_range(struct store *s, const char *prefix,
         pthread_mutex_unlock(&s->lock);
 
         if (r == 0)
-                r = kv_list_walk(&l, cb, userdata);
-        kv_list_free(&l);
+                r = store_kv_list_walk(&l, cb, userdata);
+        store_kv_list_free(&l);
         return r;
 }
 
@@ -558,7 +529,7 @@ static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
                           int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
         char upper[STORE_KEY_MAX + 1];
-        struct kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         uint64_t rev, compacted;
         sqlite3_stmt *st;
         size_t n;
@@ -594,8 +565,8 @@ unlock:
         pthread_mutex_unlock(&s->lock);
 
         if (r == 0)
-                r = kv_list_walk(&l, cb, userdata);
-        kv_list_free(&l);
+                r = store_kv_list_walk(&l, cb, userdata);
+        store_kv_list_free(&l);
         return r;
 }
 
