@@ -212,6 +212,17 @@ static int step_done(struct store *s, sqlite3_stmt *st)
         return r;
 }
 
+/* step_done() for a statement whose parameters were just bound, r being
+ * what binding them gave: after a failed bind it is reset, not run. */
+static int step_bound(struct store *s, sqlite3_stmt *st, int r)
+{
+        if (r < 0) {
+                stmt_reset(st);
+                return r;
+        }
+        return step_done(s, st);
+}
+
 static void rollback(struct store *s)
 {
         if (!sqlite3_get_autocommit(s->db))
@@ -314,21 +325,12 @@ static int exec_put(struct store *s, const struct store_op *op, uint64_t rev)
                                                           (int)op->value_len, SQLITE_STATIC));
         if (r == 0)
                 r = bind_u64(s, st, 3, rev);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        r = step_done(s, st);
+        r = step_bound(s, st, r);
         if (r < 0)
                 return r;
 
         st = s->st[ST_TOMB_DEL];
-        r = bind_text(s, st, 1, op->key, n);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        return step_done(s, st);
+        return step_bound(s, st, bind_text(s, st, 1, op->key, n));
 }
 
 /* Deletes a key; *ret_changed says whether it existed. */
@@ -338,12 +340,7 @@ static int exec_delete(struct store *s, const struct store_op *op, uint64_t rev,
         size_t n = strlen(op->key);
         int r;
 
-        r = bind_text(s, st, 1, op->key, n);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        r = step_done(s, st);
+        r = step_bound(s, st, bind_text(s, st, 1, op->key, n));
         if (r < 0)
                 return r;
         *ret_changed = sqlite3_changes(s->db) > 0;
@@ -354,11 +351,7 @@ static int exec_delete(struct store *s, const struct store_op *op, uint64_t rev,
         r = bind_text(s, st, 1, op->key, n);
         if (r == 0)
                 r = bind_u64(s, st, 2, rev);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        return step_done(s, st);
+        return step_bound(s, st, r);
 }
 
 
@@ -418,21 +411,12 @@ static int sqlite_txn(struct store *s, const struct store_cmp *cmps, size_t n_cm
                 r = bind_u64(s, st, 1, rev);
                 if (r == 0)
                         r = bind_u64(s, st, 2, horizon);
-                if (r < 0) {
-                        stmt_reset(st);
-                        goto fail;
-                }
-                r = step_done(s, st);
+                r = step_bound(s, st, r);
                 if (r < 0)
                         goto fail;
                 if (horizon > compacted) {
                         st = s->st[ST_TOMB_PRUNE];
-                        r = bind_u64(s, st, 1, horizon);
-                        if (r < 0) {
-                                stmt_reset(st);
-                                goto fail;
-                        }
-                        r = step_done(s, st);
+                        r = step_bound(s, st, bind_u64(s, st, 1, horizon));
                         if (r < 0)
                                 goto fail;
                 }
@@ -483,9 +467,13 @@ static int sqlite_get(struct store *s, const char *key, struct store_kv *ret)
         return r;
 }
 
-static int bind_prefix(struct store *s, sqlite3_stmt *st, const char *prefix, size_t n,
-                       char upper[static STORE_KEY_MAX + 1])
+/* Runs ST_RANGE or ST_CHANGES (whose ?3 is since) over the keys under
+ * prefix, collecting the rows into l; with the lock held. */
+static int prefix_rows(struct store *s, int which, const char *prefix, size_t n, uint64_t since,
+                       struct store_kv_list *l)
 {
+        sqlite3_stmt *st = s->st[which];
+        char upper[STORE_KEY_MAX + 1]; /* bound SQLITE_STATIC: lives until the reset */
         size_t un;
         int r;
 
@@ -493,15 +481,18 @@ static int bind_prefix(struct store *s, sqlite3_stmt *st, const char *prefix, si
         r = bind_text(s, st, 1, prefix, n);
         if (r == 0)
                 r = bind_text(s, st, 2, upper, un);
+        if (r == 0 && which == ST_CHANGES)
+                r = bind_u64(s, st, 3, since);
+        if (r == 0)
+                r = kv_list_fill(s, st, l);
+        stmt_reset(st);
         return r;
 }
 
 static int sqlite_range(struct store *s, const char *prefix,
                         int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        char upper[STORE_KEY_MAX + 1];
         struct store_kv_list l = { 0 };
-        sqlite3_stmt *st;
         size_t n;
         int r;
 
@@ -512,11 +503,7 @@ static int sqlite_range(struct store *s, const char *prefix,
                 return r;
 
         pthread_mutex_lock(&s->lock);
-        st = s->st[ST_RANGE];
-        r = bind_prefix(s, st, prefix, n, upper);
-        if (r == 0)
-                r = kv_list_fill(s, st, &l);
-        stmt_reset(st);
+        r = prefix_rows(s, ST_RANGE, prefix, n, 0, &l);
         pthread_mutex_unlock(&s->lock);
 
         if (r == 0)
@@ -528,10 +515,8 @@ static int sqlite_range(struct store *s, const char *prefix,
 static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
                           int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        char upper[STORE_KEY_MAX + 1];
         struct store_kv_list l = { 0 };
         uint64_t rev, compacted;
-        sqlite3_stmt *st;
         size_t n;
         int r;
 
@@ -549,15 +534,8 @@ static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
         r = meta_get(s, &rev, &compacted);
         if (r == 0 && since < compacted)
                 r = -ERANGE;
-        if (r == 0) {
-                st = s->st[ST_CHANGES];
-                r = bind_prefix(s, st, prefix, n, upper);
-                if (r == 0)
-                        r = bind_u64(s, st, 3, since);
-                if (r == 0)
-                        r = kv_list_fill(s, st, &l);
-                stmt_reset(st);
-        }
+        if (r == 0)
+                r = prefix_rows(s, ST_CHANGES, prefix, n, since, &l);
         if (r == 0)
                 r = step_done(s, s->st[ST_COMMIT]);
         rollback(s);
