@@ -19,38 +19,47 @@ int format_parse(const uint8_t *buf, size_t len, struct format_header *ret,
                  const char **ret_error)
 {
         struct format_header h;
+        uint8_t version;
+        int r;
 
-        if (len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
-                *ret_error = "not a dkm ciphertext (bad magic)";
-                return -EBADMSG;
-        }
-        if (len < 5 || buf[4] != FORMAT_VERSION) {
-                *ret_error = len < 5 ? "truncated ciphertext" : "unsupported ciphertext version";
-                return len < 5 ? -EBADMSG : -EPROTONOSUPPORT;
+        r = format_peek_version(buf, len, &version, ret_error);
+        if (r < 0)
+                return r;
+        if (version != FORMAT_VERSION) {
+                *ret_error = "unsupported ciphertext version";
+                return -EPROTONOSUPPORT;
         }
         if (len < FORMAT_OVERHEAD) {
                 *ret_error = "truncated ciphertext";
                 return -EBADMSG;
         }
+        r = format_check_shared_fields(buf, 0, ret_error);
+        if (r < 0)
+                return r;
         h.version = buf[4];
         h.algorithm = buf[5];
-        if (h.algorithm != FORMAT_ALG_AES256GCM) {
+        h.flags = get_le16(buf + 6);
+        memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
+        h.generation = get_le32(buf + 24);
+        memcpy(h.nonce, buf + 28, FORMAT_NONCE_SIZE);
+        *ret = h;
+        return 0;
+}
+
+int format_check_shared_fields(const uint8_t *buf, uint16_t allowed_flags, const char **ret_error)
+{
+        if (buf[5] != FORMAT_ALG_AES256GCM) {
                 *ret_error = "unsupported ciphertext algorithm";
                 return -EPROTONOSUPPORT;
         }
-        h.flags = get_le16(buf + 6);
-        if (h.flags != 0) {
+        if (get_le16(buf + 6) & ~allowed_flags) {
                 *ret_error = "unknown ciphertext flags";
                 return -EBADMSG;
         }
-        memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
-        h.generation = get_le32(buf + 24);
-        if (h.generation == 0) {
+        if (get_le32(buf + 24) == 0) {
                 *ret_error = "invalid generation 0 in ciphertext";
                 return -EBADMSG;
         }
-        memcpy(h.nonce, buf + 28, FORMAT_NONCE_SIZE);
-        *ret = h;
         return 0;
 }
 

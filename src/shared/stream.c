@@ -61,6 +61,7 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                         const char **ret_error)
 {
         struct stream_header h;
+        int r;
 
         if (!buf || len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
                 *ret_error = "not a dkm ciphertext (bad magic)";
@@ -78,23 +79,14 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 *ret_error = "truncated stream header";
                 return -EBADMSG;
         }
+        r = format_check_shared_fields(buf, STREAM_FLAG_SALTED, ret_error);
+        if (r < 0)
+                return r;
         h.version = buf[4];
         h.algorithm = buf[5];
-        if (h.algorithm != FORMAT_ALG_AES256GCM) {
-                *ret_error = "unsupported ciphertext algorithm";
-                return -EPROTONOSUPPORT;
-        }
         h.flags = get_le16(buf + 6);
-        if (h.flags != 0 && h.flags != STREAM_FLAG_SALTED) {
-                *ret_error = "unknown ciphertext flags";
-                return -EBADMSG;
-        }
         memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
         h.generation = get_le32(buf + 24);
-        if (h.generation == 0) {
-                *ret_error = "invalid generation 0 in ciphertext";
-                return -EBADMSG;
-        }
         memcpy(h.nonce_prefix, buf + 28, STREAM_PREFIX_SIZE);
         if (buf[35] != 0) {
                 *ret_error = "nonzero reserved byte in stream header";
