@@ -172,6 +172,31 @@ static int retry_stale(struct keys *k, const char *policy,
 
 /* --- administration ----------------------------------------------------- */
 
+/* The generation that a retire or destroy acts on: it must exist and must
+ * not be the active one.  With the lock held. */
+static int find_inactive_gen(struct keys *k, const char *policy, uint32_t generation,
+                             struct policy **ret_p, struct generation **ret_g, char *err)
+{
+        struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
+        struct generation *g = p ? find_gen(p, generation) : NULL;
+
+        if (!p) {
+                keys_seterr(err, "no such policy '%s'", policy);
+                return -ENOENT;
+        }
+        if (!g) {
+                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
+                return -ENOENT;
+        }
+        if (g->rec.state == GEN_ACTIVE) {
+                keys_seterr(err, "generation %u is active: rotate first", generation);
+                return -EBUSY;
+        }
+        *ret_p = p;
+        *ret_g = g;
+        return 0;
+}
+
 static int retire_once(struct keys *k, const char *policy, uint32_t generation,
                        const struct audit_subject *subj, uint32_t request_id, char *err)
 {
@@ -185,21 +210,12 @@ static int retire_once(struct keys *k, const char *policy, uint32_t generation,
 
         (void)request_id;
         pthread_rwlock_wrlock(&k->lock);
-        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        g = p ? find_gen(p, generation) : NULL;
-        if (!p) {
-                keys_seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        } else if (!g) {
-                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
-                r = -ENOENT;
-        } else if (g->rec.state == GEN_ACTIVE) {
-                keys_seterr(err, "generation %u is active: rotate first", generation);
-                r = -EBUSY;
-        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
+        r = find_inactive_gen(k, policy, generation, &p, &g, err);
+        if (r == 0 && (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED)) {
                 keys_seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
                 r = -EALREADY;
-        } else {
+        }
+        if (r == 0) {
                 rec = g->rec;
                 rec.state = GEN_RETIRED;
                 key_generation(kg, sizeof(kg), p->rec.id, generation);
@@ -238,21 +254,13 @@ static int retire_once(struct keys *k, const char *policy, uint32_t generation,
 static int destroyable(struct keys *k, const char *policy, uint32_t generation,
                        struct policy **ret_p, struct generation **ret_g, char *err)
 {
-        struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        struct generation *g = p ? find_gen(p, generation) : NULL;
+        struct policy *p;
+        struct generation *g;
+        int r;
 
-        if (!p) {
-                keys_seterr(err, "no such policy '%s'", policy);
-                return -ENOENT;
-        }
-        if (!g) {
-                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
-                return -ENOENT;
-        }
-        if (g->rec.state == GEN_ACTIVE) {
-                keys_seterr(err, "generation %u is active: rotate first", generation);
-                return -EBUSY;
-        }
+        r = find_inactive_gen(k, policy, generation, &p, &g, err);
+        if (r < 0)
+                return r;
         if (g->rec.state == GEN_DESTROYED) {
                 keys_seterr(err, "generation %u is already destroyed", generation);
                 return -EALREADY;
