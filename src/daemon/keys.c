@@ -786,9 +786,10 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
 }
 
 
-static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
-                         const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
-                         uint8_t **ret, size_t *ret_len, char *err)
+int with_active_gen(struct keys *k, const uint8_t *policy_id, const char *policy,
+                    int (*use)(struct keys *k, struct policy *p, struct generation *g, void *userdata,
+                               char *err),
+                    void *userdata, char *err)
 {
         for (int attempt = 0; attempt < 3; attempt++) {
                 struct policy *p;
@@ -812,7 +813,7 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                 memcpy(id, p->id, 16);
                 r = take_use(k, p, g, 1, err);
                 if (r == 0)
-                        r = seal_with(k, p, g, ctx, ctx_len, in, len, ret, ret_len, err);
+                        r = use(k, p, g, userdata, err);
                 pthread_rwlock_unlock(&k->lock);
                 if (r != 1)
                         return r;
@@ -822,6 +823,31 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
         }
         keys_seterr(err, "the active generation could not be rolled over");
         return -EAGAIN;
+}
+
+
+struct seal_args {
+        const uint8_t *ctx, *in;
+        size_t ctx_len, len;
+        uint8_t **ret;
+        size_t *ret_len;
+};
+
+static int seal_use(struct keys *k, struct policy *p, struct generation *g, void *userdata, char *err)
+{
+        struct seal_args *a = userdata;
+
+        return seal_with(k, p, g, a->ctx, a->ctx_len, a->in, a->len, a->ret, a->ret_len, err);
+}
+
+static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
+                         const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
+                         uint8_t **ret, size_t *ret_len, char *err)
+{
+        struct seal_args a = { .ctx = ctx, .in = in, .ctx_len = ctx_len, .len = len, .ret = ret,
+                               .ret_len = ret_len };
+
+        return with_active_gen(k, policy_id, policy, seal_use, &a, err);
 }
 
 
