@@ -268,27 +268,48 @@ static int merge_list(struct keys *k, const struct store_kv_list *l, char *err)
         return result;
 }
 
-int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
+/* A copy of every key under prefix, read without the lock (the store may
+ * be slow).  On failure err says "cannot read <what>: " and why. */
+static int read_range(struct keys *k, const char *prefix, const char *what, struct store_kv_list *ret,
+                      char *err)
 {
         struct store_kv_list l = { 0 };
-        char key[64], ids[37];
         int r;
 
-        uuid_to_string(id, ids);
-        key_policy(key, sizeof(key), ids);
-        /* Read without the lock: the store may be slow. */
-        r = store_ops_of(k->env.store)->range(k->env.store, key, kv_list_copy, &l);
+        r = store_ops_of(k->env.store)->range(k->env.store, prefix, kv_list_copy, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read policy %s from the store: %s", ids,
-                            store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read %s: %s", what, store_error_text(k->env.store, r));
                 kv_list_free(&l);
                 return r;
         }
+        *ret = l;
+        return 0;
+}
+
+/* Reads the policies under prefix and merges them under the write lock. */
+static int load_policies(struct keys *k, const char *prefix, const char *what, char *err)
+{
+        struct store_kv_list l = { 0 };
+        int r;
+
+        r = read_range(k, prefix, what, &l, err);
+        if (r < 0)
+                return r;
         pthread_rwlock_wrlock(&k->lock);
         r = merge_list(k, &l, err);
         pthread_rwlock_unlock(&k->lock);
         kv_list_free(&l);
         return r;
+}
+
+int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
+{
+        char key[64], ids[37], what[80];
+
+        uuid_to_string(id, ids);
+        key_policy(key, sizeof(key), ids);
+        snprintf(what, sizeof(what), "policy %s from the store", ids);
+        return load_policies(k, key, what, err);
 }
 
 static int reload_assignments(struct keys *k, char *err)
@@ -298,12 +319,9 @@ static int reload_assignments(struct keys *k, char *err)
         size_t n_old;
         int r;
 
-        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", kv_list_copy, &l);
-        if (r < 0) {
-                keys_seterr(err, "cannot read policy assignments: %s", store_error_text(k->env.store, r));
-                kv_list_free(&l);
+        r = read_range(k, "assign/", "policy assignments", &l, err);
+        if (r < 0)
                 return r;
-        }
         pthread_rwlock_wrlock(&k->lock);
         old = k->assignments;
         n_old = k->n_assignments;
@@ -326,19 +344,9 @@ static int reload_assignments(struct keys *k, char *err)
 /* Everything again, after the history we needed was compacted away. */
 static int sync_all(struct keys *k, char *err)
 {
-        struct store_kv_list l = { 0 };
         int r;
 
-        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", kv_list_copy, &l);
-        if (r < 0) {
-                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
-                kv_list_free(&l);
-                return r;
-        }
-        pthread_rwlock_wrlock(&k->lock);
-        r = merge_list(k, &l, err);
-        pthread_rwlock_unlock(&k->lock);
-        kv_list_free(&l);
+        r = load_policies(k, "policies/", "the store", err);
         if (r >= 0)
                 r = reload_assignments(k, err);
         return r;
