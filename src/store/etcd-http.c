@@ -350,6 +350,16 @@ void etcd_endpoint_answered(struct etcd_client *c, size_t idx)
         pthread_mutex_unlock(&c->lock);
 }
 
+size_t etcd_endpoint_preferred(struct etcd_client *c)
+{
+        size_t idx;
+
+        pthread_mutex_lock(&c->lock);
+        idx = c->preferred;
+        pthread_mutex_unlock(&c->lock);
+        return idx;
+}
+
 /* One POST to one endpoint. */
 static int attempt(struct etcd_client *c, size_t idx, const char *method, const char *body,
                    size_t body_len, const char *token, long timeout_ms, struct json_object **ret,
@@ -429,11 +439,7 @@ static int call_loop(struct etcd_client *c, const char *method, const char *body
 {
         bool reauthed = false, oom = false;
         int best = -EHOSTUNREACH;
-        size_t start;
-
-        pthread_mutex_lock(&c->lock);
-        start = c->preferred;
-        pthread_mutex_unlock(&c->lock);
+        size_t start = etcd_endpoint_preferred(c);
 
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 size_t idx = (start + i) % c->n_endpoints;

@@ -84,3 +84,6 @@ char *etcd_token_copy(struct etcd_client *c, bool *oom);
 int etcd_authenticate(struct etcd_client *c, uint64_t deadline);
 int etcd_ensure_token(struct etcd_client *c, uint64_t deadline);
 void etcd_endpoint_answered(struct etcd_client *c, size_t idx);
+/* The endpoint to ask first: the one that answered last (a call goes round
+ * the others from there). */
+size_t etcd_endpoint_preferred(struct etcd_client *c);

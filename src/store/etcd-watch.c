@@ -217,9 +217,7 @@ static int watch_run(struct etcd_client *c, struct json_object *req,
         r = etcd_ensure_token(c, deadline);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&c->lock);
-        start = c->preferred;
-        pthread_mutex_unlock(&c->lock);
+        start = etcd_endpoint_preferred(c);
 
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 size_t idx = (start + i) % c->n_endpoints;
