@@ -553,6 +553,21 @@ int etcd_ensure_token(struct etcd_client *c, uint64_t deadline)
         return have ? 0 : etcd_authenticate(c, deadline);
 }
 
+int etcd_request_body(struct etcd_client *c, struct json_object *req, uint64_t deadline,
+                      const char **ret_body)
+{
+        const char *body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+        int r;
+
+        if (!body)
+                return -ENOMEM;
+        r = etcd_ensure_token(c, deadline);
+        if (r < 0)
+                return r;
+        *ret_body = body;
+        return 0;
+}
+
 int etcd_call(struct etcd_client *c, const char *method, struct json_object *req, unsigned flags,
               struct json_object **ret)
 {
@@ -563,10 +578,7 @@ int etcd_call(struct etcd_client *c, const char *method, struct json_object *req
 
         if (!c || !method || !req || !ret)
                 return -EINVAL;
-        body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-        if (!body)
-                return -ENOMEM;
-        r = etcd_ensure_token(c, deadline);
+        r = etcd_request_body(c, req, deadline, &body);
         if (r < 0)
                 return r;
         r = call_loop(c, method, body, strlen(body), flags, c->user != NULL, deadline, &o);

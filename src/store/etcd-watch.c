@@ -211,10 +211,7 @@ static int watch_run(struct etcd_client *c, struct json_object *req,
 
         if (!c || !req || !cb)
                 return -EINVAL;
-        body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-        if (!body)
-                return -ENOMEM;
-        r = etcd_ensure_token(c, deadline);
+        r = etcd_request_body(c, req, deadline, &body);
         if (r < 0)
                 return r;
         start = etcd_endpoint_preferred(c);
