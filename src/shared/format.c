@@ -4,14 +4,20 @@
 #include "format.h"
 #include "util.h"
 
-void format_header_write(const struct format_header *h, uint8_t out[FORMAT_HEADER_SIZE])
+void format_write_shared_fields(uint8_t *out, uint8_t version, uint8_t algorithm, uint16_t flags,
+                                const uint8_t policy_id[FORMAT_POLICY_ID_SIZE], uint32_t generation)
 {
         memcpy(out, FORMAT_MAGIC, 4);
-        out[4] = h->version;
-        out[5] = h->algorithm;
-        put_le16(out + 6, h->flags);
-        memcpy(out + 8, h->policy_id, FORMAT_POLICY_ID_SIZE);
-        put_le32(out + 24, h->generation);
+        out[4] = version;
+        out[5] = algorithm;
+        put_le16(out + 6, flags);
+        memcpy(out + 8, policy_id, FORMAT_POLICY_ID_SIZE);
+        put_le32(out + 24, generation);
+}
+
+void format_header_write(const struct format_header *h, uint8_t out[FORMAT_HEADER_SIZE])
+{
+        format_write_shared_fields(out, h->version, h->algorithm, h->flags, h->policy_id, h->generation);
         memcpy(out + 28, h->nonce, FORMAT_NONCE_SIZE);
 }
 

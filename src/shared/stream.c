@@ -39,12 +39,7 @@ size_t stream_header_length(const uint8_t fixed[STREAM_HEADER_SIZE])
 
 void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_MAX])
 {
-        memcpy(out, FORMAT_MAGIC, 4);
-        out[4] = h->version;
-        out[5] = h->algorithm;
-        put_le16(out + 6, h->flags);
-        memcpy(out + 8, h->policy_id, FORMAT_POLICY_ID_SIZE);
-        put_le32(out + 24, h->generation);
+        format_write_shared_fields(out, h->version, h->algorithm, h->flags, h->policy_id, h->generation);
         memcpy(out + 28, h->nonce_prefix, STREAM_PREFIX_SIZE);
         out[35] = 0;
         put_le32(out + 36, h->segment_size);
