@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The backend-independent part of the store: thin wrappers over the ops table. */
+/* The backend-independent part of the store: thin wrappers over the ops
+ * table, and what every backend shares (argument checks, key-value lists). */
 #include <stdbool.h>
 #include <string.h>
 #include <errno.h>
