@@ -19,25 +19,6 @@
  * within what the kernel engine carries in one AF_ALG operation. */
 #define INLINE_MAX (64 * 1024)
 
-static int read_up_to(int fd, uint8_t *buf, size_t size, size_t *ret_len)
-{
-        size_t got = 0;
-
-        while (got < size) {
-                ssize_t n = read(fd, buf + got, size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        break;
-                got += (size_t)n;
-        }
-        *ret_len = got;
-        return 0;
-}
-
 /* Feeds dkmd a pipe holding what dkmctl already read, then the rest of the
  * input, for inputs that cannot be handed over as they are. */
 struct pump {
@@ -170,10 +151,10 @@ static int run_crypt(struct ctl *ctl, struct ctl_args *a, bool is_encrypt)
         if (!buf)
                 return fail("out of memory");
         /* Decrypt of a pipe: 5 bytes tell the format. */
-        r = read_up_to(in_fd, buf, is_encrypt ? peek : 5, &got);
+        r = read_full(in_fd, buf, is_encrypt ? peek : 5, &got);
         if (r >= 0 && !is_encrypt && !(got == 5 && memcmp(buf, "DKMC", 4) == 0 && buf[4] == 2)) {
                 size_t more = 0;
-                r = read_up_to(in_fd, buf + got, peek - got, &more);
+                r = read_full(in_fd, buf + got, peek - got, &more);
                 got += more;
         }
         if (r < 0) {

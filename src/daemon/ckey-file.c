@@ -20,17 +20,6 @@ struct file_key {
         char *path;
 };
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 /* Percent-decodes an absolute path; refuses what a path cannot hold. */
 static int decode_path(const char *s, char **ret, char *err, size_t err_size)
 {
@@ -56,7 +45,7 @@ static int decode_path(const char *s, char **ret, char *err, size_t err_size)
                         return -EINVAL;
                 }
                 if (c == '%') {
-                        int hi = hexval(s[1]), lo = hi < 0 ? -1 : hexval(s[2]);
+                        int hi = unhexchar(s[1]), lo = hi < 0 ? -EINVAL : unhexchar(s[2]);
 
                         if (lo < 0) {
                                 ckey_err(err, err_size, "file: URI has a bad percent-escape");
@@ -209,20 +198,11 @@ static int file_derive(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
                 return -EINVAL;
         }
         /* Read one byte more than a key to notice a file that grew. */
-        while (got < sizeof(buf)) {
-                ssize_t n = read(fd, buf + got, sizeof(buf) - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        r = negative_errno();
-                        secure_wipe(buf, sizeof(buf));
-                        ckey_err(err, err_size, "cannot read key file %s: %s", fk->path, strerror(-r));
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                got += (size_t)n;
+        r = read_full(fd, buf, sizeof(buf), &got);
+        if (r < 0) {
+                secure_wipe(buf, sizeof(buf));
+                ckey_err(err, err_size, "cannot read key file %s: %s", fk->path, strerror(-r));
+                return r;
         }
         if (got != CKEY_KEY_SIZE) {
                 secure_wipe(buf, sizeof(buf));

@@ -172,71 +172,10 @@ static int retry_stale(struct keys *k, const char *policy,
 
 /* --- administration ----------------------------------------------------- */
 
-static int retire_once(struct keys *k, const char *policy, uint32_t generation,
-                       const struct audit_subject *subj, uint32_t request_id, char *err)
-{
-        _cleanup_free_ char *json = NULL;
-        struct policy *p;
-        struct generation *g;
-        struct gen_record rec;
-        char kg[160];
-        uint64_t rev;
-        int r;
-
-        (void)request_id;
-        pthread_rwlock_wrlock(&k->lock);
-        p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-        g = p ? find_gen(p, generation) : NULL;
-        if (!p) {
-                keys_seterr(err, "no such policy '%s'", policy);
-                r = -ENOENT;
-        } else if (!g) {
-                keys_seterr(err, "policy '%s' has no generation %u", p->rec.name, generation);
-                r = -ENOENT;
-        } else if (g->rec.state == GEN_ACTIVE) {
-                keys_seterr(err, "generation %u is active: rotate first", generation);
-                r = -EBUSY;
-        } else if (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED) {
-                keys_seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
-                r = -EALREADY;
-        } else {
-                rec = g->rec;
-                rec.state = GEN_RETIRED;
-                key_generation(kg, sizeof(kg), p->rec.id, generation);
-                r = gen_record_encode(&rec, &json);
-                if (r >= 0 &&
-                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
-                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
-                    CFG(k->cfg, audit_fail_closed)) {
-                        keys_seterr(err, "refused: the audit record could not be written");
-                        r = -EIO;
-                }
-                if (r >= 0) {
-                        const struct store_cmp cmp = { kg, g->mod_revision };
-                        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
-                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
-                        if (r < 0)
-                                keys_seterr(err, "cannot store the retirement: %s",
-                                            store_error_text(k->env.store, r));
-                }
-                if (r >= 0) {
-                        keyring_serial_t s = atomic_exchange(&g->serial, 0);
-
-                        g->rec = rec;
-                        g->mod_revision = rev;
-                        if (s > 0)
-                                keyring_invalidate(s);
-                        log_notice("policy '%s': generation %u retired", p->rec.name, generation);
-                }
-        }
-        pthread_rwlock_unlock(&k->lock);
-        return r;
-}
-
-
-/* With the lock held. */
-static int destroyable(struct keys *k, const char *policy, uint32_t generation,
-                       struct policy **ret_p, struct generation **ret_g, char *err)
+/* The generation that a retire or destroy acts on: it must exist and must
+ * not be the active one.  With the lock held. */
+static int find_inactive_gen(struct keys *k, const char *policy, uint32_t generation,
+                             struct policy **ret_p, struct generation **ret_g, char *err)
 {
         struct policy *p = find_policy(k, policy ? policy : DEFAULT_POLICY);
         struct generation *g = p ? find_gen(p, generation) : NULL;
@@ -253,6 +192,87 @@ static int destroyable(struct keys *k, const char *policy, uint32_t generation,
                 keys_seterr(err, "generation %u is active: rotate first", generation);
                 return -EBUSY;
         }
+        *ret_p = p;
+        *ret_g = g;
+        return 0;
+}
+
+/* Stores rec (json, its encoding) as g's record, if g's record is still the
+ * one this node has, and takes it in: g's cached key leaves the keyring.
+ * what names the change in err ("cannot store the <what>").  With the
+ * write lock held. */
+static int gen_record_replace(struct keys *k, struct policy *p, struct generation *g,
+                              const struct gen_record *rec, const char *json, const char *what, char *err)
+{
+        char kg[160];
+        const struct store_cmp cmp = { kg, g->mod_revision };
+        const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
+        keyring_serial_t s;
+        uint64_t rev;
+        int r;
+
+        key_generation(kg, sizeof(kg), p->rec.id, rec->generation);
+        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
+        if (r < 0) {
+                keys_seterr(err, "cannot store the %s: %s", what, store_error_text(k->env.store, r));
+                return r;
+        }
+        s = atomic_exchange(&g->serial, 0);
+        if (s > 0)
+                keyring_invalidate(s);
+        g->rec = *rec;
+        g->mod_revision = rev;
+        return 0;
+}
+
+static int retire_once(struct keys *k, const char *policy, uint32_t generation,
+                       const struct audit_subject *subj, uint32_t request_id, char *err)
+{
+        _cleanup_free_ char *json = NULL;
+        struct policy *p;
+        struct generation *g;
+        struct gen_record rec;
+        int r;
+
+        (void)request_id;
+        pthread_rwlock_wrlock(&k->lock);
+        r = find_inactive_gen(k, policy, generation, &p, &g, err);
+        if (r == 0 && (g->rec.state == GEN_RETIRED || g->rec.state == GEN_DESTROYED)) {
+                keys_seterr(err, "generation %u is already %s", generation, gen_state_to_string(g->rec.state));
+                r = -EALREADY;
+        }
+        if (r == 0) {
+                rec = g->rec;
+                rec.state = GEN_RETIRED;
+                r = gen_record_encode(&rec, &json);
+                if (r >= 0 &&
+                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
+                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
+                    CFG(k->cfg, audit_fail_closed)) {
+                        keys_seterr(err, "refused: the audit record could not be written");
+                        r = -EIO;
+                }
+                if (r >= 0)
+                        r = gen_record_replace(k, p, g, &rec, json, "retirement", err);
+                if (r >= 0)
+                        log_notice("policy '%s': generation %u retired", p->rec.name, generation);
+        }
+        pthread_rwlock_unlock(&k->lock);
+        return r;
+}
+
+
+/* With the lock held. */
+static int destroyable(struct keys *k, const char *policy, uint32_t generation,
+                       struct policy **ret_p, struct generation **ret_g, char *err)
+{
+        struct policy *p;
+        struct generation *g;
+        int r;
+
+        r = find_inactive_gen(k, policy, generation, &p, &g, err);
+        if (r < 0)
+                return r;
         if (g->rec.state == GEN_DESTROYED) {
                 keys_seterr(err, "generation %u is already destroyed", generation);
                 return -EALREADY;
@@ -283,8 +303,6 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         struct policy *p;
         struct generation *g;
         struct gen_record rec;
-        char kg[160];
-        uint64_t rev;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -304,23 +322,9 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
                 r = -EIO;
                 goto out;
         }
-        key_generation(kg, sizeof(kg), p->rec.id, generation);
-        {
-                const struct store_cmp cmp = { kg, g->mod_revision };
-                const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
-        }
-        if (r < 0) {
-                keys_seterr(err, "cannot store the destruction: %s", store_error_text(k->env.store, r));
+        r = gen_record_replace(k, p, g, &rec, json, "destruction", err);
+        if (r < 0)
                 goto out;
-        }
-        {
-                keyring_serial_t s = atomic_exchange(&g->serial, 0);
-                if (s > 0)
-                        keyring_invalidate(s);
-        }
-        g->rec = rec;
-        g->mod_revision = rev;
         log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
                    request_id);
 out:

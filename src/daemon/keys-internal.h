@@ -125,6 +125,14 @@ int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_rec
 /* Spends weight uses of g (read lock held); 1 when g is spent or too old:
  * roll over first. */
 int take_use(struct keys *k, struct policy *p, struct generation *g, uint64_t weight, char *err);
+/* Calls use() with the active generation g of the policy with id policy_id
+ * (NULL: named policy), under the read lock, once take_use() has spent one
+ * use of g.  When g is spent (take_use() or use() answers 1), rolls the
+ * policy over and tries again, up to 3 times.  use()'s answer otherwise. */
+int with_active_gen(struct keys *k, const uint8_t *policy_id, const char *policy,
+                    int (*use)(struct keys *k, struct policy *p, struct generation *g, void *userdata,
+                               char *err),
+                    void *userdata, char *err);
 /* Uses of g this node may spend without the store (read lock held). */
 uint64_t reserved_uses_left(struct generation *g);
 

@@ -11,49 +11,52 @@
 #include "shared/util.h"
 #include "wrap.h"
 
-/* The active generation's key of policy (NULL: default) into key. */
+/* g's key into key, by way of the thread's key buffer (wiped after). */
+static int gen_key_copy(struct keys *k, struct policy *p, struct generation *g,
+                        uint8_t key[ENGINE_KEY_SIZE], char *err)
+{
+        uint8_t *buf;
+        int r;
+
+        r = crypto_keybuf(&buf);
+        if (r < 0)
+                return r;
+        r = gen_key(k, p, g, buf, err);
+        if (r >= 0)
+                memcpy(key, buf, ENGINE_KEY_SIZE);
+        secure_wipe(buf, KEYBUF_SIZE);
+        return r;
+}
+
+struct active_key {
+        uint8_t *key;
+        uint8_t *policy_id;
+        uint32_t *gen;
+};
+
+static int active_key_use(struct keys *k, struct policy *p, struct generation *g, void *userdata,
+                          char *err)
+{
+        struct active_key *a = userdata;
+        int r;
+
+        r = gen_key_copy(k, p, g, a->key, err);
+        if (r >= 0) {
+                memcpy(a->policy_id, p->id, 16);
+                *a->gen = g->rec.generation;
+        }
+        return r;
+}
+
+/* The active generation's key of policy (NULL: default) into key.  One use:
+ * each stream seals under its own subkey (see stream.h), so streams cannot
+ * share nonces. */
 static int active_key(struct keys *k, const char *policy, uint8_t key[ENGINE_KEY_SIZE],
                       uint8_t ret_policy_id[16], uint32_t *ret_gen, char *err)
 {
-        for (int attempt = 0; attempt < 3; attempt++) {
-                struct policy *p;
-                struct generation *g;
-                uint8_t *buf, id[16];
-                int r;
+        struct active_key a = { .key = key, .policy_id = ret_policy_id, .gen = ret_gen };
 
-                pthread_rwlock_rdlock(&k->lock);
-                p = find_policy(k, policy ? policy : DEFAULT_POLICY);
-                if (!p || p->rec.purged) {
-                        pthread_rwlock_unlock(&k->lock);
-                        keys_seterr(err, p ? "policy '%s' was purged" : "no such policy '%s'",
-                                    policy ? policy : DEFAULT_POLICY);
-                        return p ? -EKEYREVOKED : -ENOENT;
-                }
-                g = find_gen(p, p->rec.active);
-                memcpy(id, p->id, 16);
-                /* One use: each stream seals under its own subkey (see
-                 * stream.h), so streams cannot share nonces. */
-                r = take_use(k, p, g, 1, err);
-                if (r == 0)
-                        r = crypto_keybuf(&buf);
-                if (r == 0) {
-                        r = gen_key(k, p, g, buf, err);
-                        if (r >= 0) {
-                                memcpy(key, buf, ENGINE_KEY_SIZE);
-                                memcpy(ret_policy_id, p->id, 16);
-                                *ret_gen = g->rec.generation;
-                        }
-                        secure_wipe(buf, KEYBUF_SIZE);
-                }
-                pthread_rwlock_unlock(&k->lock);
-                if (r != 1)
-                        return r;
-                r = rollover_if_due(k, id, err);
-                if (r < 0)
-                        return r;
-        }
-        keys_seterr(err, "the active generation could not be rolled over");
-        return -EAGAIN;
+        return with_active_gen(k, NULL, policy ? policy : DEFAULT_POLICY, active_key_use, &a, err);
 }
 
 int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, size_t ctx_len,
@@ -78,25 +81,6 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
         if (r < 0)
                 keys_seterr(err, "%s", why ? why : strerror(-r));
         return r;
-}
-
-static int read_full(int fd, uint8_t *buf, size_t size, size_t *ret_len)
-{
-        size_t got = 0;
-
-        while (got < size) {
-                ssize_t n = read(fd, buf + got, size - got);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                if (n == 0)
-                        break;
-                got += (size_t)n;
-        }
-        *ret_len = got;
-        return 0;
 }
 
 static int write_full(int fd, const uint8_t *buf, size_t len)
@@ -199,7 +183,6 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
         struct generation *g;
         struct engine_aead *a;
         const char *why = NULL;
-        uint8_t *buf;
         size_t n;
         char id[37];
         int r;
@@ -262,15 +245,8 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
                 keys_seterr(err, "generation %u of policy '%s' %s", g->rec.generation, p->rec.name,
                             g->rec.state == GEN_RETIRED ? "is retired" : "was destroyed");
                 r = -EKEYREVOKED;
-        } else {
-                r = crypto_keybuf(&buf);
-                if (r >= 0) {
-                        r = gen_key(k, p, g, buf, err);
-                        if (r >= 0)
-                                memcpy(key, buf, ENGINE_KEY_SIZE);
-                        secure_wipe(buf, KEYBUF_SIZE);
-                }
-        }
+        } else
+                r = gen_key_copy(k, p, g, key, err);
         pthread_rwlock_unlock(&k->lock);
         if (r < 0)
                 return r;

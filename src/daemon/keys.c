@@ -723,18 +723,48 @@ uint64_t reserved_uses_left(struct generation *g)
 
 /* --- data --------------------------------------------------------------- */
 
-static int aad_build(const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, size_t ctx_len,
-                     uint8_t **ret)
+/* What sealing or opening one v1 message under g takes: its AAD (the
+ * header hdr, then the context), the engine's AEAD handle, and g's key in
+ * the thread's key buffer (*ret_key: the caller wipes it after use). */
+static int message_setup(struct keys *k, struct policy *p, struct generation *g,
+                         const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, size_t ctx_len,
+                         uint8_t **ret_aad, struct engine_aead **ret_a, uint8_t **ret_key, char *err)
 {
-        uint8_t *aad = malloc(FORMAT_HEADER_SIZE + ctx_len);
+        uint8_t *aad = malloc(FORMAT_HEADER_SIZE + ctx_len), *key;
+        struct engine_aead *a;
+        int r;
 
         if (!aad)
                 return -ENOMEM;
         memcpy(aad, hdr, FORMAT_HEADER_SIZE);
         if (ctx_len)
                 memcpy(aad + FORMAT_HEADER_SIZE, ctx, ctx_len);
-        *ret = aad;
+        r = crypto_aead(&a);
+        if (r >= 0)
+                r = crypto_keybuf(&key);
+        if (r >= 0)
+                r = gen_key(k, p, g, key, err);
+        if (r < 0) {
+                free(aad);
+                return r;
+        }
+        *ret_aad = aad;
+        *ret_a = a;
+        *ret_key = key;
         return 0;
+}
+
+/* Words an engine's failure to seal or open (what: "encryption" or
+ * "decryption") for the caller. */
+static void seterr_engine(char *err, int r, const char *what)
+{
+        if (r == -EMSGSIZE)
+                keys_seterr(err, "message too large for the %s engine (at most %zu bytes of "
+                       "data and context in one message)", crypto_engine()->name,
+                       crypto_engine()->max_message() - FORMAT_OVERHEAD);
+        else
+                keys_seterr(err, "%s failed in the %s engine: %s", what, crypto_engine()->name,
+                            strerror(-r));
 }
 
 
@@ -757,24 +787,13 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
         if (!out)
                 return -ENOMEM;
         format_header_write(&h, out);
-        r = aad_build(out, ctx, ctx_len, &aad);
-        if (r >= 0)
-                r = crypto_aead(&a);
-        if (r >= 0)
-                r = crypto_keybuf(&buf);
-        if (r >= 0)
-                r = gen_key(k, p, g, buf, err);
+        r = message_setup(k, p, g, out, ctx, ctx_len, &aad, &a, &buf, err);
         if (r >= 0) {
                 r = crypto_engine()->seal(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len, in,
                                           len, out + FORMAT_HEADER_SIZE);
                 secure_wipe(buf, ENGINE_KEY_SIZE);
-                if (r == -EMSGSIZE)
-                        keys_seterr(err, "message too large for the %s engine (at most %zu bytes of "
-                               "data and context in one message)", crypto_engine()->name,
-                               crypto_engine()->max_message() - FORMAT_OVERHEAD);
-                else if (r < 0)
-                        keys_seterr(err, "encryption failed in the %s engine: %s", crypto_engine()->name,
-                               strerror(-r));
+                if (r < 0)
+                        seterr_engine(err, r, "encryption");
         }
         if (r < 0) {
                 free(out);
@@ -786,9 +805,10 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
 }
 
 
-static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
-                         const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
-                         uint8_t **ret, size_t *ret_len, char *err)
+int with_active_gen(struct keys *k, const uint8_t *policy_id, const char *policy,
+                    int (*use)(struct keys *k, struct policy *p, struct generation *g, void *userdata,
+                               char *err),
+                    void *userdata, char *err)
 {
         for (int attempt = 0; attempt < 3; attempt++) {
                 struct policy *p;
@@ -812,7 +832,7 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
                 memcpy(id, p->id, 16);
                 r = take_use(k, p, g, 1, err);
                 if (r == 0)
-                        r = seal_with(k, p, g, ctx, ctx_len, in, len, ret, ret_len, err);
+                        r = use(k, p, g, userdata, err);
                 pthread_rwlock_unlock(&k->lock);
                 if (r != 1)
                         return r;
@@ -822,6 +842,31 @@ static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *p
         }
         keys_seterr(err, "the active generation could not be rolled over");
         return -EAGAIN;
+}
+
+
+struct seal_args {
+        const uint8_t *ctx, *in;
+        size_t ctx_len, len;
+        uint8_t **ret;
+        size_t *ret_len;
+};
+
+static int seal_use(struct keys *k, struct policy *p, struct generation *g, void *userdata, char *err)
+{
+        struct seal_args *a = userdata;
+
+        return seal_with(k, p, g, a->ctx, a->ctx_len, a->in, a->len, a->ret, a->ret_len, err);
+}
+
+static int encrypt_under(struct keys *k, const uint8_t *policy_id, const char *policy,
+                         const uint8_t *ctx, size_t ctx_len, const uint8_t *in, size_t len,
+                         uint8_t **ret, size_t *ret_len, char *err)
+{
+        struct seal_args a = { .ctx = ctx, .in = in, .ctx_len = ctx_len, .len = len, .ret = ret,
+                               .ret_len = ret_len };
+
+        return with_active_gen(k, policy_id, policy, seal_use, &a, err);
 }
 
 
@@ -894,26 +939,15 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
         out = malloc(n ? n : 1);
         if (!out)
                 return -ENOMEM;
-        r = aad_build(in, ctx, ctx_len, &aad);
-        if (r >= 0)
-                r = crypto_aead(&a);
-        if (r >= 0)
-                r = crypto_keybuf(&buf);
-        if (r >= 0)
-                r = gen_key(k, p, g, buf, err);
+        r = message_setup(k, p, g, in, ctx, ctx_len, &aad, &a, &buf, err);
         if (r >= 0) {
                 r = crypto_engine()->open(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len,
                                           in + FORMAT_HEADER_SIZE, len - FORMAT_HEADER_SIZE, out);
                 secure_wipe(buf, ENGINE_KEY_SIZE);
                 if (r == -EBADMSG)
                         keys_seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
-                else if (r == -EMSGSIZE)
-                        keys_seterr(err, "message too large for the %s engine (at most %zu bytes of "
-                               "data and context in one message)", crypto_engine()->name,
-                               crypto_engine()->max_message() - FORMAT_OVERHEAD);
                 else if (r < 0)
-                        keys_seterr(err, "decryption failed in the %s engine: %s", crypto_engine()->name,
-                               strerror(-r));
+                        seterr_engine(err, r, "decryption");
         }
         if (r < 0) {
                 secure_wipe(out, n);

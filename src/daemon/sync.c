@@ -26,37 +26,24 @@
 #include "shared/util.h"
 #include "store/store-etcd.h"
 
-struct kv_list {
-        struct store_kv *v;
-        size_t n, cap;
-};
-
-static void kv_list_free(struct kv_list *l)
+/* The policy records hold wrapped keys: wipe the copies before they go. */
+static void kv_list_free(struct store_kv_list *l)
 {
-        for (size_t i = 0; i < l->n; i++) {
+        for (size_t i = 0; i < l->n; i++)
                 if (l->v[i].value)
                         secure_wipe(l->v[i].value, l->v[i].value_len);
-                store_kv_clear(&l->v[i]);
-        }
-        free(l->v);
-        *l = (struct kv_list){ 0 };
+        store_kv_list_free(l);
 }
 
 static int kv_list_copy(const struct store_kv *kv, void *userdata)
 {
-        struct kv_list *l = userdata;
+        struct store_kv_list *l = userdata;
         struct store_kv c = { .value_len = kv->value_len, .mod_revision = kv->mod_revision,
                               .create_revision = kv->create_revision };
+        struct store_kv *slot = store_kv_list_add(l);
 
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? 2 * l->cap : 16;
-                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
-
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
+        if (!slot)
+                return -ENOMEM;
         c.key = strdup(kv->key);
         if (kv->value) {
                 c.value = malloc(kv->value_len ? kv->value_len : 1);
@@ -67,7 +54,8 @@ static int kv_list_copy(const struct store_kv *kv, void *userdata)
                 store_kv_clear(&c);
                 return -ENOMEM;
         }
-        l->v[l->n++] = c;
+        *slot = c;
+        l->n++;
         return 0;
 }
 
@@ -253,7 +241,7 @@ out:
 
 /* Merges every policy in l (a range of "policies/..."); with the write lock
  * held.  A policy that does not merge is logged and skipped. */
-static int merge_list(struct keys *k, const struct kv_list *l, char *err)
+static int merge_list(struct keys *k, const struct store_kv_list *l, char *err)
 {
         int result = 0;
 
@@ -280,22 +268,33 @@ static int merge_list(struct keys *k, const struct kv_list *l, char *err)
         return result;
 }
 
-int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
+/* A copy of every key under prefix, read without the lock (the store may
+ * be slow).  On failure err says "cannot read <what>: " and why. */
+static int read_range(struct keys *k, const char *prefix, const char *what, struct store_kv_list *ret,
+                      char *err)
 {
-        struct kv_list l = { 0 };
-        char key[64], ids[37];
+        struct store_kv_list l = { 0 };
         int r;
 
-        uuid_to_string(id, ids);
-        key_policy(key, sizeof(key), ids);
-        /* Read without the lock: the store may be slow. */
-        r = store_ops_of(k->env.store)->range(k->env.store, key, kv_list_copy, &l);
+        r = store_ops_of(k->env.store)->range(k->env.store, prefix, kv_list_copy, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read policy %s from the store: %s", ids,
-                            store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read %s: %s", what, store_error_text(k->env.store, r));
                 kv_list_free(&l);
                 return r;
         }
+        *ret = l;
+        return 0;
+}
+
+/* Reads the policies under prefix and merges them under the write lock. */
+static int load_policies(struct keys *k, const char *prefix, const char *what, char *err)
+{
+        struct store_kv_list l = { 0 };
+        int r;
+
+        r = read_range(k, prefix, what, &l, err);
+        if (r < 0)
+                return r;
         pthread_rwlock_wrlock(&k->lock);
         r = merge_list(k, &l, err);
         pthread_rwlock_unlock(&k->lock);
@@ -303,19 +302,26 @@ int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
         return r;
 }
 
+int policy_refresh(struct keys *k, const uint8_t id[16], char *err)
+{
+        char key[64], ids[37], what[80];
+
+        uuid_to_string(id, ids);
+        key_policy(key, sizeof(key), ids);
+        snprintf(what, sizeof(what), "policy %s from the store", ids);
+        return load_policies(k, key, what, err);
+}
+
 static int reload_assignments(struct keys *k, char *err)
 {
-        struct kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         struct assignment *old;
         size_t n_old;
         int r;
 
-        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", kv_list_copy, &l);
-        if (r < 0) {
-                keys_seterr(err, "cannot read policy assignments: %s", store_error_text(k->env.store, r));
-                kv_list_free(&l);
+        r = read_range(k, "assign/", "policy assignments", &l, err);
+        if (r < 0)
                 return r;
-        }
         pthread_rwlock_wrlock(&k->lock);
         old = k->assignments;
         n_old = k->n_assignments;
@@ -338,19 +344,9 @@ static int reload_assignments(struct keys *k, char *err)
 /* Everything again, after the history we needed was compacted away. */
 static int sync_all(struct keys *k, char *err)
 {
-        struct kv_list l = { 0 };
         int r;
 
-        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", kv_list_copy, &l);
-        if (r < 0) {
-                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
-                kv_list_free(&l);
-                return r;
-        }
-        pthread_rwlock_wrlock(&k->lock);
-        r = merge_list(k, &l, err);
-        pthread_rwlock_unlock(&k->lock);
-        kv_list_free(&l);
+        r = load_policies(k, "policies/", "the store", err);
         if (r >= 0)
                 r = reload_assignments(k, err);
         return r;

@@ -4,14 +4,20 @@
 #include "format.h"
 #include "util.h"
 
-void format_header_write(const struct format_header *h, uint8_t out[FORMAT_HEADER_SIZE])
+void format_write_shared_fields(uint8_t *out, uint8_t version, uint8_t algorithm, uint16_t flags,
+                                const uint8_t policy_id[FORMAT_POLICY_ID_SIZE], uint32_t generation)
 {
         memcpy(out, FORMAT_MAGIC, 4);
-        out[4] = h->version;
-        out[5] = h->algorithm;
-        put_le16(out + 6, h->flags);
-        memcpy(out + 8, h->policy_id, FORMAT_POLICY_ID_SIZE);
-        put_le32(out + 24, h->generation);
+        out[4] = version;
+        out[5] = algorithm;
+        put_le16(out + 6, flags);
+        memcpy(out + 8, policy_id, FORMAT_POLICY_ID_SIZE);
+        put_le32(out + 24, generation);
+}
+
+void format_header_write(const struct format_header *h, uint8_t out[FORMAT_HEADER_SIZE])
+{
+        format_write_shared_fields(out, h->version, h->algorithm, h->flags, h->policy_id, h->generation);
         memcpy(out + 28, h->nonce, FORMAT_NONCE_SIZE);
 }
 
@@ -19,38 +25,47 @@ int format_parse(const uint8_t *buf, size_t len, struct format_header *ret,
                  const char **ret_error)
 {
         struct format_header h;
+        uint8_t version;
+        int r;
 
-        if (len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
-                *ret_error = "not a dkm ciphertext (bad magic)";
-                return -EBADMSG;
-        }
-        if (len < 5 || buf[4] != FORMAT_VERSION) {
-                *ret_error = len < 5 ? "truncated ciphertext" : "unsupported ciphertext version";
-                return len < 5 ? -EBADMSG : -EPROTONOSUPPORT;
+        r = format_peek_version(buf, len, &version, ret_error);
+        if (r < 0)
+                return r;
+        if (version != FORMAT_VERSION) {
+                *ret_error = "unsupported ciphertext version";
+                return -EPROTONOSUPPORT;
         }
         if (len < FORMAT_OVERHEAD) {
                 *ret_error = "truncated ciphertext";
                 return -EBADMSG;
         }
+        r = format_check_shared_fields(buf, 0, ret_error);
+        if (r < 0)
+                return r;
         h.version = buf[4];
         h.algorithm = buf[5];
-        if (h.algorithm != FORMAT_ALG_AES256GCM) {
+        h.flags = get_le16(buf + 6);
+        memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
+        h.generation = get_le32(buf + 24);
+        memcpy(h.nonce, buf + 28, FORMAT_NONCE_SIZE);
+        *ret = h;
+        return 0;
+}
+
+int format_check_shared_fields(const uint8_t *buf, uint16_t allowed_flags, const char **ret_error)
+{
+        if (buf[5] != FORMAT_ALG_AES256GCM) {
                 *ret_error = "unsupported ciphertext algorithm";
                 return -EPROTONOSUPPORT;
         }
-        h.flags = get_le16(buf + 6);
-        if (h.flags != 0) {
+        if (get_le16(buf + 6) & ~allowed_flags) {
                 *ret_error = "unknown ciphertext flags";
                 return -EBADMSG;
         }
-        memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
-        h.generation = get_le32(buf + 24);
-        if (h.generation == 0) {
+        if (get_le32(buf + 24) == 0) {
                 *ret_error = "invalid generation 0 in ciphertext";
                 return -EBADMSG;
         }
-        memcpy(h.nonce, buf + 28, FORMAT_NONCE_SIZE);
-        *ret = h;
         return 0;
 }
 
@@ -139,17 +154,6 @@ void uuid_to_string(const uint8_t id[16], char out[37])
                  id[11], id[12], id[13], id[14], id[15]);
 }
 
-static int hexval(char c)
-{
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 int uuid_from_string(const char *s, uint8_t ret[16])
 {
         uint8_t id[16];
@@ -165,8 +169,8 @@ int uuid_from_string(const char *s, uint8_t ret[16])
                                 return -EINVAL;
                         continue;
                 }
-                hi = hexval(s[i]);
-                lo = hexval(s[i + 1]);
+                hi = unhexchar(s[i]);
+                lo = unhexchar(s[i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 id[j++] = (uint8_t)(hi << 4 | lo);

@@ -65,6 +65,18 @@ int format_parse(const uint8_t *buf, size_t len, struct format_header *ret,
 int format_peek_version(const uint8_t *buf, size_t len, uint8_t *ret_version,
                         const char **ret_error);
 
+/* Writes the fields that a v2 stream header (stream.h) shares with a v1
+ * header, at the same offsets: magic, version, algorithm, flags, policy id
+ * and generation (bytes 0 to 27). */
+void format_write_shared_fields(uint8_t *out, uint8_t version, uint8_t algorithm, uint16_t flags,
+                                const uint8_t policy_id[FORMAT_POLICY_ID_SIZE], uint32_t generation);
+
+/* The checks of the fields that a v2 stream header (stream.h) shares with
+ * a v1 header, at the same offsets: the algorithm, no flag outside
+ * allowed_flags, a generation other than 0.  buf holds at least 28 bytes.
+ * Returns 0, or -errno with *ret_error as format_parse() words it. */
+int format_check_shared_fields(const uint8_t *buf, uint16_t allowed_flags, const char **ret_error);
+
 /* Canonical context encoding: pairs sorted by key (bytes), each as
  * u16 key length, key, u16 value length, value, after a u16 pair count.
  * Rejects duplicate or empty keys and oversize items (-EINVAL, *ret_error).

@@ -39,12 +39,7 @@ size_t stream_header_length(const uint8_t fixed[STREAM_HEADER_SIZE])
 
 void stream_header_write(const struct stream_header *h, uint8_t out[STREAM_HEADER_MAX])
 {
-        memcpy(out, FORMAT_MAGIC, 4);
-        out[4] = h->version;
-        out[5] = h->algorithm;
-        put_le16(out + 6, h->flags);
-        memcpy(out + 8, h->policy_id, FORMAT_POLICY_ID_SIZE);
-        put_le32(out + 24, h->generation);
+        format_write_shared_fields(out, h->version, h->algorithm, h->flags, h->policy_id, h->generation);
         memcpy(out + 28, h->nonce_prefix, STREAM_PREFIX_SIZE);
         out[35] = 0;
         put_le32(out + 36, h->segment_size);
@@ -61,6 +56,7 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                         const char **ret_error)
 {
         struct stream_header h;
+        int r;
 
         if (!buf || len < 4 || memcmp(buf, FORMAT_MAGIC, 4) != 0) {
                 *ret_error = "not a dkm ciphertext (bad magic)";
@@ -78,23 +74,14 @@ int stream_parse_header(const uint8_t *buf, size_t len, struct stream_header *re
                 *ret_error = "truncated stream header";
                 return -EBADMSG;
         }
+        r = format_check_shared_fields(buf, STREAM_FLAG_SALTED, ret_error);
+        if (r < 0)
+                return r;
         h.version = buf[4];
         h.algorithm = buf[5];
-        if (h.algorithm != FORMAT_ALG_AES256GCM) {
-                *ret_error = "unsupported ciphertext algorithm";
-                return -EPROTONOSUPPORT;
-        }
         h.flags = get_le16(buf + 6);
-        if (h.flags != 0 && h.flags != STREAM_FLAG_SALTED) {
-                *ret_error = "unknown ciphertext flags";
-                return -EBADMSG;
-        }
         memcpy(h.policy_id, buf + 8, FORMAT_POLICY_ID_SIZE);
         h.generation = get_le32(buf + 24);
-        if (h.generation == 0) {
-                *ret_error = "invalid generation 0 in ciphertext";
-                return -EBADMSG;
-        }
         memcpy(h.nonce_prefix, buf + 28, STREAM_PREFIX_SIZE);
         if (buf[35] != 0) {
                 *ret_error = "nonzero reserved byte in stream header";
@@ -388,27 +375,6 @@ void stream_dec_test_set_counter(struct stream_dec *s, uint64_t counter)
 }
 
 /* --- file descriptors ----------------------------------------------------- */
-
-/* Reads until n bytes or end of file; *ret_got < n means end of file. */
-static int read_full(int fd, uint8_t *buf, size_t n, size_t *ret_got)
-{
-        size_t got = 0;
-
-        while (got < n) {
-                ssize_t k = read(fd, buf + got, n - got);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                if (k == 0)
-                        break;
-                got += (size_t)k;
-        }
-        *ret_got = got;
-        return 0;
-}
 
 /* Output is gathered and written once per chunk of input (STREAM_IO_CHUNK):
  * a buffer of that many whole segments, sealed or opened in place. */

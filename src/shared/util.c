@@ -9,6 +9,37 @@ void secure_wipe(void *p, size_t n)
                 explicit_bzero(p, n);
 }
 
+int unhexchar(char c)
+{
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -EINVAL;
+}
+
+int read_full(int fd, void *buf, size_t size, size_t *ret_len)
+{
+        uint8_t *p = buf;
+        size_t got = 0;
+
+        while (got < size) {
+                ssize_t n = read(fd, p + got, size - got);
+
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        *ret_len = got;
+        return 0;
+}
+
 static uint64_t clock_usec(clockid_t id)
 {
         struct timespec ts;

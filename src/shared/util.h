@@ -52,6 +52,13 @@ static inline uint64_t get_le64(const uint8_t *p)
 /* Wipes memory in a way the compiler may not drop. */
 void secure_wipe(void *p, size_t n);
 
+/* The value of one hex digit (either case), -EINVAL for any other character. */
+int unhexchar(char c);
+
+/* Reads from fd until size bytes or end of file, retrying on EINTR;
+ * *ret_len < size means end of file came first. */
+int read_full(int fd, void *buf, size_t size, size_t *ret_len);
+
 /* Monotonic and wall clocks in microseconds. */
 uint64_t now_mono_usec(void);
 uint64_t now_real_usec(void);

@@ -350,6 +350,16 @@ void etcd_endpoint_answered(struct etcd_client *c, size_t idx)
         pthread_mutex_unlock(&c->lock);
 }
 
+size_t etcd_endpoint_preferred(struct etcd_client *c)
+{
+        size_t idx;
+
+        pthread_mutex_lock(&c->lock);
+        idx = c->preferred;
+        pthread_mutex_unlock(&c->lock);
+        return idx;
+}
+
 /* One POST to one endpoint. */
 static int attempt(struct etcd_client *c, size_t idx, const char *method, const char *body,
                    size_t body_len, const char *token, long timeout_ms, struct json_object **ret,
@@ -429,11 +439,7 @@ static int call_loop(struct etcd_client *c, const char *method, const char *body
 {
         bool reauthed = false, oom = false;
         int best = -EHOSTUNREACH;
-        size_t start;
-
-        pthread_mutex_lock(&c->lock);
-        start = c->preferred;
-        pthread_mutex_unlock(&c->lock);
+        size_t start = etcd_endpoint_preferred(c);
 
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 size_t idx = (start + i) % c->n_endpoints;
@@ -547,6 +553,21 @@ int etcd_ensure_token(struct etcd_client *c, uint64_t deadline)
         return have ? 0 : etcd_authenticate(c, deadline);
 }
 
+int etcd_request_body(struct etcd_client *c, struct json_object *req, uint64_t deadline,
+                      const char **ret_body)
+{
+        const char *body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
+        int r;
+
+        if (!body)
+                return -ENOMEM;
+        r = etcd_ensure_token(c, deadline);
+        if (r < 0)
+                return r;
+        *ret_body = body;
+        return 0;
+}
+
 int etcd_call(struct etcd_client *c, const char *method, struct json_object *req, unsigned flags,
               struct json_object **ret)
 {
@@ -557,10 +578,7 @@ int etcd_call(struct etcd_client *c, const char *method, struct json_object *req
 
         if (!c || !method || !req || !ret)
                 return -EINVAL;
-        body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-        if (!body)
-                return -ENOMEM;
-        r = etcd_ensure_token(c, deadline);
+        r = etcd_request_body(c, req, deadline, &body);
         if (r < 0)
                 return r;
         r = call_loop(c, method, body, strlen(body), flags, c->user != NULL, deadline, &o);

@@ -12,29 +12,6 @@
 #include "store/etcd-http.h"
 #include "store/etcd-reply.h"
 
-void etcd_kv_list_free(struct etcd_kv_list *l)
-{
-        for (size_t i = 0; i < l->n; i++)
-                store_kv_clear(&l->v[i]);
-        free(l->v);
-        *l = (struct etcd_kv_list){ 0 };
-}
-
-struct store_kv *etcd_kv_list_add(struct etcd_kv_list *l)
-{
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 16;
-                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
-
-                if (!v)
-                        return NULL;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n] = (struct store_kv){ 0 };
-        return &l->v[l->n];
-}
-
 /* The root itself is no dkm key (keys are not empty), but someone else may
  * have written it: 1, skipped by the callers. */
 int etcd_reply_kv(const char *root, size_t root_len, struct json_object *o, bool deleted,
@@ -79,7 +56,7 @@ int etcd_reply_kv(const char *root, size_t root_len, struct json_object *o, bool
         return 0;
 }
 
-int etcd_reply_kvs(const char *root, size_t root_len, struct json_object *reply, struct etcd_kv_list *l,
+int etcd_reply_kvs(const char *root, size_t root_len, struct json_object *reply, struct store_kv_list *l,
                    bool *ret_more)
 {
         struct json_object *kvs, *more;
@@ -91,7 +68,7 @@ int etcd_reply_kvs(const char *root, size_t root_len, struct json_object *reply,
                         return -EBADMSG;
                 n = json_object_array_length(kvs);
                 for (size_t i = 0; i < n; i++) {
-                        struct store_kv *kv = etcd_kv_list_add(l);
+                        struct store_kv *kv = store_kv_list_add(l);
                         int r;
 
                         if (!kv)
@@ -149,7 +126,7 @@ int etcd_reply_watch_created(struct json_object *result)
 }
 
 int etcd_reply_events(const char *root, size_t root_len, struct json_object *result, const char *prefix,
-                      size_t prefix_len, struct etcd_kv_list *l, uint64_t *ret_last)
+                      size_t prefix_len, struct store_kv_list *l, uint64_t *ret_last)
 {
         struct json_object *events;
         uint64_t compacted = 0, last = 0, rev;
@@ -204,7 +181,7 @@ int etcd_reply_events(const char *root, size_t root_len, struct json_object *res
                         store_kv_clear(&kv);
                         continue;
                 }
-                if (!etcd_kv_list_add(l)) {
+                if (!store_kv_list_add(l)) {
                         store_kv_clear(&kv);
                         return -ENOMEM;
                 }

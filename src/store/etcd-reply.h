@@ -15,23 +15,13 @@
 
 #include "store/store.h"
 
-/* Decoded key-values, kept to be handed to callbacks after all replies are
- * read (so that callbacks may call into the store). */
-struct etcd_kv_list {
-        struct store_kv *v;
-        size_t n, cap;
-};
-
-void etcd_kv_list_free(struct etcd_kv_list *l);
-/* A zeroed slot at l->v[l->n], or NULL; l->n is the caller's to raise. */
-struct store_kv *etcd_kv_list_add(struct etcd_kv_list *l);
-
 /* A mvccpb.KeyValue to a store_kv with the root cut off; a deletion gets
  * no value.  1 (and nothing in *ret) for the root itself. */
 int etcd_reply_kv(const char *root, size_t root_len, struct json_object *o, bool deleted,
                   struct store_kv *ret);
-/* Appends a RangeResponse's kvs to l; *ret_more (if non-NULL): its "more". */
-int etcd_reply_kvs(const char *root, size_t root_len, struct json_object *reply, struct etcd_kv_list *l,
+/* Appends a RangeResponse's kvs to l (kept to be handed to callbacks after
+ * all replies are read); *ret_more (if non-NULL): its "more". */
+int etcd_reply_kvs(const char *root, size_t root_len, struct json_object *reply, struct store_kv_list *l,
                    bool *ret_more);
 /* A TxnResponse: its header revision, or -ESTALE when it did not succeed. */
 int etcd_reply_txn(struct json_object *reply, uint64_t *ret_revision);
@@ -47,7 +37,7 @@ int etcd_reply_watch_created(struct json_object *result);
  * progress notification).  A compacted start is -ERANGE, a cancelled watch
  * etcd_reply_watch_canceled()'s answer. */
 int etcd_reply_events(const char *root, size_t root_len, struct json_object *result, const char *prefix,
-                      size_t prefix_len, struct etcd_kv_list *l, uint64_t *ret_last);
+                      size_t prefix_len, struct store_kv_list *l, uint64_t *ret_last);
 
 /* LeaseGrantResponse: the new lease's ID and TTL. */
 int etcd_reply_lease_grant(struct json_object *reply, uint64_t *ret_id, uint64_t *ret_ttl);

@@ -83,4 +83,11 @@ char *etcd_secret_strdup(const char *s);
 char *etcd_token_copy(struct etcd_client *c, bool *oom);
 int etcd_authenticate(struct etcd_client *c, uint64_t deadline);
 int etcd_ensure_token(struct etcd_client *c, uint64_t deadline);
+/* req as JSON text (json-c's, valid while req lives), once the client has
+ * the token it needs (etcd_ensure_token()). */
+int etcd_request_body(struct etcd_client *c, struct json_object *req, uint64_t deadline,
+                      const char **ret_body);
 void etcd_endpoint_answered(struct etcd_client *c, size_t idx);
+/* The endpoint to ask first: the one that answered last (a call goes round
+ * the others from there). */
+size_t etcd_endpoint_preferred(struct etcd_client *c);

@@ -211,15 +211,10 @@ static int watch_run(struct etcd_client *c, struct json_object *req,
 
         if (!c || !req || !cb)
                 return -EINVAL;
-        body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
-        if (!body)
-                return -ENOMEM;
-        r = etcd_ensure_token(c, deadline);
+        r = etcd_request_body(c, req, deadline, &body);
         if (r < 0)
                 return r;
-        pthread_mutex_lock(&c->lock);
-        start = c->preferred;
-        pthread_mutex_unlock(&c->lock);
+        start = etcd_endpoint_preferred(c);
 
         for (size_t i = 0; i < c->n_endpoints; i++) {
                 size_t idx = (start + i) % c->n_endpoints;

@@ -101,25 +101,12 @@ static int add_key(struct store *s, struct json_object *o, const char *field, co
         return r;
 }
 
-/* ---- key-values decoded by etcd-reply.c, walked after the replies ----- */
-
-static int kv_list_walk(const struct etcd_kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
-                        void *userdata)
-{
-        for (size_t i = 0; i < l->n; i++) {
-                int r = cb(&l->v[i], userdata);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
-}
-
 /* ---- operations -------------------------------------------------------- */
 
 static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
 {
         struct json_object *req = NULL, *reply = NULL;
-        struct etcd_kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         size_t n;
         int r;
 
@@ -144,14 +131,14 @@ static int etcd_get(struct store *s, const char *key, struct store_kv *ret)
                 *ret = l.v[0];
                 l.n = 0;
         }
-        etcd_kv_list_free(&l);
+        store_kv_list_free(&l);
         json_object_put(reply);
         json_object_put(req);
         return r;
 }
 
 /* Reads every key under prefix into l, page by page at one revision. */
-static int range_read(struct store *s, const char *prefix, size_t n, struct etcd_kv_list *l)
+static int range_read(struct store *s, const char *prefix, size_t n, struct store_kv_list *l)
 {
         char *start = NULL, *end = NULL;
         size_t start_len, end_len;
@@ -203,7 +190,7 @@ static int range_read(struct store *s, const char *prefix, size_t n, struct etcd
 static int etcd_range(struct store *s, const char *prefix,
                       int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        struct etcd_kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         size_t n;
         int r;
 
@@ -215,14 +202,14 @@ static int etcd_range(struct store *s, const char *prefix,
         /* A compaction between two pages loses the revision they share:
          * start over at a new one. */
         for (int i = 0; i < RANGE_RETRIES; i++) {
-                etcd_kv_list_free(&l);
+                store_kv_list_free(&l);
                 r = range_read(s, prefix, n, &l);
                 if (r != -ERANGE)
                         break;
         }
         if (r == 0)
-                r = kv_list_walk(&l, cb, userdata);
-        etcd_kv_list_free(&l);
+                r = store_kv_list_walk(&l, cb, userdata);
+        store_kv_list_free(&l);
         return r;
 }
 
@@ -375,7 +362,7 @@ struct watch_collect {
         const char *prefix; /* without the root */
         size_t prefix_len;
         uint64_t until;     /* stop at an event of this revision or later */
-        struct etcd_kv_list events;
+        struct store_kv_list events;
 };
 
 static int on_watch_result(struct json_object *result, void *userdata)
@@ -412,7 +399,7 @@ static int cmp_rev_key(const void *a, const void *b)
 
 /* Keeps the latest event of each key, in revision order (then key order, for
  * the keys of one transaction), as the SQLite backend reports them. */
-static void fold_events(struct etcd_kv_list *l)
+static void fold_events(struct store_kv_list *l)
 {
         size_t out = 0;
 
@@ -469,7 +456,7 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
         r = watch_request(s, "", since, false, &req);
         /* A member that fails mid-stream: a read, so start over elsewhere. */
         for (int i = 0; r == 0 && i < CHANGES_RETRIES; i++) {
-                etcd_kv_list_free(&w.events);
+                store_kv_list_free(&w.events);
                 r = etcd_watch(s->c, req, on_watch_result, &w, CHANGES_QUIET_MS, CHANGES_LIMIT_MS, NULL);
                 if (r != -ECONNRESET && r != -EAGAIN)
                         break;
@@ -479,9 +466,9 @@ static int etcd_changes(struct store *s, const char *prefix, uint64_t since,
         json_object_put(req);
         if (r == 0) {
                 fold_events(&w.events);
-                r = kv_list_walk(&w.events, cb, userdata);
+                r = store_kv_list_walk(&w.events, cb, userdata);
         }
-        etcd_kv_list_free(&w.events);
+        store_kv_list_free(&w.events);
         return r;
 }
 
@@ -503,7 +490,7 @@ struct follow_state {
 static int on_follow_result(struct json_object *result, void *userdata)
 {
         struct follow_state *f = userdata;
-        struct etcd_kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         uint64_t last = 0;
         int r;
 
@@ -513,7 +500,7 @@ static int on_follow_result(struct json_object *result, void *userdata)
                         j++;
                 r = f->cb(l.v + i, j - i, l.v[i].mod_revision, f->userdata);
         }
-        etcd_kv_list_free(&l);
+        store_kv_list_free(&l);
         if (r > 0) {
                 f->result = r;
                 return 1;

@@ -212,6 +212,17 @@ static int step_done(struct store *s, sqlite3_stmt *st)
         return r;
 }
 
+/* step_done() for a statement whose parameters were just bound, r being
+ * what binding them gave: after a failed bind it is reset, not run. */
+static int step_bound(struct store *s, sqlite3_stmt *st, int r)
+{
+        if (r < 0) {
+                stmt_reset(st);
+                return r;
+        }
+        return step_done(s, st);
+}
+
 static void rollback(struct store *s)
 {
         if (!sqlite3_get_autocommit(s->db))
@@ -250,51 +261,22 @@ static int kv_from_row(sqlite3_stmt *st, struct store_kv *ret)
         return 0;
 }
 
-struct kv_list {
-        struct store_kv *v;
-        size_t n, cap;
-};
-
-static void kv_list_free(struct kv_list *l)
-{
-        for (size_t i = 0; i < l->n; i++)
-                store_kv_clear(&l->v[i]);
-        free(l->v);
-        *l = (struct kv_list){ 0 };
-}
-
 /* Steps a prepared query to its end, collecting its rows. */
-static int kv_list_fill(struct store *s, sqlite3_stmt *st, struct kv_list *l)
+static int kv_list_fill(struct store *s, sqlite3_stmt *st, struct store_kv_list *l)
 {
         int rc, r;
 
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                if (l->n == l->cap) {
-                        size_t cap = l->cap ? l->cap * 2 : 16;
-                        struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
+                struct store_kv *kv = store_kv_list_add(l);
 
-                        if (!v)
-                                return -ENOMEM;
-                        l->v = v;
-                        l->cap = cap;
-                }
-                r = kv_from_row(st, &l->v[l->n]);
+                if (!kv)
+                        return -ENOMEM;
+                r = kv_from_row(st, kv);
                 if (r < 0)
                         return r;
                 l->n++;
         }
         return rc == SQLITE_DONE ? 0 : sqlite_errno(s->db, rc);
-}
-
-static int kv_list_walk(const struct kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
-                        void *userdata)
-{
-        for (size_t i = 0; i < l->n; i++) {
-                int r = cb(&l->v[i], userdata);
-                if (r != 0)
-                        return r;
-        }
-        return 0;
 }
 
 static int meta_get(struct store *s, uint64_t *ret_revision, uint64_t *ret_compacted)
@@ -343,21 +325,12 @@ static int exec_put(struct store *s, const struct store_op *op, uint64_t rev)
                                                           (int)op->value_len, SQLITE_STATIC));
         if (r == 0)
                 r = bind_u64(s, st, 3, rev);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        r = step_done(s, st);
+        r = step_bound(s, st, r);
         if (r < 0)
                 return r;
 
         st = s->st[ST_TOMB_DEL];
-        r = bind_text(s, st, 1, op->key, n);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        return step_done(s, st);
+        return step_bound(s, st, bind_text(s, st, 1, op->key, n));
 }
 
 /* Deletes a key; *ret_changed says whether it existed. */
@@ -367,12 +340,7 @@ static int exec_delete(struct store *s, const struct store_op *op, uint64_t rev,
         size_t n = strlen(op->key);
         int r;
 
-        r = bind_text(s, st, 1, op->key, n);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        r = step_done(s, st);
+        r = step_bound(s, st, bind_text(s, st, 1, op->key, n));
         if (r < 0)
                 return r;
         *ret_changed = sqlite3_changes(s->db) > 0;
@@ -383,11 +351,7 @@ static int exec_delete(struct store *s, const struct store_op *op, uint64_t rev,
         r = bind_text(s, st, 1, op->key, n);
         if (r == 0)
                 r = bind_u64(s, st, 2, rev);
-        if (r < 0) {
-                stmt_reset(st);
-                return r;
-        }
-        return step_done(s, st);
+        return step_bound(s, st, r);
 }
 
 
@@ -447,21 +411,12 @@ static int sqlite_txn(struct store *s, const struct store_cmp *cmps, size_t n_cm
                 r = bind_u64(s, st, 1, rev);
                 if (r == 0)
                         r = bind_u64(s, st, 2, horizon);
-                if (r < 0) {
-                        stmt_reset(st);
-                        goto fail;
-                }
-                r = step_done(s, st);
+                r = step_bound(s, st, r);
                 if (r < 0)
                         goto fail;
                 if (horizon > compacted) {
                         st = s->st[ST_TOMB_PRUNE];
-                        r = bind_u64(s, st, 1, horizon);
-                        if (r < 0) {
-                                stmt_reset(st);
-                                goto fail;
-                        }
-                        r = step_done(s, st);
+                        r = step_bound(s, st, bind_u64(s, st, 1, horizon));
                         if (r < 0)
                                 goto fail;
                 }
@@ -512,9 +467,13 @@ static int sqlite_get(struct store *s, const char *key, struct store_kv *ret)
         return r;
 }
 
-static int bind_prefix(struct store *s, sqlite3_stmt *st, const char *prefix, size_t n,
-                       char upper[static STORE_KEY_MAX + 1])
+/* Runs ST_RANGE or ST_CHANGES (whose ?3 is since) over the keys under
+ * prefix, collecting the rows into l; with the lock held. */
+static int prefix_rows(struct store *s, int which, const char *prefix, size_t n, uint64_t since,
+                       struct store_kv_list *l)
 {
+        sqlite3_stmt *st = s->st[which];
+        char upper[STORE_KEY_MAX + 1]; /* bound SQLITE_STATIC: lives until the reset */
         size_t un;
         int r;
 
@@ -522,15 +481,18 @@ static int bind_prefix(struct store *s, sqlite3_stmt *st, const char *prefix, si
         r = bind_text(s, st, 1, prefix, n);
         if (r == 0)
                 r = bind_text(s, st, 2, upper, un);
+        if (r == 0 && which == ST_CHANGES)
+                r = bind_u64(s, st, 3, since);
+        if (r == 0)
+                r = kv_list_fill(s, st, l);
+        stmt_reset(st);
         return r;
 }
 
 static int sqlite_range(struct store *s, const char *prefix,
                         int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        char upper[STORE_KEY_MAX + 1];
-        struct kv_list l = { 0 };
-        sqlite3_stmt *st;
+        struct store_kv_list l = { 0 };
         size_t n;
         int r;
 
@@ -541,26 +503,20 @@ static int sqlite_range(struct store *s, const char *prefix,
                 return r;
 
         pthread_mutex_lock(&s->lock);
-        st = s->st[ST_RANGE];
-        r = bind_prefix(s, st, prefix, n, upper);
-        if (r == 0)
-                r = kv_list_fill(s, st, &l);
-        stmt_reset(st);
+        r = prefix_rows(s, ST_RANGE, prefix, n, 0, &l);
         pthread_mutex_unlock(&s->lock);
 
         if (r == 0)
-                r = kv_list_walk(&l, cb, userdata);
-        kv_list_free(&l);
+                r = store_kv_list_walk(&l, cb, userdata);
+        store_kv_list_free(&l);
         return r;
 }
 
 static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
                           int (*cb)(const struct store_kv *kv, void *userdata), void *userdata)
 {
-        char upper[STORE_KEY_MAX + 1];
-        struct kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         uint64_t rev, compacted;
-        sqlite3_stmt *st;
         size_t n;
         int r;
 
@@ -578,15 +534,8 @@ static int sqlite_changes(struct store *s, const char *prefix, uint64_t since,
         r = meta_get(s, &rev, &compacted);
         if (r == 0 && since < compacted)
                 r = -ERANGE;
-        if (r == 0) {
-                st = s->st[ST_CHANGES];
-                r = bind_prefix(s, st, prefix, n, upper);
-                if (r == 0)
-                        r = bind_u64(s, st, 3, since);
-                if (r == 0)
-                        r = kv_list_fill(s, st, &l);
-                stmt_reset(st);
-        }
+        if (r == 0)
+                r = prefix_rows(s, ST_CHANGES, prefix, n, since, &l);
         if (r == 0)
                 r = step_done(s, s->st[ST_COMMIT]);
         rollback(s);
@@ -594,8 +543,8 @@ unlock:
         pthread_mutex_unlock(&s->lock);
 
         if (r == 0)
-                r = kv_list_walk(&l, cb, userdata);
-        kv_list_free(&l);
+                r = store_kv_list_walk(&l, cb, userdata);
+        store_kv_list_free(&l);
         return r;
 }
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* The backend-independent part of the store: thin wrappers over the ops table. */
+/* The backend-independent part of the store: thin wrappers over the ops
+ * table, and what every backend shares (argument checks, key-value lists). */
 #include <stdbool.h>
 #include <string.h>
 #include <errno.h>
@@ -15,6 +16,40 @@ void store_kv_clear(struct store_kv *kv)
         free(kv->key);
         free(kv->value);
         *kv = (struct store_kv){ 0 };
+}
+
+void store_kv_list_free(struct store_kv_list *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                store_kv_clear(&l->v[i]);
+        free(l->v);
+        *l = (struct store_kv_list){ 0 };
+}
+
+struct store_kv *store_kv_list_add(struct store_kv_list *l)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                struct store_kv *v = reallocarray(l->v, cap, sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n] = (struct store_kv){ 0 };
+        return &l->v[l->n];
+}
+
+int store_kv_list_walk(const struct store_kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
+                       void *userdata)
+{
+        for (size_t i = 0; i < l->n; i++) {
+                int r = cb(&l->v[i], userdata);
+                if (r != 0)
+                        return r;
+        }
+        return 0;
 }
 
 int store_open(const struct store_ops *ops, const char *location, struct store **ret)

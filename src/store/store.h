@@ -150,6 +150,22 @@ int store_check_key(const char *k, bool allow_empty, size_t *ret_len);
 int store_check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops,
                     size_t n_ops, size_t max_ops);
 
+/* Key-values collected to be handed to a callback later, once the backend
+ * has let go of its locks and replies (so that callbacks may call into the
+ * store); the daemon collects range() results in one too. */
+struct store_kv_list {
+        struct store_kv *v;
+        size_t n, cap;
+};
+
+void store_kv_list_free(struct store_kv_list *l);
+/* A zeroed slot at l->v[l->n], or NULL; l->n is the caller's to raise. */
+struct store_kv *store_kv_list_add(struct store_kv_list *l);
+/* Hands each key-value to cb in order; cb's first non-zero answer ends the
+ * walk and is returned. */
+int store_kv_list_walk(const struct store_kv_list *l, int (*cb)(const struct store_kv *kv, void *userdata),
+                       void *userdata);
+
 /* Every backend's struct store starts with this. */
 struct store_base {
         const struct store_ops *ops;

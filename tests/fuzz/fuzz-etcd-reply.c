@@ -60,7 +60,7 @@ static struct json_object *parse_unary(const uint8_t *data, size_t size)
 /* A WatchResponse, as changes() and follow() take it (after creation). */
 static void run_events(struct json_object *result, const char *prefix)
 {
-        struct etcd_kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         uint64_t last = 0;
         int r;
 
@@ -73,12 +73,12 @@ static void run_events(struct json_object *result, const char *prefix)
                             (i > 0 && l.v[i].mod_revision < l.v[i - 1].mod_revision))
                                 abort();
                 }
-        etcd_kv_list_free(&l);
+        store_kv_list_free(&l);
 }
 
 static void run_unary(struct json_object *o)
 {
-        struct etcd_kv_list l = { 0 };
+        struct store_kv_list l = { 0 };
         struct json_object *result;
         enum etcd_outcome out = ETCD_OUT_OK;
         uint64_t rev = 0, id = 0, ttl = 0;
@@ -100,7 +100,7 @@ static void run_unary(struct json_object *o)
         }
         for (size_t i = 0; i < l.n; i++)
                 check_kv(&l.v[i], false);
-        etcd_kv_list_free(&l);
+        store_kv_list_free(&l);
 
         r = etcd_reply_lease_grant(o, &id, &ttl);
         check_error(r);
