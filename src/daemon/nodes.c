@@ -243,7 +243,9 @@ int nodes_new(const struct dkm_config *cfg, struct store *store, struct keys *ke
         n->store = store;
         n->keys = keys;
         n->fleet = store_has_leases(store);
-        snprintf(n->self.name, sizeof(n->self.name), "%s", cfg->node_name ? cfg->node_name : host);
+        /* Both names were checked against DKM_NODE_NAME_MAX above. */
+        snprintf(n->self.name, sizeof(n->self.name), "%.*s", DKM_NODE_NAME_MAX,
+                 cfg->node_name ? cfg->node_name : host);
         snprintf(n->self.version, sizeof(n->self.version), "%s", DKM_VERSION);
         snprintf(n->self.engine, sizeof(n->self.engine), "%s", engine ? engine : "");
         n->self.started_usec = now_real_usec();

@@ -39,7 +39,14 @@ check "a streamed ciphertext names its policy and generation" bash -c \
 # segment boundary and inside one; a dropped, reordered or duplicated
 # segment; appended bytes; a splice from another stream.
 ct=$W/ct.$((5 * seg + 17)); sz=$(stat -c %s "$ct"); full=$((seg + 16)); H=$hdr
-flip() { cp "$1" "$3"; chmod 644 "$3"; printf '\xff' | dd of="$3" bs=1 seek="$2" conv=notrunc status=none; }
+# flip SRC OFFSET DST: DST is SRC with the byte at OFFSET inverted (a fixed
+# value would leave a byte that already held it unchanged).
+flip() {
+        local b
+        b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+        cp "$1" "$3"; chmod 644 "$3"
+        printf "\\$(printf %03o $((b ^ 0xff)))" | dd of="$3" bs=1 seek="$2" conv=notrunc status=none
+}
 flip "$ct" 10 "$W/t.header"
 flip "$ct" 50 "$W/t.salt"
 flip "$ct" 6 "$W/t.flags"
@@ -62,8 +69,13 @@ other=$W/ct.$((3 * seg))
 for t in header salt flags seg0 lasttag boundary inside cutsalt dropped reordered duplicated appended spliced \
          othersalt downgrade; do
         out=$(as svc decrypt --in "$W/t.$t" --out "$W/never.$t" --context f=$((5 * seg + 17)) 2>&1)
-        if [ $? -ne 0 ] && [ ! -e "$W/never.$t" ]; then pass "tampered ($t) refused, no output file: $out"
-        else fail "tampered ($t) accepted or left output"; fi
+        rc=$?
+        if [ $rc -ne 0 ] && [ ! -e "$W/never.$t" ]; then pass "tampered ($t) refused, no output file: $out"
+        else
+                fail "tampered ($t) accepted or left output (rc $rc: $out)"
+                cmp -s "$W/t.$t" "$ct" && echo "    (t.$t is the same as the original)"
+                ls -l "$W/never.$t" 2>&1 | sed 's/^/    /'
+        fi
 done
 refused "wrong context on a stream" "wrong context" as svc decrypt --in "$ct" --out "$W/never.ctx" --context f=1
 check "no partial plaintext at the destination" test ! -e "$W/never.ctx"
