@@ -384,13 +384,21 @@ bad_input() {
 
 # --- a fleet node on etcd, enforcing --------------------------------------
 # One etcd member on loopback, started here (etcd's Debian unit is masked in
-# the root), and dkmd switched to [store] backend=etcd with README's drop-in.
-# With the dkmd_connect_etcd boolean off, SELinux keeps dkmd_t from etcd:
-# dkmd does not start and says why; with it on, dkmd serves from etcd.
-ETCD_URL=http://127.0.0.1:2379
+# the root), reached as README's example reaches its members: https, a
+# client certificate, a host name (/etc/hosts).  dkmd is switched to [store]
+# backend=etcd with README's drop-in.  With the dkmd_connect_etcd boolean
+# off, SELinux keeps dkmd_t from etcd: dkmd does not start and says why;
+# with it on, dkmd serves from etcd.  run.sh made the certificates.
+ETCD_NAME=etcd1.dkm.test
+ETCD_URL=https://$ETCD_NAME:2379
+ETCD_TLS=/root/etcd-tls
 ETCD_PREFIX=/dkm/system-test/
 FLEET_DROPIN=/etc/systemd/system/dkmd.service.d/fleet.conf
-etcd_ctl() { ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" --dial-timeout 2s --command-timeout 10s "$@"; }
+etcd_ctl() {
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" --cacert "$ETCD_TLS/ca.pem" \
+                --cert "$ETCD_TLS/client.pem" --key "$ETCD_TLS/client.key" \
+                --dial-timeout 2s --command-timeout 10s "$@"
+}
 # store_field FIELD: a field of dkmctl status --json's store_state, as svc.
 store_field() {
         as_user svc dkmctl status --json | tr -d ' \n' |
@@ -409,9 +417,17 @@ fleet_on_etcd() {
         local t t_on avc gen g st
         section "fleet node on etcd (enforcing): one etcd member on $ETCD_URL"
         check "etcd's own Debian unit is masked" test "$(systemctl is-enabled etcd.service 2>&1)" = masked
-        check "systemd-run: etcd, data in /run/dkm-test-etcd" systemd-run --unit=dkm-test-etcd --collect \
+        # minbase has no /etc/hosts.
+        printf '127.0.0.1\tlocalhost\n127.0.0.1\t%s\n' "$ETCD_NAME" >>/etc/hosts
+        restorecon /etc/hosts
+        check "$ETCD_NAME resolves to 127.0.0.1: $(getent hosts "$ETCD_NAME")" \
+                test "$(getent hosts "$ETCD_NAME" | awk '{ print $1 }')" = 127.0.0.1
+        check "systemd-run: etcd on https, client certificates required, data in /run" \
+                systemd-run --unit=dkm-test-etcd --collect \
                 etcd --name dkm-test --data-dir /run/dkm-test-etcd \
-                --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+                --cert-file "$ETCD_TLS/server.pem" --key-file "$ETCD_TLS/server.key" \
+                --trusted-ca-file "$ETCD_TLS/ca.pem" --client-cert-auth \
+                --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls "$ETCD_URL" \
                 --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
                 --initial-cluster dkm-test=http://127.0.0.1:2380 --initial-cluster-state new \
                 --experimental-watch-progress-notify-interval 5s --enable-pprof=false
@@ -423,8 +439,13 @@ fleet_on_etcd() {
 
         section "[fleet] [store] backend=etcd, README's drop-in; dkmd_connect_etcd off"
         cp "$CONF" "$W/dkmd.conf.sqlite"
-        printf '\n[store]\nbackend=etcd\nendpoints=%s\nprefix=%s\nnode_name=dkm-test\nnode_ttl=10s\n' \
-                "$ETCD_URL" "$ETCD_PREFIX" >>"$CONF"
+        install -m 0644 "$ETCD_TLS/ca.pem" /etc/dkm/etcd-ca.pem
+        install -m 0640 -g dkm "$ETCD_TLS/client.pem" /etc/dkm/etcd.pem
+        install -m 0640 -g dkm "$ETCD_TLS/client.key" /etc/dkm/etcd.key
+        restorecon -R /etc/dkm
+        show ls -Z /etc/dkm
+        printf '\n[store]\nbackend=etcd\nendpoints=%s\ncacert=%s\ncert=%s\nkey=%s\nprefix=%s\nnode_name=dkm-test\nnode_ttl=10s\n' \
+                "$ETCD_URL" /etc/dkm/etcd-ca.pem /etc/dkm/etcd.pem /etc/dkm/etcd.key "$ETCD_PREFIX" >>"$CONF"
         sed -n '/^\[store\]/,$p' "$CONF" | sed 's/^/  /'
         mkdir -p "$(dirname "$FLEET_DROPIN")"
         printf '[Service]\nRestrictAddressFamilies=AF_UNIX AF_ALG AF_NETLINK AF_INET AF_INET6\nIPAddressAllow=127.0.0.1\n' \
