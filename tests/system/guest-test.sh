@@ -464,9 +464,8 @@ fleet_on_etcd() {
         check "meanwhile etcd itself answers" etcd_ctl endpoint health
         # The denial is SELinux's: an AVC for dkmd_t on a TCP socket.
         # shellcheck disable=SC2046 # ausearch_start prints two words
-        check "ausearch shows SELinux denying dkmd_t the TCP socket" wait_for 20 sh -c \
-                "ausearch -m AVC -i --start $(ausearch_start "$t") 2>/dev/null |
-                 grep -E 'avc: +denied .* scontext=system_u:system_r:dkmd_t:s0 .*tclass=tcp_socket' >/dev/null"
+        check "ausearch shows SELinux denying dkmd_t name_connect to etcd's port" wait_for 20 sh -c \
+                "ausearch -m AVC -i --start $(ausearch_start "$t") 2>/dev/null | grep -E 'avc: +denied +\\{ name_connect \\} .* dest=2379 scontext=system_u:system_r:dkmd_t:s0 tcontext=system_u:object_r:unreserved_port_t:s0 tclass=tcp_socket permissive=0' >/dev/null"
         # shellcheck disable=SC2046
         avc=$(ausearch -m AVC -i --start $(ausearch_start "$t") 2>/dev/null | grep -o 'avc: .*tclass=tcp_socket.*' |
                 sed 's/ pid=[0-9]*//' | sort | uniq -c)
