@@ -3,7 +3,9 @@
 # serial console of the test VM (tests/system/run.sh installs it as
 # /root/dkm-system-test).  It does what README.md tells an administrator,
 # then what the users of each role do, first with SELinux permissive, then
-# enforcing, and last the bad-input cases.  The transcript goes to the
+# enforcing, then the bad-input cases, and last (still enforcing) dkmd as a
+# fleet node on etcd, with the dkmd_connect_etcd boolean off and on.  The
+# transcript goes to the
 # second serial port: "ok"/"FAIL" per check, and one closing line
 #   SYSTEM-RESULT PASS|FAIL <passed> <failed>
 # that run.sh reads.
@@ -412,9 +414,16 @@ etcd_has_gen() {
 # etcd_has_node: this node is registered under the prefix.
 etcd_has_node() { etcd_ctl get "${ETCD_PREFIX}nodes/dkm-test" --keys-only | grep -Fx "${ETCD_PREFIX}nodes/dkm-test" >/dev/null; }
 decrypts_etcd() { as_user svc dkmctl decrypt --in "$W/ct.etcd" | cmp -s - "$W/plain.etcd"; }
+# store_failures: how often dkmd has logged that it cannot open the etcd
+# store; more_store_failures N: more than N times (a start-up since N was
+# taken failed so, even within the same second).
+store_failures() {
+        journalctl -u dkmd.service --no-pager -o cat | grep -cF "cannot open the etcd store at $ETCD_URL (prefix $ETCD_PREFIX)"
+}
+more_store_failures() { [ "$(store_failures)" -gt "$1" ]; }
 
 fleet_on_etcd() {
-        local t t_on avc gen g st
+        local t t_on n avc gen g st
         section "fleet node on etcd (enforcing): one etcd member on $ETCD_URL"
         check "etcd's own Debian unit is masked" test "$(systemctl is-enabled etcd.service 2>&1)" = masked
         # minbase has no /etc/hosts.
@@ -455,9 +464,9 @@ fleet_on_etcd() {
         systemctl daemon-reload
         check "the boolean dkmd_connect_etcd is off" sh -c "getsebool dkmd_connect_etcd | grep -q -- '--> off'"
         t=$(date +%s)
+        n=$(store_failures)
         systemctl start dkmd.service 2>/dev/null
-        check "dkmd says it cannot reach etcd" wait_for 30 journal_has "$t" \
-                "cannot open the etcd store at $ETCD_URL \\(prefix $ETCD_PREFIX\\)"
+        check "dkmd says it cannot reach etcd" wait_for 30 more_store_failures "$n"
         journalctl -u dkmd.service -o cat --since "@$t" | grep -m1 'cannot open the etcd store' | sed 's/^/  | /'
         st=$(systemctl show -p ActiveState,SubState --value dkmd.service | tr '\n' ' ')
         check "dkmd.service does not come up: $st" sh -c "! systemctl is-active -q dkmd.service"
@@ -472,12 +481,27 @@ fleet_on_etcd() {
         printf '%s\n' "$avc" | cut -c1-300 | sed 's/^/  /'
         systemctl stop dkmd.service
         systemctl reset-failed dkmd.service 2>/dev/null
+        sleep 1 # ausearch --start counts whole seconds: these denials stay out of what follows
 
         section "[fleet] setsebool dkmd_connect_etcd on"
         check "setsebool dkmd_connect_etcd on" setsebool dkmd_connect_etcd on
         show getsebool dkmd_connect_etcd
+        # The boolean alone does not do: the unit's own fence (no AF_INET,
+        # IPAddressDeny=any) holds until the drop-in lifts it.
+        mv "$FLEET_DROPIN" "$W/fleet.conf"
+        systemctl daemon-reload
+        t=$(date +%s)
+        n=$(store_failures)
+        systemctl start dkmd.service 2>/dev/null
+        check "without the drop-in dkmd still cannot reach etcd" wait_for 30 more_store_failures "$n"
+        check "dkmd.service does not come up" sh -c "! systemctl is-active -q dkmd.service"
+        systemctl stop dkmd.service
+        systemctl reset-failed dkmd.service 2>/dev/null
+        avc_check "$t" "the start without the drop-in (systemd refuses, not SELinux)"
+        mv "$W/fleet.conf" "$FLEET_DROPIN"
+        systemctl daemon-reload
         t_on=$(date +%s)
-        check "systemctl start dkmd (etcd)" systemctl start dkmd.service
+        check "systemctl start dkmd (etcd, with the drop-in)" systemctl start dkmd.service
         check "dkmd.service is active" wait_active dkmd.service || explain dkmd.service
         check "STATUS= says it serves: $(status_text)" status_has '^serving on'
         check "dkmd logs its store: etcd at $ETCD_URL" journal_has "$t_on" "store: etcd at $ETCD_URL, prefix $ETCD_PREFIX"
