@@ -3,7 +3,9 @@
 # serial console of the test VM (tests/system/run.sh installs it as
 # /root/dkm-system-test).  It does what README.md tells an administrator,
 # then what the users of each role do, first with SELinux permissive, then
-# enforcing, and last the bad-input cases.  The transcript goes to the
+# enforcing, then the bad-input cases, and last (still enforcing) dkmd as a
+# fleet node on etcd, with the dkmd_connect_etcd boolean off and on.  The
+# transcript goes to the
 # second serial port: "ok"/"FAIL" per check, and one closing line
 #   SYSTEM-RESULT PASS|FAIL <passed> <failed>
 # that run.sh reads.
@@ -416,6 +418,161 @@ bad_input() {
                 "systemctl restart dkmd.service && systemctl show -p StatusText --value dkmd.service | grep -q 'engine kernel'"
 }
 
+# --- a fleet node on etcd, enforcing --------------------------------------
+# One etcd member on loopback, started here (etcd's Debian unit is masked in
+# the root), reached as README's example reaches its members: https, a
+# client certificate, a host name (/etc/hosts).  dkmd is switched to [store]
+# backend=etcd with README's drop-in.  With the dkmd_connect_etcd boolean
+# off, SELinux keeps dkmd_t from etcd: dkmd does not start and says why;
+# with it on, dkmd serves from etcd.  run.sh made the certificates.
+ETCD_NAME=etcd1.dkm.test
+ETCD_URL=https://$ETCD_NAME:2379
+ETCD_TLS=/root/etcd-tls
+ETCD_PREFIX=/dkm/system-test/
+FLEET_DROPIN=/etc/systemd/system/dkmd.service.d/fleet.conf
+etcd_ctl() {
+        ETCDCTL_API=3 etcdctl --endpoints "$ETCD_URL" --cacert "$ETCD_TLS/ca.pem" \
+                --cert "$ETCD_TLS/client.pem" --key "$ETCD_TLS/client.key" \
+                --dial-timeout 2s --command-timeout 10s "$@"
+}
+# store_field FIELD: a field of dkmctl status --json's store_state, as svc.
+store_field() {
+        as_user svc dkmctl status --json | tr -d ' \n' |
+                sed -n "s/.*\"store_state\":{[^}]*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+store_field_is() { [ "$(store_field "$1")" = "$2" ]; }
+# etcd_has_gen N: etcd holds generation N of a policy under the prefix.
+etcd_has_gen() {
+        etcd_ctl get "$ETCD_PREFIX" --prefix --keys-only | grep -E "^${ETCD_PREFIX}policies/[^/]+/gens/0*$1\$" >/dev/null
+}
+# etcd_has_node: this node is registered under the prefix.
+etcd_has_node() { etcd_ctl get "${ETCD_PREFIX}nodes/dkm-test" --keys-only | grep -Fx "${ETCD_PREFIX}nodes/dkm-test" >/dev/null; }
+decrypts_etcd() { as_user svc dkmctl decrypt --in "$W/ct.etcd" | cmp -s - "$W/plain.etcd"; }
+# store_failures: how often dkmd has logged that it cannot open the etcd
+# store; more_store_failures N: more than N times (a start-up since N was
+# taken failed so, even within the same second).
+store_failures() {
+        journalctl -u dkmd.service --no-pager -o cat | grep -cF "cannot open the etcd store at $ETCD_URL (prefix $ETCD_PREFIX)"
+}
+more_store_failures() { [ "$(store_failures)" -gt "$1" ]; }
+
+fleet_on_etcd() {
+        local t t_on n avc gen g st
+        section "fleet node on etcd (enforcing): one etcd member on $ETCD_URL"
+        check "etcd's own Debian unit is masked" test "$(systemctl is-enabled etcd.service 2>&1)" = masked
+        # minbase has no /etc/hosts.
+        printf '127.0.0.1\tlocalhost\n127.0.0.1\t%s\n' "$ETCD_NAME" >>/etc/hosts
+        restorecon /etc/hosts
+        check "$ETCD_NAME resolves to 127.0.0.1: $(getent hosts "$ETCD_NAME")" \
+                test "$(getent hosts "$ETCD_NAME" | awk '{ print $1 }')" = 127.0.0.1
+        check "systemd-run: etcd on https, client certificates required, data in /run" \
+                systemd-run --unit=dkm-test-etcd --collect \
+                etcd --name dkm-test --data-dir /run/dkm-test-etcd \
+                --cert-file "$ETCD_TLS/server.pem" --key-file "$ETCD_TLS/server.key" \
+                --trusted-ca-file "$ETCD_TLS/ca.pem" --client-cert-auth \
+                --listen-client-urls https://127.0.0.1:2379 --advertise-client-urls "$ETCD_URL" \
+                --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+                --initial-cluster dkm-test=http://127.0.0.1:2380 --initial-cluster-state new \
+                --experimental-watch-progress-notify-interval 5s --enable-pprof=false
+        if ! check "etcd answers (etcdctl endpoint health)" wait_for 90 etcd_ctl endpoint health; then
+                explain dkm-test-etcd.service
+                return
+        fi
+        show ps -o label=,user=,pid=,args= -C etcd
+
+        section "[fleet] [store] backend=etcd, README's drop-in; dkmd_connect_etcd off"
+        cp "$CONF" "$W/dkmd.conf.sqlite"
+        install -m 0644 "$ETCD_TLS/ca.pem" /etc/dkm/etcd-ca.pem
+        install -m 0640 -g dkm "$ETCD_TLS/client.pem" /etc/dkm/etcd.pem
+        install -m 0640 -g dkm "$ETCD_TLS/client.key" /etc/dkm/etcd.key
+        restorecon -R /etc/dkm
+        show ls -Z /etc/dkm
+        printf '\n[store]\nbackend=etcd\nendpoints=%s\ncacert=%s\ncert=%s\nkey=%s\nprefix=%s\nnode_name=dkm-test\nnode_ttl=10s\n' \
+                "$ETCD_URL" /etc/dkm/etcd-ca.pem /etc/dkm/etcd.pem /etc/dkm/etcd.key "$ETCD_PREFIX" >>"$CONF"
+        sed -n '/^\[store\]/,$p' "$CONF" | sed 's/^/  /'
+        mkdir -p "$(dirname "$FLEET_DROPIN")"
+        printf '[Service]\nRestrictAddressFamilies=AF_UNIX AF_ALG AF_NETLINK AF_INET AF_INET6\nIPAddressAllow=127.0.0.1\n' \
+                >"$FLEET_DROPIN"
+        sed 's/^/  /' "$FLEET_DROPIN"
+        systemctl stop dkmd.service dkmd.socket
+        systemctl daemon-reload
+        check "the boolean dkmd_connect_etcd is off" sh -c "getsebool dkmd_connect_etcd | grep -q -- '--> off'"
+        t=$(date +%s)
+        n=$(store_failures)
+        systemctl start dkmd.service 2>/dev/null
+        check "dkmd says it cannot reach etcd" wait_for 30 more_store_failures "$n"
+        journalctl -u dkmd.service -o cat --since "@$t" | grep -m1 'cannot open the etcd store' | sed 's/^/  | /'
+        st=$(systemctl show -p ActiveState,SubState --value dkmd.service | tr '\n' ' ')
+        check "dkmd.service does not come up: $st" sh -c "! systemctl is-active -q dkmd.service"
+        check "meanwhile etcd itself answers" etcd_ctl endpoint health
+        # The denial is SELinux's: an AVC for dkmd_t on a TCP socket.
+        # shellcheck disable=SC2046 # ausearch_start prints two words
+        check "ausearch shows SELinux denying dkmd_t name_connect to etcd's port" wait_for 20 sh -c \
+                "ausearch -m AVC -i --start $(ausearch_start "$t") 2>/dev/null | grep -E 'avc: +denied +\\{ name_connect \\} .* dest=2379 scontext=system_u:system_r:dkmd_t:s0 tcontext=system_u:object_r:unreserved_port_t:s0 tclass=tcp_socket permissive=0' >/dev/null"
+        # shellcheck disable=SC2046
+        avc=$(ausearch -m AVC -i --start $(ausearch_start "$t") 2>/dev/null | grep -o 'avc: .*tclass=tcp_socket.*' |
+                sed 's/ pid=[0-9]*//' | sort | uniq -c)
+        printf '%s\n' "$avc" | cut -c1-300 | sed 's/^/  /'
+        systemctl stop dkmd.service
+        systemctl reset-failed dkmd.service 2>/dev/null
+        sleep 1 # ausearch --start counts whole seconds: these denials stay out of what follows
+
+        section "[fleet] setsebool dkmd_connect_etcd on"
+        check "setsebool dkmd_connect_etcd on" setsebool dkmd_connect_etcd on
+        show getsebool dkmd_connect_etcd
+        # The boolean alone does not do: the unit's own fence (no AF_INET,
+        # IPAddressDeny=any) holds until the drop-in lifts it.
+        mv "$FLEET_DROPIN" "$W/fleet.conf"
+        systemctl daemon-reload
+        t=$(date +%s)
+        n=$(store_failures)
+        systemctl start dkmd.service 2>/dev/null
+        check "without the drop-in dkmd still cannot reach etcd" wait_for 30 more_store_failures "$n"
+        check "dkmd.service does not come up" sh -c "! systemctl is-active -q dkmd.service"
+        systemctl stop dkmd.service
+        systemctl reset-failed dkmd.service 2>/dev/null
+        avc_check "$t" "the start without the drop-in (systemd refuses, not SELinux)"
+        mv "$W/fleet.conf" "$FLEET_DROPIN"
+        systemctl daemon-reload
+        t_on=$(date +%s)
+        check "systemctl start dkmd (etcd, with the drop-in)" systemctl start dkmd.service
+        check "dkmd.service is active" wait_active dkmd.service || explain dkmd.service
+        check "STATUS= says it serves: $(status_text)" status_has '^serving on'
+        check "dkmd logs its store: etcd at $ETCD_URL" journal_has "$t_on" "store: etcd at $ETCD_URL, prefix $ETCD_PREFIX"
+        check "status: backend etcd" store_field_is backend etcd
+        check "status: the watch is streaming" wait_for 30 store_field_is watch streaming
+        show as_user svc dkmctl status
+        check "etcd lists the node (${ETCD_PREFIX}nodes/dkm-test)" etcd_has_node
+        printf 'customer secret (fleet)' >"$W/plain.etcd"
+        chmod 644 "$W/plain.etcd"
+        as_user svc dkmctl encrypt --in "$W/plain.etcd" >"$W/ct.etcd"
+        chmod 644 "$W/ct.etcd"
+        check "svc: dkmctl encrypt on etcd ($(stat -c %s "$W/ct.etcd") bytes)" test -s "$W/ct.etcd"
+        check "svc: dkmctl decrypt gives the plaintext back" decrypts_etcd
+        # A rotation less than a second after the last activation reports
+        # the generation in force (README, Fleet): wait that second out.
+        gen=$(as_user svc dkmctl status --json | sed -n 's/.*"active_generation": \([0-9]*\).*/\1/p' | head -n1)
+        sleep 1.1
+        g=$(as_user alice dkmctl key rotate 2>&1)
+        echo "  alice: dkmctl key rotate: $g"
+        g=$(sed -n 's/^generation \([0-9]*\) is now active$/\1/p' <<<"$g")
+        check "alice rotates: generation ${gen:-?} -> ${g:-?}" test -n "$g" -a -n "$gen" -a "${g:-0}" -gt "${gen:-0}"
+        check "etcd holds generation $g (etcdctl get --prefix $ETCD_PREFIX)" etcd_has_gen "${g:-none}"
+        etcd_ctl get "$ETCD_PREFIX" --prefix --keys-only | grep . | sed 's/^/  /'
+        check "svc still decrypts after the rotation" decrypts_etcd
+        avc_check "$t_on" "the fleet node on etcd"
+
+        section "[fleet] back to SQLite"
+        systemctl stop dkmd.service
+        rm -f "$FLEET_DROPIN"
+        cp "$W/dkmd.conf.sqlite" "$CONF"
+        setsebool dkmd_connect_etcd off
+        systemctl daemon-reload
+        check "dkmd on SQLite again" sh -c "systemctl start dkmd.service && systemctl is-active -q dkmd.service"
+        check "svc decrypts the enforcing run's ciphertext there" decrypts svc
+        systemctl stop dkm-test-etcd.service
+}
+
 section "dkm full-system test on $(uname -r)"
 show systemctl is-system-running --wait
 start=$(date +%s)
@@ -431,6 +588,7 @@ run_flow enforcing
 watchdog_test
 bad_input
 avc_check "$start" "the enforcing run"
+fleet_on_etcd
 
 section "the journal of dkmd (last 30 lines)"
 journalctl -u dkmd.service --no-pager -o short-monotonic | tail -n 30 | cut -c1-300

@@ -4,10 +4,10 @@
 #   tests/system/mkroot.sh BUILD DIR PACKAGE...
 #
 # debootstrap (minbase) with systemd, udev, auditd, keyutils, the SELinux
-# userspace and the default reference policy, plus the PACKAGEs (the runtime
-# libraries of the dkm binaries), set up to boot under QEMU: root on the NVMe
-# disk, SELinux permissive, root logged in automatically on the serial
-# console.  dkm itself is not in it: tests/system/run.sh copies this tree and
+# userspace and the default reference policy, etcd (server and etcdctl, for
+# a fleet node on etcd), plus the PACKAGEs (the runtime libraries of the dkm
+# binaries), set up to boot under QEMU: root on the NVMe disk, SELinux
+# permissive, root logged in automatically on the serial console.  dkm itself is not in it: tests/system/run.sh copies this tree and
 # installs dkm into the copy.
 #
 # The tree is cached in DIR with a key made of this script and the package
@@ -24,7 +24,8 @@ dir=$(realpath -m "$2")
 shift 2
 
 pkgs=(systemd systemd-sysv udev auditd keyutils kmod procps util-linux login
-        libpam-modules selinux-policy-default selinux-utils policycoreutils "$@")
+        libpam-modules selinux-policy-default selinux-utils policycoreutils \
+        etcd-server etcd-client "$@")
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 key=$( { sha256sum "$0" | cut -d' ' -f1; printf '%s\n' "${pkgs[@]}"; } | sha256sum | cut -d' ' -f1)
 
@@ -82,10 +83,12 @@ if [ "$(tty)" = /dev/ttyS0 ] && [ -x /root/dkm-system-test ] && [ ! -e /run/dkm-
 fi
 EOF
 
-# Nothing that the test does not need, to keep a TCG boot short.
+# Nothing that the test does not need, to keep a TCG boot short.  etcd's
+# own unit too: the test starts a member of its own, on loopback, when it
+# gets to the fleet node.
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
         fstrim.timer systemd-timesyncd.service getty@tty1.service \
-        systemd-networkd-wait-online.service; do
+        systemd-networkd-wait-online.service etcd.service; do
         ln -sf /dev/null "$r/etc/systemd/system/$u"
 done
 rm -f "$r"/var/cache/apt/archives/*.deb

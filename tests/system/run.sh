@@ -4,13 +4,15 @@
 #   tests/system/run.sh BUILD
 #
 # 1. A Debian 12 root file system (debootstrap: systemd, auditd, keyutils,
-#    the SELinux userspace and reference policy, the runtime libraries of
-#    dkm), built once by mkroot.sh and cached in BUILD/vm/system-root.
+#    the SELinux userspace and reference policy, etcd, the runtime
+#    libraries of dkm), built once by mkroot.sh and cached in
+#    BUILD/vm/system-root.
 # 2. A copy of it gets dkm through `make install DESTDIR=`, the AF_ALG
-#    modules of Debian's 6.1 cloud kernel (tests/vm/fetch-kernel.sh), and
-#    the guest script; setfiles labels it with the policy's file contexts and
-#    mkfs.ext4 -d turns it into a disk image (labels need a real file
-#    system, hence no initramfs root).
+#    modules of Debian's 6.1 cloud kernel (tests/vm/fetch-kernel.sh), the
+#    guest script, and throwaway TLS certificates for the guest's etcd;
+#    setfiles labels it with the policy's file contexts and mkfs.ext4 -d
+#    turns it into a disk image (labels need a real file system, hence no
+#    initramfs root).
 # 3. QEMU (TCG) boots the kernel straight into systemd with SELinux
 #    permissive; root is logged in on the serial console and runs
 #    guest-test.sh, whose transcript comes back on the second serial port.
@@ -51,7 +53,7 @@ die() { echo "system: $*"; exit 1; }
 say() { echo "system: $* ($((SECONDS - t0))s)"; }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (debootstrap, file labels)"
-for t in qemu-system-x86_64 debootstrap mkfs.ext4 setfiles dpkg-query ldd depmod modprobe timeout; do
+for t in qemu-system-x86_64 debootstrap mkfs.ext4 setfiles dpkg-query ldd depmod modprobe timeout openssl; do
         command -v "$t" >/dev/null || skip "$t not found (make deps)"
 done
 [ -f /usr/share/selinux/devel/Makefile ] || skip "selinux-policy-dev is not installed (make deps)"
@@ -107,6 +109,25 @@ install -m 0755 "$here/guest-test.sh" "$stage/root/dkm-system-test"
 make -s -C "$top" BUILD="$build" "$build/tools/freeze-thread" >>"$vm/system-install.log" 2>&1 ||
         { tail -n 20 "$vm/system-install.log"; die "building tools/freeze-thread failed"; }
 install -m 0755 "$build/tools/freeze-thread" "$stage/root/freeze-thread"
+# The fleet part talks TLS to etcd under a host name, as README's example
+# does: a throwaway CA, a server certificate for etcd1.dkm.test and a client
+# certificate, made here (the guest has no openssl command).
+tls=$stage/root/etcd-tls
+mkdir -p "$tls"
+(
+        set -e
+        cd "$tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout ca.key -out ca.pem -days 2 -subj /CN=dkm-system-test-ca
+        for who in server client; do
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                        -keyout "$who.key" -out "$who.csr" -subj "/CN=dkm-system-test-$who"
+                printf 'subjectAltName=DNS:etcd1.dkm.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$who.ext"
+                openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+                        -out "$who.pem" -days 2 -extfile "$who.ext"
+        done
+        rm -f ca.key ./*.csr ./*.ext ./*.srl
+) >"$vm/system-tls.log" 2>&1 || { cat "$vm/system-tls.log"; die "making the etcd TLS certificates failed"; }
 [ -z "${DKM_SYSTEM_DEBUG:-}" ] || touch "$stage/root/debug-dontaudit"
 
 fc=$stage/etc/selinux/default/contexts/files/file_contexts
