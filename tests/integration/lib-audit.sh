@@ -19,7 +19,17 @@
 #                   auditd writes asynchronously, so it retries until
 #                   ausearch finds something or AUDIT_WAIT seconds (default 10)
 #                   have passed; returns ausearch's status (0 found, 1 not).
-#                   Use AUDIT_WAIT=0 when expecting no match.
+#                   Use AUDIT_WAIT=0 when expecting no match.  Otherwise,
+#                   before searching, it waits until every record sent so far is in
+#                   the log (audit_flush).
+#   audit_flush     sends a record of its own and waits until it is in the
+#                   log: the kernel and auditd keep the order, so every record
+#                   sent before it (by dkmd before it answered) is there too.
+#   audit_count REGEX ARGS...
+#                   how many of audit_search ARGS's lines match REGEX (grep);
+#                   waits up to AUDIT_WAIT seconds (default 10) for the first,
+#                   for records dkmd sends after it answered (a maintenance
+#                   pass, another node).
 #
 # Records are read from the log file auditd.conf names (Debian:
 # /var/log/audit/audit.log, log_format ENRICHED).
@@ -124,6 +134,22 @@ audit_mark() {
         echo "$AUDIT_MARK"
 }
 
+audit_flush() {
+        local token="dkm-audit-flush-$$-$RANDOM" i
+        local -a start
+
+        read -r -a start <<<"$AUDIT_MARK"
+        auditctl -m "$token" >/dev/null 2>&1 || return 1
+        for ((i = 0; i < 50; i++)); do
+                # (not grep -q: under pipefail an early exit would fail the pipeline)
+                LC_ALL=C ausearch -m USER --start "${start[@]}" 2>/dev/null | grep -- "$token" >/dev/null &&
+                        return 0
+                sleep 0.2
+        done
+        echo "audit_flush: record $token did not reach the log" >&2
+        return 1
+}
+
 audit_search() {
         local wait=${AUDIT_WAIT:-10} deadline rc
         local -a start
@@ -132,6 +158,10 @@ audit_search() {
                 echo "audit_search: call audit_mark first" >&2
                 return 2
         fi
+        # auditd writes asynchronously: without this, the last records sent
+        # before the search could still be on their way while ausearch finds
+        # earlier ones and returns.
+        [ "$wait" = 0 ] || audit_flush
         read -r -a start <<<"$AUDIT_MARK"
         deadline=$((SECONDS + wait))
         while :; do
@@ -139,6 +169,20 @@ audit_search() {
                 rc=$?
                 [ "$rc" = 0 ] && return 0
                 [ "$SECONDS" -ge "$deadline" ] && return "$rc"
+                sleep 0.2
+        done
+}
+
+audit_count() {
+        local re=$1 deadline n
+        shift
+        deadline=$((SECONDS + ${AUDIT_WAIT:-10}))
+        while :; do
+                n=$(audit_search "$@" | grep -c -- "$re")
+                if [ "${n:-0}" -gt 0 ] || [ "$SECONDS" -ge "$deadline" ]; then
+                        echo "${n:-0}"
+                        return 0
+                fi
                 sleep 0.2
         done
 }

@@ -8,7 +8,8 @@
 #   etcd_available         0 when etcd and etcdctl are installed, 77 otherwise
 #                          (with the reason on stderr).
 #   etcd_cluster_start DIR start members 1..3 with their data and logs under
-#                          DIR, on free loopback ports picked at random, and
+#                          DIR, on free loopback ports picked at random
+#                          (below the ephemeral port range), and
 #                          wait until the cluster is healthy.  Exports
 #                          ETCD_ENDPOINTS (the three client URLs, comma
 #                          separated, member 1 first) and ETCD_ENDPOINT_1..3.
@@ -144,10 +145,18 @@ etcd_cluster_start() {
         etcd_available || return 1
         mkdir -p "$dir" || return 1
         ETCD_DIR=$(cd "$dir" && pwd)
+        # Below the kernel's ephemeral range (outgoing connections, etcdctl's
+        # included, take their local ports from it, and one in TIME_WAIT
+        # there would keep a member from binding its port again when
+        # etcd_member_start restarts it), when there is room.
+        local lo span
+        read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null
+        span=$(( ${lo:-0} - 20000 ))
+        [ "$span" -ge 600 ] || span=40000
         for _ in 1 2 3 4 5; do
-                # Six consecutive ports in 20000..59999; others may pick ports
-                # at the same moment, so a lost race is retried elsewhere.
-                ETCD_BASE_PORT=$((20000 + (RANDOM * 32768 + RANDOM) % 40000 / 6 * 6))
+                # Six consecutive ports from 20000; others may pick ports at
+                # the same moment, so a lost race is retried elsewhere.
+                ETCD_BASE_PORT=$((20000 + (RANDOM * 32768 + RANDOM) % (span - 5) / 6 * 6))
                 _etcd_ports_busy "$ETCD_BASE_PORT" && continue
                 rm -rf "$ETCD_DIR"/m1 "$ETCD_DIR"/m2 "$ETCD_DIR"/m3
                 for n in 1 2 3; do

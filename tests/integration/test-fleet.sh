@@ -99,14 +99,18 @@ rotate_new() {
         echo "$g"
 }
 # reaches FROM TO...: rotate on FROM; each TO has the new active generation
-# within 1 s.
+# within 1 s.  Fails on a query begun 1 s or more after the rotation that still
+# sees the old generation: the time a query itself takes (dkmctl, on a loaded
+# machine) does not count against the node.
 reaches() {
-        local from=$1 g t0 n; shift
+        local from=$1 g t0 n asked; shift
         g=$(rotate_new "$from") || return 1
         t0=$(date +%s%N)
         for n in "$@"; do
-                until [ "$(active "$n")" = "$g" ]; do
-                        [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ] ||
+                while :; do
+                        asked=$(( ($(date +%s%N) - t0) / 1000000 ))
+                        [ "$(active "$n")" = "$g" ] && break
+                        [ "$asked" -lt 1000 ] ||
                                 { echo "$n: generation $(active "$n"), not $g, after 1 s"; return 1; }
                         sleep 0.02
                 done
@@ -163,11 +167,16 @@ echo "== rotate on B: A and C encrypt under the new generation within 1 s"
 g=$(on b op key rotate | sed -n 's/generation \([0-9]*\) is now active/\1/p')
 check "B rotated to generation 2 ($g)" test "$g" = 2
 t0=$(date +%s%N)
+# An encryption begun 1 s or more after the rotation under the old generation
+# fails; C gets its first try even when A's tries (dkmctl, on a loaded
+# machine) used up the second.
 for n in a c; do
         ok=0
-        while [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ]; do
+        while :; do
+                asked=$(( ($(date +%s%N) - t0) / 1000000 ))
                 printf x | on "$n" svc encrypt > "$W/ct-$n-2"
                 [ "$(gen_of "$W/ct-$n-2")" = "$g" ] && { ok=1; break; }
+                [ "$asked" -lt 1000 ] || break
                 sleep 0.05
         done
         check "$n encrypts under generation $g within 1 s ($(( ($(date +%s%N) - t0) / 1000000 )) ms)" test $ok = 1
@@ -220,8 +229,10 @@ check "dkmctl status prints the nodes" bash -c "
         on a op status | grep -q '^         node-c .*revision [1-9][0-9]*, heartbeat [0-9]* s ago'"
 lease_b=$(etcd_ctl get "${PREFIX}nodes/node-b" -w json | grep -o '"lease":[0-9]*' | cut -d: -f2)
 check "B's record in etcd carries a lease ($lease_b)" test -n "$lease_b"
-left=$(etcd_ctl lease timetolive "$(printf %x "${lease_b:-0}")" | sed -n 's/.*remaining(\(-*[0-9]*\)s).*/\1/p')
-check "its TTL is node_ttl, 3 s ($left s left)" test "${left:-9}" -le 3 -a "${left:-0}" -ge 1
+# The TTL granted, not what is left of it: a beat late on a loaded machine
+# leaves less than 1 s.
+ttl=$(etcd_ctl lease timetolive "$(printf %x "${lease_b:-0}")" | sed -n 's/.*granted with TTL(\([0-9]*\)s).*/\1/p')
+check "its TTL is node_ttl, 3 s (${ttl:-none})" test "${ttl:-0}" = 3
 
 node_stop c
 t0=$(date +%s%N)
@@ -235,11 +246,15 @@ node_start c || fail "node c did not restart"
 check "C back: A lists it again" wait_nodes a "node-a node-b node-c " 3
 
 node_kill c
-t0=$(date +%s%N)
+# C's last beat, from its record: the lease was kept alive just before it was
+# written.  Counted from the kill instead, a beat that came late on a loaded
+# machine (beats are 1 s apart plus their own etcd round trips) would leave
+# less than 2 s of the lease.
+hb=$(etcd_ctl get "${PREFIX}nodes/node-c" --print-value-only | sed -n 's/.*"heartbeat": *\([0-9]*\).*/\1/p')
 check "C killed: still listed until its lease runs out" test "$(nodes_seen a)" = "node-a node-b node-c "
 check "C killed: gone from A's status after its TTL" wait_nodes a "node-a node-b " 8
-ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-check "not before the TTL of 3 s ($ms ms)" test "$ms" -ge 2000
+ms=$(( ($(date +%s%6N) - ${hb:-0}) / 1000 ))
+check "not before the TTL of 3 s ($ms ms after C's last beat)" test -n "$hb" -a "$ms" -ge 2000
 check "and from B's" wait_nodes b "node-a node-b " 1
 node_start c || fail "node c did not restart"
 check "C back after the crash: listed again" wait_nodes b "node-a node-b node-c " 3
@@ -355,8 +370,10 @@ check "approved on A" bash -c "on a appr access approve $id2 | grep -q pending"
 check "and on B: granted" bash -c "on b appr2 access approve $id2 | grep -q granted"
 lease2=$(lease_of "$(marker "$id2")")
 check "its marker in etcd carries a lease ($lease2)" test -n "$lease2"
-left=$(etcd_ctl lease timetolive "$(printf %x "${lease2:-0}")" | sed -n 's/.*remaining(\(-*[0-9]*\)s).*/\1/p')
-check "the lease's TTL is what the grant has left ($left s of 6)" test "${left:-9}" -le 6 -a "${left:-0}" -ge 3
+# The TTL granted (what the grant had left when approved), not what is left
+# of it after this test's own commands on a loaded machine.
+ttl=$(etcd_ctl lease timetolive "$(printf %x "${lease2:-0}")" | sed -n 's/.*granted with TTL(\([0-9]*\)s).*/\1/p')
+check "the lease's TTL is what the grant has left (${ttl:-none} s of 6)" test "${ttl:-9}" -le 6 -a "${ttl:-0}" -ge 3
 check "the request record itself has no lease" test -z "$(lease_of "${PREFIX}access/requests/$(printf %010d "$id2")")"
 check "the holder decrypts on C" bash -c "on c op decrypt --in '$W/ct-a' | grep -qx 'fleet secret'"
 ok=0
@@ -365,15 +382,22 @@ for _ in $(seq 1 120); do
         sleep 0.1
 done
 check "at expiry etcd deletes the marker" test $ok = 1
-sleep 1.5 # every node's maintenance runs once a second
+# Every node's maintenance runs once a second, one of them records the end:
+# wait for that rather than a fixed time (a loaded machine delays it).
+ok=0
+for _ in $(seq 1 50); do
+        on c op access list --json | tr -d ' \n' |
+                matches "\"id\":$id2,\"state\":\"expired\".*\"ended_by\":\"expiry\"" && { ok=1; break; }
+        sleep 0.2
+done
 for n in a b c; do
         refused "node $n refuses the expired grant" "grant $id2 expired" on $n op decrypt --in "$W/ct-a"
 done
-check "the record says expired, ended by expiry" bash -c "
-        on c op access list --json | tr -d ' \n' | grep -q '\"id\":$id2,\"state\":\"expired\".*\"ended_by\":\"expiry\"'"
+check "the record says expired, ended by expiry" test $ok = 1
+# The node that recorded the end audits it just after: wait for the record.
+n_exp=$(audit_count "op=grant-expire .*request=$id2 " -m USER_ACCT,CRYPTO_KEY_USER)
 recs=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
-check "the expiry is audited once, as an expiry ($(grep -c "op=grant-expire .*request=$id2 " <<<"$recs"))" \
-        test "$(grep -c "op=grant-expire .*request=$id2 " <<<"$recs")" = 1
+check "the expiry is audited once, as an expiry ($n_exp)" test "$n_exp" = 1
 check "and not as a revocation" test "$(grep -c "op=grant-revoke .*request=$id2 " <<<"$recs")" = 0
 
 echo "== a grant's lease revoked in etcd revokes the grant on every node"
@@ -393,8 +417,8 @@ sleep 1.5
 for n in a b c; do
         refused "node $n refuses it" "grant $id3 revoked" on $n op decrypt --in "$W/ct-a"
 done
-recs=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
-check "audited once, source etcd" test "$(grep -c "op=grant-revoke .*request=$id3 .*source=etcd" <<<"$recs")" = 1
+n_rev=$(audit_count "op=grant-revoke .*request=$id3 .*source=etcd" -m USER_ACCT,CRYPTO_KEY_USER)
+check "audited once, source etcd ($n_rev)" test "$n_rev" = 1
 
 echo "== node D on member 3 only: its watch breaks and resumes without missing a change"
 node_config d "[access]" "approvals_required=2" \

@@ -47,13 +47,24 @@ check "served by the availability key, shown as degraded" bash -c \
         "as op policy show tenant | grep -q 'degraded (customer keys unreachable)' && as op policy show tenant | grep -q '\"availability_key_used\": true'"
 check "status shows it too" bash -c "as op status --json | grep -q 'degraded'"
 mv "$K/a/away" "$K/a/store"; mv "$K/b/away" "$K/b/store"
-sleep 2
+# Maintenance looks at the customer keys every 300 ms here (cache_ttl / 10):
+# wait for it rather than a fixed time a loaded machine may overrun.
+# wait_state STATE TRIES: up to TRIES looks, 0.2 s apart.
+wait_state() {
+        for _ in $(seq 1 "$2"); do
+                as op policy show tenant | matches "\"state\": \"$1\"" && return 0
+                sleep 0.2
+        done
+        return 1
+}
+wait_state healthy 50
 check "back to healthy when the keys return" bash -c "as op policy show tenant | grep -q '\"state\": \"healthy\"'"
 
 # Revocation: one customer key deleted.  The availability key is not used;
 # once the cached keys expire the data is unreadable.
 rm "$K/a/store/key"
-sleep 1
+# At most 10 looks (2 s and more): well before the cached keys expire (3 s).
+wait_state revoked 10
 check "revoked, shown at once" bash -c "as op policy show tenant | grep -q '\"state\": \"revoked\"'"
 sleep 4
 refused "after the cache lifetime the data is unreadable" "revoked" as svc decrypt --in "$W/t1"
