@@ -360,6 +360,31 @@ size_t etcd_endpoint_preferred(struct etcd_client *c)
         return idx;
 }
 
+/* A connect this host refused (SELinux, seccomp, systemd's IPAddressDeny= or
+ * RestrictAddressFamilies=) looks like an unreachable member to the rest of
+ * the store; remember it so that start-up can say what really happened. */
+static void note_connect_failure(struct etcd_client *c, CURL *h)
+{
+        long os_errno = 0;
+
+        curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno);
+        pthread_mutex_lock(&c->lock);
+        c->connect_refused = os_errno == EACCES || os_errno == EPERM || os_errno == EAFNOSUPPORT
+                                     ? (int)os_errno
+                                     : 0;
+        pthread_mutex_unlock(&c->lock);
+}
+
+int etcd_client_connect_refused(struct etcd_client *c)
+{
+        int e;
+
+        pthread_mutex_lock(&c->lock);
+        e = c->connect_refused;
+        pthread_mutex_unlock(&c->lock);
+        return e;
+}
+
 /* One POST to one endpoint. */
 static int attempt(struct etcd_client *c, size_t idx, const char *method, const char *body,
                    size_t body_len, const char *token, long timeout_ms, struct json_object **ret,
@@ -392,9 +417,12 @@ static int attempt(struct etcd_client *c, size_t idx, const char *method, const 
                         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
                 else if (out.err)
                         r = out.err, *ret_outcome = ETCD_OUT_FINAL;
-                else
+                else {
                         r = etcd_curl_error(cc, etcd_transfer_phase(h), strncmp(url, "https:", 6) == 0,
                                             out.error, ret_outcome);
+                        if (cc == CURLE_COULDNT_CONNECT)
+                                note_connect_failure(c, h);
+                }
                 etcd_headers_free(hd);
                 handle_put(c, h);
                 free(url);

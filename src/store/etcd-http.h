@@ -27,6 +27,11 @@ struct etcd_client;
 /* Copies what it needs of loc (the password into locked memory). */
 int etcd_client_new(const struct etcd_location *loc, struct etcd_client **ret);
 void etcd_client_free(struct etcd_client *c);
+/* The errno (positive) with which this host itself refused the last failed
+ * connect: EACCES (SELinux), EPERM (seccomp, IPAddressDeny=), EAFNOSUPPORT
+ * (RestrictAddressFamilies=); 0 when it was the network or the member.  The
+ * calls below report any failed connect as -EHOSTUNREACH. */
+int etcd_client_connect_refused(struct etcd_client *c);
 
 enum {
         /* A read: after a timeout or a broken connection it is safe to ask

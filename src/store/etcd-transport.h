@@ -24,6 +24,7 @@ struct etcd_client {
         const char *api;      /* "/v3/" or "/v3beta/" */
         CURL *pool[ETCD_POOL_MAX];
         size_t n_pool;
+        int connect_refused;  /* errno of the last connect this host refused, or 0 */
 };
 
 /* What happened to one attempt on one endpoint. */

@@ -673,6 +673,10 @@ static int etcd_open(const char *location, struct store **ret)
          * at startup rather than at the first rollover. */
         if (r == 0)
                 r = etcd_revision(s, &rev);
+        /* Unreachable because this host forbids the connection: say so (at
+         * run time such a failure stays "unavailable", like any other). */
+        if (r == -EHOSTUNREACH && etcd_client_connect_refused(s->c))
+                r = -etcd_client_connect_refused(s->c);
         if (r < 0) {
                 etcd_close(s);
                 return r;

@@ -502,6 +502,8 @@ fleet_on_etcd() {
         systemctl start dkmd.service 2>/dev/null
         check "dkmd says it cannot reach etcd" wait_for 30 more_store_failures "$n"
         journalctl -u dkmd.service -o cat --since "@$t" | grep -m1 'cannot open the etcd store' | sed 's/^/  | /'
+        check "it says this host refused the connection (Permission denied), not the network" sh -c \
+                "journalctl -u dkmd.service -o cat --since @$t | grep -F 'cannot open the etcd store' | grep -q ': Permission denied\$'"
         st=$(systemctl show -p ActiveState,SubState --value dkmd.service | tr '\n' ' ')
         check "dkmd.service does not come up: $st" sh -c "! systemctl is-active -q dkmd.service"
         check "meanwhile etcd itself answers" etcd_ctl endpoint health
@@ -528,6 +530,7 @@ fleet_on_etcd() {
         n=$(store_failures)
         systemctl start dkmd.service 2>/dev/null
         check "without the drop-in dkmd still cannot reach etcd" wait_for 30 more_store_failures "$n"
+        journalctl -u dkmd.service -o cat --since "@$t" | grep -m1 'cannot open the etcd store' | sed 's/^/  | /'
         check "dkmd.service does not come up" sh -c "! systemctl is-active -q dkmd.service"
         systemctl stop dkmd.service
         systemctl reset-failed dkmd.service 2>/dev/null
