@@ -21,9 +21,10 @@
 #                          scripts call it from their EXIT trap.
 #   etcd_ctl ARGS...       etcdctl against the cluster.
 #
-#   etcd_tls_make DIR      a throwaway CA, a server certificate for
-#                          127.0.0.1 and a client certificate in DIR (ca.pem,
-#                          server.pem/.key, client.pem/.key), with openssl.
+#   etcd_tls_make DIR [SAN]
+#                          a throwaway CA, a server certificate for SAN
+#                          (default IP:127.0.0.1) and a client certificate in
+#                          DIR (ca.pem, server.pem/.key, client.pem/.key).
 #
 # ETCD_EXTRA_ARGS (a string, split on blanks) is added to every member's
 # command line, e.g. "--auth-token-ttl 2".  With ETCD_TLS_DIR set (to a
@@ -61,7 +62,7 @@ _etcd_ctl_tls() {
 }
 
 etcd_tls_make() {
-        local d=${1:?etcd_tls_make needs a directory} who
+        local d=${1:?etcd_tls_make needs a directory} san=${2:-IP:127.0.0.1} who
         mkdir -p "$d" || return 1
         (
                 set -e
@@ -71,7 +72,7 @@ etcd_tls_make() {
                 for who in server client; do
                         openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
                                 -keyout "$who.key" -out "$who.csr" -subj "/CN=dkm-test-$who"
-                        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$who.ext"
+                        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san" >"$who.ext"
                         openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
                                 -out "$who.pem" -days 2 -extfile "$who.ext"
                 done

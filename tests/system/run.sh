@@ -113,21 +113,11 @@ install -m 0755 "$build/tools/freeze-thread" "$stage/root/freeze-thread"
 # does: a throwaway CA, a server certificate for etcd1.dkm.test and a client
 # certificate, made here (the guest has no openssl command).
 tls=$stage/root/etcd-tls
-mkdir -p "$tls"
-(
-        set -e
-        cd "$tls"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-                -keyout ca.key -out ca.pem -days 2 -subj /CN=dkm-system-test-ca
-        for who in server client; do
-                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-                        -keyout "$who.key" -out "$who.csr" -subj "/CN=dkm-system-test-$who"
-                printf 'subjectAltName=DNS:etcd1.dkm.test,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$who.ext"
-                openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
-                        -out "$who.pem" -days 2 -extfile "$who.ext"
-        done
-        rm -f ca.key ./*.csr ./*.ext ./*.srl
-) >"$vm/system-tls.log" 2>&1 || { cat "$vm/system-tls.log"; die "making the etcd TLS certificates failed"; }
+# shellcheck source=tests/integration/lib-etcd.sh
+. "$top/tests/integration/lib-etcd.sh"
+etcd_tls_make "$tls" DNS:etcd1.dkm.test,IP:127.0.0.1 || die "making the etcd TLS certificates failed"
+# Only what the guest uses goes into the image.
+rm -f "$tls"/ca.key "$tls"/*.csr "$tls"/*.ext "$tls"/*.srl "$tls"/openssl.log
 [ -z "${DKM_SYSTEM_DEBUG:-}" ] || touch "$stage/root/debug-dontaudit"
 
 fc=$stage/etc/selinux/default/contexts/files/file_contexts
