@@ -5,7 +5,6 @@
  * again on every call so that deleting it revokes the key at once.  For
  * development and for customers whose key store is a mounted volume.
  */
-#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -176,27 +175,15 @@ static int file_derive(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
         struct file_key *fk = state;
         _cleanup_close_ int fd = -EBADF;
         uint8_t buf[CKEY_KEY_SIZE + 1];
-        struct stat st;
         size_t got = 0;
         int r;
 
-        fd = open(fk->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0) {
-                r = negative_errno();
-                if (r == -ENOENT || r == -ENOTDIR)
-                        return missing(fk->path, err, err_size);
-                ckey_err(err, err_size, "cannot open key file %s: %s", fk->path, strerror(-r));
+        /* Only from [policy] key_dirs, and only a file that is safe there. */
+        r = ckey_allow_open_file(fk->path, "key file", &fd, err, err_size);
+        if (r == -ENOENT || r == -ENOTDIR)
+                return missing(fk->path, err, err_size);
+        if (r < 0)
                 return r == -EPERM ? -EACCES : r; /* EACCES: revoked; EIO & co: unavailable */
-        }
-        if (fstat(fd, &st) < 0) {
-                r = negative_errno();
-                ckey_err(err, err_size, "cannot stat key file %s: %s", fk->path, strerror(-r));
-                return r;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                ckey_err(err, err_size, "key file %s is not a regular file", fk->path);
-                return -EINVAL;
-        }
         /* Read one byte more than a key to notice a file that grew. */
         r = read_full(fd, buf, sizeof(buf), &got);
         if (r < 0) {
@@ -221,10 +208,25 @@ static int file_derive(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
         return 0;
 }
 
+/* Refused only for what the configuration does not allow; a file that is
+ * missing or unreadable shows when the key is used. */
+static int file_check(void *state, char *err, size_t err_size)
+{
+        struct file_key *fk = state;
+        _cleanup_close_ int fd = -EBADF;
+        int r = ckey_allow_open_file(fk->path, "key file", &fd, err, err_size);
+
+        if (r == -EINVAL || r == -ENOMEM)
+                return r;
+        ckey_err(err, err_size, "%s", "");
+        return 0;
+}
+
 const struct ckey_provider ckey_file_provider = {
         .scheme = "file",
         .kind = 'F',
         .open = file_open,
         .close = file_close,
         .derive = file_derive,
+        .check = file_check,
 };

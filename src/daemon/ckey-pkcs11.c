@@ -366,9 +366,20 @@ static int module_load(struct p11_key *pk, char *err, size_t err_size)
 
         if (pk->module)
                 return 0;
-        if (pk->module_path)
-                m = p11_kit_module_load(pk->module_path, 0);
-        else {
+        /* Only what [policy] pkcs11_modules allows is loaded: a module's
+         * constructor runs inside dkmd with all its keys. */
+        if (pk->module_path) {
+                _cleanup_free_ char *real = NULL;
+                int r = ckey_allow_module_path(pk->module_path, &real, err, err_size);
+
+                if (r < 0)
+                        return r == -EINVAL || r == -ENOMEM ? r : -EHOSTUNREACH;
+                m = p11_kit_module_load(real, 0);
+        } else {
+                int r = ckey_allow_module_name(pk->module_name, err, err_size);
+
+                if (r < 0)
+                        return r;
                 all = p11_kit_modules_load(NULL, 0);
                 if (all) {
                         m = p11_kit_module_for_name(all, pk->module_name);
@@ -443,13 +454,21 @@ static int find_slot(struct p11_key *pk, CK_SLOT_ID *ret_slot, CK_TOKEN_INFO *re
         return -ENODEV;
 }
 
-/* A service-side file: unreadable is "unavailable" (-ENOENT), not revoked. */
+/* A service-side file: unreadable is "unavailable" (-ENOENT), not revoked;
+ * one the configuration does not allow is refused (-EINVAL). */
 static int read_pin_file(const char *path, char pin[PIN_MAX], char *err, size_t err_size)
 {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        _cleanup_close_ int fd = -EBADF;
         ssize_t n;
+        int r;
 
-        if (fd < 0 || (n = read(fd, pin, PIN_MAX - 1)) < 0) {
+        r = ckey_allow_open_file(path, "PIN file", &fd, err, err_size);
+        if (r == -EINVAL || r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -ENOENT;
+        n = read(fd, pin, PIN_MAX - 1);
+        if (n < 0) {
                 ckey_err(err, err_size, "cannot read PIN file %s: %s", path, strerror(errno));
                 return -ENOENT;
         }
@@ -583,10 +602,33 @@ static int p11_derive(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
         return r;
 }
 
+/* The module and the PIN file, as ckey_check() wants them: refused only
+ * for what the configuration does not allow. */
+static int p11_check(void *state, char *err, size_t err_size)
+{
+        struct p11_key *pk = state;
+        int r;
+
+        r = pk->module_path ? ckey_allow_module_path(pk->module_path, NULL, err, err_size) :
+                              ckey_allow_module_name(pk->module_name, err, err_size);
+        if (r == -EINVAL || r == -ENOMEM)
+                return r;
+        if (pk->pin_file) {
+                _cleanup_close_ int fd = -EBADF;
+
+                r = ckey_allow_open_file(pk->pin_file, "PIN file", &fd, err, err_size);
+                if (r == -EINVAL || r == -ENOMEM)
+                        return r;
+        }
+        ckey_err(err, err_size, "%s", "");
+        return 0;
+}
+
 const struct ckey_provider ckey_pkcs11_provider = {
         .scheme = "pkcs11",
         .kind = 'P',
         .open = p11_open,
         .close = p11_close,
         .derive = p11_derive,
+        .check = p11_check,
 };

@@ -155,6 +155,15 @@ const char *ckey_uri_redacted(const struct ckey *k)
         return k ? k->redacted : NULL;
 }
 
+int ckey_check(struct ckey *k, char *err, size_t err_size)
+{
+        if (!k) {
+                ckey_err(err, err_size, "missing argument");
+                return -EINVAL;
+        }
+        return k->provider->check ? k->provider->check(k->state, err, err_size) : 0;
+}
+
 /* --- classification --------------------------------------------------------- */
 
 enum ckey_failure ckey_classify(int error)

@@ -79,6 +79,35 @@ void ckey_free(struct ckey *k);
 /* The URI without its PIN, for logs and status. */
 const char *ckey_uri_redacted(const struct ckey *k);
 
+/* --- what the administrator allows ------------------------------------------
+ * A pkcs11: URI names a library that dkmd loads and a PIN file it reads; a
+ * file: URI names a file it reads.  Only what dkmd.conf allows is used:
+ * [policy] pkcs11_modules (absolute module paths, or p11-kit module names for
+ * module-name=) and [policy] key_dirs (the directories of key and PIN
+ * files).  Empty lists, the default, allow nothing.  Every use checks again
+ * (ckey-allow.c says what else a module or file must satisfy), so a URI read
+ * from the store is held to the same rules as one an operator gave. */
+
+/* Replaces the lists (NULL-terminated; NULL allows nothing) with copies.
+ * dkmd calls it at start and on SIGHUP.  Thread-safe.  0 or -ENOMEM. */
+int ckey_allow_set(char *const *modules, char *const *key_dirs);
+/* Checks k's module and files against the lists without using the token:
+ * 0, or -EINVAL with a message that names the setting.  Files that do not
+ * exist (yet) pass here; using the key then fails as usual. */
+int ckey_check(struct ckey *k, char *err, size_t err_size);
+
+/* For providers.  The module file to load for module-path=path: its
+ * canonical path in *ret_path (malloc'd; may be NULL), 0; -EINVAL refused
+ * (message names the setting); -ENOENT allowed but absent or unreadable. */
+int ckey_allow_module_path(const char *path, char **ret_path, char *err, size_t err_size);
+/* module-name=name: 0 or -EINVAL. */
+int ckey_allow_module_name(const char *name, char *err, size_t err_size);
+/* Opens a key or PIN file (what: "key file", "PIN file") read-only: 0 and
+ * *ret_fd; -EINVAL refused (not in key_dirs, a symlink leading out, not a
+ * regular file, wrong owner or mode); -ENOENT, -ENOTDIR, -EACCES, ... as
+ * open(2) would say (the file is missing or unreadable). */
+int ckey_allow_open_file(const char *path, const char *what, int *ret_fd, char *err, size_t err_size);
+
 /* Wraps a 32-byte key, binding label (e.g. the policy id).  *out_len: in, the
  * size of out (>= CKEY_BLOB_SIZE); out, the blob's length.  timeout_usec 0
  * waits as long as the token takes, in the calling thread; otherwise the call
@@ -138,6 +167,8 @@ struct ckey_provider {
         void (*close)(void *state);
         int (*derive)(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
                       uint8_t ret_kek[CKEY_KEY_SIZE], char *err, size_t err_size);
+        /* Optional: ckey_check() for this kind of key. */
+        int (*check)(void *state, char *err, size_t err_size);
 };
 
 extern const struct ckey_provider ckey_file_provider;

@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
+#include "ckey.h"
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
@@ -535,6 +536,25 @@ static void notify_serving(const struct daemon *d, const char *prefix, const cha
         X(approvals_required) X(max_duration_usec) X(request_ttl_usec)       \
         X(max_policies) X(hedge_delay_usec) X(cache_ttl_usec) X(audit_fail_closed)
 
+/* [policy] pkcs11_modules and key_dirs: what customer keys may use. */
+static int apply_ckey_allow(const struct dkm_config *c)
+{
+        size_t m = 0, d = 0;
+        int r = ckey_allow_set(c->pkcs11_modules, c->key_dirs);
+
+        if (r < 0) {
+                log_err("cannot set what customer keys may use: %s", strerror(-r));
+                return r;
+        }
+        while (c->pkcs11_modules[m])
+                m++;
+        while (c->key_dirs[d])
+                d++;
+        log_info("customer keys may use %zu PKCS#11 module%s ([policy] pkcs11_modules) and files in "
+                 "%zu director%s ([policy] key_dirs)", m, m == 1 ? "" : "s", d, d == 1 ? "y" : "ies");
+        return 0;
+}
+
 static bool str_differs(const char *a, const char *b)
 {
         return (!a != !b) || (a && strcmp(a, b) != 0);
@@ -559,6 +579,14 @@ static void reload(struct daemon *d)
 #define APPLY(f) __atomic_store_n(&d->cfg.f, n.f, __ATOMIC_RELAXED);
         RELOAD_FIELDS(APPLY)
 #undef APPLY
+        /* The allowed modules and key directories: ckey keeps its own copy,
+         * checked on every use (only this thread reads the lists here). */
+        if (apply_ckey_allow(&n) >= 0) {
+                char **t;
+
+                t = d->cfg.pkcs11_modules, d->cfg.pkcs11_modules = n.pkcs11_modules, n.pkcs11_modules = t;
+                t = d->cfg.key_dirs, d->cfg.key_dirs = n.key_dirs, n.key_dirs = t;
+        }
         /* The rest is bound at start-up: the socket, the store, the engine
          * and the master key are in use. */
         static const struct {
@@ -647,6 +675,10 @@ int main(int argc, char **argv)
         }
         if (arg.init)
                 return do_init(&d.cfg) < 0 ? 1 : 0;
+        if (apply_ckey_allow(&d.cfg) < 0) {
+                config_free(&d.cfg);
+                return 1;
+        }
 
         sigemptyset(&set);
         sigaddset(&set, SIGTERM);

@@ -192,7 +192,7 @@ int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY
                 return -EKEYREVOKED;
         }
         if (f == CKEY_BAD_INPUT) {
-                keys_seterr(err, "policy '%s': customer keys refuse the stored key: %s", p->rec.name, why);
+                keys_seterr(err, "policy '%s': customer keys cannot be used: %s", p->rec.name, why);
                 return r;
         }
         r = unwrap_with_availability(k, p, key, f == CKEY_REVOKED ? "service-initiated" : "unreachable", err);
@@ -284,9 +284,20 @@ static int open_pair(const char *const uris[2], struct ckey *ck[2], char *err)
                 }
                 if (ckey_open(uris[i], &ck[i], why, sizeof(why)) < 0) {
                         keys_seterr(err, "customer key %d: %s", i + 1, why);
-                        if (i)
+                        if (i) {
                                 ckey_free(ck[0]);
+                                ck[0] = NULL; /* the caller frees what is left */
+                        }
                         return -EINVAL;
+                }
+                /* Refused before any module is loaded or file read. */
+                if (ckey_check(ck[i], why, sizeof(why)) < 0) {
+                        keys_seterr(err, "customer key %d: %s", i + 1, why);
+                        for (int j = 0; j <= i; j++) {
+                                ckey_free(ck[j]);
+                                ck[j] = NULL;
+                        }
+                        return -EPERM;
                 }
         }
         return 0;
@@ -323,6 +334,9 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
         pthread_mutex_init(&p->status_lock, NULL);
         if (uris) {
                 r = open_pair(uris, p->ckeys, err);
+                if (r == -EPERM)
+                        audit_record(AUDIT_KIND_KEY, "policy-create", subj, false,
+                                     "policy=%s reason=customer-key-not-allowed", name);
                 if (r < 0)
                         goto fail;
         }
@@ -633,6 +647,9 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                 goto out;
         }
         r = open_pair(uris, ck, err);
+        if (r == -EPERM)
+                audit_record(AUDIT_KIND_KEY, "policy-rekey", subj, false,
+                             "policy=%s reason=customer-key-not-allowed", policy);
         if (r < 0)
                 goto out;
         /* The same pair again changes nothing, unless the policy key is new. */

@@ -42,7 +42,7 @@
 static const char *const default_groups[3] = { "dkm-users", "dkm-operators", "dkm-approvers" };
 
 enum key_kind { K_PATH, K_SOCKET, K_ENGINE, K_GROUP, K_DURATION, K_UINT, K_U64, K_BACKEND,
-                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME };
+                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME, K_MODULES, K_DIRS };
 
 #define CREDENTIAL_PREFIX "credential:"
 #define CREDENTIAL_NAME_MAX 255
@@ -76,6 +76,8 @@ static const struct key_def keys[] = {
         { "policy", "hedge_delay", K_DURATION, F(hedge_delay_usec), 0, 60 * USEC_PER_SEC },
         /* The keyring timeout is in whole seconds. */
         { "policy", "cache_ttl", K_DURATION, F(cache_ttl_usec), USEC_PER_SEC, 365 * USEC_PER_DAY },
+        { "policy", "pkcs11_modules", K_MODULES, F(pkcs11_modules), 0, 0 },
+        { "policy", "key_dirs", K_DIRS, F(key_dirs), 0, 0 },
         { "store", "backend", K_BACKEND, F(store_backend), 0, 0 },
         { "store", "endpoints", K_STRING, F(store_endpoints), 0, 0 },
         { "store", "cacert", K_OPTPATH, F(store_cacert), 0, 0 },
@@ -239,6 +241,111 @@ bool config_node_name_valid(const char *name)
         return true;
 }
 
+static void strip_trailing_slashes(char *path);
+
+#define LIST_MAX 64 /* entries in one list setting */
+
+void config_list_free(char **l)
+{
+        if (!l)
+                return;
+        for (char **e = l; *e; e++)
+                free(*e);
+        free(l);
+}
+
+/* An absolute path without "." or ".." components: what the administrator
+ * named is what gets matched, not a parent reached through it. */
+static bool path_clean(const char *s)
+{
+        if (s[0] != '/')
+                return false;
+        for (const char *c = s; *c; c++)
+                if (c[0] == '/' && c[1] == '.' &&
+                    (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))
+                        return false;
+        return true;
+}
+
+/* A p11-kit module name: the file name of /etc/pkcs11/modules/NAME.module. */
+static bool module_name_valid(const char *s)
+{
+        if (!isalnum((unsigned char)s[0]))
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      *s == '.' || *s == '_' || *s == '-'))
+                        return false;
+        return true;
+}
+
+/* [policy] pkcs11_modules and key_dirs: entries separated by spaces or
+ * commas; an empty value is an empty list (nothing allowed). */
+static bool apply_list(struct parser *p, const struct key_def *k, const char *v, char ***field)
+{
+        char **list = calloc(LIST_MAX + 1, sizeof(*list)), vb[80];
+        size_t n = 0;
+
+        if (!list) {
+                set_err(p, p->line, "out of memory");
+                return false;
+        }
+        while (*v) {
+                size_t len = strcspn(v, " \t,");
+                char *e;
+
+                if (len == 0) {
+                        v++;
+                        continue;
+                }
+                if (n == LIST_MAX) {
+                        set_err(p, p->line, "[%s] %s: more than %d entries", k->section, k->name, LIST_MAX);
+                        goto fail;
+                }
+                e = strndup(v, len);
+                if (!e) {
+                        set_err(p, p->line, "out of memory");
+                        goto fail;
+                }
+                list[n++] = e;
+                v += len;
+                shown(e, vb, sizeof(vb));
+                if (k->kind == K_DIRS || e[0] == '/') {
+                        if (!path_clean(e) || strlen(e) >= PATH_MAX) {
+                                set_err(p, p->line, "[%s] %s: '%s' must be an absolute path without "
+                                                    "'.' or '..' components",
+                                        k->section, k->name, vb);
+                                goto fail;
+                        }
+                        if (k->kind == K_DIRS) {
+                                strip_trailing_slashes(e);
+                                if (strcmp(e, "/") == 0) {
+                                        set_err(p, p->line, "[%s] %s: '/' would allow every file dkmd "
+                                                            "can read; name the directories that hold "
+                                                            "key and PIN files",
+                                                k->section, k->name);
+                                        goto fail;
+                                }
+                        } else if (e[strlen(e) - 1] == '/') {
+                                set_err(p, p->line, "[%s] %s: '%s' names a directory, not a module",
+                                        k->section, k->name, vb);
+                                goto fail;
+                        }
+                } else if (!module_name_valid(e)) {
+                        set_err(p, p->line, "[%s] %s: '%s' is neither an absolute module path nor a "
+                                            "p11-kit module name (A-Z a-z 0-9 . _ -)",
+                                k->section, k->name, vb);
+                        goto fail;
+                }
+        }
+        config_list_free(*field);
+        *field = list;
+        return true;
+fail:
+        config_list_free(list);
+        return false;
+}
+
 /* Stores one value; on a bad one, sets the message and returns false. */
 static bool apply(struct parser *p, const struct key_def *k, const char *v)
 {
@@ -247,12 +354,16 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
         int r = 0;
 
         shown(v, vb, sizeof(vb));
-        if (!*v && k->kind != K_STRING && k->kind != K_OPTPATH) {
+        if (!*v && k->kind != K_STRING && k->kind != K_OPTPATH && k->kind != K_MODULES &&
+            k->kind != K_DIRS) {
                 set_err(p, p->line, "[%s] %s: empty value", k->section, k->name);
                 return false;
         }
 
         switch (k->kind) {
+        case K_MODULES:
+        case K_DIRS:
+                return apply_list(p, k, v, (char ***)field);
         case K_MASTERKEY:
                 if (strncmp(v, CREDENTIAL_PREFIX, strlen(CREDENTIAL_PREFIX)) == 0) {
                         const char *name = v + strlen(CREDENTIAL_PREFIX);
@@ -503,6 +614,8 @@ void config_init_defaults(struct dkm_config *c)
         c->max_policies = 50;
         c->hedge_delay_usec = 50000;
         c->cache_ttl_usec = 2 * 3600 * USEC_PER_SEC;
+        c->pkcs11_modules = calloc(1, sizeof(char *));
+        c->key_dirs = calloc(1, sizeof(char *));
         c->store_backend = strdup("sqlite");
         c->node_ttl_usec = 10 * USEC_PER_SEC;
         c->audit_fail_closed = true;
@@ -523,6 +636,8 @@ void config_free(struct dkm_config *c)
         free(c->store_key);
         free(c->store_prefix);
         free(c->node_name);
+        config_list_free(c->pkcs11_modules);
+        config_list_free(c->key_dirs);
         memset(c, 0, sizeof(*c));
 }
 
@@ -628,6 +743,14 @@ static size_t key_index(const char *section, const char *name)
         abort(); /* a name from this file that is not in keys[] */
 }
 
+/* Whether path is dir or below it (both clean, dir without a trailing '/'). */
+static bool path_within(const char *path, const char *dir)
+{
+        size_t n = strlen(dir);
+
+        return strncmp(path, dir, n) == 0 && (path[n] == '/' || path[n] == '\0');
+}
+
 /* What can only be checked once the whole file is read. */
 static int finish(struct parser *p)
 {
@@ -639,11 +762,22 @@ static int finish(struct parser *p)
         };
         static const char *const group_keys[3] = { "users", "operators", "approvers" };
 
-        if (!c->socket || !c->state_dir || !c->store_backend)
+        if (!c->socket || !c->state_dir || !c->store_backend || !c->pkcs11_modules || !c->key_dirs)
                 return -ENOMEM;
         strip_trailing_slashes(c->state_dir);
         if (resolve_master_key(c) < 0)
                 return -ENOMEM;
+        /* dkmd's own secrets must not be nameable as a customer key or a
+         * PIN (which an allowed module would send to its token). */
+        for (char **d = c->key_dirs; *d; d++) {
+                const char *own = path_within(c->state_dir, *d) ? "[daemon] state_dir" :
+                                  c->master_key && path_within(c->master_key, *d) ? "the master key" : NULL;
+                if (own) {
+                        set_err(p, 0, "[policy] key_dirs: '%s' holds %s; key and PIN files need a "
+                                      "directory of their own", *d, own);
+                        return -EINVAL;
+                }
+        }
         for (int i = 0; i < 3; i++)
                 if (*(gid_t *)((char *)c + group_fields[i]) == (gid_t)-1) {
                         set_err(p, 0, "[groups] %s: group '%s' does not exist (create it, or set "

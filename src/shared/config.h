@@ -40,6 +40,14 @@ struct dkm_config {
         unsigned max_policies;       /* default 50 */
         uint64_t hedge_delay_usec;   /* default 50ms */
         uint64_t cache_ttl_usec;     /* default 2h */
+        /* What customer keys may use, decided by the administrator: the
+         * PKCS#11 modules (absolute paths, or names p11-kit has registered)
+         * and the directories of key and PIN files.  NULL-terminated,
+         * never NULL; empty (the default) allows none.  Entries are
+         * separated by spaces or commas in the file; paths are absolute,
+         * without "." or ".." components or a trailing '/'. */
+        char **pkcs11_modules;
+        char **key_dirs;
         /* [store] */
         char *store_backend;         /* "sqlite" (default) or "etcd" */
         char *store_endpoints;
@@ -72,6 +80,8 @@ int config_parse_string(const char *text, const char *name, struct dkm_config *c
                         char *err, size_t err_size);
 
 void config_free(struct dkm_config *c);
+/* Frees a NULL-terminated list such as pkcs11_modules (NULL is fine). */
+void config_list_free(char **l);
 
 /* [store] node_name: 1-63 of A-Z a-z 0-9 '.' '_' '-', starting with a letter
  * or digit (a host name fits; it becomes one etcd key component). */

@@ -34,6 +34,8 @@ state_dir=$T/state
 users=$(id -g)
 operators=$(id -g)
 approvers=$(id -g)
+[policy]
+key_dirs=$T/ck
 CONF
 "$BUILD/dkmd" --config "$T/dkmd.conf" --init 2>/dev/null
 "$BUILD/dkmd" --config "$T/dkmd.conf" 2>"$T/log" &

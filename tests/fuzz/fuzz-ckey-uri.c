@@ -2,7 +2,11 @@
 /* ckey_open() on arbitrary bytes: the file: parser and the pkcs11: checks
  * around p11-kit's parser.  A URI that opens has a redacted form without a
  * PIN that opens again to the same redacted form; one that does not open is
- * -EINVAL with a message.  Opening does no I/O, so this is safe to run. */
+ * -EINVAL with a message.  Opening does no I/O, so this is safe to run.
+ * ckey_check() then holds the module and files the URI names against
+ * [policy] pkcs11_modules and key_dirs: it only resolves paths and opens
+ * files read-only (never loads a module), and answers 0 or -EINVAL with a
+ * message. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,8 +24,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *red;
         int r;
 
+        static char *modules[] = { "/usr/lib/softhsm/libsofthsm2.so", "customer-a", NULL };
+        static char *dirs[] = { "/nonexistent/dkm-fuzz-keys", "/etc/dkm/keys", NULL };
+        static int allowed;
+
         if (size >= sizeof(text))
                 return 0;
+        if (!allowed++ && ckey_allow_set(modules, dirs) < 0)
+                abort();
         memcpy(text, data, size);
         text[size] = '\0';
 
@@ -40,6 +50,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (const char *p = red; (p = strstr(p, "pin-value=")); p++)
                 if (p > red && strchr(":;?&", p[-1]))
                         abort();
+        err[0] = '\0';
+        r = ckey_check(k, err, sizeof(err));
+        if (r != 0 && r != -ENOMEM && (r != -EINVAL || !err[0]))
+                abort();
         if (ckey_open(red, &k2, err2, sizeof(err2)) != 0)
                 abort();
         if (strcmp(ckey_uri_redacted(k2), red) != 0)

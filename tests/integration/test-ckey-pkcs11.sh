@@ -66,6 +66,11 @@ URI_A=$(softhsm_uri tokA keyA 1111)
 URI_B=$(p11_remote_uri tokB keyB 2222)
 URI_BN="pkcs11:token=tokB;object=keyB?module-name=tokB-remote&pin-source=file:$T/pin-b"
 echo 2222 > "$T/pin-b"
+chmod 600 "$T/pin-b"
+# What dkmd.conf's [policy] pkcs11_modules and key_dirs would allow ($T/none.so
+# is allowed but absent).
+export DKM_TEST_CKEY_MODULES="$SOFTHSM_LIB $P11_CLIENT_MODULE tokB-remote $T/none.so"
+export DKM_TEST_CKEY_KEY_DIRS=$T
 KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
 echo "== round trips"
@@ -83,6 +88,14 @@ expect "unwrap with B via module-name= and remote: config, PIN from file" 0 0 --
 expect "A's blob under another label: bad input" 4 0 -- unwrap "$URI_A" policy-2 "$T/blob-a"
 expect "B's blob given to A: bad input" 4 0 -- unwrap "$URI_A" policy-1 "$T/blob-b"
 if cmp -s "$T/blob-a" "$T/blob-b"; then fail "A and B blobs identical"; fi
+
+echo "== not allowed by the configuration: bad input, no module loaded"
+DKM_TEST_CKEY_MODULES="$P11_CLIENT_MODULE" expect "a module not in the list" 4 0 -- \
+        unwrap "$URI_A" policy-1 "$T/blob-a"
+[[ "$OUT" == *"is not in [policy] pkcs11_modules"* ]] || fail "message does not name the setting: $OUT"
+DKM_TEST_CKEY_KEY_DIRS=/nonexistent expect "a PIN file outside key_dirs" 4 0 -- \
+        unwrap "$URI_BN" policy-1 "$T/blob-b"
+[[ "$OUT" == *"is not in [policy] key_dirs"* ]] || fail "message does not name the setting: $OUT"
 
 echo "== revoked"
 expect "wrong PIN on A: revoked" 3 0 -- unwrap "$(softhsm_uri tokA keyA 9999)" policy-1 "$T/blob-a"

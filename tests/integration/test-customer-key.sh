@@ -7,7 +7,7 @@
 softhsm_available || { echo "SKIPPED: SoftHSM2/p11-kit not installed"; exit 77; }
 softhsm_setup "$T/hsm"
 PIN=1234
-echo -n "$PIN" > "$T/pin"; chmod 600 "$T/pin"
+mkdir -p "$T/pins"; echo -n "$PIN" > "$T/pins/pin"; chmod 600 "$T/pins/pin"
 
 # Local tokens A, C, D share one SoftHSM2 configuration (dkmd loads one);
 # token B has its own and is served remotely.
@@ -22,11 +22,12 @@ for t in local-a remote-b local-c local-d; do softhsm_keygen "$t" "$PIN" root ||
 p11_server_start remote-b || exit 1
 trap 'p11_server_stop; cleanup' EXIT
 
-uri_local() { echo "pkcs11:token=$1;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$T/pin"; }
-uri_remote() { echo "pkcs11:token=$1;object=root?module-path=$P11_CLIENT_MODULE&pin-source=file:$T/pin"; }
+uri_local() { echo "pkcs11:token=$1;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$T/pins/pin"; }
+uri_remote() { echo "pkcs11:token=$1;object=root?module-path=$P11_CLIENT_MODULE&pin-source=file:$T/pins/pin"; }
 A=$(uri_local local-a) B=$(uri_remote remote-b) C=$(uri_local local-c) D=$(uri_local local-d)
 
-write_config "[policy]" "cache_ttl=2s" "hedge_delay=100ms"
+write_config "[policy]" "cache_ttl=2s" "hedge_delay=100ms" "pkcs11_modules=$SOFTHSM_LIB $P11_CLIENT_MODULE" \
+        "key_dirs=$T/pins"
 export SOFTHSM2_CONF=$(softhsm_conf local-a)
 start_dkmd || exit 1
 audit_mark >/dev/null
@@ -36,7 +37,7 @@ check "a policy on two tokens" bash -c "as op policy create acme --customer-key 
 refused "a PIN inside a URI is refused" "pin-source" as op policy create x \
         --customer-key "pkcs11:token=local-a;object=root?module-path=$SOFTHSM_LIB&pin-value=$PIN" --customer-key "$B"
 refused "an unknown token" "customer key 2" as op policy create x --customer-key "$A" \
-        --customer-key "pkcs11:token=nope;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$T/pin"
+        --customer-key "pkcs11:token=nope;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$T/pins/pin"
 refused "the same key twice" "must differ" as op policy create x --customer-key "$A" --customer-key "$A"
 printf 'acme data' | as svc encrypt --policy acme > "$W/a1"
 check "healthy round trip through the tokens" bash -c "as svc decrypt --in '$W/a1' | grep -qx 'acme data'"

@@ -4,7 +4,7 @@
 # (The PKCS#11 tokens have their own test: test-ckey-pkcs11.sh.)
 . "$(dirname "$0")/lib.sh"
 
-write_config "[policy]" "cache_ttl=3s" "max_policies=4" "hedge_delay=50ms"
+write_config "[policy]" "cache_ttl=3s" "max_policies=4" "hedge_delay=50ms" "key_dirs=$T/keys"
 start_dkmd || exit 1
 audit_mark >/dev/null
 

@@ -19,7 +19,9 @@
  *
  * DKM_TEST_P11_MODULES=DIR makes p11-kit read module configs (NAME.module)
  * from DIR only, so tests can use module-name= with "remote:" without
- * touching /etc/pkcs11.  The tool ends with _exit(): a worker abandoned in a
+ * touching /etc/pkcs11.  DKM_TEST_CKEY_MODULES and DKM_TEST_CKEY_KEY_DIRS
+ * (space-separated) are what dkmd.conf's [policy] pkcs11_modules and key_dirs
+ * would allow; unset, nothing is.  The tool ends with _exit(): a worker abandoned in a
  * stopped p11-kit server must not hold up (or crash) library destructors.
  */
 #define P11_KIT_FUTURE_UNSTABLE_API 1
@@ -128,6 +130,20 @@ static int disable_key(const char *module, const char *token, const char *pin, c
         return rv == CKR_OK ? 0 : -EPERM;
 }
 
+/* A space-separated list from the environment, NULL-terminated. */
+static char **env_list(const char *name)
+{
+        const char *v = getenv(name);
+        char **l = calloc(65, sizeof(*l)), *copy, *tok, *save = NULL;
+        size_t n = 0;
+
+        if (!l || !(copy = strdup(v ? v : "")))
+                quit(1);
+        for (tok = strtok_r(copy, " ", &save); tok && n < 64; tok = strtok_r(NULL, " ", &save))
+                l[n++] = tok;
+        return l;
+}
+
 static uint64_t ms_arg(const char *s)
 {
         return strtoull(s, NULL, 10) * 1000;
@@ -145,6 +161,8 @@ int main(int argc, char **argv)
 
         if (dir && *dir)
                 p11_kit_override_system_files(NULL, NULL, dir, dir, dir);
+        if (ckey_allow_set(env_list("DKM_TEST_CKEY_MODULES"), env_list("DKM_TEST_CKEY_KEY_DIRS")) < 0)
+                quit(1);
 
         if (strcmp(cmd, "redact") == 0 && argc == 3) {
                 k = open_or_die(argv[2]);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -229,8 +230,10 @@ static int file_setup(void **state)
         uint8_t key[CKEY_KEY_SIZE];
         char path[128];
 
+        char *dirs[] = { dir, NULL };
+
         strcpy(dir, "/tmp/test-ckey.XXXXXX");
-        if (!mkdtemp(dir))
+        if (!mkdtemp(dir) || ckey_allow_set(NULL, dirs) < 0)
                 return -1;
         memset(key, 0x42, sizeof(key));
         snprintf(path, sizeof(path), "%s/k1", dir);
@@ -391,7 +394,12 @@ static void test_file_permission(void **state)
 
 static void test_pkcs11_no_module(void **state)
 {
-        struct ckey *k = open_ok("pkcs11:token=t;object=k?module-path=/nonexistent/libnone.so&pin-value=1");
+        char *modules[] = { "/nonexistent/libnone.so", "no-such-module-configured", NULL };
+        char *dirs[] = { dir, NULL };
+        struct ckey *k;
+
+        assert_int_equal(ckey_allow_set(modules, dirs), 0);
+        k = open_ok("pkcs11:token=t;object=k?module-path=/nonexistent/libnone.so&pin-value=1");
         uint8_t blob[CKEY_BLOB_MAX], key[CKEY_KEY_SIZE];
         char err[512];
         size_t len = CKEY_BLOB_MAX;
@@ -420,8 +428,11 @@ static void test_pkcs11_no_token(void **state)
         struct ckey *k;
         int r;
 
+        char *modules[] = { (char *)lib, NULL }, *dirs[] = { dir, NULL };
+
         if (access(lib, R_OK) != 0)
                 skip(); /* softhsm2 not installed; the integration test covers tokens */
+        assert_int_equal(ckey_allow_set(modules, dirs), 0);
         snprintf(tokens, sizeof(tokens), "%s/tokens", dir);
         snprintf(conf, sizeof(conf), "%s/softhsm2.conf", dir);
         assert_int_equal(mkdir(tokens, 0700), 0);
@@ -435,6 +446,171 @@ static void test_pkcs11_no_token(void **state)
         assert_int_equal(ckey_unwrap(k, blob, CKEY_BLOB_SIZE, "p", 0, key, err, sizeof(err)), -ENODEV);
         assert_non_null(strstr(err, "no token matching"));
         ckey_free(k);
+}
+
+/* --- what the administrator allows ------------------------------------------- */
+
+static int unwrap_err(const char *uri, const char *want_msg)
+{
+        uint8_t blob[CKEY_BLOB_SIZE] = "DK\1F", key[CKEY_KEY_SIZE];
+        char err[512] = "";
+        struct ckey *k = open_ok(uri);
+        int r;
+
+        blob[3] = strncmp(uri, "pkcs11:", 7) == 0 ? 'P' : 'F'; /* reach the provider */
+        r = ckey_unwrap(k, blob, sizeof(blob), "p", 0, key, err, sizeof(err));
+
+        if (want_msg && !strstr(err, want_msg))
+                fail_msg("%s: '%s' lacks '%s'", uri, err, want_msg);
+        ckey_free(k);
+        return r;
+}
+
+static void test_allow_key_dirs(void **state)
+{
+        char sub[128], other[128], path[PATH_MAX], uri[PATH_MAX + 8], err[512];
+        char *dirs[] = { sub, NULL }, *none[] = { NULL };
+        uint8_t blob[CKEY_BLOB_MAX], key[CKEY_KEY_SIZE];
+        struct ckey *k;
+        size_t len;
+
+        snprintf(sub, sizeof(sub), "%s/allowed", dir);
+        snprintf(other, sizeof(other), "%s/other", dir);
+        assert_int_equal(mkdir(sub, 0700), 0);
+        assert_int_equal(mkdir(other, 0700), 0);
+        snprintf(path, sizeof(path), "%s/k", sub);
+        write_file(path, policy_key, sizeof(policy_key));
+        snprintf(path, sizeof(path), "%s/k", other);
+        write_file(path, policy_key, sizeof(policy_key));
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
+
+        /* Inside: works, and ckey_check() agrees. */
+        snprintf(uri, sizeof(uri), "file:%s/k", sub);
+        k = open_ok(uri);
+        assert_int_equal(ckey_check(k, err, sizeof(err)), 0);
+        wrap_ok(k, "p", blob, &len);
+        assert_int_equal(ckey_unwrap(k, blob, len, "p", 0, key, err, sizeof(err)), 0);
+        /* Taken off the list: refused at the next use, as bad input (the
+         * availability key must not stand in for it). */
+        assert_int_equal(ckey_allow_set(NULL, none), 0);
+        assert_int_equal(ckey_unwrap(k, blob, len, "p", 0, key, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "is not in [policy] key_dirs"));
+        assert_int_equal(ckey_check(k, err, sizeof(err)), -EINVAL);
+        assert_int_equal(ckey_classify(-EINVAL), CKEY_BAD_INPUT);
+        ckey_free(k);
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
+
+        /* Outside, by name, by "..", by a symlink; a prefix is not a directory. */
+        snprintf(uri, sizeof(uri), "file:%s/k", other);
+        assert_int_equal(unwrap_err(uri, "is not in [policy] key_dirs"), -EINVAL);
+        snprintf(uri, sizeof(uri), "file:%s/../other/k", sub);
+        assert_int_equal(unwrap_err(uri, "'..'"), -EINVAL);
+        snprintf(uri, sizeof(uri), "file:%s/./k", sub);
+        assert_int_equal(unwrap_err(uri, "'..'"), -EINVAL);
+        snprintf(path, sizeof(path), "%s/link", sub);
+        snprintf(uri, sizeof(uri), "%s/k", other);
+        assert_int_equal(symlink(uri, path), 0);
+        snprintf(uri, sizeof(uri), "file:%s/link", sub);
+        assert_int_equal(unwrap_err(uri, "outside [policy] key_dirs"), -EINVAL);
+        k = open_ok(uri);
+        assert_int_equal(ckey_check(k, err, sizeof(err)), -EINVAL);
+        ckey_free(k);
+        snprintf(uri, sizeof(uri), "file:%sx/k", sub);
+        assert_int_equal(unwrap_err(uri, "is not in [policy] key_dirs"), -EINVAL);
+        /* A symlink that stays inside is the file it names. */
+        snprintf(path, sizeof(path), "%s/inner", sub);
+        assert_int_equal(symlink("k", path), 0);
+        snprintf(uri, sizeof(uri), "file:%s/inner", sub);
+        k = open_ok(uri);
+        assert_int_equal(ckey_unwrap(k, blob, len, "p", 0, key, err, sizeof(err)), 0);
+        ckey_free(k);
+
+        /* Modes: others may not read, group and others may not write. */
+        snprintf(path, sizeof(path), "%s/k", sub);
+        snprintf(uri, sizeof(uri), "file:%s/k", sub);
+        assert_int_equal(chmod(path, 0604), 0);
+        assert_int_equal(unwrap_err(uri, "mode 0604"), -EINVAL);
+        assert_int_equal(chmod(path, 0620), 0);
+        assert_int_equal(unwrap_err(uri, "mode 0620"), -EINVAL);
+        assert_int_equal(chmod(path, 0640), 0); /* root:dkm 0640 is fine */
+        assert_int_not_equal(unwrap_err(uri, NULL), -EINVAL);
+        assert_int_equal(chmod(path, 0600), 0);
+        /* A FIFO in its place: refused at once, not a hung worker. */
+        snprintf(path, sizeof(path), "%s/fifo", sub);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        snprintf(uri, sizeof(uri), "file:%s/fifo", sub);
+        assert_int_equal(unwrap_err(uri, "not a regular file"), -EINVAL);
+        /* Missing files keep their meaning: gone (revoked) or not mounted. */
+        snprintf(uri, sizeof(uri), "file:%s/gone", sub);
+        assert_int_equal(unwrap_err(uri, "is gone"), -EKEYREVOKED);
+        snprintf(uri, sizeof(uri), "file:%s/unmounted/k", sub);
+        assert_int_equal(unwrap_err(uri, "not mounted"), -ENODEV);
+        /* Nothing configured: nothing allowed. */
+        assert_int_equal(ckey_allow_set(NULL, NULL), 0);
+        snprintf(uri, sizeof(uri), "file:%s/k", sub);
+        assert_int_equal(unwrap_err(uri, "is not in [policy] key_dirs"), -EINVAL);
+        /* The other tests use the whole test directory. */
+        dirs[0] = dir;
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
+}
+
+static void test_allow_modules(void **state)
+{
+        char mod[128], link[128], uri[512], err[512], *real = NULL;
+        char *modules[] = { "/nonexistent/libnone.so", mod, "named", NULL };
+        char *dirs[] = { dir, NULL };
+        struct ckey *k;
+
+        snprintf(mod, sizeof(mod), "%s/module.so", dir);
+        snprintf(link, sizeof(link), "%s/module-link.so", dir);
+        write_file(mod, "x", 1);
+        assert_int_equal(symlink(mod, link), 0);
+        assert_int_equal(ckey_allow_set(modules, dirs), 0);
+
+        /* Not listed: refused before anything is loaded. */
+        assert_int_equal(ckey_allow_module_path("/usr/lib/libc.so.6", NULL, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "module /usr/lib/libc.so.6 is not in [policy] pkcs11_modules"));
+        assert_int_equal(ckey_allow_module_path("relative.so", NULL, err, sizeof(err)), -EINVAL);
+        assert_int_equal(ckey_allow_module_path("/nonexistent/../libnone.so", NULL, err, sizeof(err)),
+                         -EINVAL);
+        assert_int_equal(ckey_allow_module_name("other", err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "module name 'other' is not in [policy] pkcs11_modules"));
+        assert_int_equal(ckey_allow_module_name("named", err, sizeof(err)), 0);
+        /* A name is not a path, and a path is not a name. */
+        assert_int_equal(ckey_allow_module_name("/nonexistent/libnone.so", err, sizeof(err)), -EINVAL);
+        assert_int_equal(ckey_allow_module_path("/named", NULL, err, sizeof(err)), -EINVAL);
+        /* Listed but absent: the service's problem (unavailable), not a refusal. */
+        assert_int_equal(ckey_allow_module_path("/nonexistent/libnone.so", NULL, err, sizeof(err)), -ENOENT);
+        /* Listed, and through a symlink the same file: but under /tmp, a
+         * directory anyone may write to, so refused all the same. */
+        assert_int_equal(ckey_allow_module_path(link, &real, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "writable by group or others"));
+        assert_null(real);
+
+        snprintf(uri, sizeof(uri), "pkcs11:token=t;object=k?module-path=/usr/lib/libc.so.6");
+        assert_int_equal(unwrap_err(uri, "is not in [policy] pkcs11_modules"), -EINVAL);
+        k = open_ok(uri);
+        assert_int_equal(ckey_check(k, err, sizeof(err)), -EINVAL);
+        ckey_free(k);
+        /* The PIN file too. */
+        k = open_ok("pkcs11:token=t;object=k?module-name=named&pin-source=file:/etc/shadow");
+        assert_int_equal(ckey_check(k, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "PIN file /etc/shadow is not in [policy] key_dirs"));
+        ckey_free(k);
+        k = open_ok("pkcs11:token=t;object=k?module-path=/nonexistent/libnone.so");
+        assert_int_equal(ckey_check(k, err, sizeof(err)), 0);
+        ckey_free(k);
+
+        /* A system module, root's in root's directories, when there is one. */
+        if (access("/usr/lib/softhsm/libsofthsm2.so", R_OK) == 0) {
+                modules[0] = "/usr/lib/softhsm/libsofthsm2.so";
+                assert_int_equal(ckey_allow_set(modules, dirs), 0);
+                assert_int_equal(ckey_allow_module_path(modules[0], &real, err, sizeof(err)), 0);
+                assert_non_null(real);
+                free(real);
+        }
+        unlink(link);
+        unlink(mod);
 }
 
 /* --- classification ---------------------------------------------------------- */
@@ -734,6 +910,8 @@ int main(void)
                 cmocka_unit_test(test_file_permission),
                 cmocka_unit_test(test_pkcs11_no_module),
                 cmocka_unit_test(test_pkcs11_no_token),
+                cmocka_unit_test(test_allow_key_dirs),
+                cmocka_unit_test(test_allow_modules),
                 cmocka_unit_test(test_classify),
                 cmocka_unit_test(test_hedge_fast_a),
                 cmocka_unit_test(test_hedge_slow_a),

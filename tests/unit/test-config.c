@@ -53,6 +53,12 @@ static void test_defaults(void **state)
         assert_null(c.node_name);
         assert_int_equal(c.node_ttl_usec, 10 * SEC);
         assert_true(c.audit_fail_closed);
+        /* Customer keys may use no module and no key file until the
+         * administrator says which. */
+        assert_non_null(c.pkcs11_modules);
+        assert_null(c.pkcs11_modules[0]);
+        assert_non_null(c.key_dirs);
+        assert_null(c.key_dirs[0]);
         config_free(&c);
         assert_null(c.socket);
         config_free(&c); /* twice is fine */
@@ -328,6 +334,58 @@ static void test_errors(void **state)
         }
 }
 
+static void test_ckey_lists(void **state)
+{
+        static const struct {
+                const char *text, *err;
+        } bad[] = {
+                { "[policy]\nkey_dirs=/\n", "[policy] key_dirs: '/' would allow every file" },
+                { "[policy]\nkey_dirs=//\n", "'/' would allow every file" },
+                { "[policy]\nkey_dirs=/etc/dkm/keys keys\n", "'keys' must be an absolute path" },
+                { "[policy]\nkey_dirs=/etc/dkm/../..\n", "without '.' or '..' components" },
+                { "[policy]\nkey_dirs=/etc/./dkm\n", "without '.' or '..' components" },
+                { "[policy]\nkey_dirs=/var/lib\n", "'/var/lib' holds [daemon] state_dir" },
+                { "[daemon]\nstate_dir=/srv/dkm\n[policy]\nkey_dirs=/srv/dkm\n", "holds [daemon] state_dir" },
+                { "[daemon]\nmaster_key=/etc/dkm/master.key\n[policy]\nkey_dirs=/etc/dkm\n",
+                  "'/etc/dkm' holds the master key" },
+                { "[policy]\npkcs11_modules=/usr/lib/x/../evil.so\n", "without '.' or '..' components" },
+                { "[policy]\npkcs11_modules=/usr/lib/softhsm/\n", "names a directory, not a module" },
+                { "[policy]\npkcs11_modules=lib/x.so\n", "neither an absolute module path nor a p11-kit module name" },
+                { "[policy]\npkcs11_modules=-x\n", "neither an absolute module path" },
+                { "[policy]\nkey_dirs=/a\nkey_dirs=/b\n", "duplicate key" },
+        };
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(GROUPS "[policy]\npkcs11_modules=/usr/lib/softhsm/libsofthsm2.so, customer-a\t"
+                               "p11-kit-client\nkey_dirs=/etc/dkm/keys/ /srv/keys,/mnt/customer\n",
+                               &c, err, sizeof(err)), 0);
+        assert_string_equal(c.pkcs11_modules[0], "/usr/lib/softhsm/libsofthsm2.so");
+        assert_string_equal(c.pkcs11_modules[1], "customer-a");
+        assert_string_equal(c.pkcs11_modules[2], "p11-kit-client");
+        assert_null(c.pkcs11_modules[3]);
+        assert_string_equal(c.key_dirs[0], "/etc/dkm/keys"); /* no trailing '/' */
+        assert_string_equal(c.key_dirs[1], "/srv/keys");
+        assert_string_equal(c.key_dirs[2], "/mnt/customer");
+        assert_null(c.key_dirs[3]);
+        config_free(&c);
+        /* Empty: nothing allowed, as by default. */
+        assert_int_equal(parse(GROUPS "[policy]\npkcs11_modules=\nkey_dirs=\n", &c, err, sizeof(err)), 0);
+        assert_null(c.pkcs11_modules[0]);
+        assert_null(c.key_dirs[0]);
+        config_free(&c);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char text[512];
+                int r;
+
+                snprintf(text, sizeof(text), GROUPS "%s", bad[i].text);
+                r = parse(text, &c, err, sizeof(err));
+                if (r != -EINVAL || !strstr(err, bad[i].err))
+                        fail_msg("case %zu: r=%d\n  got:  %s\n  want: %s", i, r, err, bad[i].err);
+        }
+}
+
 static void test_node_name(void **state)
 {
         static const char name63[] = "a12345678901234567890123456789012345678901234567890123456789012";
@@ -544,6 +602,7 @@ int main(void)
                 cmocka_unit_test(test_group_names),
                 cmocka_unit_test(test_default_group_missing),
                 cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_ckey_lists),
                 cmocka_unit_test(test_node_name),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),

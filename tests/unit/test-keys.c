@@ -17,6 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include "daemon/ckey.h"
 #include "daemon/keys.h"
 #include "daemon/wrap.h"
 #include "shared/format.h"
@@ -477,6 +480,16 @@ static void write_key_file(const char *path, uint8_t fill)
         assert_non_null(fp);
         assert_int_equal(fwrite(k, 1, sizeof(k), fp), sizeof(k));
         fclose(fp);
+        /* What [policy] key_dirs accepts: others may not read a key. */
+        assert_int_equal(chmod(path, 0600), 0);
+}
+
+/* As dkmd.conf's [policy] key_dirs=dir would. */
+static void allow_key_dir(char *dir)
+{
+        char *dirs[] = { dir, NULL };
+
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
 }
 
 /* Node b changes a policy after node a changed it, before b's watch has
@@ -498,6 +511,7 @@ static void test_stale_changes_retry(void **state)
 
         f->cfg.max_uses = 1000;
         assert_non_null(mkdtemp(dir));
+        allow_key_dir(dir);
         snprintf(ka, sizeof(ka), "%s/a.key", dir);
         snprintf(kb, sizeof(kb), "%s/b.key", dir);
         snprintf(kc, sizeof(kc), "%s/c.key", dir);
@@ -649,6 +663,7 @@ static void test_rekey_in_steps(void **state)
         flaky_down = false;
         f->cfg.max_uses = 1000;
         assert_non_null(mkdtemp(dir));
+        allow_key_dir(dir);
         snprintf(ka, sizeof(ka), "%s/a.key", dir);
         snprintf(kb, sizeof(kb), "%s/b.key", dir);
         write_key_file(ka, 0x1a);
@@ -745,6 +760,7 @@ static void test_reservation_keeps_rewrap(void **state)
 
         f->cfg.max_uses = 32; /* blocks of 2 */
         assert_non_null(mkdtemp(dir));
+        allow_key_dir(dir);
         snprintf(ka, sizeof(ka), "%s/a.key", dir);
         snprintf(kb, sizeof(kb), "%s/b.key", dir);
         write_key_file(ka, 0x3c);
