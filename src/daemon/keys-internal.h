@@ -141,7 +141,10 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
                   const char *why, char *err);
 int create_policy(struct keys *k, const char *name, const char *const uris[2],
                   const struct audit_subject *subj, char *err);
-/* policies.c: the policy key of a customer-managed or purged policy. */
+/* policies.c: the policy key of a customer-managed or purged policy.
+ * service_initiated: only for the re-wrap of generations (policy-rewrap.c):
+ * it may use the availability key even when a customer key was revoked, and
+ * then never marks the policy healthy.  Everything else passes false. */
 int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE],
                         bool service_initiated, char *err);
 int policy_open_ckeys(struct policy *p, char *err);

@@ -65,8 +65,9 @@ static void set_health(struct keys *k, struct policy *p, enum policy_health h, c
         }
 }
 
-/* The availability key: only for unreachable customer keys, or for work the
- * service started itself (rekey). */
+/* The availability key: only for unreachable customer keys, or for the
+ * re-wrap of generations that the service finishes on its own after a rekey
+ * (policy-rewrap.c), which hands no key to anyone. */
 static int unwrap_with_availability(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY_SIZE],
                                     const char *why, char *err)
 {
@@ -181,7 +182,9 @@ int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY
                 }
         }
         if (r >= 0) {
-                if (p->health != POLICY_HEALTHY)
+                /* Service-initiated work skipped the look at both keys: what
+                 * it got says nothing about a revocation. */
+                if (p->health != POLICY_HEALTHY && !service_initiated)
                         set_health(k, p, POLICY_HEALTHY, NULL);
                 return 0;
         }
@@ -195,7 +198,8 @@ int policy_key_customer(struct keys *k, struct policy *p, uint8_t key[ENGINE_KEY
                 keys_seterr(err, "policy '%s': customer keys cannot be used: %s", p->rec.name, why);
                 return r;
         }
-        r = unwrap_with_availability(k, p, key, f == CKEY_REVOKED ? "service-initiated" : "unreachable", err);
+        r = unwrap_with_availability(k, p, key, f == CKEY_REVOKED ? "service-initiated-rewrap" : "unreachable",
+                                     err);
         if (r >= 0 && f == CKEY_UNAVAILABLE)
                 set_health(k, p, POLICY_DEGRADED, why);
         return r;
@@ -637,6 +641,7 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         }
         if (p->rec.purged) {
                 keys_seterr(err, "policy '%s' was purged", policy);
+                audit_record(AUDIT_KIND_KEY, "policy-rekey", subj, false, "policy=%s reason=purged", policy);
                 r = -EKEYREVOKED;
                 goto out;
         }
@@ -660,12 +665,22 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                 r = -EALREADY;
                 goto out;
         }
-        /* The current policy key: service-initiated work may use the
-         * availability key when the old customer keys do not answer. */
+        /* The current policy key, as a request would get it: the
+         * availability key stands in for customer keys that do not answer,
+         * never for one the customer revoked.  A rekey hands the policy to
+         * new keys, so allowing it then would let one operator undo the
+         * customer's revocation (README, "Customer keys"). */
         if (p->rec.n_customer_keys)
-                r = policy_key_customer(k, p, buf, true, err);
+                r = policy_key_customer(k, p, buf, false, err);
         else
                 r = policy_key(k, p, buf, err);
+        if (r == -EKEYREVOKED) {
+                keys_seterr(err, "policy '%s' is revoked by its customer: a rekey cannot make it "
+                            "readable again; the customer must first restore the key it revoked",
+                            policy);
+                audit_record(AUDIT_KIND_KEY, "policy-rekey", subj, false, "policy=%s reason=revoked",
+                             policy);
+        }
         if (r < 0)
                 goto out;
         rec = calloc(1, sizeof(*rec));

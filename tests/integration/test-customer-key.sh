@@ -92,7 +92,8 @@ check "the refresh failure raised an alert with the time left" bash -c \
         "grep -q \"cache refresh failed for policy 'acme'.*s left\" '$T/dkmd.log'"
 
 # Purge: unreadable for ever, also after a restart.
-as op policy rekey acme --customer-key "$C" --customer-key "$(uri_local local-a)" >/dev/null 2>&1 || true
+refused "no operator rekeys a revoked policy" "revoked by its customer" \
+        as op policy rekey acme --customer-key "$C" --customer-key "$(uri_local local-a)"
 pid=$(as op policy purge acme --reason "contract ended")
 as appr access approve "$pid" >/dev/null; as appr2 access approve "$pid" >/dev/null
 refused "purged" "purged" as svc decrypt --in "$W/a1"

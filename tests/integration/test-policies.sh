@@ -62,7 +62,7 @@ check "back to healthy when the keys return" bash -c "as op policy show tenant |
 
 # Revocation: one customer key deleted.  The availability key is not used;
 # once the cached keys expire the data is unreadable.
-rm "$K/a/store/key"
+mv "$K/a/store/key" "$T/a.customer-backup"
 # At most 10 looks (2 s and more): well before the cached keys expire (3 s).
 wait_state revoked 10
 check "revoked, shown at once" bash -c "as op policy show tenant | grep -q '\"state\": \"revoked\"'"
@@ -72,12 +72,17 @@ check "an alert was raised with the time left" bash -c "grep -q 'cache refresh f
 refused "new encryptions are refused too" "revoked" bash -c "printf x | as svc encrypt --policy tenant"
 check "other policies are not affected" bash -c "as svc decrypt --in '$W/p1' | grep -qx 'payroll data'"
 
-# Rekey to two new keys: old data readable, old keys no longer needed
-# (service-initiated work may use the availability key).
+# No operator undoes the revocation (test-ckey-revoke.sh shows the attack);
+# once the customer restores its key, a rekey to two new keys keeps old data
+# readable without the old keys.
+refused "a revoked policy cannot be rekeyed" "revoked by its customer" as op policy rekey tenant \
+        --customer-key "$kc" --customer-key "$kd"
+mv "$T/a.customer-backup" "$K/a/store/key"
+wait_state healthy 50
 check "rekey to keys c and d" bash -c "as op policy rekey tenant --customer-key '$kc' --customer-key '$kd' >/dev/null"
 refused "a rekey to the same keys" "already uses these customer keys" as op policy rekey tenant \
         --customer-key "$kc" --customer-key "$kd"
-rm -f "$K/b/store/key"
+rm -f "$K/a/store/key" "$K/b/store/key"
 check "after rekey, old data decrypts without the old keys" bash -c "as svc decrypt --in '$W/t1' | grep -qx 'tenant data'"
 check "and the policy is healthy" bash -c "as op policy show tenant | grep -q '\"state\": \"healthy\"'"
 check "rekey with a new policy key" bash -c "as op policy rekey tenant --customer-key '$kd' --customer-key '$kc' --new-policy-key >/dev/null"
