@@ -66,6 +66,10 @@ int ckey_allow_set(char *const *modules, char *const *key_dirs)
                 list_free(m);
                 return -ENOMEM;
         }
+        /* "/a/b/" is the directory "/a/b" (config.c writes them so already). */
+        for (char **e = d; *e; e++)
+                for (size_t n = strlen(*e); n > 1 && (*e)[n - 1] == '/'; n--)
+                        (*e)[n - 1] = '\0';
         pthread_rwlock_wrlock(&allow_lock);
         list_free(allowed_modules);
         list_free(allowed_dirs);

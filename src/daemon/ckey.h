@@ -4,7 +4,7 @@
  * of a policy key (DESIGN.md §4).  A key is named by a URI:
  *
  *   pkcs11:token=T;object=K?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234
- *   pkcs11:token=T;object=K?module-name=customer-a&pin-source=file:/etc/dkm/pin-a
+ *   pkcs11:token=T;object=K?module-name=customer-a&pin-source=file:/etc/dkm/keys/pin-a
  *   file:/path/to/32-byte-key
  *
  * Blob format (64 bytes, opaque to callers): "DK" 0x01 kind nonce[12]

@@ -517,6 +517,14 @@ static void test_allow_key_dirs(void **state)
         ckey_free(k);
         snprintf(uri, sizeof(uri), "file:%sx/k", sub);
         assert_int_equal(unwrap_err(uri, "is not in [policy] key_dirs"), -EINVAL);
+        /* A directory given with a trailing '/' is the same directory. */
+        snprintf(path, sizeof(path), "%s/", sub);
+        dirs[0] = path;
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
+        dirs[0] = sub;
+        snprintf(uri, sizeof(uri), "file:%s/k", sub);
+        assert_int_not_equal(unwrap_err(uri, NULL), -EINVAL);
+        assert_int_equal(ckey_allow_set(NULL, dirs), 0);
         /* A symlink that stays inside is the file it names. */
         snprintf(path, sizeof(path), "%s/inner", sub);
         assert_int_equal(symlink("k", path), 0);
