@@ -262,7 +262,6 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         const struct wire_msg *req, struct wire_builder *b)
 {
         _cleanup_free_ char *json = NULL;
-        struct audit_subject subj;
         char policy[65], err[KEYS_ERR_MAX] = "", text[32];
         const char *pol = NULL;
         uint32_t gen;
@@ -275,7 +274,6 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
         }
         if (r == 0)
                 pol = policy;
-        audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
         switch (req->type) {
         case WIRE_KEY_LIST:
                 r = keys_list_json(st->keys, pol, &json, err);
@@ -283,7 +281,7 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         reply_json(b, json);
                 break;
         case WIRE_KEY_ROTATE:
-                r = keys_rotate(st->keys, pol, &subj, &gen, err);
+                r = keys_rotate(st->keys, pol, &peer->subj, &gen, err);
                 if (r >= 0) {
                         snprintf(text, sizeof(text), "{\"generation\":%u}", gen);
                         reply_json(b, text);
@@ -295,7 +293,7 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         reply_error(b, -EINVAL, "request names no generation");
                         return;
                 }
-                r = keys_retire(st->keys, pol, gen, &subj, err);
+                r = keys_retire(st->keys, pol, gen, &peer->subj, err);
                 if (r >= 0)
                         reply_json(b, "{}");
                 break;
@@ -589,30 +587,11 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         reply_json(b, json);
 }
 
-/* The audit subject of a request, read from /proc on first use: refusals,
- * grant uses and administrative verbs need it, routine encrypt and decrypt
- * do not, and the four /proc reads were a third of such a request's cost. */
-struct lazy_subject {
-        const struct peer *peer;
-        bool read;
-        struct audit_subject s;
-};
-
-static const struct audit_subject *subject_of(struct lazy_subject *l)
-{
-        if (!l->read) {
-                audit_subject_from_peer(&l->s, l->peer->pid, l->peer->uid, l->peer->gid);
-                l->read = true;
-        }
-        return &l->s;
-}
-
 void handle_request(const struct daemon_state *st, const struct peer *peer,
                     const struct wire_msg *req, const int *fds, size_t n_fds,
                     struct wire_builder *reply)
 {
         unsigned roles = access_roles(st->cfg, peer);
-        struct lazy_subject subj = { .peer = peer };
         bool under_grant = false;
         const char *why;
         char msg[GRANT_ERR_MAX + 32];
@@ -624,17 +603,17 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                  * from the passed input: the grant is checked there. */
                 under_grant = true;
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
-                r = grant_allows(st, peer, req, subject_of(&subj), msg, sizeof(msg));
+                r = grant_allows(st, peer, req, &peer->subj, msg, sizeof(msg));
                 if (r < 0) {
                         audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type),
-                                     subject_of(&subj), false, "reason=refused");
+                                     &peer->subj, false, "reason=refused");
                         log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
                                    (unsigned)peer->uid, (int)peer->pid, msg);
                         reply_error(reply, r, msg);
                         return;
                 }
         } else if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), subject_of(&subj),
+                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), &peer->subj,
                              false, "reason=refused");
                 log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
                            (unsigned)peer->uid, (int)peer->pid, why);
@@ -657,7 +636,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_ENCRYPT_FD:
         case WIRE_DECRYPT_FD:
-                handle_stream(st, peer, req, fds, n_fds, under_grant ? subject_of(&subj) : NULL, under_grant,
+                handle_stream(st, peer, req, fds, n_fds, under_grant ? &peer->subj : NULL, under_grant,
                               reply);
                 break;
         case WIRE_INSPECT:
@@ -668,7 +647,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_POLICY_SHOW:
         case WIRE_POLICY_ASSIGN:
         case WIRE_POLICY_REKEY:
-                handle_policy(st, req, subject_of(&subj), reply);
+                handle_policy(st, req, &peer->subj, reply);
                 break;
         case WIRE_POLICY_PURGE:
         case WIRE_KEY_DESTROY:
@@ -677,7 +656,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_ACCESS_DENY:
         case WIRE_ACCESS_LIST:
         case WIRE_ACCESS_REVOKE:
-                handle_access(st, req, subject_of(&subj), reply);
+                handle_access(st, req, &peer->subj, reply);
                 break;
         default:
                 handle_keys(st, peer, req, reply);
