@@ -382,7 +382,7 @@ static void handle_policy(const struct daemon_state *st, const struct wire_msg *
  * cannot be recorded fails closed. */
 static int grant_use(const struct daemon_state *st, const struct peer *peer, unsigned type,
                      const struct audit_subject *subj, const char *policy, uint32_t generation,
-                     char *msg, size_t msg_size)
+                     uint32_t *ret_id, char *msg, size_t msg_size)
 {
         struct grant_use use;
         char err[GRANT_ERR_MAX] = "";
@@ -407,6 +407,8 @@ static int grant_use(const struct daemon_state *st, const struct peer *peer, uns
         }
         log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
                    use.id, wire_type_name(type), policy, generation);
+        if (ret_id)
+                *ret_id = use.id;
         return 0;
 }
 
@@ -432,24 +434,54 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
                 return r;
         }
         format_parse(data->value, data->len, &h, &why);
-        return grant_use(st, peer, req->type, subj, policy, h.generation, msg, msg_size);
+        return grant_use(st, peer, req->type, subj, policy, h.generation, NULL, msg, msg_size);
 }
 
 /* A stream decrypted under a grant: dkmd has read the input's header and
- * asks here, before anything is written, with the policy it names. */
+ * asks here, before anything is written, with the policy it names; then
+ * again while the stream flows (keys.h), so that a grant that ends
+ * mid-stream stops it. */
 struct stream_grant {
         const struct daemon_state *st;
         const struct peer *peer;
         const struct audit_subject *subj;
         unsigned type;
+        uint32_t grant; /* the grant the stream runs under, 0 before the first check */
 };
+
+/* Mid-stream: the grant still holds (or another that covers the stream,
+ * whose use is audited in turn), else the stream stops, audited. */
+static int stream_grant_recheck(struct stream_grant *g, const char *policy, uint32_t generation, char *err)
+{
+        char why[GRANT_ERR_MAX] = "";
+        _cleanup_free_ char *awhy = NULL;
+        struct grant_use use;
+        int r;
+
+        r = grants_check(g->st->grants, g->subj, SCOPE_DECRYPT, policy, &use, why);
+        if (r >= 0 && use.id == g->grant)
+                return 0;
+        if (r >= 0)
+                return grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err,
+                                 KEYS_ERR_MAX);
+        snprintf(err, KEYS_ERR_MAX, "permission denied: stopped mid-stream: %s", why);
+        awhy = audit_value(why);
+        audit_record(AUDIT_KIND_ACCESS, "grant-use-stop", g->subj, false,
+                     "request=%u use=%s policy=%s generation=%u error=%s", g->grant, wire_type_name(g->type),
+                     policy, generation, awhy ? awhy : "?");
+        log_notice("stopped %s for uid %u pid %d mid-stream: %s", wire_type_name(g->type),
+                   (unsigned)g->peer->uid, (int)g->peer->pid, why);
+        return r;
+}
 
 static int stream_grant_gate(void *userdata, const char *policy, uint32_t generation, char *err)
 {
-        const struct stream_grant *g = userdata;
+        struct stream_grant *g = userdata;
         int r;
 
-        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, err, KEYS_ERR_MAX);
+        if (g->grant)
+                return stream_grant_recheck(g, policy, generation, err);
+        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err, KEYS_ERR_MAX);
         if (r < 0) {
                 audit_record(AUDIT_KIND_ACCESS, wire_type_name(g->type), g->subj, false, "reason=refused");
                 log_notice("refused %s for uid %u pid %d: %s", wire_type_name(g->type),
@@ -551,7 +583,7 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
                           const struct wire_msg *req, const int *fds, size_t n_fds,
                           const struct audit_subject *subj, bool under_grant, struct wire_builder *b)
 {
-        struct stream_grant grant = { st, peer, subj, req->type };
+        struct stream_grant grant = { st, peer, subj, req->type, 0 };
         _cleanup_free_ uint8_t *ctx = NULL;
         char policy[65], err[KEYS_ERR_MAX] = "", json[64];
         uint32_t segment = STREAM_SEGMENT_DEFAULT;
