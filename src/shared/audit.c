@@ -368,10 +368,12 @@ void audit_subject_from_peer(struct audit_subject *s, pid_t pid, uid_t uid, gid_
 }
 
 /* pidfd's process has not been reaped: its pid cannot have been reused.
- * EPERM (another user's process, without CAP_KILL) says it exists too. */
+ * The kernel says ESRCH only when the process is gone; EPERM (another
+ * user's process, without CAP_KILL) and EACCES (a security module said no)
+ * come after it was found. */
 static bool pidfd_alive(int pidfd)
 {
-        return pidfd_send_signal(pidfd, 0, NULL, 0) == 0 || errno == EPERM;
+        return pidfd_send_signal(pidfd, 0, NULL, 0) == 0 || errno == EPERM || errno == EACCES;
 }
 
 /* Whether pid's real, effective or saved uid is uid (/proc/pid/status). */
