@@ -57,12 +57,13 @@ revoke_mid_stream() {
                 sleep 0.05
         done
         size_at_revoke=$(stat -c %s "$out")
-        t0=$(date +%s%N)
         if [ "$how" = keyctl ]; then
                 keyctl revoke "$(keyctl search "$ring" user "dkm:grant:$id")"
         else
                 as appr access revoke "$id" >/dev/null
         fi
+        # The grant has ended (dkmctl returned once the store said so).
+        t0=$(date +%s%N)
         touch "$go"
         wait "$pid"
         rc=$?
