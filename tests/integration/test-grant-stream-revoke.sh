@@ -3,7 +3,7 @@
 # outside the users group) with an approved decrypt grant streams a large
 # ciphertext from a slow pipe; the grant is revoked mid-stream, once with
 # keyctl from a root shell and once with dkmctl access revoke by an
-# approver.  dkmd must stop writing plaintext within a second (checked
+# approver; a third grant expires mid-stream.  dkmd must stop writing plaintext within a second (checked
 # here with a margin for a loaded machine), fail the request with the
 # reason, and audit the stop.
 . "$(dirname "$0")/lib.sh"
@@ -93,4 +93,23 @@ as appr access revoke "$id" >/dev/null
 
 revoke_mid_stream keyctl
 revoke_mid_stream dkmctl
+
+# A grant that expires mid-stream stops it the same way.
+audit_mark >/dev/null
+id=$(as op access request --reason "short restore" --duration 3s --scope decrypt)
+as appr access approve "$id" >/dev/null
+as appr2 access approve "$id" >/dev/null
+t0=$(date +%s%N)   # the grant ends 3 s after this at the latest
+touch "$W/go.expire"
+slow_feed "$W/ct" $((2 * 1024 * 1024)) "$W/go.expire" |
+        as op decrypt --context case=revoke >"$W/out.expire" 2>"$W/err.expire"
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+echo "    (expiry: $(stat -c %s "$W/out.expire") of $size bytes, ended ${ms} ms after the grant," \
+     "rc $rc: $(cat "$W/err.expire"))"
+check "expiry: the stream fails, saying why" grep -q "stopped mid-stream: grant $id expired" "$W/err.expire"
+check "expiry: it did not complete" test "$(stat -c %s "$W/out.expire")" -lt "$size"
+check "expiry: it stopped within 2.5 s of the end of the grant (${ms} ms after its start)" test "$ms" -lt 5500
+recs=$(audit_search -m USER_ACCT)
+check "expiry: the stop is audited" grep -q "op=grant-use-stop .*request=$id .*res=failed" <<<"$recs"
 finish
