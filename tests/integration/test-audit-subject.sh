@@ -77,13 +77,16 @@ handoff() {
         echo "    (child pid $PEER, reused by the approver: $REUSED)"
 }
 
+# This dkmd's records only: the host's auditd may serve other instances.
+own_records() { audit_search "$@" | grep " : pid=$DKMD_PID "; }
+
 audit_mark >/dev/null
 
 # 1. The child connected and was served, then exited; its pid went to the
 #    approver.  The rotate must be recorded as the operator's.
 handoff warm rotate
 check "the operator's rotate through the handed-off connection is served ($OUT)" test "$RC" = 0
-recs=$(audit_search -m CRYPTO_KEY_USER | grep "op=generation-rotate .*opid=$PEER ")
+recs=$(own_records -m CRYPTO_KEY_USER | grep "op=generation-rotate .*opid=$PEER ")
 echo "$recs" | sed 's/^/    /'
 check "the rotate is recorded with the operator's login uid" \
         grep -q "oauid=unknown($OP_UID) " <<<"$recs"
@@ -100,7 +103,7 @@ end_reuser
 nonce="handoff$$x$RANDOM"
 STOP_DKMD=1 handoff cold request "$nonce"
 check "the operator's request through the handed-off connection is served ($OUT)" test "$RC" = 0
-recs=$(audit_search -m USER_ACCT | grep "op=access-request .*$nonce")
+recs=$(own_records -m USER_ACCT | grep "op=access-request .*$nonce")
 echo "$recs" | sed 's/^/    /'
 check "the request's record is found" test -n "$recs"
 check "it does not name the approver, who holds the pid now" \
@@ -113,7 +116,7 @@ end_reuser
 # 3. The ordinary case is untouched: dkmctl's own records are verified.
 audit_mark >/dev/null
 as op key rotate >/dev/null
-recs=$(audit_search -m CRYPTO_KEY_USER | grep "op=generation-rotate ")
+recs=$(own_records -m CRYPTO_KEY_USER | grep "op=generation-rotate ")
 check "dkmctl's rotate names the operator" grep -q "oauid=unknown($OP_UID) .*ocomm=dkmctl " <<<"$recs"
 check "and is not marked unverified" bash -c "! grep -q 'subj_verified=no' <<<\"\$1\"" _ "$recs"
 finish
