@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "shared/audit.h"
 #include "shared/config.h"
 
 #define PEER_MAX_GROUPS 64
@@ -20,6 +21,10 @@ struct peer {
         gid_t gid;
         gid_t groups[PEER_MAX_GROUPS];
         size_t n_groups;
+        /* Taken once when the peer connected (server.c), so that records
+         * name the process that connected even after it exits or its pid is
+         * reused, and routine requests read nothing from /proc. */
+        struct audit_subject subj;
 };
 
 enum role {

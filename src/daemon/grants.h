@@ -20,7 +20,8 @@
 
 #define GRANT_ERR_MAX 256
 #define REASON_MAX 1024
-#define MAX_APPROVERS 32
+/* config.c refuses an approvals_required above it. */
+#define MAX_APPROVERS CONFIG_APPROVALS_MAX
 
 enum grant_scope {
         SCOPE_DECRYPT,

@@ -262,7 +262,6 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         const struct wire_msg *req, struct wire_builder *b)
 {
         _cleanup_free_ char *json = NULL;
-        struct audit_subject subj;
         char policy[65], err[KEYS_ERR_MAX] = "", text[32];
         const char *pol = NULL;
         uint32_t gen;
@@ -275,7 +274,6 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
         }
         if (r == 0)
                 pol = policy;
-        audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
         switch (req->type) {
         case WIRE_KEY_LIST:
                 r = keys_list_json(st->keys, pol, &json, err);
@@ -283,7 +281,7 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         reply_json(b, json);
                 break;
         case WIRE_KEY_ROTATE:
-                r = keys_rotate(st->keys, pol, &subj, &gen, err);
+                r = keys_rotate(st->keys, pol, &peer->subj, &gen, err);
                 if (r >= 0) {
                         snprintf(text, sizeof(text), "{\"generation\":%u}", gen);
                         reply_json(b, text);
@@ -295,7 +293,7 @@ static void handle_keys(const struct daemon_state *st, const struct peer *peer,
                         reply_error(b, -EINVAL, "request names no generation");
                         return;
                 }
-                r = keys_retire(st->keys, pol, gen, &subj, err);
+                r = keys_retire(st->keys, pol, gen, &peer->subj, err);
                 if (r >= 0)
                         reply_json(b, "{}");
                 break;
@@ -384,7 +382,7 @@ static void handle_policy(const struct daemon_state *st, const struct wire_msg *
  * cannot be recorded fails closed. */
 static int grant_use(const struct daemon_state *st, const struct peer *peer, unsigned type,
                      const struct audit_subject *subj, const char *policy, uint32_t generation,
-                     char *msg, size_t msg_size)
+                     uint32_t *ret_id, char *msg, size_t msg_size)
 {
         struct grant_use use;
         char err[GRANT_ERR_MAX] = "";
@@ -409,6 +407,8 @@ static int grant_use(const struct daemon_state *st, const struct peer *peer, uns
         }
         log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
                    use.id, wire_type_name(type), policy, generation);
+        if (ret_id)
+                *ret_id = use.id;
         return 0;
 }
 
@@ -434,24 +434,54 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
                 return r;
         }
         format_parse(data->value, data->len, &h, &why);
-        return grant_use(st, peer, req->type, subj, policy, h.generation, msg, msg_size);
+        return grant_use(st, peer, req->type, subj, policy, h.generation, NULL, msg, msg_size);
 }
 
 /* A stream decrypted under a grant: dkmd has read the input's header and
- * asks here, before anything is written, with the policy it names. */
+ * asks here, before anything is written, with the policy it names; then
+ * again while the stream flows (keys.h), so that a grant that ends
+ * mid-stream stops it. */
 struct stream_grant {
         const struct daemon_state *st;
         const struct peer *peer;
         const struct audit_subject *subj;
         unsigned type;
+        uint32_t grant; /* the grant the stream runs under, 0 before the first check */
 };
+
+/* Mid-stream: the grant still holds (or another that covers the stream,
+ * whose use is audited in turn), else the stream stops, audited. */
+static int stream_grant_recheck(struct stream_grant *g, const char *policy, uint32_t generation, char *err)
+{
+        char why[GRANT_ERR_MAX] = "";
+        _cleanup_free_ char *awhy = NULL;
+        struct grant_use use;
+        int r;
+
+        r = grants_check(g->st->grants, g->subj, SCOPE_DECRYPT, policy, &use, why);
+        if (r >= 0 && use.id == g->grant)
+                return 0;
+        if (r >= 0)
+                return grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err,
+                                 KEYS_ERR_MAX);
+        snprintf(err, KEYS_ERR_MAX, "permission denied: stopped mid-stream: %s", why);
+        awhy = audit_value(why);
+        audit_record(AUDIT_KIND_ACCESS, "grant-use-stop", g->subj, false,
+                     "request=%u use=%s policy=%s generation=%u error=%s", g->grant, wire_type_name(g->type),
+                     policy, generation, awhy ? awhy : "?");
+        log_notice("stopped %s for uid %u pid %d mid-stream: %s", wire_type_name(g->type),
+                   (unsigned)g->peer->uid, (int)g->peer->pid, why);
+        return r;
+}
 
 static int stream_grant_gate(void *userdata, const char *policy, uint32_t generation, char *err)
 {
-        const struct stream_grant *g = userdata;
+        struct stream_grant *g = userdata;
         int r;
 
-        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, err, KEYS_ERR_MAX);
+        if (g->grant)
+                return stream_grant_recheck(g, policy, generation, err);
+        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err, KEYS_ERR_MAX);
         if (r < 0) {
                 audit_record(AUDIT_KIND_ACCESS, wire_type_name(g->type), g->subj, false, "reason=refused");
                 log_notice("refused %s for uid %u pid %d: %s", wire_type_name(g->type),
@@ -553,7 +583,7 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
                           const struct wire_msg *req, const int *fds, size_t n_fds,
                           const struct audit_subject *subj, bool under_grant, struct wire_builder *b)
 {
-        struct stream_grant grant = { st, peer, subj, req->type };
+        struct stream_grant grant = { st, peer, subj, req->type, 0 };
         _cleanup_free_ uint8_t *ctx = NULL;
         char policy[65], err[KEYS_ERR_MAX] = "", json[64];
         uint32_t segment = STREAM_SEGMENT_DEFAULT;
@@ -589,30 +619,11 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         reply_json(b, json);
 }
 
-/* The audit subject of a request, read from /proc on first use: refusals,
- * grant uses and administrative verbs need it, routine encrypt and decrypt
- * do not, and the four /proc reads were a third of such a request's cost. */
-struct lazy_subject {
-        const struct peer *peer;
-        bool read;
-        struct audit_subject s;
-};
-
-static const struct audit_subject *subject_of(struct lazy_subject *l)
-{
-        if (!l->read) {
-                audit_subject_from_peer(&l->s, l->peer->pid, l->peer->uid, l->peer->gid);
-                l->read = true;
-        }
-        return &l->s;
-}
-
 void handle_request(const struct daemon_state *st, const struct peer *peer,
                     const struct wire_msg *req, const int *fds, size_t n_fds,
                     struct wire_builder *reply)
 {
         unsigned roles = access_roles(st->cfg, peer);
-        struct lazy_subject subj = { .peer = peer };
         bool under_grant = false;
         const char *why;
         char msg[GRANT_ERR_MAX + 32];
@@ -624,17 +635,17 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                  * from the passed input: the grant is checked there. */
                 under_grant = true;
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
-                r = grant_allows(st, peer, req, subject_of(&subj), msg, sizeof(msg));
+                r = grant_allows(st, peer, req, &peer->subj, msg, sizeof(msg));
                 if (r < 0) {
                         audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type),
-                                     subject_of(&subj), false, "reason=refused");
+                                     &peer->subj, false, "reason=refused");
                         log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
                                    (unsigned)peer->uid, (int)peer->pid, msg);
                         reply_error(reply, r, msg);
                         return;
                 }
         } else if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), subject_of(&subj),
+                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), &peer->subj,
                              false, "reason=refused");
                 log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
                            (unsigned)peer->uid, (int)peer->pid, why);
@@ -657,7 +668,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_ENCRYPT_FD:
         case WIRE_DECRYPT_FD:
-                handle_stream(st, peer, req, fds, n_fds, under_grant ? subject_of(&subj) : NULL, under_grant,
+                handle_stream(st, peer, req, fds, n_fds, under_grant ? &peer->subj : NULL, under_grant,
                               reply);
                 break;
         case WIRE_INSPECT:
@@ -668,7 +679,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_POLICY_SHOW:
         case WIRE_POLICY_ASSIGN:
         case WIRE_POLICY_REKEY:
-                handle_policy(st, req, subject_of(&subj), reply);
+                handle_policy(st, req, &peer->subj, reply);
                 break;
         case WIRE_POLICY_PURGE:
         case WIRE_KEY_DESTROY:
@@ -677,7 +688,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_ACCESS_DENY:
         case WIRE_ACCESS_LIST:
         case WIRE_ACCESS_REVOKE:
-                handle_access(st, req, subject_of(&subj), reply);
+                handle_access(st, req, &peer->subj, reply);
                 break;
         default:
                 handle_keys(st, peer, req, reply);

@@ -172,9 +172,30 @@ static int stream_policy_name(struct keys *k, const struct stream_header *h, cha
         return r;
 }
 
+/* The gate, asked again while the stream flows (stream_check). */
+struct recheck {
+        keys_stream_gate gate;
+        void *userdata;
+        const char *policy;
+        uint32_t generation;
+        char *err;
+        bool stopped; /* the gate said no: err says why */
+};
+
+static int recheck_gate(void *userdata)
+{
+        struct recheck *c = userdata;
+        int r = c->gate(c->userdata, c->policy, c->generation, c->err);
+
+        c->stopped = r < 0;
+        return r;
+}
+
 int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
                         keys_stream_gate gate, void *userdata, uint64_t *ret_bytes, char *err)
 {
+        struct recheck rc = { gate, userdata, NULL, 0, err, false };
+        const struct stream_check check = { recheck_gate, &rc, KEYS_STREAM_RECHECK_MS };
         char name[65];
         _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE);
         uint8_t raw[STREAM_HEADER_MAX];
@@ -226,6 +247,8 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
                         r = gate(userdata, name, h.generation, err);
                 if (r < 0)
                         return r;
+                rc.policy = name;
+                rc.generation = h.generation;
         }
         pthread_rwlock_rdlock(&k->lock);
         p = find_policy_id(k, h.policy_id);
@@ -252,8 +275,10 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
                 return r;
         r = crypto_aead(&a);
         if (r >= 0)
-                r = stream_decrypt_fd(crypto_engine(), a, key, &h, ctx, ctx_len, in_fd, out_fd, ret_bytes,
-                                      &why);
+                r = stream_decrypt_fd_checked(crypto_engine(), a, key, &h, ctx, ctx_len, in_fd, out_fd,
+                                              gate ? &check : NULL, ret_bytes, &why);
+        if (rc.stopped)
+                return r; /* err is the gate's */
         if (r == -EBADMSG)
                 keys_seterr(err, "%s (wrong context, or the stream was altered)", why ? why : "stream rejected");
         else if (r < 0)

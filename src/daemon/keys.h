@@ -53,8 +53,14 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
                         uint32_t segment_size, int in_fd, int out_fd, uint64_t *ret_bytes, char *err);
 /* Decides, once the input's header has named its policy and generation,
  * whether the caller may decrypt it (a grant check): 0 lets the stream go on;
- * a negative errno, with err filled, refuses before any output is written. */
+ * a negative errno, with err filled, refuses before any output is written.
+ * While a stream (format v2) flows, the gate is asked again at least every
+ * KEYS_STREAM_RECHECK_MS, also while the input is slow to come: a negative
+ * errno then stops the output and fails the stream with err as it says. */
 typedef int (*keys_stream_gate)(void *userdata, const char *policy, uint32_t generation, char *err);
+/* Half a second: a grant that ends mid-stream stops it within a second,
+ * whatever the input's pace.  Not a setting. */
+#define KEYS_STREAM_RECHECK_MS 500
 /* gate NULL: the caller may decrypt anything (a member of the users group). */
 int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
                         keys_stream_gate gate, void *userdata, uint64_t *ret_bytes, char *err);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,7 +35,41 @@ struct conn {
         struct server *srv;
         int fd;
         struct peer peer;
+        int pidfd;       /* the peer's process from accept until its subject is read, else -1 */
+        bool pidfd_late; /* opened from the pid at accept, not by the socket */
 };
+
+/* Linux 6.5; the headers of older distributions lack it.  The other
+ * architectures have their own numbers: they fall back to pidfd_open(). */
+#if !defined(SO_PEERPIDFD) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || \
+                               defined(__arm__) || defined(__riscv) || defined(__s390__) || \
+                               defined(__powerpc__) || defined(__loongarch__))
+#define SO_PEERPIDFD 77
+#endif
+
+/* A pidfd of the process that connected, to tell it from a later one that
+ * reuses its pid.  SO_PEERPIDFD names the connecting process itself (from
+ * Linux 6.16 even once it was reaped; 6.5 to 6.15 while it is not); without
+ * it, pidfd_open() of the SO_PEERCRED pid right at accept, and *ret_late
+ * says that the pid may have changed hands before that.  -1 when the peer is
+ * already gone or pidfds are unavailable: its subject stays unverified. */
+static int peer_pidfd(int fd, pid_t pid, bool *ret_late)
+{
+        int pidfd = -1;
+
+        *ret_late = false;
+#ifdef SO_PEERPIDFD
+        socklen_t len = sizeof(pidfd);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+                return pidfd;
+        if (errno != ENOPROTOOPT)
+                return -1; /* ESRCH: the peer is gone, and its pid free */
+#endif
+        /* pidfds are always close-on-exec. */
+        *ret_late = true;
+        return pid > 0 ? pidfd_open(pid, 0) : -1;
+}
 
 static int peer_credentials(int fd, struct peer *ret)
 {
@@ -87,6 +122,13 @@ static void *conn_thread(void *arg)
 {
         struct conn *c = arg;
 
+        /* Once per connection, here rather than in the accept loop: the
+         * /proc reads cost a few syscalls. */
+        audit_subject_from_pidfd(&c->peer.subj, c->pidfd, c->pidfd_late, c->peer.pid, c->peer.uid,
+                                 c->peer.gid);
+        if (c->pidfd >= 0)
+                close(c->pidfd);
+        c->pidfd = -1;
         for (;;) {
                 struct wire_builder reply = { 0 };
                 int fds[WIRE_MAX_FDS];
@@ -240,9 +282,12 @@ int server_run(struct server *s)
                 }
                 c->srv = s;
                 c->fd = fd;
+                c->pidfd = peer_pidfd(fd, c->peer.pid, &c->pidfd_late);
                 atomic_fetch_add(&s->connections, 1);
                 if (pthread_create(&t, &attr, conn_thread, c) != 0) {
                         atomic_fetch_sub(&s->connections, 1);
+                        if (c->pidfd >= 0)
+                                close(c->pidfd);
                         close(fd);
                         free(c);
                 }

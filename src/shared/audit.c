@@ -32,6 +32,10 @@
  *    requester's, so "ausearch -x /usr/bin/dkmctl" finds what dkmctl asked.
  *    dkmd can read /proc/<pid>/exe of other users only with ptrace rights,
  *    so oexe is often "?"; ocomm (world-readable) is there for that reason.
+ *  - subj_verified=no (only when so): the requester's process had exited,
+ *    or its pid was reused, before dkmd could read oauid, oses, ocomm and
+ *    oexe when it connected; they are then left unset, never guessed.
+ *    opid, id and ogid are the kernel's credentials of the connection.
  * Search by requester: ausearch -m CRYPTO_KEY_USER,USER_ACCT -i, then match
  * id=NAME / oauid=NAME (e.g. with grep -w), or -x for the executable.
  *
@@ -52,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -146,6 +151,7 @@ static bool name_is_reserved(const char *name, size_t n)
 {
         static const char *const exact[] = {
                 "op", "id", "pid", "ses", "gid", "opid", "oses", "ogid", "key", "msg", "type", "path",
+                "subj_verified",
         };
         static const char *const suffixes[] = {
                 "uid", "subj", "comm", "acct", "hostname", "addr", "terminal", "exe", "res", "cwd",
@@ -275,10 +281,11 @@ int audit_record(enum audit_kind kind, const char *op, const struct audit_subjec
                 if (!comm || !exe)
                         return -ENOMEM;
                 n = snprintf(msg, sizeof(msg),
-                             "op=%s opid=%d id=%u oauid=%u oses=%u ogid=%u ocomm=%s oexe=%s%s%s", op,
+                             "op=%s opid=%d id=%u oauid=%u oses=%u ogid=%u ocomm=%s oexe=%s%s%s%s", op,
                              (int)subj->pid, (unsigned)subj->uid, (unsigned)subj->auid,
                              (unsigned)subj->ses, (unsigned)subj->gid, comm, exe,
-                             extra ? " " : "", extra ? extra : "");
+                             subj->verified ? "" : " subj_verified=no", extra ? " " : "",
+                             extra ? extra : "");
         } else
                 n = snprintf(msg, sizeof(msg), "op=%s%s%s", op, extra ? " " : "",
                              extra ? extra : "");
@@ -357,4 +364,44 @@ void audit_subject_from_peer(struct audit_subject *s, pid_t pid, uid_t uid, gid_
         snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
         n = readlink(path, s->exe, sizeof(s->exe) - 1);
         s->exe[n > 0 ? n : 0] = '\0';
+        s->verified = pid == getpid();
+}
+
+/* pidfd's process has not been reaped: its pid cannot have been reused.
+ * The kernel says ESRCH only when the process is gone; EPERM (another
+ * user's process, without CAP_KILL) and EACCES (a security module said no)
+ * come after it was found. */
+static bool pidfd_alive(int pidfd)
+{
+        return pidfd_send_signal(pidfd, 0, NULL, 0) == 0 || errno == EPERM || errno == EACCES;
+}
+
+/* Whether pid's real, effective or saved uid is uid (/proc/pid/status). */
+static bool proc_has_uid(pid_t pid, uid_t uid)
+{
+        char buf[4096], *line;
+        unsigned long ids[3];
+
+        if (read_proc(pid, "status", buf, sizeof(buf)) < 0)
+                return false;
+        line = strstr(buf, "\nUid:");
+        if (!line || sscanf(line + 5, "%lu %lu %lu", &ids[0], &ids[1], &ids[2]) != 3)
+                return false;
+        return ids[0] == uid || ids[1] == uid || ids[2] == uid;
+}
+
+void audit_subject_from_pidfd(struct audit_subject *s, int pidfd, bool check_uid, pid_t pid, uid_t uid,
+                              gid_t gid)
+{
+        audit_subject_from_peer(s, pid, uid, gid);
+        /* Read first, then ask: alive now means alive during the reads. */
+        s->verified = pid > 0 && pidfd >= 0 && (!check_uid || proc_has_uid(pid, uid)) && pidfd_alive(pidfd);
+        if (!s->verified) {
+                /* Possibly another process's: record nothing rather than
+                 * the wrong person. */
+                s->auid = (uid_t)-1;
+                s->ses = UINT32_MAX;
+                s->comm[0] = '\0';
+                s->exe[0] = '\0';
+        }
 }

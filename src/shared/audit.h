@@ -12,21 +12,39 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* Who asked: taken from the peer's credentials and /proc/<pid>.  Recorded
- * as opid= id= oauid= oses= ogid= ocomm= oexe= (audit.c says why). */
+/* Who asked: taken from the peer's credentials and /proc/<pid> when the peer
+ * connected.  Recorded as opid= id= oauid= oses= ogid= ocomm= oexe= (audit.c
+ * says why), and subj_verified=no when verified is false. */
 struct audit_subject {
         pid_t pid;
         uid_t uid;
         gid_t gid;
-        uid_t auid;   /* (uid_t)-1 when unset */
+        uid_t auid;   /* (uid_t)-1 when unset or unverified */
         char exe[256]; /* "" when unreadable (another user's process) */
         char comm[16]; /* "" when unknown */
         uint32_t ses; /* audit session, (uint32_t)-1 when unset */
+        /* The /proc fields are known to be the connecting process's.  When
+         * false they are left unset: pid, uid and gid (the kernel's
+         * SO_PEERCRED) are still right, the rest could not be told. */
+        bool verified;
 };
 
 /* Fills subject from pid/uid/gid (reads /proc/pid/loginuid, sessionid,
- * comm and exe).  Use this rather than filling the struct by hand. */
+ * comm and exe).  A pid alone cannot tell a process from a later one that
+ * reuses its pid, so the result is verified only for dkmd's own pid; for a
+ * peer, use audit_subject_from_pidfd(). */
 void audit_subject_from_peer(struct audit_subject *s, pid_t pid, uid_t uid, gid_t gid);
+
+/* The same for a peer held by pidfd (a pidfd of pid, taken when it
+ * connected: SO_PEERPIDFD or pidfd_open()).  The /proc fields are kept, and
+ * s->verified set, only when the pidfd still names a live (or not yet
+ * reaped) process after the reads: then pid could not have been reused
+ * meanwhile.  check_uid: the pidfd was opened from the pid after the
+ * connection (no SO_PEERPIDFD), so the pid may already have been reused
+ * before that; the process must then also still have uid among its real,
+ * effective and saved uids.  pidfd < 0: nothing can be verified. */
+void audit_subject_from_pidfd(struct audit_subject *s, int pidfd, bool check_uid, pid_t pid, uid_t uid,
+                              gid_t gid);
 
 /* Opens the audit netlink socket (no privilege needed to open; sending needs
  * CAP_AUDIT_WRITE).  Idempotent.  Test hook: when the environment has

@@ -66,7 +66,8 @@ static const struct key_def keys[] = {
         { "rotation", "max_age", K_DURATION, F(max_age_usec), USEC_PER_SEC, 3650 * USEC_PER_DAY },
         /* GCM with random nonces: stay at or below 2^32 uses per key. */
         { "rotation", "max_uses", K_U64, F(max_uses), 1, UINT64_C(1) << 32 },
-        { "access", "approvals_required", K_UINT, F(approvals_required), 1, 100 },
+        /* More than a request can record could never be met. */
+        { "access", "approvals_required", K_UINT, F(approvals_required), 1, CONFIG_APPROVALS_MAX },
         { "access", "max_duration", K_DURATION, F(max_duration_usec), USEC_PER_SEC,
           365 * USEC_PER_DAY },
         { "access", "request_ttl", K_DURATION, F(request_ttl_usec), USEC_PER_SEC,
@@ -473,10 +474,15 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
         case K_U64:
                 r = parse_u64(v, &u);
                 if (r < 0 || u < k->min || u > k->max) {
+                        bool approvals = r >= 0 && u > k->max &&
+                                         k->offset == offsetof(struct dkm_config, approvals_required);
+
                         set_err(p, p->line, "[%s] %s: must be a whole number from %llu to %llu, "
-                                            "got '%s'",
+                                            "got '%s'%s",
                                 k->section, k->name, (unsigned long long)k->min,
-                                (unsigned long long)k->max, vb);
+                                (unsigned long long)k->max, vb,
+                                approvals ? " (a request records no more approvals than that, "
+                                            "so more could never be met)" : "");
                         return false;
                 }
                 if (k->kind == K_U64)

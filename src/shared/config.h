@@ -20,6 +20,10 @@
  * reload stores the new values with __atomic_store_n). */
 #define CFG(cfg, field) __atomic_load_n(&(cfg)->field, __ATOMIC_RELAXED)
 
+/* A request records at most this many approvals (grants.h sizes its array
+ * by it), so approvals_required may not ask for more: it could never be met. */
+#define CONFIG_APPROVALS_MAX 32
+
 struct dkm_config {
         /* [daemon] */
         char *socket;
@@ -33,7 +37,7 @@ struct dkm_config {
         uint64_t max_age_usec;      /* default 30d */
         uint64_t max_uses;          /* default 2^30 */
         /* [access] */
-        unsigned approvals_required; /* default 2, >= 1 */
+        unsigned approvals_required; /* default 2, 1 to CONFIG_APPROVALS_MAX */
         uint64_t max_duration_usec;  /* default 8h */
         uint64_t request_ttl_usec;   /* default 1h */
         /* [policy] */

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "shared/stream-io.h"
 #include "shared/util.h"
@@ -164,7 +165,15 @@ int piece_reader_new(int fd, size_t piece, struct piece_reader **ret)
         if (!r->poll_first)
                 (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         pthread_mutex_init(&r->lock, NULL);
-        pthread_cond_init(&r->cond, NULL);
+        {
+                /* piece_reader_wait() times out by the monotonic clock. */
+                pthread_condattr_t ca;
+
+                pthread_condattr_init(&ca);
+                pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+                pthread_cond_init(&r->cond, &ca);
+                pthread_condattr_destroy(&ca);
+        }
         /* Page-aligned, so the kernel copies whole pages into them. */
         alloc = (r->cap + 4095) & ~(size_t)4095;
         for (int i = 0; i < 2; i++) {
@@ -257,6 +266,52 @@ int piece_reader_next(struct piece_reader *r, const uint8_t **ret_p, size_t *ret
         *ret_last = c->len == 0;
         r->done = *ret_last;
         return 0;
+}
+
+/* The chunk that piece_reader_next() would wait for now, -1 for none: it
+ * follows next()'s steps without taking anything.  Under r->lock. */
+static int blocking_chunk(const struct piece_reader *r)
+{
+        const struct chunk *c;
+        int cur = r->cur, want = r->want;
+        size_t off = r->off;
+
+        if (cur < 0) {
+                if (!r->c[want].full)
+                        return want;
+                cur = want;
+                want ^= 1;
+                off = 0;
+        }
+        c = &r->c[cur];
+        if (c->error || c->eof || off + r->piece < c->len)
+                return -1;
+        /* The piece ends this chunk: next() takes the following one to
+         * tell whether it was the last. */
+        return r->c[want].full ? -1 : want;
+}
+
+int piece_reader_wait(struct piece_reader *r, unsigned timeout_ms)
+{
+        struct timespec deadline;
+        int e = 0, i;
+
+        if (!r)
+                return -EINVAL;
+        if (!r->threaded || r->done)
+                return 0;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&r->lock);
+        while ((i = blocking_chunk(r)) >= 0 && e != ETIMEDOUT)
+                e = pthread_cond_timedwait(&r->cond, &r->lock, &deadline);
+        pthread_mutex_unlock(&r->lock);
+        return i >= 0 ? -ETIMEDOUT : 0;
 }
 
 void piece_reader_free(struct piece_reader *r)

@@ -34,6 +34,13 @@ int piece_reader_new(int fd, size_t piece, struct piece_reader **ret);
  */
 int piece_reader_next(struct piece_reader *r, const uint8_t **ret_p, size_t *ret_len, bool *ret_last);
 
+/* Waits at most timeout_ms until piece_reader_next() would not block:
+ * 0 then (also at end of input, after an error, and always where no thread
+ * could be started: there next() reads itself), -ETIMEDOUT when the input
+ * has not come yet.  For a caller that must act on time while a slow input
+ * trickles in. */
+int piece_reader_wait(struct piece_reader *r, unsigned timeout_ms);
+
 /* Stops the thread, wipes the buffers (they may hold plaintext) and frees.
  * NULL is fine. */
 void piece_reader_free(struct piece_reader *r);

@@ -470,22 +470,55 @@ int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_er
         return stream_parse_header(buf, got + more, ret, ret_error);
 }
 
-int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
-                      const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
-                      const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
-                      uint64_t *ret_plaintext_size, const char **ret_error)
+/* Asks check when it is due (at or after *next_usec), and sets when it is
+ * due next. */
+static int check_due(const struct stream_check *check, uint64_t *next_usec)
+{
+        uint64_t now = now_mono_usec();
+
+        if (!check || now < *next_usec)
+                return 0;
+        *next_usec = now + check->interval_ms * UINT64_C(1000);
+        return check->fn(check->userdata);
+}
+
+/* Waits for the next piece of input, asking check whenever it is due. */
+static int await_input(struct piece_reader *rd, const struct stream_check *check, uint64_t *next_usec)
+{
+        for (;;) {
+                uint64_t now;
+                unsigned ms;
+                int r = check_due(check, next_usec);
+
+                if (r < 0)
+                        return r;
+                now = now_mono_usec();
+                ms = *next_usec > now ? (unsigned)((*next_usec - now + 999) / 1000) : 0;
+                if (piece_reader_wait(rd, ms) == 0)
+                        return 0;
+        }
+}
+
+int stream_decrypt_fd_checked(const struct engine_ops *ops, struct engine_aead *a,
+                              const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
+                              const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                              const struct stream_check *check, uint64_t *ret_plaintext_size,
+                              const char **ret_error)
 {
         struct piece_reader *rd = NULL;
         struct stream_dec *s = NULL;
         bool last = false;
-        uint64_t total = 0;
+        uint64_t total = 0, next_check = 0;
         const char *why = "cannot start the stream";
         size_t full, cap = 0, fill = 0;
         uint8_t *pt = NULL;
         int r;
 
-        if (!ret_error || !h || in_fd < 0 || out_fd < 0)
+        if (!ret_error || !h || in_fd < 0 || out_fd < 0 || (check && (!check->fn || !check->interval_ms)))
                 return -EINVAL;
+        /* The caller has just asked: the first answer is due an interval on. */
+        if (check)
+                next_check = now_mono_usec() + check->interval_ms * UINT64_C(1000);
         r = stream_dec_new(ops, a, key, h, ctx, ctx_len, &s, &why);
         if (r < 0)
                 goto out;
@@ -500,6 +533,9 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                 const uint8_t *in;
                 size_t len, n;
 
+                why = "stopped";
+                if (check && (r = await_input(rd, check, &next_check)) < 0)
+                        goto out;
                 why = "reading the input failed";
                 r = piece_reader_next(rd, &in, &len, &last);
                 if (r < 0)
@@ -510,12 +546,21 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                         goto out;
                 fill += n;
                 total += n;
-                /* Only segments that authenticated are written. */
+                /* Only segments that authenticated are written; under a
+                 * check, a segment at a time, each when it still holds. */
                 if (last || cap - fill < h->segment_size) {
-                        why = "writing the output failed";
-                        r = stream_write_full(out_fd, pt, fill);
-                        if (r < 0)
-                                goto out;
+                        size_t step = check ? h->segment_size : fill;
+
+                        for (size_t off = 0; off < fill; off += step) {
+                                why = "stopped";
+                                r = check_due(check, &next_check);
+                                if (r < 0)
+                                        goto out;
+                                why = "writing the output failed";
+                                r = stream_write_full(out_fd, pt + off, fill - off < step ? fill - off : step);
+                                if (r < 0)
+                                        goto out;
+                        }
                         secure_wipe(pt, fill);
                         fill = 0;
                 }
@@ -534,3 +579,11 @@ out:
         return r;
 }
 
+int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
+                      const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
+                      const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                      uint64_t *ret_plaintext_size, const char **ret_error)
+{
+        return stream_decrypt_fd_checked(ops, a, key, h, ctx, ctx_len, in_fd, out_fd, NULL,
+                                         ret_plaintext_size, ret_error);
+}

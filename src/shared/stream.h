@@ -211,6 +211,30 @@ int stream_decrypt_fd(const struct engine_ops *ops, struct engine_aead *a,
                       const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
                       uint64_t *ret_plaintext_size, const char **ret_error);
 
+/*
+ * A condition a stream must keep meeting while it is decrypted, such as a
+ * grant that can be revoked: fn is asked at least every interval_ms, also
+ * while a slow input is awaited, and before any output when its last answer
+ * is older than that; the output is then written a segment at a time.  A
+ * negative errno from fn stops the stream: nothing more is written, and
+ * stream_decrypt_fd_checked() returns it with *ret_error "stopped" (fn says
+ * why to its own caller).  A write already under way (to a reader that is
+ * slow to read) completes first; where the input reader could not start its
+ * thread, a slow input is awaited without asking.
+ */
+struct stream_check {
+        int (*fn)(void *userdata);
+        void *userdata;
+        unsigned interval_ms;
+};
+
+/* stream_decrypt_fd, asking check (NULL: never) as above. */
+int stream_decrypt_fd_checked(const struct engine_ops *ops, struct engine_aead *a,
+                              const uint8_t key[ENGINE_KEY_SIZE], const struct stream_header *h,
+                              const uint8_t *ctx, size_t ctx_len, int in_fd, int out_fd,
+                              const struct stream_check *check, uint64_t *ret_plaintext_size,
+                              const char **ret_error);
+
 /* For tests: moves the segment counter, to reach its limit quickly. */
 void stream_enc_test_set_counter(struct stream_enc *s, uint64_t counter);
 void stream_dec_test_set_counter(struct stream_dec *s, uint64_t counter);

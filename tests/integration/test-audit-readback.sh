@@ -92,6 +92,12 @@ check "requester exe" " oexe=\"?$sleep_exe\"? " "$out"
 check "encoded value kept intact" " reason=69742773206120227465737422203D20796573 " "$out"
 check "sender's exe appended by libaudit" " exe=$(readlink -f "$emit") " "$out"
 check "result" " res=success'" "$out"
+if grep -q "subj_verified=no" <<<"$out"; then
+        echo "FAIL - a live requester's record says subj_verified=no"
+        failures=$((failures + 1))
+else
+        echo "ok   - a live requester's record is verified"
+fi
 
 # Findable by the requester's executable (ausearch -x matches oexe=) and
 # not dropped from uid searches as malformed (as ouid= would be).
@@ -110,6 +116,19 @@ out=$(audit_search -m USER_ACCT | grep -- "$nonce\"")
 check "USER_ACCT refusal found" "type=USER_ACCT .*op=access-approve .* id=nobody .* res=failed'" "$out"
 out=$(audit_search -m USER_ACCT --success no | grep -- "$nonce\"")
 check "ausearch --success no finds the refusal" "$nonce" "$out"
+
+# 2b. A requester that is gone: no login uid, comm or exe guessed from a pid
+#     that may be someone else's now, and the record says so; ausearch still
+#     parses it (found by uid searches).
+gone=$(bash -c 'echo $$')
+if ! "$emit" -k key -p "$gone" -u 65534 -g 65534 key-use "nonce=${nonce}gone"; then
+        echo "FAIL - audit-emit could not send a record for a gone requester"
+        exit 1
+fi
+out=$(audit_search -m CRYPTO_KEY_USER -ua 0 | grep -- "${nonce}gone\"")
+check "gone requester: found by ausearch -ua 0" "$nonce" "$out"
+check "gone requester: unverified, nothing guessed" \
+        " opid=$gone id=nobody oauid=unset oses=4294967295 ogid=$nogroup ocomm=\? oexe=\? subj_verified=no " "$out"
 
 # 3. dkmd's own action: no requester fields.
 "$emit" -k config -s policy-assign "nonce=$nonce" || failures=$((failures + 1))

@@ -5,7 +5,8 @@
  *   audit-emit [-k key|access|config] [-p PID -u UID -g GID | -s] [-f] OP [NAME=TEXT...]
  *
  * The requester is the process PID with the given (SO_PEERCRED-like) uid and
- * gid; -s sends no requester (dkmd acting on its own).  Each NAME=TEXT field
+ * gid, held with pidfd_open() as dkmd does on kernels without SO_PEERPIDFD
+ * (a PID that is gone, or not UID's, gives subj_verified=no); -s sends no requester (dkmd acting on its own).  Each NAME=TEXT field
  * is encoded with audit_value().  -f records a failure (res=failed).
  * Exit status: 0 when the kernel accepted the record, 1 when audit_record()
  * failed (the error on stderr), 2 for bad usage.
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <unistd.h>
 
 #include "shared/audit.h"
@@ -31,7 +33,7 @@ int main(int argc, char **argv)
         enum audit_kind kind = AUDIT_KIND_KEY;
         struct audit_subject subj;
         long pid = getpid(), uid = getuid(), gid = getgid();
-        int no_subject = 0, failed = 0, c, r;
+        int no_subject = 0, failed = 0, c, r, pidfd;
         size_t len = 1;
         char *extra;
 
@@ -83,7 +85,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "audit-emit: audit_open_log: %s\n", strerror(-r));
                 return 1;
         }
-        audit_subject_from_peer(&subj, (pid_t)pid, (uid_t)uid, (gid_t)gid);
+        pidfd = pid > 0 ? pidfd_open((pid_t)pid, 0) : -1;
+        audit_subject_from_pidfd(&subj, pidfd, true, (pid_t)pid, (uid_t)uid, (gid_t)gid);
+        if (pidfd >= 0)
+                close(pidfd);
         r = audit_record(kind, argv[optind], no_subject ? NULL : &subj, !failed, "%s", extra);
         audit_close_log();
         free(extra);

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,7 +66,7 @@ int __wrap_audit_log_user_message(int fd, int type, const char *message, const c
 
 static const struct audit_subject alice = {
         .pid = 4242, .uid = 1000, .gid = 100, .auid = 1001,
-        .exe = "/usr/bin/dkm ctl", .comm = "dkmctl", .ses = 7,
+        .exe = "/usr/bin/dkm ctl", .comm = "dkmctl", .ses = 7, .verified = true,
 };
 
 static int setup(void **state)
@@ -132,6 +134,17 @@ static void test_access_and_config_types(void **state)
         expect_send(3, 0);
         assert_int_equal(audit_record(AUDIT_KIND_KEY, "rollover", NULL, true, "generation=2"), 0);
         assert_string_equal(last_msg, "op=rollover generation=2");
+
+        /* A subject that could not be verified says so, before the extra
+         * fields, which may not claim the name themselves. */
+        unset.verified = false;
+        unset.comm[0] = '\0';
+        expect_send(5, 0);
+        assert_int_equal(audit_record(AUDIT_KIND_KEY, "generation-rotate", &unset, true, "generation=2"), 0);
+        assert_string_equal(last_msg, "op=generation-rotate opid=4242 id=1000 oauid=4294967295 "
+                                      "oses=4294967295 ogid=100 ocomm=? oexe=? subj_verified=no "
+                                      "generation=2");
+        assert_int_equal(audit_record(AUDIT_KIND_KEY, "k", &alice, true, "subj_verified=yes"), -EINVAL);
 
         /* An extra that formats to nothing adds nothing, not a space. */
         expect_send(4, 0);
@@ -319,6 +332,76 @@ static void test_subject_from_peer(void **state)
         assert_int_equal(s.ses, UINT32_MAX);
         assert_string_equal(s.exe, "");
         assert_string_equal(s.comm, "");
+        assert_false(s.verified);
+}
+
+/* A child that waits on a pipe until told to exit. */
+static pid_t spawn_child(int *ret_release)
+{
+        int p[2];
+        pid_t pid;
+        char c;
+
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                close(p[1]);
+                (void)!read(p[0], &c, 1);
+                _exit(0);
+        }
+        close(p[0]);
+        *ret_release = p[1];
+        return pid;
+}
+
+static void test_subject_from_pidfd(void **state)
+{
+        struct audit_subject s;
+        int release, pidfd;
+        pid_t pid;
+
+        (void)state;
+        pid = spawn_child(&release);
+        pidfd = pidfd_open(pid, 0);
+        assert_true(pidfd >= 0);
+
+        /* Alive: read and verified. */
+        audit_subject_from_pidfd(&s, pidfd, false, pid, getuid(), getgid());
+        assert_true(s.verified);
+        assert_int_equal(s.pid, pid);
+        assert_string_equal(s.comm, "test-audit");
+        /* Held from the pid (no SO_PEERPIDFD): its uid must match too. */
+        audit_subject_from_pidfd(&s, pidfd, true, pid, getuid(), getgid());
+        assert_true(s.verified);
+        audit_subject_from_pidfd(&s, pidfd, true, pid, getuid() + 4711, getgid());
+        assert_false(s.verified);
+        assert_int_equal(s.auid, (uid_t)-1);
+        assert_int_equal(s.ses, UINT32_MAX);
+        assert_string_equal(s.comm, "");
+        assert_string_equal(s.exe, "");
+        assert_int_equal(s.uid, getuid() + 4711); /* the socket's word stays */
+
+        /* Exited and reaped: the pid is free for another process, so
+         * nothing read from /proc by it counts. */
+        close(release);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+        audit_subject_from_pidfd(&s, pidfd, false, pid, getuid(), getgid());
+        assert_false(s.verified);
+        assert_int_equal(s.pid, pid);
+        assert_int_equal(s.auid, (uid_t)-1);
+        assert_string_equal(s.comm, "");
+        close(pidfd);
+
+        /* No pidfd (the peer was gone at accept): never verified, even for
+         * a pid that exists. */
+        audit_subject_from_pidfd(&s, -1, false, getpid(), getuid(), getgid());
+        assert_false(s.verified);
+        assert_string_equal(s.comm, "");
+
+        /* dkmd itself is always known. */
+        audit_subject_from_peer(&s, getpid(), getuid(), getgid());
+        assert_true(s.verified);
 }
 
 int main(void)
@@ -332,6 +415,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_not_open, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fail_hook, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_subject_from_peer, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_subject_from_pidfd, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

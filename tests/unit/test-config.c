@@ -262,11 +262,15 @@ static void test_errors(void **state)
                   "got '4294967297'" },
                 { "[rotation]\nmax_uses=1e9\n", "[rotation] max_uses: must be a whole number" },
                 { "[access]\napprovals_required=0\n",
-                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 100, "
+                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 32, "
                   "got '0'" },
                 { "[access]\napprovals_required=-1\n",
-                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 100, "
+                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 32, "
                   "got '-1'" },
+                /* A request holds 32 approvals: 33 could never be met. */
+                { "[access]\napprovals_required=33\n",
+                  "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 32, "
+                  "got '33' (a request records no more approvals than that, so more could never be met)" },
                 { "[access]\napprovals_required=two\n", "got 'two'" },
                 { "[access]\nmax_duration=999999h\n",
                   "dkmd.conf:2: [access] max_duration: duration '999999h' out of range (1s to 365d)" },
@@ -384,6 +388,21 @@ static void test_ckey_lists(void **state)
                 if (r != -EINVAL || !strstr(err, bad[i].err))
                         fail_msg("case %zu: r=%d\n  got:  %s\n  want: %s", i, r, err, bad[i].err);
         }
+}
+
+/* The largest approvals_required that config accepts is the number of
+ * approvals a request can record (grants.h), so every accepted value can be
+ * met; one more is refused (test_errors). */
+static void test_approvals_limit(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(GROUPS "[access]\napprovals_required=32\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.approvals_required, 32);
+        assert_int_equal(CONFIG_APPROVALS_MAX, 32);
+        config_free(&c);
 }
 
 static void test_node_name(void **state)
@@ -603,6 +622,7 @@ int main(void)
                 cmocka_unit_test(test_default_group_missing),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_ckey_lists),
+                cmocka_unit_test(test_approvals_limit),
                 cmocka_unit_test(test_node_name),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),

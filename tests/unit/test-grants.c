@@ -193,6 +193,35 @@ static void test_unseen_grant_without_quorum(void **state)
         assert_int_equal(check(f->b, NULL, err), 0);
 }
 
+/* approvals_required at its largest (config.c caps it at the approvals a
+ * request records): the last approver fills the array and grants, and the
+ * request with all its approvers survives the store (node b reads it). */
+static void test_most_approvals_can_be_met(void **state)
+{
+        struct fixture *f = *state;
+        char err[GRANT_ERR_MAX] = "", st[64], want[64];
+        uint32_t id, used = 0;
+
+        f->cfg_a.approvals_required = CONFIG_APPROVALS_MAX;
+        assert_int_equal(MAX_APPROVERS, CONFIG_APPROVALS_MAX);
+        assert_int_equal(grants_request(f->a, &holder, "all hands", "30m", "decrypt", NULL, 0, &id, err), 0);
+        for (unsigned i = 1; i <= CONFIG_APPROVALS_MAX; i++) {
+                struct audit_subject who = { .uid = 5000 + i };
+
+                if (grants_approve(f->a, &who, id, st, sizeof(st), err) != 0)
+                        fail_msg("approval %u: %s", i, err);
+                if (i < CONFIG_APPROVALS_MAX)
+                        snprintf(want, sizeof(want), "pending (%u of %u approvals)", i, CONFIG_APPROVALS_MAX);
+                else
+                        snprintf(want, sizeof(want), "granted");
+                assert_string_equal(st, want);
+        }
+        assert_int_equal(check(f->a, &used, err), 0);
+        assert_int_equal(used, id);
+        assert_int_equal(check(f->b, &used, err), 0);
+        assert_int_equal(used, id);
+}
+
 /* Nothing ever read: no guessing. */
 static void test_no_cache(void **state)
 {
@@ -222,6 +251,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_revocation_elsewhere_applies_when_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unseen_grant_without_quorum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_cache, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_most_approvals_can_be_met, setup, teardown),
         };
         return cmocka_run_group_tests_name("grants", tests, NULL, NULL);
 }

@@ -4,7 +4,9 @@
  * piece and chunk boundaries comes back whole, in full pieces but the last,
  * with exactly the last one marked; from a file and from a pipe written in
  * odd pieces; read errors come through; and freeing the reader stops its
- * thread while a pipe stays open and silent.
+ * thread while a pipe stays open and silent.  piece_reader_wait() tells when
+ * the next piece would block, and a decrypt under a check (a grant) asks it
+ * while the input trickles in and stops when it says no.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -254,6 +256,177 @@ static void test_decrypt_fails_on_open_pipe(void **state)
         engine_openssl_ops.aead_free(a);
 }
 
+/* piece_reader_wait() says -ETIMEDOUT exactly when next() would block. */
+static void test_wait(void **state)
+{
+        uint8_t *data = pattern(STREAM_IO_CHUNK);
+        struct piece_reader *r = NULL;
+        struct feeder f;
+        const uint8_t *p;
+        uint64_t t0;
+        size_t len;
+        bool last;
+        pthread_t t;
+        int fds[2];
+
+        (void)state;
+        alarm(20);
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        assert_int_equal(piece_reader_new(fds[0], PIECE, &r), 0);
+        /* Nothing came: it waits about as long as asked. */
+        t0 = now_mono_usec();
+        assert_int_equal(piece_reader_wait(r, 100), -ETIMEDOUT);
+        assert_true(now_mono_usec() - t0 >= 90000);
+        /* One whole chunk, the pipe left open: every piece but its last
+         * comes without waiting... */
+        f = (struct feeder){ fds[1], data, STREAM_IO_CHUNK, 1 };
+        assert_int_equal(pthread_create(&t, NULL, feed, &f), 0);
+        assert_int_equal(piece_reader_wait(r, 10000), 0);
+        for (size_t i = 0; i + 1 < chunk_pieces; i++) {
+                assert_int_equal(piece_reader_wait(r, 0), 0);
+                assert_int_equal(piece_reader_next(r, &p, &len, &last), 0);
+                assert_false(last);
+        }
+        /* ...the last needs the next chunk, to tell whether it ends the input. */
+        assert_int_equal(piece_reader_wait(r, 50), -ETIMEDOUT);
+        pthread_join(t, NULL);
+        close(fds[1]);
+        assert_int_equal(piece_reader_wait(r, 10000), 0);
+        assert_int_equal(piece_reader_next(r, &p, &len, &last), 0);
+        assert_true(last);
+        assert_int_equal(len, PIECE);
+        assert_int_equal(piece_reader_wait(r, 0), 0); /* done: nothing to wait for */
+        piece_reader_free(r);
+        assert_int_equal(piece_reader_wait(NULL, 0), -EINVAL);
+        alarm(0);
+        close(fds[0]);
+        free(data);
+}
+
+/* A whole stream of n segments of PIECE bytes (the last one final). */
+static uint8_t *make_stream(struct engine_aead *a, const uint8_t key[32], size_t n, uint8_t *plain,
+                            struct stream_header *h, size_t *ret_len)
+{
+        static const uint8_t policy[16] = { 2 };
+        struct stream_enc *e = NULL;
+        uint8_t *ct = malloc(STREAM_HEADER_MAX + n * (PIECE + 16));
+        const char *why;
+        size_t hl, k, len;
+
+        assert_non_null(ct);
+        assert_int_equal(stream_enc_new(&engine_openssl_ops, a, key, policy, 1, NULL, 0, PIECE, &e, ct, &hl),
+                         0);
+        assert_int_equal(stream_parse_header(ct, hl, h, &why), 0);
+        len = hl;
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(stream_enc_segment(e, plain + i * PIECE, PIECE, i + 1 == n, ct + len, &k), 0);
+                len += k;
+        }
+        stream_enc_free(e);
+        *ret_len = len;
+        return ct;
+}
+
+struct slow_feed {
+        int fd;
+        const uint8_t *data;
+        size_t first, n;
+        unsigned pause_ms; /* after the first bytes; 0: leave the pipe open after them */
+};
+
+static void *feed_slowly(void *arg)
+{
+        struct slow_feed *f = arg;
+
+        if (stream_write_full(f->fd, f->data, f->first) < 0 || !f->pause_ms)
+                return NULL;
+        usleep(f->pause_ms * 1000);
+        (void)stream_write_full(f->fd, f->data + f->first, f->n - f->first);
+        close(f->fd);
+        return NULL;
+}
+
+struct counted_check {
+        unsigned calls, allow; /* says no from call allow + 1 on */
+};
+
+static int count_check(void *userdata)
+{
+        struct counted_check *c = userdata;
+
+        return ++c->calls > c->allow ? -EKEYREVOKED : 0;
+}
+
+/* Under a check, a stream whose input pauses: asked while it waits, and
+ * completes while the check holds; stopped, with nothing more written, once
+ * it does not. */
+static void test_decrypt_checked(void **state)
+{
+        static const uint8_t key[32] = { 5 };
+        const size_t n = 3 * chunk_pieces;
+        uint8_t *plain = pattern(n * PIECE), *ct, *out = malloc(n * PIECE);
+        struct engine_aead *a = NULL;
+        struct stream_header h;
+        struct counted_check cc;
+        struct stream_check check = { count_check, &cc, 20 };
+        struct slow_feed f;
+        const char *why = NULL;
+        size_t ct_len, hl;
+        uint64_t total = 0;
+        pthread_t t;
+        int fds[2], o;
+
+        (void)state;
+        alarm(20);
+        assert_non_null(out);
+        assert_int_equal(engine_openssl_ops.aead_new(&a), 0);
+        ct = make_stream(a, key, n, plain, &h, &ct_len);
+        hl = stream_header_length(ct);
+
+        /* Holds throughout: asked during the pause, and the output is whole. */
+        cc = (struct counted_check){ 0, UINT32_MAX };
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        o = memfd_create("out", MFD_CLOEXEC);
+        f = (struct slow_feed){ fds[1], ct + hl, (ct_len - hl) / 2, ct_len - hl, 300 };
+        assert_int_equal(pthread_create(&t, NULL, feed_slowly, &f), 0);
+        assert_int_equal(stream_decrypt_fd_checked(&engine_openssl_ops, a, key, &h, NULL, 0, fds[0], o, &check,
+                                                   &total, &why), 0);
+        pthread_join(t, NULL);
+        assert_int_equal(total, n * PIECE);
+        assert_true(cc.calls >= 5);
+        assert_int_equal(pread(o, out, n * PIECE, 0), (ssize_t)(n * PIECE));
+        assert_memory_equal(out, plain, n * PIECE);
+        close(o);
+        close(fds[0]);
+
+        /* Says no while the input waits (the pipe stays open): stopped at
+         * once, with only what came before written. */
+        cc = (struct counted_check){ 0, 3 };
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        o = memfd_create("out", MFD_CLOEXEC);
+        f = (struct slow_feed){ fds[1], ct + hl, (ct_len - hl) / 2, ct_len - hl, 0 };
+        assert_int_equal(pthread_create(&t, NULL, feed_slowly, &f), 0);
+        assert_int_equal(stream_decrypt_fd_checked(&engine_openssl_ops, a, key, &h, NULL, 0, fds[0], o, &check,
+                                                   &total, &why), -EKEYREVOKED);
+        assert_string_equal(why, "stopped");
+        assert_int_equal(cc.calls, 4);
+        assert_true(lseek(o, 0, SEEK_END) < (off_t)(n * PIECE / 2));
+        pthread_join(t, NULL);
+        close(o);
+        close(fds[0]);
+        close(fds[1]);
+
+        /* A check must have a function and an interval. */
+        check.interval_ms = 0;
+        assert_int_equal(stream_decrypt_fd_checked(&engine_openssl_ops, a, key, &h, NULL, 0, 0, 1, &check,
+                                                   &total, &why), -EINVAL);
+        alarm(0);
+        engine_openssl_ops.aead_free(a);
+        free(ct);
+        free(out);
+        free(plain);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -262,6 +435,8 @@ int main(void)
                 cmocka_unit_test(test_read_error),
                 cmocka_unit_test(test_free_while_waiting),
                 cmocka_unit_test(test_decrypt_fails_on_open_pipe),
+                cmocka_unit_test(test_wait),
+                cmocka_unit_test(test_decrypt_checked),
         };
 
         signal(SIGPIPE, SIG_IGN);
