@@ -296,6 +296,38 @@ int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generati
 }
 
 
+void keys_shred(struct keys *k, uint64_t revision, const char *what)
+{
+        uint64_t cur;
+        int r = store_shred(k->env.store, revision);
+
+        audit_record(AUDIT_KIND_KEY, "store-shred", NULL, r == 0, "revision=%" PRIu64 " error=%s",
+                     revision, r < 0 ? audit_errno_name(r) : "none");
+        if (r == 0) {
+                log_info("%s: the store has no earlier copy left (history forgotten up to revision %" PRIu64 ")",
+                         what, revision);
+                return;
+        }
+        cur = atomic_load(&k->shred_pending);
+        while (cur < revision && !atomic_compare_exchange_weak(&k->shred_pending, &cur, revision))
+                ;
+        log_err("%s: the store may still hold earlier copies of the removed wrapped keys (%s); "
+                "retried at each maintenance pass", what, store_error_text(k->env.store, r));
+}
+
+/* A shred that failed before, tried again. */
+static void shred_retry(struct keys *k)
+{
+        uint64_t rev = atomic_load(&k->shred_pending);
+
+        if (rev == 0 || store_shred(k->env.store, rev) < 0)
+                return;
+        atomic_compare_exchange_strong(&k->shred_pending, &rev, 0);
+        audit_record(AUDIT_KIND_KEY, "store-shred", NULL, true, "revision=%" PRIu64 " error=none", rev);
+        log_notice("the store no longer holds earlier copies of destroyed wrapped keys "
+                   "(history forgotten up to revision %" PRIu64 ")", rev);
+}
+
 static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
                         const struct audit_subject *subj, uint32_t request_id, char *err)
 {
@@ -303,6 +335,7 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         struct policy *p;
         struct generation *g;
         struct gen_record rec;
+        uint64_t rev = 0;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -325,10 +358,13 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         r = gen_record_replace(k, p, g, &rec, json, "destruction", err);
         if (r < 0)
                 goto out;
+        rev = g->mod_revision;
         log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
                    request_id);
 out:
         pthread_rwlock_unlock(&k->lock);
+        if (rev)
+                keys_shred(k, rev, "generation destroy");
         return r;
 }
 
@@ -490,6 +526,7 @@ void keys_maintain(struct keys *k)
                 }
         }
         pthread_rwlock_unlock(&k->lock);
+        shred_retry(k);
         if (!failed)
                 clear_alert(k);
 }

@@ -827,7 +827,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         struct policy_record *rec = NULL;
         struct policy *p;
         size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
-        uint64_t rev;
+        uint64_t rev, shred_rev = 0;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -900,7 +900,10 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                                 "failed: %s", policy, strerror(-e));
                         break;
                 }
+                shred_rev = grev;
         }
+        if (shred_rev < rev)
+                shred_rev = rev;
         for (size_t i = 0; i < p->n_gens; i++) {
                 struct generation *g = p->gens[i];
                 keyring_serial_t s = atomic_exchange(&g->serial, 0);
@@ -923,6 +926,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                    request_id);
 out:
         pthread_rwlock_unlock(&k->lock);
+        if (shred_rev)
+                keys_shred(k, shred_rev, "policy purge");
         /* p may grow under the watch thread from here: free what was allocated. */
         for (size_t i = 0; jsons && i < n_slots; i++)
                 free(jsons[i]);

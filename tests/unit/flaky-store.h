@@ -74,6 +74,11 @@ static int flaky_changes(struct store *s, const char *prefix, uint64_t since,
         return flaky_down ? -EAGAIN : store_sqlite_ops.changes(inner(s), prefix, since, cb, userdata);
 }
 
+static int flaky_shred(struct store *s, uint64_t revision)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.shred(inner(s), revision);
+}
+
 static const struct store_ops flaky_ops = {
         .name = "flaky",
         .max_txn_ops = STORE_TXN_OPS_MAX,
@@ -84,5 +89,6 @@ static const struct store_ops flaky_ops = {
         .txn = flaky_txn,
         .revision = flaky_revision,
         .changes = flaky_changes,
+        .shred = flaky_shred,
 };
 
