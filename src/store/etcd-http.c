@@ -541,7 +541,7 @@ int etcd_call_each(struct etcd_client *c, const char *method, struct json_object
 
                         if (oom)
                                 return -ENOMEM;
-                        r = attempt(c, idx, method, body, strlen(body), token, ETCD_CALL_TIMEOUT_MS, &o,
+                        r = attempt(c, idx, method, body, strlen(body), token, ETCD_REQUEST_TIMEOUT_MS, &o,
                                     &out);
                         secret_free(token);
                         json_object_put(o);
