@@ -108,6 +108,14 @@ void keys_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 
 void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void clear_alert(struct keys *k);
 
+/* Life-cycle changes are audited once the store has answered
+ * (audit_outcome()): keys_audit_ready() refuses beforehand when
+ * fail_closed and no record can be written now; keys_audit_check() logs a
+ * completed change whose record was lost (a: what audit_outcome() gave,
+ * r: the change's outcome). */
+int keys_audit_ready(struct keys *k, char *err);
+void keys_audit_check(int a, int r, const char *op);
+
 /* After a destroy or a purge stored at revision: the store forgets the
  * earlier copies of what it removed (store.h's shred()), audited as
  * store-shred.  When it cannot, each maintenance pass tries again.  what

@@ -81,5 +81,5 @@ echo "  note: etcd's raft log ${found:+still holds it: $found}${found:-does not 
 check "the node still serves" bash -c "printf x | as svc encrypt >/dev/null"
 AUDIT_WAIT=5
 check "audit: the store forgot the earlier copies, twice" \
-        test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER)" -ge 2
+        test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER -p "$DKMD_PID")" -ge 2
 finish

@@ -64,6 +64,7 @@ for what in avail blob1 agen1; do
 done
 check "generation 2 still decrypts" bash -c "as svc decrypt --in '$W/ct2' | grep -qx 'generation two'"
 
+shredder=$DKMD_PID
 stop_dkmd
 start_dkmd || exit 1
 found=$(leaks "$gen1" "${FILES[@]}")$(leaks "$avail" "${FILES[@]}")
@@ -71,5 +72,5 @@ check "after a restart still nothing${found:+ (found: $found)}" test -z "$found"
 check "and the store is whole" bash -c "as svc decrypt --in '$W/ct2' | grep -qx 'generation two'"
 AUDIT_WAIT=5
 check "audit: the store forgot the earlier copies, twice" \
-        test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER)" -ge 2
+        test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER -p "$shredder")" -ge 2
 finish

@@ -12,6 +12,8 @@
 #include "store/store.h"
 
 static bool flaky_down;
+/* Non-zero: every write fails with it (-ENOSPC: a full disk), reads work. */
+static int flaky_write_error;
 
 struct flaky {
         struct store_base base;
@@ -59,6 +61,8 @@ static int flaky_range(struct store *s, const char *prefix,
 static int flaky_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
                      const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
 {
+        if (flaky_write_error)
+                return flaky_write_error;
         return flaky_down ? -EAGAIN :
                             store_sqlite_ops.txn(inner(s), cmps, n_cmps, ops, n_ops, ret_revision);
 }
