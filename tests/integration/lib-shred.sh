@@ -17,11 +17,14 @@ json_field() {
         sed -n "s/.*\"$2\": *\"\\([^\"]*\\)\".*/\\1/p" <<<"$1" | sed 's#\\/#/#g'
 }
 
+# The bytes on stdin as one line of lower-case hex.
+hexdump_plain() { od -An -v -tx1 | tr -d ' \n'; }
+
 leaks() {
         local b64=$1 f hex esc n piece
         shift
         [ -n "$b64" ] || { echo "leaks: no value to look for"; return; }
-        hex=$(printf '%s' "$b64" | base64 -d 2>/dev/null | xxd -p | tr -d '\n')
+        hex=$(printf '%s' "$b64" | base64 -d 2>/dev/null | hexdump_plain)
         esc=${b64//\//\\/}
         n=${#b64}
         for f in "$@"; do
@@ -33,7 +36,7 @@ leaks() {
                         fi
                 done
                 # Byte-aligned matches only: an even offset in the hex dump.
-                if [ -n "$hex" ] && xxd -p "$f" | tr -d '\n' | grep -ob -- "$hex" | cut -d: -f1 |
+                if [ -n "$hex" ] && hexdump_plain < "$f" | grep -ob -- "$hex" | cut -d: -f1 |
                         awk '$1 % 2 == 0 { found = 1 } END { exit !found }'; then
                         echo "$f:raw"
                 fi

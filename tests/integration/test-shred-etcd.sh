@@ -79,6 +79,7 @@ found=$(leaks "$avail" "$T"/etcd/m*/member/wal/*.wal | tr '\n' ' ')
 echo "  note: etcd's raft log ${found:+still holds it: $found}${found:-does not hold it}"
 
 check "the node still serves" bash -c "printf x | as svc encrypt >/dev/null"
+# shellcheck disable=SC2034 # read by lib-audit.sh
 AUDIT_WAIT=5
 check "audit: the store forgot the earlier copies, twice" \
         test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER -p "$DKMD_PID")" -ge 2

@@ -70,6 +70,7 @@ start_dkmd || exit 1
 found=$(leaks "$gen1" "${FILES[@]}")$(leaks "$avail" "${FILES[@]}")
 check "after a restart still nothing${found:+ (found: $found)}" test -z "$found"
 check "and the store is whole" bash -c "as svc decrypt --in '$W/ct2' | grep -qx 'generation two'"
+# shellcheck disable=SC2034 # read by lib-audit.sh
 AUDIT_WAIT=5
 check "audit: the store forgot the earlier copies, twice" \
         test "$(audit_count 'op=store-shred .*res=success' -m CRYPTO_KEY_USER -p "$shredder")" -ge 2
