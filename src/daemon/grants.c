@@ -15,6 +15,27 @@
 #include "shared/duration.h"
 #include "shared/util.h"
 
+/* --- audit of the outcome ------------------------------------------------ */
+
+/* Each change is audited once the store has answered, so that its record
+ * says what the caller is told: a full disk is res=failed error=ENOSPC, not
+ * res=success for a request the store kept pending.  fail_closed refuses the
+ * change beforehand when no record can be written now. */
+static int audit_ready(struct grants *g, char *err)
+{
+        if (!CFG(g->cfg, audit_fail_closed) || audit_can_write() == 0)
+                return 0;
+        grants_seterr(err, "refused: the audit record could not be written ([audit] fail_closed=yes)");
+        return -EIO;
+}
+
+/* a: what audit_outcome() gave for a change whose outcome was e. */
+static void audit_check(int a, int e, const char *op)
+{
+        if (a < 0 && e >= 0)
+                log_err("audit: the record of a completed %s could not be written: %s", op, strerror(-a));
+}
+
 /* --- requests ------------------------------------------------------------ */
 
 static int next_id(struct grants *g, uint32_t *ret)
@@ -138,20 +159,19 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
         if (!areason)
                 return -ENOMEM;
         pthread_mutex_lock(&g->lock);
+        e = audit_ready(g, err);
+        if (e < 0)
+                goto out;
         e = next_id(g, &r.id);
-        if (e < 0) {
+        if (e < 0)
                 grants_seterr(err, "cannot allocate a request id: %s", store_error_text(g->store, e));
-                goto out;
-        }
-        if (audit_record(AUDIT_KIND_ACCESS, "access-request", who, true,
-                         "request=%u scope=%s policy=%s generation=%u duration=%" PRIu64 " reason=%s",
-                         r.id, grant_scope_names[r.scope], r.policy[0] ? r.policy : "*", r.generation,
-                         r.duration_usec / 1000000, areason) < 0 && CFG(g->cfg, audit_fail_closed)) {
-                grants_seterr(err, "refused: the audit record could not be written");
-                e = -EIO;
-                goto out;
-        }
-        e = request_store(g, &r, err);
+        else
+                e = request_store(g, &r, err);
+        audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-request", who, e,
+                                  "request=%u scope=%s policy=%s generation=%u duration=%" PRIu64 " reason=%s",
+                                  r.id, grant_scope_names[r.scope], r.policy[0] ? r.policy : "*", r.generation,
+                                  r.duration_usec / 1000000, areason),
+                    e, "access-request");
         if (e >= 0) {
                 *ret_id = r.id;
                 log_notice("access request %u by uid %u: %s", r.id, (unsigned)who->uid, grant_scope_names[r.scope]);
@@ -170,10 +190,8 @@ static const char *ended_text(const struct request *r)
 static int carry_out(struct grants *g, const struct audit_subject *who, struct request *r,
                      uint64_t now, char *err)
 {
-        char appr[MAX_APPROVERS * 12];
         int e;
 
-        grant_approvers_text(r, appr, sizeof(appr));
         if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE) {
                 e = r->scope == SCOPE_DESTROY ?
                             keys_destroy(g->keys, r->policy, r->generation, who, r->id, err) :
@@ -188,23 +206,27 @@ static int carry_out(struct grants *g, const struct audit_subject *who, struct r
         r->state = REQ_GRANTED;
         r->granted_usec = now;
         r->grant_expires_usec = now + r->duration_usec;
-        if (audit_record(AUDIT_KIND_ACCESS, "grant-create", who, true,
-                         "request=%u holder=%u scope=%s policy=%s seconds=%" PRIu64 " approvers=%s",
-                         r->id, (unsigned)r->requester, grant_scope_names[r->scope],
-                         r->policy[0] ? r->policy : "*", r->duration_usec / 1000000, appr) < 0 &&
-            CFG(g->cfg, audit_fail_closed)) {
-                grants_seterr(err, "refused: the audit record could not be written");
-                return -EIO;
-        }
+        /* The key before the record: the store never says granted for a
+         * grant this node could not materialise.  It is dropped again if
+         * the record cannot be stored. */
         e = grant_key_create(g, r, now);
         if (e < 0) {
                 grants_seterr(err, "cannot create the grant key: %s", strerror(-e));
                 return e;
         }
-        grant_seen_set(g, r->id, true);
-        log_notice("grant %u for uid %u live for %" PRIu64 " s (approvers %s)", r->id,
-                   (unsigned)r->requester, r->duration_usec / 1000000, appr);
         return 0;
+}
+
+/* The record of a grant whose request is stored (e: how that went). */
+static int audit_grant_create(const struct audit_subject *who, const struct request *r, int e)
+{
+        char appr[MAX_APPROVERS * 12];
+
+        grant_approvers_text(r, appr, sizeof(appr));
+        return audit_outcome(AUDIT_KIND_ACCESS, "grant-create", who, e,
+                             "request=%u holder=%u scope=%s policy=%s seconds=%" PRIu64 " approvers=%s",
+                             r->id, (unsigned)r->requester, grant_scope_names[r->scope],
+                             r->policy[0] ? r->policy : "*", r->duration_usec / 1000000, appr);
 }
 
 int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t id,
@@ -246,20 +268,17 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                 e = -E2BIG;
                 goto out;
         }
-        r.approvers[r.n_approvers++] = who->uid;
-        if (audit_record(AUDIT_KIND_ACCESS, "access-approve", who, true, "request=%u approval=%zu of=%u",
-                         id, r.n_approvers, CFG(g->cfg, approvals_required)) < 0 &&
-            CFG(g->cfg, audit_fail_closed)) {
-                grants_seterr(err, "refused: the audit record could not be written");
-                e = -EIO;
+        e = audit_ready(g, err);
+        if (e < 0)
                 goto out;
-        }
+        r.approvers[r.n_approvers++] = who->uid;
         if (r.n_approvers >= CFG(g->cfg, approvals_required)) {
+                /* A destroy or purge is audited by the key manager; its
+                 * failure ends the request as failed, which is stored. */
                 e = carry_out(g, who, &r, now, err);
                 if (e < 0 && r.scope != SCOPE_DESTROY && r.scope != SCOPE_PURGE)
-                        goto out;
+                        goto audit;
         }
-        /* A failed destroy is recorded as failed and reported. */
         {
                 char serr[GRANT_ERR_MAX] = "";
                 uint64_t lease = 0;
@@ -274,22 +293,39 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                 }
                 if (s >= 0)
                         s = request_store_leased(g, &r, lease, serr);
+                if (r.state == REQ_GRANTED)
+                        audit_check(audit_grant_create(who, &r, s), s, "grant-create");
                 if (s < 0) {
+                        /* Nothing half-done: no grant key, no marker; the
+                         * request stays as the store has it. */
                         grant_lease_end(g, lease);
                         if (r.state == REQ_GRANTED)
                                 grant_key_drop(g, r.id);
                         memcpy(err, serr, GRANT_ERR_MAX);
                         e = s;
-                        goto out;
+                        goto audit;
                 }
         }
-        if (e < 0)
-                goto out;
-        if (r.state == REQ_PENDING)
-                snprintf(ret_state, state_size, "pending (%zu of %u approvals)", r.n_approvers,
-                         CFG(g->cfg, approvals_required));
-        else
-                snprintf(ret_state, state_size, "%s", grant_state_names[r.state]);
+        if (r.state == REQ_GRANTED) {
+                char appr[MAX_APPROVERS * 12];
+
+                grant_approvers_text(&r, appr, sizeof(appr));
+                grant_seen_set(g, r.id, true);
+                log_notice("grant %u for uid %u live for %" PRIu64 " s (approvers %s)", r.id,
+                           (unsigned)r.requester, r.duration_usec / 1000000, appr);
+        }
+        if (e >= 0) {
+                if (r.state == REQ_PENDING)
+                        snprintf(ret_state, state_size, "pending (%zu of %u approvals)", r.n_approvers,
+                                 CFG(g->cfg, approvals_required));
+                else
+                        snprintf(ret_state, state_size, "%s", grant_state_names[r.state]);
+        }
+audit:
+        /* What the approver is told: a destroy that failed, failed. */
+        audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-approve", who, e, "request=%u approval=%zu of=%u",
+                                  id, r.n_approvers, CFG(g->cfg, approvals_required)),
+                    e, "access-approve");
 out:
         pthread_mutex_unlock(&g->lock);
         return e;
@@ -319,17 +355,16 @@ int grants_deny(struct grants *g, const struct audit_subject *who, uint32_t id,
                 e = -EALREADY;
                 goto out;
         }
-        if (audit_record(AUDIT_KIND_ACCESS, "access-deny", who, true, "request=%u reason=%s", id,
-                         areason) < 0 && CFG(g->cfg, audit_fail_closed)) {
-                grants_seterr(err, "refused: the audit record could not be written");
-                e = -EIO;
+        e = audit_ready(g, err);
+        if (e < 0)
                 goto out;
-        }
         r.state = REQ_DENIED;
         r.ended_usec = now_real_usec();
         snprintf(r.ended_by, sizeof(r.ended_by), "uid %u", (unsigned)who->uid);
         snprintf(r.end_reason, sizeof(r.end_reason), "%s", reason ? reason : "");
         e = request_store(g, &r, err);
+        audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-deny", who, e, "request=%u reason=%s", id, areason),
+                    e, "access-deny");
 out:
         pthread_mutex_unlock(&g->lock);
         return e;
@@ -349,20 +384,23 @@ int grants_revoke(struct grants *g, const struct audit_subject *who, uint32_t id
                 e = -EALREADY;
                 goto out;
         }
-        if (audit_record(AUDIT_KIND_ACCESS, "grant-revoke", who, true, "request=%u source=dkmctl", id) < 0 &&
-            CFG(g->cfg, audit_fail_closed)) {
-                grants_seterr(err, "refused: the audit record could not be written");
-                e = -EIO;
+        e = audit_ready(g, err);
+        if (e < 0)
                 goto out;
-        }
-        grant_key_drop(g, id);
-        grant_seen_set(g, id, false);
+        /* The record first: a revocation the store did not take would
+         * come back (every node mirrors what the store says is live), so
+         * when it fails the grant stays whole and the caller is told. */
         r.state = REQ_REVOKED;
         r.ended_usec = now_real_usec();
         snprintf(r.ended_by, sizeof(r.ended_by), "uid %u", (unsigned)who->uid);
         e = request_store(g, &r, err);
-        if (e >= 0)
+        if (e >= 0) {
+                grant_key_drop(g, id);
+                grant_seen_set(g, id, false);
                 grant_lease_end(g, r.lease);
+        }
+        audit_check(audit_outcome(AUDIT_KIND_ACCESS, "grant-revoke", who, e, "request=%u source=dkmctl", id),
+                    e, "grant-revoke");
 out:
         pthread_mutex_unlock(&g->lock);
         return e;

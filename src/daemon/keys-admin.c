@@ -12,6 +12,28 @@
 #include "wrap.h"
 
 
+/* --- audit of the outcome ------------------------------------------------ */
+
+/* A life-cycle change is audited once the store has answered, so that its
+ * record says what the caller is told (res=failed error=ENOSPC on a full
+ * disk, not res=success).  fail_closed refuses it beforehand when no record
+ * can be written now. */
+int keys_audit_ready(struct keys *k, char *err)
+{
+        if (!CFG(k->cfg, audit_fail_closed) || audit_can_write() == 0)
+                return 0;
+        keys_seterr(err, "refused: the audit record could not be written ([audit] fail_closed=yes)");
+        return -EIO;
+}
+
+/* audit_outcome()'s answer a for a change with outcome r: a change that
+ * went through but whose record was lost is said loudly. */
+void keys_audit_check(int a, int r, const char *op)
+{
+        if (a < 0 && r >= 0)
+                log_err("audit: the record of a completed %s could not be written: %s", op, strerror(-a));
+}
+
 /* --- rollover ------------------------------------------------------------ */
 
 /* Called with the write lock held. */
@@ -48,13 +70,9 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         key_generation(ko, sizeof(ko), p->rec.id, old->rec.generation);
         key_generation(kn, sizeof(kn), p->rec.id, n);
 
-        if (audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, true,
-                         "policy=%s generation=%u previous=%u reason=%s", p->rec.name, n,
-                         old->rec.generation, why) < 0 &&
-            CFG(k->cfg, audit_fail_closed)) {
-                keys_seterr(err, "refused: the audit record could not be written");
-                return -EIO;
-        }
+        r = keys_audit_ready(k, err);
+        if (r < 0)
+                return r;
         {
                 const struct store_cmp cmps[] = {
                         { kp, p->mod_revision }, { ko, old->mod_revision }, { kn, 0 } };
@@ -67,9 +85,13 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
                 r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
                                                     ARRAY_SIZE(ops), &rev);
         }
+        /* A lost compare-and-swap is retried: the retry's record tells. */
+        if (r != -ESTALE)
+                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "generation-rotate", subj, r,
+                                               "policy=%s generation=%u previous=%u reason=%s",
+                                               p->rec.name, n, old->rec.generation, why),
+                                 r, "generation-rotate");
         if (r < 0) {
-                audit_record(AUDIT_KIND_KEY, "generation-rotate", subj, false,
-                             "policy=%s generation=%u error=%d", p->rec.name, n, -r);
                 keys_seterr(err, "cannot store generation %u: %s", n,
                        r == -ESTALE ? "the policy changed concurrently, retry" :
                        store_error_text(k->env.store, r));
@@ -135,6 +157,8 @@ int keys_rotate(struct keys *k, const char *policy, const struct audit_subject *
                 }
                 pthread_rwlock_unlock(&k->lock);
         }
+        if (r == -ESTALE)
+                audit_outcome(AUDIT_KIND_KEY, "generation-rotate", subj, r, "policy=%s", name);
         return r;
 }
 
@@ -245,15 +269,16 @@ static int retire_once(struct keys *k, const char *policy, uint32_t generation,
                 rec = g->rec;
                 rec.state = GEN_RETIRED;
                 r = gen_record_encode(&rec, &json);
-                if (r >= 0 &&
-                    audit_record(AUDIT_KIND_KEY, "generation-retire", subj, true,
-                                 "policy=%s generation=%u", p->rec.name, generation) < 0 &&
-                    CFG(k->cfg, audit_fail_closed)) {
-                        keys_seterr(err, "refused: the audit record could not be written");
-                        r = -EIO;
-                }
                 if (r >= 0)
+                        r = keys_audit_ready(k, err);
+                if (r >= 0) {
                         r = gen_record_replace(k, p, g, &rec, json, "retirement", err);
+                        if (r != -ESTALE)
+                                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "generation-retire",
+                                                               subj, r, "policy=%s generation=%u",
+                                                               p->rec.name, generation),
+                                                 r, "generation-retire");
+                }
                 if (r >= 0)
                         log_notice("policy '%s': generation %u retired", p->rec.name, generation);
         }
@@ -296,6 +321,37 @@ int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generati
 }
 
 
+void keys_shred(struct keys *k, uint64_t revision, const char *what)
+{
+        uint64_t cur;
+        int r = store_shred(k->env.store, revision);
+
+        audit_outcome(AUDIT_KIND_KEY, "store-shred", NULL, r, "revision=%" PRIu64, revision);
+        if (r == 0) {
+                log_info("%s: the store has no earlier copy left (history forgotten up to revision %" PRIu64 ")",
+                         what, revision);
+                return;
+        }
+        cur = atomic_load(&k->shred_pending);
+        while (cur < revision && !atomic_compare_exchange_weak(&k->shred_pending, &cur, revision))
+                ;
+        log_err("%s: the store may still hold earlier copies of the removed wrapped keys (%s); "
+                "retried at each maintenance pass", what, store_error_text(k->env.store, r));
+}
+
+/* A shred that failed before, tried again. */
+static void shred_retry(struct keys *k)
+{
+        uint64_t rev = atomic_load(&k->shred_pending);
+
+        if (rev == 0 || store_shred(k->env.store, rev) < 0)
+                return;
+        atomic_compare_exchange_strong(&k->shred_pending, &rev, 0);
+        audit_outcome(AUDIT_KIND_KEY, "store-shred", NULL, 0, "revision=%" PRIu64, rev);
+        log_notice("the store no longer holds earlier copies of destroyed wrapped keys "
+                   "(history forgotten up to revision %" PRIu64 ")", rev);
+}
+
 static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
                         const struct audit_subject *subj, uint32_t request_id, char *err)
 {
@@ -303,6 +359,7 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         struct policy *p;
         struct generation *g;
         struct gen_record rec;
+        uint64_t rev = 0;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -315,20 +372,24 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         r = gen_record_encode(&rec, &json);
         if (r < 0)
                 goto out;
-        if (audit_record(AUDIT_KIND_KEY, "generation-destroy", subj, true,
-                         "policy=%s generation=%u request=%u", p->rec.name, generation, request_id) < 0 &&
-            CFG(k->cfg, audit_fail_closed)) {
-                keys_seterr(err, "refused: the audit record could not be written");
-                r = -EIO;
-                goto out;
-        }
-        r = gen_record_replace(k, p, g, &rec, json, "destruction", err);
+        r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
+        r = gen_record_replace(k, p, g, &rec, json, "destruction", err);
+        if (r != -ESTALE)
+                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "generation-destroy", subj, r,
+                                               "policy=%s generation=%u request=%u", p->rec.name,
+                                               generation, request_id),
+                                 r, "generation-destroy");
+        if (r < 0)
+                goto out;
+        rev = g->mod_revision;
         log_notice("policy '%s': generation %u destroyed (request %u)", p->rec.name, generation,
                    request_id);
 out:
         pthread_rwlock_unlock(&k->lock);
+        if (rev)
+                keys_shred(k, rev, "generation destroy");
         return r;
 }
 
@@ -336,14 +397,26 @@ out:
 int keys_retire(struct keys *k, const char *policy, uint32_t generation,
                 const struct audit_subject *subj, char *err)
 {
-        return retry_stale(k, policy, retire_once, generation, subj, 0, err);
+        int r = retry_stale(k, policy, retire_once, generation, subj, 0, err);
+
+        /* Each try that lost to another node went unaudited: the last one. */
+        if (r == -ESTALE)
+                audit_outcome(AUDIT_KIND_KEY, "generation-retire", subj, r, "policy=%s generation=%u",
+                              policy ? policy : DEFAULT_POLICY, generation);
+        return r;
 }
 
 
 int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
                  const struct audit_subject *subj, uint32_t request_id, char *err)
 {
-        return retry_stale(k, policy, destroy_once, generation, subj, request_id, err);
+        int r = retry_stale(k, policy, destroy_once, generation, subj, request_id, err);
+
+        if (r == -ESTALE)
+                audit_outcome(AUDIT_KIND_KEY, "generation-destroy", subj, r,
+                              "policy=%s generation=%u request=%u", policy ? policy : DEFAULT_POLICY,
+                              generation, request_id);
+        return r;
 }
 
 
@@ -490,6 +563,7 @@ void keys_maintain(struct keys *k)
                 }
         }
         pthread_rwlock_unlock(&k->lock);
+        shred_retry(k);
         if (!failed)
                 clear_alert(k);
 }

@@ -90,6 +90,9 @@ struct keys {
                 uint64_t restarts;        /* streams that ended in an error */
                 char watch_why[KEYS_ERR_MAX]; /* why the last one did */
         } sync;
+        /* The revision up to which the store still has to forget earlier
+         * copies of destroyed wrapped keys (keys_shred()); 0: none. */
+        _Atomic uint64_t shred_pending;
 };
 
 /* With k->lock held (read or write, as the caller needs). */
@@ -104,6 +107,21 @@ int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *
 void keys_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void clear_alert(struct keys *k);
+
+/* Life-cycle changes are audited once the store has answered
+ * (audit_outcome()): keys_audit_ready() refuses beforehand when
+ * fail_closed and no record can be written now; keys_audit_check() logs a
+ * completed change whose record was lost (a: what audit_outcome() gave,
+ * r: the change's outcome). */
+int keys_audit_ready(struct keys *k, char *err);
+void keys_audit_check(int a, int r, const char *op);
+
+/* After a destroy or a purge stored at revision: the store forgets the
+ * earlier copies of what it removed (store.h's shred()), audited as
+ * store-shred.  When it cannot, each maintenance pass tries again.  what
+ * names the change in the log.  Without the lock: etcd's defragmentation
+ * may take a while. */
+void keys_shred(struct keys *k, uint64_t revision, const char *what);
 
 /* Keys in the keyring. */
 int read_cached(keyring_serial_t s, uint8_t key[ENGINE_KEY_SIZE]);

@@ -393,16 +393,16 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                         { STORE_PUT, kg, gjson, strlen(gjson) },
                 };
 
-                if (audit_record(AUDIT_KIND_KEY, "policy-create", subj, true,
-                                 "policy=%s policy_id=%s generation=1 customer_keys=%u", name, p->rec.id,
-                                 p->rec.n_customer_keys) < 0 &&
-                    CFG(k->cfg, audit_fail_closed)) {
-                        keys_seterr(err, "refused: the audit record could not be written");
-                        r = -EIO;
+                r = keys_audit_ready(k, err);
+                if (r < 0)
                         goto fail;
-                }
                 r = store_ops_of(k->env.store)->txn(k->env.store, cmps, ARRAY_SIZE(cmps), ops,
                                                     ARRAY_SIZE(ops), &rev);
+                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-create", subj,
+                                               r == -ESTALE ? -EEXIST : r,
+                                               "policy=%s policy_id=%s generation=1 customer_keys=%u",
+                                               name, p->rec.id, p->rec.n_customer_keys),
+                                 r, "policy-create");
         }
         if (r < 0) {
                 /* The name's key exists: another node created the policy
@@ -536,17 +536,18 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
                 if (k->assignments[i].by_gid == by_gid && k->assignments[i].id == id)
                         a = &k->assignments[i];
         snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
-        if (audit_record(AUDIT_KIND_CONFIG, "policy-assign", subj, true, "policy=%s %s=%u", policy,
-                         by_gid ? "group" : "user", id) < 0 && CFG(k->cfg, audit_fail_closed)) {
-                keys_seterr(err, "refused: the audit record could not be written");
-                r = -EIO;
+        r = keys_audit_ready(k, err);
+        if (r < 0)
                 goto out;
-        }
         {
                 const struct store_cmp cmp = { key, a ? a->mod_revision : 0 };
                 const struct store_op op = { STORE_PUT, key, policy, strlen(policy) };
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
         }
+        if (r != -ESTALE) /* retried by the caller */
+                keys_audit_check(audit_outcome(AUDIT_KIND_CONFIG, "policy-assign", subj, r, "policy=%s %s=%u",
+                                               policy, by_gid ? "group" : "user", id),
+                                 r, "policy-assign");
         if (r < 0) {
                 keys_seterr(err, "cannot store the assignment: %s", store_error_text(k->env.store, r));
                 goto out;
@@ -582,8 +583,11 @@ int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t
                 err[0] = 0;
                 r = assign_once(k, policy, by_gid, id, subj, err);
         }
-        if (r == -ESTALE)
+        if (r == -ESTALE) {
                 keys_seterr(err, "the assignment keeps changing on other nodes: not done, retry");
+                audit_outcome(AUDIT_KIND_CONFIG, "policy-assign", subj, r, "policy=%s %s=%u", policy,
+                              by_gid ? "group" : "user", id);
+        }
         return r;
 }
 
@@ -732,17 +736,18 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
         ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
         n_ops++;
-        if (audit_record(AUDIT_KIND_KEY, "policy-rekey", subj, true,
-                         "policy=%s new_policy_key=%s generations=%zu", policy,
-                         new_policy_key ? "yes" : "no", p->n_gens) < 0 && CFG(k->cfg, audit_fail_closed)) {
-                keys_seterr(err, "refused: the audit record could not be written");
-                r = -EIO;
+        r = keys_audit_ready(k, err);
+        if (r < 0)
                 goto out;
-        }
         {
                 const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
         }
+        if (r != -ESTALE) /* retried by keys_policy_rekey() */
+                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-rekey", subj, r,
+                                               "policy=%s new_policy_key=%s generations=%zu", policy,
+                                               new_policy_key ? "yes" : "no", p->n_gens),
+                                 r, "policy-rekey");
         if (r < 0) {
                 keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
                 goto out;
@@ -810,8 +815,10 @@ int keys_policy_rekey(struct keys *k, const char *policy, const char *const uris
                 err[0] = 0;
                 r = rekey_once(k, policy, uris, new_policy_key, subj, err);
         }
-        if (r == -ESTALE)
+        if (r == -ESTALE) {
                 keys_seterr(err, "policy '%s' keeps changing on other nodes: rekey not done, retry", policy);
+                audit_outcome(AUDIT_KIND_KEY, "policy-rekey", subj, r, "policy=%s", policy);
+        }
         if (r >= 0 && new_policy_key) {
                 /* The rekey stands; re-wrapping what is left resumes from
                  * the maintenance pass of any node if this is cut short. */
@@ -859,7 +866,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         struct policy_record *rec = NULL;
         struct policy *p;
         size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
-        uint64_t rev;
+        uint64_t rev, shred_rev = 0;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -904,12 +911,9 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
         ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
         n_ops++;
-        if (audit_record(AUDIT_KIND_KEY, "policy-purge", subj, true, "policy=%s policy_id=%s request=%u",
-                         policy, p->rec.id, request_id) < 0 && CFG(k->cfg, audit_fail_closed)) {
-                keys_seterr(err, "refused: the audit record could not be written");
-                r = -EIO;
+        r = keys_audit_ready(k, err);
+        if (r < 0)
                 goto out;
-        }
         /* First the policy record: without its wrapped copies and the
          * availability key nothing can unwrap the generations any more, so
          * this one transaction is the shredding.  The generations' wrapped
@@ -918,6 +922,11 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
                 r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
         }
+        if (r != -ESTALE) /* retried by keys_purge() */
+                keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-purge", subj, r,
+                                               "policy=%s policy_id=%s request=%u", policy, p->rec.id,
+                                               request_id),
+                                 r, "policy-purge");
         if (r < 0) {
                 keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
                 goto out;
@@ -932,7 +941,10 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                                 "failed: %s", policy, strerror(-e));
                         break;
                 }
+                shred_rev = grev;
         }
+        if (shred_rev < rev)
+                shred_rev = rev;
         for (size_t i = 0; i < p->n_gens; i++) {
                 struct generation *g = p->gens[i];
                 keyring_serial_t s = atomic_exchange(&g->serial, 0);
@@ -955,6 +967,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                    request_id);
 out:
         pthread_rwlock_unlock(&k->lock);
+        if (shred_rev)
+                keys_shred(k, shred_rev, "policy purge");
         /* p may grow under the watch thread from here: free what was allocated. */
         for (size_t i = 0; jsons && i < n_slots; i++)
                 free(jsons[i]);
@@ -977,8 +991,11 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                 err[0] = 0;
                 r = purge_once(k, policy, subj, request_id, err);
         }
-        if (r == -ESTALE)
+        if (r == -ESTALE) {
                 keys_seterr(err, "policy '%s' keeps changing on other nodes: purge not done, retry", policy);
+                audit_outcome(AUDIT_KIND_KEY, "policy-purge", subj, r, "policy=%s request=%u", policy,
+                              request_id);
+        }
         return r;
 }
 

@@ -51,6 +51,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libaudit.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -239,6 +240,26 @@ static int kind_to_type(enum audit_kind kind)
  * the record, a negative errno, or 0 with errno set when it chose to hide a
  * failure (ECONNREFUSED: no audit in the kernel; EPERM without
  * CAP_AUDIT_WRITE).  For us only "acked" is success. */
+const char *audit_errno_name(int err)
+{
+        const char *n = err != 0 && err != INT_MIN ? strerrorname_np(err < 0 ? -err : err) : NULL;
+
+        return n ? n : "EUNKNOWN";
+}
+
+int audit_can_write(void)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&audit_lock);
+        if (audit_fail_all)
+                r = -EIO;
+        else if (audit_fd < 0)
+                r = -ENOTCONN;
+        pthread_mutex_unlock(&audit_lock);
+        return r;
+}
+
 static int map_result(int ret, int err)
 {
         if (ret > 0)

@@ -76,6 +76,27 @@ int audit_record(enum audit_kind kind, const char *op, const struct audit_subjec
                  bool success, const char *extra_fmt, ...)
         __attribute__((format(printf, 5, 6)));
 
+/* audit_record() for an operation whose outcome is known: result >= 0 is
+ * res=success; a negative errno is res=failed with error=<its name> added
+ * after the fields (e.g. error=ENOSPC), so that the record says what the
+ * caller was told.  Write it once the store has answered, never before.
+ * extra_fmt: a non-empty string literal.  A macro, so that tests that
+ * replace audit_record() see these records too. */
+#define audit_outcome(kind, op, subj, result, extra_fmt, ...)                                    \
+        audit_record((kind), (op), (subj), (result) >= 0, extra_fmt "%s%s", ##__VA_ARGS__,      \
+                     (result) < 0 ? " error=" : "", (result) < 0 ? audit_errno_name(result) : "")
+
+/* errno's name for an error= field ("ENOSPC" for ENOSPC or -ENOSPC), so
+ * that a failed operation's record says why in words ausearch leaves as
+ * they are; "EUNKNOWN" for a number without a name. */
+const char *audit_errno_name(int err);
+
+/* Whether a record written now would reach the kernel: 0, or the error
+ * audit_record() would give (-ENOTCONN, -EIO under DKM_AUDIT_FAIL=1).
+ * For an operation whose record must tell its outcome, and so is written
+ * after the store's answer: fail_closed refuses it beforehand on this. */
+int audit_can_write(void);
+
 /* Encodes a value for a key=value field: "quoted" when safe, else hex as
  * libaudit's audit_encode_nv_string() does (also for ' and =, which libaudit
  * would let through); NULL gives ?.  Returns a malloc'd string, NULL when

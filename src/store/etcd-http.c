@@ -515,6 +515,53 @@ static int call_loop(struct etcd_client *c, const char *method, const char *body
         return best;
 }
 
+int etcd_call_each(struct etcd_client *c, const char *method, struct json_object *req,
+                   size_t *ret_done)
+{
+        /* Each member gets a whole call's time: a defragmentation holds
+         * the member while it rewrites its file. */
+        uint64_t deadline = now_mono_usec() + ETCD_CALL_TIMEOUT_MS * UINT64_C(1000) * c->n_endpoints;
+        const char *body;
+        size_t done = 0;
+        int best = 0, r;
+
+        if (!c || !method || !req || !ret_done)
+                return -EINVAL;
+        r = etcd_request_body(c, req, deadline, &body);
+        if (r < 0)
+                return r;
+        for (size_t idx = 0; idx < c->n_endpoints; idx++) {
+                bool reauthed = false;
+
+                for (;;) {
+                        struct json_object *o = NULL;
+                        enum etcd_outcome out;
+                        bool oom = false;
+                        char *token = c->user ? etcd_token_copy(c, &oom) : NULL;
+
+                        if (oom)
+                                return -ENOMEM;
+                        r = attempt(c, idx, method, body, strlen(body), token, ETCD_REQUEST_TIMEOUT_MS, &o,
+                                    &out);
+                        secret_free(token);
+                        json_object_put(o);
+                        if (out == ETCD_OUT_TOKEN && c->user && !reauthed) {
+                                reauthed = true;
+                                r = etcd_authenticate(c, deadline);
+                                if (r == 0)
+                                        continue;
+                        }
+                        break;
+                }
+                if (r == 0)
+                        done++;
+                else
+                        best = best ? etcd_more_telling(best, r) : r;
+        }
+        *ret_done = done;
+        return best;
+}
+
 /* Gets a token for user/password (etcd's Authenticate), or notes that etcd
  * has authentication disabled. */
 int etcd_authenticate(struct etcd_client *c, uint64_t deadline)

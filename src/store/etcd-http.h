@@ -58,6 +58,14 @@ enum {
 int etcd_call(struct etcd_client *c, const char *method, struct json_object *req, unsigned flags,
               struct json_object **ret);
 
+/* POSTs req (not consumed) to method on every endpoint in turn, for the
+ * calls that act on one member only (maintenance/defragment); the replies
+ * are dropped.  *ret_done is how many members answered with success.
+ * Returns 0 when all did, else the most telling error of those that did
+ * not (the errors of etcd_call()). */
+int etcd_call_each(struct etcd_client *c, const char *method, struct json_object *req,
+                   size_t *ret_done);
+
 /* Opens a watch stream with req (a WatchRequest, not consumed) and hands
  * every WatchResponse ("result") to cb: cb returns 0 for more, 1 to stop, or
  * -errno.  Without a message for quiet_ms after the watch was created the

@@ -18,6 +18,7 @@
  *             (etcd_watch_held() in etcd-watch.c): each WatchResponse is cut
  *             into its revisions for the callback; a compacted start is
  *             -ERANGE, a broken or silent stream the transport's error
+ *   shred     Compact(revision, physical) and Defragment on each endpoint
  *   lease_*   LeaseGrant, LeaseKeepAlive (one request on the stream: the
  *             gateway answers {"result": ...} and closes it), LeaseRevoke,
  *             LeaseTimeToLive; a put's lease is PutRequest.lease
@@ -548,6 +549,28 @@ int store_etcd_compact(struct store *s, uint64_t revision)
         return r;
 }
 
+/* Compaction (physical: etcd answers once its bbolt file no longer has
+ * the old revisions) frees their pages but leaves their bytes in the file;
+ * a defragmentation of each member rewrites it without them.  Up to
+ * revision the history of the whole cluster goes, not only dkm's prefix:
+ * etcd has no other way.  A revision compacted already (-ERANGE) is fine. */
+static int etcd_shred(struct store *s, uint64_t revision)
+{
+        struct json_object *req;
+        size_t done = 0;
+        int r;
+
+        r = store_etcd_compact(s, revision);
+        if (r < 0 && r != -ERANGE)
+                return r;
+        req = json_object_new_object();
+        if (!req)
+                return -ENOMEM;
+        r = etcd_call_each(s->c, "maintenance/defragment", req, &done);
+        json_object_put(req);
+        return r;
+}
+
 /* ---- leases ------------------------------------------------------------ */
 
 static int lease_call(struct store *s, const char *method, uint64_t id, uint64_t ttl, unsigned flags,
@@ -701,4 +724,5 @@ const struct store_ops store_etcd_ops = {
         .lease_revoke = etcd_lease_revoke,
         .lease_ttl = etcd_lease_ttl,
         .txn_leased = etcd_txn_leased,
+        .shred = etcd_shred,
 };

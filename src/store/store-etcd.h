@@ -47,9 +47,9 @@ int store_etcd_parse_location(const char *location, struct etcd_location *ret);
 void etcd_location_free(struct etcd_location *l);
 
 /* Compacts the etcd history up to revision (etcd's Compaction RPC): later
- * changes() calls with since + 1 < revision give -ERANGE.  dkm leaves
- * compaction to etcd's --auto-compaction-* settings; this is for tests and
- * maintenance. */
+ * changes() calls with since + 1 < revision give -ERANGE.  dkm compacts
+ * when it shreds (store.h's shred()) and otherwise leaves compaction to
+ * etcd's --auto-compaction-* settings. */
 int store_etcd_compact(struct store *s, uint64_t revision);
 
 /* follow(): a held watch asks etcd for progress notifications, which etcd

@@ -563,6 +563,27 @@ static int sqlite_revision(struct store *s, uint64_t *ret)
         return r;
 }
 
+/* Secure_delete zeroes what a transaction frees, but only in the page
+ * images it writes: the WAL still holds the images from before, with the
+ * deleted value in them, until a checkpoint overwrites the database file's
+ * pages and TRUNCATE cuts the WAL to nothing.  revision does not matter:
+ * the WAL's whole history goes.  The -shm file holds only the WAL's index
+ * (page numbers), and no rollback journal exists in WAL mode. */
+static int sqlite_shred(struct store *s, uint64_t revision)
+{
+        int rc, r;
+
+        (void)revision;
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        /* Waits (busy timeout) for another connection's readers to finish. */
+        rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        r = sqlite_errno(s->db, rc);
+        pthread_mutex_unlock(&s->lock);
+        return r;
+}
+
 /* Runs a one-row, one-column query on a constant statement. */
 static int query_int(struct store *s, const char *sql, int64_t *ret)
 {
@@ -818,4 +839,5 @@ const struct store_ops store_sqlite_ops = {
         .txn = sqlite_txn,
         .revision = sqlite_revision,
         .changes = sqlite_changes,
+        .shred = sqlite_shred,
 };

@@ -143,6 +143,15 @@ int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmp
         return store_ops_of(s)->txn_leased(s, cmps, n_cmps, ops, n_ops, leases, ret_revision);
 }
 
+int store_shred(struct store *s, uint64_t revision)
+{
+        if (!s)
+                return -EINVAL;
+        if (!store_ops_of(s)->shred)
+                return -EOPNOTSUPP;
+        return store_ops_of(s)->shred(s, revision);
+}
+
 bool store_utf8_valid(const unsigned char *p, size_t n)
 {
         size_t i = 0;

@@ -119,6 +119,22 @@ struct store_ops {
         int (*txn_leased)(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
                           const struct store_op *ops, size_t n_ops, const uint64_t *leases,
                           uint64_t *ret_revision);
+
+        /* Crypto-shredding: removes from the files and the history that the
+         * backend keeps every earlier copy of the values overwritten or
+         * deleted at or before revision, so that a destroyed wrapped key
+         * cannot be read back from the store.  SQLite (which zeroes freed
+         * cells and pages with secure_delete) checkpoints its WAL into the
+         * database file and truncates it.  etcd compacts its history up to
+         * revision (physically) and then defragments each member it can
+         * reach, which rewrites the member's bbolt file without its free
+         * pages: the history of the whole keyspace up to revision goes, for
+         * every user of the cluster, and watches that start before it get
+         * -ERANGE.  0 when done; -EBUSY when another connection held SQLite's
+         * WAL; etcd: the compaction's error, else the most telling error of a
+         * member that could not be defragmented (the others were).  Required:
+         * a backend that keeps history must be able to forget it. */
+        int (*shred)(struct store *s, uint64_t revision);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -140,6 +156,7 @@ int store_lease_ttl(struct store *s, uint64_t id, uint64_t *ret_left);
 int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
                      const struct store_op *ops, size_t n_ops, const uint64_t *leases,
                      uint64_t *ret_revision);
+int store_shred(struct store *s, uint64_t revision);
 
 /* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */

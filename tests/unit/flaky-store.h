@@ -12,6 +12,8 @@
 #include "store/store.h"
 
 static bool flaky_down;
+/* Non-zero: every write fails with it (-ENOSPC: a full disk), reads work. */
+static int flaky_write_error;
 
 struct flaky {
         struct store_base base;
@@ -59,6 +61,8 @@ static int flaky_range(struct store *s, const char *prefix,
 static int flaky_txn(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
                      const struct store_op *ops, size_t n_ops, uint64_t *ret_revision)
 {
+        if (flaky_write_error)
+                return flaky_write_error;
         return flaky_down ? -EAGAIN :
                             store_sqlite_ops.txn(inner(s), cmps, n_cmps, ops, n_ops, ret_revision);
 }
@@ -74,6 +78,11 @@ static int flaky_changes(struct store *s, const char *prefix, uint64_t since,
         return flaky_down ? -EAGAIN : store_sqlite_ops.changes(inner(s), prefix, since, cb, userdata);
 }
 
+static int flaky_shred(struct store *s, uint64_t revision)
+{
+        return flaky_down ? -EAGAIN : store_sqlite_ops.shred(inner(s), revision);
+}
+
 static const struct store_ops flaky_ops = {
         .name = "flaky",
         .max_txn_ops = STORE_TXN_OPS_MAX,
@@ -84,5 +93,6 @@ static const struct store_ops flaky_ops = {
         .txn = flaky_txn,
         .revision = flaky_revision,
         .changes = flaky_changes,
+        .shred = flaky_shred,
 };
 

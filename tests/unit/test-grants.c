@@ -6,7 +6,7 @@
  * another node recorded applies at the next use.  Real kernel keyrings, a
  * store that can lose quorum (flaky-store.h), audit_record spied.
  */
-/* wrap: audit_record */
+/* wrap: audit_record audit_can_write */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +24,12 @@
 #include "flaky-store.h"
 
 static char audit_log[8192];
+
+int __wrap_audit_can_write(void);
+int __wrap_audit_can_write(void)
+{
+        return 0;
+}
 
 int __wrap_audit_record(enum audit_kind kind, const char *op, const struct audit_subject *subj,
                         bool success, const char *fmt, ...);
@@ -63,6 +69,7 @@ static int setup(void **state)
         char err[GRANT_ERR_MAX] = "";
 
         flaky_down = false;
+        flaky_write_error = 0;
         audit_log[0] = 0;
         node_cfg(&f->cfg_a, f->dir_a, sizeof(f->dir_a), "a");
         node_cfg(&f->cfg_b, f->dir_b, sizeof(f->dir_b), "b");
@@ -162,6 +169,55 @@ static void test_revocation_elsewhere_applies_when_back(void **state)
         assert_int_equal(check(f->b, NULL, err), -EKEYREVOKED);
 }
 
+/* A store that refuses writes (a full disk): each record says what the
+ * caller was told, and nothing is left half-done: no grant key for a
+ * request the store kept pending, a revocation that failed leaves the grant
+ * as it was. */
+static void test_outcome_on_full_store(void **state)
+{
+        struct fixture *f = *state;
+        char err[GRANT_ERR_MAX] = "", st[64], desc[32];
+        keyring_serial_t key;
+        uint32_t id, granted;
+
+        assert_int_equal(grants_request(f->a, &holder, "ticket 9", "30m", "decrypt", NULL, 0, &id, err), 0);
+        assert_int_equal(grants_approve(f->a, &appr1, id, st, sizeof(st), err), 0);
+        snprintf(desc, sizeof(desc), "dkm:grant:%u", id);
+
+        audit_log[0] = 0;
+        flaky_write_error = -ENOSPC;
+        assert_int_equal(grants_approve(f->a, &appr2, id, st, sizeof(st), err), -ENOSPC);
+        assert_string_equal(audit_log, "op=grant-create res=failed;op=access-approve res=failed;");
+        /* Dropped: revoked, then gone. */
+        assert_true(keyring_search(grants_keyring(f->a), desc, &key) < 0);
+        assert_int_equal(check(f->a, NULL, err), -EPERM);
+        audit_log[0] = 0;
+        assert_int_equal(grants_deny(f->a, &appr2, id, "no", err), -ENOSPC);
+        assert_string_equal(audit_log, "op=access-deny res=failed;");
+
+        flaky_write_error = 0;
+        assert_int_equal(grants_approve(f->a, &appr2, id, st, sizeof(st), err), 0);
+        assert_string_equal(st, "granted");
+        assert_int_equal(check(f->a, NULL, err), 0);
+        granted = id;
+
+        audit_log[0] = 0;
+        flaky_write_error = -ENOSPC;
+        assert_int_equal(grants_revoke(f->a, &appr1, id, err), -ENOSPC);
+        assert_string_equal(audit_log, "op=grant-revoke res=failed;");
+        assert_int_equal(check(f->a, NULL, err), 0); /* the caller was told it failed */
+        audit_log[0] = 0;
+        assert_int_equal(grants_request(f->a, &holder, "ticket 10", "30m", "decrypt", NULL, 0, &id, err),
+                         -ENOSPC);
+        assert_string_equal(audit_log, "op=access-request res=failed;");
+
+        flaky_write_error = 0;
+        audit_log[0] = 0;
+        assert_int_equal(grants_revoke(f->a, &appr1, granted, err), 0);
+        assert_string_equal(audit_log, "op=grant-revoke res=success;");
+        assert_int_equal(check(f->a, NULL, err), -EKEYREVOKED);
+}
+
 /* A grant this node never held a key for is not taken from the cache (it
  * may have been revoked elsewhere since): refused with a clear reason. */
 static void test_unseen_grant_without_quorum(void **state)
@@ -249,6 +305,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_grant_without_quorum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_revocation_elsewhere_applies_when_back, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_outcome_on_full_store, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unseen_grant_without_quorum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_cache, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_most_approvals_can_be_met, setup, teardown),

@@ -4,7 +4,7 @@
  * in-memory SQLite store and the openssl engine.  audit_record is replaced
  * by a spy that can also refuse, to prove fail-closed behaviour.
  */
-/* wrap: audit_record */
+/* wrap: audit_record audit_can_write */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +28,12 @@
 
 static char audit_log[8192];
 static int audit_fail;
+
+int __wrap_audit_can_write(void);
+int __wrap_audit_can_write(void)
+{
+        return audit_fail ? -EIO : 0;
+}
 
 int __wrap_audit_record(enum audit_kind kind, const char *op, const struct audit_subject *subj,
                         bool success, const char *fmt, ...);
@@ -408,6 +414,47 @@ static void test_degraded_uses(void **state)
         assert_int_equal(keys_decrypt(k, NULL, 0, ct, l, &pt, &n, err), 0);
         free(pt);
         free(ct);
+        keys_free(k);
+        store_close(env.store);
+}
+
+/* A store that refuses writes (a full disk): rotate, retire and destroy
+ * fail, and each record says so (res=failed), with nothing changed; once
+ * writes work again each succeeds and says that. */
+static void test_outcome_on_full_store(void **state)
+{
+        struct fixture *f = *state;
+        char err[KEYS_ERR_MAX] = "", *json;
+        struct keys_env env = { &f->cfg, NULL, f->ring, f->master };
+        struct audit_subject subj = { .uid = 1 };
+        struct keys *k;
+        uint32_t g;
+
+        flaky_down = false;
+        flaky_write_error = 0;
+        assert_int_equal(store_open(&flaky_ops, ":memory:", &env.store), 0);
+        assert_int_equal(keys_new(&env, &k), 0);
+        assert_int_equal(keys_load(k, err), 0);
+        assert_int_equal(keys_rotate(k, NULL, &subj, &g, err), 0);
+        assert_int_equal(g, 2);
+
+        audit_log[0] = 0;
+        flaky_write_error = -ENOSPC;
+        assert_int_equal(keys_rotate(k, NULL, &subj, &g, err), -ENOSPC);
+        assert_int_equal(keys_retire(k, NULL, 1, &subj, err), -ENOSPC);
+        assert_int_equal(keys_destroy(k, NULL, 1, &subj, 7, err), -ENOSPC);
+        assert_string_equal(audit_log, "op=generation-rotate res=failed;op=generation-retire res=failed;"
+                                       "op=generation-destroy res=failed;");
+        assert_int_equal(keys_list_json(k, "default", &json, err), 0);
+        assert_null(strstr(json, "\"generation\":3"));
+        assert_null(strstr(json, "retired"));
+        assert_null(strstr(json, "destroyed"));
+        free(json);
+
+        audit_log[0] = 0;
+        flaky_write_error = 0;
+        assert_int_equal(keys_retire(k, NULL, 1, &subj, err), 0);
+        assert_string_equal(audit_log, "op=generation-retire res=success;");
         keys_free(k);
         store_close(env.store);
 }
@@ -797,6 +844,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_default_policy_created, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rollover_by_use, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotate_retire, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_outcome_on_full_store, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fail_closed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_context_and_tamper, setup, teardown),

@@ -872,6 +872,27 @@ static void test_compaction(void **state)
         assert_int_equal(store_etcd_compact(NULL, 1), -EINVAL);
 }
 
+/* Shredding compacts up to the revision and defragments every endpoint:
+ * the history before it is gone, the current state stays, and a second
+ * shred of the same revision (compacted already) is fine. */
+static void test_shred(void **state)
+{
+        struct store *s = *state;
+        struct walk w = { 0 };
+        uint64_t rev;
+
+        backend_require();
+        put(s, "k", "wrapped");
+        rev = put(s, "k", "destroyed");
+        put(s, "other", "x");
+        assert_int_equal(store_shred(s, base + rev), 0);
+        assert_int_equal(changes_raw(s, "", 0, walk_cb, &w), -ERANGE);
+        assert_string_equal(get(s, "k", NULL, NULL), "destroyed");
+        assert_int_equal(store_shred(s, base + rev), 0);
+        put(s, "after", "y");
+        assert_string_equal(range(s, "after"), "after=y@4/4;");
+}
+
 /* ---- follow: the held watch ------------------------------------------- */
 
 struct later {
@@ -1317,6 +1338,7 @@ int main(void)
                 CONTRACT(contract_changes_exact),
                 cmocka_unit_test(test_changes_foreign_last),
                 CONTRACT(test_compaction),
+                CONTRACT(test_shred),
                 cmocka_unit_test(test_follow),
                 CONTRACT(contract_persistence),
                 CONTRACT(contract_threads_one_handle),

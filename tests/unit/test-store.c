@@ -308,6 +308,53 @@ static void test_memory(void **state)
         store_close(s);
 }
 
+/* Whether the file holds needle anywhere; 0 for a missing file. */
+static bool file_holds(const char *name, const char *needle)
+{
+        _cleanup_free_ char *buf = malloc(1 << 20);
+        FILE *f = fopen(path_of(name), "rb");
+        size_t n;
+
+        assert_non_null(buf);
+        if (!f)
+                return false;
+        n = fread(buf, 1, 1 << 20, f);
+        fclose(f);
+        return memmem(buf, n, needle, strlen(needle)) != NULL;
+}
+
+/* A value overwritten and one deleted leave no copy in the database file
+ * or its WAL once the store shreds; a second connection (a reader between
+ * its transactions) does not stop it. */
+static void test_shred(void **state)
+{
+        static const char *const files[] = { "shred.db", "shred.db-wal", "shred.db-shm" };
+        struct store *s = open_ok("shred.db"), *s2 = open_ok("shred.db");
+        const struct store_op del = { STORE_DELETE, "b", NULL, 0 };
+        bool before = false;
+        uint64_t rev;
+
+        put(s, "a", "wrapped-key-AAAAAAAAAAAAAAAAAAAAAAAA");
+        put(s, "b", "wrapped-key-BBBBBBBBBBBBBBBBBBBBBBBB");
+        for (int i = 0; i < 3; i++)
+                put(s, "c", "other");
+        put(s, "a", "destroyed");
+        assert_int_equal(store_ops_of(s)->txn(s, NULL, 0, &del, 1, &rev), 0);
+        for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+                before |= file_holds(files[i], "wrapped-key-AAAA") || file_holds(files[i], "wrapped-key-BBBB");
+        assert_true(before); /* what the shred has to remove */
+
+        assert_int_equal(store_shred(s, rev), 0);
+        for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+                assert_false(file_holds(files[i], "wrapped-key-AAAA"));
+                assert_false(file_holds(files[i], "wrapped-key-BBBB"));
+        }
+        assert_string_equal(range(s2, ""), "a=destroyed@6/1;c=other@5/3;");
+        assert_int_equal(store_shred(NULL, 1), -EINVAL);
+        store_close(s2);
+        store_close(s);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         return remove(path);
@@ -347,6 +394,7 @@ int main(void)
                 cmocka_unit_test(test_corrupt),
                 cmocka_unit_test(test_file_mode),
                 cmocka_unit_test(test_memory),
+                cmocka_unit_test(test_shred),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
