@@ -21,7 +21,8 @@ trap 'stop_dkmd; etcd_cluster_stop; cleanup' EXIT
 etcd_cluster_start "$T/etcd" || { echo "FAIL: the etcd cluster did not start"; exit 1; }
 P=/dkm-shred/
 
-write_config "[access]" "approvals_required=2" \
+mkdir -p "$T/keys"
+write_config "[access]" "approvals_required=2" "[policy]" "key_dirs=$T/keys" \
         "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$P"
 start_dkmd || exit 1
 audit_mark >/dev/null
@@ -35,11 +36,11 @@ BOLT=("$T"/etcd/m*/member/snap/db)
 
 printf 'generation one' | as svc encrypt > "$W/ct1"
 as op key rotate >/dev/null
-head -c 32 /dev/urandom > "$T/cust-a.key"
-head -c 32 /dev/urandom > "$T/cust-b.key"
-chmod 0600 "$T/cust-a.key" "$T/cust-b.key"
+head -c 32 /dev/urandom > "$T/keys/cust-a.key"
+head -c 32 /dev/urandom > "$T/keys/cust-b.key"
+chmod 0600 "$T/keys/cust-a.key" "$T/keys/cust-b.key"
 check "a customer-managed policy" bash -c \
-        "as op policy create acme --customer-key 'file:$T/cust-a.key' --customer-key 'file:$T/cust-b.key' >/dev/null"
+        "as op policy create acme --customer-key 'file:$T/keys/cust-a.key' --customer-key 'file:$T/keys/cust-b.key' >/dev/null"
 printf 'acme data' | as svc encrypt --policy acme > "$W/a1"
 
 did=$(value names/default)

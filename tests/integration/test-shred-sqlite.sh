@@ -11,7 +11,8 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-shred.sh"
 
-write_config "[access]" "approvals_required=2"
+mkdir -p "$T/keys"
+write_config "[access]" "approvals_required=2" "[policy]" "key_dirs=$T/keys"
 start_dkmd || exit 1
 DB=$T/state/dkm.db
 FILES=("$DB" "$DB-wal" "$DB-shm" "$DB-journal")
@@ -23,11 +24,11 @@ policy_id() { record "names/$1"; }
 printf 'generation one' | as svc encrypt > "$W/ct1"
 as op key rotate >/dev/null
 printf 'generation two' | as svc encrypt > "$W/ct2"
-head -c 32 /dev/urandom > "$T/cust-a.key"
-head -c 32 /dev/urandom > "$T/cust-b.key"
-chmod 0600 "$T/cust-a.key" "$T/cust-b.key"
+head -c 32 /dev/urandom > "$T/keys/cust-a.key"
+head -c 32 /dev/urandom > "$T/keys/cust-b.key"
+chmod 0600 "$T/keys/cust-a.key" "$T/keys/cust-b.key"
 check "a customer-managed policy" bash -c \
-        "as op policy create acme --customer-key 'file:$T/cust-a.key' --customer-key 'file:$T/cust-b.key' >/dev/null"
+        "as op policy create acme --customer-key 'file:$T/keys/cust-a.key' --customer-key 'file:$T/keys/cust-b.key' >/dev/null"
 printf 'acme data' | as svc encrypt --policy acme > "$W/a1"
 
 did=$(policy_id default)
