@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "shared/format.h"
 #include "shared/secret.h"
@@ -437,6 +438,46 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
         return grant_use(st, peer, req->type, subj, policy, h.generation, msg, msg_size);
 }
 
+/* Refusals are audited and logged, but a uid that sends them by the
+ * thousand gets RATELIMIT_BURST records per interval and then one that says
+ * how many were left out (op=refusals-suppressed suppressed=K). */
+static struct ratelimit refusal_records = RATELIMIT_INIT;
+
+static void report_refusals(uid_t uid _unused_, unsigned n, const struct audit_subject *last,
+                            void *userdata _unused_)
+{
+        audit_record(AUDIT_KIND_ACCESS, "refusals-suppressed", last, false, "suppressed=%u seconds=%u", n,
+                     (unsigned)(RATELIMIT_INTERVAL_USEC / 1000000));
+}
+
+void handle_flush_refusals(uint64_t now_usec)
+{
+        ratelimit_flush(&refusal_records, now_usec, report_refusals, NULL);
+}
+
+static void refusal_op_record(const struct peer *peer, const struct audit_subject *subj, const char *op,
+                              const char *why)
+{
+        if (ratelimit_allow(&refusal_records, peer->uid, now_mono_usec(), subj, report_refusals, NULL))
+                audit_record(AUDIT_KIND_ACCESS, op, subj, false, "reason=refused");
+        log_peer(peer->uid, LOG_NOTICE, "refused %s for uid %u pid %d: %s", op, (unsigned)peer->uid,
+                 (int)peer->pid, why);
+}
+
+static void refusal_record(const struct peer *peer, const struct audit_subject *subj, unsigned type,
+                           const char *why)
+{
+        refusal_op_record(peer, subj, wire_type_name((uint16_t)type), why);
+}
+
+void handle_refusal(const struct peer *peer, const char *op, const char *why)
+{
+        struct audit_subject subj;
+
+        audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
+        refusal_op_record(peer, &subj, op, why);
+}
+
 /* A stream decrypted under a grant: dkmd has read the input's header and
  * asks here, before anything is written, with the policy it names. */
 struct stream_grant {
@@ -452,11 +493,8 @@ static int stream_grant_gate(void *userdata, const char *policy, uint32_t genera
         int r;
 
         r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, err, KEYS_ERR_MAX);
-        if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(g->type), g->subj, false, "reason=refused");
-                log_notice("refused %s for uid %u pid %d: %s", wire_type_name(g->type),
-                           (unsigned)g->peer->uid, (int)g->peer->pid, err);
-        }
+        if (r < 0)
+                refusal_record(g->peer, g->subj, g->type, err);
         return r;
 }
 
@@ -626,18 +664,12 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
                 r = grant_allows(st, peer, req, subject_of(&subj), msg, sizeof(msg));
                 if (r < 0) {
-                        audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type),
-                                     subject_of(&subj), false, "reason=refused");
-                        log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
-                                   (unsigned)peer->uid, (int)peer->pid, msg);
+                        refusal_record(peer, subject_of(&subj), req->type, msg);
                         reply_error(reply, r, msg);
                         return;
                 }
         } else if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), subject_of(&subj),
-                             false, "reason=refused");
-                log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
-                           (unsigned)peer->uid, (int)peer->pid, why);
+                refusal_record(peer, subject_of(&subj), req->type, why);
                 snprintf(msg, sizeof(msg), "permission denied: %s", why);
                 reply_error(reply, r, msg);
                 return;

@@ -77,7 +77,8 @@ static void serve_one(struct conn *c, const uint8_t *buf, size_t len, const int 
                 wire_begin(reply, WIRE_REPLY_ERROR);
                 wire_add_u32(reply, WIRE_TAG_ERRNO, (uint32_t)-r);
                 wire_add_string(reply, WIRE_TAG_MESSAGE, msg);
-                log_notice("uid %u pid %d sent a %s", (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+                log_peer(c->peer.uid, LOG_NOTICE, "uid %u pid %d sent a %s", (unsigned)c->peer.uid,
+                         (int)c->peer.pid, msg);
         } else
                 handle_request(c->srv->st, &c->peer, req, fds, n_fds, reply);
         free(req);
@@ -98,8 +99,8 @@ static void *conn_thread(void *arg)
                 r = wire_recv_fds(c->fd, &buf, &len, fds, WIRE_MAX_FDS, &n_fds);
                 if (r < 0) {
                         if (r == -EMSGSIZE)
-                                log_notice("uid %u sent an oversize frame; closing",
-                                           (unsigned)c->peer.uid);
+                                log_peer(c->peer.uid, LOG_NOTICE, "uid %u sent an oversize frame; closing",
+                                         (unsigned)c->peer.uid);
                         break;
                 }
                 serve_one(c, buf, len, fds, n_fds, &reply);
@@ -216,6 +217,10 @@ int server_run(struct server *s)
 
                 r = poll(pfd, 2, TURN_MS);
                 atomic_store(&s->last_turn_usec, now_mono_usec());
+                /* The counts of what the rate limits left out, once their
+                 * interval has ended, even when nothing else comes. */
+                log_peer_flush(atomic_load(&s->last_turn_usec));
+                handle_flush_refusals(atomic_load(&s->last_turn_usec));
                 if (r == 0)
                         continue;
                 if (r < 0) {
