@@ -77,6 +77,12 @@ check "within the read timeout, with margin (the last after ${last_ms:-?} ms)" \
 check "beyond its share, the flooding uid is told why ($msg)" \
         matches "uid $HUMAN_UID has 4 connections open, the most a uid in no dkm group may hold" <<<"$msg"
 
+# A non-member that connects and says nothing is closed after 5 s.
+out=$(raw human "$FLOOD" hold "$SOCK" 1 idle 12)
+read -r _ closed last_ms _ < <(grep '^closed' <<<"$out")
+check "an idle non-member connection is closed after 5 s (${last_ms:-?} ms)" \
+        test "${closed:-0}" -eq 1 -a "${last_ms:-0}" -ge 4500 -a "${last_ms:-0}" -le 11000
+
 # A member uid is limited too, so that one service cannot crowd out another.
 flood svc 80 100
 check "while a service account holds its whole share, an operator lists keys" as op key list

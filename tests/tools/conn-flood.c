@@ -5,11 +5,12 @@
  *
  *   conn-flood hold SOCKET N LEN SECONDS
  *       opens N connections, each announcing a frame of LEN bytes that never
- *       comes, and holds them for SECONDS.  Prints "opened K" once all are
- *       open (K: how many connect()+send() succeeded), then "closed C
- *       MS MESSAGE" when SECONDS have passed: C connections had been closed
- *       by dkmd, the last of them MS milliseconds after "opened"; MESSAGE is
- *       the first error reply dkmd sent on any of them, or "(no reply)".
+ *       comes (LEN "idle": sending nothing), and holds them for SECONDS or
+ *       until dkmd has closed them all.  Prints "opened K" once all are open
+ *       (K: how many connect()+send() succeeded), then "closed C MS MESSAGE":
+ *       C connections had been closed by dkmd, the last of them MS
+ *       milliseconds after "opened"; MESSAGE is the first error reply dkmd
+ *       sent on any of them, or "(no reply)".
  *   conn-flood garbage SOCKET COUNT
  *       sends COUNT malformed frames (wrong magic), reconnecting when dkmd
  *       closes; prints "sent COUNT".
@@ -29,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,8 +129,11 @@ static int read_reply(int fd, int ms, char *msg, size_t size)
         return 0;
 }
 
-static int hold(int n, uint32_t len, int seconds)
+static int hold(int n, const char *len_arg, int seconds)
 {
+        /* "idle": connect and send nothing at all. */
+        bool idle = !strcmp(len_arg, "idle");
+        uint32_t len = (uint32_t)strtoul(len_arg, NULL, 0);
         int *fds = calloc((size_t)n, sizeof(int));
         int opened = 0, closed = 0;
         uint64_t start, last = 0;
@@ -140,7 +145,7 @@ static int hold(int n, uint32_t len, int seconds)
         le32(hdr, len);
         for (int i = 0; i < n; i++) {
                 fds[i] = dial();
-                if (fds[i] >= 0 && send(fds[i], hdr, 4, MSG_NOSIGNAL) == 4)
+                if (fds[i] >= 0 && (idle || send(fds[i], hdr, 4, MSG_NOSIGNAL) == 4))
                         opened++;
                 else if (fds[i] >= 0) {
                         close(fds[i]);
@@ -150,7 +155,7 @@ static int hold(int n, uint32_t len, int seconds)
         printf("opened %d\n", opened);
         fflush(stdout);
         start = now_ms();
-        while (now_ms() - start < (uint64_t)seconds * 1000) {
+        while (now_ms() - start < (uint64_t)seconds * 1000 && closed < opened) {
                 for (int i = 0; i < n; i++) {
                         struct pollfd p = { fds[i], POLLIN, 0 };
                         char buf[1024];
@@ -288,7 +293,7 @@ int main(int argc, char **argv)
                 goto usage;
         sock_path = argv[2];
         if (!strcmp(argv[1], "hold") && argc == 6)
-                return hold(atoi(argv[3]), (uint32_t)strtoul(argv[4], NULL, 0), atoi(argv[5]));
+                return hold(atoi(argv[3]), argv[4], atoi(argv[5]));
         if (!strcmp(argv[1], "garbage") && argc == 4)
                 return garbage(atoi(argv[3]));
         if (!strcmp(argv[1], "request") && argc == 5)
