@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <sys/stat.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "server.h"
 #include "shared/format.h"
 #include "shared/secret.h"
+#include "shared/stream-io.h"
 #include "shared/stream.h"
 #include "shared/util.h"
 #include "shared/wire.h"
@@ -437,6 +441,46 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
         return grant_use(st, peer, req->type, subj, policy, h.generation, NULL, msg, msg_size);
 }
 
+/* Refusals are audited and logged, but a uid that sends them by the
+ * thousand gets RATELIMIT_BURST records per interval and then one that says
+ * how many were left out (op=refusals-suppressed suppressed=K). */
+static struct ratelimit refusal_records = RATELIMIT_INIT;
+
+static void report_refusals(uid_t uid _unused_, unsigned n, const struct audit_subject *last,
+                            void *userdata _unused_)
+{
+        audit_record(AUDIT_KIND_ACCESS, "refusals-suppressed", last, false, "suppressed=%u seconds=%u", n,
+                     (unsigned)(RATELIMIT_INTERVAL_USEC / 1000000));
+}
+
+void handle_flush_refusals(uint64_t now_usec)
+{
+        ratelimit_flush(&refusal_records, now_usec, report_refusals, NULL);
+}
+
+static void refusal_op_record(const struct peer *peer, const struct audit_subject *subj, const char *op,
+                              const char *why)
+{
+        if (ratelimit_allow(&refusal_records, peer->uid, now_mono_usec(), subj, report_refusals, NULL))
+                audit_record(AUDIT_KIND_ACCESS, op, subj, false, "reason=refused");
+        log_peer(peer->uid, LOG_NOTICE, "refused %s for uid %u pid %d: %s", op, (unsigned)peer->uid,
+                 (int)peer->pid, why);
+}
+
+static void refusal_record(const struct peer *peer, const struct audit_subject *subj, unsigned type,
+                           const char *why)
+{
+        refusal_op_record(peer, subj, wire_type_name((uint16_t)type), why);
+}
+
+void handle_refusal(const struct peer *peer, const char *op, const char *why)
+{
+        struct audit_subject subj;
+
+        audit_subject_from_peer(&subj, peer->pid, peer->uid, peer->gid);
+        refusal_op_record(peer, &subj, op, why);
+}
+
 /* A stream decrypted under a grant: dkmd has read the input's header and
  * asks here, before anything is written, with the policy it names; then
  * again while the stream flows (keys.h), so that a grant that ends
@@ -482,11 +526,8 @@ static int stream_grant_gate(void *userdata, const char *policy, uint32_t genera
         if (g->grant)
                 return stream_grant_recheck(g, policy, generation, err);
         r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err, KEYS_ERR_MAX);
-        if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(g->type), g->subj, false, "reason=refused");
-                log_notice("refused %s for uid %u pid %d: %s", wire_type_name(g->type),
-                           (unsigned)g->peer->uid, (int)g->peer->pid, err);
-        }
+        if (r < 0)
+                refusal_record(g->peer, g->subj, g->type, err);
         return r;
 }
 
@@ -578,6 +619,46 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
+static const char *file_type_name(mode_t m)
+{
+        return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" :
+               S_ISBLK(m) ? "a block device" : S_ISLNK(m) ? "a symbolic link" : "an unusual file";
+}
+
+/* Before any I/O: the input is a regular file, pipe or socket open for
+ * reading (a character device such as /dev/zero could keep a worker busy
+ * for ever); the output is one of those or a character device (a
+ * terminal, /dev/null) open for writing. */
+static int stream_fds_check(const int fds[2], char *err, size_t err_size)
+{
+        static const char *const what[2] = { "input", "output" };
+
+        for (int i = 0; i < 2; i++) {
+                struct stat st;
+                int fl = fcntl(fds[i], F_GETFL), acc;
+
+                if (fl < 0 || fstat(fds[i], &st) < 0) {
+                        snprintf(err, err_size, "cannot use the passed %s descriptor: %s", what[i],
+                                 strerror(errno));
+                        return -EBADF;
+                }
+                acc = fl & O_ACCMODE;
+                if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) &&
+                    (i == 0 || !S_ISCHR(st.st_mode))) {
+                        snprintf(err, err_size, "the passed %s is %s: a stream %s a regular file, "
+                                 "pipe or socket", what[i], file_type_name(st.st_mode),
+                                 i == 0 ? "reads" : "writes to");
+                        return -EINVAL;
+                }
+                if ((i == 0 && acc == O_WRONLY) || (i == 1 && acc == O_RDONLY)) {
+                        snprintf(err, err_size, "the passed %s descriptor is not open for %s", what[i],
+                                 i == 0 ? "reading" : "writing");
+                        return -EBADF;
+                }
+        }
+        return 0;
+}
+
 /* Streams between the two descriptors the client passed: input, output. */
 static void handle_stream(const struct daemon_state *st, const struct peer *peer,
                           const struct wire_msg *req, const int *fds, size_t n_fds,
@@ -596,6 +677,14 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
                 reply_error(b, -EINVAL, "a stream request passes two file descriptors (input, output)");
                 return;
         }
+        r = stream_fds_check(fds, err, sizeof(err));
+        if (r < 0) {
+                reply_error(b, r, err);
+                return;
+        }
+        /* A pipe that stays silent, or that nobody reads, gives up the
+         * worker after this long without progress. */
+        stream_io_set_timeout_usec(CFG(st->cfg, stream_timeout_usec));
         r = context_from_request(req, &ctx, &ctx_len, &why);
         if (r < 0) {
                 reply_error(b, r, why);
@@ -611,6 +700,11 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         } else
                 r = keys_stream_decrypt(st->keys, ctx, ctx_len, fds[0], fds[1],
                                         under_grant ? stream_grant_gate : NULL, &grant, &bytes, err);
+        if (r == -ETIME) {
+                snprintf(err, sizeof(err), "a passed descriptor timed out: no data moved for %" PRIu64
+                         " s ([daemon] stream_timeout)", CFG(st->cfg, stream_timeout_usec) / 1000000);
+                log_peer(peer->uid, LOG_NOTICE, "uid %u pid %d: %s", (unsigned)peer->uid, (int)peer->pid, err);
+        }
         if (r < 0) {
                 reply_error(b, r, err[0] ? err : strerror(-r));
                 return;
@@ -630,6 +724,15 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         int r;
 
         r = access_check(roles, req->type, &why);
+        /* A peer in no dkm group holds no grant (grants are requested by
+         * operators, and used by them): it is refused on its credentials
+         * alone, before any descriptor it passed is touched. */
+        if (r < 0 && !roles) {
+                refusal_record(peer, &peer->subj, req->type, why);
+                snprintf(msg, sizeof(msg), "permission denied: %s", why);
+                reply_error(reply, r, msg);
+                return;
+        }
         if (r < 0 && req->type == WIRE_DECRYPT_FD && st->grants) {
                 /* The policy is in the stream's header, which dkmd reads
                  * from the passed input: the grant is checked there. */
@@ -637,18 +740,12 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
                 r = grant_allows(st, peer, req, &peer->subj, msg, sizeof(msg));
                 if (r < 0) {
-                        audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type),
-                                     &peer->subj, false, "reason=refused");
-                        log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
-                                   (unsigned)peer->uid, (int)peer->pid, msg);
+                        refusal_record(peer, &peer->subj, req->type, msg);
                         reply_error(reply, r, msg);
                         return;
                 }
         } else if (r < 0) {
-                audit_record(AUDIT_KIND_ACCESS, wire_type_name(req->type), &peer->subj,
-                             false, "reason=refused");
-                log_notice("refused %s for uid %u pid %d: %s", wire_type_name(req->type),
-                           (unsigned)peer->uid, (int)peer->pid, why);
+                refusal_record(peer, &peer->subj, req->type, why);
                 snprintf(msg, sizeof(msg), "permission denied: %s", why);
                 reply_error(reply, r, msg);
                 return;

@@ -6,6 +6,7 @@
 #include "keys-internal.h"
 #include "log.h"
 #include "shared/secret.h"
+#include "shared/stream-io.h"
 #include "shared/stream.h"
 #include "shared/wire.h"
 #include "shared/util.h"
@@ -83,21 +84,6 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
         return r;
 }
 
-static int write_full(int fd, const uint8_t *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return negative_errno();
-                buf += n;
-                len -= (size_t)n;
-        }
-        return 0;
-}
-
 /* A v1 ciphertext arriving on a descriptor: read it whole (it is small by
  * construction) and decrypt it as a message. */
 static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
@@ -115,7 +101,7 @@ static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
         if (!buf)
                 return -ENOMEM;
         memcpy(buf, hdr, FORMAT_HEADER_SIZE);
-        r = read_full(in_fd, buf + FORMAT_HEADER_SIZE, max + 1 - FORMAT_HEADER_SIZE, &n);
+        r = stream_read_full(in_fd, buf + FORMAT_HEADER_SIZE, max + 1 - FORMAT_HEADER_SIZE, &n);
         if (r < 0) {
                 keys_seterr(err, "cannot read the input: %s", strerror(-r));
                 return r;
@@ -141,7 +127,7 @@ static int decrypt_v1_fd(struct keys *k, const uint8_t *ctx, size_t ctx_len,
         r = keys_decrypt(k, ctx, ctx_len, buf, n, &plain, &plain_len, err);
         if (r < 0)
                 return r;
-        r = write_full(out_fd, plain, plain_len);
+        r = stream_write_full(out_fd, plain, plain_len);
         secure_wipe(plain, plain_len);
         free(plain);
         if (r < 0) {
@@ -210,7 +196,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
 
         if (!key)
                 return -ENOMEM;
-        r = read_full(in_fd, raw, STREAM_HEADER_SIZE, &n);
+        r = stream_read_full(in_fd, raw, STREAM_HEADER_SIZE, &n);
         if (r < 0) {
                 keys_seterr(err, "cannot read the input: %s", strerror(-r));
                 return r;
@@ -227,7 +213,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
         if (n == STREAM_HEADER_SIZE && stream_header_length(raw) > n) {
                 size_t more = 0;
 
-                r = read_full(in_fd, raw + n, stream_header_length(raw) - n, &more);
+                r = stream_read_full(in_fd, raw + n, stream_header_length(raw) - n, &more);
                 if (r < 0) {
                         keys_seterr(err, "cannot read the input: %s", strerror(-r));
                         return r;

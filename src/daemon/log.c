@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "ratelimit.h"
 #include "shared/util.h"
 
 static bool journal_prefix;
@@ -36,6 +37,36 @@ void log_msg(int priority, const char *fmt, ...)
                 fprintf(stderr, "<%d>%s\n", priority, line);
         else
                 fprintf(stderr, "dkmd: %s\n", line);
+}
+
+static struct ratelimit peer_lines = RATELIMIT_INIT;
+
+static void report_suppressed(uid_t uid, unsigned n, const struct audit_subject *last _unused_,
+                              void *userdata _unused_)
+{
+        log_notice("suppressed %u similar messages from uid %u in the last %u s", n, (unsigned)uid,
+                   (unsigned)(RATELIMIT_INTERVAL_USEC / 1000000));
+}
+
+bool log_peer(uid_t uid, int priority, const char *fmt, ...)
+{
+        char line[1024];
+        va_list ap;
+
+        if (priority > max_priority)
+                return false;
+        if (!ratelimit_allow(&peer_lines, uid, now_mono_usec(), NULL, report_suppressed, NULL))
+                return false;
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        log_msg(priority, "%s", line);
+        return true;
+}
+
+void log_peer_flush(uint64_t now_usec)
+{
+        ratelimit_flush(&peer_lines, now_usec, report_suppressed, NULL);
 }
 
 int notify(const char *state)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -7,8 +8,11 @@
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
+#include "connlimit.h"
 #include "log.h"
 #include "server.h"
 #include "shared/util.h"
@@ -16,7 +20,13 @@
 
 /* One thread per connection: clients keep a connection open and send
  * requests one after another, so a thread serves them without hand-offs. */
-#define MAX_CONNECTIONS 512
+/* How many, and whose: connlimit.h.  A non-member waits this long at most
+ * between requests. */
+#define NONMEMBER_IDLE_USEC (5 * UINT64_C(1000000))
+/* The largest frame a non-member may send: every request that a refusal
+ * answers fits (a refusal reads no data).  Larger ones are refused before
+ * they are allocated or read. */
+#define NONMEMBER_FRAME_MAX 4096
 /* The accept loop turns at least this often, even when idle, so that the
  * watchdog can tell a live loop from a stuck one. */
 #define TURN_MS 1000
@@ -27,8 +37,8 @@ struct server {
         int stop_pipe[2];
         bool activated; /* the socket came from systemd: do not unlink it */
         char path[108];
-        _Atomic int connections;
         _Atomic uint64_t last_turn_usec; /* monotonic */
+        struct connlimit limits;
 };
 
 struct conn {
@@ -37,6 +47,8 @@ struct conn {
         struct peer peer;
         int pidfd;       /* the peer's process from accept until its subject is read, else -1 */
         bool pidfd_late; /* opened from the pid at accept, not by the socket */
+        unsigned roles; /* from the credentials taken at connect */
+        char refusal[256]; /* why check_frame refused a frame */
 };
 
 /* Linux 6.5; the headers of older distributions lack it.  The other
@@ -69,6 +81,26 @@ static int peer_pidfd(int fd, pid_t pid, bool *ret_late)
         /* pidfds are always close-on-exec. */
         *ret_late = true;
         return pid > 0 ? pidfd_open(pid, 0) : -1;
+}
+
+/* An error reply that must not hold up the caller: a peer that does not
+ * read it loses it. */
+static void send_error_now(int fd, int error, const char *msg)
+{
+        struct wire_builder b;
+
+        wire_begin(&b, WIRE_REPLY_ERROR);
+        wire_add_u32(&b, WIRE_TAG_ERRNO, (uint32_t)error);
+        wire_add_string(&b, WIRE_TAG_MESSAGE, msg);
+        if (wire_finish(&b) >= 0) {
+                uint8_t hdr[4];
+                struct iovec iov[2] = { { hdr, 4 }, { b.buf, b.len } };
+                struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+
+                put_le32(hdr, (uint32_t)b.len);
+                (void)!sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        wire_builder_free(&b);
 }
 
 static int peer_credentials(int fd, struct peer *ret)
@@ -112,15 +144,33 @@ static void serve_one(struct conn *c, const uint8_t *buf, size_t len, const int 
                 wire_begin(reply, WIRE_REPLY_ERROR);
                 wire_add_u32(reply, WIRE_TAG_ERRNO, (uint32_t)-r);
                 wire_add_string(reply, WIRE_TAG_MESSAGE, msg);
-                log_notice("uid %u pid %d sent a %s", (unsigned)c->peer.uid, (int)c->peer.pid, msg);
+                log_peer(c->peer.uid, LOG_NOTICE, "uid %u pid %d sent a %s", (unsigned)c->peer.uid,
+                         (int)c->peer.pid, msg);
         } else
                 handle_request(c->srv->st, &c->peer, req, fds, n_fds, reply);
         free(req);
 }
 
+/* Before a frame is allocated or read: a peer in no dkm group may send
+ * only what a refusal answers, and is refused unread above that (as it
+ * would be after reading: no role allows it anything). */
+static int check_frame(void *userdata, uint32_t len)
+{
+        struct conn *c = userdata;
+
+        if (c->roles || len <= NONMEMBER_FRAME_MAX)
+                return 0;
+        snprintf(c->refusal, sizeof(c->refusal),
+                 "permission denied: not in any dkm group (a frame of %u bytes from such a uid is "
+                 "refused unread)", len);
+        handle_refusal(&c->peer, "frame", c->refusal);
+        return -EACCES;
+}
+
 static void *conn_thread(void *arg)
 {
         struct conn *c = arg;
+        const struct dkm_config *cfg = c->srv->st->cfg;
 
         /* Once per connection, here rather than in the accept loop: the
          * /proc reads cost a few syscalls. */
@@ -131,17 +181,36 @@ static void *conn_thread(void *arg)
         c->pidfd = -1;
         for (;;) {
                 struct wire_builder reply = { 0 };
+                struct wire_recv_limits lim = {
+                        .idle_usec = CFG(cfg, idle_timeout_usec),
+                        .frame_usec = CFG(cfg, read_timeout_usec),
+                        .check = check_frame,
+                        .userdata = c,
+                };
                 int fds[WIRE_MAX_FDS];
                 size_t n_fds = 0;
                 uint8_t *buf;
                 size_t len;
                 int r;
 
-                r = wire_recv_fds(c->fd, &buf, &len, fds, WIRE_MAX_FDS, &n_fds);
+                if (!c->roles && lim.idle_usec > NONMEMBER_IDLE_USEC)
+                        lim.idle_usec = NONMEMBER_IDLE_USEC;
+                r = wire_recv_limited(c->fd, &lim, &buf, &len, fds, WIRE_MAX_FDS, &n_fds);
                 if (r < 0) {
                         if (r == -EMSGSIZE)
-                                log_notice("uid %u sent an oversize frame; closing",
-                                           (unsigned)c->peer.uid);
+                                log_peer(c->peer.uid, LOG_NOTICE, "uid %u sent an oversize frame; closing",
+                                         (unsigned)c->peer.uid);
+                        else if (r == -EACCES)
+                                send_error_now(c->fd, EACCES, c->refusal);
+                        else if (r == -ETIMEDOUT)
+                                log_peer(c->peer.uid, LOG_NOTICE,
+                                         "uid %u pid %d sent part of a frame and then nothing for %" PRIu64
+                                         " s ([daemon] read_timeout); closing",
+                                         (unsigned)c->peer.uid, (int)c->peer.pid,
+                                         lim.frame_usec / 1000000);
+                        else if (r == -ETIME)
+                                log_debug("uid %u idle for %" PRIu64 " s; closing", (unsigned)c->peer.uid,
+                                          lim.idle_usec / 1000000);
                         break;
                 }
                 serve_one(c, buf, len, fds, n_fds, &reply);
@@ -163,9 +232,30 @@ static void *conn_thread(void *arg)
                         break;
         }
         close(c->fd);
-        atomic_fetch_sub(&c->srv->connections, 1);
+        connlimit_give_back(&c->srv->limits, c->peer.uid, c->roles != 0);
         free(c);
         return NULL;
+}
+
+/* A slot for the new connection, and a bound on how long a reply may wait
+ * for a peer that does not read it; a peer over its limit is told why. */
+static int accept_limits(struct server *s, struct conn *c)
+{
+        uint64_t t = CFG(s->st->cfg, read_timeout_usec);
+        struct timeval tv = { .tv_sec = (time_t)(t / 1000000), .tv_usec = (suseconds_t)(t % 1000000) };
+        char why[200];
+        int r;
+
+        r = connlimit_take(&s->limits, c->peer.uid, c->roles != 0,
+                           CFG(s->st->cfg, max_connections_per_uid), why, sizeof(why));
+        if (r < 0) {
+                send_error_now(c->fd, -r, why);
+                log_peer(c->peer.uid, LOG_WARNING, "refused a connection from uid %u pid %d: %s",
+                         (unsigned)c->peer.uid, (int)c->peer.pid, why);
+                return r;
+        }
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        return 0;
 }
 
 /* systemd socket activation: LISTEN_PID/LISTEN_FDS, first fd is 3. */
@@ -192,6 +282,7 @@ int server_new(const struct daemon_state *st, struct server **ret, char *err, si
                 return -ENOMEM;
         s->st = st;
         s->listen_fd = -1;
+        pthread_mutex_init(&s->limits.lock, NULL);
         atomic_store(&s->last_turn_usec, now_mono_usec());
         if (pipe2(s->stop_pipe, O_CLOEXEC) < 0) {
                 r = negative_errno();
@@ -258,6 +349,10 @@ int server_run(struct server *s)
 
                 r = poll(pfd, 2, TURN_MS);
                 atomic_store(&s->last_turn_usec, now_mono_usec());
+                /* The counts of what the rate limits left out, once their
+                 * interval has ended, even when nothing else comes. */
+                log_peer_flush(atomic_load(&s->last_turn_usec));
+                handle_flush_refusals(atomic_load(&s->last_turn_usec));
                 if (r == 0)
                         continue;
                 if (r < 0) {
@@ -273,19 +368,24 @@ int server_run(struct server *s)
                 if (fd < 0)
                         continue;
                 c = calloc(1, sizeof(*c));
-                if (!c || atomic_load(&s->connections) >= MAX_CONNECTIONS ||
-                    peer_credentials(fd, &c->peer) < 0) {
-                        log_warn("refusing a connection (limit reached or no credentials)");
+                if (!c || peer_credentials(fd, &c->peer) < 0) {
+                        log_warn("refusing a connection: %s", c ? "cannot read its credentials" :
+                                 "out of memory");
                         free(c);
                         close(fd);
                         continue;
                 }
                 c->srv = s;
                 c->fd = fd;
+                c->roles = access_roles(s->st->cfg, &c->peer);
+                if (accept_limits(s, c) < 0) {
+                        close(fd);
+                        free(c);
+                        continue;
+                }
                 c->pidfd = peer_pidfd(fd, c->peer.pid, &c->pidfd_late);
-                atomic_fetch_add(&s->connections, 1);
                 if (pthread_create(&t, &attr, conn_thread, c) != 0) {
-                        atomic_fetch_sub(&s->connections, 1);
+                        connlimit_give_back(&s->limits, c->peer.uid, c->roles != 0);
                         if (c->pidfd >= 0)
                                 close(c->pidfd);
                         close(fd);
@@ -319,5 +419,6 @@ void server_free(struct server *s)
                 unlink(s->path);
         close(s->stop_pipe[0]);
         close(s->stop_pipe[1]);
+        pthread_mutex_destroy(&s->limits.lock);
         free(s);
 }

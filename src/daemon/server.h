@@ -39,3 +39,9 @@ struct wire_builder;
 void handle_request(const struct daemon_state *st, const struct peer *peer,
                     const struct wire_msg *req, const int *fds, size_t n_fds,
                     struct wire_builder *reply);
+/* Logs and audits a refused request (op: what was refused) from peer, both
+ * rate limited per uid (ratelimit.h). */
+void handle_refusal(const struct peer *peer, const char *op, const char *why);
+/* Audits the counts of refusal records left out, once their interval has
+ * ended (server.c calls it on every turn of its loop). */
+void handle_flush_refusals(uint64_t now_usec);

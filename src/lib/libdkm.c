@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 struct dkm_client {
         int fd;
         pthread_mutex_t lock;
+        struct sockaddr_un sa; /* to connect again after dkmd closed an idle connection */
         char error[512];
 };
 
@@ -86,6 +89,7 @@ _public_ int dkm_connect(const char *socket_path, dkm_client **ret)
         if (!c)
                 return -ENOMEM;
         pthread_mutex_init(&c->lock, NULL);
+        c->sa = sa;
         c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 r = negative_errno();
@@ -132,6 +136,29 @@ static void reply_free(struct reply *rp)
 
 /* Sends a request (consuming the builder) and waits for its reply.  Error
  * replies become -errno with c->error set. */
+/* dkmd closes a connection that sat idle for [daemon] idle_timeout.  Between
+ * requests nothing may arrive but that end, so a connection that reads as
+ * ready now was closed: connect again before sending, so no request is
+ * ever sent twice.  Called with c->lock held. */
+static void reconnect_if_closed(dkm_client *c)
+{
+        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        int fd;
+
+        if (poll(&p, 1, 0) <= 0)
+                return;
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return;
+        if (connect(fd, (struct sockaddr *)&c->sa, sizeof(c->sa)) < 0) {
+                close(fd);
+                return; /* the send on the old one reports the loss */
+        }
+        lib_log(LOG_DEBUG, "dkmd had closed the idle connection; connected again");
+        dup3(fd, c->fd, O_CLOEXEC);
+        close(fd);
+}
+
 static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, size_t n_fds,
                     struct reply *ret)
 {
@@ -151,6 +178,7 @@ static int call_fds(dkm_client *c, struct wire_builder *req, const int *fds, siz
                 return -ENOMEM;
         }
         pthread_mutex_lock(&c->lock);
+        reconnect_if_closed(c);
         r = wire_send_fds(c->fd, req->buf, req->len, fds, n_fds);
         if (r >= 0)
                 r = wire_recv(c->fd, &rp.buf, &rp.len);

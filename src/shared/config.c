@@ -60,6 +60,13 @@ static const struct key_def keys[] = {
         { "daemon", "state_dir", K_PATH, F(state_dir), 0, 0 },
         { "daemon", "engine", K_ENGINE, F(engine), 0, 0 },
         { "daemon", "master_key", K_MASTERKEY, F(master_key), 0, 0 },
+        /* Limits on what one peer may hold (server.c): none can be turned
+         * off, nor set so high that one uid takes every connection. */
+        { "daemon", "max_connections_per_uid", K_UINT, F(max_connections_per_uid), 1, 256 },
+        { "daemon", "read_timeout", K_DURATION, F(read_timeout_usec), USEC_PER_SEC, 300 * USEC_PER_SEC },
+        { "daemon", "idle_timeout", K_DURATION, F(idle_timeout_usec), USEC_PER_SEC, USEC_PER_DAY },
+        { "daemon", "stream_timeout", K_DURATION, F(stream_timeout_usec), USEC_PER_SEC,
+          3600 * USEC_PER_SEC },
         { "groups", "users", K_GROUP, F(users_gid), 0, 0 },
         { "groups", "operators", K_GROUP, F(operators_gid), 0, 0 },
         { "groups", "approvers", K_GROUP, F(approvers_gid), 0, 0 },
@@ -612,6 +619,10 @@ void config_init_defaults(struct dkm_config *c)
                 c->operators_gid = (gid_t)-1;
         if (resolve_group(default_groups[2], &c->approvers_gid) < 0)
                 c->approvers_gid = (gid_t)-1;
+        c->max_connections_per_uid = 64;
+        c->read_timeout_usec = 10 * USEC_PER_SEC;
+        c->idle_timeout_usec = 15 * 60 * USEC_PER_SEC;
+        c->stream_timeout_usec = 60 * USEC_PER_SEC;
         c->max_age_usec = 30 * USEC_PER_DAY;
         c->max_uses = UINT64_C(1) << 30;
         c->approvals_required = 2;

@@ -31,6 +31,10 @@ struct dkm_config {
         enum engine_kind engine;
         char *master_key;           /* path; default <state_dir>/master.key */
         char *master_key_credential; /* systemd credential name, or NULL: see below */
+        unsigned max_connections_per_uid; /* a member uid's share (default 64) */
+        uint64_t read_timeout_usec;  /* a frame's rest, once begun (default 10s) */
+        uint64_t idle_timeout_usec;  /* a member's connection between requests (15min) */
+        uint64_t stream_timeout_usec; /* a passed descriptor without progress (60s) */
         /* [groups]: names are resolved to gids at load time */
         gid_t users_gid, operators_gid, approvers_gid;
         /* [rotation] */

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Read-ahead input for the streaming format; see stream-io.h. */
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -38,33 +41,105 @@ struct piece_reader {
         bool any, done;
 };
 
+/* How long a pipe or socket may go without moving data; 0: no limit.  One
+ * setting for the process: dkmd sets it from [daemon] stream_timeout, and
+ * the client side never does. */
+static _Atomic uint64_t timeout_usec;
+
+void stream_io_set_timeout_usec(uint64_t usec)
+{
+        atomic_store(&timeout_usec, usec);
+}
+
+/* poll() on fd for events (beside stop_fd when it is >= 0) for at most the
+ * timeout: 0 ready, -ETIME, -ECANCELED when stop_fd fired. */
+static int wait_fd(int fd, short events, int stop_fd)
+{
+        uint64_t t = atomic_load(&timeout_usec);
+        uint64_t deadline = t ? now_mono_usec() + t : 0;
+
+        for (;;) {
+                struct pollfd p[2] = { { fd, events, 0 }, { stop_fd, POLLIN, 0 } };
+                int ms = -1, k;
+
+                if (deadline) {
+                        uint64_t now = now_mono_usec();
+
+                        if (now >= deadline)
+                                return -ETIME;
+                        ms = (int)((deadline - now) / 1000 + 1);
+                }
+                k = poll(p, stop_fd >= 0 ? 2 : 1, ms);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return negative_errno();
+                if (k == 0)
+                        continue;
+                if (stop_fd >= 0 && p[1].revents)
+                        return -ECANCELED;
+                if (p[0].revents & POLLNVAL)
+                        return -EBADF;
+                return 0;
+        }
+}
+
+static bool is_regular(int fd)
+{
+        struct stat st;
+
+        return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* One read of at most n bytes; 0 at end of input.  Before reading a pipe or
- * socket it waits in poll(), beside stop_fd, so that a stop ends the wait. */
+ * socket it waits in poll(), beside stop_fd, so that a stop ends the wait,
+ * and a silent one times out. */
 static ssize_t read_some(struct piece_reader *r, uint8_t *buf, size_t n)
 {
         for (;;) {
                 ssize_t k;
 
-                if (r->poll_first && r->stop_fd >= 0) {
-                        struct pollfd p[2] = { { r->fd, POLLIN, 0 }, { r->stop_fd, POLLIN, 0 } };
+                if (r->poll_first) {
+                        int e = wait_fd(r->fd, POLLIN, r->stop_fd);
 
-                        if (poll(p, 2, -1) < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                return negative_errno();
-                        }
-                        if (p[1].revents)
-                                return -ECANCELED;
-                        if (p[0].revents & POLLNVAL)
-                                return -EBADF;
+                        if (e < 0)
+                                return e;
                 }
                 k = read(r->fd, buf, n);
                 if (k >= 0)
                         return k;
-                if (errno == EINTR || (errno == EAGAIN && r->poll_first && r->stop_fd >= 0))
+                if (errno == EINTR || (errno == EAGAIN && r->poll_first))
                         continue;
                 return negative_errno();
         }
+}
+
+int stream_read_full(int fd, void *buf, size_t size, size_t *ret_len)
+{
+        bool wait = !is_regular(fd);
+        uint8_t *p = buf;
+        size_t got = 0;
+
+        while (got < size) {
+                ssize_t n;
+
+                if (wait) {
+                        int e = wait_fd(fd, POLLIN, -1);
+
+                        if (e < 0)
+                                return e;
+                }
+                n = read(fd, p + got, size - got);
+                if (n < 0 && (errno == EINTR || (errno == EAGAIN && wait)))
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                got += (size_t)n;
+        }
+        *ret_len = got;
+        return 0;
 }
 
 /* Fills c with up to cap bytes: short only at end of input or on error. */
@@ -338,10 +413,42 @@ void piece_reader_free(struct piece_reader *r)
         free(r);
 }
 
+/* How much a write to fd can take now without blocking: what the pipe has
+ * room for; PIPE_BUF for anything else that is not a regular file (a
+ * socket or terminal that poll() called writable takes that much). */
+static size_t writable_now(int fd, const struct stat *st, size_t n)
+{
+        int size, used;
+
+        if (S_ISFIFO(st->st_mode) && (size = fcntl(fd, F_GETPIPE_SZ)) > 0 &&
+            ioctl(fd, FIONREAD, &used) == 0)
+                return size > used ? ((size_t)(size - used) < n ? (size_t)(size - used) : n) : 0;
+        return n < PIPE_BUF ? n : PIPE_BUF;
+}
+
 int stream_write_full(int fd, const uint8_t *buf, size_t n)
 {
+        struct stat st;
+        /* A pipe that nobody reads must not hold the writer for ever: wait
+         * in poll() (with the timeout), then write only what fits. */
+        bool wait = atomic_load(&timeout_usec) && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
+
         while (n > 0) {
-                ssize_t k = write(fd, buf, n);
+                size_t now = n;
+                ssize_t k;
+
+                if (wait) {
+                        int e = wait_fd(fd, POLLOUT, -1);
+
+                        if (e < 0)
+                                return e;
+                        now = writable_now(fd, &st, n);
+                        if (now == 0)
+                                continue;
+                }
+                k = write(fd, buf, now);
+                if (k < 0 && errno == EAGAIN && wait)
+                        continue;
 
                 if (k < 0) {
                         if (errno == EINTR)

@@ -45,5 +45,17 @@ int piece_reader_wait(struct piece_reader *r, unsigned timeout_ms);
  * NULL is fine. */
 void piece_reader_free(struct piece_reader *r);
 
-/* Writes all n bytes (EINTR retried, short writes continued). */
+/* Writes all n bytes (EINTR retried, short writes continued).  Under a
+ * timeout, a pipe, socket or terminal is written as fast as it is read,
+ * and -ETIME comes back when it takes nothing for that long. */
 int stream_write_full(int fd, const uint8_t *buf, size_t n);
+
+/* read_full (util.h) for stream input: a pipe or socket that stays silent
+ * for the timeout gives -ETIME (not -ETIMEDOUT, which stores use: a caller
+ * can tell the descriptor's silence from theirs). */
+int stream_read_full(int fd, void *buf, size_t size, size_t *ret_len);
+
+/* The process's limit on how long one pipe or socket may go without moving
+ * data in this module's reads, piece_reader_next() included, and writes
+ * (dkmd: [daemon] stream_timeout); 0, the default, waits for ever. */
+void stream_io_set_timeout_usec(uint64_t usec);

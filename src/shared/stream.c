@@ -459,10 +459,10 @@ int stream_read_header_fd(int fd, struct stream_header *ret, const char **ret_er
 
         if (fd < 0 || !ret || !ret_error)
                 return -EINVAL;
-        r = read_full(fd, buf, STREAM_HEADER_SIZE, &got);
+        r = stream_read_full(fd, buf, STREAM_HEADER_SIZE, &got);
         /* The salted layout's salt follows; the flags word says so. */
         if (r >= 0 && got == STREAM_HEADER_SIZE && stream_header_length(buf) > got)
-                r = read_full(fd, buf + got, stream_header_length(buf) - got, &more);
+                r = stream_read_full(fd, buf + got, stream_header_length(buf) - got, &more);
         if (r < 0) {
                 *ret_error = "reading the input failed";
                 return r;

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <limits.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -275,17 +277,48 @@ static int write_all(int fd, const void *p, size_t n)
         return 0;
 }
 
-/* 0 on success, 1 on end of stream before any byte, -errno otherwise. */
-static int read_all(int fd, void *p, size_t n)
+/* Waits until fd has something to read or the deadline (monotonic usec; 0:
+ * none) has passed: -ETIMEDOUT then. */
+static int wait_readable(int fd, uint64_t deadline)
+{
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int ms = -1, k;
+
+                if (deadline) {
+                        uint64_t now = now_mono_usec();
+
+                        if (now >= deadline)
+                                return -ETIMEDOUT;
+                        uint64_t left_ms = (deadline - now) / 1000 + 1;
+
+                        ms = left_ms > INT_MAX ? INT_MAX : (int)left_ms;
+                }
+                k = poll(&p, 1, ms);
+                if (k > 0)
+                        return 0;
+                if (k < 0 && errno != EINTR)
+                        return negative_errno();
+        }
+}
+
+/* 0 on success, 1 on end of stream before any byte, -errno otherwise
+ * (-ETIMEDOUT past the deadline).  Never blocks in recv: a descriptor that
+ * poll called readable and another reader emptied only loops back. */
+static int read_all(int fd, void *p, size_t n, uint64_t deadline)
 {
         uint8_t *q = p;
         size_t got = 0;
 
         while (got < n) {
-                ssize_t k = recv(fd, q + got, n - got, 0);
+                ssize_t k;
+                int r = wait_readable(fd, deadline);
 
+                if (r < 0)
+                        return r;
+                k = recv(fd, q + got, n - got, MSG_DONTWAIT);
                 if (k < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR || errno == EAGAIN)
                                 continue;
                         return negative_errno();
                 }
@@ -348,7 +381,8 @@ int wire_send(int fd, const uint8_t *buf, size_t len)
 /* Reads the 4-byte frame header with recvmsg so that descriptors sent with
  * the frame are taken (close-on-exec); more than max of them, or anything
  * else in the control data, is closed and refused. */
-static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret_n)
+static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret_n,
+                       const struct wire_recv_limits *lim, uint64_t *ret_deadline)
 {
         union {
                 struct cmsghdr align;
@@ -357,18 +391,26 @@ static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret
         struct iovec iov = { .iov_base = hdr, .iov_len = 4 };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
                              .msg_controllen = sizeof(control.buf) };
+        uint64_t idle_deadline = lim->idle_usec ? now_mono_usec() + lim->idle_usec : 0;
         size_t n = 0;
         bool bad = false;
         ssize_t k;
         int r;
 
-        do
-                k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-        while (k < 0 && errno == EINTR);
+        for (;;) {
+                r = wait_readable(fd, idle_deadline);
+                if (r < 0)
+                        return r == -ETIMEDOUT ? -ETIME : r;
+                k = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                if (k >= 0 || (errno != EINTR && errno != EAGAIN))
+                        break;
+        }
         if (k < 0)
                 return negative_errno();
         if (k == 0)
                 return 1;
+        /* From the first byte on, the whole frame has frame_usec. */
+        *ret_deadline = lim->frame_usec ? now_mono_usec() + lim->frame_usec : 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
                 size_t cnt;
 
@@ -395,7 +437,7 @@ static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret
                 return -EBADMSG;
         }
         if (k < 4) {
-                r = read_all(fd, hdr + k, 4 - (size_t)k);
+                r = read_all(fd, hdr + k, 4 - (size_t)k, *ret_deadline);
                 if (r != 0) {
                         for (size_t i = 0; i < n; i++)
                                 close(fds[i]);
@@ -406,16 +448,21 @@ static int read_header(int fd, uint8_t hdr[4], int *fds, size_t max, size_t *ret
         return 0;
 }
 
-int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n_fds)
+int wire_recv_limited(int fd, const struct wire_recv_limits *lim, uint8_t **ret, size_t *ret_len,
+                      int *fds, size_t max_fds, size_t *ret_n_fds)
 {
+        static const struct wire_recv_limits none = { 0 };
         int ignored[WIRE_MAX_FDS];
         uint8_t hdr[4];
+        uint64_t deadline = 0;
         uint32_t len;
-        uint8_t *buf;
+        uint8_t *buf = NULL;
         size_t n = 0;
         int r;
 
-        r = read_header(fd, hdr, fds ? fds : ignored, fds ? max_fds : 0, &n);
+        if (!lim)
+                lim = &none;
+        r = read_header(fd, hdr, fds ? fds : ignored, fds ? max_fds : 0, &n, lim, &deadline);
         if (r == 1)
                 return -EPIPE;
         if (r < 0)
@@ -423,16 +470,20 @@ int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_f
         len = get_le32(hdr);
         if (len > WIRE_MAX_MESSAGE)
                 r = -EMSGSIZE;
-        else {
+        /* Asked before anything is allocated, so that the caller can
+         * refuse a frame unread. */
+        else if (lim->check)
+                r = lim->check(lim->userdata, len);
+        if (r >= 0) {
                 buf = malloc(len ? len : 1);
                 if (!buf)
                         r = -ENOMEM;
-                else {
-                        r = read_all(fd, buf, len);
-                        if (r != 0) {
-                                wire_free_buf(buf, len);
-                                r = r == 1 ? -EIO : r;
-                        }
+        }
+        if (r >= 0) {
+                r = read_all(fd, buf, len, deadline);
+                if (r != 0) {
+                        wire_free_buf(buf, len);
+                        r = r == 1 ? -EIO : r;
                 }
         }
         if (r < 0) {
@@ -445,6 +496,11 @@ int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_f
         if (ret_n_fds)
                 *ret_n_fds = n;
         return 0;
+}
+
+int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n_fds)
+{
+        return wire_recv_limited(fd, NULL, ret, ret_len, fds, max_fds, ret_n_fds);
 }
 
 int wire_recv(int fd, uint8_t **ret, size_t *ret_len)

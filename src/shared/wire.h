@@ -138,3 +138,19 @@ int wire_recv(int fd, uint8_t **ret, size_t *ret_len);
 int wire_send_fds(int fd, const uint8_t *buf, size_t len, const int *fds, size_t n_fds);
 int wire_recv_fds(int fd, uint8_t **ret, size_t *ret_len, int *fds, size_t max_fds, size_t *ret_n_fds);
 void wire_free_buf(uint8_t *buf, size_t len);
+
+/* What a server allows one peer while it receives a frame. */
+struct wire_recv_limits {
+        uint64_t idle_usec;  /* for a frame's first byte (-ETIME); 0: no limit */
+        uint64_t frame_usec; /* for the rest, from its first byte (-ETIMEDOUT); 0: no limit */
+        /* Asked with the announced length before the frame is allocated or
+         * read: 0 goes on; a negative errno refuses the frame unread and is
+         * returned.  NULL: every frame up to WIRE_MAX_MESSAGE. */
+        int (*check)(void *userdata, uint32_t len);
+        void *userdata;
+};
+
+/* wire_recv_fds under lim (NULL: no limits).  No recv blocks: a peer that
+ * stalls is given up at the deadline whatever it sends in between. */
+int wire_recv_limited(int fd, const struct wire_recv_limits *lim, uint8_t **ret, size_t *ret_len,
+                      int *fds, size_t max_fds, size_t *ret_n_fds);

@@ -59,6 +59,10 @@ static void test_defaults(void **state)
         assert_null(c.pkcs11_modules[0]);
         assert_non_null(c.key_dirs);
         assert_null(c.key_dirs[0]);
+        assert_int_equal(c.max_connections_per_uid, 64);
+        assert_int_equal(c.read_timeout_usec, 10 * SEC);
+        assert_int_equal(c.idle_timeout_usec, 15 * 60 * SEC);
+        assert_int_equal(c.stream_timeout_usec, 60 * SEC);
         config_free(&c);
         assert_null(c.socket);
         config_free(&c); /* twice is fine */
@@ -245,6 +249,16 @@ static void test_errors(void **state)
                 { "[groups]\nusers=4294967295\n", "dkmd.conf:2: [groups] users: bad gid '4294967295'" },
                 { "[groups]\nusers=99999999999999999999\n",
                   "dkmd.conf:2: [groups] users: bad gid '99999999999999999999'" },
+                /* The peer limits have floors: none can be set to nothing. */
+                { "[daemon]\nmax_connections_per_uid=0\n",
+                  "dkmd.conf:2: [daemon] max_connections_per_uid: must be a whole number from 1 to 256, got '0'" },
+                { "[daemon]\nmax_connections_per_uid=257\n",
+                  "[daemon] max_connections_per_uid: must be a whole number from 1 to 256" },
+                { "[daemon]\nread_timeout=0s\n", "dkmd.conf:2: [daemon] read_timeout:" },
+                { "[daemon]\nread_timeout=1h\n", "dkmd.conf:2: [daemon] read_timeout:" },
+                { "[daemon]\nidle_timeout=0s\n", "dkmd.conf:2: [daemon] idle_timeout:" },
+                { "[daemon]\nstream_timeout=500ms\n", "dkmd.conf:2: [daemon] stream_timeout:" },
+                { "[daemon]\nstream_timeout=2h\n", "dkmd.conf:2: [daemon] stream_timeout:" },
                 { "[rotation]\nmax_age=1x\n",
                   "dkmd.conf:2: [rotation] max_age: bad duration '1x' (examples: 50ms, 30s, 8h, "
                   "1h30m, 30d)" },

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +22,7 @@
 #include "shared/util.h"
 #include "shared/wire.h"
 
-enum script { ECHO_DATA, REFUSE, GARBAGE, HANG_UP };
+enum script { ECHO_DATA, REFUSE, GARBAGE, HANG_UP, IDLE_CLOSE };
 
 struct fake {
         char path[108];
@@ -29,6 +30,8 @@ struct fake {
         enum script script;
         pthread_t thread;
         int requests;
+        _Atomic int connections;
+        _Atomic bool closed; /* IDLE_CLOSE: the first connection was closed */
 };
 
 /* Serves one connection until the client goes away. */
@@ -37,6 +40,7 @@ static void *serve(void *p)
         struct fake *f = p;
         int fd = accept(f->listen_fd, NULL, NULL);
 
+        f->connections++;
         for (;;) {
                 struct wire_builder b;
                 struct wire_msg *m = malloc(sizeof(*m));
@@ -51,6 +55,7 @@ static void *serve(void *p)
                 f->requests++;
                 assert_int_equal(wire_parse(buf, len, m, &why), 0);
                 switch (f->script) {
+                case IDLE_CLOSE:
                 case ECHO_DATA: {
                         const struct wire_field *d = wire_get(m, WIRE_TAG_DATA);
                         wire_begin(&b, WIRE_REPLY_OK);
@@ -78,6 +83,15 @@ static void *serve(void *p)
                 wire_builder_free(&b);
                 wire_free_buf(buf, len);
                 free(m);
+                if (f->script == IDLE_CLOSE) {
+                        /* As dkmd does after [daemon] idle_timeout; then
+                         * serve the client's next connection. */
+                        f->script = ECHO_DATA;
+                        close(fd);
+                        f->closed = true;
+                        fd = accept(f->listen_fd, NULL, NULL);
+                        f->connections++;
+                }
         }
         close(fd);
         return NULL;
@@ -224,6 +238,30 @@ static void test_shared_between_threads(void **state)
         fake_stop(f);
 }
 
+/* dkmd closed the connection while it was idle: the next call connects
+ * again instead of failing, and the request is sent once. */
+static void test_reconnects_after_idle_close(void **state)
+{
+        struct fake *f = fake_start(IDLE_CLOSE);
+        dkm_client *c;
+        uint8_t *out;
+        size_t n;
+
+        assert_int_equal(dkm_connect(f->path, &c), 0);
+        assert_int_equal(dkm_encrypt(c, "p", NULL, 0, "one", 3, &out, &n), 0);
+        free(out);
+        for (int i = 0; i < 500 && !f->closed; i++)
+                usleep(10000);
+        assert_true(f->closed);
+        assert_int_equal(dkm_encrypt(c, "p", NULL, 0, "two", 3, &out, &n), 0);
+        assert_int_equal(f->connections, 2);
+        assert_memory_equal(out, "two", 3);
+        free(out);
+        assert_int_equal(f->requests, 2);
+        dkm_disconnect(c);
+        fake_stop(f);
+}
+
 static int logged;
 static void log_cb(int prio, const char *msg, void *ud)
 {
@@ -249,6 +287,7 @@ int main(void)
                 cmocka_unit_test(test_hang_up),
                 cmocka_unit_test(test_bad_arguments),
                 cmocka_unit_test(test_shared_between_threads),
+                cmocka_unit_test(test_reconnects_after_idle_close),
                 cmocka_unit_test(test_silent_with_log_callback),
         };
         return cmocka_run_group_tests_name("libdkm", tests, NULL, NULL);

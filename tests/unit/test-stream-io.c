@@ -427,9 +427,41 @@ static void test_decrypt_checked(void **state)
         free(plain);
 }
 
+/* Under a timeout, a pipe whose other end is held open and silent, or that
+ * nobody reads, gives -ETIME instead of holding the caller for ever. */
+static void test_timeouts(void **state)
+{
+        struct piece_reader *r = NULL;
+        static uint8_t big[1024 * 1024];
+        const uint8_t *p;
+        uint8_t buf[16];
+        uint64_t start;
+        size_t len;
+        bool last;
+        int fds[2];
+
+        (void)state;
+        alarm(20);
+        stream_io_set_timeout_usec(200000);
+        assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+        start = now_mono_usec();
+        assert_int_equal(stream_read_full(fds[0], buf, sizeof(buf), &len), -ETIME);
+        assert_true(now_mono_usec() - start >= 200000);
+        assert_int_equal(piece_reader_new(fds[0], PIECE, &r), 0);
+        assert_int_equal(piece_reader_next(r, &p, &len, &last), -ETIME);
+        piece_reader_free(r);
+        /* The pipe holds 64 KiB; the rest waits for a reader that never comes. */
+        assert_int_equal(stream_write_full(fds[1], big, sizeof(big)), -ETIME);
+        close(fds[1]);
+        stream_io_set_timeout_usec(0);
+        close(fds[0]);
+        alarm(0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_timeouts),
                 cmocka_unit_test(test_file_lengths),
                 cmocka_unit_test(test_pipe_lengths),
                 cmocka_unit_test(test_read_error),

@@ -122,9 +122,64 @@ static void test_framing(void **state)
         close(sv[1]);
 }
 
+static uint32_t checked_len;
+
+static int refuse_above_16(void *userdata, uint32_t len)
+{
+        checked_len = len;
+        return len > 16 ? -EACCES : 0;
+}
+
+/* A server's limits: a peer idle too long, one that stalls mid-frame even
+ * while it trickles bytes, and a frame refused unread by its length. */
+static void test_limits(void **state)
+{
+        struct wire_recv_limits lim = { .idle_usec = 100000, .frame_usec = 300000,
+                                        .check = refuse_above_16 };
+        uint8_t msg[] = "DKMW\x0a\0\0\0", hdr[4], *got;
+        uint64_t start;
+        size_t len;
+        int sv[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        start = now_mono_usec();
+        assert_int_equal(wire_recv_limited(sv[1], &lim, &got, &len, NULL, 0, NULL), -ETIME);
+        assert_true(now_mono_usec() - start >= 100000);
+
+        /* One byte every 100 ms never completes the frame in 300 ms. */
+        put_le32(hdr, 8);
+        assert_int_equal(write(sv[0], hdr, 4), 4);
+        start = now_mono_usec();
+        for (int i = 0; i < 2; i++) {
+                usleep(100000);
+                assert_int_equal(write(sv[0], msg + i, 1), 1);
+        }
+        assert_int_equal(wire_recv_limited(sv[1], &lim, &got, &len, NULL, 0, NULL), -ETIMEDOUT);
+        assert_true(now_mono_usec() - start >= 300000);
+        close(sv[0]);
+        close(sv[1]);
+
+        /* Within the limits: received as before. */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(wire_send(sv[0], msg, 8), 0);
+        assert_int_equal(wire_recv_limited(sv[1], &lim, &got, &len, NULL, 0, NULL), 0);
+        assert_int_equal(checked_len, 8);
+        assert_memory_equal(got, msg, 8);
+        wire_free_buf(got, len);
+
+        /* Refused on its announced length alone: the body is never read. */
+        put_le32(hdr, 1024 * 1024);
+        assert_int_equal(write(sv[0], hdr, 4), 4);
+        assert_int_equal(wire_recv_limited(sv[1], &lim, &got, &len, NULL, 0, NULL), -EACCES);
+        assert_int_equal(checked_len, 1024 * 1024);
+        close(sv[0]);
+        close(sv[1]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_limits),
                 cmocka_unit_test(test_roundtrip),
                 cmocka_unit_test(test_rejects),
                 cmocka_unit_test(test_builder_limits),
