@@ -29,7 +29,7 @@ MAX_USES=320 # blocks of 20
 
 for n in a b c; do
         node_config "$n" "[access]" "approvals_required=2" "[rotation]" "max_uses=$MAX_USES" \
-                "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX"
+                "[store]" "backend=etcd" "insecure=yes" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX"
 done
 node_start a || exit 1
 node_start b || exit 1
