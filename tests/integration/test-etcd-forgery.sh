@@ -5,7 +5,8 @@
 # must not forge or replay what grants access or revives a key: a forged
 # granted request with its marker for a uid in no dkm group, a retired
 # generation edited back to archived, and earlier revisions of a generation
-# and of a grant put back (etcdctl get --rev=N).  Each is refused by the
+# and of a grant put back (etcdctl get --rev=N), and a policy record naming
+# a PKCS#11 module of the attacker's.  Each is refused by the
 # node, logged and audited, and the node keeps its state.  The cluster
 # speaks TLS; plain http endpoints are refused without [store] insecure=yes,
 # and accepted with it, with a warning at start.
@@ -49,6 +50,29 @@ put "access/grants/0000000900" "900"
 settle
 refused "a forged granted request and marker give the human nothing" "" as human decrypt --in "$W/c1"
 check "the forged request is not listed as a grant" bash -c "! as op access list --json | grep -q forged"
+
+# A forged policy whose customer keys name a library of the attacker's: its
+# constructor leaves a file if any dkmd process loads it.
+cat > "$T/evil.c" <<C
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void evil(void)
+{
+        close(open("$T/evil-ran", O_WRONLY | O_CREAT, 0644));
+}
+C
+cc -shared -fPIC -o "$T/evil.so" "$T/evil.c" || fail "cannot build the attacker's library"
+echo -n 1234 > "$T/pin"
+b64() { head -c "$1" /dev/urandom | base64 -w0; }
+evil=11111111-2222-4333-8444-555555555555
+uri() { echo "pkcs11:token=$1;object=o?module-path=$T/evil.so&pin-source=file:$T/pin"; }
+put "policies/$evil" "{\"id\":\"$evil\",\"name\":\"evil\",\"created\":$now,\"active\":1,\"generations\":1,\"customer_keys\":[{\"uri\":\"$(uri t1)\",\"blob\":\"$(b64 64)\"},{\"uri\":\"$(uri t2)\",\"blob\":\"$(b64 64)\"}],\"availability_key\":\"$(b64 60)\",\"availability_wrap\":\"$(b64 60)\"}"
+put "policies/$evil/gens/0000000001" "{\"generation\":1,\"state\":\"active\",\"created\":$now,\"activated\":$now,\"uses_reserved\":0,\"wrapped_key\":\"$(b64 60)\"}"
+put "names/evil" "$evil"
+settle
+check "a forged policy record is not loaded" bash -c "! as op policy list | grep -q '^evil '"
+printf x | as svc encrypt --policy evil >/dev/null 2>&1
+check "and its module never ran in dkmd, even when the policy is asked for" test ! -e "$T/evil-ran"
 
 # 2. A retired generation edited back to archived.
 as op key rotate >/dev/null
