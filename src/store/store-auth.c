@@ -181,13 +181,13 @@ int store_auth_unseal(const uint8_t key[STORE_AUTH_KEY_SIZE], const char *name, 
                 }
         if (!f)
                 return -ENODATA;
+        /* As store_auth_seal() writes it, and only so: "{" FIELD, "{...," FIELD
+         * (something before the comma), or anything, newline, FIELD. */
         if (f > buf && f[-1] == '\n')
                 kind = KIND_RAW;
-        else if ((f > buf + 1 && f[-1] == ',' && buf[0] == '{') || f == buf + 1)
-                kind = buf[0] == '{' ? KIND_JSON : KIND_RAW;
+        else if (buf[0] == '{' && (f == buf + 1 || (f > buf + 2 && f[-1] == ',')))
+                kind = KIND_JSON;
         else
-                return -EBADMSG;
-        if (f == buf + 1 && buf[0] != '{')
                 return -EBADMSG;
         p = f + FIELD_LEN;
         end = buf + len;
@@ -411,10 +411,9 @@ static int check(struct store_auth *a, const struct store_kv *kv, struct verdict
                 snprintf(v->why, sizeof(v->why), "its MAC does not match (forged, altered or moved)");
         else if (r < 0)
                 snprintf(v->why, sizeof(v->why), "its authentication is malformed");
-        else if (kv->mod_revision && seq >= kv->mod_revision)
+        else if (kv->mod_revision && seq > kv->mod_revision)
                 snprintf(v->why, sizeof(v->why),
-                         "its sequence %" PRIu64 " is not below its revision %" PRIu64, seq,
-                         kv->mod_revision);
+                         "its sequence %" PRIu64 " is above its revision %" PRIu64, seq, kv->mod_revision);
         else {
                 pthread_mutex_lock(&a->lock);
                 e = seen_get(a, kv->key);
@@ -618,9 +617,11 @@ static int auth_txn_leased(struct store *s, const struct store_cmp *cmps, size_t
                 r = -ENOMEM;
                 goto out;
         }
-        /* The sequence: the revision before this write, so below the one it
-         * gets and at least that of every write it follows. */
+        /* The sequence: one above the revision before this write, so at
+         * most the one it gets and above that of every write it follows
+         * (never 0). */
         r = inner_ops(a)->revision(a->inner, &seq);
+        seq++;
         for (size_t i = 0; i < n_ops && r >= 0; i++) {
                 sealed[i] = ops[i];
                 if (ops[i].type != STORE_PUT)

@@ -12,9 +12,9 @@
  * (masterkey_derive_record_key), covers the store key (the record's name),
  * the sequence number and the value as the caller wrote it.
  *
- * The sequence number is the store's revision just before the write, so a
- * record's sequence only grows with each write of it, and is always below
- * the revision that wrote it.  Each node remembers, per key, the highest
+ * The sequence number is one above the store's revision just before the
+ * write, so a record's sequence only grows with each write of it, and is
+ * never above the revision that wrote it.  Each node remembers, per key, the highest
  * sequence it has accepted (and the revision of each deletion), persisted in
  * its state directory; a record below that is a replay of an earlier state
  * and is refused.  A refused record is never handed to the caller: range()
@@ -29,6 +29,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
