@@ -39,6 +39,7 @@
 static struct {
         const char *config_path;
         bool init;
+        bool authenticate_store;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -87,10 +88,13 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init]\n\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store]\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory and, if missing, the master\n"
                    "                     key file, then exit\n"
+                   "      --authenticate-store\n"
+                   "                     after a rolling upgrade: authenticate the records that\n"
+                   "                     older nodes wrote without a MAC, then exit\n"
                    "  -h, --help         this text\n"
                    "      --version      print the version\n");
 }
@@ -100,6 +104,7 @@ static int parse_args(int argc, char **argv)
         static const struct option opts[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "init", no_argument, NULL, 'i' },
+                { "authenticate-store", no_argument, NULL, 'A' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -113,6 +118,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'i':
                         arg.init = true;
+                        break;
+                case 'A':
+                        arg.authenticate_store = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -374,6 +382,28 @@ static int step_store_auth(struct daemon *d)
                 if (r < 0)
                         log_err("cannot audit the store's migration: %s", strerror(-r));
         }
+        return 0;
+}
+
+/* dkmd --authenticate-store: what nodes of before the upgrade wrote after
+ * the first new node had taken the store over carries no MAC, and every new
+ * node refuses it.  The administrator vouches for it here, once the last
+ * old node is gone (README.md, "Authenticated records"). */
+static int authenticate_store(struct daemon *d)
+{
+        char err[512];
+        size_t n = 0;
+        int r;
+
+        r = store_auth_adopt(d->store, &n, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        log_notice("store: authenticated %zu records that carried no MAC (--authenticate-store)", n);
+        r = audit_record(AUDIT_KIND_KEY, "store-adopt", NULL, true, "records=%zu", n);
+        if (r < 0)
+                log_err("cannot audit --authenticate-store: %s", strerror(-r));
         return 0;
 }
 
@@ -745,6 +775,13 @@ int main(int argc, char **argv)
         r = step_store_auth(&d);
         if (r < 0)
                 goto out_store;
+        if (arg.authenticate_store) {
+                r = authenticate_store(&d);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         r = step_keys(&d);
         if (r < 0)
                 goto out_store;

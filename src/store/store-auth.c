@@ -897,3 +897,20 @@ int store_auth_migrate(struct store *s, size_t *ret_migrated, char *err, size_t 
         *ret_migrated = total;
         return 0;
 }
+
+int store_auth_adopt(struct store *s, size_t *ret_n, char *err, size_t err_size)
+{
+        size_t n = 0;
+        int r = -ESTALE;
+
+        if (store_ops_of(s) != &auth_ops && store_ops_of(s) != &auth_ops_leased)
+                return -EINVAL;
+        for (int tries = 0; tries < 5 && r == -ESTALE; tries++)
+                r = migrate_pass(A(s), &n);
+        if (r < 0) {
+                snprintf(err, err_size, "cannot authenticate the store's records: %s", strerror(-r));
+                return r;
+        }
+        *ret_n = n;
+        return 0;
+}

@@ -59,6 +59,12 @@ int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE],
  * records authenticated). */
 int store_auth_migrate(struct store *s, size_t *ret_migrated, char *err, size_t err_size);
 
+/* For the administrator after a rolling upgrade (dkmd --authenticate-store):
+ * authenticates every record that carries no MAC at all, as the first start
+ * did; one whose MAC does not verify stays refused.  It vouches for whoever
+ * wrote those records: older nodes, and anyone else with write access. */
+int store_auth_adopt(struct store *s, size_t *ret_n, char *err, size_t err_size);
+
 /* The backend under any wrapping (store_ops_of() gives the wrapper's). */
 const struct store_ops *store_backend_ops(struct store *s);
 

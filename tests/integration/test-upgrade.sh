@@ -93,4 +93,28 @@ takeover "$FIX/etcd"
 keys=$(etcd_ctl get --prefix /dkm-upgrade/ --keys-only | grep -c .)
 macs=$(etcd_ctl get --prefix /dkm-upgrade/ --print-value-only | grep -c '"dkm_auth":"1\.')
 check "every value in etcd carries its MAC ($macs of $keys)" test "$macs" = "$keys"
+
+# A rolling upgrade, in the order README.md recommends: the first new node
+# took the store over above; an old node still running writes as it always
+# did, without a MAC (here: its use reservation of generation 3, put as it
+# would).  The new node refuses it and keeps its state; once the last old
+# node is gone the administrator runs dkmd --authenticate-store, and the
+# record is accepted.
+pid=$(etcd_ctl get /dkm-upgrade/names/default --print-value-only | head -1)
+g3=/dkm-upgrade/policies/$pid/gens/0000000003
+old=$(etcd_ctl get "$g3" --print-value-only | sed 's/,"dkm_auth":"[^"]*"//; s/"uses_reserved":[0-9]*/"uses_reserved":999936/')
+etcd_ctl put "$g3" -- "$old" >/dev/null
+for _ in $(seq 1 50); do matches "refused store record policies/$pid/gens/0000000003" "$T/dkmd.log" && break; sleep 0.1; done
+check "the new node refuses what an old node wrote after the takeover" \
+        matches "refused store record policies/$pid/gens/0000000003 .*not authenticated" "$T/dkmd.log"
+check "and still serves generation 3" bash -c "as svc decrypt --in '$FIX/etcd/g3' | grep -qx 'gen3 secret'"
+stop_dkmd
+check "dkmd --authenticate-store vouches for it" "$DKMD" --config "$CONF" --authenticate-store 2>"$T/adopt.log"
+check "for one record" matches "authenticated 1 records that carried no MAC" "$T/adopt.log"
+before=$(grep -c "refused store record" "$T/dkmd.log")
+start_dkmd || exit 1
+check "after it, the record is accepted" test "$(grep -c "refused store record" "$T/dkmd.log")" = "$before"
+reserved() { etcd_ctl get "$g3" --print-value-only | matches '"uses_reserved":999936,.*dkm_auth'; }
+check "with the old node's reservation" reserved
+check "generation 3 decrypts" bash -c "as svc decrypt --in '$FIX/etcd/g3' | grep -qx 'gen3 secret'"
 finish
