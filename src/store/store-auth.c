@@ -35,6 +35,7 @@ struct seen {
 
 struct store_auth {
         struct store_base base;
+        struct store_ops ops; /* one of the tables below, with the backend's limits */
         struct store *inner;
         uint8_t *key; /* locked memory */
         store_auth_refused_fn refused;
@@ -59,11 +60,18 @@ static const struct store_ops *inner_ops(struct store_auth *a)
         return store_ops_of(a->inner);
 }
 
+static int auth_open(const char *location, struct store **ret);
+
+static bool is_auth(const struct store_ops *ops)
+{
+        return ops && ops->open == auth_open;
+}
+
 const struct store_ops *store_backend_ops(struct store *s)
 {
         const struct store_ops *ops = store_ops_of(s);
 
-        while (ops == &auth_ops || ops == &auth_ops_leased) {
+        while (is_auth(ops)) {
                 s = A(s)->inner;
                 ops = store_ops_of(s);
         }
@@ -734,7 +742,11 @@ int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE],
                 store_close(inner);
                 return -ENOMEM;
         }
-        a->base.ops = store_has_leases(inner) ? &auth_ops_leased : &auth_ops;
+        /* Callers size their transactions by the table's limit: the
+         * backend's, since every operation goes through to it as it is. */
+        a->ops = store_has_leases(inner) ? auth_ops_leased : auth_ops;
+        a->ops.max_txn_ops = store_ops_of(inner)->max_txn_ops;
+        a->base.ops = &a->ops;
         a->inner = inner;
         memcpy(a->key, key, STORE_AUTH_KEY_SIZE);
         a->refused = refused;
@@ -845,7 +857,7 @@ int store_auth_migrate(struct store *s, size_t *ret_migrated, char *err, size_t 
         size_t n = 0, total = 0;
         int r;
 
-        if (store_ops_of(s) != &auth_ops && store_ops_of(s) != &auth_ops_leased)
+        if (!is_auth(store_ops_of(s)))
                 return -EINVAL;
         *ret_migrated = 0;
         pthread_mutex_lock(&a->lock);
@@ -903,7 +915,7 @@ int store_auth_adopt(struct store *s, size_t *ret_n, char *err, size_t err_size)
         size_t n = 0;
         int r = -ESTALE;
 
-        if (store_ops_of(s) != &auth_ops && store_ops_of(s) != &auth_ops_leased)
+        if (!is_auth(store_ops_of(s)))
                 return -EINVAL;
         for (int tries = 0; tries < 5 && r == -ESTALE; tries++)
                 r = migrate_pass(A(s), &n);

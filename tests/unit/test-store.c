@@ -376,6 +376,8 @@ static struct store *auth_open_ok(const char *db, struct refusals *ref)
 
         assert_int_equal(store_auth_open(s, auth_key, path_of("seen"), on_refused, ref, &a), 0);
         assert_ptr_equal(store_backend_ops(a), &store_sqlite_ops);
+        /* Callers size their transactions by it: the backend's limit. */
+        assert_int_equal(store_ops_of(a)->max_txn_ops, store_sqlite_ops.max_txn_ops);
         return a;
 }
 
