@@ -14,10 +14,11 @@
  *
  * The sequence number is one above the store's revision just before the
  * write, so a record's sequence only grows with each write of it, and is
- * never above the revision that wrote it.  Each node remembers, per key, the highest
- * sequence it has accepted (and the revision of each deletion), persisted in
- * its state directory; a record below that is a replay of an earlier state
- * and is refused.  A refused record is never handed to the caller: range()
+ * never above the revision that wrote it.  Each node remembers, per key,
+ * the highest sequence it has accepted (and the revision of each deletion),
+ * persisted in its state directory; a record below that is a replay of an
+ * earlier state and is refused.  (The same value put back again is
+ * accepted: it is the state the node already has.)  A refused record is never handed to the caller: range()
  * and changes() leave it out, get() gives -EBADMSG; the node keeps its
  * previous state, and the refused() callback (log and audit) is told once
  * per key and revision.

@@ -46,6 +46,8 @@ done
 node_start a || exit 1
 node_start b || exit 1
 node_start c || exit 1
+# The cluster here speaks plain http, which [store] insecure=yes allows.
+check "plain http: a warning at start" matches "use plain http (\[store\] insecure=yes)" "$(node_dir a)/dkmd.log"
 
 show_logs() {
         local n
