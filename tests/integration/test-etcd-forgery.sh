@@ -34,9 +34,19 @@ put() { etcd_ctl put "$P$1" -- "$2" >/dev/null; }
 rev_of() { etcd_ctl get "$P$1" -w json | grep -o '"mod_revision":[0-9]*' | cut -d: -f2; }
 # value_at KEY REV: its value at that revision.
 value_at() { etcd_ctl get "$P$1" --rev="$2" -w json | grep -o '"value":"[^"]*"' | cut -d'"' -f4 | base64 -d; }
-# settle: give the node's watch time to apply what was just written (it
-# follows the store within a second; a forged record must stay refused).
-settle() { sleep 2; }
+# refusal KEY...: waits (up to 20 s) until the node has read each key
+# written behind its back, and refused it; the checks that follow then see
+# what the node made of it.  (Unfixed, the node applies them instead and the
+# wait ends empty-handed: the checks fail.)
+refusal() {
+        local k
+        for k in "$@"; do
+                for _ in $(seq 1 200); do
+                        matches -F "refused store record $k " "$T/dkmd.log" && break
+                        sleep 0.1
+                done
+        done
+}
 pid=$(as op status --json | sed -n 's/.*"policy_id": "\([^"]*\)".*/\1/p' | head -1)
 [ -n "$pid" ] || pid=$(etcd_ctl get "${P}names/default" --print-value-only | head -c 36)
 
@@ -47,7 +57,7 @@ refused "the human (in no dkm group) cannot decrypt" "" as human decrypt --in "$
 now=$(date +%s%6N)
 put "access/requests/0000000900" "{\"id\":900,\"requester\":$HUMAN_UID,\"reason\":\"forged\",\"scope\":\"decrypt\",\"policy\":\"default\",\"generation\":0,\"duration\":3600000000,\"created\":$now,\"request_expires\":$((now + 3600000000)),\"approvers\":[$APPR_UID,$APPR2_UID],\"state\":\"granted\",\"granted\":$now,\"grant_expires\":$((now + 3600000000)),\"ended\":0,\"ended_by\":\"\",\"end_reason\":\"\"}"
 put "access/grants/0000000900" "900"
-settle
+refusal access/requests/0000000900 access/grants/0000000900
 refused "a forged granted request and marker give the human nothing" "" as human decrypt --in "$W/c1"
 check "the forged request is not listed as a grant" bash -c "! as op access list --json | grep -q forged"
 
@@ -69,7 +79,7 @@ uri() { echo "pkcs11:token=$1;object=o?module-path=$T/evil.so&pin-source=file:$T
 put "policies/$evil" "{\"id\":\"$evil\",\"name\":\"evil\",\"created\":$now,\"active\":1,\"generations\":1,\"customer_keys\":[{\"uri\":\"$(uri t1)\",\"blob\":\"$(b64 64)\"},{\"uri\":\"$(uri t2)\",\"blob\":\"$(b64 64)\"}],\"availability_key\":\"$(b64 60)\",\"availability_wrap\":\"$(b64 60)\"}"
 put "policies/$evil/gens/0000000001" "{\"generation\":1,\"state\":\"active\",\"created\":$now,\"activated\":$now,\"uses_reserved\":0,\"wrapped_key\":\"$(b64 60)\"}"
 put "names/evil" "$evil"
-settle
+refusal "policies/$evil"
 check "a forged policy record is not loaded" bash -c "! as op policy list | grep -q '^evil '"
 printf x | as svc encrypt --policy evil >/dev/null 2>&1
 check "and its module never ran in dkmd, even when the policy is asked for" test ! -e "$T/evil-ran"
@@ -80,7 +90,7 @@ as op key retire 1 >/dev/null
 refused "generation 1 is retired" "" as svc decrypt --in "$W/c1"
 g1=policies/$pid/gens/0000000001
 put "$g1" "$(get_value "$g1" | sed 's/"state":"retired"/"state":"archived"/')"
-settle
+refusal "$g1"
 refused "a retired generation edited back to archived still does not decrypt" "" as svc decrypt --in "$W/c1"
 
 # 3. Replays: a generation's record from before its retirement, and a
@@ -92,7 +102,7 @@ before=$(rev_of "$g2")
 as op key retire 2 >/dev/null
 refused "generation 2 is retired" "" as svc decrypt --in "$W/c2"
 put "$g2" "$(value_at "$g2" "$before")"
-settle
+refusal "$g2"
 refused "generation 2's record replayed from before the retirement does not decrypt" "" \
         as svc decrypt --in "$W/c2"
 
@@ -104,11 +114,10 @@ rk=access/requests/$(printf %010u "$id")
 granted=$(rev_of "$rk")
 marker=$(get_value "access/grants/$(printf %010u "$id")")
 as appr access revoke "$id" >/dev/null || as op access revoke "$id" >/dev/null
-settle
 refused "the revoked grant does not decrypt" "" as op decrypt --in "$W/c3"
 put "$rk" "$(value_at "$rk" "$granted")"
 put "access/grants/$(printf %010u "$id")" "$marker"
-settle
+refusal "$rk" "access/grants/$(printf %010u "$id")"
 refused "the grant's record replayed from before the revocation does not decrypt" "" \
         as op decrypt --in "$W/c3"
 

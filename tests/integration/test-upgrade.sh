@@ -17,7 +17,7 @@
 FIX=$(cd "$(dirname "$0")/data/upgrade" && pwd)
 # The customer-key policy's record names these paths.
 KEYS=/tmp/dkm-upgrade-fixture-keys
-trap 'stop_dkmd; etcd_cluster_stop; cleanup' EXIT
+trap 'stop_dkmd; etcd_cluster_stop; rm -rf "$KEYS"; cleanup' EXIT
 mkdir -p "$KEYS"
 install -m 0600 "$FIX/a.key" "$KEYS/a.key"
 install -m 0600 "$FIX/b.key" "$KEYS/b.key"
