@@ -12,6 +12,7 @@
 #include "shared/format.h"
 #include "shared/secret.h"
 #include "shared/util.h"
+#include "store/store-auth.h"
 #include "wrap.h"
 
 void keys_seterr(char *err, const char *fmt, ...)
@@ -39,7 +40,7 @@ int keys_new(const struct keys_env *env, struct keys **ret)
                 return -ENOMEM;
         k->env = *env;
         k->cfg = env->cfg;
-        k->standby = env->store && store_ops_of(env->store) != &store_sqlite_ops;
+        k->standby = env->store && store_backend_ops(env->store) != &store_sqlite_ops;
         audit_subject_from_peer(&k->self, getpid(), getuid(), getgid());
         pthread_rwlock_init(&k->lock, NULL);
         pthread_mutex_init(&k->reserve, NULL);
@@ -500,7 +501,7 @@ int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 
 bool store_unavailable(struct store *s, int r)
 {
-        return s && store_ops_of(s) != &store_sqlite_ops &&
+        return s && store_backend_ops(s) != &store_sqlite_ops &&
                (r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
                 r == -ECONNRESET || r == -ENOTCONN);
 }

@@ -20,6 +20,8 @@
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
+#include "shared/secret.h"
+#include "store/store-auth.h"
 #include "server.h"
 #include "shared/audit.h"
 #include "shared/config.h"
@@ -38,6 +40,7 @@
 static struct {
         const char *config_path;
         bool init;
+        bool authenticate_store;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -45,6 +48,7 @@ struct daemon {
         struct daemon_state st;
         const struct engine_ops *engine;
         keyring_serial_t ring, master;
+        uint8_t *record_key;     /* locked: authenticates store records until the store has it */
         struct store *store;
         struct keys *keys;
         struct grants *grants;
@@ -85,10 +89,13 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init]\n\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store]\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory and, if missing, the master\n"
                    "                     key file, then exit\n"
+                   "      --authenticate-store\n"
+                   "                     after a rolling upgrade: authenticate the records that\n"
+                   "                     older nodes wrote without a MAC, then exit\n"
                    "  -h, --help         this text\n"
                    "      --version      print the version\n");
 }
@@ -98,6 +105,7 @@ static int parse_args(int argc, char **argv)
         static const struct option opts[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "init", no_argument, NULL, 'i' },
+                { "authenticate-store", no_argument, NULL, 'A' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -111,6 +119,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'i':
                         arg.init = true;
+                        break;
+                case 'A':
+                        arg.authenticate_store = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -228,7 +239,12 @@ static int step_keyring(struct daemon *d)
                 d->config_error = true;
                 return r;
         }
-        r = masterkey_load(d->cfg.master_key, d->ring, &d->master, err, sizeof(err));
+        d->record_key = secret_alloc(MASTERKEY_RECORD_KEY_SIZE);
+        if (!d->record_key) {
+                fail(d, "cannot allocate locked memory for the record authentication key");
+                return -ENOMEM;
+        }
+        r = masterkey_load(d->cfg.master_key, d->ring, &d->master, d->record_key, err, sizeof(err));
         if (r < 0) {
                 fail(d, "%s", err);
                 return r;
@@ -275,6 +291,21 @@ static int step_store(struct daemon *d)
 
         if (strcmp(d->cfg.store_backend, "etcd") == 0) {
                 _cleanup_free_ char *loc = NULL;
+                bool plain = d->cfg.store_endpoints && strstr(d->cfg.store_endpoints, "http://");
+
+                /* Whoever is on the path to a plain-http etcd reads the wrapped
+                 * keys and holds the store's credentials. */
+                if (plain && !d->cfg.store_insecure) {
+                        fail(d, "[store] endpoints %s use plain http: dkmd talks to etcd over TLS only "
+                                "(https://, with cacert=); [store] insecure=yes allows http",
+                             d->cfg.store_endpoints);
+                        d->config_error = true;
+                        return -EPROTO;
+                }
+                if (plain)
+                        log_warn("store: etcd endpoints %s use plain http ([store] insecure=yes): anyone "
+                                 "on the network path can read the wrapped keys and, with the etcd "
+                                 "credentials, delete records", d->cfg.store_endpoints);
 
                 r = location_add(&loc, "endpoints", d->cfg.store_endpoints);
                 if (r >= 0)
@@ -305,6 +336,76 @@ static int step_store(struct daemon *d)
                 fail(d, "cannot open store %s: %s%s", path, strerror(-r),
                      r == -ENOENT ? " (run dkmd --init first)" : "");
         return r;
+}
+
+/* A record that fails its authentication is never applied: say so, loudly
+ * and once per record and revision (store-auth.h). */
+static void on_refused_record(const char *key, uint64_t mod_revision, const char *why, void *userdata)
+{
+        _cleanup_free_ char *k = audit_value(key), *w = audit_value(why);
+        int r;
+
+        (void)userdata;
+        log_err("refused store record %s (revision %" PRIu64 "): %s; the node keeps its previous state",
+                key, mod_revision, why);
+        r = audit_record(AUDIT_KIND_KEY, "store-record-refused", NULL, false, "record=%s revision=%" PRIu64
+                         " reason=%s", k ? k : "?", mod_revision, w ? w : "?");
+        if (r < 0)
+                log_err("cannot audit the refused store record %s: %s", key, strerror(-r));
+}
+
+/* Every record authenticated under a key derived from the master key; a
+ * store from before that is taken over here, at the first start. */
+static int step_store_auth(struct daemon *d)
+{
+        char seen[4200], err[512];
+        size_t n = 0;
+        int r;
+
+        snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
+        r = store_auth_open(d->store, d->record_key, seen, on_refused_record, NULL, &d->store);
+        secret_free(d->record_key);
+        d->record_key = NULL;
+        if (r < 0) {
+                d->store = NULL;
+                fail(d, "cannot authenticate the store: %s", strerror(-r));
+                return r;
+        }
+        r = store_auth_migrate(d->store, &n, err, sizeof(err));
+        if (r < 0) {
+                fail(d, "%s", err);
+                return r;
+        }
+        if (n > 0) {
+                log_notice("store: authenticated %zu records written before records were authenticated "
+                           "(first start of this version)", n);
+                r = audit_record(AUDIT_KIND_KEY, "store-migrate", NULL, true, "records=%zu", n);
+                if (r < 0)
+                        log_err("cannot audit the store's migration: %s", strerror(-r));
+        }
+        return 0;
+}
+
+/* dkmd --authenticate-store: what nodes of before the upgrade wrote after
+ * the first new node had taken the store over carries no MAC, and every new
+ * node refuses it.  The administrator vouches for it here, once the last
+ * old node is gone (README.md, "Authenticated records"). */
+static int authenticate_store(struct daemon *d)
+{
+        char err[512];
+        size_t n = 0;
+        int r;
+
+        r = store_auth_adopt(d->store, &n, err, sizeof(err));
+        if (r < 0) {
+                log_err("%s", err);
+                return r;
+        }
+        log_notice("store: authenticated %zu records that carried no MAC (--authenticate-store)", n);
+        r = audit_record(AUDIT_KIND_KEY, "store-adopt", NULL, true, "records=%zu", n);
+        if (r < 0)
+                log_err("cannot audit --authenticate-store: %s", strerror(-r));
+        return 0;
 }
 
 static int step_keys(struct daemon *d)
@@ -705,6 +806,16 @@ int main(int argc, char **argv)
         r = step_store(&d);
         if (r < 0)
                 goto out_keyring;
+        r = step_store_auth(&d);
+        if (r < 0)
+                goto out_store;
+        if (arg.authenticate_store) {
+                r = authenticate_store(&d);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         r = step_keys(&d);
         if (r < 0)
                 goto out_store;
@@ -754,6 +865,7 @@ out_store:
         store_close(d.store);
 out_keyring:
         /* The process keyring and its keys go away with the process. */
+        secret_free(d.record_key);
 out_audit:
         audit_close_log();
 out_config:

@@ -8,8 +8,18 @@
 #include "shared/secret.h"
 #include "shared/util.h"
 
+int masterkey_derive_record_key(const uint8_t *master, uint8_t ret[MASTERKEY_RECORD_KEY_SIZE])
+{
+        /* A label of its own: this key only ever MACs store records, and
+         * nothing else derived from the master key can stand in for it. */
+        static const char info[] = "dkm store record authentication v1";
+
+        return engine_hkdf_sha256(master, ENGINE_KEY_SIZE, NULL, 0, (const uint8_t *)info,
+                                  sizeof(info) - 1, ret, MASTERKEY_RECORD_KEY_SIZE);
+}
+
 int masterkey_load(const char *path, keyring_serial_t ring, keyring_serial_t *ret,
-                   char *err, size_t err_size)
+                   uint8_t *ret_record_key, char *err, size_t err_size)
 {
         _cleanup_secret_ uint8_t *key = secret_alloc(ENGINE_KEY_SIZE + 1);
         _cleanup_close_ int fd = -1;
@@ -46,9 +56,20 @@ int masterkey_load(const char *path, keyring_serial_t ring, keyring_serial_t *re
                          ENGINE_KEY_SIZE);
                 return -EINVAL;
         }
+        if (ret_record_key) {
+                r = masterkey_derive_record_key(key, ret_record_key);
+                if (r < 0) {
+                        snprintf(err, err_size, "cannot derive the record authentication key: %s",
+                                 strerror(-r));
+                        return r;
+                }
+        }
         r = keyring_add(ring, "dkm:master", key, ENGINE_KEY_SIZE, 0, ret);
-        if (r < 0)
+        if (r < 0) {
+                if (ret_record_key)
+                        secure_wipe(ret_record_key, MASTERKEY_RECORD_KEY_SIZE);
                 snprintf(err, err_size, "cannot put the master key in the keyring: %s", strerror(-r));
+        }
         return r;
 }
 

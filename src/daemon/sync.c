@@ -22,8 +22,10 @@
 
 #include "keys-internal.h"
 #include "log.h"
+#include "shared/audit.h"
 #include "shared/format.h"
 #include "shared/util.h"
+#include "store/store-auth.h"
 #include "store/store-etcd.h"
 
 /* The policy records hold wrapped keys: wipe the copies before they go. */
@@ -61,7 +63,7 @@ static int kv_list_copy(const struct store_kv *kv, void *userdata)
 
 const char *store_error_text(struct store *s, int r)
 {
-        const struct store_ops *ops = store_ops_of(s);
+        const struct store_ops *ops = store_backend_ops(s);
 
         if (ops == &store_etcd_ops &&
             (r == -EAGAIN || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
@@ -99,6 +101,19 @@ static void merge_gen(struct policy *p, struct generation *g, const struct gen_r
 {
         if (mod_revision <= g->mod_revision)
                 return;
+        if (rec->state < g->rec.state) {
+                /* active -> archived -> retired -> destroyed, never back: a
+                 * record that says otherwise is not applied (and, passed
+                 * over at this revision, told once). */
+                log_err("policy '%s': generation %u is %s here; the store's record (revision %" PRIu64
+                        ") says %s: refused, generations never go back", p->rec.name, rec->generation,
+                        gen_state_to_string(g->rec.state), mod_revision, gen_state_to_string(rec->state));
+                audit_record(AUDIT_KIND_KEY, "store-record-refused", NULL, false,
+                             "policy=%s generation=%u revision=%" PRIu64 " reason=state-goes-back", p->rec.id,
+                             rec->generation, mod_revision);
+                g->mod_revision = mod_revision;
+                return;
+        }
         if (rec->state != g->rec.state || memcmp(rec->wrapped_key, g->rec.wrapped_key,
                                                  sizeof(rec->wrapped_key)) != 0) {
                 /* Retired, destroyed or re-wrapped elsewhere: the cached key
@@ -158,6 +173,18 @@ static int merge_policy(struct keys *k, const struct store_kv *pkv, const struct
                 bool material = key_material_differs(&p->rec, rec);
                 bool uris = p->rec.n_customer_keys != rec->n_customer_keys ||
                             memcmp(p->rec.customer_uri, rec->customer_uri, sizeof(rec->customer_uri)) != 0;
+
+                if (p->rec.purged && !rec->purged) {
+                        /* Crypto-shredded stays shredded, whatever a record says. */
+                        log_err("policy '%s' is purged here; the store's record (revision %" PRIu64
+                                ") has keys again: refused", p->rec.name, pkv->mod_revision);
+                        audit_record(AUDIT_KIND_KEY, "store-record-refused", NULL, false,
+                                     "policy=%s revision=%" PRIu64 " reason=purged-policy-revived",
+                                     p->rec.id, pkv->mod_revision);
+                        p->mod_revision = pkv->mod_revision;
+                        r = 0;
+                        goto out;
+                }
 
                 if (uris) {
                         /* Rekeyed to other customer keys: open those first. */
@@ -579,7 +606,7 @@ void keys_sync_status(struct keys *k, bool watching, void *into)
 {
         json_object *o = json_object_new_object();
 
-        json_object_object_add(o, "backend", json_object_new_string(store_ops_of(k->env.store)->name));
+        json_object_object_add(o, "backend", json_object_new_string(store_backend_ops(k->env.store)->name));
         json_object_object_add(o, "applied_revision",
                                json_object_new_int64((int64_t)atomic_load(&k->sync.applied)));
         pthread_mutex_lock(&k->sync.lock);

@@ -12,6 +12,7 @@
 #include <openssl/err.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 
 #include "engine/engine.h"
@@ -237,6 +238,22 @@ int engine_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, 
         EVP_KDF_CTX_free(k);  /* cleanses its copy of the key */
         if (ok != 1) {
                 secure_wipe(out, out_len);
+                return openssl_fail(-EIO);
+        }
+        return 0;
+}
+
+int engine_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t data_len,
+                       uint8_t out[ENGINE_HMAC_SIZE])
+{
+        unsigned int n = 0;
+
+        if (!key || !key_len || key_len > INT_MAX || (!data && data_len) || !out)
+                return -EINVAL;
+        /* HMAC() keeps no state of its own beyond the call. */
+        if (!HMAC(EVP_sha256(), key, (int)key_len, data ? data : (const uint8_t *)"", data_len, out, &n) ||
+            n != ENGINE_HMAC_SIZE) {
+                secure_wipe(out, ENGINE_HMAC_SIZE);
                 return openssl_fail(-EIO);
         }
         return 0;

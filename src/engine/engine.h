@@ -75,6 +75,13 @@ int engine_random(void *buf, size_t len);
 int engine_hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
                        const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
 
+/* HMAC-SHA256 of data under key, by libcrypto in this process (like
+ * engine_hkdf_sha256): for authenticating records, not for bulk data.
+ * -EINVAL for bad arguments, -EIO when libcrypto fails. */
+#define ENGINE_HMAC_SIZE 32
+int engine_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t data_len,
+                       uint8_t out[ENGINE_HMAC_SIZE]);
+
 /* The kernel engine carries a whole message through the AF_ALG socket
  * buffers, so seal/open return -EMSGSIZE when AAD + data + tag exceed the
  * socket's buffer size less a page (max_message(): SO_SNDBUF/SO_RCVBUF, from

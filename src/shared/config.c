@@ -96,6 +96,9 @@ static const struct key_def keys[] = {
         /* etcd's shortest lease is about 2 s; a node missing for longer
          * than an hour is better called gone. */
         { "store", "node_ttl", K_DURATION, F(node_ttl_usec), 2 * USEC_PER_SEC, 3600 * USEC_PER_SEC },
+        /* etcd over plain http: anyone on the path reads and writes the
+         * store; only on the administrator's say-so. */
+        { "store", "insecure", K_BOOL, F(store_insecure), 0, 0 },
         { "audit", "fail_closed", K_BOOL, F(audit_fail_closed), 0, 0 },
 };
 #undef F

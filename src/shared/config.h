@@ -63,6 +63,7 @@ struct dkm_config {
         char *store_prefix;          /* etcd: every key under it (default /dkm/) */
         char *node_name;             /* this node in a fleet; NULL: the host name */
         uint64_t node_ttl_usec;      /* etcd: a node's heartbeat lease (default 10s) */
+        bool store_insecure;         /* etcd: allow plain http endpoints (default no) */
         /* [audit] */
         bool audit_fail_closed;      /* default yes */
 };

@@ -149,6 +149,7 @@ operators=$(id -g)
 approvers=$(id -g)
 [store]
 backend=etcd
+insecure=yes
 endpoints=$ETCD_ENDPOINTS
 prefix=/dkm-bench/
 CONF

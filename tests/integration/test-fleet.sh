@@ -39,13 +39,15 @@ PREFIX=/dkm-fleet/
 
 for n in a b c; do
         node_config "$n" "[access]" "approvals_required=2" \
-                "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX" \
+                "[store]" "backend=etcd" "insecure=yes" "endpoints=$ETCD_ENDPOINTS" "prefix=$PREFIX" \
                 "node_name=node-$n" "node_ttl=3s"
 done
 # A first: it creates the default policy; then the others load it.
 node_start a || exit 1
 node_start b || exit 1
 node_start c || exit 1
+# The cluster here speaks plain http, which [store] insecure=yes allows.
+check "plain http: a warning at start" matches "use plain http (\[store\] insecure=yes)" "$(node_dir a)/dkmd.log"
 
 show_logs() {
         local n
@@ -422,7 +424,7 @@ check "audited once, source etcd ($n_rev)" test "$n_rev" = 1
 
 echo "== node D on member 3 only: its watch breaks and resumes without missing a change"
 node_config d "[access]" "approvals_required=2" \
-        "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINT_3" "prefix=$PREFIX"
+        "[store]" "backend=etcd" "insecure=yes" "endpoints=$ETCD_ENDPOINT_3" "prefix=$PREFIX"
 node_start d || fail "node d did not start"
 check "D streams" wait_field d watch streaming 5
 check "D has every generation" lists_all d

@@ -23,7 +23,7 @@ P=/dkm-shred/
 
 mkdir -p "$T/keys"
 write_config "[access]" "approvals_required=2" "[policy]" "key_dirs=$T/keys" \
-        "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=$P"
+        "[store]" "backend=etcd" "insecure=yes" "endpoints=$ETCD_ENDPOINTS" "prefix=$P"
 start_dkmd || exit 1
 audit_mark >/dev/null
 

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 
 #include "shared/util.h"
+#include "store/store-auth.h"
 #include "store/store.h"
 #include "store-contract.h"
 
@@ -355,6 +356,161 @@ static void test_shred(void **state)
         store_close(s);
 }
 
+/* ---- authenticated records (store-auth.h) --------------------------------- */
+
+static const uint8_t auth_key[STORE_AUTH_KEY_SIZE] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+
+static void test_auth_envelope(void **state)
+{
+        static const char *const values[] = { "{\"a\":1}", "{}", "7", "", "{\"x\":\"}\"}" };
+        uint8_t other[STORE_AUTH_KEY_SIZE] = { 9 };
+
+        for (size_t i = 0; i < ARRAY_SIZE(values); i++) {
+                size_t n = strlen(values[i]), sl, ol;
+                uint8_t *sealed, *out;
+                uint64_t seq;
+
+                assert_int_equal(store_auth_seal(auth_key, "k/1", (const uint8_t *)values[i], n, 41, &sealed,
+                                                 &sl), 0);
+                assert_non_null(memmem(sealed, sl, "\"dkm_auth\":\"1.41.", 17));
+                assert_int_equal(store_auth_unseal(auth_key, "k/1", sealed, sl, &out, &ol, &seq), 0);
+                assert_int_equal(ol, n);
+                assert_memory_equal(out, values[i], n);
+                assert_int_equal(seq, 41);
+                free(out);
+                /* Another name, another key, any byte changed: refused. */
+                assert_int_equal(store_auth_unseal(auth_key, "k/2", sealed, sl, &out, &ol, &seq), -EKEYREJECTED);
+                assert_int_equal(store_auth_unseal(other, "k/1", sealed, sl, &out, &ol, &seq), -EKEYREJECTED);
+                for (size_t j = 0; j < sl; j++) {
+                        int r;
+
+                        sealed[j] ^= 0x01;
+                        r = store_auth_unseal(auth_key, "k/1", sealed, sl, &out, &ol, &seq);
+                        assert_true(r == -EKEYREJECTED || r == -EBADMSG || r == -ENODATA);
+                        sealed[j] ^= 0x01;
+                }
+                /* Cut short. */
+                assert_true(store_auth_unseal(auth_key, "k/1", sealed, sl - 1, &out, &ol, &seq) < 0);
+                free(sealed);
+        }
+        {
+                uint8_t *out;
+                size_t ol;
+                uint64_t seq;
+
+                assert_int_equal(store_auth_unseal(auth_key, "k", (const uint8_t *)"{\"a\":1}", 7, &out, &ol, &seq),
+                                 -ENODATA);
+        }
+}
+
+struct refusals {
+        int n;
+        char why[200];
+};
+
+static void on_refused(const char *key, uint64_t mod_revision, const char *why, void *userdata)
+{
+        struct refusals *r = userdata;
+
+        r->n++;
+        snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+static struct store *auth_open_ok(const char *db, struct refusals *ref)
+{
+        struct store *s = open_ok(db), *a = NULL;
+
+        assert_int_equal(store_auth_open(s, auth_key, path_of("seen"), on_refused, ref, &a), 0);
+        assert_ptr_equal(store_backend_ops(a), &store_sqlite_ops);
+        /* Callers size their transactions by it: the backend's limit. */
+        assert_int_equal(store_ops_of(a)->max_txn_ops, store_sqlite_ops.max_txn_ops);
+        return a;
+}
+
+static void test_auth_forgery_and_replay(void **state)
+{
+        struct refusals ref = { 0 };
+        struct store *a = auth_open_ok("auth.db", &ref), *raw = open_ok("auth.db");
+        struct store_kv kv = { 0 };
+        char err[512];
+        size_t n = 9;
+        char old[512];
+
+        assert_int_equal(store_auth_migrate(a, &n, err, sizeof(err)), 0);
+        assert_int_equal(n, 0); /* a new store: nothing to take over */
+        put(a, "gen", "{\"state\":\"archived\"}");
+        assert_string_equal(get(a, "gen", NULL, NULL), "{\"state\":\"archived\"}");
+        snprintf(old, sizeof(old), "%s", get(raw, "gen", NULL, NULL));
+        assert_non_null(strstr(old, "dkm_auth"));
+        put(a, "gen", "{\"state\":\"retired\"}");
+        assert_string_equal(get(a, "gen", NULL, NULL), "{\"state\":\"retired\"}");
+
+        /* Replayed: the earlier value, MAC and all. */
+        put(raw, "gen", old);
+        assert_int_equal(store_ops_of(a)->get(a, "gen", &kv), -EBADMSG);
+        assert_int_equal(ref.n, 1);
+        assert_non_null(strstr(ref.why, "replayed"));
+        /* Told once per revision; left out of a range. */
+        assert_int_equal(store_ops_of(a)->get(a, "gen", &kv), -EBADMSG);
+        assert_int_equal(ref.n, 1);
+        assert_string_equal(range(a, "gen"), "");
+
+        /* Forged: no MAC, or one edited. */
+        put(raw, "grant", "{\"state\":\"granted\"}");
+        assert_int_equal(store_ops_of(a)->get(a, "grant", &kv), -EBADMSG);
+        assert_non_null(strstr(ref.why, "not authenticated"));
+        {
+                char *p = strstr(old, "archived");
+
+                memcpy(p, "retirex", 7);
+                put(raw, "gen2", old);
+        }
+        assert_int_equal(store_ops_of(a)->get(a, "gen2", &kv), -EBADMSG);
+        assert_non_null(strstr(ref.why, "does not match"));
+
+        /* The replay stays refused after a restart: the sequence seen is kept. */
+        store_close(a);
+        memset(&ref, 0, sizeof(ref));
+        a = auth_open_ok("auth.db", &ref);
+        assert_int_equal(store_auth_migrate(a, &n, err, sizeof(err)), 0);
+        assert_int_equal(store_ops_of(a)->get(a, "gen", &kv), -EBADMSG);
+        assert_non_null(strstr(ref.why, "replayed"));
+
+        /* Deleting the format record does not get the forgeries blessed. */
+        del(raw, STORE_AUTH_FORMAT_KEY);
+        store_close(a);
+        a = auth_open_ok("auth.db", &ref);
+        assert_int_equal(store_auth_migrate(a, &n, err, sizeof(err)), -EKEYREJECTED);
+        assert_non_null(strstr(err, "missing"));
+        store_close(a);
+        store_close(raw);
+}
+
+static void test_auth_migration(void **state)
+{
+        struct refusals ref = { 0 };
+        struct store *raw = open_ok("old.db"), *a;
+        char err[512];
+        size_t n = 0;
+
+        put(raw, "policies/p", "{\"id\":\"p\"}");
+        put(raw, "names/x", "p");
+        unlink(path_of("seen"));
+        a = auth_open_ok("old.db", &ref);
+        assert_int_equal(store_auth_migrate(a, &n, err, sizeof(err)), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(get(a, "names/x", NULL, NULL), "p");
+        assert_string_equal(get(a, "policies/p", NULL, NULL), "{\"id\":\"p\"}");
+        assert_non_null(strstr(get(raw, "names/x", NULL, NULL), "\n\"dkm_auth\":\"1."));
+        assert_int_equal(ref.n, 0);
+        /* From now on an unauthenticated record is refused. */
+        put(raw, "names/y", "q");
+        assert_string_equal(range(a, "names/"), "names/x=p@3/2;");
+        assert_int_equal(ref.n, 1);
+        store_close(a);
+        store_close(raw);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         return remove(path);
@@ -395,6 +551,9 @@ int main(void)
                 cmocka_unit_test(test_file_mode),
                 cmocka_unit_test(test_memory),
                 cmocka_unit_test(test_shred),
+                cmocka_unit_test(test_auth_envelope),
+                cmocka_unit_test(test_auth_forgery_and_replay),
+                cmocka_unit_test(test_auth_migration),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
