@@ -48,7 +48,7 @@ mkdir -p "$T/state"
 chmod 0700 "$T/state"
 install -m 0600 "$FIX/sqlite/dkm.db" "$T/state/dkm.db"
 install -m 0600 "$FIX/sqlite/master.key" "$T/state/master.key"
-write_config "[access]" "approvals_required=2" "request_ttl=10m"
+write_config "[access]" "approvals_required=2" "request_ttl=10m" "[policy]" "key_dirs=$KEYS"
 start_dkmd || exit 1
 echo "SQLite store of before:"
 takeover "$FIX/sqlite"
@@ -101,7 +101,7 @@ rm -rf "$T/state" "$T/dkmd.log"
 mkdir -p "$T/state"
 chmod 0700 "$T/state"
 install -m 0600 "$FIX/etcd/master.key" "$T/state/master.key"
-write_config "[access]" "approvals_required=2" "request_ttl=10m" \
+write_config "[access]" "approvals_required=2" "request_ttl=10m" "[policy]" "key_dirs=$KEYS" \
         "[store]" "backend=etcd" "endpoints=$ETCD_ENDPOINTS" "prefix=/dkm-upgrade/" \
         "cacert=$ETCD_TLS_DIR/ca.pem" "cert=$ETCD_TLS_DIR/client.pem" "key=$ETCD_TLS_DIR/client.key"
 start_dkmd || exit 1
