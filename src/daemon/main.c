@@ -20,12 +20,14 @@
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
+#include "records.h"
 #include "shared/secret.h"
 #include "store/store-auth.h"
 #include "server.h"
 #include "shared/audit.h"
 #include "shared/config.h"
 #include "shared/duration.h"
+#include "shared/format.h"
 #include "shared/keyring.h"
 #include "shared/util.h"
 #include "store/store-etcd.h"
@@ -354,6 +356,72 @@ static void on_refused_record(const char *key, uint64_t mod_revision, const char
                 log_err("cannot audit the refused store record %s: %s", key, strerror(-r));
 }
 
+struct master_check {
+        const uint8_t *master;
+        unsigned tried, good;
+};
+
+static int master_check_one(const struct store_kv *kv, void *userdata)
+{
+        struct master_check *c = userdata;
+        struct policy_record rec;
+        uint8_t id[16], key[ENGINE_KEY_SIZE];
+
+        /* policies/<id> only, not policies/<id>/gens/... */
+        if (strchr(kv->key + strlen("policies/"), '/'))
+                return 0;
+        if (policy_record_decode(kv->value, kv->value_len, &rec) < 0 || rec.purged || rec.n_customer_keys ||
+            uuid_from_string(rec.id, id) < 0)
+                return 0;
+        c->tried++;
+        if (key_unwrap(c->master, WRAP_POLICY_KEY, id, 0, rec.wrapped_key, key) == 0)
+                c->good++;
+        secure_wipe(key, sizeof(key));
+        return 0;
+}
+
+/* The migration seals every record under a key derived from the master
+ * key: with the wrong master key it would seal the store so that the right
+ * one no longer opens it.  So before a store of before authenticated records
+ * is taken over, the master key must unwrap its service-managed policies. */
+static int check_master_before_migration(struct daemon *d)
+{
+        struct master_check c = { 0 };
+        struct store_kv kv = { 0 };
+        uint8_t *master = NULL;
+        int r;
+
+        r = store_ops_of(d->store)->get(d->store, STORE_AUTH_FORMAT_KEY, &kv);
+        store_kv_clear(&kv);
+        if (r != -ENOENT)
+                return 0; /* taken over already (or unreadable: said later) */
+        r = crypto_keybuf(&master);
+        if (r < 0)
+                return r;
+        {
+                size_t n = 0;
+
+                r = keyring_read(d->master, master, ENGINE_KEY_SIZE, &n);
+                if (r >= 0 && n != ENGINE_KEY_SIZE)
+                        r = -EBADMSG;
+        }
+        if (r >= 0) {
+                c.master = master;
+                r = store_ops_of(d->store)->range(d->store, "policies/", master_check_one, &c);
+        }
+        secure_wipe(master, ENGINE_KEY_SIZE); /* the thread's scratch buffer: wiped, never freed */
+        if (r < 0) {
+                fail(d, "cannot read the store's policies before taking it over: %s", strerror(-r));
+                return r;
+        }
+        if (c.tried > 0 && c.good == 0) {
+                fail(d, "the master key unwraps none of the store's %u service-managed policies: wrong "
+                     "master key or altered store; the store is left as it was", c.tried);
+                return -EKEYREJECTED;
+        }
+        return 0;
+}
+
 /* Every record authenticated under a key derived from the master key; a
  * store from before that is taken over here, at the first start. */
 static int step_store_auth(struct daemon *d)
@@ -362,6 +430,12 @@ static int step_store_auth(struct daemon *d)
         size_t n = 0;
         int r;
 
+        r = check_master_before_migration(d);
+        if (r < 0) {
+                secret_free(d->record_key);
+                d->record_key = NULL;
+                return r;
+        }
         snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
         r = store_auth_open(d->store, d->record_key, seen, on_refused_record, NULL, &d->store);
         secret_free(d->record_key);

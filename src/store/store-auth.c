@@ -878,12 +878,21 @@ int store_auth_migrate(struct store *s, size_t *ret_migrated, char *err, size_t 
         store_kv_clear(&kv);
         if (r == 0)
                 return 0;
-        if (r != -ENOENT || seen_before) {
+        if (r != -ENOENT) {
+                /* Every record is sealed under a key derived from the master
+                 * key: the usual reason is the master key, not a forger. */
+                snprintf(err, err_size,
+                         "the store's format record (%s) does not verify: wrong master key (is this the "
+                         "key the store was made with?) or an altered store; dkmd will not serve from it",
+                         STORE_AUTH_FORMAT_KEY);
+                return -EKEYREJECTED;
+        }
+        if (seen_before) {
                 snprintf(err, err_size,
                          "the store's format record (%s) is %s, yet this node has seen the store with "
                          "authenticated records: someone who can write to the store removed or altered "
                          "it; dkmd will not authenticate what is there now",
-                         STORE_AUTH_FORMAT_KEY, r == -ENOENT ? "missing" : "not authentic");
+                         STORE_AUTH_FORMAT_KEY, "missing");
                 return -EKEYREJECTED;
         }
         /* A store from before authenticated records: take it over. */

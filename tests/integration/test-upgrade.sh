@@ -47,8 +47,17 @@ takeover() {
 mkdir -p "$T/state"
 chmod 0700 "$T/state"
 install -m 0600 "$FIX/sqlite/dkm.db" "$T/state/dkm.db"
-install -m 0600 "$FIX/sqlite/master.key" "$T/state/master.key"
 write_config "[access]" "approvals_required=2" "request_ttl=10m" "[policy]" "key_dirs=$KEYS"
+# The migration seals every record under a key derived from the master key:
+# with the wrong one it would lock the right one out.  It is refused first.
+head -c 32 /dev/urandom > "$T/state/master.key"; chmod 600 "$T/state/master.key"
+sum_before=$(sha256sum < "$T/state/dkm.db")
+out=$("$DKMD" --config "$CONF" 2>&1)
+check "a wrong master key does not take the old store over" test $? -ne 0
+check "and says so" grep -q "wrong master key" <<<"$out"
+check "and leaves dkm.db as it was" test "$(sha256sum < "$T/state/dkm.db")" = "$sum_before"
+rm -f "$T/state/store-seen"
+install -m 0600 "$FIX/sqlite/master.key" "$T/state/master.key"
 start_dkmd || exit 1
 echo "SQLite store of before:"
 takeover "$FIX/sqlite"
