@@ -23,8 +23,10 @@
 #define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH)
 #define GRANT_KEY_PERM \
         (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH | KEY_OTH_SETATTR)
-/* /proc/keys shows remaining time in whole minutes above one minute. */
-#define TIMEOUT_SLACK_SEC 61
+/* What dkmd reads back of a timeout it set: the kernel counts from the
+ * current whole second, and the store's remaining time rounds up.  The
+ * coarser units of /proc/keys are not slack but a range (keyring.h). */
+#define TIMEOUT_SLACK_SEC 2
 
 /* On a store with leases (etcd) a live grant also has a marker,
  * access/grants/<id>, put under a lease whose TTL is the grant's remaining
@@ -88,10 +90,10 @@ int grant_key_create(struct grants *g, const struct request *r, uint64_t now)
                                 GRANT_KEY_PERM, &s);
 }
 
-/* The kernel's view of a grant: 0 live (with *ret_left seconds), or
- * -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY, or -EBADMSG for a key that does
- * not describe this grant. */
-int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_left)
+/* The kernel's view of a grant: 0 live (with *ret_min to *ret_max seconds
+ * left, as /proc/keys tells them), or -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY,
+ * or -EBADMSG for a key that does not describe this grant. */
+int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min, uint64_t *ret_max)
 {
         char desc[48], payload[600], want[600];
         keyring_serial_t s;
@@ -109,8 +111,7 @@ int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_lef
         grant_payload(r, want, sizeof(want));
         if (strcmp(payload, want) != 0)
                 return -EBADMSG;
-        e = keyring_remaining(s, ret_left);
-        return e;
+        return keyring_remaining_range(s, ret_min, ret_max);
 }
 
 void grant_key_drop(struct grants *g, uint32_t id)
@@ -215,7 +216,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
 {
         const struct reconcile *c = userdata;
         bool startup = c->startup;
-        uint64_t now = now_real_usec(), left, want;
+        uint64_t now = now_real_usec(), left, left_max, want;
         int e;
 
         if (r->state == REQ_PENDING && now >= r->request_expires_usec) {
@@ -253,7 +254,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         want = grant_remaining_sec(r, now);
-        e = grant_key_state(g, r, &left);
+        e = grant_key_state(g, r, &left, &left_max);
         if (e == -ENOKEY && (startup || !grant_seen_has(g, r->id))) {
                 if (grant_key_mirror(g, r, now) >= 0 && startup)
                         log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
@@ -278,8 +279,12 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         }
         if (e < 0)
                 return 0;
-        if (left + TIMEOUT_SLACK_SEC < want) {
-                /* Shortened with keyctl timeout: the kernel's word stands. */
+        if (left != 0 && left_max + TIMEOUT_SLACK_SEC < want) {
+                /* Shortened with keyctl timeout: even the most the kernel's
+                 * "2h" may mean is less than approved.  The kernel's word
+                 * stands, read as the least it may mean; the key is then set
+                 * to exactly that, so that the store and the kernel agree
+                 * to the second from here on. */
                 r->grant_expires_usec = now + left * 1000000;
                 audit_record(AUDIT_KIND_ACCESS, "grant-shorten", NULL, true,
                              "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
@@ -300,6 +305,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                                 grant_lease_end(g, lease);
                 }
         } else if (left > want + TIMEOUT_SLACK_SEC || left == 0) {
+                /* Even the least the kernel's figure may mean is more. */
                 /* Extended (or made permanent): never wider than approved. */
                 char desc[48];
                 keyring_serial_t s;

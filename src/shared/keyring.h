@@ -47,8 +47,25 @@ int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec);
 /* Seconds until the key expires: 0 for no expiry; -EKEYEXPIRED,
  * -EKEYREVOKED, -ENOKEY.  Read from /proc/keys (no keyctl reports expiry),
  * whose resolution grows with the value: exact below a minute, then whole
- * minutes, hours, days, weeks; rounded down, so "5m" gives 300. */
+ * minutes, hours, days, weeks; rounded down, so "5m" gives 300: the least
+ * the key may have left. */
 int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec);
+
+/* The same as the range /proc/keys allows: "5m" is 300 to 359 s.  Both 0
+ * for no expiry.  Compare against what dkm set with the range, never with
+ * one end of it. */
+int keyring_remaining_range(keyring_serial_t key, uint64_t *ret_min, uint64_t *ret_max);
+
+/* One line of /proc/keys.  0 when it names a key: its serial, and state 0
+ * (live, min_sec..max_sec seconds left, both 0 for no expiry) or
+ * -EKEYEXPIRED, -EKEYREVOKED, -ENOKEY (dead, invalidated, negative).
+ * -EBADMSG for a line that does not read as one. */
+struct keyring_proc_entry {
+        keyring_serial_t serial;
+        int state;
+        uint64_t min_sec, max_sec;
+};
+int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret);
 
 /* Invalidates a key: gone at once for everyone; the kernel's garbage
  * collector then unlinks it from every keyring (asynchronously). */
