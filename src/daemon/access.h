@@ -26,6 +26,9 @@ enum role {
         ROLE_USER = 1 << 0,     /* encrypt, decrypt, rewrap */
         ROLE_OPERATOR = 1 << 1, /* key administration */
         ROLE_APPROVER = 1 << 2,
+        /* [groups] reviewers, and root: the non-secret part of status (the
+         * grants keyring, for keyctl), nothing else. */
+        ROLE_REVIEWER = 1 << 3,
 };
 
 /* Bitmask of roles the peer holds under config c. */

@@ -51,6 +51,7 @@ struct grants {
         struct store *store;
         struct keys *keys;
         keyring_serial_t ring;
+        gid_t group; /* [groups] reviewers at start, (gid_t)-1: none */
         pthread_mutex_t lock;
         /* Grants whose key this node created or found in its keyring: for
          * those, a missing key means keyctl unlinked or invalidated it.  A

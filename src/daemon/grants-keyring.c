@@ -12,17 +12,20 @@
 
 #include "grants-internal.h"
 #include "log.h"
+#include "shared/audit.h"
 #include "shared/util.h"
 
-/* The grants keyring and its keys are reachable from a root shell by serial
- * (dkmd may run as its own user), so "other" may view, read and search them,
- * and may set attributes: that is what `keyctl revoke` and `keyctl timeout`
- * need.  Anyone could therefore cut a grant short, never widen it: dkmd
- * compares every grant key with the store and resets (and audits) one whose
- * timeout was extended. */
-#define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH)
+/* The grants keyring and its keys belong to dkmd's uid and are given to
+ * the reviewers group ([groups] reviewers): its members may view, read and
+ * search them, and set a grant key's attributes, which is what keyctl show,
+ * print, search, timeout and revoke need.  Nobody else gets anything, so a
+ * local user can neither read who holds a grant nor end one; root has no
+ * power over another uid's keys, and gets these through the group too.  A
+ * reviewer may only cut a grant short: dkmd compares every grant key with
+ * the store and resets (and audits) one whose timeout was extended. */
+#define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_GRP_VIEW | KEY_GRP_READ | KEY_GRP_SEARCH)
 #define GRANT_KEY_PERM \
-        (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH | KEY_OTH_SETATTR)
+        (KEY_POS_ALL | KEY_USR_ALL | KEY_GRP_VIEW | KEY_GRP_READ | KEY_GRP_SEARCH | KEY_GRP_SETATTR)
 /* What dkmd reads back of a timeout it set: the kernel counts from the
  * current whole second, and the store's remaining time rounds up.  The
  * coarser units of /proc/keys are not slack but a range (keyring.h). */
@@ -79,15 +82,37 @@ unsigned grant_remaining_sec(const struct request *r, uint64_t now)
         return left > UINT32_MAX ? UINT32_MAX : (unsigned)left;
 }
 
+/* Gives a grant key or the keyring to the reviewers: the group first and
+ * the group's rights after, so that no other group holds them meanwhile.
+ * Without a reviewers group nobody but dkmd gets anything. */
+static int grant_give(const struct grants *g, keyring_serial_t k, uint32_t perm)
+{
+        int e = 0;
+
+        if (g->group == (gid_t)-1)
+                return keyring_set_perm(k, perm & ~(uint32_t)KEY_GRP_ALL);
+        e = keyring_set_group(k, g->group);
+        if (e >= 0)
+                e = keyring_set_perm(k, perm);
+        return e;
+}
+
 int grant_key_create(struct grants *g, const struct request *r, uint64_t now)
 {
         char desc[48], payload[600];
         keyring_serial_t s;
+        int e;
 
         grant_desc(desc, sizeof(desc), r->id);
         grant_payload(r, payload, sizeof(payload));
-        return keyring_add_perm(g->ring, desc, payload, strlen(payload), grant_remaining_sec(r, now),
-                                GRANT_KEY_PERM, &s);
+        e = keyring_add_perm(g->ring, desc, payload, strlen(payload), grant_remaining_sec(r, now),
+                             GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL, &s);
+        if (e >= 0) {
+                e = grant_give(g, s, GRANT_KEY_PERM);
+                if (e < 0)
+                        keyring_invalidate(s);
+        }
+        return e;
 }
 
 /* The kernel's view of a grant: 0 live (with *ret_min to *ret_max seconds
@@ -182,9 +207,13 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
          * whose write goes through audits it, so it is audited once. */
         e = request_store(g, r, NULL);
         if (e >= 0) {
-                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
-                             (unsigned)r->requester, by);
-                log_notice("grant %u %s (%s)", r->id, grant_state_names[state], by);
+                bool keyctl = strcmp(by, "keyctl") == 0;
+
+                /* Who ran keyctl is in the kernel's own record (key=). */
+                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s%s", r->id,
+                             (unsigned)r->requester, by, keyctl ? " audit_rule=" AUDIT_KEYCTL_RULE : "");
+                log_notice("grant %u %s (%s)%s", r->id, grant_state_names[state], by,
+                           keyctl ? "; who: ausearch -k " AUDIT_KEYCTL_RULE : "");
                 grant_lease_end(g, r->lease);
         } else if (e == -ESTALE)
                 log_info("grant %u ended (recorded by another node)", r->id);
@@ -287,9 +316,10 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                  * to the second from here on. */
                 r->grant_expires_usec = now + left * 1000000;
                 audit_record(AUDIT_KIND_ACCESS, "grant-shorten", NULL, true,
-                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
-                             (unsigned)r->requester, left);
-                log_notice("grant %u shortened to %" PRIu64 " s with keyctl", r->id, left);
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl audit_rule="
+                             AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, left);
+                log_notice("grant %u shortened to %" PRIu64 " s with keyctl; who: ausearch -k "
+                           AUDIT_KEYCTL_RULE, r->id, left);
                 /* The payload names the expiry: rewrite it to match; the
                  * marker moves to a lease that ends as soon. */
                 {
@@ -314,8 +344,8 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 if (keyring_search(g->ring, desc, &s) >= 0)
                         keyring_set_timeout(s, (unsigned)want);
                 audit_record(AUDIT_KIND_ACCESS, "grant-tamper", NULL, false,
-                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
-                             (unsigned)r->requester, left);
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl audit_rule="
+                             AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, left);
                 log_warn("grant %u was extended outside dkm; reset to %" PRIu64 " s", r->id, want);
         }
         return 0;
@@ -378,6 +408,31 @@ keyring_serial_t grants_keyring(struct grants *g)
         return g->ring;
 }
 
+/* Grant keys from before (an earlier dkmd, another reviewers group) get
+ * today's group and rights; one that cannot is dropped, and restored from
+ * the store by the first reconciliation. */
+static void grants_tighten(struct grants *g)
+{
+        _cleanup_free_ keyring_serial_t *v = NULL;
+        size_t n = 0;
+        char d[256];
+
+        if (keyring_list(g->ring, &v, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                const char *desc;
+
+                if (keyring_describe(v[i], d, sizeof(d)) < 0 || strncmp(d, "user;", 5) != 0)
+                        continue;
+                /* "type;uid;gid;perm;description" */
+                desc = strrchr(d, ';');
+                if (!desc || strncmp(desc + 1, "dkm:grant:", 10) != 0)
+                        continue;
+                if (grant_give(g, v[i], GRANT_KEY_PERM) < 0)
+                        keyring_invalidate(v[i]);
+        }
+}
+
 int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *keys,
                struct grants **ret, char *err)
 {
@@ -390,6 +445,7 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
         g->cfg = cfg;
         g->store = store;
         g->keys = keys;
+        g->group = CFG(cfg, reviewers_gid);
         pthread_mutex_init(&g->lock, NULL);
         pthread_mutex_init(&g->seen_lock, NULL);
         pthread_mutex_init(&g->cache_lock, NULL);
@@ -399,15 +455,38 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
                 snprintf(name, sizeof(name), "dkm:grants");
         else
                 snprintf(name, sizeof(name), "dkm:grants:%s", cfg->state_dir);
-        e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM, &g->ring);
+        e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM & ~(uint32_t)KEY_GRP_ALL, &g->ring);
         if (e < 0) {
                 grants_seterr(err, "cannot open the grants keyring: %s", strerror(-e));
-                free(g);
-                return e;
+                goto fail;
         }
+        e = grant_give(g, g->ring, GRANT_RING_PERM);
+        if (e < 0) {
+                grants_seterr(err, "cannot give the grants keyring to the reviewers group (gid %u, "
+                              "[groups] reviewers): %s%s", (unsigned)g->group, strerror(-e),
+                              e == -EACCES ? "; dkmd must be a member of that group "
+                                             "(dkmd.service: SupplementaryGroups=)" : "");
+                goto fail;
+        }
+        if (g->group == (gid_t)-1)
+                log_warn("[groups] reviewers: no such group; only dkmd can see and cut grants with keyctl");
+        grants_tighten(g);
+        /* The kernel names who changes a key with keyctl; dkmd only sees
+         * that it changed. */
+        e = audit_keyctl_watch(AUDIT_KEYCTL_RULE);
+        if (e < 0)
+                log_warn("keyctl changes to grants will not name who made them: cannot add the audit "
+                         "rule (key %s): %s", AUDIT_KEYCTL_RULE,
+                         e == -EPERM ? "dkmd lacks CAP_AUDIT_CONTROL" : strerror(-e));
         reconcile_all(g, true);
         *ret = g;
         return 0;
+fail:
+        pthread_mutex_destroy(&g->lock);
+        pthread_mutex_destroy(&g->seen_lock);
+        pthread_mutex_destroy(&g->cache_lock);
+        free(g);
+        return e;
 }
 
 void grants_free(struct grants *g)

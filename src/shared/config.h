@@ -29,6 +29,9 @@ struct dkm_config {
         char *master_key_credential; /* systemd credential name, or NULL: see below */
         /* [groups]: names are resolved to gids at load time */
         gid_t users_gid, operators_gid, approvers_gid;
+        /* who may see and cut grants with keyctl, and read dkmctl status's
+         * non-secret part; (gid_t)-1 when the default group does not exist */
+        gid_t reviewers_gid;
         /* [rotation] */
         uint64_t max_age_usec;      /* default 30d */
         uint64_t max_uses;          /* default 2^30 */

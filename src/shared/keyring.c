@@ -138,6 +138,17 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len)
         return 0;
 }
 
+int keyring_set_perm(keyring_serial_t key, uint32_t perm)
+{
+        return keyerr(keyctl_setperm(key, perm));
+}
+
+int keyring_set_group(keyring_serial_t key, gid_t gid)
+{
+        /* uid -1: the owner stays (and so does its quota). */
+        return keyerr(keyctl_chown(key, (uid_t)-1, gid));
+}
+
 int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec)
 {
         return keyerr(keyctl_set_timeout(key, timeout_sec));

@@ -44,6 +44,13 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len);
 
 int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec);
 
+/* Sets the permission mask (KEY_POS_* ... KEY_OTH_*). */
+int keyring_set_perm(keyring_serial_t key, uint32_t perm);
+
+/* Gives the key to group gid, whose members then get the KEY_GRP_* bits.
+ * Without CAP_SYS_ADMIN the caller must be a member of gid: -EACCES. */
+int keyring_set_group(keyring_serial_t key, gid_t gid);
+
 /* Seconds until the key expires: 0 for no expiry; -EKEYEXPIRED,
  * -EKEYREVOKED, -ENOKEY.  Read from /proc/keys (no keyctl reports expiry),
  * whose resolution grows with the value: exact below a minute, then whole

@@ -437,6 +437,55 @@ static void test_possessor_only(void **state)
         assert_int_equal(child_read(skey, 1, 0), 0);
 }
 
+/* Reads key from a child that is uid 65534 in a session of its own (no
+ * possession), in group `group` or in none ((gid_t)-1). */
+static int child_read_in_group(keyring_serial_t key, gid_t group)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char buf[64];
+
+                if (setgroups(group == (gid_t)-1 ? 0 : 1, &group) < 0 || setgid(65534) < 0 ||
+                    setuid(65534) < 0)
+                        _exit(200);
+                if (keyctl_join_session_keyring(NULL) < 0)
+                        _exit(201);
+                if (keyctl_read(key, buf, sizeof(buf)) < 0)
+                        _exit(errno);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* The grants keyring's scheme: a group's members get the group bits. */
+static void test_group(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-group", 0), key;
+        char desc[256];
+        unsigned uid, gid, perm;
+
+        (void)state;
+        if (geteuid() != 0)
+                skip(); /* another gid than our own, and setuid() to 65534 */
+        assert_int_equal(keyring_add(ring, "g", "grant", 5, 0, &key), 0);
+        assert_int_equal(keyring_set_group(key, 4242), 0);
+        assert_int_equal(keyring_set_perm(key, KEY_POS_ALL | KEY_GRP_VIEW | KEY_GRP_READ), 0);
+        assert_int_equal(keyring_describe(key, desc, sizeof(desc)), 0);
+        assert_int_equal(sscanf(strchr(desc, ';') + 1, "%u;%u;%x;", &uid, &gid, &perm), 3);
+        assert_int_equal(gid, 4242);
+        assert_int_equal(perm, KEY_POS_ALL | KEY_GRP_VIEW | KEY_GRP_READ);
+
+        assert_int_equal(child_read_in_group(key, 4242), 0);
+        assert_int_equal(child_read_in_group(key, (gid_t)-1), EACCES);
+        assert_int_equal(child_read_in_group(key, 4243), EACCES);
+        assert_int_equal(keyring_set_group(0x7ffffff0, 4242), -ENOKEY);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -450,6 +499,7 @@ int main(void)
                 cmocka_unit_test(test_revoked),
                 cmocka_unit_test(test_invalidate_and_list),
                 cmocka_unit_test(test_possessor_only),
+                cmocka_unit_test(test_group),
         };
 
         return cmocka_run_group_tests(tests, setup_session, NULL);

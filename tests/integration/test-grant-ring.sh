@@ -1,0 +1,157 @@
+#!/bin/bash
+# Who may see and cut grants with keyctl.  dkmd runs as its own uid, as
+# dkmd.service has it (User=, SupplementaryGroups=dkm-reviewers, ambient
+# CAP_AUDIT_WRITE and CAP_AUDIT_CONTROL, KeyringMode=shared), so that root
+# is not the owner of the grant keys.  Then:
+#  - a local user in no dkm group tries to read, re-time, revoke and
+#    invalidate a live grant with keyctl: all refused, the grant lives;
+#  - a reviewer, and root in the reviewers group, follow the README's keyctl
+#    recipe exactly as the README prints it;
+#  - the kernel's audit records who ran keyctl on a grant (ausearch -k
+#    dkm-keyctl), and dkmd's own record points there.
+. "$(dirname "$0")/lib.sh"
+
+REVIEWERS_GID=3904 REVIEWER_UID=2907 DKMD_UID=2990
+README=$(dirname "$0")/../../README.md
+
+# dkmd as uid $DKMD_UID in the reviewers group, in a session keyring of its
+# own with its user keyring linked in (what KeyringMode=shared does).
+DKMD_LAUNCH=(setpriv --reuid "$DKMD_UID" --regid "$DKMD_UID" --groups "$REVIEWERS_GID"
+        --inh-caps +audit_write,+audit_control --ambient-caps +audit_write,+audit_control
+        keyctl session - sh -c 'keyctl link @u @s >/dev/null && exec "$0" "$@"')
+
+fresh_dkmd() {
+        stop_dkmd
+        rm -rf "$T/state"
+        write_config "reviewers=$REVIEWERS_GID" "[access]" "approvals_required=2" "request_ttl=1h"
+        mkdir -p "$T/state"
+        chown "$DKMD_UID:$DKMD_UID" "$T/state" "$T/run"
+        "${DKMD_LAUNCH[@]}" "$DKMD" --config "$CONF" --init >>"$T/dkmd.log" 2>&1 || {
+                echo "dkmd --init failed:"; tail "$T/dkmd.log"; exit 1; }
+        start_dkmd || exit 1
+}
+
+grant() {
+        local id
+        id=$(as op access request --reason "$1" --duration 1h --policy default)
+        as appr access approve "$id" >/dev/null && as appr2 access approve "$id" >/dev/null
+        echo "$id"
+}
+
+# Runs a command as uid 2904, in no dkm group, logged in as itself.
+intruder() {
+        ( echo "$HUMAN_UID" > /proc/self/loginuid 2>/dev/null
+          exec setpriv --reuid "$HUMAN_UID" --regid "$HUMAN_UID" --clear-groups --inh-caps=-all "$@" )
+}
+reviewer() {
+        ( echo "$REVIEWER_UID" > /proc/self/loginuid 2>/dev/null
+          exec setpriv --reuid "$REVIEWER_UID" --regid "$REVIEWER_UID" --groups "$REVIEWERS_GID" \
+                --inh-caps=-all "$@" )
+}
+
+# The README's recipe, as printed: the first ```sh block after its heading.
+recipe=$(awk '/^\*\*Watching and cutting grants with keyctl\.\*\*/ { h = 1 }
+              h && /^```sh$/ { b = 1; next }
+              b && /^```$/ { exit }
+              b { print }' "$README")
+check "the README has the keyctl recipe" grep -q '^keyctl revoke' <<<"$recipe"
+# dkmctl on the PATH and pointed at this instance's socket.
+run_recipe() {
+        "$@" env PATH="$BUILD:$PATH" DKM_SOCKET="$SOCK" bash -euo pipefail -c "$recipe" >"$T/recipe.out" 2>&1 ||
+                { sed 's/^/    | /' "$T/recipe.out"; return 1; }
+}
+
+# state ID: the grant's state as its holder's dkmctl access list shows it,
+# once dkmd's maintenance (every second) took note.
+state_is() {
+        for _ in $(seq 1 50); do
+                as op access list --json | tr -d '\n ' | grep -q "\"id\":$1,\"state\":\"$2\"" && return 0
+                sleep 0.2
+        done
+        return 1
+}
+
+# Fills request ids up to 6, then grants 7: the README's recipe names grant 7.
+grants_up_to_7() {
+        local n=0
+        while [ "$n" -lt 6 ]; do
+                n=$(as op access request --reason "filler" --duration 5m) || return 1
+        done
+        [ "$(grant "ticket 7")" = 7 ]
+}
+
+# denied DESCRIPTION command...: passes when the command fails.
+denied() {
+        local d=$1; shift
+        if "$@" >/dev/null 2>&1; then fail "$d: it succeeded"; else pass "$d"; fi
+}
+
+fresh_dkmd
+printf 'customer secret' | as svc encrypt > "$W/ct"
+audit_mark >/dev/null
+id=$(grant "debug ticket 4711")
+ring=$(as appr status --json | sed -n 's/.*"grants_keyring": \([0-9]*\).*/\1/p')
+key=$(reviewer keyctl search "$ring" user "dkm:grant:$id" 2>/dev/null)
+check "a reviewer finds the grant key ($key)" test -n "$key"
+
+# --- the attack: a local user in no dkm group --------------------------------
+check "the intruder is uid $HUMAN_UID in no group" test "$(intruder id -u):$(intruder id -G)" = "$HUMAN_UID:$HUMAN_UID"
+denied "a local user cannot read the grant (holder, scope, approvers)" intruder keyctl print "$key"
+denied "nor see it in /proc/keys" intruder grep "^$(printf %08x "${key:-0}") " /proc/keys
+denied "nor find it in the grants keyring" intruder keyctl search "$ring" user "dkm:grant:$id"
+denied "nor list the grants keyring" intruder keyctl rlist "$ring"
+denied "nor shorten it with keyctl timeout" intruder keyctl timeout "$key" 5
+denied "nor revoke it" intruder keyctl revoke "$key"
+denied "nor invalidate it" intruder keyctl invalidate "$key"
+denied "nor set its permissions" intruder keyctl setperm "$key" 0x3f3f3f3f
+sleep 1.2 # a maintenance pass
+check "the grant is still live for its holder" bash -c "as op decrypt --in '$W/ct' | grep -qx 'customer secret'"
+check "and has its full time" bash -c \
+        "as op access list --json | tr -d '\n ' | grep -o '\"id\":$id,[^}]*' | grep -Eq '\"remaining_seconds\":3[5-6][0-9][0-9]'"
+refused "a local user gets no status, not even the keyring" "not in any dkm group" intruder "$DKMCTL" --socket "$SOCK" status
+
+# --- root not in the reviewers group: no implicit power over dkmd's keys ------
+denied "root outside the reviewers group cannot read a grant" setpriv --groups 0 keyctl print "$key"
+denied "nor revoke one" setpriv --groups 0 keyctl revoke "$key"
+check "root's dkmctl status names the grants keyring" bash -c \
+        "as root status --json | grep -q '\"grants_keyring\": $ring'"
+denied "but nothing more: no policies, no generations" grep -q '"policies"' <(as root status --json)
+refused "and root still may not decrypt" "not in the users group" as root decrypt --in "$W/ct"
+
+# --- root in the reviewers group follows the README ---------------------------
+grants_up_to_7
+check "grant 7 is live" bash -c "as op access list --json | tr -d '\n ' | grep -q '\"id\":7,\"state\":\"live\"'"
+check "root in the reviewers group runs the README's recipe" run_recipe setpriv --groups "0,$REVIEWERS_GID"
+check "it printed grant 7's holder, scope and approvers" \
+        grep -q "grant=7 uid=$OP_UID scope=decrypt policy=default approvers=$APPR_UID,$APPR2_UID" "$T/recipe.out"
+check "dkmd recorded grant 7 as revoked" state_is 7 revoked
+
+# --- a reviewer follows the README -------------------------------------------
+fresh_dkmd
+printf 'customer secret' | as svc encrypt > "$W/ct"
+AUDIT_MARK2=$(audit_mark)
+grants_up_to_7
+check "a reviewer runs the README's recipe" run_recipe reviewer
+check "it printed grant 7" grep -q "grant=7 uid=$OP_UID scope=decrypt" "$T/recipe.out"
+check "dkmd recorded grant 7 as revoked" state_is 7 revoked
+refused "grant 7 is revoked for its holder" "grant 7 revoked" as op decrypt --in "$W/ct"
+check "a reviewer gets dkmctl status, for the keyring" \
+        matches grants_keyring <(reviewer "$DKMCTL" --socket "$SOCK" status --json)
+refused "but is no operator" "not in the operators" reviewer "$DKMCTL" --socket "$SOCK" key list
+
+# --- the audit trail: who ran keyctl -------------------------------------------
+# Since the first mark: the intruder's tries and both recipes.
+# (Adding and removing the rules are CONFIG_CHANGE events under the same key.)
+recs=$(audit_search -k dkm-keyctl | grep 'type=SYSCALL.* syscall=keyctl ')
+check "the kernel recorded the intruder's refused keyctl revoke (auid $HUMAN_UID)" \
+        bash -c "grep 'a0=0x3 ' <<<\"\$0\" | grep 'success=no' | grep -q 'auid=unknown($HUMAN_UID)'" "$recs"
+check "and the reviewer's keyctl revoke (auid $REVIEWER_UID)" \
+        bash -c "grep 'a0=0x3 ' <<<\"\$0\" | grep 'success=yes' | grep -q 'auid=unknown($REVIEWER_UID)'" "$recs"
+check "and the reviewer's keyctl timeout" \
+        bash -c "grep 'a0=0xf ' <<<\"\$0\" | grep -q 'auid=unknown($REVIEWER_UID)'" "$recs"
+denied "but not dkmd's own keyctl calls" grep -q "uid=unknown($DKMD_UID)" <<<"$recs"
+AUDIT_MARK=$AUDIT_MARK2
+drec=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
+check "dkmd's record of the revocation says keyctl, and where to look" \
+        grep -qE "op=grant-revoke .*request=7 .*source=keyctl audit_rule=dkm-keyctl" <<<"$drec"
+finish
