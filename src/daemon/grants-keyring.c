@@ -195,6 +195,33 @@ int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now)
 
 /* --- keeping the store in step with the kernel ------------------------------ */
 
+/* A reviewer may give a grant key to another group of theirs (keyctl chgrp:
+ * setattr allows it), and root may change its rights: either would hand
+ * the grant to people who should not have it.  Put back, and audited. */
+static void grant_key_regive(struct grants *g, const struct request *r)
+{
+        uint32_t want = g->group == (gid_t)-1 ? GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL : GRANT_KEY_PERM;
+        char desc[48], d[256];
+        unsigned uid, gid, perm;
+        keyring_serial_t s;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        if (keyring_search(g->ring, desc, &s) < 0 || keyring_describe(s, d, sizeof(d)) < 0)
+                return;
+        /* "type;uid;gid;perm;description" */
+        if (sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) != 3)
+                return;
+        if ((g->group == (gid_t)-1 || gid == (unsigned)g->group) && perm == want)
+                return;
+        if (grant_give(g, s, GRANT_KEY_PERM) < 0)
+                keyring_invalidate(s); /* the next pass restores it */
+        audit_record(AUDIT_KIND_ACCESS, "grant-tamper", NULL, false,
+                     "request=%u holder=%u key_group=%u key_perm=%08x source=keyctl audit_rule="
+                     AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, gid, perm);
+        log_warn("grant %u was given to group %u with rights %08x outside dkm; given back to the "
+                 "reviewers; who: ausearch -k " AUDIT_KEYCTL_RULE, r->id, gid, perm);
+}
+
 static void end_grant(struct grants *g, struct request *r, enum req_state state, const char *by,
                       const char *op)
 {
@@ -308,6 +335,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         }
         if (e < 0)
                 return 0;
+        grant_key_regive(g, r);
         if (left != 0 && left_max + TIMEOUT_SLACK_SEC < want) {
                 /* Shortened with keyctl timeout: even the most the kernel's
                  * "2h" may mean is less than approved.  The kernel's word

@@ -88,7 +88,7 @@ denied() {
 
 fresh_dkmd
 printf 'customer secret' | as svc encrypt > "$W/ct"
-audit_mark >/dev/null
+AUDIT_MARK=$(audit_mark); AUDIT_MARK1=$AUDIT_MARK
 id=$(grant "debug ticket 4711")
 ring=$(as appr status --json | sed -n 's/.*"grants_keyring": \([0-9]*\).*/\1/p')
 key=$(reviewer keyctl search "$ring" user "dkm:grant:$id" 2>/dev/null)
@@ -109,6 +109,23 @@ check "the grant is still live for its holder" bash -c "as op decrypt --in '$W/c
 check "and has its full time" bash -c \
         "as op access list --json | tr -d '\n ' | grep -o '\"id\":$id,[^}]*' | grep -Eq '\"remaining_seconds\":3[5-6][0-9][0-9]'"
 refused "a local user gets no status, not even the keyring" "not in any dkm group" intruder "$DKMCTL" --socket "$SOCK" status
+
+# --- a reviewer may cut a grant, not pass it on --------------------------------
+# setattr lets a reviewer give the key to another group of theirs (here
+# their own, 2907); dkmd gives it back to the reviewers within a second.
+key_group() { reviewer keyctl rdescribe "$1" | cut -d';' -f3; }
+group_is() {
+        for _ in $(seq 1 50); do
+                [ "$(key_group "$1")" = "$2" ] && return 0
+                sleep 0.1
+        done
+        return 1
+}
+check "a reviewer gives the grant key to a group of their own" reviewer keyctl chgrp "$key" "$REVIEWER_UID"
+check "dkmd gives it back to the reviewers" group_is "$key" "$REVIEWERS_GID"
+check "with the reviewers' rights and no others" \
+        test "$(reviewer keyctl rdescribe "$key" | cut -d';' -f4)" = 3f3f2b00
+check "dkmd logged it" matches "grant $id was given to group $REVIEWER_UID" "$T/dkmd.log"
 
 # --- root not in the reviewers group: no implicit power over dkmd's keys ------
 denied "root outside the reviewers group cannot read a grant" setpriv --groups 0 keyctl print "$key"
@@ -152,6 +169,9 @@ check "and the reviewer's keyctl timeout" \
 denied "but not dkmd's own keyctl calls" grep -q "uid=unknown($DKMD_UID)" <<<"$recs"
 AUDIT_MARK=$AUDIT_MARK2
 drec=$(audit_search -m USER_ACCT,CRYPTO_KEY_USER)
+check "dkmd audited the regrouping as grant-tamper" \
+        grep -qE "op=grant-tamper .*request=$id .*key_group=$REVIEWER_UID .*audit_rule=dkm-keyctl" \
+        <(AUDIT_MARK=$AUDIT_MARK1 audit_search -m USER_ACCT)
 check "dkmd's record of the revocation says keyctl, and where to look" \
         grep -qE "op=grant-revoke .*request=7 .*source=keyctl audit_rule=dkm-keyctl" <<<"$drec"
 finish
