@@ -50,6 +50,7 @@
 #include <limits.h>
 #include <linux/keyctl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -443,6 +444,72 @@ static int watch_add_locked(const char *arch, int nr, unsigned op, const char *e
         return 0;
 }
 
+/* A rule of the shape watch_add_locked() makes, under key, that leaves out
+ * a pid that runs no more: left by a dkmd that died without removing it. */
+static bool watch_rule_is_stale(const struct audit_rule_data *rule, const char *key)
+{
+        unsigned off = 0;
+        bool ours = false;
+        pid_t pid = 0;
+
+        if ((rule->flags & ~AUDIT_FILTER_PREPEND) != AUDIT_FILTER_EXIT || rule->action != AUDIT_ALWAYS)
+                return false;
+        for (unsigned i = 0; i < rule->field_count && i < AUDIT_MAX_FIELDS; i++) {
+                unsigned f = rule->fields[i] & ~AUDIT_OPERATORS, v = rule->values[i];
+
+                switch (f) {
+                case AUDIT_ARCH:
+                case AUDIT_ARG0:
+                        break;
+                case AUDIT_PID:
+                        pid = (pid_t)v;
+                        break;
+                case AUDIT_EXE:
+                case AUDIT_FILTERKEY:
+                        if (v > rule->buflen - off)
+                                return false;
+                        if (f == AUDIT_FILTERKEY)
+                                ours = v == strlen(key) && memcmp(rule->buf + off, key, v) == 0;
+                        off += v;
+                        break;
+                default:
+                        return false; /* not a rule of ours */
+                }
+        }
+        return ours && pid > 0 && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Rules that a dkmd killed (SIGKILL, a crash) left behind: removed, so that
+ * restarts do not pile rules up that every system call walks past.  Best
+ * effort: a listing that fails leaves them. */
+static void watch_rules_reap_locked(const char *key)
+{
+        struct audit_rule_data *stale[64];
+        struct audit_reply rep;
+        size_t n = 0;
+
+        if (audit_request_rules_list_data(audit_fd) <= 0)
+                return;
+        for (;;) {
+                if (audit_get_reply(audit_fd, &rep, GET_REPLY_BLOCKING, 0) <= 0 || rep.type == NLMSG_DONE ||
+                    rep.type == NLMSG_ERROR)
+                        break;
+                if (rep.type != AUDIT_LIST_RULES || n >= ARRAY_SIZE(stale) ||
+                    !watch_rule_is_stale(rep.ruledata, key))
+                        continue;
+                stale[n] = malloc(sizeof(*rep.ruledata) + rep.ruledata->buflen);
+                if (stale[n]) {
+                        memcpy(stale[n], rep.ruledata, sizeof(*rep.ruledata) + rep.ruledata->buflen);
+                        n++;
+                }
+        }
+        /* Only once the listing is done: the socket carries one exchange. */
+        for (size_t i = 0; i < n; i++) {
+                (void)audit_delete_rule_data(audit_fd, stale[i], AUDIT_FILTER_EXIT, AUDIT_ALWAYS);
+                free(stale[i]);
+        }
+}
+
 int audit_keyctl_watch(const char *key)
 {
         /* The native ABI and, where the machine has one, the 32-bit one:
@@ -464,6 +531,7 @@ int audit_keyctl_watch(const char *key)
                 r = audit_fd < 0 ? -ENOTCONN : 0;
                 goto out;
         }
+        watch_rules_reap_locked(key);
         for (size_t a = 0; a < ARRAY_SIZE(arches); a++) {
                 int machine = audit_determine_machine(arches[a]), nr;
                 size_t before = n_watch_rules;

@@ -174,4 +174,17 @@ check "dkmd audited the regrouping as grant-tamper" \
         <(AUDIT_MARK=$AUDIT_MARK1 audit_search -m USER_ACCT)
 check "dkmd's record of the revocation says keyctl, and where to look" \
         grep -qE "op=grant-revoke .*request=7 .*source=keyctl audit_rule=dkm-keyctl" <<<"$drec"
+
+# --- the rules: one set per running dkmd, gone when it stops -------------------
+rules_of() { auditctl -l | grep -c -- "pid!=$1 .*dkm-keyctl"; }
+old=$DKMD_PID
+check "dkmd's audit rules are in place ($(rules_of "$old"))" test "$(rules_of "$old")" -ge 6
+crash_dkmd
+check "a killed dkmd leaves its rules behind" test "$(rules_of "$old")" -ge 6
+start_dkmd || exit 1
+check "which the next start removes" test "$(rules_of "$old")" -eq 0
+check "and puts its own in place" test "$(rules_of "$DKMD_PID")" -ge 6
+new=$DKMD_PID
+stop_dkmd
+check "a dkmd that stops removes its own" test "$(rules_of "$new")" -eq 0
 finish
