@@ -115,6 +115,27 @@ int grant_key_create(struct grants *g, const struct request *r, uint64_t now)
         return e;
 }
 
+/* The grant key rewritten for a new end: payload and timeout, in place.
+ * Never through add_key(), which makes a new key when the old one was
+ * revoked meanwhile and so would undo a keyctl revoke that came between
+ * dkmd's look at the key and this write. */
+static int grant_key_rewrite(struct grants *g, const struct request *r, uint64_t now)
+{
+        char desc[48], payload[600];
+        keyring_serial_t s;
+        int e;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        grant_payload(r, payload, sizeof(payload));
+        e = keyring_search(g->ring, desc, &s);
+        if (e >= 0)
+                e = keyring_update(s, payload, strlen(payload));
+        /* An update leaves the key without a timeout until this. */
+        if (e >= 0)
+                e = keyring_set_timeout(s, grant_remaining_sec(r, now));
+        return e;
+}
+
 /* The kernel's view of a grant: 0 live (with *ret_min to *ret_max seconds
  * left, as /proc/keys tells them), or -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY,
  * or -EBADMSG for a key that does not describe this grant. */
@@ -356,7 +377,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                         if (old && grant_lease_new(g, r, now, &lease) >= 0)
                                 r->lease = lease;
                         if (request_store_leased(g, r, r->lease != old ? lease : 0, NULL) >= 0) {
-                                grant_key_create(g, r, now);
+                                grant_key_rewrite(g, r, now);
                                 if (r->lease != old)
                                         grant_lease_end(g, old);
                         } else if (r->lease != old)

@@ -138,6 +138,13 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len)
         return 0;
 }
 
+int keyring_update(keyring_serial_t key, const void *payload, size_t len)
+{
+        if (!payload && len)
+                return -EINVAL;
+        return keyerr(keyctl_update(key, payload, len));
+}
+
 int keyring_set_perm(keyring_serial_t key, uint32_t perm)
 {
         return keyerr(keyctl_setperm(key, perm));

@@ -44,6 +44,11 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len);
 
 int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec);
 
+/* Replaces the payload of this very key: -EKEYREVOKED for a revoked one
+ * (where add_key() would make a new key).  The kernel drops the timeout
+ * of a "user" key on update: set it again. */
+int keyring_update(keyring_serial_t key, const void *payload, size_t len);
+
 /* Sets the permission mask (KEY_POS_* ... KEY_OTH_*). */
 int keyring_set_perm(keyring_serial_t key, uint32_t perm);
 

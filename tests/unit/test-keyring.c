@@ -312,6 +312,30 @@ static void test_remaining_range(void **state)
         assert_int_equal(keyring_remaining_range(0x7ffffff0, &min, &max), -ENOKEY);
 }
 
+/* In place, unlike keyring_add: a revoked key stays revoked. */
+static void test_update(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-update", 0), key, found;
+        uint64_t sec = 1;
+        char buf[16];
+        size_t len;
+
+        (void)state;
+        assert_int_equal(keyring_add(ring, "up", "old", 3, 600, &key), 0);
+        assert_int_equal(keyring_update(key, "newer", 5), 0);
+        assert_int_equal(keyring_read(key, buf, sizeof(buf), &len), 0);
+        assert_int_equal(len, 5);
+        assert_memory_equal(buf, "newer", 5);
+        /* The kernel drops the timeout on update: callers set it again. */
+        assert_int_equal(keyring_remaining(key, &sec), 0);
+        assert_int_equal(sec, 0);
+
+        assert_int_equal(keyctl_revoke(key), 0);
+        assert_int_equal(keyring_update(key, "again", 5), -EKEYREVOKED);
+        assert_int_equal(keyring_search(ring, "up", &found), -EKEYREVOKED);
+        assert_int_equal(keyring_update(key, NULL, 1), -EINVAL);
+}
+
 static void test_revoked(void **state)
 {
         keyring_serial_t ring = fresh_ring("dkm-test-revoke", 0), key, found;
@@ -496,6 +520,7 @@ int main(void)
                 cmocka_unit_test(test_remaining),
                 cmocka_unit_test(test_proc_parse),
                 cmocka_unit_test(test_remaining_range),
+                cmocka_unit_test(test_update),
                 cmocka_unit_test(test_revoked),
                 cmocka_unit_test(test_invalidate_and_list),
                 cmocka_unit_test(test_possessor_only),
