@@ -2,7 +2,8 @@
 /*
  * Who may do what.  Decided from the peer's credentials only (SO_PEERCRED,
  * SO_PEERGROUPS): uid 0 has no implicit right, since root administers dkm
- * but is not a member of the security group.
+ * but is not a member of the security group; it reads the non-secret part
+ * of status, as a reviewer does, to find the grants keyring.
  */
 #pragma once
 
