@@ -26,6 +26,8 @@ unsigned access_roles(const struct dkm_config *c, const struct peer *p)
                 roles |= ROLE_OPERATOR;
         if (peer_in_group(p, CFG(c, approvers_gid)))
                 roles |= ROLE_APPROVER;
+        if (p->uid == 0 || peer_in_group(p, CFG(c, reviewers_gid)))
+                roles |= ROLE_REVIEWER;
         return roles;
 }
 
@@ -78,7 +80,7 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
                 reason = "not in the operators or approvers group";
                 break;
         case WIRE_STATUS:
-                need = ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER;
+                need = ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER | ROLE_REVIEWER;
                 reason = "not in any dkm group";
                 break;
         default:

@@ -2,7 +2,8 @@
 /*
  * Who may do what.  Decided from the peer's credentials only (SO_PEERCRED,
  * SO_PEERGROUPS): uid 0 has no implicit right, since root administers dkm
- * but is not a member of the security group.
+ * but is not a member of the security group; it reads the non-secret part
+ * of status, as a reviewer does, to find the grants keyring.
  */
 #pragma once
 
@@ -31,6 +32,9 @@ enum role {
         ROLE_USER = 1 << 0,     /* encrypt, decrypt, rewrap */
         ROLE_OPERATOR = 1 << 1, /* key administration */
         ROLE_APPROVER = 1 << 2,
+        /* [groups] reviewers, and root: the non-secret part of status (the
+         * grants keyring, for keyctl), nothing else. */
+        ROLE_REVIEWER = 1 << 3,
 };
 
 /* Bitmask of roles the peer holds under config c. */

@@ -51,6 +51,7 @@ struct grants {
         struct store *store;
         struct keys *keys;
         keyring_serial_t ring;
+        gid_t group; /* [groups] reviewers at start, (gid_t)-1: none */
         pthread_mutex_t lock;
         /* Grants whose key this node created or found in its keyring: for
          * those, a missing key means keyctl unlinked or invalidated it.  A
@@ -99,7 +100,7 @@ int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request
 void grant_approvers_text(const struct request *r, char *buf, size_t size);
 unsigned grant_remaining_sec(const struct request *r, uint64_t now);
 int grant_key_create(struct grants *g, const struct request *r, uint64_t now);
-int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_left);
+int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min, uint64_t *ret_max);
 void grant_key_drop(struct grants *g, uint32_t id);
 bool grant_seen_has(struct grants *g, uint32_t id);
 void grant_seen_set(struct grants *g, uint32_t id, bool on);

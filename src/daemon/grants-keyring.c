@@ -12,19 +12,24 @@
 
 #include "grants-internal.h"
 #include "log.h"
+#include "shared/audit.h"
 #include "shared/util.h"
 
-/* The grants keyring and its keys are reachable from a root shell by serial
- * (dkmd may run as its own user), so "other" may view, read and search them,
- * and may set attributes: that is what `keyctl revoke` and `keyctl timeout`
- * need.  Anyone could therefore cut a grant short, never widen it: dkmd
- * compares every grant key with the store and resets (and audits) one whose
- * timeout was extended. */
-#define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH)
+/* The grants keyring and its keys belong to dkmd's uid and are given to
+ * the reviewers group ([groups] reviewers): its members may view, read and
+ * search them, and set a grant key's attributes, which is what keyctl show,
+ * print, search, timeout and revoke need.  Nobody else gets anything, so a
+ * local user can neither read who holds a grant nor end one; root has no
+ * power over another uid's keys, and gets these through the group too.  A
+ * reviewer may only cut a grant short: dkmd compares every grant key with
+ * the store and resets (and audits) one whose timeout was extended. */
+#define GRANT_RING_PERM (KEY_POS_ALL | KEY_USR_ALL | KEY_GRP_VIEW | KEY_GRP_READ | KEY_GRP_SEARCH)
 #define GRANT_KEY_PERM \
-        (KEY_POS_ALL | KEY_USR_ALL | KEY_OTH_VIEW | KEY_OTH_READ | KEY_OTH_SEARCH | KEY_OTH_SETATTR)
-/* /proc/keys shows remaining time in whole minutes above one minute. */
-#define TIMEOUT_SLACK_SEC 61
+        (KEY_POS_ALL | KEY_USR_ALL | KEY_GRP_VIEW | KEY_GRP_READ | KEY_GRP_SEARCH | KEY_GRP_SETATTR)
+/* What dkmd reads back of a timeout it set: the kernel counts from the
+ * current whole second, and the store's remaining time rounds up.  The
+ * coarser units of /proc/keys are not slack but a range (keyring.h). */
+#define TIMEOUT_SLACK_SEC 2
 
 /* On a store with leases (etcd) a live grant also has a marker,
  * access/grants/<id>, put under a lease whose TTL is the grant's remaining
@@ -77,21 +82,64 @@ unsigned grant_remaining_sec(const struct request *r, uint64_t now)
         return left > UINT32_MAX ? UINT32_MAX : (unsigned)left;
 }
 
+/* Gives a grant key or the keyring to the reviewers: the group first and
+ * the group's rights after, so that no other group holds them meanwhile.
+ * Without a reviewers group nobody but dkmd gets anything. */
+static int grant_give(const struct grants *g, keyring_serial_t k, uint32_t perm)
+{
+        int e = 0;
+
+        if (g->group == (gid_t)-1)
+                return keyring_set_perm(k, perm & ~(uint32_t)KEY_GRP_ALL);
+        e = keyring_set_group(k, g->group);
+        if (e >= 0)
+                e = keyring_set_perm(k, perm);
+        return e;
+}
+
 int grant_key_create(struct grants *g, const struct request *r, uint64_t now)
 {
         char desc[48], payload[600];
         keyring_serial_t s;
+        int e;
 
         grant_desc(desc, sizeof(desc), r->id);
         grant_payload(r, payload, sizeof(payload));
-        return keyring_add_perm(g->ring, desc, payload, strlen(payload), grant_remaining_sec(r, now),
-                                GRANT_KEY_PERM, &s);
+        e = keyring_add_perm(g->ring, desc, payload, strlen(payload), grant_remaining_sec(r, now),
+                             GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL, &s);
+        if (e >= 0) {
+                e = grant_give(g, s, GRANT_KEY_PERM);
+                if (e < 0)
+                        keyring_invalidate(s);
+        }
+        return e;
 }
 
-/* The kernel's view of a grant: 0 live (with *ret_left seconds), or
- * -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY, or -EBADMSG for a key that does
- * not describe this grant. */
-int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_left)
+/* The grant key rewritten for a new end: payload and timeout, in place.
+ * Never through add_key(), which makes a new key when the old one was
+ * revoked meanwhile and so would undo a keyctl revoke that came between
+ * dkmd's look at the key and this write. */
+static int grant_key_rewrite(struct grants *g, const struct request *r, uint64_t now)
+{
+        char desc[48], payload[600];
+        keyring_serial_t s;
+        int e;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        grant_payload(r, payload, sizeof(payload));
+        e = keyring_search(g->ring, desc, &s);
+        if (e >= 0)
+                e = keyring_update(s, payload, strlen(payload));
+        /* An update leaves the key without a timeout until this. */
+        if (e >= 0)
+                e = keyring_set_timeout(s, grant_remaining_sec(r, now));
+        return e;
+}
+
+/* The kernel's view of a grant: 0 live (with *ret_min to *ret_max seconds
+ * left, as /proc/keys tells them), or -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY,
+ * or -EBADMSG for a key that does not describe this grant. */
+int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min, uint64_t *ret_max)
 {
         char desc[48], payload[600], want[600];
         keyring_serial_t s;
@@ -109,8 +157,7 @@ int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_lef
         grant_payload(r, want, sizeof(want));
         if (strcmp(payload, want) != 0)
                 return -EBADMSG;
-        e = keyring_remaining(s, ret_left);
-        return e;
+        return keyring_remaining_range(s, ret_min, ret_max);
 }
 
 void grant_key_drop(struct grants *g, uint32_t id)
@@ -169,6 +216,33 @@ int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now)
 
 /* --- keeping the store in step with the kernel ------------------------------ */
 
+/* A reviewer may give a grant key to another group of theirs (keyctl chgrp:
+ * setattr allows it), and root may change its rights: either would hand
+ * the grant to people who should not have it.  Put back, and audited. */
+static void grant_key_regive(struct grants *g, const struct request *r)
+{
+        uint32_t want = g->group == (gid_t)-1 ? GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL : GRANT_KEY_PERM;
+        char desc[48], d[256];
+        unsigned uid, gid, perm;
+        keyring_serial_t s;
+
+        grant_desc(desc, sizeof(desc), r->id);
+        if (keyring_search(g->ring, desc, &s) < 0 || keyring_describe(s, d, sizeof(d)) < 0)
+                return;
+        /* "type;uid;gid;perm;description" */
+        if (sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) != 3)
+                return;
+        if ((g->group == (gid_t)-1 || gid == (unsigned)g->group) && perm == want)
+                return;
+        if (grant_give(g, s, GRANT_KEY_PERM) < 0)
+                keyring_invalidate(s); /* the next pass restores it */
+        audit_record(AUDIT_KIND_ACCESS, "grant-tamper", NULL, false,
+                     "request=%u holder=%u key_group=%u key_perm=%08x source=keyctl audit_rule="
+                     AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, gid, perm);
+        log_warn("grant %u was given to group %u with rights %08x outside dkm; given back to the "
+                 "reviewers; who: ausearch -k " AUDIT_KEYCTL_RULE, r->id, gid, perm);
+}
+
 static void end_grant(struct grants *g, struct request *r, enum req_state state, const char *by,
                       const char *op)
 {
@@ -181,9 +255,13 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
          * whose write goes through audits it, so it is audited once. */
         e = request_store(g, r, NULL);
         if (e >= 0) {
-                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s", r->id,
-                             (unsigned)r->requester, by);
-                log_notice("grant %u %s (%s)", r->id, grant_state_names[state], by);
+                bool keyctl = strcmp(by, "keyctl") == 0;
+
+                /* Who ran keyctl is in the kernel's own record (key=). */
+                audit_record(AUDIT_KIND_ACCESS, op, NULL, true, "request=%u holder=%u source=%s%s", r->id,
+                             (unsigned)r->requester, by, keyctl ? " audit_rule=" AUDIT_KEYCTL_RULE : "");
+                log_notice("grant %u %s (%s)%s", r->id, grant_state_names[state], by,
+                           keyctl ? "; who: ausearch -k " AUDIT_KEYCTL_RULE : "");
                 grant_lease_end(g, r->lease);
         } else if (e == -ESTALE)
                 log_info("grant %u ended (recorded by another node)", r->id);
@@ -215,7 +293,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
 {
         const struct reconcile *c = userdata;
         bool startup = c->startup;
-        uint64_t now = now_real_usec(), left, want;
+        uint64_t now = now_real_usec(), left, left_max, want;
         int e;
 
         if (r->state == REQ_PENDING && now >= r->request_expires_usec) {
@@ -253,7 +331,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 return 0;
         }
         want = grant_remaining_sec(r, now);
-        e = grant_key_state(g, r, &left);
+        e = grant_key_state(g, r, &left, &left_max);
         if (e == -ENOKEY && (startup || !grant_seen_has(g, r->id))) {
                 if (grant_key_mirror(g, r, now) >= 0 && startup)
                         log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
@@ -278,13 +356,19 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         }
         if (e < 0)
                 return 0;
-        if (left + TIMEOUT_SLACK_SEC < want) {
-                /* Shortened with keyctl timeout: the kernel's word stands. */
+        grant_key_regive(g, r);
+        if (left != 0 && left_max + TIMEOUT_SLACK_SEC < want) {
+                /* Shortened with keyctl timeout: even the most the kernel's
+                 * "2h" may mean is less than approved.  The kernel's word
+                 * stands, read as the least it may mean; the key is then set
+                 * to exactly that, so that the store and the kernel agree
+                 * to the second from here on. */
                 r->grant_expires_usec = now + left * 1000000;
                 audit_record(AUDIT_KIND_ACCESS, "grant-shorten", NULL, true,
-                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
-                             (unsigned)r->requester, left);
-                log_notice("grant %u shortened to %" PRIu64 " s with keyctl", r->id, left);
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl audit_rule="
+                             AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, left);
+                log_notice("grant %u shortened to %" PRIu64 " s with keyctl; who: ausearch -k "
+                           AUDIT_KEYCTL_RULE, r->id, left);
                 /* The payload names the expiry: rewrite it to match; the
                  * marker moves to a lease that ends as soon. */
                 {
@@ -293,13 +377,14 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                         if (old && grant_lease_new(g, r, now, &lease) >= 0)
                                 r->lease = lease;
                         if (request_store_leased(g, r, r->lease != old ? lease : 0, NULL) >= 0) {
-                                grant_key_create(g, r, now);
+                                grant_key_rewrite(g, r, now);
                                 if (r->lease != old)
                                         grant_lease_end(g, old);
                         } else if (r->lease != old)
                                 grant_lease_end(g, lease);
                 }
         } else if (left > want + TIMEOUT_SLACK_SEC || left == 0) {
+                /* Even the least the kernel's figure may mean is more. */
                 /* Extended (or made permanent): never wider than approved. */
                 char desc[48];
                 keyring_serial_t s;
@@ -308,8 +393,8 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                 if (keyring_search(g->ring, desc, &s) >= 0)
                         keyring_set_timeout(s, (unsigned)want);
                 audit_record(AUDIT_KIND_ACCESS, "grant-tamper", NULL, false,
-                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl", r->id,
-                             (unsigned)r->requester, left);
+                             "request=%u holder=%u seconds=%" PRIu64 " source=keyctl audit_rule="
+                             AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, left);
                 log_warn("grant %u was extended outside dkm; reset to %" PRIu64 " s", r->id, want);
         }
         return 0;
@@ -372,6 +457,31 @@ keyring_serial_t grants_keyring(struct grants *g)
         return g->ring;
 }
 
+/* Grant keys from before (an earlier dkmd, another reviewers group) get
+ * today's group and rights; one that cannot is dropped, and restored from
+ * the store by the first reconciliation. */
+static void grants_tighten(struct grants *g)
+{
+        _cleanup_free_ keyring_serial_t *v = NULL;
+        size_t n = 0;
+        char d[256];
+
+        if (keyring_list(g->ring, &v, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                const char *desc;
+
+                if (keyring_describe(v[i], d, sizeof(d)) < 0 || strncmp(d, "user;", 5) != 0)
+                        continue;
+                /* "type;uid;gid;perm;description" */
+                desc = strrchr(d, ';');
+                if (!desc || strncmp(desc + 1, "dkm:grant:", 10) != 0)
+                        continue;
+                if (grant_give(g, v[i], GRANT_KEY_PERM) < 0)
+                        keyring_invalidate(v[i]);
+        }
+}
+
 int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *keys,
                struct grants **ret, char *err)
 {
@@ -384,6 +494,7 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
         g->cfg = cfg;
         g->store = store;
         g->keys = keys;
+        g->group = CFG(cfg, reviewers_gid);
         pthread_mutex_init(&g->lock, NULL);
         pthread_mutex_init(&g->seen_lock, NULL);
         pthread_mutex_init(&g->cache_lock, NULL);
@@ -393,15 +504,38 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
                 snprintf(name, sizeof(name), "dkm:grants");
         else
                 snprintf(name, sizeof(name), "dkm:grants:%s", cfg->state_dir);
-        e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM, &g->ring);
+        e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM & ~(uint32_t)KEY_GRP_ALL, &g->ring);
         if (e < 0) {
                 grants_seterr(err, "cannot open the grants keyring: %s", strerror(-e));
-                free(g);
-                return e;
+                goto fail;
         }
+        e = grant_give(g, g->ring, GRANT_RING_PERM);
+        if (e < 0) {
+                grants_seterr(err, "cannot give the grants keyring to the reviewers group (gid %u, "
+                              "[groups] reviewers): %s%s", (unsigned)g->group, strerror(-e),
+                              e == -EACCES ? "; dkmd must be a member of that group "
+                                             "(dkmd.service: SupplementaryGroups=)" : "");
+                goto fail;
+        }
+        if (g->group == (gid_t)-1)
+                log_warn("[groups] reviewers: no such group; only dkmd can see and cut grants with keyctl");
+        grants_tighten(g);
+        /* The kernel names who changes a key with keyctl; dkmd only sees
+         * that it changed. */
+        e = audit_keyctl_watch(AUDIT_KEYCTL_RULE);
+        if (e < 0)
+                log_warn("keyctl changes to grants will not name who made them: cannot add the audit "
+                         "rule (key %s): %s", AUDIT_KEYCTL_RULE,
+                         e == -EPERM ? "dkmd lacks CAP_AUDIT_CONTROL" : strerror(-e));
         reconcile_all(g, true);
         *ret = g;
         return 0;
+fail:
+        pthread_mutex_destroy(&g->lock);
+        pthread_mutex_destroy(&g->seen_lock);
+        pthread_mutex_destroy(&g->cache_lock);
+        free(g);
+        return e;
 }
 
 void grants_free(struct grants *g)

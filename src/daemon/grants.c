@@ -418,8 +418,8 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
         if (r->state == REQ_PENDING && now >= r->request_expires_usec)
                 state = "expired";
         if (r->state == REQ_GRANTED) {
-                uint64_t left;
-                int e = grant_key_state(g, r, &left);
+                uint64_t left, left_max;
+                int e = grant_key_state(g, r, &left, &left_max);
                 if (e == -EKEYREVOKED || e == -EBADMSG)
                         state = "revoked";
                 else if (e < 0 || now >= r->grant_expires_usec)

@@ -237,7 +237,9 @@ static void handle_inspect(const struct daemon_state *st, const struct wire_msg 
                 reply_json(b, json);
 }
 
-static void handle_status(const struct daemon_state *st, struct wire_builder *b)
+/* full: for the roles that work with keys; reviewers and root get what
+ * keyctl needs (the grants keyring) and nothing about policies or keys. */
+static void handle_status(const struct daemon_state *st, bool full, struct wire_builder *b)
 {
         json_object *o = json_object_new_object();
 
@@ -255,9 +257,11 @@ static void handle_status(const struct daemon_state *st, struct wire_builder *b)
                                                      (int64_t)st->engine_max_message : WIRE_MAX_DATA));
         json_object_object_add(o, "grants_keyring",
                                json_object_new_int(st->grants ? grants_keyring(st->grants) : 0));
-        keys_status(st->keys, o);
-        keys_sync_status(st->keys, st->store_watch, o);
-        nodes_status(st->nodes, o);
+        if (full) {
+                keys_status(st->keys, o);
+                keys_sync_status(st->keys, st->store_watch, o);
+                nodes_status(st->nodes, o);
+        }
         reply_json(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
         json_object_put(o);
 }
@@ -752,7 +756,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         }
         switch (req->type) {
         case WIRE_STATUS:
-                handle_status(st, reply);
+                handle_status(st, roles & (ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER), reply);
                 break;
         case WIRE_ENCRYPT:
         case WIRE_DECRYPT:

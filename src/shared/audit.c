@@ -52,7 +52,9 @@
 #include <fcntl.h>
 #include <libaudit.h>
 #include <limits.h>
+#include <linux/keyctl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,13 @@
 static pthread_mutex_t audit_lock = PTHREAD_MUTEX_INITIALIZER;
 static int audit_fd = -1;
 static bool audit_fail_all;
+/* The kernel audit rules this process added (audit_keyctl_watch), removed
+ * again by audit_close_log(). */
+#define WATCH_RULES_MAX 16
+static struct audit_rule_data *watch_rules[WATCH_RULES_MAX];
+static size_t n_watch_rules;
+
+static void watch_rules_remove_locked(void);
 
 int audit_open_log(void)
 {
@@ -102,6 +111,7 @@ out:
 void audit_close_log(void)
 {
         pthread_mutex_lock(&audit_lock);
+        watch_rules_remove_locked();
         if (audit_fd >= 0)
                 audit_close(audit_fd);
         audit_fd = -1;
@@ -425,4 +435,196 @@ void audit_subject_from_pidfd(struct audit_subject *s, int pidfd, bool check_uid
                 s->comm[0] = '\0';
                 s->exe[0] = '\0';
         }
+}
+
+/* --- who changes keys with keyctl ------------------------------------------ */
+
+/* The keyctl operations that change or end a key: what a reviewer does to a
+ * grant (timeout, revoke, invalidate), and what else could (unlink, setperm,
+ * chown). */
+static const unsigned keyctl_change_ops[] = {
+        KEYCTL_REVOKE, KEYCTL_CHOWN, KEYCTL_SETPERM, KEYCTL_UNLINK, KEYCTL_SET_TIMEOUT, KEYCTL_INVALIDATE,
+};
+
+/* libaudit's rule builders return its own EAU_* codes: not errno. */
+static int watch_field(struct audit_rule_data **rule, const char *fmt, ...) _printf_(2, 3);
+static int watch_field(struct audit_rule_data **rule, const char *fmt, ...)
+{
+        char pair[PATH_MAX + 16];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(pair, sizeof(pair), fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= sizeof(pair))
+                return -ENAMETOOLONG;
+        return audit_rule_fieldpair_data(rule, pair, AUDIT_FILTER_EXIT) == 0 ? 0 : -EINVAL;
+}
+
+static void watch_rules_remove_locked(void)
+{
+        for (size_t i = 0; i < n_watch_rules; i++) {
+                if (audit_fd >= 0)
+                        (void)audit_delete_rule_data(audit_fd, watch_rules[i], AUDIT_FILTER_EXIT,
+                                                     AUDIT_ALWAYS);
+                audit_rule_free_data(watch_rules[i]);
+        }
+        n_watch_rules = 0;
+}
+
+/* One rule: -a always,exit -F arch=ARCH -S keyctl -F a0=OP -F pid!=SELF
+ * -F exe!=SELF_EXE -k KEY.  exe!= leaves out every dkmd's own calls (its key
+ * cache changes all the time); pid!= makes the rule this process's own, so
+ * that removing it at stop leaves another instance's in place. */
+static int watch_add_locked(const char *arch, int nr, unsigned op, const char *exe, const char *key)
+{
+        struct audit_rule_data *rule = audit_rule_create_data();
+        int r;
+
+        if (!rule)
+                return -ENOMEM;
+        /* The arch before the syscall: its number depends on it. */
+        r = watch_field(&rule, "arch=%s", arch);
+        /* libaudit's audit_rule_syscall_data() is not public: its one line. */
+        if (r >= 0 && (nr < 0 || (unsigned)nr / 32 >= AUDIT_BITMASK_SIZE))
+                r = -EINVAL;
+        if (r >= 0)
+                rule->mask[nr / 32] |= UINT32_C(1) << (nr % 32);
+        if (r >= 0)
+                r = watch_field(&rule, "a0=%u", op);
+        if (r >= 0)
+                r = watch_field(&rule, "pid!=%d", (int)getpid());
+        if (r >= 0)
+                r = watch_field(&rule, "exe!=%s", exe);
+        if (r >= 0)
+                r = watch_field(&rule, "key=%s", key);
+        if (r >= 0) {
+                r = audit_add_rule_data(audit_fd, rule, AUDIT_FILTER_EXIT, AUDIT_ALWAYS);
+                r = r < 0 ? r : 0;
+        }
+        if (r < 0) {
+                audit_rule_free_data(rule);
+                return r;
+        }
+        watch_rules[n_watch_rules++] = rule;
+        return 0;
+}
+
+/* A rule of the shape watch_add_locked() makes, under key, that leaves out
+ * a pid that runs no more: left by a dkmd that died without removing it. */
+static bool watch_rule_is_stale(const struct audit_rule_data *rule, const char *key)
+{
+        unsigned off = 0;
+        bool ours = false;
+        pid_t pid = 0;
+
+        if ((rule->flags & ~AUDIT_FILTER_PREPEND) != AUDIT_FILTER_EXIT || rule->action != AUDIT_ALWAYS)
+                return false;
+        for (unsigned i = 0; i < rule->field_count && i < AUDIT_MAX_FIELDS; i++) {
+                unsigned f = rule->fields[i] & ~AUDIT_OPERATORS, v = rule->values[i];
+
+                switch (f) {
+                case AUDIT_ARCH:
+                case AUDIT_ARG0:
+                        break;
+                case AUDIT_PID:
+                        pid = (pid_t)v;
+                        break;
+                case AUDIT_EXE:
+                case AUDIT_FILTERKEY:
+                        if (v > rule->buflen - off)
+                                return false;
+                        if (f == AUDIT_FILTERKEY)
+                                ours = v == strlen(key) && memcmp(rule->buf + off, key, v) == 0;
+                        off += v;
+                        break;
+                default:
+                        return false; /* not a rule of ours */
+                }
+        }
+        return ours && pid > 0 && pid != getpid() && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Rules that a dkmd killed (SIGKILL, a crash) left behind: removed, so that
+ * restarts do not pile rules up that every system call walks past.  Best
+ * effort: a listing that fails leaves them. */
+static void watch_rules_reap_locked(const char *key)
+{
+        struct audit_rule_data *stale[64];
+        struct audit_reply rep;
+        size_t n = 0;
+
+        if (audit_request_rules_list_data(audit_fd) <= 0)
+                return;
+        for (;;) {
+                if (audit_get_reply(audit_fd, &rep, GET_REPLY_BLOCKING, 0) <= 0 || rep.type == NLMSG_DONE ||
+                    rep.type == NLMSG_ERROR)
+                        break;
+                if (rep.type != AUDIT_LIST_RULES || n >= ARRAY_SIZE(stale) ||
+                    !watch_rule_is_stale(rep.ruledata, key))
+                        continue;
+                stale[n] = malloc(sizeof(*rep.ruledata) + rep.ruledata->buflen);
+                if (stale[n]) {
+                        memcpy(stale[n], rep.ruledata, sizeof(*rep.ruledata) + rep.ruledata->buflen);
+                        n++;
+                }
+        }
+        /* Only once the listing is done: the socket carries one exchange. */
+        for (size_t i = 0; i < n; i++) {
+                (void)audit_delete_rule_data(audit_fd, stale[i], AUDIT_FILTER_EXIT, AUDIT_ALWAYS);
+                free(stale[i]);
+        }
+}
+
+int audit_keyctl_watch(const char *key)
+{
+        /* The native ABI and, where the machine has one, the 32-bit one:
+         * a 32-bit keyctl has other syscall numbers. */
+        static const char *const arches[] = { "b64", "b32" };
+        char exe[PATH_MAX];
+        ssize_t n;
+        int r = 0;
+
+        if (!key || !*key || strlen(key) > AUDIT_MAX_KEY_LEN)
+                return -EINVAL;
+        n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n < 0)
+                return negative_errno();
+        exe[n] = '\0';
+
+        pthread_mutex_lock(&audit_lock);
+        if (audit_fd < 0 || n_watch_rules > 0) {
+                r = audit_fd < 0 ? -ENOTCONN : 0;
+                goto out;
+        }
+        watch_rules_reap_locked(key);
+        for (size_t a = 0; a < ARRAY_SIZE(arches); a++) {
+                int machine = audit_determine_machine(arches[a]), nr;
+                size_t before = n_watch_rules;
+
+                if (machine < 0)
+                        continue;
+                nr = audit_name_to_syscall("keyctl", machine);
+                if (nr < 0)
+                        continue;
+                for (size_t i = 0; i < ARRAY_SIZE(keyctl_change_ops); i++) {
+                        r = n_watch_rules < WATCH_RULES_MAX ?
+                                watch_add_locked(arches[a], nr, keyctl_change_ops[i], exe, key) : -ENOBUFS;
+                        if (r < 0)
+                                break;
+                }
+                /* A kernel without the 32-bit ABI refuses its first rule. */
+                if (r == -EINVAL && a > 0 && n_watch_rules == before)
+                        r = 0;
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0 && n_watch_rules == 0)
+                r = -EOPNOTSUPP;
+        if (r < 0)
+                watch_rules_remove_locked();
+out:
+        pthread_mutex_unlock(&audit_lock);
+        return r;
 }

@@ -102,3 +102,15 @@ int audit_can_write(void);
  * would let through); NULL gives ?.  Returns a malloc'd string, NULL when
  * out of memory. */
 char *audit_value(const char *s);
+
+/* The key (-k) of the kernel audit rules that audit_keyctl_watch() adds:
+ * ausearch -k dkm-keyctl -i shows who changed a key with keyctl. */
+#define AUDIT_KEYCTL_RULE "dkm-keyctl"
+
+/* Asks the kernel to record every keyctl call that changes or ends a key
+ * (revoke, invalidate, set_timeout, setperm, chown, unlink) by any process
+ * but dkmd itself, with the caller's auid, uid and exe, under key.  Once per
+ * process; audit_close_log() removes the rules again.  Needs the log open
+ * (-ENOTCONN) and CAP_AUDIT_CONTROL (-EPERM); -EOPNOTSUPP when libaudit
+ * knows no keyctl for this machine. */
+int audit_keyctl_watch(const char *key);

@@ -40,6 +40,8 @@
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 static const char *const default_groups[3] = { "dkm-users", "dkm-operators", "dkm-approvers" };
+/* May be missing: then only dkmd itself manages grants with keyctl. */
+#define DEFAULT_REVIEWERS "dkm-reviewers"
 
 enum key_kind { K_PATH, K_SOCKET, K_ENGINE, K_GROUP, K_DURATION, K_UINT, K_U64, K_BACKEND,
                 K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME, K_MODULES, K_DIRS };
@@ -70,6 +72,7 @@ static const struct key_def keys[] = {
         { "groups", "users", K_GROUP, F(users_gid), 0, 0 },
         { "groups", "operators", K_GROUP, F(operators_gid), 0, 0 },
         { "groups", "approvers", K_GROUP, F(approvers_gid), 0, 0 },
+        { "groups", "reviewers", K_GROUP, F(reviewers_gid), 0, 0 },
         { "rotation", "max_age", K_DURATION, F(max_age_usec), USEC_PER_SEC, 3650 * USEC_PER_DAY },
         /* GCM with random nonces: stay at or below 2^32 uses per key. */
         { "rotation", "max_uses", K_U64, F(max_uses), 1, UINT64_C(1) << 32 },
@@ -626,6 +629,8 @@ void config_init_defaults(struct dkm_config *c)
         c->read_timeout_usec = 10 * USEC_PER_SEC;
         c->idle_timeout_usec = 15 * 60 * USEC_PER_SEC;
         c->stream_timeout_usec = 60 * USEC_PER_SEC;
+        if (resolve_group(DEFAULT_REVIEWERS, &c->reviewers_gid) < 0)
+                c->reviewers_gid = (gid_t)-1;
         c->max_age_usec = 30 * USEC_PER_DAY;
         c->max_uses = UINT64_C(1) << 30;
         c->approvals_required = 2;

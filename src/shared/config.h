@@ -37,6 +37,9 @@ struct dkm_config {
         uint64_t stream_timeout_usec; /* a passed descriptor without progress (60s) */
         /* [groups]: names are resolved to gids at load time */
         gid_t users_gid, operators_gid, approvers_gid;
+        /* who may see and cut grants with keyctl, and read dkmctl status's
+         * non-secret part; (gid_t)-1 when the default group does not exist */
+        gid_t reviewers_gid;
         /* [rotation] */
         uint64_t max_age_usec;      /* default 30d */
         uint64_t max_uses;          /* default 2^30 */

@@ -138,48 +138,113 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len)
         return 0;
 }
 
+int keyring_update(keyring_serial_t key, const void *payload, size_t len)
+{
+        if (!payload && len)
+                return -EINVAL;
+        return keyerr(keyctl_update(key, payload, len));
+}
+
+int keyring_set_perm(keyring_serial_t key, uint32_t perm)
+{
+        return keyerr(keyctl_setperm(key, perm));
+}
+
+int keyring_set_group(keyring_serial_t key, gid_t gid)
+{
+        /* uid -1: the owner stays (and so does its quota). */
+        return keyerr(keyctl_chown(key, (uid_t)-1, gid));
+}
+
 int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec)
 {
         return keyerr(keyctl_set_timeout(key, timeout_sec));
 }
 
 /* /proc/keys timeout column: "perm", "expd" or a count with a unit that
- * grows with the value (s below a minute, then m, h, d, w), rounded down. */
-static int parse_proc_timeout(const char *s, uint64_t *ret_sec)
+ * grows with the value: seconds below a minute, then whole minutes, hours,
+ * days, weeks, each rounded down.  So "2h" is anything from 2 h to 3 h less
+ * a second: each unit is read at its own resolution. */
+static int parse_proc_timeout(const char *s, uint64_t *ret_min, uint64_t *ret_max)
 {
-        unsigned long long n;
-        char unit, extra;
-        uint64_t mult;
+        uint64_t n = 0, unit;
+        size_t i;
 
         if (strcmp(s, "perm") == 0) {
-                *ret_sec = 0;
+                *ret_min = *ret_max = 0;
                 return 0;
         }
         if (strcmp(s, "expd") == 0)
                 return -EKEYEXPIRED;
-        if (sscanf(s, "%llu%c%c", &n, &unit, &extra) != 2)
+        /* Digits only: sscanf's %llu would take a sign or blanks. */
+        for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+                if (n > (UINT64_MAX - 9) / 10)
+                        return -EBADMSG;
+                n = n * 10 + (uint64_t)(s[i] - '0');
+        }
+        if (i == 0 || s[i] == '\0' || s[i + 1] != '\0')
                 return -EBADMSG;
-        switch (unit) {
-        case 's': mult = 1; break;
-        case 'm': mult = 60; break;
-        case 'h': mult = 3600; break;
-        case 'd': mult = 86400; break;
-        case 'w': mult = 604800; break;
+        switch (s[i]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        case 'w': unit = 604800; break;
         default: return -EBADMSG;
         }
+        if (n > (UINT64_MAX - unit) / unit)
+                return -EBADMSG;
         /* "0s" can show in the last second; 0 would read as "no expiry". */
-        *ret_sec = n ? n * mult : 1;
+        *ret_min = n ? n * unit : 1;
+        *ret_max = n * unit + unit - 1;
+        if (*ret_max < *ret_min)
+                *ret_max = *ret_min;
         return 0;
 }
 
-int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec)
+int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret)
+{
+        char flags[16], timeout[16];
+        unsigned serial;
+        int usage, n = 0;
+        struct keyring_proc_entry e = {};
+
+        if (!line || !ret)
+                return -EINVAL;
+        /* "serial flags usage timeout perm uid gid type desc": the first
+         * four are all that is read; %n makes sure they were there. */
+        if (sscanf(line, "%8x %15s %d %15s%n", &serial, flags, &usage, timeout, &n) != 4 || n == 0)
+                return -EBADMSG;
+        if (serial == 0 || serial > INT32_MAX)
+                return -EBADMSG;
+        e.serial = (keyring_serial_t)serial;
+        /* Flags: I R D Q U N i (instantiated, revoked, dead, quota, under
+         * construction, negative, invalidated), '-' where not set. */
+        if (strlen(flags) != 7)
+                return -EBADMSG;
+        if (flags[1] == 'R')
+                e.state = -EKEYREVOKED;
+        else if (flags[2] == 'D' || flags[6] == 'i' || flags[5] == 'N')
+                e.state = -ENOKEY;
+        else {
+                int r = parse_proc_timeout(timeout, &e.min_sec, &e.max_sec);
+
+                if (r == -EBADMSG)
+                        return r;
+                e.state = r;
+        }
+        *ret = e;
+        return 0;
+}
+
+int keyring_remaining_range(keyring_serial_t key, uint64_t *ret_min, uint64_t *ret_max)
 {
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
         FILE *f;
         int r = -ENOKEY;
 
-        if (!ret_sec)
+        if (!ret_min || !ret_max)
                 return -EINVAL;
 
         /* There is no keyctl that reports a key's expiry; /proc/keys is the
@@ -189,32 +254,31 @@ int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec)
         if (!f)
                 return negative_errno();
         while (getline(&line, &cap, f) > 0) {
-                unsigned serial;
-                char flags[16], timeout[16];
-                int usage;
+                struct keyring_proc_entry e;
 
-                if (sscanf(line, "%x %15s %d %15s", &serial, flags, &usage, timeout) != 4)
+                if (keyring_proc_parse_line(line, &e) < 0 || e.serial != key)
                         continue;
-                if ((keyring_serial_t)serial != key)
-                        continue;
-                /* Flags: I R D Q U N i (instantiated, revoked, dead, quota,
-                 * under construction, negative, invalidated). */
-                if (strlen(flags) != 7)
-                        r = -EBADMSG;
-                else if (flags[1] == 'R')
-                        r = -EKEYREVOKED;
-                else if (flags[2] == 'D' || flags[6] == 'i' || flags[5] == 'N')
-                        r = -ENOKEY;
-                else {
-                        uint64_t sec;
-
-                        r = parse_proc_timeout(timeout, &sec);
-                        if (r == 0)
-                                *ret_sec = sec;
+                r = e.state;
+                if (r == 0) {
+                        *ret_min = e.min_sec;
+                        *ret_max = e.max_sec;
                 }
                 break;
         }
         fclose(f);
+        return r;
+}
+
+int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec)
+{
+        uint64_t min, max;
+        int r;
+
+        if (!ret_sec)
+                return -EINVAL;
+        r = keyring_remaining_range(key, &min, &max);
+        if (r == 0)
+                *ret_sec = min;
         return r;
 }
 

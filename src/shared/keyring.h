@@ -44,11 +44,40 @@ int keyring_read(keyring_serial_t key, void *buf, size_t size, size_t *ret_len);
 
 int keyring_set_timeout(keyring_serial_t key, unsigned timeout_sec);
 
+/* Replaces the payload of this very key: -EKEYREVOKED for a revoked one
+ * (where add_key() would make a new key).  The kernel drops the timeout
+ * of a "user" key on update: set it again. */
+int keyring_update(keyring_serial_t key, const void *payload, size_t len);
+
+/* Sets the permission mask (KEY_POS_* ... KEY_OTH_*). */
+int keyring_set_perm(keyring_serial_t key, uint32_t perm);
+
+/* Gives the key to group gid, whose members then get the KEY_GRP_* bits.
+ * Without CAP_SYS_ADMIN the caller must be a member of gid: -EACCES. */
+int keyring_set_group(keyring_serial_t key, gid_t gid);
+
 /* Seconds until the key expires: 0 for no expiry; -EKEYEXPIRED,
  * -EKEYREVOKED, -ENOKEY.  Read from /proc/keys (no keyctl reports expiry),
  * whose resolution grows with the value: exact below a minute, then whole
- * minutes, hours, days, weeks; rounded down, so "5m" gives 300. */
+ * minutes, hours, days, weeks; rounded down, so "5m" gives 300: the least
+ * the key may have left. */
 int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec);
+
+/* The same as the range /proc/keys allows: "5m" is 300 to 359 s.  Both 0
+ * for no expiry.  Compare against what dkm set with the range, never with
+ * one end of it. */
+int keyring_remaining_range(keyring_serial_t key, uint64_t *ret_min, uint64_t *ret_max);
+
+/* One line of /proc/keys.  0 when it names a key: its serial, and state 0
+ * (live, min_sec..max_sec seconds left, both 0 for no expiry) or
+ * -EKEYEXPIRED, -EKEYREVOKED, -ENOKEY (dead, invalidated, negative).
+ * -EBADMSG for a line that does not read as one. */
+struct keyring_proc_entry {
+        keyring_serial_t serial;
+        int state;
+        uint64_t min_sec, max_sec;
+};
+int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret);
 
 /* Invalidates a key: gone at once for everyone; the kernel's garbage
  * collector then unlinks it from every keyring (asynchronously). */

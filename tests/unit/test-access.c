@@ -11,7 +11,8 @@
 #include "daemon/access.h"
 #include "shared/wire.h"
 
-static const struct dkm_config cfg = { .users_gid = 100, .operators_gid = 200, .approvers_gid = 300 };
+static const struct dkm_config cfg = { .users_gid = 100, .operators_gid = 200, .approvers_gid = 300,
+                                       .reviewers_gid = 400 };
 
 static void test_roles_from_groups(void **state)
 {
@@ -20,8 +21,11 @@ static void test_roles_from_groups(void **state)
         assert_int_equal(access_roles(&cfg, &p), ROLE_OPERATOR);
         p.gid = 100; /* primary group counts too */
         assert_int_equal(access_roles(&cfg, &p), ROLE_USER | ROLE_OPERATOR);
+        /* root: no implicit role but the reviewers' (status without keys). */
         p = (struct peer){ .uid = 0, .gid = 0 };
-        assert_int_equal(access_roles(&cfg, &p), 0); /* root: no implicit role */
+        assert_int_equal(access_roles(&cfg, &p), ROLE_REVIEWER);
+        p = (struct peer){ .uid = 9, .gid = 9, .groups = { 400 }, .n_groups = 1 };
+        assert_int_equal(access_roles(&cfg, &p), ROLE_REVIEWER);
 }
 
 static void test_unresolved_group_matches_nobody(void **state)
@@ -30,6 +34,7 @@ static void test_unresolved_group_matches_nobody(void **state)
         struct peer p = { .uid = 1, .gid = (gid_t)-1 };
 
         c.users_gid = (gid_t)-1;
+        c.reviewers_gid = (gid_t)-1;
         assert_int_equal(access_roles(&c, &p), 0);
 }
 
@@ -51,6 +56,14 @@ static void test_decisions(void **state)
         assert_int_equal(access_check(ROLE_APPROVER, WIRE_STATUS, &why), 0);
         assert_int_equal(access_check(0, WIRE_STATUS, &why), -EPERM);
         assert_string_equal(why, "not in any dkm group");
+        /* A reviewer: status (the grants keyring for keyctl), nothing else. */
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_STATUS, &why), 0);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_DECRYPT, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_INSPECT, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_KEY_LIST, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_ACCESS_LIST, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_ACCESS_REVOKE, &why), -EPERM);
+        assert_int_equal(access_check(ROLE_REVIEWER, WIRE_POLICY_LIST, &why), -EPERM);
         /* Elevated access: operators ask, approvers decide, both may list and revoke. */
         assert_int_equal(access_check(ROLE_OPERATOR, WIRE_ACCESS_REQUEST, &why), 0);
         assert_int_equal(access_check(ROLE_APPROVER, WIRE_ACCESS_REQUEST, &why), -EPERM);

@@ -4,7 +4,7 @@
  * the result flag, and the mapping of libaudit's return conventions.  The
  * read-back through a real auditd is tests/integration/test-audit-readback.sh.
  */
-/* wrap: audit_open audit_close audit_log_user_message */
+/* wrap: audit_open audit_close audit_log_user_message audit_add_rule_data audit_delete_rule_data */
 #include <errno.h>
 #include <libaudit.h>
 #include <setjmp.h>
@@ -62,6 +62,77 @@ int __wrap_audit_log_user_message(int fd, int type, const char *message, const c
         last_result = result;
         errno = err;
         return ret;
+}
+
+/* The keyctl rules: what was added and deleted. */
+#define RULES_MAX 32
+static unsigned rule_ops[RULES_MAX];
+static size_t n_added, n_deleted;
+
+int __wrap_audit_add_rule_data(int fd, struct audit_rule_data *rule, int flags, int action);
+int __wrap_audit_delete_rule_data(int fd, struct audit_rule_data *rule, int flags, int action);
+
+/* Checks one rule's fields: a0=OP, pid!=self, exe!=..., key=dkm-keyctl,
+ * an arch, the keyctl syscall's bit; returns its a0. */
+static unsigned check_rule(const struct audit_rule_data *rule)
+{
+        bool arch = false, pid = false, exe = false, key = false, a0 = false;
+        unsigned op = 0, off = 0, bits = 0;
+
+        for (unsigned i = 0; i < rule->field_count; i++) {
+                unsigned f = rule->fields[i] & ~AUDIT_OPERATORS, v = rule->values[i];
+
+                switch (f) {
+                case AUDIT_ARCH: arch = true; break;
+                case AUDIT_ARG0: a0 = true; op = v; break;
+                case AUDIT_PID:
+                        assert_int_equal(rule->fieldflags[i], AUDIT_NOT_EQUAL);
+                        assert_int_equal(v, (unsigned)getpid());
+                        pid = true;
+                        break;
+                case AUDIT_EXE:
+                        assert_int_equal(rule->fieldflags[i], AUDIT_NOT_EQUAL);
+                        exe = v > 0;
+                        off += v;
+                        break;
+                case AUDIT_FILTERKEY:
+                        assert_int_equal(v, strlen(AUDIT_KEYCTL_RULE));
+                        assert_memory_equal(rule->buf + off, AUDIT_KEYCTL_RULE, v);
+                        key = true;
+                        off += v;
+                        break;
+                default: fail_msg("unexpected field %u", f);
+                }
+        }
+        for (unsigned i = 0; i < AUDIT_BITMASK_SIZE; i++)
+                bits += (unsigned)__builtin_popcount(rule->mask[i]);
+        assert_int_equal(bits, 1); /* keyctl, nothing else */
+        assert_true(arch && pid && exe && key && a0);
+        return op;
+}
+
+int __wrap_audit_add_rule_data(int fd, struct audit_rule_data *rule, int flags, int action)
+{
+        int r = mock_type(int);
+
+        assert_int_equal(fd, FAKE_FD);
+        assert_int_equal(flags, AUDIT_FILTER_EXIT);
+        assert_int_equal(action, AUDIT_ALWAYS);
+        if (r >= 0) {
+                assert_true(n_added < RULES_MAX);
+                rule_ops[n_added++] = check_rule(rule);
+        }
+        return r;
+}
+
+int __wrap_audit_delete_rule_data(int fd, struct audit_rule_data *rule, int flags, int action)
+{
+        assert_int_equal(fd, FAKE_FD);
+        assert_int_equal(flags, AUDIT_FILTER_EXIT);
+        assert_int_equal(action, AUDIT_ALWAYS);
+        (void)check_rule(rule);
+        n_deleted++;
+        return 0;
 }
 
 static const struct audit_subject alice = {
@@ -302,6 +373,55 @@ static void test_fail_hook(void **state)
         unsetenv("DKM_AUDIT_FAIL");
 }
 
+static bool has_op(unsigned op)
+{
+        for (size_t i = 0; i < n_added; i++)
+                if (rule_ops[i] == op)
+                        return true;
+        return false;
+}
+
+static void test_keyctl_watch(void **state)
+{
+        (void)state;
+        n_added = n_deleted = 0;
+        /* Every changing operation, once per ABI (6 native, 6 more with a
+         * 32-bit one); removed again when the log closes. */
+        will_return_always(__wrap_audit_add_rule_data, 1);
+        assert_int_equal(audit_keyctl_watch(AUDIT_KEYCTL_RULE), 0);
+        assert_true(n_added == 6 || n_added == 12);
+        assert_true(has_op(3) && has_op(4) && has_op(5) && has_op(9) && has_op(15) && has_op(21));
+        assert_false(has_op(2)); /* read: not a change */
+        /* Once per process. */
+        assert_int_equal(audit_keyctl_watch(AUDIT_KEYCTL_RULE), 0);
+        assert_int_equal(n_deleted, 0);
+        audit_close_log();
+        assert_int_equal(n_deleted, n_added);
+
+        /* Not open: nothing sent. */
+        assert_int_equal(audit_keyctl_watch(AUDIT_KEYCTL_RULE), -ENOTCONN);
+        assert_int_equal(audit_keyctl_watch(""), -EINVAL);
+}
+
+static void test_keyctl_watch_refused(void **state)
+{
+        (void)state;
+        n_added = n_deleted = 0;
+        /* Without CAP_AUDIT_CONTROL the first rule fails: -EPERM, nothing
+         * left behind. */
+        will_return(__wrap_audit_add_rule_data, -EPERM);
+        assert_int_equal(audit_keyctl_watch(AUDIT_KEYCTL_RULE), -EPERM);
+        assert_int_equal(n_added, 0);
+        /* A failure half-way removes what was added. */
+        will_return_count(__wrap_audit_add_rule_data, 1, 3);
+        will_return(__wrap_audit_add_rule_data, -ENOMEM);
+        assert_int_equal(audit_keyctl_watch(AUDIT_KEYCTL_RULE), -ENOMEM);
+        assert_int_equal(n_added, 3);
+        assert_int_equal(n_deleted, 3);
+        audit_close_log();
+        assert_int_equal(n_deleted, 3);
+}
+
 static void test_subject_from_peer(void **state)
 {
         struct audit_subject s;
@@ -416,6 +536,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_fail_hook, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_subject_from_peer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_subject_from_pidfd, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_keyctl_watch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_keyctl_watch_refused, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,6 +39,8 @@ static void test_defaults(void **state)
         assert_int_equal(c.users_gid, 1001);
         assert_int_equal(c.operators_gid, 1002);
         assert_int_equal(c.approvers_gid, 1003);
+        if (!getgrnam("dkm-reviewers"))
+                assert_int_equal(c.reviewers_gid, (gid_t)-1);
         assert_int_equal(c.max_age_usec, 30 * 86400 * SEC);
         assert_int_equal(c.max_uses, UINT64_C(1) << 30);
         assert_int_equal(c.approvals_required, 2);
@@ -82,6 +84,7 @@ static void test_full(void **state)
                 "users=root\n"
                 "operators=0\n"
                 "approvers = 4242 ; numeric, need not exist\n"
+                "reviewers=4343\n"
                 "[rotation]\n"
                 "max_age=7d12h\n"
                 "max_uses=4294967296\n"
@@ -118,6 +121,7 @@ static void test_full(void **state)
         assert_int_equal(c.users_gid, 0);
         assert_int_equal(c.operators_gid, 0);
         assert_int_equal(c.approvers_gid, 4242);
+        assert_int_equal(c.reviewers_gid, 4343);
         assert_int_equal(c.max_age_usec, (7 * 86400 + 12 * 3600) * SEC);
         assert_int_equal(c.max_uses, UINT64_C(1) << 32);
         assert_int_equal(c.approvals_required, 1);
@@ -213,6 +217,16 @@ static void test_default_group_missing(void **state)
                                  "or gid)");
         assert_int_equal(parse("[groups]\nusers=0\noperators=0\n", &c, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "group 'dkm-approvers' does not exist"));
+
+        /* The reviewers group alone may be missing: then nobody but dkmd
+         * manages grants with keyctl. */
+        assert_int_equal(parse("[groups]\nusers=0\noperators=0\napprovers=0\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.reviewers_gid, (gid_t)-1);
+        config_free(&c);
+        /* Named, it must exist. */
+        assert_int_equal(parse("[groups]\nusers=0\noperators=0\napprovers=0\nreviewers=dkm-no-such-group\n",
+                               &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "[groups] reviewers: group 'dkm-no-such-group' does not exist"));
 }
 
 static void test_errors(void **state)

@@ -218,6 +218,124 @@ static void test_remaining(void **state)
         assert_int_equal(keyring_remaining(0x7ffffff0, &sec), -ENOKEY);
 }
 
+/* Every unit of /proc/keys' timeout column, read at its own resolution:
+ * the kernel writes whole units, rounded down. */
+static void expect_line(const char *timeout, int state, uint64_t min, uint64_t max)
+{
+        char line[160];
+        struct keyring_proc_entry e;
+
+        snprintf(line, sizeof(line), "1c2d3e4f I--Q---     1 %-4s 3f010000     0     0 user      dkm:grant:7: 9\n",
+                 timeout);
+        assert_int_equal(keyring_proc_parse_line(line, &e), 0);
+        assert_int_equal(e.serial, 0x1c2d3e4f);
+        assert_int_equal(e.state, state);
+        if (state == 0) {
+                assert_int_equal(e.min_sec, min);
+                assert_int_equal(e.max_sec, max);
+        }
+}
+
+static void expect_bad(const char *line)
+{
+        struct keyring_proc_entry e = { .serial = 42 };
+
+        assert_int_equal(keyring_proc_parse_line(line, &e), -EBADMSG);
+        assert_int_equal(e.serial, 42); /* untouched */
+}
+
+static void test_proc_parse(void **state)
+{
+        struct keyring_proc_entry e;
+
+        (void)state;
+        expect_line("perm", 0, 0, 0);
+        expect_line("expd", -EKEYEXPIRED, 0, 0);
+        expect_line("59s", 0, 59, 59);
+        expect_line("1s", 0, 1, 1);
+        expect_line("0s", 0, 1, 1); /* the last second; never "no expiry" */
+        expect_line("1m", 0, 60, 119);
+        expect_line("59m", 0, 3540, 3599);
+        expect_line("1h", 0, 3600, 7199);
+        expect_line("2h", 0, 7200, 10799);  /* a 2 h grant one second in: 1h */
+        expect_line("7h", 0, 25200, 28799); /* an 8 h grant one second in */
+        expect_line("23h", 0, 82800, 86399);
+        expect_line("1d", 0, 86400, 172799);
+        expect_line("6d", 0, 518400, 604799);
+        expect_line("1w", 0, 604800, 1209599);
+        expect_line("52w", 0, 52 * 604800ULL, 53 * 604800ULL - 1);
+
+        /* The flags decide before the timeout. */
+        assert_int_equal(keyring_proc_parse_line("00000007 IR-Q---     1 1h   3f010000 0 0 user x: 1", &e), 0);
+        assert_int_equal(e.state, -EKEYREVOKED);
+        assert_int_equal(keyring_proc_parse_line("00000007 I-DQ---     1 1h   3f010000 0 0 user x: 1", &e), 0);
+        assert_int_equal(e.state, -ENOKEY);
+        assert_int_equal(keyring_proc_parse_line("00000007 I--Q--i     1 1h   3f010000 0 0 user x: 1", &e), 0);
+        assert_int_equal(e.state, -ENOKEY);
+        assert_int_equal(keyring_proc_parse_line("00000007 I--Q-N-     1 perm 3f010000 0 0 user x: 1", &e), 0);
+        assert_int_equal(e.state, -ENOKEY);
+
+        expect_bad("");
+        expect_bad("garbage");
+        expect_bad("00000007 I--Q---     1");
+        expect_bad("00000007 I--Q--     1 1h   3f010000 0 0 user x: 1");     /* six flags */
+        expect_bad("00000000 I--Q---     1 1h   3f010000 0 0 user x: 1");     /* serial 0 */
+        expect_bad("80000000 I--Q---     1 1h   3f010000 0 0 user x: 1");     /* not a serial */
+        expect_bad("00000007 I--Q---     1 1x   3f010000 0 0 user x: 1");     /* unit */
+        expect_bad("00000007 I--Q---     1 h    3f010000 0 0 user x: 1");     /* no count */
+        expect_bad("00000007 I--Q---     1 12   3f010000 0 0 user x: 1");     /* no unit */
+        expect_bad("00000007 I--Q---     1 -1h  3f010000 0 0 user x: 1");     /* sign */
+        expect_bad("00000007 I--Q---     1 1hh  3f010000 0 0 user x: 1");
+        expect_bad("00000007 I--Q---     1 99999999999999w 3f010000 0 0 user x: 1"); /* overflow */
+}
+
+/* The range against the real kernel: what was set lies within it. */
+static void test_remaining_range(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-range", 0), key;
+        const unsigned set[] = { 30, 120, 3599, 3600, 7200, 28800, 3 * 86400, 14 * 86400 };
+        uint64_t min, max;
+
+        (void)state;
+        assert_int_equal(keyring_add(ring, "ranged", "x", 1, 0, &key), 0);
+        assert_int_equal(keyring_remaining_range(key, &min, &max), 0);
+        assert_int_equal(min, 0);
+        assert_int_equal(max, 0);
+        for (size_t i = 0; i < sizeof(set) / sizeof(set[0]); i++) {
+                assert_int_equal(keyring_set_timeout(key, set[i]), 0);
+                assert_int_equal(keyring_remaining_range(key, &min, &max), 0);
+                /* Read within two seconds of setting it. */
+                assert_true(min <= set[i]);
+                assert_true(max + 2 >= set[i]);
+                assert_true(min <= max);
+        }
+        assert_int_equal(keyring_remaining_range(0x7ffffff0, &min, &max), -ENOKEY);
+}
+
+/* In place, unlike keyring_add: a revoked key stays revoked. */
+static void test_update(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-update", 0), key, found;
+        uint64_t sec = 1;
+        char buf[16];
+        size_t len;
+
+        (void)state;
+        assert_int_equal(keyring_add(ring, "up", "old", 3, 600, &key), 0);
+        assert_int_equal(keyring_update(key, "newer", 5), 0);
+        assert_int_equal(keyring_read(key, buf, sizeof(buf), &len), 0);
+        assert_int_equal(len, 5);
+        assert_memory_equal(buf, "newer", 5);
+        /* The kernel drops the timeout on update: callers set it again. */
+        assert_int_equal(keyring_remaining(key, &sec), 0);
+        assert_int_equal(sec, 0);
+
+        assert_int_equal(keyctl_revoke(key), 0);
+        assert_int_equal(keyring_update(key, "again", 5), -EKEYREVOKED);
+        assert_int_equal(keyring_search(ring, "up", &found), -EKEYREVOKED);
+        assert_int_equal(keyring_update(key, NULL, 1), -EINVAL);
+}
+
 static void test_revoked(void **state)
 {
         keyring_serial_t ring = fresh_ring("dkm-test-revoke", 0), key, found;
@@ -343,6 +461,55 @@ static void test_possessor_only(void **state)
         assert_int_equal(child_read(skey, 1, 0), 0);
 }
 
+/* Reads key from a child that is uid 65534 in a session of its own (no
+ * possession), in group `group` or in none ((gid_t)-1). */
+static int child_read_in_group(keyring_serial_t key, gid_t group)
+{
+        pid_t pid = fork();
+        int status;
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char buf[64];
+
+                if (setgroups(group == (gid_t)-1 ? 0 : 1, &group) < 0 || setgid(65534) < 0 ||
+                    setuid(65534) < 0)
+                        _exit(200);
+                if (keyctl_join_session_keyring(NULL) < 0)
+                        _exit(201);
+                if (keyctl_read(key, buf, sizeof(buf)) < 0)
+                        _exit(errno);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        return WEXITSTATUS(status);
+}
+
+/* The grants keyring's scheme: a group's members get the group bits. */
+static void test_group(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-group", 0), key;
+        char desc[256];
+        unsigned uid, gid, perm;
+
+        (void)state;
+        if (geteuid() != 0)
+                skip(); /* another gid than our own, and setuid() to 65534 */
+        assert_int_equal(keyring_add(ring, "g", "grant", 5, 0, &key), 0);
+        assert_int_equal(keyring_set_group(key, 4242), 0);
+        assert_int_equal(keyring_set_perm(key, KEY_POS_ALL | KEY_GRP_VIEW | KEY_GRP_READ), 0);
+        assert_int_equal(keyring_describe(key, desc, sizeof(desc)), 0);
+        assert_int_equal(sscanf(strchr(desc, ';') + 1, "%u;%u;%x;", &uid, &gid, &perm), 3);
+        assert_int_equal(gid, 4242);
+        assert_int_equal(perm, KEY_POS_ALL | KEY_GRP_VIEW | KEY_GRP_READ);
+
+        assert_int_equal(child_read_in_group(key, 4242), 0);
+        assert_int_equal(child_read_in_group(key, (gid_t)-1), EACCES);
+        assert_int_equal(child_read_in_group(key, 4243), EACCES);
+        assert_int_equal(keyring_set_group(0x7ffffff0, 4242), -ENOKEY);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -351,9 +518,13 @@ int main(void)
                 cmocka_unit_test(test_read_enobufs),
                 cmocka_unit_test(test_timeout_expires),
                 cmocka_unit_test(test_remaining),
+                cmocka_unit_test(test_proc_parse),
+                cmocka_unit_test(test_remaining_range),
+                cmocka_unit_test(test_update),
                 cmocka_unit_test(test_revoked),
                 cmocka_unit_test(test_invalidate_and_list),
                 cmocka_unit_test(test_possessor_only),
+                cmocka_unit_test(test_group),
         };
 
         return cmocka_run_group_tests(tests, setup_session, NULL);
