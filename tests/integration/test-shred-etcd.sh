@@ -43,8 +43,9 @@ check "a customer-managed policy" bash -c \
         "as op policy create acme --customer-key 'file:$T/keys/cust-a.key' --customer-key 'file:$T/keys/cust-b.key' >/dev/null"
 printf 'acme data' | as svc encrypt --policy acme > "$W/a1"
 
-did=$(value names/default)
-aid=$(value names/acme)
+# The first line: a name record carries its MAC on the next.
+did=$(value names/default | sed -n 1p)
+aid=$(value names/acme | sed -n 1p)
 gkey=policies/$did/gens/0000000001
 gen1=$(json_field "$(value "$gkey")" wrapped_key)
 grev=$(mod_rev "$gkey")
