@@ -261,7 +261,8 @@ static struct seen *seen_get(struct store_auth *a, const char *key)
         struct seen k = { .key = (char *)key }, *e, *v;
         size_t lo = 0, hi = a->n_seen;
 
-        e = bsearch(&k, a->seen, a->n_seen, sizeof(*a->seen), seen_cmp);
+        /* bsearch() of an empty (NULL) array is undefined behaviour. */
+        e = a->n_seen ? bsearch(&k, a->seen, a->n_seen, sizeof(*a->seen), seen_cmp) : NULL;
         if (e)
                 return e;
         while (lo < hi) {
