@@ -30,7 +30,7 @@ static bool covers(const struct request *r, enum grant_scope scope, const char *
                 return false;
         if (scope == SCOPE_DECRYPT && r->scope != SCOPE_DECRYPT)
                 return false;
-        return !r->policy[0] || strcmp(r->policy, policy) == 0;
+        return !policy || !r->policy[0] || strcmp(r->policy, policy) == 0;
 }
 
 static int check_one(struct grants *g, struct request *r, void *userdata)
@@ -114,7 +114,10 @@ int grants_check(struct grants *g, const struct audit_subject *who, enum grant_s
         struct check_ctx c = { who, scope, policy, ret, -EPERM, err, false, false };
         int e;
 
-        grants_seterr(err, "not in the users group and no live grant for policy '%s'", policy);
+        if (policy)
+                grants_seterr(err, "not in the users group and no live grant for policy '%s'", policy);
+        else
+                grants_seterr(err, "not in the users group and no live grant");
         e = for_each_request(g, check_all, &c);
         if (e < 0 && (!store_unavailable(g->store, e) || !check_cached(g, &c))) {
                 grants_seterr(err, "cannot read grants: %s", store_error_text(g->store, e));

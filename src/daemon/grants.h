@@ -57,7 +57,8 @@ struct grant_use {
         char approvers[MAX_APPROVERS * 12];
 };
 
-/* Checks the kernel's grant key of who's live grant covering scope on policy.
+/* Checks the kernel's grant key of who's live grant covering scope on policy
+ * (NULL: on any policy, for a caller whose policy is not known yet).
  * -EPERM with err "no live grant ...", -EKEYEXPIRED "grant N expired",
  * -EKEYREVOKED "grant N revoked". */
 int grants_check(struct grants *g, const struct audit_subject *who, enum grant_scope scope,

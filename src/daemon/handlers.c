@@ -738,8 +738,20 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 return;
         }
         if (r < 0 && req->type == WIRE_DECRYPT_FD && st->grants) {
+                struct grant_use use;
+                char gwhy[GRANT_ERR_MAX] = "";
+
                 /* The policy is in the stream's header, which dkmd reads
-                 * from the passed input: the grant is checked there. */
+                 * from the passed input: the grant is checked there.  A
+                 * caller with no live decrypt grant at all is refused first,
+                 * before any descriptor it passed is read. */
+                r = grants_check(st->grants, &peer->subj, SCOPE_DECRYPT, NULL, &use, gwhy);
+                if (r < 0) {
+                        snprintf(msg, sizeof(msg), "permission denied: %s", gwhy);
+                        refusal_record(peer, &peer->subj, req->type, msg);
+                        reply_error(reply, r, msg);
+                        return;
+                }
                 under_grant = true;
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
                 r = grant_allows(st, peer, req, &peer->subj, msg, sizeof(msg));

@@ -15,6 +15,7 @@ raw() {
         case $who in
         svc) uid=$SVC_UID groups=$USERS_GID ;;
         human) uid=$HUMAN_UID groups=$HUMAN_UID ;;
+        op) uid=$OP_UID groups=$OPERATORS_GID ;;
         *) echo "unknown identity $who" >&2; return 2 ;;
         esac
         setpriv --reuid "$uid" --regid "$uid" --groups "$groups" --inh-caps=-all "$@"
@@ -95,6 +96,11 @@ mkfifo -m 0666 "$W/fifo"
 out=$(raw human "$FLOOD" stream "$SOCK" 18 "$W/fifo" /dev/null 6)
 check "a non-member's decrypt-stream is refused before the FIFO is read ($out)" \
         matches "reply: permission denied" <<<"$out"
+# An operator may decrypt a stream under a grant, whose policy is in the
+# stream's header; with no live grant at all it is refused before that.
+out=$(raw op "$FLOOD" stream "$SOCK" 18 "$W/fifo" /dev/null 6)
+check "an operator without a grant is refused before the FIFO is read ($out)" \
+        matches "reply: permission denied: not in the users group and no live grant" <<<"$out"
 raw svc "$FLOOD" stream "$SOCK" 18 heldpipe /dev/null 15 > "$T/held.out" &
 held_pid=$!
 check "while a member's stream waits on a silent pipe, dkmd serves others" as svc status
