@@ -436,7 +436,19 @@ static int step_store_auth(struct daemon *d)
                 d->record_key = NULL;
                 return r;
         }
-        snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
+        /* One file per store: a node moved from SQLite to an etcd prefix
+         * (or between prefixes) must not judge one store by what it saw
+         * of another.  The name only tells prefixes apart; it guards
+         * nothing. */
+        if (d->cfg.store_backend && strcmp(d->cfg.store_backend, "etcd") == 0) {
+                const char *prefix = d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX;
+                uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+
+                for (const char *c = prefix; *c; c++)
+                        h = (h ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
+                snprintf(seen, sizeof(seen), "%s/store-seen-etcd-%016" PRIx64, d->cfg.state_dir, h);
+        } else
+                snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
         r = store_auth_open(d->store, d->record_key, seen, on_refused_record, NULL, &d->store);
         secret_free(d->record_key);
         d->record_key = NULL;
@@ -921,11 +933,17 @@ int main(int argc, char **argv)
                 pthread_join(d.watch, NULL);
         /* Leave the fleet at once: the others stop listing this node. */
         nodes_stop(d.nodes);
-        server_free(d.server);
         /* Connection threads are detached and may still be inside the key
-         * manager or the store: leave those to the process exit. */
-        audit_close_log();
-        config_free(&d.cfg);
+         * manager or the store, or waiting on a peer or a passed descriptor
+         * until its timeout: leave those to the process exit, and with them
+         * the server and the configuration they read, unless every one has
+         * ended. */
+        if (server_drained(d.server, 1000)) {
+                server_free(d.server);
+                audit_close_log();
+                config_free(&d.cfg);
+        } else
+                log_info("connections still open at stop: they end with the process");
         log_info("stopped");
         return r < 0 ? 1 : 0;
 

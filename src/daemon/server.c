@@ -409,6 +409,22 @@ void server_stop(struct server *s)
         ssize_t k _unused_ = write(s->stop_pipe[1], "x", 1);
 }
 
+bool server_drained(struct server *s, unsigned wait_ms)
+{
+        for (unsigned waited = 0;; waited += 10) {
+                unsigned live;
+
+                pthread_mutex_lock(&s->limits.lock);
+                live = s->limits.total;
+                pthread_mutex_unlock(&s->limits.lock);
+                if (live == 0)
+                        return true;
+                if (waited >= wait_ms)
+                        return false;
+                usleep(10000);
+        }
+}
+
 void server_free(struct server *s)
 {
         if (!s)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include <stdbool.h>
+
 #include "access.h"
 #include "grants.h"
 #include "keys.h"
@@ -31,6 +33,10 @@ void server_stop(struct server *s);
 /* How long the accept loop has not turned, when that is longer than it
  * ever should be (it turns every second, idle or not); 0 while it turns. */
 uint64_t server_stuck_usec(const struct server *s);
+/* Whether every connection thread has ended, waiting up to wait_ms for
+ * those still answering; after server_stop(). */
+bool server_drained(struct server *s, unsigned wait_ms);
+/* Only once drained: connection threads use it to the end. */
 void server_free(struct server *s);
 
 /* Handles one parsed request from peer; builds the reply. */

@@ -130,11 +130,14 @@ install_steps() {
                 "$UNITS/dkmd.service" "$UNITS/dkmd.socket"
         show ls -Z /usr/local/sbin/dkmd /usr/local/bin/dkmctl "$CRED" "$UNITS/dkmd.service"
         show ls -dZ /etc/dkm /var/lib/dkm /run/dkm
-        for g in dkm-users dkm-operators dkm-approvers; do
+        for g in dkm-users dkm-operators dkm-approvers dkm-reviewers; do
                 check "group $g exists" getent group "$g"
         done
         check "user dkm exists, in no role group" sh -c "id dkm && ! id -nG dkm | grep -q 'dkm-'"
-        check "root is in no role group" sh -c "! id -nG root | grep -q 'dkm-'"
+        # root reviews grants with keyctl (sysusers puts it in dkm-reviewers),
+        # and holds no role that reaches data.
+        check "root is in no role group" sh -c "! id -nG root | tr ' ' '\n' | grep -qE '^dkm-(users|operators|approvers)\$'"
+        check "root is a reviewer" sh -c "id -nG root | tr ' ' '\n' | grep -qx dkm-reviewers"
         # A service account, an operator, two approvers, and a human.
         useradd -M -N -s /bin/sh -G dkm-users svc
         useradd -M -N -s /bin/sh -G dkm-operators alice
