@@ -512,7 +512,9 @@ static int stream_grant_recheck(struct stream_grant *g, const char *policy, uint
         if (r >= 0)
                 return grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err,
                                  KEYS_ERR_MAX);
-        snprintf(err, KEYS_ERR_MAX, "permission denied: stopped mid-stream: %s", why);
+        /* Cut to fit: why may be longer than what is left after the prefix. */
+        (void)!snprintf(err, KEYS_ERR_MAX, "permission denied: stopped mid-stream: %.*s",
+                        (int)(KEYS_ERR_MAX - sizeof("permission denied: stopped mid-stream: ")), why);
         awhy = audit_value(why);
         audit_record(AUDIT_KIND_ACCESS, "grant-use-stop", g->subj, false,
                      "request=%u use=%s policy=%s generation=%u error=%s", g->grant, wire_type_name(g->type),
