@@ -205,6 +205,26 @@ static void test_record(void **state)
                 assert_int_equal(recovery_record_decode((const uint8_t *)bad[i], strlen(bad[i]), &back), -EBADMSG);
 }
 
+/* Writes to out the share file in with field f (0-based) replaced and the
+ * checksum made right again: a well-formed share that differs in f only. */
+static void rewrite_share(const char *in, const char *out, int f, const char *value)
+{
+        char line[256], buf[256] = "", *save = NULL;
+        int n = 0;
+        FILE *fp = fopen(in, "r");
+
+        assert_non_null(fp);
+        assert_non_null(fgets(line, sizeof(line), fp));
+        fclose(fp);
+        line[strcspn(line, "\n")] = 0;
+        for (char *p = strtok_r(line, ":", &save); p && n < 7; p = strtok_r(NULL, ":", &save), n++)
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", n ? ":" : "", n == f ? value : p);
+        fp = fopen(out, "w");
+        assert_non_null(fp);
+        fprintf(fp, "%s:%08x\n", buf, recovery_share_crc32(buf, strlen(buf)));
+        fclose(fp);
+}
+
 /* The whole path over an in-memory store: split at init, recover from any
  * three, refuse two, a damaged share, a wrong one and another installation's. */
 static void test_create_and_recover(void **state)
@@ -266,6 +286,20 @@ static void test_create_and_recover(void **state)
         }
         char *w[3] = { paths[0], wrong, paths[2] };
         assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EKEYREJECTED);
+        /* Another installation's share, another set's, another K of N. */
+        rewrite_share(path[1], wrong, 1, "0123456789abcdef");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EXDEV);
+        assert_non_null(strstr(err, "belongs to another installation (0123456789abcdef)"));
+        rewrite_share(path[1], wrong, 2, "00000000");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+        rewrite_share(path[1], wrong, 3, "2");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+        /* A damaged one is named. */
+        f = fopen(wrong, "w");
+        fprintf(f, "not a share\n");
+        fclose(f);
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "not a dkm recovery share"));
 
         /* The key file: written once, 0600; the same key again is fine;
          * another key is never replaced. */
