@@ -15,7 +15,7 @@ SAN ?=
 CC ?= cc
 PKG_CONFIG ?= pkg-config
 
-PKGS ?= libkcapi libkeyutils audit libcrypto sqlite3 inih json-c p11-kit-1 libcurl
+PKGS ?= libkcapi libkeyutils audit libcrypto sqlite3 inih json-c p11-kit-1 libcurl libgfshare
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)

@@ -7,7 +7,7 @@ pkgs=(
         build-essential pkg-config clang llvm libclang-rt-14-dev
         libkcapi-dev libkcapi1 kcapi-tools libkeyutils-dev keyutils libaudit-dev auditd
         libcmocka-dev libsqlite3-dev sqlite3 libssl-dev openssl libinih-dev libjson-c-dev
-        libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc libcurl4-openssl-dev etcd-server etcd-client
+        libgfshare-dev libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc libcurl4-openssl-dev etcd-server etcd-client
         util-linux procps psmisc socat time age gnupg
         qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd kmod
         systemd debootstrap debian-archive-keyring e2fsprogs

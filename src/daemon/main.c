@@ -21,6 +21,7 @@
 #include "log.h"
 #include "masterkey.h"
 #include "records.h"
+#include "recovery.h"
 #include "shared/secret.h"
 #include "store/store-auth.h"
 #include "server.h"
@@ -43,6 +44,11 @@ static struct {
         const char *config_path;
         bool init;
         bool authenticate_store;
+        const char *recovery_dir;  /* --init: write recovery shares here */
+        bool recover;              /* the arguments are share files */
+        const char *recover_out;   /* where --recover writes the key; NULL: [daemon] master_key */
+        char **shares;
+        unsigned n_shares;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -91,10 +97,20 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store]\n\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init [--recovery-dir DIR] | --authenticate-store]\n"
+                   "       dkmd [--config FILE] --recover [--recover-out PATH|-] SHARE-FILE...\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory and, if missing, the master\n"
                    "                     key file, then exit\n"
+                   "      --recovery-dir DIR\n"
+                   "                     with --init: also split the master key into [recovery]\n"
+                   "                     shares= files DIR/recovery-share-N, threshold= of which\n"
+                   "                     rebuild it\n"
+                   "      --recover      rebuild the master key from the share files, check it\n"
+                   "                     against the store and write it to [daemon] master_key\n"
+                   "      --recover-out PATH|-\n"
+                   "                     write the recovered key to PATH instead (-: standard\n"
+                   "                     output, for systemd-creds encrypt)\n"
                    "      --authenticate-store\n"
                    "                     after a rolling upgrade: authenticate the records that\n"
                    "                     older nodes wrote without a MAC, then exit\n"
@@ -108,6 +124,9 @@ static int parse_args(int argc, char **argv)
                 { "config", required_argument, NULL, 'c' },
                 { "init", no_argument, NULL, 'i' },
                 { "authenticate-store", no_argument, NULL, 'A' },
+                { "recovery-dir", required_argument, NULL, 'R' },
+                { "recover", no_argument, NULL, 'r' },
+                { "recover-out", required_argument, NULL, 'o' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -125,6 +144,15 @@ static int parse_args(int argc, char **argv)
                 case 'A':
                         arg.authenticate_store = true;
                         break;
+                case 'R':
+                        arg.recovery_dir = optarg;
+                        break;
+                case 'r':
+                        arg.recover = true;
+                        break;
+                case 'o':
+                        arg.recover_out = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         exit(0);
@@ -135,6 +163,21 @@ static int parse_args(int argc, char **argv)
                         usage(stderr);
                         return -EINVAL;
                 }
+        if (arg.recover) {
+                arg.shares = argv + optind;
+                arg.n_shares = (unsigned)(argc - optind);
+                if (arg.init || arg.authenticate_store || arg.recovery_dir || arg.n_shares == 0) {
+                        fprintf(stderr, "dkmd: --recover takes share files and goes with no --init, "
+                                        "--recovery-dir or --authenticate-store\n");
+                        return -EINVAL;
+                }
+                return 0;
+        }
+        if (arg.recover_out || (arg.recovery_dir && !arg.init)) {
+                fprintf(stderr, "dkmd: %s\n", arg.recover_out ? "--recover-out goes with --recover"
+                                                               : "--recovery-dir goes with --init");
+                return -EINVAL;
+        }
         if (optind < argc) {
                 fprintf(stderr, "dkmd: unexpected argument '%s'\n", argv[optind]);
                 return -EINVAL;
@@ -491,6 +534,117 @@ static int authenticate_store(struct daemon *d)
         r = audit_record(AUDIT_KIND_KEY, "store-adopt", NULL, true, "records=%zu", n);
         if (r < 0)
                 log_err("cannot audit --authenticate-store: %s", strerror(-r));
+        return 0;
+}
+
+/* dkmd --init --recovery-dir: the master key split into shares for its
+ * custodians, and the store's record to recognise the key by (recovery.h). */
+static int init_recovery(struct daemon *d)
+{
+        _cleanup_secret_ uint8_t *master = secret_alloc(ENGINE_KEY_SIZE);
+        _cleanup_free_ char *dir = NULL;
+        struct recovery_record rec;
+        struct audit_subject self;
+        char err[1024], id[2 * RECOVERY_INSTALL_ID_SIZE + 1];
+        size_t n = 0;
+        int r;
+
+        if (!master)
+                return -ENOMEM;
+        r = keyring_read(d->master, master, ENGINE_KEY_SIZE, &n);
+        if (r >= 0 && n != ENGINE_KEY_SIZE)
+                r = -EBADMSG;
+        if (r < 0) {
+                log_err("cannot read the master key back from the keyring: %s", strerror(-r));
+                return r;
+        }
+        audit_subject_from_peer(&self, getpid(), getuid(), getgid());
+        dir = audit_value(arg.recovery_dir);
+        r = recovery_create(d->store, master, d->cfg.recovery_shares, d->cfg.recovery_threshold,
+                            arg.recovery_dir, &rec, err, sizeof(err));
+        if (r < 0) {
+                _cleanup_free_ char *why = audit_value(err);
+
+                log_err("%s", err);
+                if (audit_record(AUDIT_KIND_KEY, "recovery-shares-create", &self, false, "dir=%s reason=%s",
+                                 dir ? dir : "?", why ? why : "?") < 0)
+                        log_err("cannot audit the failed share creation");
+                return r;
+        }
+        for (size_t i = 0; i < sizeof(rec.install_id); i++)
+                sprintf(id + 2 * i, "%02x", rec.install_id[i]);
+        r = audit_record(AUDIT_KIND_KEY, "recovery-shares-create", &self, true,
+                         "installation=%s threshold=%u share_count=%u dir=%s", id, rec.threshold, rec.shares,
+                         dir ? dir : "?");
+        if (r < 0)
+                log_err("cannot audit the creation of the recovery shares: %s", strerror(-r));
+        log_notice("master key split into %u recovery shares (any %u rebuild it) for installation %s: "
+                   "%s/recovery-share-1..%u; give each to its own custodian and delete them here",
+                   rec.shares, rec.threshold, id, arg.recovery_dir, rec.shares);
+        return 0;
+}
+
+/* dkmd --recover: the master key rebuilt from shares, checked against the
+ * store before anything is written. */
+static int recover(struct daemon *d)
+{
+        _cleanup_secret_ uint8_t *master = secret_alloc(ENGINE_KEY_SIZE);
+        _cleanup_free_ char *out_v = NULL, *why = NULL;
+        const char *out = arg.recover_out ? arg.recover_out : d->cfg.master_key;
+        struct recovery_record rec;
+        struct audit_subject self;
+        char err[8400] = "", id[2 * RECOVERY_INSTALL_ID_SIZE + 1], path[4200];
+        bool written = false;
+        int r;
+
+        if (!master)
+                return -ENOMEM;
+        if (!out) {
+                log_err("[daemon] master_key is the systemd credential '%s': give --recover-out - and "
+                        "pipe the key into systemd-creds encrypt", d->cfg.master_key_credential);
+                return -EINVAL;
+        }
+        audit_subject_from_peer(&self, getpid(), getuid(), getgid());
+        out_v = audit_value(out);
+        step_audit(d);
+        /* Opening a SQLite store that is not there would create an empty one. */
+        snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
+        if (strcmp(d->cfg.store_backend, "sqlite") == 0 && access(path, F_OK) < 0) {
+                r = negative_errno();
+                snprintf(err, sizeof(err), "store %s: %s: the shares are checked against the store's "
+                         "recovery record, so the store comes back first (from a backup)", path, strerror(-r));
+        } else {
+                r = step_store(d);
+                if (r < 0)
+                        snprintf(err, sizeof(err), "%s", d->failure);
+        }
+        if (r >= 0)
+                r = recovery_recover(d->store, arg.shares, arg.n_shares, master, &rec, err, sizeof(err));
+        store_close(d->store);
+        d->store = NULL;
+        if (r >= 0) {
+                for (size_t i = 0; i < sizeof(rec.install_id); i++)
+                        sprintf(id + 2 * i, "%02x", rec.install_id[i]);
+                /* Fail closed: no key leaves here unaudited. */
+                r = audit_record(AUDIT_KIND_KEY, "recovery-recover", &self, true,
+                                 "installation=%s share_files=%u out=%s", id, arg.n_shares, out_v ? out_v : "?");
+                if (r < 0 && d->cfg.audit_fail_closed)
+                        snprintf(err, sizeof(err), "cannot write the audit record (%s): the recovered key "
+                                 "is not written ([audit] fail_closed=yes)", strerror(-r));
+                else
+                        r = recovery_write_key(out, master, &written, err, sizeof(err));
+        }
+        if (r < 0) {
+                why = audit_value(err);
+                log_err("recovery refused: %s", err);
+                if (audit_record(AUDIT_KIND_KEY, "recovery-recover", &self, false, "share_files=%u out=%s reason=%s",
+                                 arg.n_shares, out_v ? out_v : "?", why ? why : "?") < 0)
+                        log_err("cannot audit the refused recovery");
+                return r;
+        }
+        log_notice("master key of installation %s rebuilt from %u shares and checked against the store; %s%s",
+                   id, arg.n_shares, strcmp(out, "-") == 0 ? "written to standard output" :
+                   written ? "written to " : "the same key is already in ", strcmp(out, "-") == 0 ? "" : out);
         return 0;
 }
 
@@ -862,8 +1016,16 @@ int main(int argc, char **argv)
                 notify_status("", "configuration error: %s", err);
                 return EXIT_CONFIG;
         }
-        if (arg.init)
+        if (arg.init && !arg.recovery_dir)
                 return do_init(&d.cfg) < 0 ? 1 : 0;
+        if (arg.recover) {
+                r = recover(&d);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
+        if (arg.init && do_init(&d.cfg) < 0)
+                return 1;
         if (apply_ckey_allow(&d.cfg) < 0) {
                 config_free(&d.cfg);
                 return 1;
@@ -895,6 +1057,13 @@ int main(int argc, char **argv)
         r = step_store_auth(&d);
         if (r < 0)
                 goto out_store;
+        if (arg.init) {
+                r = init_recovery(&d);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         if (arg.authenticate_store) {
                 r = authenticate_store(&d);
                 store_close(d.store);

@@ -103,6 +103,11 @@ static const struct key_def keys[] = {
          * store; only on the administrator's say-so. */
         { "store", "insecure", K_BOOL, F(store_insecure), 0, 0 },
         { "audit", "fail_closed", K_BOOL, F(audit_fail_closed), 0, 0 },
+        /* Shamir over GF(256) (libgfshare) numbers shares 1..255; more than
+         * 16 custodians is a list nobody can keep, and one share alone must
+         * never rebuild the key (threshold >= 2, checked in finish()). */
+        { "recovery", "shares", K_UINT, F(recovery_shares), 2, CONFIG_RECOVERY_SHARES_MAX },
+        { "recovery", "threshold", K_UINT, F(recovery_threshold), 2, CONFIG_RECOVERY_SHARES_MAX },
 };
 #undef F
 
@@ -489,13 +494,17 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
                 if (r < 0 || u < k->min || u > k->max) {
                         bool approvals = r >= 0 && u > k->max &&
                                          k->offset == offsetof(struct dkm_config, approvals_required);
+                        bool one_share = r >= 0 && u < k->min &&
+                                         k->offset == offsetof(struct dkm_config, recovery_threshold);
 
                         set_err(p, p->line, "[%s] %s: must be a whole number from %llu to %llu, "
                                             "got '%s'%s",
                                 k->section, k->name, (unsigned long long)k->min,
                                 (unsigned long long)k->max, vb,
                                 approvals ? " (a request records no more approvals than that, "
-                                            "so more could never be met)" : "");
+                                            "so more could never be met)" :
+                                one_share ? " (with threshold=1 any single share would be the master "
+                                            "key itself)" : "");
                         return false;
                 }
                 if (k->kind == K_U64)
@@ -644,6 +653,8 @@ void config_init_defaults(struct dkm_config *c)
         c->store_backend = strdup("sqlite");
         c->node_ttl_usec = 10 * USEC_PER_SEC;
         c->audit_fail_closed = true;
+        c->recovery_shares = 5;
+        c->recovery_threshold = 3;
 }
 
 void config_free(struct dkm_config *c)
@@ -810,6 +821,11 @@ static int finish(struct parser *p)
                                 group_keys[i], default_groups[i], group_keys[i]);
                         return -EINVAL;
                 }
+        if (c->recovery_threshold > c->recovery_shares) {
+                set_err(p, 0, "[recovery] threshold=%u is more than shares=%u: the shares could never "
+                              "rebuild the master key", c->recovery_threshold, c->recovery_shares);
+                return -EINVAL;
+        }
         if (strcmp(c->store_backend, "etcd") == 0) {
                 if (!c->store_endpoints) {
                         set_err(p, 0, "[store] endpoints: required with backend=etcd");

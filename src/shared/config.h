@@ -23,6 +23,8 @@
 /* A request records at most this many approvals (grants.h sizes its array
  * by it), so approvals_required may not ask for more: it could never be met. */
 #define CONFIG_APPROVALS_MAX 32
+/* [recovery] shares: at most this many custodians. */
+#define CONFIG_RECOVERY_SHARES_MAX 16
 
 struct dkm_config {
         /* [daemon] */
@@ -69,6 +71,8 @@ struct dkm_config {
         bool store_insecure;         /* etcd: allow plain http endpoints (default no) */
         /* [audit] */
         bool audit_fail_closed;      /* default yes */
+        unsigned recovery_shares;    /* default 5, 2 to CONFIG_RECOVERY_SHARES_MAX */
+        unsigned recovery_threshold; /* default 3, 2 to recovery_shares */
 };
 
 /* Defaults, with groups resolved by name; a default group that does not

@@ -47,6 +47,8 @@ static void test_defaults(void **state)
         assert_int_equal(c.max_duration_usec, 8 * 3600 * SEC);
         assert_int_equal(c.request_ttl_usec, 3600 * SEC);
         assert_int_equal(c.max_policies, 50);
+        assert_int_equal(c.recovery_shares, 5);
+        assert_int_equal(c.recovery_threshold, 3);
         assert_int_equal(c.hedge_delay_usec, 50000);
         assert_int_equal(c.cache_ttl_usec, 2 * 3600 * SEC);
         assert_string_equal(c.store_backend, "sqlite");
@@ -107,6 +109,9 @@ static void test_full(void **state)
                 "node_ttl=4s\n"
                 "[audit]\n"
                 "fail_closed=no\n"
+                "[recovery]\n"
+                "shares=16\n"
+                "threshold=16\n"
                 "[daemon]\n" /* a section may be opened again */
                 "master_key=/etc/credstore/dkm.key\n";
         struct dkm_config c;
@@ -128,6 +133,8 @@ static void test_full(void **state)
         assert_int_equal(c.max_duration_usec, 1800 * SEC);
         assert_int_equal(c.request_ttl_usec, 7200 * SEC);
         assert_int_equal(c.max_policies, 3);
+        assert_int_equal(c.recovery_shares, 16);
+        assert_int_equal(c.recovery_threshold, 16);
         assert_int_equal(c.hedge_delay_usec, 0);
         assert_int_equal(c.cache_ttl_usec, SEC);
         assert_string_equal(c.store_backend, "etcd");
@@ -289,6 +296,17 @@ static void test_errors(void **state)
                   "dkmd.conf:2: [rotation] max_uses: must be a whole number from 1 to 4294967296, "
                   "got '4294967297'" },
                 { "[rotation]\nmax_uses=1e9\n", "[rotation] max_uses: must be a whole number" },
+                /* One share alone must never be the key. */
+                { "[recovery]\nthreshold=1\n",
+                  "dkmd.conf:2: [recovery] threshold: must be a whole number from 2 to 16, got '1' "
+                  "(with threshold=1 any single share would be the master key itself)" },
+                { "[recovery]\nshares=1\nthreshold=1\n",
+                  "dkmd.conf:2: [recovery] shares: must be a whole number from 2 to 16, got '1'" },
+                { "[recovery]\nshares=17\n",
+                  "dkmd.conf:2: [recovery] shares: must be a whole number from 2 to 16, got '17'" },
+                { "[recovery]\nthreshold=0\n", "[recovery] threshold: must be a whole number from 2 to 16" },
+                { GROUPS "[recovery]\nshares=3\nthreshold=4\n",
+                  "[recovery] threshold=4 is more than shares=3: the shares could never rebuild the master key" },
                 { "[access]\napprovals_required=0\n",
                   "dkmd.conf:2: [access] approvals_required: must be a whole number from 1 to 32, "
                   "got '0'" },

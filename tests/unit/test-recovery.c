@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Recovery shares: the share format (shared/recovery-share.h), secret
+ * sharing through libgfshare (shared/shamir.h), the store's recovery record
+ * and the whole split, recover and write path (daemon/recovery.h) over an
+ * in-memory store. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "daemon/masterkey.h"
+#include "daemon/recovery.h"
+#include "shared/recovery-share.h"
+#include "shared/shamir.h"
+#include "store/store-auth.h"
+#include "store/store.h"
+
+static const char good[] =
+        "dkm-share-1:db6b376ee48b7db3:0f94f24c:3:5:1:"
+        "70408cacb75ccd87af0266909b654d23b04874888a82d1b547feeef0cbf27ea3:cbc47967";
+
+static void test_parse_good(void **state)
+{
+        struct recovery_share s;
+        char line[RECOVERY_SHARE_TEXT_MAX], crlf[sizeof(good) + 2];
+
+        (void)state;
+        assert_int_equal(recovery_share_parse(good, strlen(good), &s), 0);
+        assert_int_equal(s.threshold, 3);
+        assert_int_equal(s.shares, 5);
+        assert_int_equal(s.index, 1);
+        assert_int_equal(s.install_id[0], 0xdb);
+        assert_int_equal(s.set_id[3], 0x4c);
+        assert_int_equal(s.value[0], 0x70);
+        assert_int_equal(s.value[31], 0xa3);
+        /* The checksum is zlib's CRC-32 of the text before the last ':'. */
+        assert_int_equal(recovery_share_crc32("123456789", 9), 0xcbf43926u);
+        assert_int_equal(recovery_share_format(&s, line, sizeof(line)), 0);
+        assert_string_equal(line, good);
+        snprintf(crlf, sizeof(crlf), "%s\r\n", good);
+        assert_int_equal(recovery_share_parse(crlf, strlen(crlf), &s), 0);
+        /* Too small a buffer: refused, and nothing of the share left in it. */
+        assert_int_equal(recovery_share_format(&s, line, 40), -ENOBUFS);
+        assert_int_equal(line[0], 0);
+}
+
+/* Replaces the field at index f (0-based, ':'-separated) and, if fix, the
+ * checksum so that only the field's own check can refuse it. */
+static void edit(char *out, size_t size, int f, const char *value, bool fix)
+{
+        char tmp[256], *fields[8], *save = NULL;
+        int n = 0;
+
+        snprintf(tmp, sizeof(tmp), "%s", good);
+        for (char *p = strtok_r(tmp, ":", &save); p && n < 8; p = strtok_r(NULL, ":", &save))
+                fields[n++] = p;
+        assert_int_equal(n, 8);
+        fields[f] = (char *)value;
+        snprintf(out, size, "%s:%s:%s:%s:%s:%s:%s:", fields[0], fields[1], fields[2], fields[3], fields[4],
+                 fields[5], fields[6]);
+        if (fix)
+                snprintf(out + strlen(out), size - strlen(out), "%08x",
+                         recovery_share_crc32(out, strlen(out) - 1));
+        else
+                snprintf(out + strlen(out), size - strlen(out), "%s", fields[7]);
+}
+
+static void test_parse_bad(void **state)
+{
+        static const struct {
+                int field;
+                const char *value;
+                bool fix;
+                int want;
+        } cases[] = {
+                /* one digit of the share mistyped: the checksum tells */
+                { 6, "70408cacb75ccd87af0266909b654d23b04874888a82d1b547feeef0cbf27ea4", false, -EILSEQ },
+                { 3, "2", false, -EILSEQ },
+                { 5, "2", false, -EILSEQ },
+                { 0, "dkm-share-2", true, -EPROTONOSUPPORT },
+                { 0, "dkm-share-", true, -EBADMSG },
+                { 0, "dkm-share-01", true, -EBADMSG },
+                { 0, "xkm-share-1", true, -EBADMSG },
+                { 1, "db6b376ee48b7db", true, -EBADMSG },
+                { 1, "DB6B376EE48B7DB3", true, -EBADMSG },
+                { 2, "0f94f24", true, -EBADMSG },
+                { 3, "1", true, -ERANGE },   /* threshold 1: one share would be the key */
+                { 3, "6", true, -ERANGE },   /* threshold above shares */
+                { 4, "17", true, -ERANGE },
+                { 5, "6", true, -ERANGE },   /* index above shares */
+                { 5, "0", true, -EBADMSG },
+                { 5, "05", true, -EBADMSG },
+                { 5, "-1", true, -EBADMSG },
+                { 5, "100", true, -EBADMSG },
+                { 6, "70408cacb75ccd87af0266909b654d23b04874888a82d1b547feeef0cbf27e", true, -EBADMSG },
+                { 6, "70408cacb75ccd87af0266909b654d23b04874888a82d1b547feeef0cbf27eaz", true, -EBADMSG },
+                { 7, "cbc4796", false, -EBADMSG },
+                { 7, "CBC47967", false, -EBADMSG },
+        };
+        struct recovery_share s;
+        char line[256];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                memset(&s, 0x5a, sizeof(s));
+                edit(line, sizeof(line), cases[i].field, cases[i].value, cases[i].fix);
+                if (recovery_share_parse(line, strlen(line), &s) != cases[i].want) {
+                        fprintf(stderr, "case %zu: %s\n", i, line);
+                        fail();
+                }
+                assert_int_equal(s.threshold, 0x5a5a5a5a); /* untouched on error */
+        }
+        assert_int_equal(recovery_share_parse("", 0, &s), -EBADMSG);
+        assert_int_equal(recovery_share_parse(good, strlen(good) - 1, &s), -EBADMSG);
+        snprintf(line, sizeof(line), "%s:", good);
+        assert_int_equal(recovery_share_parse(line, strlen(line), &s), -EBADMSG);
+        snprintf(line, sizeof(line), "%s\n\n", good);
+        assert_int_equal(recovery_share_parse(line, strlen(line), &s), -EBADMSG);
+        assert_non_null(strstr(recovery_share_strerror(-EILSEQ), "checksum"));
+}
+
+static void test_shamir(void **state)
+{
+        uint8_t secret[32], shares[16 * 32], out[32];
+        const uint8_t *pick[3];
+        uint8_t nrs[3];
+
+        (void)state;
+        for (int i = 0; i < 32; i++)
+                secret[i] = (uint8_t)(i * 7 + 1);
+        assert_int_equal(shamir_split(secret, 32, 5, 3, shares), 0);
+        /* Any three rebuild it, in any order. */
+        for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++)
+                        for (int c = 0; c < 5; c++) {
+                                if (a == b || b == c || a == c)
+                                        continue;
+                                pick[0] = shares + a * 32, pick[1] = shares + b * 32, pick[2] = shares + c * 32;
+                                nrs[0] = (uint8_t)(a + 1), nrs[1] = (uint8_t)(b + 1), nrs[2] = (uint8_t)(c + 1);
+                                assert_int_equal(shamir_combine(pick, nrs, 3, 32, out), 0);
+                                assert_memory_equal(out, secret, 32);
+                        }
+        /* Two do not (pick is shares 5, 4, 3 now). */
+        assert_int_equal(shamir_combine(pick, nrs, 2, 32, out), 0);
+        assert_memory_not_equal(out, secret, 32);
+        /* Two splits differ: the coefficients are random. */
+        memcpy(out, shares, 32);
+        assert_int_equal(shamir_split(secret, 32, 5, 3, shares), 0);
+        assert_memory_not_equal(out, shares, 32);
+        /* Refused: threshold 1, threshold above n, duplicate or zero numbers. */
+        assert_int_equal(shamir_split(secret, 32, 5, 1, shares), -EINVAL);
+        assert_int_equal(shamir_split(secret, 32, 3, 4, shares), -EINVAL);
+        nrs[0] = nrs[1] = 1;
+        assert_int_equal(shamir_combine(pick, nrs, 2, 32, out), -EINVAL);
+        nrs[0] = 0, nrs[1] = 2;
+        assert_int_equal(shamir_combine(pick, nrs, 2, 32, out), -EINVAL);
+}
+
+static void test_record(void **state)
+{
+        struct recovery_record rec = { .install_id = { 1, 2, 3, 4, 5, 6, 7, 8 }, .set_id = { 9, 10, 11, 12 },
+                                       .threshold = 3, .shares = 5, .created_usec = 1796663633664065 };
+        struct recovery_record back;
+        char *json = NULL;
+        static const char *const bad[] = {
+                "{}",
+                "{\"version\":2,\"installation\":\"0102030405060708\",\"set\":\"090a0b0c\",\"threshold\":3,"
+                "\"shares\":5,\"check\":\"" "0000000000000000000000000000000000000000000000000000000000000000"
+                "\",\"created_usec\":1}",
+                "{\"version\":1,\"installation\":\"0102030405060708\",\"set\":\"090a0b0c\",\"threshold\":1,"
+                "\"shares\":5,\"check\":\"" "0000000000000000000000000000000000000000000000000000000000000000"
+                "\",\"created_usec\":1}",
+                "{\"version\":1,\"installation\":\"0102030405060708\",\"set\":\"090a0b0c\",\"threshold\":3,"
+                "\"shares\":17,\"check\":\"" "0000000000000000000000000000000000000000000000000000000000000000"
+                "\",\"created_usec\":1}",
+                "{\"version\":1,\"installation\":\"01020304050607\",\"set\":\"090a0b0c\",\"threshold\":3,"
+                "\"shares\":5,\"check\":\"" "0000000000000000000000000000000000000000000000000000000000000000"
+                "\",\"created_usec\":1}",
+                "[1]",
+                "{\"version\":1} x",
+        };
+
+        (void)state;
+        for (int i = 0; i < 32; i++)
+                rec.check[i] = (uint8_t)i;
+        assert_int_equal(recovery_record_encode(&rec, &json), 0);
+        assert_int_equal(recovery_record_decode((const uint8_t *)json, strlen(json), &back), 0);
+        assert_memory_equal(back.install_id, rec.install_id, sizeof(rec.install_id));
+        assert_memory_equal(back.set_id, rec.set_id, sizeof(rec.set_id));
+        assert_memory_equal(back.check, rec.check, sizeof(rec.check));
+        assert_int_equal(back.threshold, 3);
+        assert_int_equal(back.shares, 5);
+        assert_int_equal(back.created_usec, rec.created_usec);
+        free(json);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_int_equal(recovery_record_decode((const uint8_t *)bad[i], strlen(bad[i]), &back), -EBADMSG);
+}
+
+/* Writes to out the share file in with field f (0-based) replaced and the
+ * checksum made right again: a well-formed share that differs in f only. */
+static void rewrite_share(const char *in, const char *out, int f, const char *value)
+{
+        char line[256], buf[256] = "", *save = NULL;
+        int n = 0;
+        FILE *fp = fopen(in, "r");
+
+        assert_non_null(fp);
+        assert_non_null(fgets(line, sizeof(line), fp));
+        fclose(fp);
+        line[strcspn(line, "\n")] = 0;
+        for (char *p = strtok_r(line, ":", &save); p && n < 7; p = strtok_r(NULL, ":", &save), n++)
+                snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "%s%s", n ? ":" : "", n == f ? value : p);
+        fp = fopen(out, "w");
+        assert_non_null(fp);
+        fprintf(fp, "%s:%08x\n", buf, recovery_share_crc32(buf, strlen(buf)));
+        fclose(fp);
+}
+
+/* The whole path over an in-memory store: split at init, recover from any
+ * three, refuse two, a damaged share, a wrong one and another installation's. */
+static void test_create_and_recover(void **state)
+{
+        uint8_t master[32], other[32], rkey[32], got[32];
+        char dir[] = "/tmp/dkm-test-recovery.XXXXXX", path[5][300], err[1024], keyfile[320], wrong[320];
+        char *paths[5];
+        struct store *inner, *s;
+        struct recovery_record rec, rrec;
+        struct stat st;
+        bool written;
+        FILE *f;
+        char line[256];
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        for (int i = 0; i < 32; i++)
+                master[i] = (uint8_t)(0xa0 + i), other[i] = (uint8_t)i;
+        assert_int_equal(masterkey_derive_record_key(master, rkey), 0);
+        assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner), 0);
+        assert_int_equal(store_auth_open(inner, rkey, NULL, NULL, NULL, &s), 0);
+        assert_int_equal(recovery_create(s, master, 5, 3, dir, &rec, err, sizeof(err)), 0);
+        assert_int_equal(rec.threshold, 3);
+        for (int i = 0; i < 5; i++) {
+                snprintf(path[i], sizeof(path[i]), "%s/recovery-share-%d", dir, i + 1);
+                paths[i] = path[i];
+                assert_int_equal(stat(path[i], &st), 0);
+                assert_int_equal(st.st_mode & 0777, 0600);
+        }
+        /* A second set is refused, and leaves the first alone. */
+        assert_int_equal(recovery_create(s, master, 5, 3, dir, &rrec, err, sizeof(err)), -EEXIST);
+        assert_int_equal(stat(path[4], &st), 0);
+
+        /* recover reads the backend (s owns inner): the record key comes
+         * from the shares. */
+        assert_int_equal(recovery_recover(inner, paths + 2, 3, got, &rrec, err, sizeof(err)), 0);
+        assert_memory_equal(got, master, 32);
+        assert_int_equal(recovery_recover(inner, paths, 2, got, &rrec, err, sizeof(err)), -ENOKEY);
+        assert_non_null(strstr(err, "needs 3 of its 5"));
+        /* The same share twice counts once. */
+        char *twice[3] = { paths[0], paths[0], paths[1] };
+        assert_int_equal(recovery_recover(inner, twice, 3, got, &rrec, err, sizeof(err)), -ENOKEY);
+
+        /* A wrong share with a valid checksum: the check value refuses it. */
+        f = fopen(path[1], "r");
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        fclose(f);
+        {
+                char *v = line;
+                for (int i = 0; i < 6; i++)
+                        v = strchr(v, ':') + 1;
+                v[0] = v[0] == '0' ? '1' : '0';
+                snprintf(wrong, sizeof(wrong), "%s/wrong", dir);
+                *strrchr(line, ':') = 0;
+                f = fopen(wrong, "w");
+                fprintf(f, "%s:%08x\n", line, recovery_share_crc32(line, strlen(line)));
+                fclose(f);
+        }
+        char *w[3] = { paths[0], wrong, paths[2] };
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EKEYREJECTED);
+        /* Another installation's share, another set's, another K of N. */
+        rewrite_share(path[1], wrong, 1, "0123456789abcdef");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EXDEV);
+        assert_non_null(strstr(err, "belongs to another installation (0123456789abcdef)"));
+        rewrite_share(path[1], wrong, 2, "00000000");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+        rewrite_share(path[1], wrong, 3, "2");
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+        /* A damaged one is named. */
+        f = fopen(wrong, "w");
+        fprintf(f, "not a share\n");
+        fclose(f);
+        assert_int_equal(recovery_recover(inner, w, 3, got, &rrec, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "not a dkm recovery share"));
+
+        /* The key file: written once, 0600; the same key again is fine;
+         * another key is never replaced. */
+        snprintf(keyfile, sizeof(keyfile), "%s/master.key", dir);
+        assert_int_equal(recovery_write_key(keyfile, master, &written, err, sizeof(err)), 0);
+        assert_true(written);
+        assert_int_equal(stat(keyfile, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(st.st_size, 32);
+        assert_int_equal(recovery_write_key(keyfile, master, &written, err, sizeof(err)), 0);
+        assert_false(written);
+        assert_int_equal(recovery_write_key(keyfile, other, &written, err, sizeof(err)), -EEXIST);
+        assert_non_null(strstr(err, "holds another key"));
+
+        /* A store without a recovery record (never split, or not this one). */
+        {
+                struct store *inner2, *s2;
+                uint8_t rkey2[32];
+
+                assert_int_equal(masterkey_derive_record_key(other, rkey2), 0);
+                assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner2), 0);
+                assert_int_equal(store_auth_open(inner2, rkey2, NULL, NULL, NULL, &s2), 0);
+                assert_int_equal(recovery_recover(inner2, paths, 3, got, &rrec, err, sizeof(err)), -ENOENT);
+                store_close(s2);
+        }
+        store_close(s);
+        for (int i = 0; i < 5; i++)
+                unlink(path[i]);
+        unlink(wrong);
+        unlink(keyfile);
+        rmdir(dir);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_parse_good),
+                cmocka_unit_test(test_parse_bad),
+                cmocka_unit_test(test_shamir),
+                cmocka_unit_test(test_record),
+                cmocka_unit_test(test_create_and_recover),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
