@@ -43,6 +43,7 @@ static struct {
         const char *config_path;
         bool init;
         bool authenticate_store;
+        bool accept_older_store;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -64,6 +65,7 @@ struct daemon {
         bool stopping;
         uint64_t watchdog_usec;  /* $WATCHDOG_USEC for this process; 0: none */
         bool config_error;       /* a start-up failure that deserves EXIT_CONFIG */
+        bool store_empty;        /* the store holds no record at all */
         char failure[8192];      /* why start-up failed, for STATUS= */
 };
 
@@ -91,10 +93,13 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store]\n\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store | --accept-older-store]\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
-                   "      --init         create the state directory and, if missing, the master\n"
-                   "                     key file, then exit\n"
+                   "      --init         create the state directory, the store and, if missing,\n"
+                   "                     the master key file, then exit\n"
+                   "      --accept-older-store\n"
+                   "                     serve a store older than one this node has served\n"
+                   "                     (restored from an older copy): what was written since is lost\n"
                    "      --authenticate-store\n"
                    "                     after a rolling upgrade: authenticate the records that\n"
                    "                     older nodes wrote without a MAC, then exit\n"
@@ -108,6 +113,7 @@ static int parse_args(int argc, char **argv)
                 { "config", required_argument, NULL, 'c' },
                 { "init", no_argument, NULL, 'i' },
                 { "authenticate-store", no_argument, NULL, 'A' },
+                { "accept-older-store", no_argument, NULL, 'O' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -124,6 +130,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'A':
                         arg.authenticate_store = true;
+                        break;
+                case 'O':
+                        arg.accept_older_store = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -286,9 +295,31 @@ static int location_add(char **loc, const char *name, const char *value)
         return 0;
 }
 
+static int any_record(const struct store_kv *kv, void *userdata)
+{
+        (void)kv;
+        (void)userdata;
+        return 1;
+}
+
+/* Whether the store holds any record (d->store_empty), read from the
+ * backend itself before records are authenticated. */
+static int store_look(struct daemon *d)
+{
+        int r = store_ops_of(d->store)->range(d->store, "", any_record, NULL);
+
+        if (r < 0) {
+                fail(d, "cannot read the store: %s", store_error_text(NULL, r));
+                return r;
+        }
+        d->store_empty = r == 0;
+        return 0;
+}
+
 static int step_store(struct daemon *d)
 {
-        char path[4200];
+        char path[4200], why[512];
+        struct stat st;
         int r;
 
         if (strcmp(d->cfg.store_backend, "etcd") == 0) {
@@ -330,13 +361,63 @@ static int step_store(struct daemon *d)
                 d->st.store_watch = true;
                 log_info("store: etcd at %s, prefix %s", d->cfg.store_endpoints,
                          d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX);
-                return 0;
+                return store_look(d);
         }
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
+        /* Only --init creates a store: one lost must not come back empty,
+         * with a new default policy, as if nothing had been there. */
+        if (!arg.init && stat(path, &st) < 0 && errno == ENOENT) {
+                fail(d, "store %s does not exist: a plain start never creates one; restore it (with its "
+                     "-wal file) from a backup, or create a new, empty store with dkmd --init (ciphertexts "
+                     "made under a lost store stay unreadable)", path);
+                d->config_error = true;
+                return -ENOENT;
+        }
         r = store_open(&store_sqlite_ops, path, &d->store);
+        if (r == -EBADMSG) {
+                store_sqlite_describe(path, why, sizeof(why));
+                fail(d, "cannot open store %s: %s; dkmd will not change it (restore it from a backup)",
+                     path, why);
+                d->config_error = true;
+        } else if (r < 0)
+                fail(d, "cannot open store %s: %s", path, strerror(-r));
         if (r < 0)
-                fail(d, "cannot open store %s: %s%s", path, strerror(-r),
-                     r == -ENOENT ? " (run dkmd --init first)" : "");
+                return r;
+        return store_look(d);
+}
+
+/* dkmd --init: the store, created, and marked as made on purpose, so that
+ * a plain start can tell it from one that was lost.  The marker carries no
+ * MAC (the master key may be a credential that only the service sees); the
+ * first start authenticates it with every other record. */
+#define STORE_INIT_KEY "initialized"
+
+static int init_store(struct daemon *d)
+{
+        char v[64];
+        int r;
+
+        r = step_store(d);
+        if (r < 0)
+                return r;
+        if (d->store_empty) {
+                const struct store_cmp cmp = { STORE_INIT_KEY, 0 };
+                const struct store_op op = { STORE_PUT, STORE_INIT_KEY, v, 0 };
+                struct store_op o = op;
+
+                o.value_len = (size_t)snprintf(v, sizeof(v), "{\"initialized_usec\":%" PRIu64 "}",
+                                               now_real_usec());
+                r = store_ops_of(d->store)->txn(d->store, &cmp, 1, &o, 1, NULL);
+                if (r == -ESTALE)
+                        r = 0; /* another node of the fleet initialised it at the same moment */
+                if (r < 0)
+                        log_err("cannot initialise the store: %s", store_error_text(NULL, r));
+                else
+                        log_info("store created");
+        } else
+                log_info("store already initialised; left as it is");
+        store_close(d->store);
+        d->store = NULL;
         return r;
 }
 
@@ -426,7 +507,8 @@ static int check_master_before_migration(struct daemon *d)
  * store from before that is taken over here, at the first start. */
 static int step_store_auth(struct daemon *d)
 {
-        char seen[4200], err[512];
+        char seen[4200], err[1024];
+        uint64_t rev = 0, high = 0;
         size_t n = 0;
         int r;
 
@@ -444,6 +526,30 @@ static int step_store_auth(struct daemon *d)
                 d->store = NULL;
                 fail(d, "cannot authenticate the store: %s", strerror(-r));
                 return r;
+        }
+        /* An older store than this node has served: rolled back (a WAL cut
+         * short), replaced or restored from an older copy. */
+        r = store_auth_check_revision(d->store, arg.accept_older_store, &rev, &high, err, sizeof(err));
+        if (r < 0) {
+                fail(d, "%s", err);
+                d->config_error = true;
+                return r;
+        }
+        if (rev < high) {
+                log_notice("store: serving revision %" PRIu64 ", older than revision %" PRIu64 " served "
+                           "before, as --accept-older-store asked; what was written since is lost", rev, high);
+                r = audit_record(AUDIT_KIND_KEY, "store-accept-older", NULL, true,
+                                 "revision=%" PRIu64 " seen=%" PRIu64, rev, high);
+                if (r < 0)
+                        log_err("cannot audit --accept-older-store: %s", strerror(-r));
+        }
+        if (d->store_empty) {
+                fail(d, "the store is empty (%s): a plain start never creates one; restore it from a "
+                     "backup, or run dkmd --init to create a new, empty store",
+                     strcmp(d->cfg.store_backend, "etcd") == 0 ? "no record under the etcd prefix" :
+                                                                 "no record in dkm.db");
+                d->config_error = true;
+                return -ENODATA;
         }
         r = store_auth_migrate(d->store, &n, err, sizeof(err));
         if (r < 0) {
@@ -829,7 +935,7 @@ int main(int argc, char **argv)
         char err[512];
         pthread_t sigt;
         sigset_t set;
-        int r;
+        int r, r2;
 
         log_setup();
         /* Timed waits on the monotonic clock: a wall clock stepped back must
@@ -850,8 +956,13 @@ int main(int argc, char **argv)
                 notify_status("", "configuration error: %s", err);
                 return EXIT_CONFIG;
         }
-        if (arg.init)
-                return do_init(&d.cfg) < 0 ? 1 : 0;
+        if (arg.init) {
+                r = do_init(&d.cfg);
+                if (r >= 0)
+                        r = init_store(&d);
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         if (apply_ckey_allow(&d.cfg) < 0) {
                 config_free(&d.cfg);
                 return 1;
@@ -922,6 +1033,11 @@ int main(int argc, char **argv)
         /* Leave the fleet at once: the others stop listing this node. */
         nodes_stop(d.nodes);
         server_free(d.server);
+        /* dkm.db alone then holds everything: an administrator who copies
+         * it has copied the store. */
+        r2 = store_checkpoint(d.store);
+        if (r2 < 0)
+                log_err("cannot checkpoint the store at stop: %s", strerror(-r2));
         /* Connection threads are detached and may still be inside the key
          * manager or the store: leave those to the process exit. */
         audit_close_log();
