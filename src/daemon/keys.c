@@ -454,7 +454,9 @@ int keys_load(struct keys *k, char *err)
                                 keys_seterr(err, "policy '%s' was created on another node, but it "
                                             "cannot be read from the store", DEFAULT_POLICY);
                                 r = -EBADMSG;
-                        }
+                        } else if (r >= 0)
+                                log_info("policy '%s' was created by another node at the same moment: "
+                                         "serving that one", DEFAULT_POLICY);
                 }
                 if (r < 0)
                         goto out;

@@ -402,12 +402,11 @@ static int init_store(struct daemon *d)
                 return r;
         if (d->store_empty) {
                 const struct store_cmp cmp = { STORE_INIT_KEY, 0 };
-                const struct store_op op = { STORE_PUT, STORE_INIT_KEY, v, 0 };
-                struct store_op o = op;
+                size_t n = (size_t)snprintf(v, sizeof(v), "{\"initialized_usec\":%" PRIu64 "}",
+                                            now_real_usec());
+                const struct store_op op = { STORE_PUT, STORE_INIT_KEY, v, n };
 
-                o.value_len = (size_t)snprintf(v, sizeof(v), "{\"initialized_usec\":%" PRIu64 "}",
-                                               now_real_usec());
-                r = store_ops_of(d->store)->txn(d->store, &cmp, 1, &o, 1, NULL);
+                r = store_ops_of(d->store)->txn(d->store, &cmp, 1, &op, 1, NULL);
                 if (r == -ESTALE)
                         r = 0; /* another node of the fleet initialised it at the same moment */
                 if (r < 0)

@@ -888,7 +888,20 @@ void store_sqlite_describe(const char *path, char *buf, size_t size)
                                  "made (altered, or from an unknown version)");
                         goto out;
                 }
-                n += (size_t)snprintf(buf + n, size - n, " %s", t ? t : "?");
+                /* One line for the journal: SQLite's report has several,
+                 * after a "*** in database main ***" header. */
+                if (t && strncmp(t, "*** in database ", 16) == 0 && (t = strchr(t, '\n')))
+                        t++;
+                if (n + 2 < size)
+                        buf[n++] = ' ';
+                for (; t && *t && n + 3 < size; t++)
+                        if (*t != '\n')
+                                buf[n++] = *t;
+                        else if (t[1]) {
+                                buf[n++] = ';';
+                                buf[n++] = ' ';
+                        }
+                buf[n] = 0;
         }
         if (rc != SQLITE_DONE && n < size)
                 snprintf(buf + n, size - n, " %s", sqlite3_errmsg(db));

@@ -273,6 +273,7 @@ static void test_describe(void **state)
         store_sqlite_describe(path_of("flip.db"), why, sizeof(why));
         assert_non_null(strstr(why, "damaged"));
         assert_null(strstr(why, " ok"));
+        assert_null(strchr(why, '\n')); /* one line for the journal */
 }
 
 /* A clean stop leaves everything in dkm.db, nothing in the WAL. */
