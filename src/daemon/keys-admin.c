@@ -9,6 +9,7 @@
 #include "shared/format.h"
 #include "shared/secret.h"
 #include "shared/util.h"
+#include "store/store-auth.h"
 #include "wrap.h"
 
 
@@ -49,6 +50,15 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         uint64_t rev;
         int r;
 
+        key_generation(kn, sizeof(kn), p->rec.id, n);
+        if (store_auth_lost(k->env.store, kn)) {
+                /* Its ciphertexts are still about: a new key under the same
+                 * number would make them fail as forgeries, not as lost. */
+                keys_seterr(err, "cannot issue generation %u of policy '%s': this node saw a generation %u "
+                            "of it in a newer store, given up with --accept-older-store; a generation "
+                            "number never names two keys: restore the store that holds it", n, p->rec.name, n);
+                return -EEXIST;
+        }
         r = new_wrapped_gen(k, p, n, &nrec, err);
         if (r < 0)
                 return r;

@@ -334,6 +334,8 @@ struct load_ctx {
         struct policy *cur;
         char *err;
         int r;
+        bool only_new;  /* a second pass: skip the policies loaded already */
+        bool skipping;  /* the generations of one of those */
 };
 
 static int load_assignment_cb(const struct store_kv *kv, void *userdata)
@@ -349,8 +351,15 @@ static int load_one(const struct store_kv *kv, void *userdata)
         int r;
 
         if (!slash) {
-                struct policy *p = calloc(1, sizeof(*p)), **ps;
+                struct policy *p, **ps;
+                uint8_t id[16];
 
+                c->skipping = false;
+                if (c->only_new && uuid_from_string(rest, id) >= 0 && find_policy_id(c->k, id)) {
+                        c->skipping = true;
+                        return 0;
+                }
+                p = calloc(1, sizeof(*p));
                 if (!p)
                         return -ENOMEM;
                 pthread_mutex_init(&p->status_lock, NULL);
@@ -381,6 +390,8 @@ static int load_one(const struct store_kv *kv, void *userdata)
         {
                 struct gen_record g;
 
+                if (c->skipping)
+                        return 0;
                 /* Keys sort so that a policy precedes its generations. */
                 if (!c->cur || strncmp(rest, c->cur->rec.id, 36) != 0 ||
                     gen_record_decode(kv->value, kv->value_len, &g) < 0 ||
@@ -431,6 +442,22 @@ int keys_load(struct keys *k, char *err)
         }
         if (!find_policy(k, DEFAULT_POLICY)) {
                 r = create_policy(k, DEFAULT_POLICY, NULL, &k->self, err);
+                if (r == -EEXIST) {
+                        /* Nodes of a fleet that start at once all try to
+                         * create it; one wins, and the others serve the
+                         * winner's policy: read it in. */
+                        err[0] = 0;
+                        c.only_new = true;
+                        c.cur = NULL;
+                        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+                        if (r >= 0 && !find_policy(k, DEFAULT_POLICY)) {
+                                keys_seterr(err, "policy '%s' was created on another node, but it "
+                                            "cannot be read from the store", DEFAULT_POLICY);
+                                r = -EBADMSG;
+                        } else if (r >= 0)
+                                log_info("policy '%s' was created by another node at the same moment: "
+                                         "serving that one", DEFAULT_POLICY);
+                }
                 if (r < 0)
                         goto out;
         }

@@ -49,6 +49,7 @@ static struct {
         const char *recover_out;   /* where --recover writes the key; NULL: [daemon] master_key */
         char **shares;
         unsigned n_shares;
+        bool accept_older_store;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -70,6 +71,7 @@ struct daemon {
         bool stopping;
         uint64_t watchdog_usec;  /* $WATCHDOG_USEC for this process; 0: none */
         bool config_error;       /* a start-up failure that deserves EXIT_CONFIG */
+        bool store_empty;        /* the store holds no record at all */
         char failure[8192];      /* why start-up failed, for STATUS= */
 };
 
@@ -97,11 +99,12 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init [--recovery-dir DIR] | --authenticate-store]\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init [--recovery-dir DIR] | --authenticate-store |\n"
+                   "                            --accept-older-store]\n"
                    "       dkmd [--config FILE] --recover [--recover-out PATH|-] SHARE-FILE...\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
-                   "      --init         create the state directory and, if missing, the master\n"
-                   "                     key file, then exit\n"
+                   "      --init         create the state directory, the store and, if missing,\n"
+                   "                     the master key file, then exit\n"
                    "      --recovery-dir DIR\n"
                    "                     with --init: also split the master key into [recovery]\n"
                    "                     shares= files DIR/recovery-share-N, threshold= of which\n"
@@ -111,6 +114,9 @@ static void usage(FILE *f)
                    "      --recover-out PATH|-\n"
                    "                     write the recovered key to PATH instead (-: standard\n"
                    "                     output, for systemd-creds encrypt)\n"
+                   "      --accept-older-store\n"
+                   "                     serve a store older than one this node has served\n"
+                   "                     (restored from an older copy): what was written since is lost\n"
                    "      --authenticate-store\n"
                    "                     after a rolling upgrade: authenticate the records that\n"
                    "                     older nodes wrote without a MAC, then exit\n"
@@ -127,6 +133,7 @@ static int parse_args(int argc, char **argv)
                 { "recovery-dir", required_argument, NULL, 'R' },
                 { "recover", no_argument, NULL, 'r' },
                 { "recover-out", required_argument, NULL, 'o' },
+                { "accept-older-store", no_argument, NULL, 'O' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -152,6 +159,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'o':
                         arg.recover_out = optarg;
+                        break;
+                case 'O':
+                        arg.accept_older_store = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -329,9 +339,31 @@ static int location_add(char **loc, const char *name, const char *value)
         return 0;
 }
 
+static int any_record(const struct store_kv *kv, void *userdata)
+{
+        (void)kv;
+        (void)userdata;
+        return 1;
+}
+
+/* Whether the store holds any record (d->store_empty), read from the
+ * backend itself before records are authenticated. */
+static int store_look(struct daemon *d)
+{
+        int r = store_ops_of(d->store)->range(d->store, "", any_record, NULL);
+
+        if (r < 0) {
+                fail(d, "cannot read the store: %s", store_error_text(NULL, r));
+                return r;
+        }
+        d->store_empty = r == 0;
+        return 0;
+}
+
 static int step_store(struct daemon *d)
 {
-        char path[4200];
+        char path[4200], why[512];
+        struct stat st;
         int r;
 
         if (strcmp(d->cfg.store_backend, "etcd") == 0) {
@@ -373,13 +405,62 @@ static int step_store(struct daemon *d)
                 d->st.store_watch = true;
                 log_info("store: etcd at %s, prefix %s", d->cfg.store_endpoints,
                          d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX);
-                return 0;
+                return store_look(d);
         }
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
+        /* Only --init creates a store: one lost must not come back empty,
+         * with a new default policy, as if nothing had been there. */
+        if (!arg.init && stat(path, &st) < 0 && errno == ENOENT) {
+                fail(d, "store %s does not exist: a plain start never creates one; restore it (with its "
+                     "-wal file) from a backup, or create a new, empty store with dkmd --init (ciphertexts "
+                     "made under a lost store stay unreadable)", path);
+                d->config_error = true;
+                return -ENOENT;
+        }
         r = store_open(&store_sqlite_ops, path, &d->store);
+        if (r == -EBADMSG) {
+                store_sqlite_describe(path, why, sizeof(why));
+                fail(d, "cannot open store %s: %s; dkmd will not change it (restore it from a backup)",
+                     path, why);
+                d->config_error = true;
+        } else if (r < 0)
+                fail(d, "cannot open store %s: %s", path, strerror(-r));
         if (r < 0)
-                fail(d, "cannot open store %s: %s%s", path, strerror(-r),
-                     r == -ENOENT ? " (run dkmd --init first)" : "");
+                return r;
+        return store_look(d);
+}
+
+/* dkmd --init: the store, created, and marked as made on purpose, so that
+ * a plain start can tell it from one that was lost.  The marker carries no
+ * MAC (the master key may be a credential that only the service sees); the
+ * first start authenticates it with every other record. */
+#define STORE_INIT_KEY "initialized"
+
+static int init_store(struct daemon *d)
+{
+        char v[64];
+        int r;
+
+        r = step_store(d);
+        if (r < 0)
+                return r;
+        if (d->store_empty) {
+                const struct store_cmp cmp = { STORE_INIT_KEY, 0 };
+                size_t n = (size_t)snprintf(v, sizeof(v), "{\"initialized_usec\":%" PRIu64 "}",
+                                            now_real_usec());
+                const struct store_op op = { STORE_PUT, STORE_INIT_KEY, v, n };
+
+                r = store_ops_of(d->store)->txn(d->store, &cmp, 1, &op, 1, NULL);
+                if (r == -ESTALE)
+                        r = 0; /* another node of the fleet initialised it at the same moment */
+                if (r < 0)
+                        log_err("cannot initialise the store: %s", store_error_text(NULL, r));
+                else
+                        log_info("store created");
+        } else
+                log_info("store already initialised; left as it is");
+        store_close(d->store);
+        d->store = NULL;
         return r;
 }
 
@@ -469,7 +550,8 @@ static int check_master_before_migration(struct daemon *d)
  * store from before that is taken over here, at the first start. */
 static int step_store_auth(struct daemon *d)
 {
-        char seen[4200], err[512];
+        char seen[4200], err[1024];
+        uint64_t rev = 0, high = 0;
         size_t n = 0;
         int r;
 
@@ -499,6 +581,30 @@ static int step_store_auth(struct daemon *d)
                 d->store = NULL;
                 fail(d, "cannot authenticate the store: %s", strerror(-r));
                 return r;
+        }
+        /* An older store than this node has served: rolled back (a WAL cut
+         * short), replaced or restored from an older copy. */
+        r = store_auth_check_revision(d->store, arg.accept_older_store, &rev, &high, err, sizeof(err));
+        if (r < 0) {
+                fail(d, "%s", err);
+                d->config_error = true;
+                return r;
+        }
+        if (rev < high) {
+                log_notice("store: serving revision %" PRIu64 ", older than revision %" PRIu64 " served "
+                           "before, as --accept-older-store asked; what was written since is lost", rev, high);
+                r = audit_record(AUDIT_KIND_KEY, "store-accept-older", NULL, true,
+                                 "revision=%" PRIu64 " seen=%" PRIu64, rev, high);
+                if (r < 0)
+                        log_err("cannot audit --accept-older-store: %s", strerror(-r));
+        }
+        if (d->store_empty) {
+                fail(d, "the store is empty (%s): a plain start never creates one; restore it from a "
+                     "backup, or run dkmd --init to create a new, empty store",
+                     strcmp(d->cfg.store_backend, "etcd") == 0 ? "no record under the etcd prefix" :
+                                                                 "no record in dkm.db");
+                d->config_error = true;
+                return -ENODATA;
         }
         r = store_auth_migrate(d->store, &n, err, sizeof(err));
         if (r < 0) {
@@ -995,7 +1101,8 @@ int main(int argc, char **argv)
         char err[512];
         pthread_t sigt;
         sigset_t set;
-        int r;
+        bool drained;
+        int r, r2;
 
         log_setup();
         /* Timed waits on the monotonic clock: a wall clock stepped back must
@@ -1016,16 +1123,23 @@ int main(int argc, char **argv)
                 notify_status("", "configuration error: %s", err);
                 return EXIT_CONFIG;
         }
-        if (arg.init && !arg.recovery_dir)
-                return do_init(&d.cfg) < 0 ? 1 : 0;
         if (arg.recover) {
                 r = recover(&d);
                 audit_close_log();
                 config_free(&d.cfg);
                 return r < 0 ? 1 : 0;
         }
-        if (arg.init && do_init(&d.cfg) < 0)
-                return 1;
+        if (arg.init) {
+                r = do_init(&d.cfg);
+                if (r >= 0)
+                        r = init_store(&d);
+                /* With --recovery-dir the start-up below runs too: the
+                 * shares' record goes into the store it opens. */
+                if (r < 0 || !arg.recovery_dir) {
+                        config_free(&d.cfg);
+                        return r < 0 ? 1 : 0;
+                }
+        }
         if (apply_ckey_allow(&d.cfg) < 0) {
                 config_free(&d.cfg);
                 return 1;
@@ -1107,7 +1221,13 @@ int main(int argc, char **argv)
          * until its timeout: leave those to the process exit, and with them
          * the server and the configuration they read, unless every one has
          * ended. */
-        if (server_drained(d.server, 1000)) {
+        drained = server_drained(d.server, 1000);
+        /* dkm.db alone then holds everything: an administrator who copies
+         * it has copied the store. */
+        r2 = store_checkpoint(d.store);
+        if (r2 < 0)
+                log_err("cannot checkpoint the store at stop: %s", strerror(-r2));
+        if (drained) {
                 server_free(d.server);
                 audit_close_log();
                 config_free(&d.cfg);

@@ -31,6 +31,7 @@ struct seen {
         char *key;
         uint64_t seq;         /* highest accepted, or the revision that deleted it */
         uint64_t refused_rev; /* the last mod revision refused (told once) */
+        bool lost;            /* seen in a newer store than the one accepted (--accept-older-store) */
 };
 
 struct store_auth {
@@ -44,6 +45,7 @@ struct store_auth {
         pthread_mutex_t lock; /* for what follows */
         struct seen *seen;    /* sorted by key */
         size_t n_seen;
+        uint64_t high;        /* the highest store revision this node has seen */
         bool dirty;
         bool authenticated;   /* the format record is there: unauthenticated records are refused */
 };
@@ -285,6 +287,22 @@ static struct seen *seen_get(struct store_auth *a, const char *key)
         return &v[lo];
 }
 
+/* With the lock held. */
+static void high_raise_locked(struct store_auth *a, uint64_t rev)
+{
+        if (rev > a->high) {
+                a->high = rev;
+                a->dirty = true;
+        }
+}
+
+static void high_raise(struct store_auth *a, uint64_t rev)
+{
+        pthread_mutex_lock(&a->lock);
+        high_raise_locked(a, rev);
+        pthread_mutex_unlock(&a->lock);
+}
+
 static void seen_raise(struct store_auth *a, const char *key, uint64_t seq)
 {
         struct seen *e;
@@ -298,7 +316,10 @@ static void seen_raise(struct store_auth *a, const char *key, uint64_t seq)
         pthread_mutex_unlock(&a->lock);
 }
 
-/* "<seq> <key>" a line; keys with a newline are not kept (dkm writes none). */
+/* "<seq> <key>" a line; keys with a newline are not kept (dkm writes none).
+ * "revision <n>" keeps the high-water mark and "lost <seq> <key>" a key of
+ * a newer store given up with --accept-older-store; an older dkmd skips
+ * both (their first word is no number). */
 static void seen_load(struct store_auth *a)
 {
         _cleanup_free_ char *line = NULL;
@@ -312,9 +333,21 @@ static void seen_load(struct store_auth *a)
                 char *sp, *end;
                 uint64_t seq;
                 struct seen *e;
+                bool lost = false;
 
                 if (line[n - 1] == '\n')
                         line[--n] = 0;
+                if (strncmp(line, "revision ", 9) == 0) {
+                        errno = 0;
+                        seq = strtoull(line + 9, &end, 10);
+                        if (!errno && !*end && end != line + 9 && seq > a->high)
+                                a->high = seq;
+                        continue;
+                }
+                if (strncmp(line, "lost ", 5) == 0) {
+                        lost = true;
+                        memmove(line, line + 5, (size_t)n - 4);
+                }
                 sp = strchr(line, ' ');
                 if (!sp || sp == line)
                         continue;
@@ -326,6 +359,8 @@ static void seen_load(struct store_auth *a)
                 e = seen_get(a, sp + 1);
                 if (e && seq > e->seq)
                         e->seq = seq;
+                if (e && lost)
+                        e->lost = true;
         }
         fclose(f);
 }
@@ -353,9 +388,12 @@ static void seen_save(struct store_auth *a)
                 pthread_mutex_unlock(&a->lock);
                 return;
         }
+        if (a->high)
+                ok = fprintf(f, "revision %" PRIu64 "\n", a->high) > 0;
         for (size_t i = 0; i < a->n_seen && ok; i++)
                 if (a->seen[i].seq && !strchr(a->seen[i].key, '\n'))
-                        ok = fprintf(f, "%" PRIu64 " %s\n", a->seen[i].seq, a->seen[i].key) > 0;
+                        ok = fprintf(f, "%s%" PRIu64 " %s\n", a->seen[i].lost ? "lost " : "",
+                                     a->seen[i].seq, a->seen[i].key) > 0;
         ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
         ok = fclose(f) == 0 && ok;
         if (ok && rename(tmp, a->seen_path) == 0)
@@ -428,7 +466,12 @@ static int check(struct store_auth *a, const struct store_kv *kv, struct verdict
                 e = seen_get(a, kv->key);
                 if (!e)
                         r = -ENOMEM;
-                else if (seq < e->seq)
+                else if (e->lost) {
+                        /* The older store was accepted: its record stands. */
+                        e->lost = false;
+                        e->seq = seq;
+                        a->dirty = true;
+                } else if (seq < e->seq)
                         snprintf(v->why, sizeof(v->why),
                                  "replayed: its sequence %" PRIu64 " is below %" PRIu64 ", seen before", seq,
                                  e->seq);
@@ -436,6 +479,7 @@ static int check(struct store_auth *a, const struct store_kv *kv, struct verdict
                         e->seq = seq;
                         a->dirty = true;
                 }
+                high_raise_locked(a, kv->mod_revision);
                 pthread_mutex_unlock(&a->lock);
                 if (r == -ENOMEM) {
                         free(v->value);
@@ -586,6 +630,7 @@ static int follow_one(const struct store_kv *kvs, size_t n, uint64_t revision, v
                 out[m].value_len = v[m].len;
                 m++;
         }
+        high_raise(f->a, revision);
         seen_save(f->a);
         /* Even with everything refused the revision is handed on: the
          * caller's applied revision moves past what it must not apply. */
@@ -609,7 +654,11 @@ static int auth_follow(struct store *s, const char *prefix, uint64_t since, int 
 
 static int auth_revision(struct store *s, uint64_t *ret)
 {
-        return inner_ops(A(s))->revision(A(s)->inner, ret);
+        int r = inner_ops(A(s))->revision(A(s)->inner, ret);
+
+        if (r >= 0)
+                high_raise(A(s), *ret);
+        return r;
 }
 
 static int auth_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmps,
@@ -646,9 +695,11 @@ static int auth_txn_leased(struct store *s, const struct store_cmp *cmps, size_t
         else
                 r = inner_ops(a)->txn(a->inner, cmps, n_cmps, sealed, n_ops, &rev);
         if (r >= 0) {
+                /* What this node wrote it has seen: after a rollback it
+                 * knows which keys the newer store held (store_auth_lost). */
                 for (size_t i = 0; i < n_ops; i++)
-                        if (ops[i].type == STORE_DELETE)
-                                seen_raise(a, ops[i].key, rev);
+                        seen_raise(a, ops[i].key, ops[i].type == STORE_DELETE ? rev : seq);
+                high_raise(a, rev);
                 seen_save(a);
                 if (ret_revision)
                         *ret_revision = rev;
@@ -697,6 +748,11 @@ static int auth_shred(struct store *s, uint64_t revision)
         return store_shred(A(s)->inner, revision);
 }
 
+static int auth_checkpoint(struct store *s)
+{
+        return store_checkpoint(A(s)->inner);
+}
+
 static const struct store_ops auth_ops = {
         .name = "authenticated",
         .open = auth_open,
@@ -707,6 +763,7 @@ static const struct store_ops auth_ops = {
         .revision = auth_revision,
         .changes = auth_changes,
         .shred = auth_shred,
+        .checkpoint = auth_checkpoint,
 };
 
 /* Over a backend with a watch and leases (etcd). */
@@ -726,6 +783,7 @@ static const struct store_ops auth_ops_leased = {
         .lease_ttl = auth_lease_ttl,
         .txn_leased = auth_txn_leased,
         .shred = auth_shred,
+        .checkpoint = auth_checkpoint,
 };
 
 int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE], const char *seen_path,
@@ -765,6 +823,67 @@ int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE],
         seen_load(a);
         *ret = (struct store *)a;
         return 0;
+}
+
+/* --- a store older than one seen ---------------------------------------------- */
+
+int store_auth_check_revision(struct store *s, bool accept_older, uint64_t *ret_revision,
+                              uint64_t *ret_high, char *err, size_t err_size)
+{
+        struct store_auth *a = A(s);
+        uint64_t cur = 0, high;
+        int r;
+
+        if (!is_auth(store_ops_of(s)))
+                return -EINVAL;
+        /* The backend's own: auth_revision() would raise the mark to it. */
+        r = inner_ops(a)->revision(a->inner, &cur);
+        if (r < 0) {
+                snprintf(err, err_size, "cannot read the store's revision: %s", strerror(-r));
+                return r;
+        }
+        pthread_mutex_lock(&a->lock);
+        high = a->high;
+        if (cur < high && accept_older) {
+                /* What the newer store held is gone: its keys are kept,
+                 * marked lost, so that the older store's records are
+                 * accepted and no number seen there is issued again
+                 * (store_auth_lost). */
+                for (size_t i = 0; i < a->n_seen; i++)
+                        if (a->seen[i].seq > cur)
+                                a->seen[i].lost = true;
+                a->high = cur;
+                a->dirty = true;
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (cur < high && !accept_older) {
+                snprintf(err, err_size,
+                         "the store is at revision %" PRIu64 ", older than revision %" PRIu64 " that this "
+                         "node has already served (%s): it was rolled back, damaged or replaced, and "
+                         "what was written since is lost; restore the newer store, or start once with "
+                         "dkmd --accept-older-store to serve this one deliberately",
+                         cur, high, a->seen_path ? a->seen_path : "in memory");
+                return -ESTALE;
+        }
+        seen_save(a);
+        *ret_revision = cur;
+        *ret_high = high;
+        return 0;
+}
+
+bool store_auth_lost(struct store *s, const char *key)
+{
+        struct store_auth *a = A(s);
+        struct seen k = { .key = (char *)key }, *e;
+        bool lost;
+
+        if (!is_auth(store_ops_of(s)))
+                return false;
+        pthread_mutex_lock(&a->lock);
+        e = bsearch(&k, a->seen, a->n_seen, sizeof(*a->seen), seen_cmp);
+        lost = e && e->lost;
+        pthread_mutex_unlock(&a->lock);
+        return lost;
 }
 
 /* --- the migration ------------------------------------------------------------- */

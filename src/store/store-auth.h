@@ -60,6 +60,20 @@ int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE],
  * records authenticated). */
 int store_auth_migrate(struct store *s, size_t *ret_migrated, char *err, size_t err_size);
 
+/* At start, before anything is read: the backend's revision
+ * (*ret_revision) against the highest this node has seen (*ret_high, kept
+ * in the seen file, which the store's own damage cannot reach).  Below it,
+ * the store was rolled back or replaced: -ESTALE with err naming both,
+ * unless accept_older, which lowers the mark to the store's revision and
+ * marks every key seen above it as lost (store_auth_lost). */
+int store_auth_check_revision(struct store *s, bool accept_older, uint64_t *ret_revision,
+                              uint64_t *ret_high, char *err, size_t err_size);
+
+/* Whether key was seen in a newer store that this node gave up
+ * (--accept-older-store) and not in the one it serves: a generation number
+ * seen there must not be issued again under another key. */
+bool store_auth_lost(struct store *s, const char *key);
+
 /* For the administrator after a rolling upgrade (dkmd --authenticate-store):
  * authenticates every record that carries no MAC at all, as the first start
  * did; one whose MAC does not verify stays refused.  It vouches for whoever

@@ -39,11 +39,13 @@
  * connection.  Callbacks run after the mutex is released, on a copy of the
  * rows, so they may call back into the store.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -584,6 +586,13 @@ static int sqlite_shred(struct store *s, uint64_t revision)
         return r;
 }
 
+/* A checkpoint is what shredding does: every page into dkm.db, the WAL cut
+ * to nothing. */
+static int sqlite_checkpoint(struct store *s)
+{
+        return sqlite_shred(s, 0);
+}
+
 /* Runs a one-row, one-column query on a constant statement. */
 static int query_int(struct store *s, const char *sql, int64_t *ret)
 {
@@ -713,6 +722,12 @@ static int setup(struct store *s, bool memory)
         int r, rc;
 
         sqlite3_extended_result_codes(s->db, 1);
+        /* Closing never checkpoints: a dkmd that refuses a damaged or older
+         * store leaves dkm.db and its WAL exactly as they were.  A clean
+         * stop checkpoints on purpose (sqlite_checkpoint). */
+        rc = sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        if (rc != SQLITE_OK)
+                return sqlite_errno(s->db, rc);
         rc = sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
         if (rc != SQLITE_OK)
                 return sqlite_errno(s->db, rc);
@@ -829,6 +844,72 @@ static int sqlite_open(const char *location, struct store **ret)
         return 0;
 }
 
+void store_sqlite_describe(const char *path, char *buf, size_t size)
+{
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        int rc;
+        size_t n;
+
+        assert(path && buf && size > 0);
+        snprintf(buf, size, "the file is damaged or is not a dkm store");
+        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+        if (rc != SQLITE_OK) {
+                snprintf(buf, size, "it cannot be read as a database: %s", sqlite3_errstr(rc));
+                sqlite3_close(db);
+                return;
+        }
+        rc = sqlite3_prepare_v2(db, "PRAGMA application_id", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_step(st);
+        if (rc != SQLITE_ROW) {
+                snprintf(buf, size, "it is not a readable SQLite database (%s)", sqlite3_errmsg(db));
+                goto out;
+        }
+        if (sqlite3_column_int64(st, 0) != STORE_SQLITE_APP_ID) {
+                snprintf(buf, size, "it is a SQLite database of another program (application_id %lld, "
+                         "not dkm's)", (long long)sqlite3_column_int64(st, 0));
+                goto out;
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+        /* What the integrity check finds, up to three problems. */
+        rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(3)", -1, &st, NULL);
+        if (rc != SQLITE_OK) {
+                snprintf(buf, size, "it is damaged: %s", sqlite3_errmsg(db));
+                goto out;
+        }
+        n = (size_t)snprintf(buf, size, "it is damaged:");
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < size) {
+                const char *t = (const char *)sqlite3_column_text(st, 0);
+
+                if (t && strcmp(t, "ok") == 0) {
+                        snprintf(buf, size, "its pages are sound, but its tables are not the ones dkm "
+                                 "made (altered, or from an unknown version)");
+                        goto out;
+                }
+                /* One line for the journal: SQLite's report has several,
+                 * after a "*** in database main ***" header. */
+                if (t && strncmp(t, "*** in database ", 16) == 0 && (t = strchr(t, '\n')))
+                        t++;
+                if (n + 2 < size)
+                        buf[n++] = ' ';
+                for (; t && *t && n + 3 < size; t++)
+                        if (*t != '\n')
+                                buf[n++] = *t;
+                        else if (t[1]) {
+                                buf[n++] = ';';
+                                buf[n++] = ' ';
+                        }
+                buf[n] = 0;
+        }
+        if (rc != SQLITE_DONE && n < size)
+                snprintf(buf + n, size - n, " %s", sqlite3_errmsg(db));
+out:
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
 const struct store_ops store_sqlite_ops = {
         .name = "sqlite",
         .max_txn_ops = STORE_SQLITE_TXN_OPS_MAX,
@@ -840,4 +921,5 @@ const struct store_ops store_sqlite_ops = {
         .revision = sqlite_revision,
         .changes = sqlite_changes,
         .shred = sqlite_shred,
+        .checkpoint = sqlite_checkpoint,
 };

@@ -152,6 +152,15 @@ int store_shred(struct store *s, uint64_t revision)
         return store_ops_of(s)->shred(s, revision);
 }
 
+int store_checkpoint(struct store *s)
+{
+        if (!s)
+                return -EINVAL;
+        if (!store_ops_of(s)->checkpoint)
+                return 0;
+        return store_ops_of(s)->checkpoint(s);
+}
+
 bool store_utf8_valid(const unsigned char *p, size_t n)
 {
         size_t i = 0;

@@ -135,10 +135,21 @@ struct store_ops {
          * member that could not be defragmented (the others were).  Required:
          * a backend that keeps history must be able to forget it. */
         int (*shred)(struct store *s, uint64_t revision);
+
+        /* Optional (NULL: nothing to do): makes the backend's main file hold
+         * every committed write, for a clean stop, so that whoever copies
+         * that file alone has copied the store.  SQLite checkpoints its WAL
+         * into dkm.db and truncates it (-EBUSY when another connection held
+         * it). */
+        int (*checkpoint)(struct store *s);
 };
 
 extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_etcd_ops; /* location syntax: store/store-etcd.h */
+/* Why the SQLite file at path did not open (-EBADMSG): one sentence in buf,
+ * e.g. "not a database file" or "damaged: <what SQLite's check found>".
+ * Opens it read-only; never changes it. */
+void store_sqlite_describe(const char *path, char *buf, size_t size);
 /* How many revisions of deletions the SQLite backend remembers for changes();
  * read when a store is opened (tests lower it). */
 extern uint64_t store_sqlite_history;
@@ -157,6 +168,8 @@ int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmp
                      const struct store_op *ops, size_t n_ops, const uint64_t *leases,
                      uint64_t *ret_revision);
 int store_shred(struct store *s, uint64_t revision);
+/* 0 also where the backend has nothing to do. */
+int store_checkpoint(struct store *s);
 
 /* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */

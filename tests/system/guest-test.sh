@@ -543,6 +543,8 @@ fleet_on_etcd() {
         avc_check "$t" "the start without the drop-in (systemd refuses, not SELinux)"
         mv "$W/fleet.conf" "$FLEET_DROPIN"
         systemctl daemon-reload
+        # A new prefix: a plain start refuses an empty one.
+        check "dkmd --init on the fleet's new prefix" runuser -u dkm -- /usr/local/sbin/dkmd --config "$CONF" --init
         t_on=$(date +%s)
         check "systemctl start dkmd (etcd, with the drop-in)" systemctl start dkmd.service
         check "dkmd.service is active" wait_active dkmd.service || explain dkmd.service
@@ -586,6 +588,8 @@ section "dkm full-system test on $(uname -r)"
 show systemctl is-system-running --wait
 start=$(date +%s)
 install_steps
+# README's install path: the store is created once; a plain start never does.
+check "runuser -u dkm -- dkmd --init creates the store" runuser -u dkm -- /usr/local/sbin/dkmd --config "$CONF" --init
 run_flow permissive
 avc_check "$start" "the permissive run"
 section "setenforce 1"

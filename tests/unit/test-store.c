@@ -213,6 +213,8 @@ static void make_big_store(const char *name)
                 snprintf(key, sizeof(key), "key/%03d", i);
                 put(s, key, value);
         }
+        /* Closing leaves the WAL as it is: the tests below damage dkm.db. */
+        assert_int_equal(store_checkpoint(s), 0);
         store_close(s);
 }
 
@@ -257,6 +259,44 @@ static void test_corrupt(void **state)
                 close(fd);
         }
         assert_int_equal(open_err("flip.db"), -EBADMSG);
+}
+
+/* What the daemon says of a file that does not open. */
+static void test_describe(void **state)
+{
+        char why[512];
+
+        store_sqlite_describe(path_of("junk.db"), why, sizeof(why));
+        assert_non_null(strstr(why, "not a readable SQLite database"));
+        store_sqlite_describe(path_of("foreign.db"), why, sizeof(why));
+        assert_non_null(strstr(why, "of another program"));
+        store_sqlite_describe(path_of("flip.db"), why, sizeof(why));
+        assert_non_null(strstr(why, "damaged"));
+        assert_null(strstr(why, " ok"));
+        assert_null(strchr(why, '\n')); /* one line for the journal */
+}
+
+/* A clean stop leaves everything in dkm.db, nothing in the WAL. */
+static void test_checkpoint(void **state)
+{
+        struct store *s = open_ok("ckpt.db");
+        struct stat st;
+
+        for (int i = 0; i < 20; i++)
+                put(s, "k", "a value that lands in the WAL first");
+        assert_int_equal(stat(path_of("ckpt.db-wal"), &st), 0);
+        assert_true(st.st_size > 0);
+        assert_int_equal(store_checkpoint(s), 0);
+        assert_int_equal(stat(path_of("ckpt.db-wal"), &st), 0);
+        assert_int_equal(st.st_size, 0);
+        store_close(s);
+        /* dkm.db alone holds it. */
+        unlink(path_of("ckpt.db-wal"));
+        unlink(path_of("ckpt.db-shm"));
+        s = open_ok("ckpt.db");
+        assert_string_equal(get(s, "k", NULL, NULL), "a value that lands in the WAL first");
+        store_close(s);
+        assert_int_equal(store_checkpoint(NULL), -EINVAL);
 }
 
 static void test_limits(void **state)
@@ -511,6 +551,57 @@ static void test_auth_migration(void **state)
         store_close(raw);
 }
 
+/* A store older than one served is refused at open, and once accepted its
+ * records stand while the keys it lost stay known as lost. */
+static void test_auth_rollback(void **state)
+{
+        struct refusals ref = { 0 };
+        struct store *a;
+        char err[1024], cmd[600];
+        uint64_t rev = 0, high = 0;
+        size_t n = 0;
+
+        unlink(path_of("seen"));
+        a = auth_open_ok("roll.db", &ref);
+        assert_int_equal(store_auth_migrate(a, &n, err, sizeof(err)), 0);
+        put(a, "policies/p", "{\"gen\":1}");
+        assert_int_equal(store_checkpoint(a), 0);
+        store_close(a);
+        /* A copy of dkm.db at revision 2. */
+        snprintf(cmd, sizeof(cmd), "cp %s/roll.db %s/roll-old.db", tmpdir, tmpdir);
+        assert_int_equal(system(cmd), 0);
+        a = auth_open_ok("roll.db", &ref);
+        put(a, "policies/p", "{\"gen\":2}");
+        put(a, "policies/p/gens/2", "{}");
+        store_close(a);
+
+        /* Served from the copy: refused, naming both revisions, and the
+         * refusal changes nothing. */
+        for (int i = 0; i < 2; i++) {
+                a = auth_open_ok("roll-old.db", &ref);
+                assert_int_equal(store_auth_check_revision(a, false, &rev, &high, err, sizeof(err)), -ESTALE);
+                assert_non_null(strstr(err, "revision 2, older than revision 4"));
+                assert_non_null(strstr(err, "--accept-older-store"));
+                store_close(a);
+        }
+        /* Accepted: its records stand; the key it lacks is known as lost. */
+        a = auth_open_ok("roll-old.db", &ref);
+        assert_int_equal(store_auth_check_revision(a, true, &rev, &high, err, sizeof(err)), 0);
+        assert_int_equal(rev, 2);
+        assert_int_equal(high, 4);
+        assert_string_equal(get(a, "policies/p", NULL, NULL), "{\"gen\":1}");
+        assert_int_equal(ref.n, 0);
+        assert_true(store_auth_lost(a, "policies/p/gens/2"));
+        assert_false(store_auth_lost(a, "policies/p"));
+        assert_false(store_auth_lost(a, "policies/q"));
+        store_close(a);
+        /* The next start is not refused, and the lost key is remembered. */
+        a = auth_open_ok("roll-old.db", &ref);
+        assert_int_equal(store_auth_check_revision(a, false, &rev, &high, err, sizeof(err)), 0);
+        assert_true(store_auth_lost(a, "policies/p/gens/2"));
+        store_close(a);
+}
+
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
         return remove(path);
@@ -554,6 +645,9 @@ int main(void)
                 cmocka_unit_test(test_auth_envelope),
                 cmocka_unit_test(test_auth_forgery_and_replay),
                 cmocka_unit_test(test_auth_migration),
+                cmocka_unit_test(test_describe),
+                cmocka_unit_test(test_checkpoint),
+                cmocka_unit_test(test_auth_rollback),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
