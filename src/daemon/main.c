@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
+#include "backup.h"
 #include "ckey.h"
 #include "keys.h"
 #include "log.h"
@@ -43,6 +44,7 @@ static struct {
         const char *config_path;
         bool init;
         bool authenticate_store;
+        const char *restore;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -91,13 +93,15 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store]\n\n"
+        fprintf(f, "Usage: dkmd [--config FILE] [--init | --authenticate-store | --restore BACKUP]\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory and, if missing, the master\n"
                    "                     key file, then exit\n"
                    "      --authenticate-store\n"
                    "                     after a rolling upgrade: authenticate the records that\n"
                    "                     older nodes wrote without a MAC, then exit\n"
+                   "      --restore BACKUP\n"
+                   "                     fill an empty store from a backup (dkmctl backup), then exit\n"
                    "  -h, --help         this text\n"
                    "      --version      print the version\n");
 }
@@ -108,6 +112,7 @@ static int parse_args(int argc, char **argv)
                 { "config", required_argument, NULL, 'c' },
                 { "init", no_argument, NULL, 'i' },
                 { "authenticate-store", no_argument, NULL, 'A' },
+                { "restore", required_argument, NULL, 'R' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -124,6 +129,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'A':
                         arg.authenticate_store = true;
+                        break;
+                case 'R':
+                        arg.restore = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -479,6 +487,44 @@ static int authenticate_store(struct daemon *d)
         r = audit_record(AUDIT_KIND_KEY, "store-adopt", NULL, true, "records=%zu", n);
         if (r < 0)
                 log_err("cannot audit --authenticate-store: %s", strerror(-r));
+        return 0;
+}
+
+/* dkmd --restore: into an empty store, before anything (the format record
+ * of store_auth_migrate() among them) is written to it. */
+static int restore(struct daemon *d)
+{
+        _cleanup_secret_ uint8_t *master = secret_alloc(ENGINE_KEY_SIZE);
+        struct store *backend = d->store;
+        char seen[4200], err[BACKUP_ERR_MAX] = "";
+        uint64_t n = 0;
+        size_t len = 0;
+        int r;
+
+        if (!master)
+                return -ENOMEM;
+        r = keyring_read(d->master, master, ENGINE_KEY_SIZE, &len);
+        if (r >= 0 && len != ENGINE_KEY_SIZE)
+                r = -EBADMSG;
+        if (r < 0) {
+                log_err("restore: cannot read the master key back: %s", strerror(-r));
+                return r;
+        }
+        snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
+        r = store_auth_open(backend, d->record_key, seen, on_refused_record, NULL, &d->store);
+        if (r < 0) {
+                d->store = NULL;
+                log_err("restore: cannot authenticate the store: %s", strerror(-r));
+                return r;
+        }
+        r = backup_restore(d->store, backend, arg.restore, master, d->record_key, &n, err, sizeof(err));
+        audit_outcome(AUDIT_KIND_KEY, "store-restore", NULL, r, "records=%" PRIu64, n);
+        if (r < 0) {
+                log_err("restore: %s", err[0] ? err : strerror(-r));
+                return r;
+        }
+        log_notice("restore: %" PRIu64 " records restored from %s; generations destroyed and policies "
+                   "purged after the backup was made are back as the backup held them", n, arg.restore);
         return 0;
 }
 
@@ -880,9 +926,19 @@ int main(int argc, char **argv)
         r = step_store(&d);
         if (r < 0)
                 goto out_keyring;
+        if (arg.restore) {
+                r = restore(&d);
+                secret_free(d.record_key);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         r = step_store_auth(&d);
         if (r < 0)
                 goto out_store;
+        d.st.store = d.store;
+        d.st.master = d.master;
         if (arg.authenticate_store) {
                 r = authenticate_store(&d);
                 store_close(d.store);
