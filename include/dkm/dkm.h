@@ -108,7 +108,7 @@ int dkm_inspect(dkm_client *c, const void *ciphertext, size_t len, dkm_inspect_i
 /* Daemon status and key administration return JSON text (malloc'd). */
 int dkm_status_json(dkm_client *c, char **ret);
 /* Operators: dkmd writes a backup of its store (wrapped material only, MACed
- * as a whole) to out_fd, a regular file or pipe open for writing; *ret
+ * as a whole) to out_fd, a regular file open for writing; *ret
  * (malloc'd, if ret) is JSON: records, revision, left_out, bytes. */
 int dkm_backup_fd(dkm_client *c, int out_fd, char **ret);
 /* Operators: unwraps every generation of every policy, revealing nothing;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,11 +378,47 @@ struct rec {
 
 struct restore {
         const uint8_t *record_key;
+        uint64_t now_usec;
         struct rec *v;
-        size_t n;
+        size_t n, ended;
         char *err;
         size_t err_size;
 };
+
+/* A grant live, or a request pending, in the backup may have been revoked
+ * or denied since: the restore ends it rather than revive it. */
+static int end_request(struct restore *rs, struct rec *v)
+{
+        json_object *o = record_parse(v->value, v->len), *st;
+        const char *state, *s;
+        char *out;
+
+        if (!o)
+                return 0; /* not ours to judge: restored as it was */
+        state = json_object_object_get_ex(o, "state", &st) ? json_object_get_string(st) : NULL;
+        if (!state || (strcmp(state, "granted") != 0 && strcmp(state, "pending") != 0)) {
+                json_object_put(o);
+                return 0;
+        }
+        json_object_object_add(o, "state", json_object_new_string(strcmp(state, "granted") == 0 ? "revoked" :
+                                                                                                 "expired"));
+        json_object_object_add(o, "ended", json_object_new_int64((int64_t)rs->now_usec));
+        json_object_object_add(o, "ended_by", json_object_new_string("restore"));
+        json_object_object_add(o, "end_reason",
+                               json_object_new_string("ended by dkmd --restore: it may have been revoked or "
+                                                      "denied after the backup was made"));
+        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        out = s ? strdup(s) : NULL;
+        json_object_put(o);
+        if (!out)
+                return -ENOMEM;
+        secure_wipe(v->value, v->len);
+        free(v->value);
+        v->value = (uint8_t *)out;
+        v->len = strlen(out);
+        rs->ended++;
+        return 0;
+}
 
 static int restore_collect(const char *key, const uint8_t *value, size_t len, void *userdata)
 {
@@ -404,7 +441,9 @@ static int restore_collect(const char *key, const uint8_t *value, size_t len, vo
         }
         v->key = strdup(key);
         rs->n++;
-        return v->key ? 0 : -ENOMEM;
+        if (!v->key)
+                return -ENOMEM;
+        return strncmp(key, "access/requests/", 16) == 0 ? end_request(rs, v) : 0;
 }
 
 static void restore_free(struct restore *rs)
@@ -526,7 +565,8 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
                    const uint8_t *record_key, uint64_t *ret_records, char *err, size_t err_size)
 {
         _cleanup_secret_ uint8_t *key = secret_alloc(BACKUP_KEY_SIZE);
-        struct restore rs = { .record_key = record_key, .err = err, .err_size = err_size };
+        struct restore rs = { .record_key = record_key, .now_usec = now_real_usec(), .err = err,
+                              .err_size = err_size };
         struct backup_header h;
         const struct store_ops *ops = store_ops_of(s);
         struct store_cmp *cmps = NULL;
@@ -616,6 +656,9 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
         if (r < 0)
                 goto out;
         report_generations(&rs);
+        if (rs.ended)
+                log_notice("restore: %zu access grants or pending requests of the backup ended (state revoked "
+                           "or expired, ended_by restore): ask and approve again", rs.ended);
         *ret_records = rs.n;
 out:
         free(cmps);

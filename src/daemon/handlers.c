@@ -17,6 +17,7 @@
 #include "shared/util.h"
 #include "shared/wire.h"
 #include "store/store-auth.h"
+#include "store/store-etcd.h"
 
 static void reply_error(struct wire_builder *b, int error, const char *msg)
 {
@@ -739,9 +740,9 @@ static void handle_backup(const struct daemon_state *st, const struct wire_msg *
                 return;
         }
         fl = fcntl(fds[0], F_GETFL);
-        if (fl < 0 || fstat(fds[0], &sb) < 0 || (!S_ISREG(sb.st_mode) && !S_ISFIFO(sb.st_mode)) ||
-            (fl & O_ACCMODE) == O_RDONLY) {
-                reply_error(b, -EBADF, "the passed output is not a regular file or pipe open for writing");
+        /* A regular file only: a pipe nobody reads would hold a worker. */
+        if (fl < 0 || fstat(fds[0], &sb) < 0 || !S_ISREG(sb.st_mode) || (fl & O_ACCMODE) == O_RDONLY) {
+                reply_error(b, -EBADF, "the passed output is not a regular file open for writing");
                 return;
         }
         if (CFG(st->cfg, audit_fail_closed) && audit_can_write() < 0) {
@@ -753,7 +754,8 @@ static void handle_backup(const struct daemon_state *st, const struct wire_msg *
                 return;
         }
         if (strcmp(st->cfg->store_backend, "etcd") == 0)
-                snprintf(source, sizeof(source), "%s", st->cfg->store_prefix ? st->cfg->store_prefix : "");
+                snprintf(source, sizeof(source), "%s", st->cfg->store_prefix ? st->cfg->store_prefix :
+                                                                          STORE_ETCD_DEFAULT_PREFIX);
         else
                 snprintf(source, sizeof(source), "%s/dkm.db", st->cfg->state_dir);
         r = keyring_read(st->master, keys, ENGINE_KEY_SIZE, &n);

@@ -161,6 +161,8 @@ static void test_snapshot_restore(void **state)
         put(s, "policies/a", "{\"name\":\"a2\"}"); /* its sequence is now 3 */
         put(s, "names/a", "a-id");
         assert_int_equal(store_ops_of(s)->range(s, "", collect_cb, before), 0);
+        /* A grant live in the backup may have been revoked since. */
+        put(s, "access/requests/0000000001", "{\"id\":1,\"state\":\"granted\",\"ended\":0}");
         /* A record forged without the key is left out of the backup. */
         {
                 const struct store_op op = { STORE_PUT, "names/forged", "x", 1 };
@@ -169,15 +171,26 @@ static void test_snapshot_restore(void **state)
         assert_int_equal(backup_snapshot(backend, "sqlite", ":memory:", master, record_key, fd, &records,
                                          &revision, &refused, &bytes, err, sizeof(err)),
                          0);
-        assert_int_equal(records, 3);
+        assert_int_equal(records, 4);
         assert_int_equal(refused, 1);
-        assert_int_equal(revision, 5);
+        assert_int_equal(revision, 6);
         close(fd);
 
         /* Into a fresh store: every record reads back as it was written. */
         s2 = auth_store(&backend2);
         assert_int_equal(backup_restore(s2, backend2, path, master, record_key, &n, err, sizeof(err)), 0);
-        assert_int_equal(n, 3);
+        assert_int_equal(n, 4);
+        {
+                struct store_kv kv = { 0 };
+                const struct store_op del = { STORE_DELETE, "access/requests/0000000001", NULL, 0 };
+
+                assert_int_equal(store_ops_of(s2)->get(s2, "access/requests/0000000001", &kv), 0);
+                assert_non_null(strstr((char *)kv.value, "\"state\":\"revoked\""));
+                assert_non_null(strstr((char *)kv.value, "\"ended_by\":\"restore\""));
+                assert_null(strstr((char *)kv.value, "\"ended\":0"));
+                store_kv_clear(&kv);
+                assert_int_equal(store_ops_of(s2)->txn(s2, NULL, 0, &del, 1, NULL), 0);
+        }
         assert_int_equal(store_ops_of(s2)->range(s2, "", collect_cb, after), 0);
         assert_string_equal(before, after);
         /* A second restore finds it no longer empty, and writes nothing. */
