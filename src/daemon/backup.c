@@ -14,6 +14,7 @@
 #include "backup.h"
 #include "log.h"
 #include "records.h"
+#include "shared/audit.h"
 #include "shared/secret.h"
 #include "shared/util.h"
 #include "store/store-auth.h"
@@ -668,4 +669,41 @@ out:
                 secure_wipe(buf, len);
         free(buf);
         return r;
+}
+
+int backup_restore_file(struct store **backend, keyring_serial_t master, const uint8_t *record_key,
+                        const char *state_dir, const char *path, store_auth_refused_fn refused)
+{
+        _cleanup_secret_ uint8_t *mk = secret_alloc(ENGINE_KEY_SIZE);
+        struct store *inner = *backend, *s = NULL;
+        char seen[4200], err[BACKUP_ERR_MAX] = "";
+        uint64_t n = 0;
+        size_t len = 0;
+        int r;
+
+        if (!mk)
+                return -ENOMEM;
+        r = keyring_read(master, mk, ENGINE_KEY_SIZE, &len);
+        if (r >= 0 && len != ENGINE_KEY_SIZE)
+                r = -EBADMSG;
+        if (r < 0) {
+                log_err("restore: cannot read the master key back: %s", strerror(-r));
+                return r;
+        }
+        snprintf(seen, sizeof(seen), "%s/store-seen", state_dir);
+        r = store_auth_open(inner, record_key, seen, refused, NULL, &s);
+        *backend = r < 0 ? NULL : s;
+        if (r < 0) {
+                log_err("restore: cannot authenticate the store: %s", strerror(-r));
+                return r;
+        }
+        r = backup_restore(s, inner, path, mk, record_key, &n, err, sizeof(err));
+        audit_outcome(AUDIT_KIND_KEY, "store-restore", NULL, r, "records=%" PRIu64, n);
+        if (r < 0) {
+                log_err("restore: %s", err[0] ? err : strerror(-r));
+                return r;
+        }
+        log_notice("restore: %" PRIu64 " records restored from %s; generations destroyed and policies "
+                   "purged after the backup was made are back as the backup held them", n, path);
+        return 0;
 }

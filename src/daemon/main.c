@@ -490,44 +490,6 @@ static int authenticate_store(struct daemon *d)
         return 0;
 }
 
-/* dkmd --restore: into an empty store, before anything (the format record
- * of store_auth_migrate() among them) is written to it. */
-static int restore(struct daemon *d)
-{
-        _cleanup_secret_ uint8_t *master = secret_alloc(ENGINE_KEY_SIZE);
-        struct store *backend = d->store;
-        char seen[4200], err[BACKUP_ERR_MAX] = "";
-        uint64_t n = 0;
-        size_t len = 0;
-        int r;
-
-        if (!master)
-                return -ENOMEM;
-        r = keyring_read(d->master, master, ENGINE_KEY_SIZE, &len);
-        if (r >= 0 && len != ENGINE_KEY_SIZE)
-                r = -EBADMSG;
-        if (r < 0) {
-                log_err("restore: cannot read the master key back: %s", strerror(-r));
-                return r;
-        }
-        snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
-        r = store_auth_open(backend, d->record_key, seen, on_refused_record, NULL, &d->store);
-        if (r < 0) {
-                d->store = NULL;
-                log_err("restore: cannot authenticate the store: %s", strerror(-r));
-                return r;
-        }
-        r = backup_restore(d->store, backend, arg.restore, master, d->record_key, &n, err, sizeof(err));
-        audit_outcome(AUDIT_KIND_KEY, "store-restore", NULL, r, "records=%" PRIu64, n);
-        if (r < 0) {
-                log_err("restore: %s", err[0] ? err : strerror(-r));
-                return r;
-        }
-        log_notice("restore: %" PRIu64 " records restored from %s; generations destroyed and policies "
-                   "purged after the backup was made are back as the backup held them", n, arg.restore);
-        return 0;
-}
-
 static int step_keys(struct daemon *d)
 {
         struct keys_env env = { &d->cfg, d->store, d->ring, d->master };
@@ -927,7 +889,9 @@ int main(int argc, char **argv)
         if (r < 0)
                 goto out_keyring;
         if (arg.restore) {
-                r = restore(&d);
+                /* Before anything (the format record among them) is written. */
+                r = backup_restore_file(&d.store, d.master, d.record_key, d.cfg.state_dir, arg.restore,
+                                        on_refused_record);
                 secret_free(d.record_key);
                 store_close(d.store);
                 audit_close_log();
