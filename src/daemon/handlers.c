@@ -798,7 +798,7 @@ static void handle_store_verify(const struct daemon_state *st, const struct audi
         }
         r = keys_verify_json(st->keys, &json, &failed, err);
         audit_outcome(AUDIT_KIND_KEY, "store-verify", subj, r < 0 ? r : failed ? -EBADMSG : 0,
-                      "failures=%" PRIu32, failed);
+                      "failed=%" PRIu32, failed);
         if (r < 0) {
                 reply_error(b, r, err[0] ? err : strerror(-r));
                 return;
