@@ -236,6 +236,6 @@ int verb_store_verify(struct ctl *ctl, struct ctl_args *a)
                 }
         json_object_put(o);
         if (failed)
-                return fail("store verify: %" PRId64 " failures", failed);
+                return fail("store verify: %" PRId64 " failure%s", failed, failed == 1 ? "" : "s");
         return 0;
 }

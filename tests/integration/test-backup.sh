@@ -134,6 +134,14 @@ check "store verify passes on the restored store" bash -c "as op store verify > 
 check "it names the default policy" matches "policy default:" "$T/verify2.out"
 check "the restored dkmd rotates on" as op key rotate
 
+# Verify reads the store as it is now: a generation record altered behind
+# dkmd's back (its MAC no longer holds) is named.
+sqlite3 "$T/state/dkm.db" "update kv set value = cast(replace(cast(value as text), '\"generation\":2,', \
+        '\"generation\":2 ,') as blob) where key like 'policies/%/gens/0000000002'"
+check "store verify fails on a damaged generation" bash -c "! as op store verify > '$T/v3.out' 2> '$T/v3.err'"
+check "  with one line on stderr" matches -x "dkmctl: store verify: 1 failure" "$T/v3.err"
+check "  naming it" matches "generation 2: its record is missing" "$T/v3.out"
+
 # The audit trail.
 recs=$(audit_search -m CRYPTO_KEY_USER)
 check "audit: backup" grep -q "op=store-backup .*res=success" <<<"$recs"
