@@ -107,6 +107,14 @@ int dkm_inspect(dkm_client *c, const void *ciphertext, size_t len, dkm_inspect_i
 
 /* Daemon status and key administration return JSON text (malloc'd). */
 int dkm_status_json(dkm_client *c, char **ret);
+/* Operators: dkmd writes a backup of its store (wrapped material only, MACed
+ * as a whole) to out_fd, a regular file open for writing; *ret
+ * (malloc'd, if ret) is JSON: records, revision, left_out, bytes. */
+int dkm_backup_fd(dkm_client *c, int out_fd, char **ret);
+/* Operators: unwraps every generation of every policy, revealing nothing;
+ * *ret is JSON per policy: checked, destroyed, failed (generation, error),
+ * missing generation numbers. */
+int dkm_store_verify_json(dkm_client *c, char **ret);
 int dkm_key_list_json(dkm_client *c, const char *policy, char **ret);
 /* Rotates policy (NULL: default); *ret_generation is the new active one. */
 int dkm_key_rotate(dkm_client *c, const char *policy, uint32_t *ret_generation);

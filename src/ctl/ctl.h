@@ -87,3 +87,5 @@ int verb_policy_show(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_assign(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_rekey(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_purge(struct ctl *ctl, struct ctl_args *a);
+int verb_backup(struct ctl *ctl, struct ctl_args *a);
+int verb_store_verify(struct ctl *ctl, struct ctl_args *a);

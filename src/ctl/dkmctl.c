@@ -41,6 +41,8 @@ static const struct verb verbs[] = {
         { "policy rekey", 1, 1, "kn", verb_policy_rekey,
           "policy rekey NAME --customer-key URI --customer-key URI [--new-policy-key]" },
         { "policy purge", 1, 1, "r", verb_policy_purge, "policy purge NAME --reason TEXT   (needs approval)" },
+        { "backup", 0, 0, "oj", verb_backup, "backup --out FILE [--json]" },
+        { "store verify", 0, 0, "j", verb_store_verify, "store verify [--json]" },
 };
 
 int fail(const char *fmt, ...)

@@ -156,3 +156,86 @@ int verb_key_retire(struct ctl *ctl, struct ctl_args *a)
         printf("generation %u retired\n", gen);
         return 0;
 }
+
+int verb_backup(struct ctl *ctl, struct ctl_args *a)
+{
+        _cleanup_free_ char *json = NULL;
+        struct output o;
+        json_object *j;
+        int r;
+
+        if (!a->out || strcmp(a->out, "-") == 0)
+                return fail("backup: --out FILE is required (the backup is written there, mode 0600)");
+        if (ctl_connect(ctl))
+                return 1;
+        if (output_open(&o, a->out, true))
+                return 1;
+        r = dkm_backup_fd(ctl->client, o.fd, &json);
+        if (output_close(&o, r >= 0))
+                return 1;
+        if (r < 0)
+                return fail_dkm(ctl, r, "backup");
+        if (a->json) {
+                print_json(json);
+                return 0;
+        }
+        j = json_tokener_parse(json);
+        if (!j)
+                return fail("backup: malformed reply from dkmd");
+        printf("backup written to %s: %" PRId64 " records at store revision %" PRId64 ", %" PRId64 " bytes\n",
+               a->out, num(j, "records"), num(j, "revision"), num(j, "bytes"));
+        if (num(j, "left_out") > 0)
+                fprintf(stderr, "dkmctl: warning: %" PRId64 " store records whose authentication does not "
+                        "hold were left out (dkmd's journal names them)\n", num(j, "left_out"));
+        json_object_put(j);
+        return 0;
+}
+
+int verb_store_verify(struct ctl *ctl, struct ctl_args *a)
+{
+        _cleanup_free_ char *json = NULL;
+        json_object *o, *pols;
+        int64_t failed;
+        int r;
+
+        if (ctl_connect(ctl))
+                return 1;
+        r = dkm_store_verify_json(ctl->client, &json);
+        if (r < 0)
+                return fail_dkm(ctl, r, "store verify");
+        o = json_tokener_parse(json);
+        if (!o)
+                return fail("store verify: malformed reply from dkmd");
+        failed = num(o, "failed");
+        if (a->json)
+                print_json(json);
+        else if (json_object_object_get_ex(o, "policies", &pols))
+                for (size_t i = 0; i < json_object_array_length(pols); i++) {
+                        json_object *p = json_object_array_get_idx(pols, i), *f, *v;
+
+                        if (json_object_object_get_ex(p, "purged", &v) && json_object_get_boolean(v)) {
+                                printf("policy %s: purged, nothing to check\n", str(p, "name"));
+                                continue;
+                        }
+                        printf("policy %s: %" PRId64 " generations checked, %" PRId64 " destroyed, %s\n",
+                               str(p, "name"), num(p, "checked"), num(p, "destroyed"),
+                               json_object_object_get_ex(p, "ok", &v) && json_object_get_boolean(v) ? "ok" :
+                                                                                                    "FAILED");
+                        if (strcmp(str(p, "error"), "-") != 0)
+                                printf("  %s\n", str(p, "error"));
+                        if (json_object_object_get_ex(p, "failed", &f))
+                                for (size_t j = 0; j < json_object_array_length(f); j++) {
+                                        json_object *e = json_object_array_get_idx(f, j);
+                                        printf("  generation %" PRId64 ": %s\n", num(e, "generation"),
+                                               str(e, "error"));
+                                }
+                        if (json_object_object_get_ex(p, "missing", &f))
+                                for (size_t j = 0; j < json_object_array_length(f); j++)
+                                        printf("  generation %" PRId64 ": its record is missing\n",
+                                               json_object_get_int64(json_object_array_get_idx(f, j)));
+                }
+        json_object_put(o);
+        if (failed)
+                return fail("store verify: %" PRId64 " failure%s", failed, failed == 1 ? "" : "s");
+        return 0;
+}

@@ -66,6 +66,8 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
         case WIRE_POLICY_ASSIGN:
         case WIRE_POLICY_REKEY:
         case WIRE_POLICY_PURGE:
+        case WIRE_BACKUP:
+        case WIRE_STORE_VERIFY:
                 need = ROLE_OPERATOR;
                 reason = "not in the operators group";
                 break;

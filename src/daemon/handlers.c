@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "backup.h"
 #include "log.h"
+#include "masterkey.h"
 #include "ratelimit.h"
 #include "server.h"
 #include "shared/format.h"
@@ -14,6 +16,8 @@
 #include "shared/stream.h"
 #include "shared/util.h"
 #include "shared/wire.h"
+#include "store/store-auth.h"
+#include "store/store-etcd.h"
 
 static void reply_error(struct wire_builder *b, int error, const char *msg)
 {
@@ -719,6 +723,93 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         reply_json(b, json);
 }
 
+/* dkmctl backup: the snapshot goes to the one descriptor passed (dkmctl's
+ * temporary file), not through this socket. */
+static void handle_backup(const struct daemon_state *st, const struct wire_msg *req, const int *fds,
+                          size_t n_fds, const struct audit_subject *subj, struct wire_builder *b)
+{
+        _cleanup_secret_ uint8_t *keys = secret_alloc(ENGINE_KEY_SIZE + MASTERKEY_RECORD_KEY_SIZE);
+        uint64_t records = 0, revision = 0, refused = 0, bytes = 0;
+        char err[BACKUP_ERR_MAX] = "", source[4200], json[160];
+        struct store *backend = store_backend(st->store);
+        struct stat sb;
+        size_t n = 0;
+        int fl, r;
+
+        (void)req;
+        if (n_fds != 1) {
+                reply_error(b, -EINVAL, "a backup request passes one file descriptor (the output)");
+                return;
+        }
+        fl = fcntl(fds[0], F_GETFL);
+        /* A regular file only: a pipe nobody reads would hold a worker. */
+        if (fl < 0 || fstat(fds[0], &sb) < 0 || !S_ISREG(sb.st_mode) || (fl & O_ACCMODE) == O_RDONLY) {
+                reply_error(b, -EBADF, "the passed output is not a regular file open for writing");
+                return;
+        }
+        if (CFG(st->cfg, audit_fail_closed) && audit_can_write() < 0) {
+                reply_error(b, -EIO, "refused: the audit record could not be written ([audit] fail_closed=yes)");
+                return;
+        }
+        if (!keys) {
+                reply_error(b, -ENOMEM, "out of locked memory");
+                return;
+        }
+        if (strcmp(st->cfg->store_backend, "etcd") == 0)
+                snprintf(source, sizeof(source), "%s", st->cfg->store_prefix ? st->cfg->store_prefix :
+                                                                          STORE_ETCD_DEFAULT_PREFIX);
+        else
+                snprintf(source, sizeof(source), "%s/dkm.db", st->cfg->state_dir);
+        r = keyring_read(st->master, keys, ENGINE_KEY_SIZE, &n);
+        if (r >= 0 && n != ENGINE_KEY_SIZE)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = masterkey_derive_record_key(keys, keys + ENGINE_KEY_SIZE);
+        if (r < 0)
+                snprintf(err, sizeof(err), "the master key is not available: %s", strerror(-r));
+        else
+                r = backup_snapshot(backend, store_backend_ops(st->store)->name, source, keys,
+                                    keys + ENGINE_KEY_SIZE, fds[0], &records, &revision, &refused, &bytes, err,
+                                    sizeof(err));
+        audit_outcome(AUDIT_KIND_KEY, "store-backup", subj, r,
+                      "records=%" PRIu64 " revision=%" PRIu64 " left_out=%" PRIu64, records, revision, refused);
+        if (r < 0) {
+                log_err("backup failed: %s", err);
+                reply_error(b, r, err[0] ? err : strerror(-r));
+                return;
+        }
+        log_notice("backup: %" PRIu64 " records at revision %" PRIu64 " (%" PRIu64 " bytes)%s", records,
+                   revision, bytes, refused ? ", some records left out (see above)" : "");
+        snprintf(json, sizeof(json),
+                 "{\"records\":%" PRIu64 ",\"revision\":%" PRIu64 ",\"left_out\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+                 records, revision, refused, bytes);
+        reply_json(b, json);
+}
+
+static void handle_store_verify(const struct daemon_state *st, const struct audit_subject *subj,
+                                struct wire_builder *b)
+{
+        _cleanup_free_ char *json = NULL;
+        char err[KEYS_ERR_MAX] = "";
+        uint32_t failed = 0;
+        int r;
+
+        if (CFG(st->cfg, audit_fail_closed) && audit_can_write() < 0) {
+                reply_error(b, -EIO, "refused: the audit record could not be written ([audit] fail_closed=yes)");
+                return;
+        }
+        r = keys_verify_json(st->keys, &json, &failed, err);
+        audit_outcome(AUDIT_KIND_KEY, "store-verify", subj, r < 0 ? r : failed ? -EBADMSG : 0,
+                      "failed=%" PRIu32, failed);
+        if (r < 0) {
+                reply_error(b, r, err[0] ? err : strerror(-r));
+                return;
+        }
+        if (failed)
+                log_err("store verify: %" PRIu32 " failures: %s", failed, json);
+        reply_json(b, json);
+}
+
 void handle_request(const struct daemon_state *st, const struct peer *peer,
                     const struct wire_msg *req, const int *fds, size_t n_fds,
                     struct wire_builder *reply)
@@ -804,6 +895,12 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_ACCESS_LIST:
         case WIRE_ACCESS_REVOKE:
                 handle_access(st, req, &peer->subj, reply);
+                break;
+        case WIRE_BACKUP:
+                handle_backup(st, req, fds, n_fds, &peer->subj, reply);
+                break;
+        case WIRE_STORE_VERIFY:
+                handle_store_verify(st, &peer->subj, reply);
                 break;
         default:
                 handle_keys(st, peer, req, reply);

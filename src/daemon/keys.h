@@ -96,6 +96,10 @@ int keys_purge(struct keys *k, const char *policy, const struct audit_subject *s
                uint32_t request_id, char *err);
 
 int keys_list_json(struct keys *k, const char *policy, char **ret, char *err);
+/* dkmctl store verify (keys-verify.c): unwraps every generation of every
+ * policy as the store holds it and wipes it at once; *ret (JSON) names
+ * each failure, *ret_failed counts them. */
+int keys_verify_json(struct keys *k, char **ret, uint32_t *ret_failed, char *err);
 
 /* Adds "policies" and "alerts" to a json-c object (struct json_object *). */
 void keys_status(struct keys *k, void *json_object);

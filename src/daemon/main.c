@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
+#include "backup.h"
 #include "ckey.h"
 #include "keys.h"
 #include "log.h"
@@ -50,6 +51,7 @@ static struct {
         char **shares;
         unsigned n_shares;
         bool accept_older_store;
+        const char *restore;
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -100,7 +102,7 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: dkmd [--config FILE] [--init [--recovery-dir DIR] | --authenticate-store |\n"
-                   "                            --accept-older-store]\n"
+                   "                            --accept-older-store | --restore BACKUP]\n"
                    "       dkmd [--config FILE] --recover [--recover-out PATH|-] SHARE-FILE...\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory, the store and, if missing,\n"
@@ -120,6 +122,8 @@ static void usage(FILE *f)
                    "      --authenticate-store\n"
                    "                     after a rolling upgrade: authenticate the records that\n"
                    "                     older nodes wrote without a MAC, then exit\n"
+                   "      --restore BACKUP\n"
+                   "                     fill an empty store from a backup (dkmctl backup), then exit\n"
                    "  -h, --help         this text\n"
                    "      --version      print the version\n");
 }
@@ -134,6 +138,7 @@ static int parse_args(int argc, char **argv)
                 { "recover", no_argument, NULL, 'r' },
                 { "recover-out", required_argument, NULL, 'o' },
                 { "accept-older-store", no_argument, NULL, 'O' },
+                { "restore", required_argument, NULL, 'S' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -162,6 +167,9 @@ static int parse_args(int argc, char **argv)
                         break;
                 case 'O':
                         arg.accept_older_store = true;
+                        break;
+                case 'S':
+                        arg.restore = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -410,7 +418,7 @@ static int step_store(struct daemon *d)
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
         /* Only --init creates a store: one lost must not come back empty,
          * with a new default policy, as if nothing had been there. */
-        if (!arg.init && stat(path, &st) < 0 && errno == ENOENT) {
+        if (!arg.init && !arg.restore && stat(path, &st) < 0 && errno == ENOENT) {
                 fail(d, "store %s does not exist: a plain start never creates one; restore it (with its "
                      "-wal file) from a backup, or create a new, empty store with dkmd --init (ciphertexts "
                      "made under a lost store stay unreadable)", path);
@@ -1168,6 +1176,16 @@ int main(int argc, char **argv)
         r = step_store(&d);
         if (r < 0)
                 goto out_keyring;
+        if (arg.restore) {
+                /* Before anything (the format record among them) is written. */
+                r = backup_restore_file(&d.store, d.master, d.record_key, d.cfg.state_dir, arg.restore,
+                                        on_refused_record);
+                secret_free(d.record_key);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         r = step_store_auth(&d);
         if (r < 0)
                 goto out_store;
@@ -1178,6 +1196,8 @@ int main(int argc, char **argv)
                 config_free(&d.cfg);
                 return r < 0 ? 1 : 0;
         }
+        d.st.store = d.store;
+        d.st.master = d.master;
         if (arg.authenticate_store) {
                 r = authenticate_store(&d);
                 store_close(d.store);

@@ -22,6 +22,8 @@ struct daemon_state {
         keyring_serial_t ring;
         bool store_watch; /* a thread follows the store's changes (etcd) */
         struct nodes *nodes; /* this node and the others seen (nodes.h) */
+        struct store *store; /* the authenticated store, for backups */
+        keyring_serial_t master; /* the master key in ring, for backups */
 };
 
 /* Binds the configured socket (or takes a socket-activated one from

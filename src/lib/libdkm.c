@@ -555,6 +555,33 @@ static int json_call(dkm_client *c, uint16_t type, const char *policy, const voi
         return json_request(c, &b, ret);
 }
 
+_public_ int dkm_backup_fd(dkm_client *c, int out_fd, char **ret)
+{
+        struct wire_builder b;
+        const struct wire_field *f;
+        struct reply rp;
+        int r;
+
+        if (!c || out_fd < 0)
+                return -EINVAL;
+        wire_begin(&b, WIRE_BACKUP);
+        r = call_fds(c, &b, &out_fd, 1, &rp);
+        if (r < 0)
+                return r;
+        f = wire_get(rp.msg, WIRE_TAG_JSON);
+        if (!f)
+                r = set_error(c, -EBADMSG, "reply from dkmd carries no JSON");
+        else if (ret && !(*ret = strndup((const char *)f->value, f->len)))
+                r = -ENOMEM;
+        reply_free(&rp);
+        return r;
+}
+
+_public_ int dkm_store_verify_json(dkm_client *c, char **ret)
+{
+        return json_call(c, WIRE_STORE_VERIFY, NULL, NULL, 0, NULL, ret);
+}
+
 /* Passes on the error r of a JSON request, or reads an unsigned field of
  * its flat reply into *ret (when ret). */
 static int reply_u32(dkm_client *c, int r, const char *json, const char *key, uint32_t *ret)

@@ -66,6 +66,8 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_POLICY_ASSIGN] = "policy-assign",
         [WIRE_POLICY_REKEY] = "policy-rekey",
         [WIRE_POLICY_PURGE] = "policy-purge",
+        [WIRE_BACKUP] = "backup",
+        [WIRE_STORE_VERIFY] = "store-verify",
 };
 
 const char *wire_type_name(uint16_t type)

@@ -57,6 +57,8 @@ enum wire_type {
         WIRE_POLICY_ASSIGN = 43,
         WIRE_POLICY_REKEY = 44,
         WIRE_POLICY_PURGE = 45,  /* files a purge request for approval */
+        WIRE_BACKUP = 50,        /* a snapshot of the store, written to one passed descriptor */
+        WIRE_STORE_VERIFY = 51,  /* unwraps every generation, reveals nothing */
         _WIRE_TYPE_MAX,
 };
 

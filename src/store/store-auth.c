@@ -80,6 +80,13 @@ const struct store_ops *store_backend_ops(struct store *s)
         return ops;
 }
 
+struct store *store_backend(struct store *s)
+{
+        while (is_auth(store_ops_of(s)))
+                s = A(s)->inner;
+        return s;
+}
+
 /* --- the envelope ---------------------------------------------------------- */
 
 static int mac(const uint8_t *key, const char *name, enum kind kind, uint64_t seq, const uint8_t *value,

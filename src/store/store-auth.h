@@ -82,6 +82,9 @@ int store_auth_adopt(struct store *s, size_t *ret_n, char *err, size_t err_size)
 
 /* The backend under any wrapping (store_ops_of() gives the wrapper's). */
 const struct store_ops *store_backend_ops(struct store *s);
+/* The backend store itself, records as sealed (for backups); s when s is
+ * not a wrapper. */
+struct store *store_backend(struct store *s);
 
 /* --- the envelope, for the wrapper, unit tests and the fuzzer ------------ */
 

@@ -78,6 +78,14 @@ static void test_decisions(void **state)
         assert_int_equal(access_check(ROLE_USER, WIRE_ACCESS_LIST, &why), -EPERM);
         assert_int_equal(access_check(ROLE_OPERATOR, WIRE_KEY_DESTROY, &why), 0);
         assert_int_equal(access_check(ROLE_USER | ROLE_APPROVER, WIRE_KEY_DESTROY, &why), -EPERM);
+        /* Backups and store verify: operators only (a backup holds wrapped
+         * keys; the reviewer's and the approver's roles need none). */
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_BACKUP, &why), 0);
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_STORE_VERIFY, &why), 0);
+        for (unsigned t = WIRE_BACKUP; t <= WIRE_STORE_VERIFY; t++) {
+                assert_int_equal(access_check(ROLE_USER | ROLE_APPROVER | ROLE_REVIEWER, t, &why), -EPERM);
+                assert_string_equal(why, "not in the operators group");
+        }
         assert_int_equal(access_check(ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER, WIRE_REPLY_OK, &why),
                          -EOPNOTSUPP);
 }
