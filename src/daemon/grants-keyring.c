@@ -506,7 +506,15 @@ int grants_new(const struct dkm_config *cfg, struct store *store, struct keys *k
                 snprintf(name, sizeof(name), "dkm:grants:%s", cfg->state_dir);
         e = keyring_open_at(KEY_SPEC_USER_KEYRING, name, GRANT_RING_PERM & ~(uint32_t)KEY_GRP_ALL, &g->ring);
         if (e < 0) {
-                grants_seterr(err, "cannot open the grants keyring: %s", strerror(-e));
+                /* The kernel makes a uid's user keyring once, with the
+                 * label of the first process that reaches it: a PAM session
+                 * (runuser, su: pam_keyinit) of dkm's uid before dkmd ever
+                 * ran leaves one that dkmd_t may not search. */
+                grants_seterr(err, "cannot open the grants keyring: %s%s", strerror(-e),
+                              e == -ENOKEY || e == -EACCES ?
+                              "; if SELinux is enforcing, dkm's user keyring may have been made by a "
+                              "login of user dkm (runuser, su) before dkmd first ran: run dkm's "
+                              "commands with setpriv, and reboot once" : "");
                 goto fail;
         }
         e = grant_give(g, g->ring, GRANT_RING_PERM);

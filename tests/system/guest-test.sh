@@ -544,7 +544,7 @@ fleet_on_etcd() {
         mv "$W/fleet.conf" "$FLEET_DROPIN"
         systemctl daemon-reload
         # A new prefix: a plain start refuses an empty one.
-        check "dkmd --init on the fleet's new prefix" runuser -u dkm -- /usr/local/sbin/dkmd --config "$CONF" --init
+        check "dkmd --init on the fleet's new prefix" setpriv --reuid=dkm --regid=dkm --clear-groups -- /usr/local/sbin/dkmd --config "$CONF" --init
         t_on=$(date +%s)
         check "systemctl start dkmd (etcd, with the drop-in)" systemctl start dkmd.service
         check "dkmd.service is active" wait_active dkmd.service || explain dkmd.service
@@ -589,7 +589,10 @@ show systemctl is-system-running --wait
 start=$(date +%s)
 install_steps
 # README's install path: the store is created once; a plain start never does.
-check "runuser -u dkm -- dkmd --init creates the store" runuser -u dkm -- /usr/local/sbin/dkmd --config "$CONF" --init
+# setpriv, as README says: runuser's pam_keyinit would make dkm's user
+# keyring with this shell's label, which dkmd_t may not use.
+check "setpriv dkm -- dkmd --init creates the store" setpriv --reuid=dkm --regid=dkm --clear-groups -- \
+        /usr/local/sbin/dkmd --config "$CONF" --init
 run_flow permissive
 avc_check "$start" "the permissive run"
 section "setenforce 1"
