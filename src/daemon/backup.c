@@ -369,26 +369,153 @@ out:
         return r;
 }
 
-/* --- restore ----------------------------------------------------------------- */
+/* --- filling an empty store (restore, migration) ------------------------- */
 
-struct rec {
-        char *key;
-        uint8_t *value; /* as written (unsealed) */
-        size_t len;
+int backup_set_add(struct backup_set *set, const uint8_t *record_key, const char *key, const uint8_t *sealed,
+                   size_t len, char *err, size_t err_size)
+{
+        struct backup_rec *v;
+        uint64_t seq;
+        int r;
+
+        v = reallocarray(set->v, set->n + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        set->v = v;
+        v += set->n;
+        *v = (struct backup_rec){ 0 };
+        r = store_auth_unseal(record_key, key, sealed, len, &v->value, &v->len, &seq);
+        if (r < 0) {
+                snprintf(err, err_size, "record %s does not verify under this master key (%s)", key,
+                         r == -EKEYREJECTED ? "its MAC does not match" :
+                         r == -ENODATA ? "it carries no MAC" : strerror(-r));
+                return r == -ENOMEM ? r : -EBADMSG;
+        }
+        v->key = strdup(key);
+        set->n++;
+        return v->key ? 0 : -ENOMEM;
+}
+
+void backup_set_free(struct backup_set *set)
+{
+        for (size_t i = 0; i < set->n; i++) {
+                free(set->v[i].key);
+                if (set->v[i].value)
+                        secure_wipe(set->v[i].value, set->v[i].len);
+                free(set->v[i].value);
+        }
+        free(set->v);
+        *set = (struct backup_set){ 0 };
+}
+
+static int count_one(const struct store_kv *kv, void *userdata)
+{
+        (void)kv;
+        (*(size_t *)userdata)++;
+        return 0;
+}
+
+int backup_store_count(struct store *backend, size_t *ret_n)
+{
+        size_t n = 0;
+        int r = store_ops_of(backend)->range(backend, "", count_one, &n);
+
+        if (r >= 0)
+                *ret_n = n;
+        return r;
+}
+
+struct readback {
+        const struct backup_set *set;
+        size_t i;
+        char *err;
+        size_t err_size;
 };
+
+static int readback_one(const struct store_kv *kv, void *userdata)
+{
+        struct readback *b = userdata;
+        const struct backup_rec *e;
+
+        if (b->i >= b->set->n) {
+                snprintf(b->err, b->err_size, "read back: record %s was not written by this copy", kv->key);
+                return -EBADMSG;
+        }
+        e = &b->set->v[b->i++];
+        if (strcmp(e->key, kv->key) != 0 || e->len != kv->value_len || memcmp(e->value, kv->value, e->len) != 0) {
+                snprintf(b->err, b->err_size, "read back: record %s differs from what was written, or was "
+                         "refused (a store-seen file of an earlier store in the state directory?)", e->key);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int backup_fill(struct store *s, const struct backup_set *set, char *err, size_t err_size)
+{
+        const struct store_ops *ops = store_ops_of(s);
+        struct store_cmp *cmps = NULL;
+        struct store_op *wops = NULL;
+        size_t batch;
+        int r = 0;
+
+        err[0] = 0;
+        /* Written afresh through the authenticated store: each record gets
+         * a sequence of this store's revisions (a copied sequence could be
+         * above them, and would be refused). */
+        batch = ops->max_txn_ops ? ops->max_txn_ops : STORE_TXN_OPS_MAX;
+        if (batch > 64)
+                batch = 64;
+        cmps = calloc(batch, sizeof(*cmps));
+        wops = calloc(batch, sizeof(*wops));
+        if (!cmps || !wops) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < set->n && r >= 0;) {
+                size_t m = 0;
+
+                for (; i < set->n && m < batch; i++, m++) {
+                        cmps[m] = (struct store_cmp){ set->v[i].key, 0 };
+                        wops[m] = (struct store_op){ STORE_PUT, set->v[i].key, set->v[i].value, set->v[i].len };
+                }
+                r = ops->txn(s, cmps, m, wops, m, NULL);
+                if (r < 0)
+                        snprintf(err, err_size, "cannot write the records: %s%s", strerror(-r),
+                                 r == -ESTALE ? " (someone else writes to the store)" : "");
+        }
+        if (r < 0)
+                goto out;
+        {
+                struct readback b = { set, 0, err, err_size };
+
+                r = ops->range(s, "", readback_one, &b);
+                if (r >= 0 && b.i != set->n) {
+                        snprintf(err, err_size, "read back: %zu of the %zu records written (the others were "
+                                 "refused)", b.i, set->n);
+                        r = -EBADMSG;
+                } else if (r < 0 && !err[0])
+                        snprintf(err, err_size, "cannot read the store back: %s", strerror(-r));
+        }
+out:
+        free(cmps);
+        free(wops);
+        return r;
+}
+
+/* --- restore ----------------------------------------------------------------- */
 
 struct restore {
         const uint8_t *record_key;
         uint64_t now_usec;
-        struct rec *v;
-        size_t n, ended;
+        struct backup_set set;
+        size_t ended;
         char *err;
         size_t err_size;
 };
 
 /* A grant live, or a request pending, in the backup may have been revoked
  * or denied since: the restore ends it rather than revive it. */
-static int end_request(struct restore *rs, struct rec *v)
+static int end_request(struct restore *rs, struct backup_rec *v)
 {
         json_object *o = record_parse(v->value, v->len), *st;
         const char *state, *s;
@@ -424,91 +551,34 @@ static int end_request(struct restore *rs, struct rec *v)
 static int restore_collect(const char *key, const uint8_t *value, size_t len, void *userdata)
 {
         struct restore *rs = userdata;
-        struct rec *v;
-        uint64_t seq;
         int r;
 
-        v = reallocarray(rs->v, rs->n + 1, sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        rs->v = v;
-        v += rs->n;
-        *v = (struct rec){ 0 };
-        r = store_auth_unseal(rs->record_key, key, value, len, &v->value, &v->len, &seq);
-        if (r < 0) {
-                snprintf(rs->err, rs->err_size, "record %s does not verify under this master key (%s)", key,
-                         r == -EKEYREJECTED ? "its MAC does not match" : strerror(-r));
-                return r == -ENOMEM ? r : -EBADMSG;
-        }
-        v->key = strdup(key);
-        rs->n++;
-        if (!v->key)
-                return -ENOMEM;
-        return strncmp(key, "access/requests/", 16) == 0 ? end_request(rs, v) : 0;
-}
-
-static void restore_free(struct restore *rs)
-{
-        for (size_t i = 0; i < rs->n; i++) {
-                free(rs->v[i].key);
-                if (rs->v[i].value)
-                        secure_wipe(rs->v[i].value, rs->v[i].len);
-                free(rs->v[i].value);
-        }
-        free(rs->v);
-}
-
-static int count_one(const struct store_kv *kv, void *userdata)
-{
-        (*(size_t *)userdata)++;
-        return 0;
-}
-
-struct readback {
-        struct restore *rs;
-        size_t i;
-        char *err;
-        size_t err_size;
-};
-
-static int readback_one(const struct store_kv *kv, void *userdata)
-{
-        struct readback *b = userdata;
-        const struct rec *e;
-
-        if (b->i >= b->rs->n) {
-                snprintf(b->err, b->err_size, "read back: record %s is not in the backup", kv->key);
-                return -EBADMSG;
-        }
-        e = &b->rs->v[b->i++];
-        if (strcmp(e->key, kv->key) != 0 || e->len != kv->value_len || memcmp(e->value, kv->value, e->len) != 0) {
-                snprintf(b->err, b->err_size, "read back: record %s differs from the backup, or was refused "
-                         "(a store-seen file of an earlier store in the state directory?)", e->key);
-                return -EBADMSG;
-        }
-        return 0;
+        r = backup_set_add(&rs->set, rs->record_key, key, value, len, rs->err, rs->err_size);
+        if (r < 0)
+                return r;
+        return strncmp(key, "access/requests/", 16) == 0 ? end_request(rs, &rs->set.v[rs->set.n - 1]) : 0;
 }
 
 /* Says which generations each policy of the backup holds. */
-static void report_generations(const struct restore *rs)
+static void report_generations(const struct backup_set *set)
 {
-        for (size_t i = 0; i < rs->n; i++) {
-                const char *k = rs->v[i].key, *rest;
+        for (size_t i = 0; i < set->n; i++) {
+                const char *k = set->v[i].key, *rest;
                 struct policy_record p;
                 uint32_t lo = 0, hi = 0, destroyed = 0;
                 size_t pl;
 
                 if (strncmp(k, "policies/", 9) != 0 || strchr(k + 9, '/'))
                         continue;
-                if (policy_record_decode(rs->v[i].value, rs->v[i].len, &p) < 0)
+                if (policy_record_decode(set->v[i].value, set->v[i].len, &p) < 0)
                         continue;
                 pl = strlen(k);
-                for (size_t j = i + 1; j < rs->n && strncmp(rs->v[j].key, k, pl) == 0; j++) {
+                for (size_t j = i + 1; j < set->n && strncmp(set->v[j].key, k, pl) == 0; j++) {
                         struct gen_record g;
 
-                        rest = rs->v[j].key + pl;
+                        rest = set->v[j].key + pl;
                         if (strncmp(rest, "/gens/", 6) != 0 ||
-                            gen_record_decode(rs->v[j].value, rs->v[j].len, &g) < 0)
+                            gen_record_decode(set->v[j].value, set->v[j].len, &g) < 0)
                                 continue;
                         if (g.state == GEN_DESTROYED) {
                                 destroyed++;
@@ -569,11 +639,8 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
         struct restore rs = { .record_key = record_key, .now_usec = now_real_usec(), .err = err,
                               .err_size = err_size };
         struct backup_header h;
-        const struct store_ops *ops = store_ops_of(s);
-        struct store_cmp *cmps = NULL;
-        struct store_op *wops = NULL;
         uint8_t *buf = NULL;
-        size_t len = 0, present = 0, batch;
+        size_t len = 0, present = 0;
         char why[BACKUP_ERR_MAX] = "";
         int r;
 
@@ -598,7 +665,7 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
         if (r < 0)
                 goto out;
         /* Into an empty store only: merging would mix two histories. */
-        r = store_ops_of(backend)->range(backend, "", count_one, &present);
+        r = backup_store_count(backend, &present);
         if (r >= 0 && present > 0) {
                 snprintf(err, err_size, "the store is not empty (%zu records): --restore fills an empty state "
                          "directory or an empty etcd prefix only; move the current store away first", present);
@@ -617,54 +684,16 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
                 log_notice("restore: backup of the %s store %s at revision %" PRIu64 ", made %s, %" PRIu64
                            " records", h.backend, h.source, h.revision, when, h.n_records);
         }
-        /* Written afresh through the authenticated store: each record gets
-         * a sequence of this store's revisions (a copied sequence could be
-         * above them, and would be refused). */
-        batch = ops->max_txn_ops ? ops->max_txn_ops : STORE_TXN_OPS_MAX;
-        if (batch > 64)
-                batch = 64;
-        cmps = calloc(batch, sizeof(*cmps));
-        wops = calloc(batch, sizeof(*wops));
-        if (!cmps || !wops) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0; i < rs.n && r >= 0;) {
-                size_t m = 0;
-
-                for (; i < rs.n && m < batch; i++, m++) {
-                        cmps[m] = (struct store_cmp){ rs.v[i].key, 0 };
-                        wops[m] = (struct store_op){ STORE_PUT, rs.v[i].key, rs.v[i].value, rs.v[i].len };
-                }
-                r = ops->txn(s, cmps, m, wops, m, NULL);
-                if (r < 0)
-                        snprintf(err, err_size, "cannot write the restored records: %s%s", strerror(-r),
-                                 r == -ESTALE ? " (someone else writes to the store)" : "");
-        }
+        r = backup_fill(s, &rs.set, err, err_size);
         if (r < 0)
                 goto out;
-        {
-                struct readback b = { &rs, 0, err, err_size };
-
-                r = ops->range(s, "", readback_one, &b);
-                if (r >= 0 && b.i != rs.n) {
-                        snprintf(err, err_size, "read back: %zu of the %zu restored records (the others were "
-                                 "refused)", b.i, rs.n);
-                        r = -EBADMSG;
-                } else if (r < 0 && !err[0])
-                        snprintf(err, err_size, "cannot read the restored store back: %s", strerror(-r));
-        }
-        if (r < 0)
-                goto out;
-        report_generations(&rs);
+        report_generations(&rs.set);
         if (rs.ended)
                 log_notice("restore: %zu access grants or pending requests of the backup ended (state revoked "
                            "or expired, ended_by restore): ask and approve again", rs.ended);
-        *ret_records = rs.n;
+        *ret_records = rs.set.n;
 out:
-        free(cmps);
-        free(wops);
-        restore_free(&rs);
+        backup_set_free(&rs.set);
         if (buf)
                 secure_wipe(buf, len);
         free(buf);

@@ -96,6 +96,34 @@ int backup_snapshot(struct store *backend, const char *backend_name, const char 
                     uint64_t *ret_revision, uint64_t *ret_refused, uint64_t *ret_bytes, char *err,
                     size_t err_size);
 
+/* Records as their writers wrote them (MACs checked and taken off), sorted
+ * by key: what a restore or a migration puts into an empty store. */
+struct backup_rec {
+        char *key;
+        uint8_t *value;
+        size_t len;
+};
+
+struct backup_set {
+        struct backup_rec *v;
+        size_t n;
+};
+
+/* Appends the record key = sealed (as the backend holds it) once its MAC
+ * verifies under record_key; keys must come in order.  -EBADMSG with err
+ * naming the record when it does not. */
+int backup_set_add(struct backup_set *set, const uint8_t *record_key, const char *key, const uint8_t *sealed,
+                   size_t len, char *err, size_t err_size);
+void backup_set_free(struct backup_set *set);
+/* How many records backend (under any wrapping) holds. */
+int backup_store_count(struct store *backend, size_t *ret_n);
+/* Writes every record of set into s (authenticated, over an empty backend:
+ * each put requires the key to be absent), re-sealed under s's revisions
+ * so that its authentication holds, then reads every record back through s
+ * and compares: -EBADMSG with err naming the first that differs or was
+ * refused. */
+int backup_fill(struct store *s, const struct backup_set *set, char *err, size_t err_size);
+
 /* dkmd --restore: fills the empty store s (authenticated, over an empty
  * backend) from the backup at path after checking it whole, re-sealing
  * each record under s's revisions so that its authentication holds, then

@@ -7,6 +7,7 @@
  * configuration on SIGHUP (ExecReload=).
  */
 #include <getopt.h>
+#include <json-c/json.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
+#include "migrate.h"
 #include "records.h"
 #include "recovery.h"
 #include "shared/secret.h"
@@ -52,6 +54,7 @@ static struct {
         unsigned n_shares;
         bool accept_older_store;
         const char *restore;
+        const char *migrate_from;  /* the source store's configuration */
 } arg = { .config_path = DKM_DEFAULT_CONFIG };
 
 struct daemon {
@@ -102,7 +105,8 @@ static void notify_status(const char *prefix, const char *fmt, ...)
 static void usage(FILE *f)
 {
         fprintf(f, "Usage: dkmd [--config FILE] [--init [--recovery-dir DIR] | --authenticate-store |\n"
-                   "                            --accept-older-store | --restore BACKUP]\n"
+                   "                            --accept-older-store | --restore BACKUP |\n"
+                   "                            --migrate-from OLD-CONFIG]\n"
                    "       dkmd [--config FILE] --recover [--recover-out PATH|-] SHARE-FILE...\n\n"
                    "  -c, --config FILE  configuration (default " DKM_DEFAULT_CONFIG ")\n"
                    "      --init         create the state directory, the store and, if missing,\n"
@@ -124,6 +128,10 @@ static void usage(FILE *f)
                    "                     older nodes wrote without a MAC, then exit\n"
                    "      --restore BACKUP\n"
                    "                     fill an empty store from a backup (dkmctl backup), then exit\n"
+                   "      --migrate-from OLD-CONFIG\n"
+                   "                     copy the (stopped) store that OLD-CONFIG names into the empty\n"
+                   "                     store of --config (SQLite to etcd or back), verify the copy,\n"
+                   "                     then exit; the source is only read\n"
                    "  -h, --help         this text\n"
                    "      --version      print the version\n");
 }
@@ -139,6 +147,7 @@ static int parse_args(int argc, char **argv)
                 { "recover-out", required_argument, NULL, 'o' },
                 { "accept-older-store", no_argument, NULL, 'O' },
                 { "restore", required_argument, NULL, 'S' },
+                { "migrate-from", required_argument, NULL, 'M' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -171,6 +180,9 @@ static int parse_args(int argc, char **argv)
                 case 'S':
                         arg.restore = optarg;
                         break;
+                case 'M':
+                        arg.migrate_from = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         exit(0);
@@ -198,6 +210,11 @@ static int parse_args(int argc, char **argv)
         }
         if (optind < argc) {
                 fprintf(stderr, "dkmd: unexpected argument '%s'\n", argv[optind]);
+                return -EINVAL;
+        }
+        if (arg.migrate_from && (arg.init || arg.restore || arg.authenticate_store || arg.accept_older_store)) {
+                fprintf(stderr, "dkmd: --migrate-from goes with no --init, --restore, --authenticate-store "
+                                "or --accept-older-store\n");
                 return -EINVAL;
         }
         return 0;
@@ -368,64 +385,76 @@ static int store_look(struct daemon *d)
         return 0;
 }
 
-static int step_store(struct daemon *d)
+/* Opens the backend that cfg names into *ret.  readonly: a migration's
+ * source, which must exist and is never written (SQLite opens it
+ * read-only; etcd is only read). */
+static int open_backend(struct daemon *d, const struct dkm_config *cfg, bool readonly, struct store **ret)
 {
         char path[4200], why[512];
         struct stat st;
         int r;
 
-        if (strcmp(d->cfg.store_backend, "etcd") == 0) {
+        if (strcmp(cfg->store_backend, "etcd") == 0) {
                 _cleanup_free_ char *loc = NULL;
-                bool plain = d->cfg.store_endpoints && strstr(d->cfg.store_endpoints, "http://");
+                const char *prefix = cfg->store_prefix ? cfg->store_prefix : STORE_ETCD_DEFAULT_PREFIX;
+                bool plain = cfg->store_endpoints && strstr(cfg->store_endpoints, "http://");
 
                 /* Whoever is on the path to a plain-http etcd reads the wrapped
                  * keys and holds the store's credentials. */
-                if (plain && !d->cfg.store_insecure) {
+                if (plain && !cfg->store_insecure) {
                         fail(d, "[store] endpoints %s use plain http: dkmd talks to etcd over TLS only "
                                 "(https://, with cacert=); [store] insecure=yes allows http",
-                             d->cfg.store_endpoints);
+                             cfg->store_endpoints);
                         d->config_error = true;
                         return -EPROTO;
                 }
                 if (plain)
                         log_warn("store: etcd endpoints %s use plain http ([store] insecure=yes): anyone "
                                  "on the network path can read the wrapped keys and, with the etcd "
-                                 "credentials, delete records", d->cfg.store_endpoints);
+                                 "credentials, delete records", cfg->store_endpoints);
 
-                r = location_add(&loc, "endpoints", d->cfg.store_endpoints);
+                r = location_add(&loc, "endpoints", cfg->store_endpoints);
                 if (r >= 0)
-                        r = location_add(&loc, "prefix", d->cfg.store_prefix ? d->cfg.store_prefix :
-                                                                              STORE_ETCD_DEFAULT_PREFIX);
-                if (r >= 0 && d->cfg.store_cacert)
-                        r = location_add(&loc, "cacert", d->cfg.store_cacert);
-                if (r >= 0 && d->cfg.store_cert)
-                        r = location_add(&loc, "cert", d->cfg.store_cert);
-                if (r >= 0 && d->cfg.store_key)
-                        r = location_add(&loc, "key", d->cfg.store_key);
+                        r = location_add(&loc, "prefix", prefix);
+                if (r >= 0 && cfg->store_cacert)
+                        r = location_add(&loc, "cacert", cfg->store_cacert);
+                if (r >= 0 && cfg->store_cert)
+                        r = location_add(&loc, "cert", cfg->store_cert);
+                if (r >= 0 && cfg->store_key)
+                        r = location_add(&loc, "key", cfg->store_key);
                 if (r >= 0)
-                        r = store_open(&store_etcd_ops, loc, &d->store);
+                        r = store_open(&store_etcd_ops, loc, ret);
                 if (r < 0) {
-                        fail(d, "cannot open the etcd store at %s (prefix %s): %s", d->cfg.store_endpoints,
-                                d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX,
+                        fail(d, "cannot open the etcd store at %s (prefix %s): %s", cfg->store_endpoints, prefix,
                                 r == -EINVAL ? "bad endpoints or paths" : store_error_text(NULL, r));
                         return r;
                 }
-                d->st.store_watch = true;
-                log_info("store: etcd at %s, prefix %s", d->cfg.store_endpoints,
-                         d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX);
-                return store_look(d);
+                log_info("store: etcd at %s, prefix %s%s", cfg->store_endpoints, prefix,
+                         readonly ? " (migration source, read only)" : "");
+                return 0;
         }
-        snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
+        snprintf(path, sizeof(path), "%s/dkm.db", cfg->state_dir);
+        if (readonly) {
+                r = store_sqlite_open_readonly(path, ret);
+                if (r == -EBADMSG) {
+                        store_sqlite_describe(path, why, sizeof(why));
+                        fail(d, "cannot open store %s: %s", path, why);
+                } else if (r == -ENODATA)
+                        fail(d, "store %s is an empty file, not a dkm store", path);
+                else if (r < 0)
+                        fail(d, "cannot open store %s: %s", path, strerror(-r));
+                return r;
+        }
         /* Only --init creates a store: one lost must not come back empty,
          * with a new default policy, as if nothing had been there. */
-        if (!arg.init && !arg.restore && stat(path, &st) < 0 && errno == ENOENT) {
+        if (!arg.init && !arg.restore && !arg.migrate_from && stat(path, &st) < 0 && errno == ENOENT) {
                 fail(d, "store %s does not exist: a plain start never creates one; restore it (with its "
                      "-wal file) from a backup, or create a new, empty store with dkmd --init (ciphertexts "
                      "made under a lost store stay unreadable)", path);
                 d->config_error = true;
                 return -ENOENT;
         }
-        r = store_open(&store_sqlite_ops, path, &d->store);
+        r = store_open(&store_sqlite_ops, path, ret);
         if (r == -EBADMSG) {
                 store_sqlite_describe(path, why, sizeof(why));
                 fail(d, "cannot open store %s: %s; dkmd will not change it (restore it from a backup)",
@@ -433,9 +462,34 @@ static int step_store(struct daemon *d)
                 d->config_error = true;
         } else if (r < 0)
                 fail(d, "cannot open store %s: %s", path, strerror(-r));
+        return r;
+}
+
+static int step_store(struct daemon *d)
+{
+        int r = open_backend(d, &d->cfg, false, &d->store);
+
         if (r < 0)
                 return r;
+        d->st.store_watch = strcmp(d->cfg.store_backend, "etcd") == 0;
         return store_look(d);
+}
+
+/* The file that keeps what this node has seen of the store cfg names.  One
+ * file per store: a node moved from SQLite to an etcd prefix (or between
+ * prefixes) must not judge one store by what it saw of another.  The name
+ * only tells prefixes apart; it guards nothing. */
+static void store_seen_path(const struct dkm_config *cfg, char *buf, size_t size)
+{
+        if (cfg->store_backend && strcmp(cfg->store_backend, "etcd") == 0) {
+                const char *prefix = cfg->store_prefix ? cfg->store_prefix : STORE_ETCD_DEFAULT_PREFIX;
+                uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
+
+                for (const char *c = prefix; *c; c++)
+                        h = (h ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
+                snprintf(buf, size, "%s/store-seen-etcd-%016" PRIx64, cfg->state_dir, h);
+        } else
+                snprintf(buf, size, "%s/store-seen", cfg->state_dir);
 }
 
 /* dkmd --init: the store, created, and marked as made on purpose, so that
@@ -569,19 +623,7 @@ static int step_store_auth(struct daemon *d)
                 d->record_key = NULL;
                 return r;
         }
-        /* One file per store: a node moved from SQLite to an etcd prefix
-         * (or between prefixes) must not judge one store by what it saw
-         * of another.  The name only tells prefixes apart; it guards
-         * nothing. */
-        if (d->cfg.store_backend && strcmp(d->cfg.store_backend, "etcd") == 0) {
-                const char *prefix = d->cfg.store_prefix ? d->cfg.store_prefix : STORE_ETCD_DEFAULT_PREFIX;
-                uint64_t h = UINT64_C(0xcbf29ce484222325); /* FNV-1a */
-
-                for (const char *c = prefix; *c; c++)
-                        h = (h ^ (uint8_t)*c) * UINT64_C(0x100000001b3);
-                snprintf(seen, sizeof(seen), "%s/store-seen-etcd-%016" PRIx64, d->cfg.state_dir, h);
-        } else
-                snprintf(seen, sizeof(seen), "%s/store-seen", d->cfg.state_dir);
+        store_seen_path(&d->cfg, seen, sizeof(seen));
         r = store_auth_open(d->store, d->record_key, seen, on_refused_record, NULL, &d->store);
         secret_free(d->record_key);
         d->record_key = NULL;
@@ -760,6 +802,166 @@ static int recover(struct daemon *d)
                    id, arg.n_shares, strcmp(out, "-") == 0 ? "written to standard output" :
                    written ? "written to " : "the same key is already in ", strcmp(out, "-") == 0 ? "" : out);
         return 0;
+}
+
+/* "sqlite:<dkm.db>" or "etcd:<endpoints>;<prefix>", for the log and the audit trail. */
+static void store_name(const struct dkm_config *cfg, char *buf, size_t size)
+{
+        if (strcmp(cfg->store_backend, "etcd") == 0)
+                snprintf(buf, size, "etcd:%s;%s", cfg->store_endpoints ? cfg->store_endpoints : "?",
+                         cfg->store_prefix ? cfg->store_prefix : STORE_ETCD_DEFAULT_PREFIX);
+        else
+                snprintf(buf, size, "sqlite:%s/dkm.db", cfg->state_dir);
+}
+
+/* The copy as a target node will see it: every policy loaded and every
+ * generation unwrapped (dkmctl store verify's check).  *ret_checked: the
+ * generations that unwrapped. */
+static int migrate_verify(struct daemon *d, uint64_t *ret_checked, char *err, size_t err_size)
+{
+        struct keys_env env = { &d->cfg, d->store, d->ring, d->master };
+        char kerr[KEYS_ERR_MAX] = "";
+        _cleanup_free_ char *json = NULL;
+        struct keys *k = NULL;
+        uint32_t failed = 0;
+        json_object *o, *v;
+        int r;
+
+        r = keys_new(&env, &k);
+        if (r >= 0)
+                r = keys_load(k, kerr);
+        if (r >= 0)
+                r = keys_verify_json(k, &json, &failed, kerr);
+        keys_free(k);
+        if (r < 0) {
+                snprintf(err, err_size, "verify: the copy does not load: %s", kerr[0] ? kerr : strerror(-r));
+                return r;
+        }
+        if (failed) {
+                snprintf(err, err_size, "verify: %" PRIu32 " generations of the copy fail: %s", failed, json);
+                return -EBADMSG;
+        }
+        o = json_tokener_parse(json);
+        *ret_checked = o && json_object_object_get_ex(o, "checked", &v) ? (uint64_t)json_object_get_int64(v) : 0;
+        json_object_put(o);
+        return 0;
+}
+
+/* dkmd --config NEW --migrate-from OLD (migrate.h): everything that can be
+ * refused is checked before the first write to the target. */
+static int migrate(struct daemon *d)
+{
+        _cleanup_secret_ uint8_t *mk = secret_alloc(ENGINE_KEY_SIZE);
+        _cleanup_free_ char *src_v = NULL, *dst_v = NULL;
+        struct dkm_config sc = { 0 };
+        struct store *src = NULL;
+        struct backup_set set = { 0 };
+        char err[9000] = "", seen[4200], sname[4300] = "?", dname[4300] = "?";
+        uint64_t checked = 0;
+        size_t leased = 0, present = 0, n = 0;
+        unsigned policies = 0;
+        struct stat st;
+        bool loaded = false;
+        int r;
+
+        store_name(&d->cfg, dname, sizeof(dname));
+        if (!mk) {
+                r = -ENOMEM;
+                goto out;
+        }
+        {
+                char why[1024];
+
+                r = config_load(arg.migrate_from, &sc, why, sizeof(why));
+                if (r < 0) {
+                        snprintf(err, sizeof(err), "the source configuration: %s", why);
+                        goto out;
+                }
+        }
+        loaded = true;
+        store_name(&sc, sname, sizeof(sname));
+        if (migrate_same_store(&sc, &d->cfg)) {
+                snprintf(err, sizeof(err), "the source and the target are the same store (%s): --migrate-from "
+                         "copies into another, empty store", dname);
+                r = -EINVAL;
+                goto out;
+        }
+        {
+                size_t len = 0;
+
+                r = keyring_read(d->master, mk, ENGINE_KEY_SIZE, &len);
+                if (r >= 0 && len != ENGINE_KEY_SIZE)
+                        r = -EBADMSG;
+                if (r < 0) {
+                        snprintf(err, sizeof(err), "cannot read the master key back: %s", strerror(-r));
+                        goto out;
+                }
+        }
+        r = open_backend(d, &sc, true, &src);
+        if (r < 0) {
+                snprintf(err, sizeof(err), "cannot read the source store: %s", d->failure);
+                goto out;
+        }
+        r = migrate_read(src, d->record_key, &set, &leased, err, sizeof(err));
+        if (r >= 0)
+                r = migrate_check_master(&set, mk, &policies, err, sizeof(err));
+        if (r < 0)
+                goto out;
+        r = step_store(d);
+        if (r < 0) {
+                snprintf(err, sizeof(err), "cannot open the target store: %s", d->failure);
+                goto out;
+        }
+        if (!d->store_empty) {
+                r = backup_store_count(d->store, &present);
+                snprintf(err, sizeof(err), "the target store %s is not empty (%zu records): --migrate-from fills "
+                         "an empty state directory or an empty etcd prefix only", dname, r < 0 ? 0 : present);
+                r = -ENOTEMPTY;
+                goto out;
+        }
+        /* What this node saw of another store at the same place would
+         * refuse the copy's records as replays. */
+        store_seen_path(&d->cfg, seen, sizeof(seen));
+        if (stat(seen, &st) == 0) {
+                snprintf(err, sizeof(err), "%s exists: this node has served a store where the target is now; "
+                         "move that file away if that store is gone for good", seen);
+                r = -EEXIST;
+                goto out;
+        }
+        r = migrate_ensure_marker(&set, STORE_INIT_KEY, now_real_usec());
+        if (r < 0)
+                goto out;
+        r = store_auth_open(d->store, d->record_key, seen, on_refused_record, NULL, &d->store);
+        if (r < 0) {
+                d->store = NULL;
+                snprintf(err, sizeof(err), "cannot authenticate the target store: %s", strerror(-r));
+                goto out;
+        }
+        log_notice("migrate: copying %zu records (%u policies) from %s to %s%s", set.n, policies, sname, dname,
+                   leased ? "; records under a lease (heartbeats, grant markers) are left out" : "");
+        r = backup_fill(d->store, &set, err, sizeof(err));
+        if (r < 0)
+                goto out;
+        n = set.n;
+        r = migrate_verify(d, &checked, err, sizeof(err));
+        if (r < 0)
+                goto out;
+        log_notice("migrate: %zu records copied from %s to %s and read back; %u policies, %" PRIu64
+                   " generations unwrap; nothing was re-encrypted and the source is unchanged", n, sname,
+                   dname, policies, checked);
+out:
+        src_v = audit_value(sname);
+        dst_v = audit_value(dname);
+        if (audit_outcome(AUDIT_KIND_KEY, "store-migration", NULL, r, "source=%s target=%s records=%zu "
+                          "generations=%" PRIu64, src_v ? src_v : "?", dst_v ? dst_v : "?", n, checked) < 0)
+                log_err("cannot audit the migration");
+        if (r < 0)
+                log_err("migration refused: %s", err[0] ? err : strerror(-r));
+        backup_set_free(&set);
+        store_close(src);
+        if (loaded)
+                config_free(&sc);
+        return r;
 }
 
 static int step_keys(struct daemon *d)
@@ -1173,6 +1375,16 @@ int main(int argc, char **argv)
         r = step_keyring(&d);
         if (r < 0)
                 goto out_audit;
+        if (arg.migrate_from) {
+                /* Both stores are opened there; the target before anything
+                 * is written to it. */
+                r = migrate(&d);
+                secret_free(d.record_key);
+                store_close(d.store);
+                audit_close_log();
+                config_free(&d.cfg);
+                return r < 0 ? 1 : 0;
+        }
         r = step_store(&d);
         if (r < 0)
                 goto out_keyring;

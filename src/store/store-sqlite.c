@@ -716,7 +716,33 @@ static int schema_setup(struct store *s, bool *ret_created)
         return r;
 }
 
-static int setup(struct store *s, bool memory)
+/* Read-only: the file must already hold a dkm store, of a schema this
+ * version reads; nothing is created, switched or written. */
+static int readonly_check(struct store *s)
+{
+        int64_t version;
+        int r, rc;
+
+        rc = sqlite3_exec(s->db, "BEGIN", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+                return sqlite_errno(s->db, rc);
+        r = identify(s);
+        if (r == 0)
+                r = -ENODATA; /* an empty file: no store at all */
+        else if (r > 0) {
+                r = query_int(s, "SELECT schema_version FROM meta WHERE id = 1", &version);
+                if (r == -EIO)
+                        r = -EBADMSG;
+                else if (r == 0 && version > SCHEMA_VERSION)
+                        r = -EPROTO;
+                else if (r == 0 && version < 1)
+                        r = -EBADMSG;
+        }
+        sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+        return r;
+}
+
+static int setup(struct store *s, bool memory, bool readonly)
 {
         bool created = false;
         int r, rc;
@@ -743,11 +769,13 @@ static int setup(struct store *s, bool memory)
         if (rc != SQLITE_OK)
                 return sqlite_errno(s->db, rc);
 
-        r = enter_wal(s, memory);
-        if (r < 0)
-                return r;
-
-        r = schema_setup(s, &created);
+        if (readonly)
+                r = readonly_check(s);
+        else {
+                r = enter_wal(s, memory);
+                if (r >= 0)
+                        r = schema_setup(s, &created);
+        }
         if (r < 0)
                 return r;
         if (!created) {
@@ -801,22 +829,24 @@ static void sqlite_close(struct store *s)
         free(s);
 }
 
-static int sqlite_open(const char *location, struct store **ret)
+static int open_mode(const char *location, bool readonly, struct store **ret)
 {
         bool memory;
         struct store *s;
-        int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
+        int flags = (readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) | SQLITE_OPEN_FULLMUTEX;
         int r, rc;
 
         if (!location || !*location || !ret)
                 return -EINVAL;
         memory = strcmp(location, ":memory:") == 0;
+        if (memory && readonly)
+                return -EINVAL;
 #ifdef SQLITE_OPEN_EXRESCODE
         flags |= SQLITE_OPEN_EXRESCODE;
 #endif
         if (memory)
                 flags |= SQLITE_OPEN_CREATE;
-        else {
+        else if (!readonly) {
                 r = create_file(location);
                 if (r < 0)
                         return r;
@@ -835,13 +865,23 @@ static int sqlite_open(const char *location, struct store **ret)
 
         /* Not SQLITE_OPEN_URI: the location is a plain path, never parsed. */
         rc = sqlite3_open_v2(location, &s->db, flags, NULL);
-        r = rc == SQLITE_OK ? setup(s, memory) : sqlite_errno(s->db, rc);
+        r = rc == SQLITE_OK ? setup(s, memory, readonly) : sqlite_errno(s->db, rc);
         if (r < 0) {
                 sqlite_close(s);
                 return r;
         }
         *ret = s;
         return 0;
+}
+
+static int sqlite_open(const char *location, struct store **ret)
+{
+        return open_mode(location, false, ret);
+}
+
+int store_sqlite_open_readonly(const char *path, struct store **ret)
+{
+        return open_mode(path, true, ret);
 }
 
 void store_sqlite_describe(const char *path, char *buf, size_t size)

@@ -150,6 +150,12 @@ extern const struct store_ops store_etcd_ops; /* location syntax: store/store-et
  * e.g. "not a database file" or "damaged: <what SQLite's check found>".
  * Opens it read-only; never changes it. */
 void store_sqlite_describe(const char *path, char *buf, size_t size);
+/* Opens an existing SQLite store for reading only (a migration's source):
+ * never creates the file, switches its journal or writes to it; a txn()
+ * gives -EROFS.  -ENOENT when the file is missing, -ENODATA when it is
+ * empty, -EBADMSG when it holds something else or is damaged, -EPROTO for
+ * a newer schema. */
+int store_sqlite_open_readonly(const char *path, struct store **ret);
 /* How many revisions of deletions the SQLite backend remembers for changes();
  * read when a store is opened (tests lower it). */
 extern uint64_t store_sqlite_history;
