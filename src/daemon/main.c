@@ -907,6 +907,14 @@ static int migrate(struct daemon *d)
                 r = migrate_check_master(&set, mk, &policies, err, sizeof(err));
         if (r < 0)
                 goto out;
+        /* A new node's state directory, as --init makes it: the target's
+         * dkm.db and store-seen go there. */
+        r = mkdir_p(d->cfg.state_dir, 0700);
+        if (r < 0) {
+                snprintf(err, sizeof(err), "cannot create the state directory %s: %s", d->cfg.state_dir,
+                         strerror(-r));
+                goto out;
+        }
         r = step_store(d);
         if (r < 0) {
                 snprintf(err, sizeof(err), "cannot open the target store: %s", d->failure);

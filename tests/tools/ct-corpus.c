@@ -120,9 +120,11 @@ static int do_decrypt(dkm_client *c, const char *path)
         b = calloc(n ? n : 1, sizeof(*b));
         if (!b)
                 return 1;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+                it[i].ctx.value = it[i].num; /* it moved as it grew */
                 b[i] = (dkm_batch_item){ .op = DKM_BATCH_DECRYPT, .ctx = &it[i].ctx, .n_ctx = 1, .in = it[i].ct,
                                          .in_len = it[i].len };
+        }
         r = n ? dkm_batch(c, b, n) : 0;
         if (r < 0) {
                 fprintf(stderr, "ct-corpus: batch: %s\n", strerror(-r));
