@@ -856,17 +856,25 @@ static int migrate(struct daemon *d)
         struct dkm_config sc = { 0 };
         struct store *src = NULL;
         struct backup_set set = { 0 };
-        char err[9000] = "", seen[4200], sname[4300] = "?", dname[4300] = "?";
+        char err[9000] = "", seen[4200], db[4200], sname[4300] = "?", dname[4300] = "?";
         uint64_t checked = 0;
         size_t leased = 0, present = 0, n = 0;
         unsigned policies = 0;
         struct stat st;
-        bool loaded = false;
+        bool loaded = false, seen_there;
         int r;
 
         store_name(&d->cfg, dname, sizeof(dname));
         if (!mk) {
                 r = -ENOMEM;
+                goto out;
+        }
+        /* Its record tells the outcome, so it is written at the end: make
+         * sure now that it can be. */
+        r = d->cfg.audit_fail_closed ? audit_can_write() : 0;
+        if (r < 0) {
+                snprintf(err, sizeof(err), "cannot write audit records (%s): a migration is not done unaudited "
+                         "([audit] fail_closed=yes)", strerror(-r));
                 goto out;
         }
         {
@@ -915,22 +923,29 @@ static int migrate(struct daemon *d)
                          strerror(-r));
                 goto out;
         }
-        r = step_store(d);
-        if (r < 0) {
-                snprintf(err, sizeof(err), "cannot open the target store: %s", d->failure);
-                goto out;
-        }
-        if (!d->store_empty) {
-                r = backup_store_count(d->store, &present);
-                snprintf(err, sizeof(err), "the target store %s is not empty (%zu records): --migrate-from fills "
-                         "an empty state directory or an empty etcd prefix only", dname, r < 0 ? 0 : present);
-                r = -ENOTEMPTY;
-                goto out;
-        }
         /* What this node saw of another store at the same place would
-         * refuse the copy's records as replays. */
+         * refuse the copy's records as replays.  A target that holds
+         * records is refused as such first; a SQLite target not there yet
+         * is not created when refused here. */
         store_seen_path(&d->cfg, seen, sizeof(seen));
-        if (stat(seen, &st) == 0) {
+        seen_there = stat(seen, &st) == 0;
+        snprintf(db, sizeof(db), "%s/dkm.db", d->cfg.state_dir);
+        if (!seen_there || strcmp(d->cfg.store_backend, "etcd") == 0 || access(db, F_OK) == 0) {
+                r = step_store(d);
+                if (r < 0) {
+                        snprintf(err, sizeof(err), "cannot open the target store: %s", d->failure);
+                        goto out;
+                }
+                if (!d->store_empty) {
+                        r = backup_store_count(d->store, &present);
+                        snprintf(err, sizeof(err), "the target store %s is not empty (%zu records): "
+                                 "--migrate-from fills an empty state directory or an empty etcd prefix only",
+                                 dname, r < 0 ? 0 : present);
+                        r = -ENOTEMPTY;
+                        goto out;
+                }
+        }
+        if (seen_there) {
                 snprintf(err, sizeof(err), "%s exists: this node has served a store where the target is now; "
                          "move that file away if that store is gone for good", seen);
                 r = -EEXIST;

@@ -94,10 +94,21 @@ int migrate_read(struct store *src, const uint8_t *record_key, struct backup_set
         /* One range: SQLite reads it in one statement, etcd every page at
          * the revision of the first: one consistent state either way. */
         r = store_ops_of(src)->range(src, "", read_one, &rd);
-        if (r == -EKEYREJECTED)
-                snprintf(err, err_size, "the master key does not open the source store: %s; wrong [daemon] "
-                         "master_key, or the source was altered (nothing was written)", why);
-        else if (r < 0)
+        if (r == -EKEYREJECTED) {
+                struct store_kv kv = { 0 };
+
+                /* Without the format record, nothing there carries a MAC
+                 * yet: a store this version has never started on. */
+                if (store_ops_of(src)->get(src, STORE_AUTH_FORMAT_KEY, &kv) == -ENOENT) {
+                        snprintf(err, err_size, "the source store was written by a dkmd from before records "
+                                 "were authenticated: start this dkmd on it once (it authenticates every "
+                                 "record), stop it, then migrate (nothing was written)");
+                        r = -EPROTO;
+                } else
+                        snprintf(err, err_size, "the master key does not open the source store: %s; wrong "
+                                 "[daemon] master_key, or the source was altered (nothing was written)", why);
+                store_kv_clear(&kv);
+        } else if (r < 0)
                 snprintf(err, err_size, "cannot read the source store: %s", why[0] ? why : strerror(-r));
         else if (rd.nodes > 0) {
                 /* What they write after the copy would be lost. */

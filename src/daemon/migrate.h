@@ -33,7 +33,9 @@ bool migrate_same_store(const struct dkm_config *a, const struct dkm_config *b);
  * *ret (sorted by key).  Records under a lease are left out and counted in
  * *ret_leased: node heartbeats and grant markers end by themselves and the
  * nodes put their own back.  -EKEYREJECTED when a record does not verify
- * (err says which: the wrong master key, or an altered source), -EBUSY
+ * (err says which: the wrong master key, or an altered source), -EPROTO
+ * when none is authenticated yet (a store of a dkmd from before records
+ * were: this version must start on it once), -ENODATA when it is empty, -EBUSY
  * when live nodes still heartbeat in the source (err: stop them first). */
 int migrate_read(struct store *src, const uint8_t *record_key, struct backup_set *ret, size_t *ret_leased,
                  char *err, size_t err_size);

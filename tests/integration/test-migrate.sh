@@ -79,6 +79,10 @@ sed "s|^state_dir=.*|state_dir=$T/garbage|" "$CONF" > "$T/garbage.conf"
 check "a source that is not a store is refused" migrate_fails "$A" "$T/garbage.conf"
 check "  saying what it is" says "not a readable SQLite database"
 check "  and nothing is under the prefix" test "$(keys_under "$PREFIX")" -eq 0
+check "unaudited ([audit] fail_closed) is refused" bash -c "DKM_AUDIT_FAIL=1 '$DKMD' --config '$A' \
+        --migrate-from '$CONF' > '$T/migrate.out' 2>&1; [ \$? -ne 0 ]"
+check "  saying why" says "a migration is not done unaudited"
+check "  and nothing is under the prefix" test "$(keys_under "$PREFIX")" -eq 0
 check "the refusals audited" bash -c "ausearch -m CRYPTO_KEY_USER -i --start $AUDIT_MARK 2>/dev/null |
         grep 'op=store-migration' | grep -q 'res=failed'"
 
@@ -115,4 +119,11 @@ check "  it verifies every generation" says "3 policies, 61 generations unwrap"
 CONF=$BACK SOCK=$T/run/back.sock start_dkmd || exit 1
 check "all 1,000 decrypt on the SQLite node" corpus "$T/run/back.sock" decrypt "$W/corpus"
 check "store verify passes there" env SOCK="$T/run/back.sock" bash -c 'as op store verify >/dev/null'
+stop_dkmd
+# The SQLite store lost, its node's store-seen still there: the records of
+# a new copy would be judged by what the node saw of the lost one.
+rm -f "$T/state-back"/dkm.db*
+check "a target where this node served another store is refused" migrate_fails "$BACK" "$A"
+check "  naming the store-seen file" says "$T/state-back/store-seen exists"
+check "  and nothing was written" test ! -s "$T/state-back/dkm.db"
 finish

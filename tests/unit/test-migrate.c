@@ -149,6 +149,18 @@ static void test_refusals(void **state)
         assert_non_null(strstr(err, "names/forged"));
         assert_non_null(strstr(err, "carries no MAC"));
 
+        /* A store of a dkmd from before records were authenticated. */
+        {
+                struct store *pb;
+                const struct store_op op = { STORE_PUT, "names/default", ID1, strlen(ID1) };
+
+                assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &pb), 0);
+                assert_int_equal(store_ops_of(pb)->txn(pb, NULL, 0, &op, 1, NULL), 0);
+                assert_int_equal(migrate_read(pb, record_key, &set, &leased, err, sizeof(err)), -EPROTO);
+                assert_non_null(strstr(err, "start this dkmd on it once"));
+                store_close(pb);
+        }
+
         /* An empty source: nothing to copy. */
         assert_int_equal(migrate_read(eb, record_key, &set, &leased, err, sizeof(err)), -ENODATA);
         assert_non_null(strstr(err, "holds no record"));
