@@ -58,6 +58,8 @@ for n in a b c; do
                 "node_name=node-$n-$$" "node_ttl=3s"
 done
 A=$(node_dir a)/dkmd.conf
+# Node a is the old machine: its state directory stays, beside the old dkm.db.
+sed -i "s|^state_dir=.*|state_dir=$T/state|" "$A"
 
 check "the same store on both sides is refused" migrate_fails "$CONF" "$CONF"
 check "  saying so" says "the source and the target are the same store"
