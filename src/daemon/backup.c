@@ -701,11 +701,11 @@ out:
 }
 
 int backup_restore_file(struct store **backend, keyring_serial_t master, const uint8_t *record_key,
-                        const char *state_dir, const char *path, store_auth_refused_fn refused)
+                        const char *seen, const char *path, store_auth_refused_fn refused)
 {
         _cleanup_secret_ uint8_t *mk = secret_alloc(ENGINE_KEY_SIZE);
         struct store *inner = *backend, *s = NULL;
-        char seen[4200], err[BACKUP_ERR_MAX] = "";
+        char err[BACKUP_ERR_MAX] = "";
         uint64_t n = 0;
         size_t len = 0;
         int r;
@@ -719,7 +719,6 @@ int backup_restore_file(struct store **backend, keyring_serial_t master, const u
                 log_err("restore: cannot read the master key back: %s", strerror(-r));
                 return r;
         }
-        snprintf(seen, sizeof(seen), "%s/store-seen", state_dir);
         r = store_auth_open(inner, record_key, seen, refused, NULL, &s);
         *backend = r < 0 ? NULL : s;
         if (r < 0) {

@@ -134,8 +134,9 @@ int backup_restore(struct store *s, struct store *backend, const char *path, con
                    const uint8_t *record_key, uint64_t *ret_records, char *err, size_t err_size);
 
 /* dkmd --restore path: wraps *backend (an empty backend store, just
- * opened) in the authenticated layer with the state directory's seen file
- * (*backend then names the wrapper, or NULL on failure), restores, logs
- * and audits (op=store-restore).  master: the master key's serial. */
+ * opened) in the authenticated layer with the node's seen file for that
+ * store, seen (*backend then names the wrapper, or NULL on failure),
+ * restores, logs and audits (op=store-restore).  master: the master key's
+ * serial. */
 int backup_restore_file(struct store **backend, keyring_serial_t master, const uint8_t *record_key,
-                        const char *state_dir, const char *path, store_auth_refused_fn refused);
+                        const char *seen, const char *path, store_auth_refused_fn refused);

@@ -1412,8 +1412,13 @@ int main(int argc, char **argv)
         if (r < 0)
                 goto out_keyring;
         if (arg.restore) {
+                char seen[4200];
+
+                /* The file a start on this store reads: on etcd, the
+                 * prefix's own, never the SQLite store's. */
+                store_seen_path(&d.cfg, seen, sizeof(seen));
                 /* Before anything (the format record among them) is written. */
-                r = backup_restore_file(&d.store, d.master, d.record_key, d.cfg.state_dir, arg.restore,
+                r = backup_restore_file(&d.store, d.master, d.record_key, seen, arg.restore,
                                         on_refused_record);
                 secret_free(d.record_key);
                 store_close(d.store);

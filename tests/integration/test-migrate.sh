@@ -47,6 +47,7 @@ check "1,000 ciphertexts over 20 generations of 3 policies" test "$made" -eq 100
 check "  policy mail is at generation 20" bash -c \
         "as op key list --policy mail --json | tr -d ' \n' | grep -q '\"generation\":20,'"
 check "  all decrypt on the SQLite node" corpus "$SOCK" decrypt "$W/corpus"
+check "  and a backup of it is taken" bash -c "as op backup --out '$W/backup' >/dev/null"
 stop_dkmd
 src_sum=$(cat "$T/state/dkm.db" "$T/state/dkm.db-wal" 2>/dev/null | sha256sum)
 
@@ -107,6 +108,14 @@ check "store verify passes on node b" on b op store verify
 check "the fleet rotates on" on c op key rotate --policy payroll
 check "the migration audited" bash -c "ausearch -m CRYPTO_KEY_USER -i --start $AUDIT_MARK 2>/dev/null |
         grep 'op=store-migration' | grep 'res=success' | grep -q 'records=$copied '"
+
+# The same move by backup and restore, on the old machine: the SQLite
+# store-seen there must not judge the etcd prefix's records.
+sed "s|^prefix=.*|prefix=/dkm-restore-$$/|" "$A" > "$T/restore.conf"
+check "restore the SQLite node's backup into another prefix, on the old machine" \
+        bash -c "'$DKMD' --config '$T/restore.conf' --restore '$W/backup' > '$T/restore.out' 2>&1 || { tail -n 2 '$T/restore.out'; false; }"
+check "  it keeps its marks in that prefix's own store-seen file" \
+        bash -c "ls '$T/state'/store-seen-etcd-* | wc -l | grep -qx 2"
 
 # --- and back: etcd to a fresh SQLite state directory -----------------------
 BACK=$T/back.conf
