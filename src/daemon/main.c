@@ -196,9 +196,10 @@ static int parse_args(int argc, char **argv)
         if (arg.recover) {
                 arg.shares = argv + optind;
                 arg.n_shares = (unsigned)(argc - optind);
-                if (arg.init || arg.authenticate_store || arg.recovery_dir || arg.n_shares == 0) {
+                if (arg.init || arg.authenticate_store || arg.recovery_dir || arg.migrate_from ||
+                    arg.n_shares == 0) {
                         fprintf(stderr, "dkmd: --recover takes share files and goes with no --init, "
-                                        "--recovery-dir or --authenticate-store\n");
+                                        "--recovery-dir, --authenticate-store or --migrate-from\n");
                         return -EINVAL;
                 }
                 return 0;
