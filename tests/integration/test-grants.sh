@@ -88,6 +88,31 @@ check "the expired grant stays expired" bash -c \
         "as op access list --json | tr -d '\n ' | grep -q '\"id\":$id2,\"state\":\"expired\"'"
 check "the revoked grant stays revoked" bash -c \
         "as op access list --json | tr -d '\n ' | grep -q '\"id\":$id,\"state\":\"revoked\"'"
+# A use that fails is recorded as failed: the record is written once the
+# decryption has answered, not when the grant is checked.
+cp "$W/ct" "$W/ct-bad"
+last=$(( $(stat -c %s "$W/ct") - 1 ))
+b=$(od -An -tu1 -j "$last" -N1 "$W/ct" | tr -d ' ')
+printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$W/ct-bad" bs=1 seek="$last" conv=notrunc status=none
+refused "a tampered ciphertext under a grant" "authentic" as op decrypt --in "$W/ct-bad"
+head -c 100000 /dev/zero > "$W/big"
+chmod 644 "$W/big"
+as svc encrypt --in "$W/big" > "$W/st"
+check "a stream under the grant" bash -c "as op decrypt --in '$W/st' | cmp -s - '$W/big'"
+cp "$W/st" "$W/st-bad"
+last=$(( $(stat -c %s "$W/st") - 1 ))
+b=$(od -An -tu1 -j "$last" -N1 "$W/st" | tr -d ' ')
+printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$W/st-bad" bs=1 seek="$last" conv=notrunc status=none
+refused "a tampered stream under the grant" "authentic" as op decrypt --in "$W/st-bad"
+recs6=$(audit_search -m CRYPTO_KEY_USER)
+check "audit: the failed use says res=failed with its error" \
+        matches -E "op=grant-use .*request=$id6 use=decrypt .* error=EBADMSG .*res=failed" <<<"$recs6"
+check "audit: the good uses say res=success" \
+        matches -E "op=grant-use .*request=$id6 use=decrypt .*res=success" <<<"$recs6"
+check "audit: the stream's end, with its bytes" \
+        matches -E "op=grant-use-end .*request=$id6 use=decrypt-stream .*bytes=100000 .*res=success" <<<"$recs6"
+check "audit: the tampered stream's end says res=failed" \
+        matches -E "op=grant-use-end .*request=$id6 use=decrypt-stream .* error=EBADMSG .*res=failed" <<<"$recs6"
 check "dkmctl access revoke" as appr access revoke "$id6"
 refused "revoked by dkmctl" "grant $id6 revoked" as op decrypt --in "$W/ct"
 
