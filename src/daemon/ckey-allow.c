@@ -79,18 +79,6 @@ int ckey_allow_set(char *const *modules, char *const *key_dirs)
         return 0;
 }
 
-/* Absolute, and no "." or ".." component. */
-static bool path_clean(const char *s)
-{
-        if (s[0] != '/')
-                return false;
-        for (const char *c = s; *c; c++)
-                if (c[0] == '/' && c[1] == '.' &&
-                    (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))
-                        return false;
-        return true;
-}
-
 /* path is dir or below it; dir has no trailing '/' (except "/" itself). */
 static bool within(const char *path, const char *dir)
 {
@@ -150,7 +138,7 @@ int ckey_allow_module_path(const char *path, char **ret_path, char *err, size_t 
         bool listed = false, match = false;
         int r;
 
-        if (!path || !path_clean(path)) {
+        if (!path || !path_is_clean(path)) {
                 ckey_err(err, err_size, "module-path=%s: give an absolute path without '.' or '..' "
                          "components", path ? path : "");
                 return -EINVAL;
@@ -217,7 +205,7 @@ int ckey_allow_open_file(const char *path, const char *what, int *ret_fd, char *
         struct stat st;
         int r;
 
-        if (!path || !path_clean(path)) {
+        if (!path || !path_is_clean(path)) {
                 ckey_err(err, err_size, "%s %s: give an absolute path without '.' or '..' components",
                          what, path ? path : "");
                 return -EINVAL;

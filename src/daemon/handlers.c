@@ -126,7 +126,7 @@ static void handle_datakey(const struct daemon_state *st, const struct peer *pee
         free(out);
 }
 
-static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
+static int handle_crypt(const struct daemon_state *st, const struct peer *peer,
                          const struct wire_msg *req, struct wire_builder *b)
 {
         _cleanup_free_ uint8_t *ctx = NULL;
@@ -139,18 +139,18 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
 
         if (!data && req->type != WIRE_DATAKEY) {
                 reply_error(b, -EINVAL, "request carries no data");
-                return;
+                return -EINVAL;
         }
         r = context_from_request(req, &ctx, &ctx_len, &why);
         if (r < 0) {
                 reply_error(b, r, why);
-                return;
+                return r;
         }
         switch (req->type) {
         case WIRE_ENCRYPT:
                 if (data->len > WIRE_MAX_DATA) {
                         reply_error(b, -E2BIG, "plaintext too large for one request");
-                        return;
+                        return -E2BIG;
                 }
                 {
                         const char *pol;
@@ -158,7 +158,7 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
                         /* No policy named: the caller's assigned one, else the default. */
                         if (request_policy(st, peer, req, policy, &pol) < 0) {
                                 reply_error(b, -EBADMSG, "malformed policy name");
-                                return;
+                                return -EBADMSG;
                         }
                         r = keys_encrypt(st->keys, pol, ctx, ctx_len, data->value, data->len, &out,
                                          &out_len, err);
@@ -169,18 +169,19 @@ static void handle_crypt(const struct daemon_state *st, const struct peer *peer,
                 break;
         case WIRE_DATAKEY:
                 handle_datakey(st, peer, req, ctx, ctx_len, b);
-                return;
+                return 0;
         default:
                 r = keys_rewrap(st->keys, ctx, ctx_len, data->value, data->len, &out, &out_len, err);
                 break;
         }
         if (r < 0) {
                 reply_error(b, r, err[0] ? err : strerror(-r));
-                return;
+                return r;
         }
         reply_data(b, out, out_len);
         secure_wipe(out, out_len);
         free(out);
+        return 0;
 }
 
 /* Many small items in one round trip; each gets its own answer, so one bad
@@ -222,7 +223,7 @@ static void handle_batch(const struct daemon_state *st, const struct peer *peer,
         free(inner);
 }
 
-static void handle_inspect(const struct daemon_state *st, const struct wire_msg *req,
+static int handle_inspect(const struct daemon_state *st, const struct wire_msg *req,
                            struct wire_builder *b)
 {
         const struct wire_field *data = wire_get(req, WIRE_TAG_DATA);
@@ -232,13 +233,14 @@ static void handle_inspect(const struct daemon_state *st, const struct wire_msg 
 
         if (!data) {
                 reply_error(b, -EINVAL, "request carries no data");
-                return;
+                return -EINVAL;
         }
         r = keys_inspect_json(st->keys, data->value, data->len, &json, err);
         if (r < 0)
                 reply_error(b, r, err[0] ? err : strerror(-r));
         else
                 reply_json(b, json);
+        return r < 0 ? r : 0;
 }
 
 /* full: for the roles that work with keys; reviewers and root get what
@@ -389,49 +391,77 @@ static void handle_policy(const struct daemon_state *st, const struct wire_msg *
                 reply_error(b, r, err[0] ? err : strerror(-r));
 }
 
-/* Checks the caller's live grant of the scope that type needs on policy,
- * then audits its use with the grant; every use is recorded, and a use that
- * cannot be recorded fails closed. */
-static int grant_use(const struct daemon_state *st, const struct peer *peer, unsigned type,
-                     const struct audit_subject *subj, const char *policy, uint32_t generation,
-                     uint32_t *ret_id, char *msg, size_t msg_size)
+/* Writes the record of one use of a grant with its outcome: result >= 0
+ * is res=success, else res=failed with the error.  A use whose record
+ * cannot be written fails closed: -EIO, and the caller withholds the
+ * answer. */
+static int grant_use_record(const struct daemon_state *st, const struct peer *peer, unsigned type,
+                            const struct audit_subject *subj, const char *policy, uint32_t generation,
+                            const struct grant_use *use, int result, char *msg, size_t msg_size)
 {
-        struct grant_use use;
-        char err[GRANT_ERR_MAX] = "";
-        _cleanup_free_ char *areason = NULL;
-        int r;
+        _cleanup_free_ char *areason = audit_value(use->reason);
 
-        r = grants_check(st->grants, subj, type == WIRE_INSPECT ? SCOPE_INSPECT : SCOPE_DECRYPT,
-                         policy, &use, err);
-        if (r < 0) {
-                snprintf(msg, msg_size, "permission denied: %s", err);
-                return r;
-        }
-        areason = audit_value(use.reason);
-        if (!areason)
-                return -ENOMEM;
-        if (audit_record(AUDIT_KIND_KEY, "grant-use", subj, true,
-                         "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s", use.id,
-                         wire_type_name(type), policy, generation, use.approvers, areason) < 0 &&
-            CFG(st->cfg, audit_fail_closed)) {
+        if (!areason || (audit_outcome(AUDIT_KIND_KEY, "grant-use", subj, result,
+                                       "request=%u use=%s policy=%s generation=%u approvers=%s reason=%s",
+                                       use->id, wire_type_name(type), policy, generation, use->approvers,
+                                       areason) < 0 &&
+                         CFG(st->cfg, audit_fail_closed))) {
                 snprintf(msg, msg_size, "refused: the audit record could not be written");
-                return -EIO;
+                return areason ? -EIO : -ENOMEM;
         }
-        log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
-                   use.id, wire_type_name(type), policy, generation);
-        if (ret_id)
-                *ret_id = use.id;
+        if (result >= 0)
+                log_notice("uid %u uses grant %u to %s (policy '%s', generation %u)", (unsigned)peer->uid,
+                           use->id, wire_type_name(type), policy, generation);
         return 0;
 }
 
+/* Checks the caller's live grant of the scope that type needs on policy. */
+static int grant_check(const struct daemon_state *st, unsigned type, const struct audit_subject *subj,
+                       const char *policy, struct grant_use *use, char *msg, size_t msg_size)
+{
+        char err[GRANT_ERR_MAX] = "";
+        int r;
+
+        r = grants_check(st->grants, subj, type == WIRE_INSPECT ? SCOPE_INSPECT : SCOPE_DECRYPT, policy, use,
+                         err);
+        if (r < 0)
+                snprintf(msg, msg_size, "permission denied: %s", err);
+        return r;
+}
+
+/* A stream's grant, checked and its use recorded before the first byte is
+ * written (what follows is recorded at the stream's end). */
+static int grant_use(const struct daemon_state *st, const struct peer *peer, unsigned type,
+                     const struct audit_subject *subj, const char *policy, uint32_t generation,
+                     struct grant_use *ret_use, char *msg, size_t msg_size)
+{
+        int r;
+
+        r = grant_check(st, type, subj, policy, ret_use, msg, msg_size);
+        if (r < 0)
+                return r;
+        if (CFG(st->cfg, audit_fail_closed) && audit_can_write() < 0) {
+                snprintf(msg, msg_size, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        return grant_use_record(st, peer, type, subj, policy, generation, ret_use, 0, msg, msg_size);
+}
+
 /* A caller outside the users group may decrypt or inspect under a live
- * grant; every such use is audited with the grant, and fails closed. */
-static int grant_allows(const struct daemon_state *st, const struct peer *peer,
-                        const struct wire_msg *req, const struct audit_subject *subj, char *msg,
-                        size_t msg_size)
+ * grant: checked here, before the operation; the use is recorded after it,
+ * with its outcome (grant_used).  Refused beforehand when fail_closed and
+ * the record could not be written. */
+struct grant_pending {
+        struct grant_use use;
+        char policy[65];
+        uint32_t generation;
+};
+
+static int grant_allows(const struct daemon_state *st, const struct wire_msg *req,
+                        const struct audit_subject *subj, struct grant_pending *p, char *msg, size_t msg_size)
 {
         const struct wire_field *data = wire_get(req, WIRE_TAG_DATA);
-        char policy[65], err[KEYS_ERR_MAX] = "";
+        char err[KEYS_ERR_MAX] = "";
         struct format_header h;
         const char *why;
         int r;
@@ -440,13 +470,33 @@ static int grant_allows(const struct daemon_state *st, const struct peer *peer,
                 snprintf(msg, msg_size, "request carries no data");
                 return -EINVAL;
         }
-        r = keys_policy_of(st->keys, data->value, data->len, policy, err);
+        r = keys_policy_of(st->keys, data->value, data->len, p->policy, err);
         if (r < 0) {
                 snprintf(msg, msg_size, "%s", err);
                 return r;
         }
         format_parse(data->value, data->len, &h, &why);
-        return grant_use(st, peer, req->type, subj, policy, h.generation, NULL, msg, msg_size);
+        p->generation = h.generation;
+        r = grant_check(st, req->type, subj, p->policy, &p->use, msg, msg_size);
+        if (r < 0)
+                return r;
+        if (CFG(st->cfg, audit_fail_closed) && audit_can_write() < 0) {
+                snprintf(msg, msg_size, "refused: the audit record could not be written");
+                return -EIO;
+        }
+        return 0;
+}
+
+/* After the operation: its outcome goes into the use's record; a record
+ * that cannot be written withholds the reply. */
+static void grant_used(const struct daemon_state *st, const struct peer *peer, const struct wire_msg *req,
+                       const struct grant_pending *p, int result, struct wire_builder *reply)
+{
+        char msg[128];
+
+        if (grant_use_record(st, peer, req->type, &peer->subj, p->policy, p->generation, &p->use, result, msg,
+                             sizeof(msg)) < 0)
+                reply_error(reply, -EIO, msg);
 }
 
 /* Refusals are audited and logged, but a uid that sends them by the
@@ -498,7 +548,9 @@ struct stream_grant {
         const struct peer *peer;
         const struct audit_subject *subj;
         unsigned type;
-        uint32_t grant; /* the grant the stream runs under, 0 before the first check */
+        struct grant_use use; /* the grant the stream runs under, id 0 before the first check */
+        char policy[65];
+        uint32_t generation;
 };
 
 /* Mid-stream: the grant still holds (or another that covers the stream,
@@ -511,17 +563,17 @@ static int stream_grant_recheck(struct stream_grant *g, const char *policy, uint
         int r;
 
         r = grants_check(g->st->grants, g->subj, SCOPE_DECRYPT, policy, &use, why);
-        if (r >= 0 && use.id == g->grant)
+        if (r >= 0 && use.id == g->use.id)
                 return 0;
         if (r >= 0)
-                return grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err,
+                return grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->use, err,
                                  KEYS_ERR_MAX);
         /* Cut to fit: why may be longer than what is left after the prefix. */
         (void)!snprintf(err, KEYS_ERR_MAX, "permission denied: stopped mid-stream: %.*s",
                         (int)(KEYS_ERR_MAX - sizeof("permission denied: stopped mid-stream: ")), why);
         awhy = audit_value(why);
         audit_record(AUDIT_KIND_ACCESS, "grant-use-stop", g->subj, false,
-                     "request=%u use=%s policy=%s generation=%u error=%s", g->grant, wire_type_name(g->type),
+                     "request=%u use=%s policy=%s generation=%u error=%s", g->use.id, wire_type_name(g->type),
                      policy, generation, awhy ? awhy : "?");
         log_notice("stopped %s for uid %u pid %d mid-stream: %s", wire_type_name(g->type),
                    (unsigned)g->peer->uid, (int)g->peer->pid, why);
@@ -533,9 +585,11 @@ static int stream_grant_gate(void *userdata, const char *policy, uint32_t genera
         struct stream_grant *g = userdata;
         int r;
 
-        if (g->grant)
+        if (g->use.id)
                 return stream_grant_recheck(g, policy, generation, err);
-        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->grant, err, KEYS_ERR_MAX);
+        snprintf(g->policy, sizeof(g->policy), "%s", policy);
+        g->generation = generation;
+        r = grant_use(g->st, g->peer, g->type, g->subj, policy, generation, &g->use, err, KEYS_ERR_MAX);
         if (r < 0)
                 refusal_record(g->peer, g->subj, g->type, err);
         return r;
@@ -674,7 +728,7 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
                           const struct wire_msg *req, const int *fds, size_t n_fds,
                           const struct audit_subject *subj, bool under_grant, struct wire_builder *b)
 {
-        struct stream_grant grant = { st, peer, subj, req->type, 0 };
+        struct stream_grant grant = { .st = st, .peer = peer, .subj = subj, .type = req->type };
         _cleanup_free_ uint8_t *ctx = NULL;
         char policy[65], err[KEYS_ERR_MAX] = "", json[64];
         uint32_t segment = STREAM_SEGMENT_DEFAULT;
@@ -710,6 +764,11 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         } else
                 r = keys_stream_decrypt(st->keys, ctx, ctx_len, fds[0], fds[1],
                                         under_grant ? stream_grant_gate : NULL, &grant, &bytes, err);
+        /* The use was recorded at its start; its end says how it went. */
+        if (grant.use.id)
+                audit_outcome(AUDIT_KIND_KEY, "grant-use-end", subj, r,
+                              "request=%u use=%s policy=%s generation=%u bytes=%" PRIu64, grant.use.id,
+                              wire_type_name(req->type), grant.policy, grant.generation, bytes);
         if (r == -ETIME) {
                 snprintf(err, sizeof(err), "a passed descriptor timed out: no data moved for %" PRIu64
                          " s ([daemon] stream_timeout)", CFG(st->cfg, stream_timeout_usec) / 1000000);
@@ -815,7 +874,8 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                     struct wire_builder *reply)
 {
         unsigned roles = access_roles(st->cfg, peer);
-        bool under_grant = false;
+        bool under_grant = false, granted = false;
+        struct grant_pending pending;
         const char *why;
         char msg[GRANT_ERR_MAX + 32];
         int r;
@@ -847,12 +907,13 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 }
                 under_grant = true;
         } else if (r < 0 && (req->type == WIRE_DECRYPT || req->type == WIRE_INSPECT) && st->grants) {
-                r = grant_allows(st, peer, req, &peer->subj, msg, sizeof(msg));
+                r = grant_allows(st, req, &peer->subj, &pending, msg, sizeof(msg));
                 if (r < 0) {
                         refusal_record(peer, &peer->subj, req->type, msg);
                         reply_error(reply, r, msg);
                         return;
                 }
+                granted = true;
         } else if (r < 0) {
                 refusal_record(peer, &peer->subj, req->type, why);
                 snprintf(msg, sizeof(msg), "permission denied: %s", why);
@@ -867,7 +928,9 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
         case WIRE_DECRYPT:
         case WIRE_REWRAP:
         case WIRE_DATAKEY:
-                handle_crypt(st, peer, req, reply);
+                r = handle_crypt(st, peer, req, reply);
+                if (granted)
+                        grant_used(st, peer, req, &pending, r, reply);
                 break;
         case WIRE_BATCH:
                 handle_batch(st, peer, req, reply);
@@ -878,7 +941,9 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                               reply);
                 break;
         case WIRE_INSPECT:
-                handle_inspect(st, req, reply);
+                r = handle_inspect(st, req, reply);
+                if (granted)
+                        grant_used(st, peer, req, &pending, r, reply);
                 break;
         case WIRE_POLICY_CREATE:
         case WIRE_POLICY_LIST:

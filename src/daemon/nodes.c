@@ -70,21 +70,9 @@ int node_record_decode(const uint8_t *buf, size_t len, struct node_record *ret)
         json_object *o;
         int e = 0;
 
-        json_tokener *tok;
-
         if (!buf || len > STORE_VALUE_MAX)
                 return -EBADMSG;
-        /* One JSON object and nothing after it. */
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
-        if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-                  json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
-                json_object_put(o);
-                o = NULL;
-        }
-        json_tokener_free(tok);
+        o = record_parse_exact(buf, len);
         if (!o)
                 return -EBADMSG;
         if (record_get_str(o, "name", r.name, sizeof(r.name)) < 0 ||

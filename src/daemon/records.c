@@ -162,21 +162,35 @@ static int get_opt_u32(json_object *o, const char *name, uint32_t *ret)
         return 0;
 }
 
-json_object *record_parse(const uint8_t *buf, size_t len)
+static json_object *parse_object(const uint8_t *buf, size_t len, bool exact)
 {
-        json_tokener *tok = json_tokener_new();
+        json_tokener *tok;
         json_object *o;
 
+        if (!buf || len > INT32_MAX)
+                return NULL;
+        tok = json_tokener_new();
         if (!tok)
                 return NULL;
         o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
         if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+                  (exact && json_tokener_get_parse_end(tok) != len) ||
                   !json_object_is_type(o, json_type_object))) {
                 json_object_put(o);
                 o = NULL;
         }
         json_tokener_free(tok);
         return o;
+}
+
+json_object *record_parse(const uint8_t *buf, size_t len)
+{
+        return parse_object(buf, len, false);
+}
+
+json_object *record_parse_exact(const uint8_t *buf, size_t len)
+{
+        return parse_object(buf, len, true);
 }
 
 int policy_record_encode(const struct policy_record *r, char **ret)

@@ -74,6 +74,9 @@ int gen_record_decode(const uint8_t *buf, size_t len, struct gen_record *ret);
 /* Parses a store value (not NUL-terminated) as one JSON object, or NULL. */
 struct json_object;
 struct json_object *record_parse(const uint8_t *buf, size_t len);
+/* The same, and nothing may follow the object (records added since
+ * policies' and generations', which stay as lenient as they always were). */
+struct json_object *record_parse_exact(const uint8_t *buf, size_t len);
 /* A field of a parsed record; -EBADMSG when absent, of another type,
  * negative, or (strings) longer than size - 1. */
 int record_get_u64(struct json_object *o, const char *name, uint64_t *ret);

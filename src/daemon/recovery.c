@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "masterkey.h"
+#include "records.h"
 #include "recovery.h"
 #include "shared/secret.h"
 #include "shared/shamir.h"
@@ -80,23 +81,15 @@ static int get_hex(json_object *o, const char *name, uint8_t *out, size_t n)
 int recovery_record_decode(const uint8_t *buf, size_t len, struct recovery_record *ret)
 {
         struct recovery_record rec = { 0 };
-        json_tokener *tok;
         json_object *o;
         uint64_t version, k, n;
         int r = -EBADMSG;
 
-        if (!buf || len > STORE_VALUE_MAX || len > INT32_MAX)
+        if (!buf || len > STORE_VALUE_MAX)
                 return -EBADMSG;
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        o = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
-        /* One object and nothing after it. */
-        if (o && (json_tokener_get_error(tok) != json_tokener_success ||
-                  json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object)))
-                goto out;
+        o = record_parse_exact(buf, len);
         if (!o)
-                goto out;
+                return -EBADMSG;
         if (get_u(o, "version", UINT32_MAX, &version) < 0 || version != RECOVERY_RECORD_VERSION ||
             get_hex(o, "installation", rec.install_id, sizeof(rec.install_id)) < 0 ||
             get_hex(o, "set", rec.set_id, sizeof(rec.set_id)) < 0 ||
@@ -111,7 +104,6 @@ int recovery_record_decode(const uint8_t *buf, size_t len, struct recovery_recor
         r = 0;
 out:
         json_object_put(o);
-        json_tokener_free(tok);
         return r;
 }
 

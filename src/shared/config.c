@@ -273,19 +273,6 @@ void config_list_free(char **l)
         free(l);
 }
 
-/* An absolute path without "." or ".." components: what the administrator
- * named is what gets matched, not a parent reached through it. */
-static bool path_clean(const char *s)
-{
-        if (s[0] != '/')
-                return false;
-        for (const char *c = s; *c; c++)
-                if (c[0] == '/' && c[1] == '.' &&
-                    (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))
-                        return false;
-        return true;
-}
-
 /* A p11-kit module name: the file name of /etc/pkcs11/modules/NAME.module. */
 static bool module_name_valid(const char *s)
 {
@@ -330,7 +317,7 @@ static bool apply_list(struct parser *p, const struct key_def *k, const char *v,
                 v += len;
                 shown(e, vb, sizeof(vb));
                 if (k->kind == K_DIRS || e[0] == '/') {
-                        if (!path_clean(e) || strlen(e) >= PATH_MAX) {
+                        if (!path_is_clean(e) || strlen(e) >= PATH_MAX) {
                                 set_err(p, p->line, "[%s] %s: '%s' must be an absolute path without "
                                                     "'.' or '..' components",
                                         k->section, k->name, vb);

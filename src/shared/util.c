@@ -50,3 +50,14 @@ static uint64_t clock_usec(clockid_t id)
 
 uint64_t now_mono_usec(void) { return clock_usec(CLOCK_MONOTONIC); }
 uint64_t now_real_usec(void) { return clock_usec(CLOCK_REALTIME); }
+
+bool path_is_clean(const char *s)
+{
+        if (s[0] != '/')
+                return false;
+        for (const char *c = s; *c; c++)
+                if (c[0] == '/' && c[1] == '.' &&
+                    (c[2] == '/' || !c[2] || (c[2] == '.' && (c[3] == '/' || !c[3]))))
+                        return false;
+        return true;
+}

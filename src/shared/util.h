@@ -3,6 +3,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,10 @@ static inline uint64_t get_le64(const uint8_t *p)
 
 /* Wipes memory in a way the compiler may not drop. */
 void secure_wipe(void *p, size_t n);
+
+/* An absolute path without "." or ".." components: what the administrator
+ * named is what gets matched, not a parent reached through it. */
+bool path_is_clean(const char *s);
 
 /* The value of one hex digit (either case), -EINVAL for any other character. */
 int unhexchar(char c);

@@ -101,24 +101,56 @@ crash_dkmd() {
 
 dkmd_alive() { [ -n "$DKMD_PID" ] && kill -0 "$DKMD_PID" 2>/dev/null; }
 
-# as ROLE dkmctl-args...: runs dkmctl as that identity.
-as() {
-        local who=$1; shift
-        local uid gid groups
-        case $who in
+# identity WHO: sets uid, gid and groups for a test identity.
+identity() {
+        case $1 in
         svc) uid=$SVC_UID gid=$SVC_UID groups=$USERS_GID ;;
         op) uid=$OP_UID gid=$OP_UID groups=$OPERATORS_GID ;;
         appr) uid=$APPR_UID gid=$APPR_UID groups=$APPROVERS_GID ;;
         appr2) uid=$APPR2_UID gid=$APPR2_UID groups=$APPROVERS_GID ;;
         human) uid=$HUMAN_UID gid=$HUMAN_UID groups=$HUMAN_UID ;;
         boss) uid=$BOSS_UID gid=$BOSS_UID groups=$OPERATORS_GID,$APPROVERS_GID ;;
-        root) "$DKMCTL" --socket "$SOCK" "$@"; return ;;
-        *) echo "unknown identity $who" >&2; return 2 ;;
+        *) echo "unknown identity $1" >&2; return 2 ;;
         esac
+}
+
+# as ROLE dkmctl-args...: runs dkmctl as that identity.
+as() {
+        local who=$1; shift
+        local uid gid groups
+        if [ "$who" = root ]; then "$DKMCTL" --socket "$SOCK" "$@"; return; fi
+        identity "$who" || return
         # As if that user had logged in: the audit trail names the login uid.
         ( echo "$uid" > /proc/self/loginuid 2>/dev/null
           exec setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all \
                 "$DKMCTL" --socket "$SOCK" "$@" )
+}
+
+# raw WHO COMMAND...: a test tool (not dkmctl) as that identity.
+raw() {
+        local who=$1 uid gid groups; shift
+        identity "$who" || return
+        setpriv --reuid "$uid" --regid "$gid" --groups "$groups" --inh-caps=-all "$@"
+}
+
+# wait_for FILE REGEX SECONDS: polls until a line of FILE matches.
+wait_for() {
+        local i
+        for i in $(seq 1 $(($3 * 10))); do
+                matches -E "$2" "$1" 2>/dev/null && return 0
+                sleep 0.1
+        done
+        return 1
+}
+
+# flip FILE OFFSET OUT: OUT is FILE with one bit of the byte at OFFSET
+# inverted (-1: the last byte), so the byte always changes.
+flip() {
+        local off=$2 b
+        [ "$off" -ge 0 ] || off=$(( $(stat -c %s "$1") + off ))
+        cp "$1" "$3"; chmod --reference="$1" "$3"
+        b=$(od -An -tu1 -j "$off" -N1 "$1" | tr -d ' ')
+        printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$3" bs=1 seek="$off" conv=notrunc status=none
 }
 
 pass() { echo "  ok: $*"; }
@@ -243,4 +275,4 @@ on() {
 
 # Pipelines in `check` run under bash -c: give them the identities too.
 export DKMCTL SOCK T W USERS_GID OPERATORS_GID APPROVERS_GID SVC_UID OP_UID APPR_UID HUMAN_UID APPR2_UID BOSS_UID
-export -f as on node_sock
+export -f as identity raw on node_sock

@@ -8,12 +8,6 @@ start_dkmd || exit 1
 printf 'precious data' | as svc encrypt > "$W/ct"
 len=$(stat -c %s "$W/ct")
 
-flip() { # flip FILE OFFSET OUT
-        cp "$1" "$3"
-        local b
-        b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-        printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$3" bs=1 seek="$2" conv=notrunc status=none
-}
 flip "$W/ct" 0 "$W/t-magic"
 flip "$W/ct" 4 "$W/t-version"
 flip "$W/ct" 6 "$W/t-flags"

@@ -8,27 +8,6 @@
 FLOOD=$BUILD/tools/conn-flood
 [ -x "$FLOOD" ] || { echo "missing $FLOOD (make tests)"; exit 1; }
 
-# raw WHO TOOL ARGS...: a test tool (not dkmctl) as that identity.
-raw() {
-        local who=$1 uid groups; shift
-        case $who in
-        svc) uid=$SVC_UID groups=$USERS_GID ;;
-        human) uid=$HUMAN_UID groups=$HUMAN_UID ;;
-        *) echo "unknown identity $who" >&2; return 2 ;;
-        esac
-        setpriv --reuid "$uid" --regid "$uid" --groups "$groups" --inh-caps=-all "$@"
-}
-
-# wait_for FILE REGEX SECONDS: polls until a line of FILE matches.
-wait_for() {
-        local i
-        for i in $(seq 1 $(($3 * 10))); do
-                matches -E "$2" "$1" 2>/dev/null && return 0
-                sleep 0.1
-        done
-        return 1
-}
-
 write_config
 start_dkmd || exit 1
 printf 'precious data' | as svc encrypt > "$W/ct"

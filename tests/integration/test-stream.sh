@@ -39,14 +39,6 @@ check "a streamed ciphertext names its policy and generation" bash -c \
 # segment boundary and inside one; a dropped, reordered or duplicated
 # segment; appended bytes; a splice from another stream.
 ct=$W/ct.$((5 * seg + 17)); sz=$(stat -c %s "$ct"); full=$((seg + 16)); H=$hdr
-# flip SRC OFFSET DST: DST is SRC with the byte at OFFSET inverted (a fixed
-# value would leave a byte that already held it unchanged).
-flip() {
-        local b
-        b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-        cp "$1" "$3"; chmod 644 "$3"
-        printf "\\$(printf %03o $((b ^ 0xff)))" | dd of="$3" bs=1 seek="$2" conv=notrunc status=none
-}
 flip "$ct" 10 "$W/t.header"
 flip "$ct" 50 "$W/t.salt"
 flip "$ct" 6 "$W/t.flags"
