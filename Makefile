@@ -131,11 +131,23 @@ run: deps all
 check: deps
 	$(Q)tests/check.sh
 
-check-unit: tests
-	$(Q)tests/unit/run.sh $(BUILD)
+# T= runs one suite (or several, space-separated), named with or without
+# "test-" and ".c"/".sh": `make check-unit T=test-keys`,
+# `make check-integration T=grants`.  check-unit then builds only it.
+suite_names = $(addprefix test-,$(patsubst test-%,%,$(basename $(notdir $(T)))))
+
+check-unit: $(if $(T),$(filter $(UNIT_BINS),$(addprefix $(BUILD)/tests/,$(suite_names))),tests)
+	$(Q)tests/unit/run.sh $(BUILD) $(suite_names)
 
 check-integration: tests
-	$(Q)tests/integration/run.sh $(BUILD)
+	$(Q)tests/integration/run.sh $(BUILD) $(suite_names)
+
+# The manual pages against the code's tables, and the bash completion.
+check-man:
+	$(Q)tests/man/run.sh
+
+check-completion: $(BUILD)/dkmctl
+	$(Q)tests/completion/run.sh $(BUILD)
 
 check-vm: tests
 	$(Q)tests/vm/run.sh $(BUILD)
@@ -149,12 +161,25 @@ FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DDKM_VERSION=\"$(DKM_VERSION)\" 
 
 fuzz: $(FUZZ_BINS)
 
-# Each harness links the parsers it drives with all of dkm but dkmd's main().
-FUZZ_LINK := $(CORE_SRCS) $(DAEMON_SRCS)
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LINK) $(wildcard src/*/*.h)
+# dkm but dkmd's main(), compiled once for fuzzing into an archive: each
+# harness then links only the objects that define what it calls, and their
+# own needs in turn, as the linker picks them from an archive.
+FUZZ_OBJS := $(patsubst %.c,$(BUILD)/fuzz/obj/%.o,$(CORE_SRCS) $(DAEMON_SRCS))
+FUZZ_A := $(BUILD)/fuzz/libdkm-fuzz.a
+
+$(BUILD)/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)clang $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_A): $(FUZZ_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_A) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LINK) -pthread $(PKG_LIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_A) -pthread $(PKG_LIBS)
 
 check-fuzz: fuzz
 	$(Q)tests/fuzz/run.sh $(BUILD)
@@ -172,10 +197,10 @@ clean:
 distclean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests deps run check check-unit check-integration check-vm fuzz check-fuzz \
-	bench clean distclean
+.PHONY: all tests deps run check check-unit check-integration check-man check-completion \
+	check-vm fuzz check-fuzz bench clean distclean
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)
 
 # --- install and system test ----------------------------------------------
 
@@ -189,6 +214,12 @@ SYSUSERSDIR := $(shell $(PKG_CONFIG) --variable=sysusersdir systemd 2>/dev/null 
 endif
 ifeq ($(origin TMPFILESDIR),undefined)
 TMPFILESDIR := $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null || echo "$(PREFIX)/lib/tmpfiles.d")
+endif
+MANDIR ?= $(DATADIR)/man
+MAN_PAGES := man/dkmctl.1 man/libdkm.3 man/dkmd.conf.5 man/dkmd.8
+# Where bash-completion looks, as its pkg-config file says.
+ifeq ($(origin BASHCOMPLETIONDIR),undefined)
+BASHCOMPLETIONDIR := $(or $(shell $(PKG_CONFIG) --variable=completionsdir bash-completion 2>/dev/null),$(DATADIR)/bash-completion/completions)
 endif
 SELINUXPKGDIR ?= $(DATADIR)/selinux/packages
 SELINUXINCDIR ?= $(DATADIR)/selinux/devel/include/contrib
@@ -230,6 +261,11 @@ install: all $(SYSTEMD_GEN) $(INSTALL_SELINUX)
 	$(Q)install -m 0644 $(BUILD)/systemd/dkmd.service systemd/dkmd.socket $(DESTDIR)$(SYSTEMDUNITDIR)/
 	$(Q)install -m 0644 systemd/sysusers-dkm.conf $(DESTDIR)$(SYSUSERSDIR)/dkm.conf
 	$(Q)install -m 0644 $(BUILD)/systemd/tmpfiles-dkm.conf $(DESTDIR)$(TMPFILESDIR)/dkm.conf
+	$(Q)for p in $(MAN_PAGES); do \
+		install -d $(DESTDIR)$(MANDIR)/man$${p##*.} && \
+		install -m 0644 $$p $(DESTDIR)$(MANDIR)/man$${p##*.}/ || exit 1; done
+	$(Q)install -d $(DESTDIR)$(BASHCOMPLETIONDIR)
+	$(Q)install -m 0644 completion/dkmctl.bash $(DESTDIR)$(BASHCOMPLETIONDIR)/dkmctl
 	@# An administrator's configuration is never overwritten.
 	$(Q)test -e $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf || \
 		install -m 0644 systemd/dkmd.conf $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf
@@ -249,7 +285,8 @@ uninstall:
 		$(DESTDIR)$(PKGCONFIGDIR)/dkm.pc $(DESTDIR)$(SYSTEMDUNITDIR)/dkmd.service \
 		$(DESTDIR)$(SYSTEMDUNITDIR)/dkmd.socket $(DESTDIR)$(SYSUSERSDIR)/dkm.conf \
 		$(DESTDIR)$(TMPFILESDIR)/dkm.conf $(DESTDIR)$(SELINUXPKGDIR)/dkm.pp \
-		$(DESTDIR)$(SELINUXINCDIR)/dkm.if
+		$(DESTDIR)$(SELINUXINCDIR)/dkm.if $(DESTDIR)$(BASHCOMPLETIONDIR)/dkmctl \
+		$(foreach p,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(p)))/$(notdir $(p)))
 	@# The configuration goes only if nobody changed it.
 	$(Q)! cmp -s systemd/dkmd.conf $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf || \
 		rm -f $(DESTDIR)$(SYSCONFDIR)/dkm/dkmd.conf

@@ -33,6 +33,17 @@ static const char *option_name(int c)
         return "?";
 }
 
+void ctl_print_options(const struct verb *v, FILE *f)
+{
+        const char *sep = "";
+
+        for (const struct option *o = options; o->name; o++)
+                if (strchr(v->options, o->val)) {
+                        fprintf(f, "%s--%s%s", sep, o->name, o->has_arg ? "=" : "");
+                        sep = " ";
+                }
+}
+
 static int not_taken(const struct verb *v, int c)
 {
         /* The verbs that read a ciphertext take --in but never --policy. */

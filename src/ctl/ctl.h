@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dkm/dkm.h"
 #include "shared/format.h"
@@ -38,6 +39,10 @@ struct verb {
 /* Parses argv (argv[0] is the verb's last word) into *a, refusing options
  * the verb does not take; on failure prints why and returns 1. */
 int ctl_parse_args(const struct verb *v, int argc, char **argv, struct ctl_args *a);
+
+/* Prints the long options a verb takes, space-separated, each as "--name"
+ * or, when it takes a value, "--name=" (for --list-verbs). */
+void ctl_print_options(const struct verb *v, FILE *f);
 
 /* Prints "dkmctl: <message>" on stderr and returns 1 (the exit status). */
 int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -238,6 +238,17 @@ static void usage(FILE *f)
         fprintf(f, "\nThe socket defaults to $DKM_SOCKET, then /run/dkm/dkmd.sock.\n");
 }
 
+/* For the bash completion (completion/dkmctl.bash), so that it never
+ * drifts from this table: "VERB<TAB>OPTIONS" per line. */
+static void list_verbs(void)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(verbs); i++) {
+                printf("%s\t", verbs[i].name);
+                ctl_print_options(&verbs[i], stdout);
+                putchar('\n');
+        }
+}
+
 int main(int argc, char **argv)
 {
         struct ctl ctl = { 0 };
@@ -259,6 +270,9 @@ int main(int argc, char **argv)
                         return 0;
                 } else if (strcmp(argv[i], "--version") == 0) {
                         puts("dkmctl " DKM_VERSION);
+                        return 0;
+                } else if (strcmp(argv[i], "--list-verbs") == 0) {
+                        list_verbs();
                         return 0;
                 } else
                         return fail("unknown option '%s' (see dkmctl --help)", argv[i]);

@@ -1,12 +1,27 @@
 #!/bin/bash
-# Runs every integration test against the real kernel keyring and auditd.
+# Runs every integration test against the real kernel keyring and auditd,
+# or those named after BUILD (test-grants ...).
 # A test exits 0 (pass), 77 (skipped, with a reason) or anything else (fail).
 set -u
 BUILD=${1:-build}
+shift
 export BUILD
 dir=$(dirname "$0")
 pass=0 failn=0 skip=0
-for t in "$dir"/test-*.sh; do
+if [ $# -gt 0 ]; then
+        tests=()
+        for name in "$@"; do
+                if [ ! -f "$dir/$name.sh" ]; then
+                        echo "integration: no test '$name' ($dir/$name.sh); there are:" \
+                             $(cd "$dir" && ls test-*.sh | sed 's/\.sh$//') >&2
+                        exit 1
+                fi
+                tests+=("$dir/$name.sh")
+        done
+else
+        tests=("$dir"/test-*.sh)
+fi
+for t in "${tests[@]}"; do
         name=$(basename "$t" .sh)
         echo "== $name"
         bash "$t"
