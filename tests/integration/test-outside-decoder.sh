@@ -1,0 +1,137 @@
+#!/bin/bash
+# Issue 12 §5, "readable without dkm": an independent reader written from
+# README.md's Reference alone (tests/integration/decode/dkm_decode.py,
+# Python and python3-cryptography, no dkm code) gets every plaintext back
+# from a backup, the master key and the customer's key files: v1 messages,
+# v2 streams and a data key, of a service-managed and a customer-managed
+# policy, across rotations and a rekey with a new policy key.  It refuses a
+# backup with one byte flipped, and a wrong master key.
+. "$(dirname "$0")/lib.sh"
+
+DECODE=$(cd "$(dirname "$0")/decode" && pwd)/dkm_decode.py
+python3 -c 'import cryptography' 2>/dev/null || {
+        echo "python3-cryptography is missing (tests/deps.sh installs it)"; exit 1; }
+
+# decode ARGS...: the reader in isolated mode (-I: no PYTHONPATH, no user
+# site, not the current directory), from a directory outside the tree.
+decode() { (cd / && env -i PATH=/usr/bin:/bin python3 -I "$DECODE" "$@"); }
+export DECODE
+export -f decode
+
+K=$T/ck
+install -d -m 0700 "$K"
+for x in 1 2 3 4; do head -c 32 /dev/urandom > "$K/$x.key"; chmod 600 "$K/$x.key"; done
+DKM_ENGINE=openssl write_config "[policy]" "key_dirs=$K"
+start_dkmd || exit 1
+MASTER=$T/state/master.key
+
+check "the reader runs no dkm code" bash -c "! grep -nE '^\s*(import|from)\s+(dkm|ctypes|subprocess)|os\.(system|exec|popen)|cdll' '$DECODE'"
+
+check "a customer-managed policy on two file: keys" bash -c \
+        "as op policy create cust --customer-key 'file:$K/1.key' --customer-key 'file:$K/2.key' >/dev/null"
+
+# plain NAME CONTENT: what each ciphertext must give back.
+n=0
+# enc POLICY KIND [CONTEXT...]: KIND v1 (a short message) or v2 (a stream).
+enc() {
+        local policy=$1 kind=$2; shift 2
+        local args=(--policy "$policy") c
+        for c in "$@"; do args+=(--context "$c"); done
+        n=$((n + 1))
+        if [ "$kind" = v1 ]; then
+                printf 'secret %s of %s' "$n" "$policy" > "$W/p$n"
+        else
+                # Over 64 KiB: streamed, three segments of 64 KiB.
+                head -c $((150000 + n)) /dev/urandom > "$W/p$n"
+        fi
+        as svc encrypt "${args[@]}" --in "$W/p$n" --out "$W/c$n" || { fail "encrypt $n"; return; }
+        # The pairs joined with "|" (a value may hold spaces).
+        local IFS='|'
+        echo "$n $policy $kind $*" >> "$T/made"
+}
+
+for round in 1 2 3; do
+        enc default v1
+        enc default v1 tenant=acme "path=/a/b c"
+        enc default v2
+        enc cust v1
+        enc cust v2 tenant=acme
+        as op key rotate >/dev/null || fail "rotate default"
+        as op key rotate --policy cust >/dev/null || fail "rotate cust"
+done
+check "every ciphertext of the first rounds has version 1 or 2 as asked" bash -c \
+        "while read -r n p k c; do v=\$(head -c 5 '$W'/c\$n | tail -c 1 | od -An -tu1 | tr -d ' '); \
+         [ \"\$v\" = \${k#v} ] || exit 1; done < '$T/made'"
+check "a data key" bash -c "as svc datakey --policy cust --out '$W/dk.wrapped' --key-out '$W/dk.key'"
+
+# A rekey to two other keys with a new policy key: every generation is
+# re-wrapped under it; the old keys open nothing any more.
+check "rekey cust to keys 3 and 4 with a new policy key" bash -c \
+        "as op policy rekey cust --customer-key 'file:$K/3.key' --customer-key 'file:$K/4.key' --new-policy-key >/dev/null"
+enc cust v1 after=rekey
+enc cust v2
+as op key rotate --policy cust >/dev/null || fail "rotate cust after the rekey"
+enc cust v1
+enc default v1
+check "generation 1 of default is retired (the key stays in the store)" bash -c "as op key retire 1 >/dev/null"
+
+check "an operator takes a backup" bash -c "as op backup --out '$W/backup' >/dev/null"
+stop_dkmd
+
+check "the reader checks the backup and every record's MAC" bash -c \
+        "decode --backup '$W/backup' --master-key '$MASTER' --check | grep -q 'every MAC verifies'"
+
+# Every ciphertext, decoded without dkm.
+ok=0 bad=0
+while read -r i policy kind ctx; do
+        cargs=()
+        IFS='|' read -r -a pairs <<<"$ctx"
+        for c in "${pairs[@]}"; do cargs+=(--context "$c"); done
+        base=(--backup "$W/backup" --master-key "$MASTER" "${cargs[@]}")
+        key=()
+        [ "$policy" = cust ] && key=(--customer-key "$K/3.key")
+        if decode "${base[@]}" "${key[@]}" --out "$T/d$i" "$W/c$i" 2> "$T/d$i.err" && cmp -s "$T/d$i" "$W/p$i"; then
+                ok=$((ok + 1))
+        else
+                bad=$((bad + 1)); fail "ciphertext $i ($policy $kind $ctx): $(cat "$T/d$i.err")"
+        fi
+        if [ "$policy" = cust ]; then
+                decode "${base[@]}" --customer-key "$K/4.key" "$W/c$i" 2>/dev/null | cmp -s - "$W/p$i" ||
+                        fail "ciphertext $i with the other customer key (4)"
+                decode "${base[@]}" --use-availability-key "$W/c$i" 2>/dev/null | cmp -s - "$W/p$i" ||
+                        fail "ciphertext $i through the availability key, with the master key alone"
+        fi
+done < "$T/made"
+total=$(wc -l < "$T/made")
+check "all $total ciphertexts decode to their plaintexts ($ok ok, $bad failed)" test "$ok" = "$total"
+check "v1, v2, both policies, contexts and the rekey are among them" bash -c \
+        "grep -q ' default v1 tenant=acme|path=/a/b c' '$T/made' && grep -q ' default v2' '$T/made' && grep -q ' cust v1 after=rekey' '$T/made' && grep -q ' cust v2 tenant=acme' '$T/made'"
+check "the data key comes back" bash -c \
+        "decode --backup '$W/backup' --master-key '$MASTER' --customer-key '$K/4.key' '$W/dk.wrapped' | cmp -s - '$W/dk.key'"
+check "the decoded data key is 32 bytes" test "$(stat -c %s "$W/dk.key")" = 32
+
+# What must be refused.
+last=$(awk '$2 == "cust" { n = $1 } END { print n }' "$T/made")
+refused "the customer's old key opens nothing after the rekey" "none of the given customer keys" \
+        decode --backup "$W/backup" --master-key "$MASTER" --customer-key "$K/1.key" "$W/c$last"
+refused "a customer-managed policy without its key" "customer-managed" \
+        decode --backup "$W/backup" --master-key "$MASTER" "$W/c$last"
+refused "the wrong context" "failed authentication" \
+        decode --backup "$W/backup" --master-key "$MASTER" --context tenant=evil --context "path=/a/b c" "$W/c7"
+head -c 32 /dev/urandom > "$T/other.key"
+refused "another master key" "made under another master key" \
+        decode --backup "$W/backup" --master-key "$T/other.key" "$W/c1"
+size=$(stat -c %s "$W/backup")
+# One byte flipped: in a generation's wrapped key, in the header's revision, in the MAC.
+wk=$(grep -abo '"wrapped_key":"' "$W/backup" | tail -n 1 | cut -d: -f1)
+for off in $((wk + 20)) 24 $((size - 1)); do
+        cp "$W/backup" "$T/flipped"
+        b=$(od -An -tu1 -j "$off" -N1 "$W/backup" | tr -d ' ')
+        printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$T/flipped" bs=1 seek="$off" conv=notrunc status=none
+        check "byte $off of the copy differs" bash -c "! cmp -s '$W/backup' '$T/flipped'"
+        refused "a backup with byte $off flipped" "the file was altered" \
+                decode --backup "$T/flipped" --master-key "$MASTER" "$W/c1"
+done
+head -c $((size - 1)) "$W/backup" > "$T/cut"
+refused "a truncated backup" "its header announces" decode --backup "$T/cut" --master-key "$MASTER" "$W/c1"
+finish
