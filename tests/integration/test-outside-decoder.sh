@@ -5,7 +5,8 @@
 # from a backup, the master key and the customer's key files: v1 messages,
 # v2 streams and a data key, of a service-managed and a customer-managed
 # policy, across rotations and a rekey with a new policy key.  It refuses a
-# backup with one byte flipped, and a wrong master key.
+# backup with one byte flipped, and a wrong master key.  And previous_key:
+# a backup taken while a rekey with a new policy key is cut short.
 . "$(dirname "$0")/lib.sh"
 
 DECODE=$(cd "$(dirname "$0")/decode" && pwd)/dkm_decode.py
@@ -134,4 +135,51 @@ for off in $((wk + 20)) 24 $((size - 1)); do
 done
 head -c $((size - 1)) "$W/backup" > "$T/cut"
 refused "a truncated backup" "its header announces" decode --backup "$T/cut" --master-key "$MASTER" "$W/c1"
+# previous_key: a rekey with a new policy key cut short right after its
+# transaction (dkmd killed where it starts re-wrapping the generations), and
+# dkmd restarted where it may not read the customer keys, so that nothing
+# finishes the re-wrap: the backup holds the generations under policy key
+# version 0 and the previous key wrapped under version 1.
+start_dkmd || exit 1
+check "a customer-managed policy mid on keys 1 and 2" bash -c \
+        "as op policy create mid --customer-key 'file:$K/1.key' --customer-key 'file:$K/2.key' >/dev/null"
+: > "$T/made"
+enc mid v1
+enc mid v2 tenant=acme
+as op key rotate --policy mid >/dev/null || fail "rotate mid"
+enc mid v1
+timeout 120 gdb -q -nx -batch -ex "attach $DKMD_PID" -ex 'break rekey_finish' -ex 'continue' -ex 'kill' \
+        > "$T/gdb.log" 2>&1 &
+gdb_pid=$!
+for _ in $(seq 1 300); do matches 'Breakpoint 1 at' "$T/gdb.log" && break; sleep 0.1; done
+as op policy rekey mid --customer-key "file:$K/3.key" --customer-key "file:$K/4.key" --new-policy-key \
+        >/dev/null 2>&1
+wait "$gdb_pid"
+check "dkmd was killed as it began the re-wrap" matches 'hit Breakpoint 1, rekey_finish' "$T/gdb.log"
+wait "$DKMD_PID" 2>/dev/null
+DKMD_PID=
+install -d -m 0700 "$T/nokeys"
+DKM_ENGINE=openssl write_config "[policy]" "key_dirs=$T/nokeys"
+start_dkmd || exit 1
+check "an operator takes a backup mid-rekey" bash -c "as op backup --out '$W/backup2' >/dev/null"
+stop_dkmd
+check "the backup holds mid's previous key" matches -a '"previous_version":0,"previous_key":"' "$W/backup2"
+mid_id=$(sqlite3 "$T/state/dkm.db" "select value from kv where key = 'names/mid'" | head -n1)
+check "and its generations still under policy key version 0" test \
+        "$(sqlite3 "$T/state/dkm.db" "select count(*) from kv where key like 'policies/$mid_id/gens/%' and value not like '%key_version%'")" = 2
+ok=0
+while read -r i policy kind ctx; do
+        cargs=()
+        IFS='|' read -r -a pairs <<<"$ctx"
+        for c in "${pairs[@]}"; do cargs+=(--context "$c"); done
+        base=(--backup "$W/backup2" --master-key "$MASTER" "${cargs[@]}")
+        if decode "${base[@]}" --customer-key "$K/4.key" "$W/c$i" 2> "$T/d$i.err" | cmp -s - "$W/p$i" &&
+                decode "${base[@]}" --use-availability-key "$W/c$i" 2>> "$T/d$i.err" | cmp -s - "$W/p$i"; then
+                ok=$((ok + 1))
+        else
+                fail "mid-rekey ciphertext $i ($kind $ctx): $(cat "$T/d$i.err")"
+        fi
+done < "$T/made"
+check "the $(wc -l < "$T/made") ciphertexts of mid decode through previous_key ($ok ok)" \
+        test "$ok" = "$(wc -l < "$T/made")"
 finish
