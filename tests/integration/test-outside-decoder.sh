@@ -135,6 +135,29 @@ for off in $((wk + 20)) 24 $((size - 1)); do
 done
 head -c $((size - 1)) "$W/backup" > "$T/cut"
 refused "a truncated backup" "its header announces" decode --backup "$T/cut" --master-key "$MASTER" "$W/c1"
+# The backup's MAC once more, by a second implementation (the openssl
+# command) from the reference: HKDF of the master key, no salt, info "dkm
+# store backup v1", HMAC over every byte before the last 32.
+remac() { # IN OUT
+        local key len
+        key=$(openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt hexkey:"$(od -An -tx1 -v "$MASTER" | tr -d " \n")" \
+                -kdfopt info:"dkm store backup v1" HKDF | tr -d ':\n')
+        len=$(($(stat -c %s "$1") - 32))
+        head -c "$len" "$1" > "$2"
+        head -c "$len" "$1" | openssl dgst -sha256 -mac HMAC -macopt hexkey:"$key" -binary >> "$2"
+}
+remac "$W/backup" "$T/remac"
+check "openssl, from the reference, computes the backup's MAC byte for byte" cmp -s "$W/backup" "$T/remac"
+# A generation's wrapped key altered and the file MACed again, as someone
+# with the master key could: each record's own MAC still refuses it.
+cp "$W/backup" "$T/altered"
+c=$(dd if="$W/backup" bs=1 skip=$((wk + 20)) count=1 status=none)
+[ "$c" = A ] && c=B || c=A
+printf %s "$c" | dd of="$T/altered" bs=1 seek=$((wk + 20)) conv=notrunc status=none
+remac "$T/altered" "$T/altered.mac"
+refused "a record altered under a valid backup MAC" "its MAC does not verify: altered, moved" \
+        decode --backup "$T/altered.mac" --master-key "$MASTER" --check
+
 # previous_key: a rekey with a new policy key cut short right after its
 # transaction (dkmd killed where it starts re-wrapping the generations), and
 # dkmd restarted where it may not read the customer keys, so that nothing
