@@ -2,7 +2,8 @@
 # Issue 12 §5, "readable without dkm": an independent reader written from
 # README.md's Reference alone (tests/integration/decode/dkm_decode.py,
 # Python and python3-cryptography, no dkm code) gets every plaintext back
-# from a backup, the master key and the customer's key files: v1 messages,
+# from a backup, the master key and the customer's keys (file: keys, and a
+# copy of a pkcs11: token's AES key): v1 messages,
 # v2 streams and a data key, of a service-managed and a customer-managed
 # policy, across rotations and a rekey with a new policy key.  It refuses a
 # backup with one byte flipped, and a wrong master key.  And previous_key:
@@ -22,7 +23,20 @@ export -f decode
 K=$T/ck
 install -d -m 0700 "$K"
 for x in 1 2 3 4; do head -c 32 /dev/urandom > "$K/$x.key"; chmod 600 "$K/$x.key"; done
-DKM_ENGINE=openssl write_config "[policy]" "key_dirs=$K"
+# A pkcs11: customer key too: a SoftHSM2 token's AES key, imported from a
+# copy kept outside (the one way to read its blobs without the token).
+. "$(dirname "$0")/lib-softhsm.sh"
+softhsm_available || { echo "SoftHSM2/opensc/p11-kit missing (tests/deps.sh installs them)"; exit 1; }
+softhsm_setup "$T/hsm"
+softhsm_token cust-p 1234 || exit 1
+export SOFTHSM2_CONF=$(softhsm_conf cust-p)
+head -c 32 /dev/urandom > "$T/hsm-aes.copy"
+pkcs11-tool --module "$SOFTHSM_LIB" --token-label cust-p --login --pin 1234 --write-object "$T/hsm-aes.copy" \
+        --type secrkey --key-type AES:32 --label root --usage-decrypt >/dev/null 2>&1 || {
+        echo "cannot import an AES key into SoftHSM2"; exit 1; }
+printf 1234 > "$K/pin"; chmod 600 "$K/pin"
+P11="pkcs11:token=cust-p;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$K/pin"
+DKM_ENGINE=openssl write_config "[policy]" "key_dirs=$K" "pkcs11_modules=$SOFTHSM_LIB"
 start_dkmd || exit 1
 MASTER=$T/state/master.key
 
@@ -30,6 +44,8 @@ check "the reader runs no dkm code" bash -c "! grep -nE '^\s*(import|from)\s+(dk
 
 check "a customer-managed policy on two file: keys" bash -c \
         "as op policy create cust --customer-key 'file:$K/1.key' --customer-key 'file:$K/2.key' >/dev/null"
+check "a customer-managed policy on a pkcs11: key and a file: key" bash -c \
+        "as op policy create hsm --customer-key '$P11' --customer-key 'file:$K/2.key' >/dev/null"
 
 # plain NAME CONTENT: what each ciphertext must give back.
 n=0
@@ -57,7 +73,9 @@ for round in 1 2 3; do
         enc default v2
         enc cust v1
         enc cust v2 tenant=acme
+        enc hsm v1
         as op key rotate >/dev/null || fail "rotate default"
+        as op key rotate --policy hsm >/dev/null || fail "rotate hsm"
         as op key rotate --policy cust >/dev/null || fail "rotate cust"
 done
 check "every ciphertext of the first rounds has version 1 or 2 as asked" bash -c \
@@ -91,6 +109,8 @@ while read -r i policy kind ctx; do
         base=(--backup "$W/backup" --master-key "$MASTER" "${cargs[@]}")
         key=()
         [ "$policy" = cust ] && key=(--customer-key "$K/3.key")
+        # Only the copy of the token's key: the pkcs11: blob must open.
+        [ "$policy" = hsm ] && key=(--customer-key "$T/hsm-aes.copy")
         if decode "${base[@]}" "${key[@]}" --out "$T/d$i" "$W/c$i" 2> "$T/d$i.err" && cmp -s "$T/d$i" "$W/p$i"; then
                 ok=$((ok + 1))
         else
@@ -105,8 +125,8 @@ while read -r i policy kind ctx; do
 done < "$T/made"
 total=$(wc -l < "$T/made")
 check "all $total ciphertexts decode to their plaintexts ($ok ok, $bad failed)" test "$ok" = "$total"
-check "v1, v2, both policies, contexts and the rekey are among them" bash -c \
-        "grep -q ' default v1 tenant=acme|path=/a/b c' '$T/made' && grep -q ' default v2' '$T/made' && grep -q ' cust v1 after=rekey' '$T/made' && grep -q ' cust v2 tenant=acme' '$T/made'"
+check "v1, v2, all three policies, contexts and the rekey are among them" bash -c \
+        "grep -q ' hsm v1' '$T/made' && grep -q ' default v1 tenant=acme|path=/a/b c' '$T/made' && grep -q ' default v2' '$T/made' && grep -q ' cust v1 after=rekey' '$T/made' && grep -q ' cust v2 tenant=acme' '$T/made'"
 check "the data key comes back" bash -c \
         "decode --backup '$W/backup' --master-key '$MASTER' --customer-key '$K/4.key' '$W/dk.wrapped' | cmp -s - '$W/dk.key'"
 check "the decoded data key is 32 bytes" test "$(stat -c %s "$W/dk.key")" = 32
