@@ -153,6 +153,20 @@ for off in $((wk + 20)) 24 $((size - 1)); do
         refused "a backup with byte $off flipped" "the file was altered" \
                 decode --backup "$T/flipped" --master-key "$MASTER" "$W/c1"
 done
+# Damaged ciphertexts: refused with the reason, never a traceback.
+v2=$(awk '$3 == "v2" && $2 == "default" { n = $1 } END { print n }' "$T/made")
+len2=$(stat -c %s "$W/c$v2")
+head -c $((len2 - 1)) "$W/c$v2" > "$T/v2-cut1"
+refused "a v2 stream cut by one byte" "failed authentication" \
+        decode --backup "$W/backup" --master-key "$MASTER" "$T/v2-cut1"
+head -c $((72 + 65536 + 16)) "$W/c$v2" > "$T/v2-cutseg"
+refused "a v2 stream cut at a segment boundary" "failed authentication" \
+        decode --backup "$W/backup" --master-key "$MASTER" "$T/v2-cutseg"
+head -c 60 /dev/urandom > "$T/noise"
+refused "random bytes" "not a dkm ciphertext" decode --backup "$W/backup" --master-key "$MASTER" "$T/noise"
+head -c 30 "$W/c1" > "$T/v1-short"
+refused "a v1 ciphertext cut inside its header" "truncated ciphertext" \
+        decode --backup "$W/backup" --master-key "$MASTER" "$T/v1-short"
 head -c $((size - 1)) "$W/backup" > "$T/cut"
 refused "a truncated backup" "its header announces" decode --backup "$T/cut" --master-key "$MASTER" "$W/c1"
 # The backup's MAC once more, by a second implementation (the openssl

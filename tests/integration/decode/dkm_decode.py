@@ -129,7 +129,10 @@ def read_backup(data, master):
         (kl,) = struct.unpack("<I", take(4, "record %d's key length" % (i + 1)))
         if not 1 <= kl <= 1024:
             raise Refused("backup: record %d: key length %d" % (i + 1, kl))
-        k = take(kl, "record %d's key" % (i + 1)).decode("utf-8")
+        try:
+            k = take(kl, "record %d's key" % (i + 1)).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Refused("backup: record %d: its key is not UTF-8" % (i + 1)) from None
         (vl,) = struct.unpack("<I", take(4, "record %d's value length" % (i + 1)))
         if vl > 1024 * 1024 + 256:
             raise Refused("backup: record %d: value length %d" % (i + 1, vl))
@@ -274,6 +277,8 @@ def policy_key(store, policy_text, master, customer_keys, use_availability):
                          b64(rec, "availability_wrap", 60, where),
                          "policy '%s': availability_wrap does not open" % name)
         else:
+            if not all(isinstance(ck, dict) for ck in cks):
+                raise Refused("%s: customer_keys holds something other than objects" % where)
             for i, ck in enumerate(cks):
                 blob = b64(ck, "blob", 64, "%s customer key %d" % (where, i + 1))
                 for kb in customer_keys:
@@ -448,6 +453,11 @@ def main(argv):
         plain = decrypt(read_file(a.ciphertext, "ciphertext"), ctx, keyfor)
     except Refused as e:
         print("dkm_decode: %s" % e, file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, KeyError, AttributeError, struct.error) as e:
+        # Records pass their MAC first, so only dkm itself could write
+        # these: say so, without a traceback.
+        print("dkm_decode: malformed input the reference does not allow: %s" % e, file=sys.stderr)
         return 1
     if a.out:
         fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
