@@ -29,7 +29,8 @@ for x in 1 2 3 4; do head -c 32 /dev/urandom > "$K/$x.key"; chmod 600 "$K/$x.key
 softhsm_available || { echo "SoftHSM2/opensc/p11-kit missing (tests/deps.sh installs them)"; exit 1; }
 softhsm_setup "$T/hsm"
 softhsm_token cust-p 1234 || exit 1
-export SOFTHSM2_CONF=$(softhsm_conf cust-p)
+SOFTHSM2_CONF=$(softhsm_conf cust-p)
+export SOFTHSM2_CONF
 head -c 32 /dev/urandom > "$T/hsm-aes.copy"
 pkcs11-tool --module "$SOFTHSM_LIB" --token-label cust-p --login --pin 1234 --write-object "$T/hsm-aes.copy" \
         --type secrkey --key-type AES:32 --label root --usage-decrypt >/dev/null 2>&1 || {
@@ -67,7 +68,7 @@ enc() {
         echo "$n $policy $kind $*" >> "$T/made"
 }
 
-for round in 1 2 3; do
+for _ in 1 2 3; do
         enc default v1
         enc default v1 tenant=acme "path=/a/b c"
         enc default v2
@@ -148,6 +149,7 @@ wk=$(grep -abo '"wrapped_key":"' "$W/backup" | tail -n 1 | cut -d: -f1)
 for off in $((wk + 20)) 24 $((size - 1)); do
         cp "$W/backup" "$T/flipped"
         b=$(od -An -tu1 -j "$off" -N1 "$W/backup" | tr -d ' ')
+        # shellcheck disable=SC2059 # the byte, as an octal escape in the format
         printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$T/flipped" bs=1 seek="$off" conv=notrunc status=none
         check "byte $off of the copy differs" bash -c "! cmp -s '$W/backup' '$T/flipped'"
         refused "a backup with byte $off flipped" "the file was altered" \
