@@ -6,7 +6,8 @@
 # copy of a pkcs11: token's AES key): v1 messages,
 # v2 streams and a data key, of a service-managed and a customer-managed
 # policy, across rotations and a rekey with a new policy key.  It refuses a
-# backup with one byte flipped, and a wrong master key.  And previous_key:
+# backup with one byte flipped, and a wrong master key.  Three of five
+# recovery shares stand for the master key.  And previous_key:
 # a backup taken while a rekey with a new policy key is cut short.
 . "$(dirname "$0")/lib.sh"
 
@@ -38,6 +39,9 @@ pkcs11-tool --module "$SOFTHSM_LIB" --token-label cust-p --login --pin 1234 --wr
 printf 1234 > "$K/pin"; chmod 600 "$K/pin"
 P11="pkcs11:token=cust-p;object=root?module-path=$SOFTHSM_LIB&pin-source=file:$K/pin"
 DKM_ENGINE=openssl write_config "[policy]" "key_dirs=$K" "pkcs11_modules=$SOFTHSM_LIB"
+# The master key split into recovery shares (3 of 5), as an installation does.
+"$DKMD" --config "$CONF" --init --recovery-dir "$T/shares" >> "$T/dkmd.log" 2>&1 || {
+        echo "dkmd --init --recovery-dir failed:"; cat "$T/dkmd.log"; exit 1; }
 start_dkmd || exit 1
 MASTER=$T/state/master.key
 
@@ -155,6 +159,18 @@ for off in $((wk + 20)) 24 $((size - 1)); do
         refused "a backup with byte $off flipped" "the file was altered" \
                 decode --backup "$T/flipped" --master-key "$MASTER" "$W/c1"
 done
+# Without the master key file: three of the five recovery shares rebuild it.
+SH=$T/shares/recovery-share
+check "three recovery shares stand for the master key" bash -c \
+        "decode --backup '$W/backup' --share '$SH-5' --share '$SH-2' --share '$SH-4' \
+                --customer-key '$K/3.key' '$W/c$last' | cmp -s - '$W/p$last'"
+refused "two shares are not enough" "the set needs 3" \
+        decode --backup "$W/backup" --share "$SH-1" --share "$SH-2" "$W/c1"
+sed 's/:\([0-9a-f]\)\([0-9a-f]*\):\([0-9a-f]\{8\}\)$/:\2\1:\3/' "$SH-3" > "$T/share-typo"
+check "a mistyped share (its value's first digit moved to the end) differs" bash -c "! cmp -s '$SH-3' '$T/share-typo'"
+refused "a mistyped share" "its CRC does not match" \
+        decode --backup "$W/backup" --share "$SH-1" --share "$SH-2" --share "$T/share-typo" "$W/c1"
+
 # Damaged ciphertexts: refused with the reason, never a traceback.
 v2=$(awk '$3 == "v2" && $2 == "default" { n = $1 } END { print n }' "$T/made")
 len2=$(stat -c %s "$W/c$v2")

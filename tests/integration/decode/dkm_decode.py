@@ -12,6 +12,8 @@ it follows.
                   [--use-availability-key] [--context KEY=VALUE]...
                   [--out FILE] CIPHERTEXT
     dkm_decode.py --backup FILE --master-key FILE --check
+    (--share FILE, given as often as the share set's threshold, stands for
+    --master-key)
 
 Exit status: 0 done; 1 refused (the message says why); 2 usage.
 """
@@ -24,6 +26,7 @@ import os
 import struct
 import sys
 import uuid
+import zlib
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -402,6 +405,76 @@ def decrypt(data, ctx, keyfor):
     raise Refused("unsupported ciphertext version")
 
 
+# --- Recovery share format ------------------------------------------------------------
+
+def gf_mul(a, b):
+    # GF(2^8) with the polynomial 0x11d.
+    r = 0
+    while b:
+        if b & 1:
+            r ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= 0x11d
+        b >>= 1
+    return r
+
+
+def gf_inv(a):
+    r, e = 1, 254  # a^254 = a^-1
+    while e:
+        if e & 1:
+            r = gf_mul(r, a)
+        a = gf_mul(a, a)
+        e >>= 1
+    return r
+
+
+def parse_share(line, path):
+    line = line.rstrip(b"\n").rstrip(b"\r")
+    try:
+        text = line.decode("ascii")
+    except UnicodeDecodeError:
+        raise Refused("share %s is not ASCII" % path) from None
+    head, _, crc = text.rpartition(":")
+    f = head.split(":")
+    if len(f) != 7 or f[0] != "dkm-share-1":
+        raise Refused("share %s is not a dkm-share-1 line" % path)
+    if len(crc) != 8 or "%08x" % zlib.crc32(head.encode("ascii")) != crc:
+        raise Refused("share %s: its CRC does not match (mistyped or damaged)" % path)
+    try:
+        inst, sset = bytes.fromhex(f[1]), bytes.fromhex(f[2])
+        threshold, shares, index = int(f[3]), int(f[4]), int(f[5])
+        value = bytes.fromhex(f[6])
+    except ValueError:
+        raise Refused("share %s: a malformed field" % path) from None
+    if len(inst) != 8 or len(sset) != 4 or len(value) != 32 or not 2 <= threshold <= shares <= 16 \
+            or not 1 <= index <= shares:
+        raise Refused("share %s: a field out of range" % path)
+    return inst, sset, threshold, index, value
+
+
+def master_from_shares(paths):
+    shares = [parse_share(read_file(p, "share"), p) for p in paths]
+    inst, sset, threshold = shares[0][0], shares[0][1], shares[0][2]
+    if any(s[:3] != (inst, sset, threshold) for s in shares):
+        raise Refused("the shares are of different installations or share sets")
+    byx = {s[3]: s[4] for s in shares}
+    if len(byx) < threshold:
+        raise Refused("%d distinct shares, the set needs %d" % (len(byx), threshold))
+    xs = sorted(byx)[:threshold]
+    master = bytearray(32)
+    for xi in xs:
+        # The Lagrange coefficient of xi at 0; subtraction is XOR.
+        c = 1
+        for xj in xs:
+            if xj != xi:
+                c = gf_mul(c, gf_mul(xj, gf_inv(xj ^ xi)))
+        for b in range(32):
+            master[b] ^= gf_mul(byx[xi][b], c)
+    return bytes(master), inst
+
+
 # --- the command ---------------------------------------------------------------------------
 
 def read_file(path, what):
@@ -415,7 +488,9 @@ def read_file(path, what):
 def main(argv):
     ap = argparse.ArgumentParser(description="Decrypt dkm ciphertexts from a backup and the master key.")
     ap.add_argument("--backup", required=True)
-    ap.add_argument("--master-key", required=True)
+    ap.add_argument("--master-key")
+    ap.add_argument("--share", action="append", default=[],
+                    help="a recovery share file; enough of them stand for --master-key")
     ap.add_argument("--customer-key", action="append", default=[],
                     help="a file: customer key (32 bytes), or a copy of a pkcs11: token's AES key")
     ap.add_argument("--use-availability-key", action="store_true",
@@ -427,13 +502,25 @@ def main(argv):
     a = ap.parse_args(argv)
     if not a.check and not a.ciphertext:
         ap.error("a ciphertext file is needed (or --check)")
+    if bool(a.master_key) == bool(a.share):
+        ap.error("give either --master-key or --share files")
     try:
-        master = read_file(a.master_key, "master key")
-        if len(master) != 32:
-            raise Refused("master key %s holds %d bytes, not 32" % (a.master_key, len(master)))
+        inst = None
+        if a.share:
+            master, inst = master_from_shares(a.share)
+        else:
+            master = read_file(a.master_key, "master key")
+            if len(master) != 32:
+                raise Refused("master key %s holds %d bytes, not 32" % (a.master_key, len(master)))
         backup = read_backup(read_file(a.backup, "backup"), master)
         store = Store(backup, master)
         n = store.check_all()
+        if inst is not None:
+            rec = store.json("recovery")
+            if rec is None or rec.get("installation") != inst.hex():
+                raise Refused("the shares are not of the installation this backup is of")
+            if rec.get("check") != hkdf(master, b"dkm recovery check value v1", salt=inst).hex():
+                raise Refused("the shares rebuild a key that fails the recovery record's check value")
         if a.check:
             print("backup of %s %s at revision %d: %d records, every MAC verifies"
                   % (backup["backend"], backup["source"], backup["revision"], n))
