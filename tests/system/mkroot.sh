@@ -5,7 +5,8 @@
 #
 # debootstrap (minbase) with systemd, udev, auditd, keyutils, the SELinux
 # userspace and the default reference policy, etcd (server and etcdctl, for
-# a fleet node on etcd), plus the PACKAGEs (the runtime libraries of the dkm
+# a fleet node on etcd), tpm2-tools (tpm2_clear, and the TSS libraries that
+# systemd-creds loads for --with-key=tpm2), plus the PACKAGEs (the runtime libraries of the dkm
 # binaries), set up to boot under QEMU: root on the NVMe disk, SELinux
 # permissive, root logged in automatically on the serial console.  dkm itself is not in it: tests/system/run.sh copies this tree and
 # installs dkm into the copy.
@@ -25,7 +26,7 @@ shift 2
 
 pkgs=(systemd systemd-sysv udev auditd keyutils kmod procps util-linux login
         libpam-modules selinux-policy-default selinux-utils policycoreutils \
-        etcd-server etcd-client "$@")
+        etcd-server etcd-client tpm2-tools "$@")
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 key=$( { sha256sum "$0" | cut -d' ' -f1; printf '%s\n' "${pkgs[@]}"; } | sha256sum | cut -d' ' -f1)
 

@@ -14,7 +14,7 @@
 #    turns it into a disk image (labels need a real file system, hence no
 #    initramfs root).
 # 3. QEMU (TCG) boots the kernel straight into systemd with SELinux
-#    permissive; root is logged in on the serial console and runs
+#    permissive and a TPM 2.0 (swtpm, fresh state each run); root is logged in on the serial console and runs
 #    guest-test.sh, whose transcript comes back on the second serial port.
 #
 # Exit: 0 passed, 1 failed, 77 could not run here (1 under CI=true: CI must
@@ -53,7 +53,7 @@ die() { echo "system: $*"; exit 1; }
 say() { echo "system: $* ($((SECONDS - t0))s)"; }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (debootstrap, file labels)"
-for t in qemu-system-x86_64 debootstrap mkfs.ext4 setfiles dpkg-query ldd depmod modprobe timeout openssl; do
+for t in qemu-system-x86_64 debootstrap mkfs.ext4 setfiles dpkg-query ldd depmod modprobe timeout openssl swtpm; do
         command -v "$t" >/dev/null || skip "$t not found (make deps)"
 done
 [ -f /usr/share/selinux/devel/Makefile ] || skip "selinux-policy-dev is not installed (make deps)"
@@ -135,7 +135,17 @@ say "image ready: $image (${size} MiB), kernel $kver"
 # cloud kernel has built in, like ext4: no initramfs.
 rm -f "$console" "$transcript"
 vmlinuz=$(compgen -G "$kdir/boot/vmlinuz-*" | head -n1)
+# A TPM 2.0 for the guest (tpm_host_loss): swtpm with a fresh state each
+# run, ending with QEMU's connection.
+tpm=$vm/system-tpm
+rm -rf "$tpm"
+mkdir -p "$tpm/state"
+swtpm socket --tpm2 --tpmstate dir="$tpm/state" --ctrl type=unixio,path="$tpm/sock" \
+        --log file="$tpm/log" --pid file="$tpm/pid" --terminate --daemon || die "swtpm did not start"
+for _ in $(seq 50); do [ -S "$tpm/sock" ] && break; sleep 0.1; done
 timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max,cx16=off -smp 1 -m 2048 \
+        -chardev socket,id=chrtpm,path="$tpm/sock" -tpmdev emulator,id=tpm0,chardev=chrtpm \
+        -device tpm-tis,tpmdev=tpm0 \
         -nodefaults -no-user-config -no-reboot -display none -monitor none \
         -serial "file:$console" -serial "file:$transcript" \
         -drive "file=$image,if=none,id=root,format=raw,cache=unsafe" \
@@ -144,6 +154,7 @@ timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max,cx16=off -smp 1 -m 2
         -append "root=/dev/nvme0n1 rw console=ttyS0 security=selinux selinux=1 enforcing=0 audit=1 panic=-1 quiet systemd.show_status=false" \
         </dev/null
 qrc=$?
+[ -f "$tpm/pid" ] && kill "$(cat "$tpm/pid")" 2>/dev/null
 touch "$console" "$transcript"
 for f in "$console" "$transcript"; do
         tr -d '\r' <"$f" >"$f.tmp" && mv "$f.tmp" "$f"
