@@ -37,6 +37,17 @@ int keyring_add_perm(keyring_serial_t ring, const char *desc, const void *payloa
 
 int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret);
 
+/* Adds a key of type "logon" (desc must read "service:name"): nobody can
+ * read it back, the process that added it included; the kernel uses it (an
+ * AF_ALG transform keyed by serial).  Possessor-only, with a timeout like
+ * keyring_add().  keyring_read() of it fails with -EOPNOTSUPP. */
+int keyring_add_logon(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                      unsigned timeout_sec, keyring_serial_t *ret);
+
+/* 0 when key is live (user or logon), without reading its payload;
+ * -ENOKEY, -EKEYEXPIRED, -EKEYREVOKED (or -EACCES) otherwise. */
+int keyring_alive(keyring_serial_t key);
+
 /* Reads the payload straight into buf (size bytes, no copy on the heap);
  * *ret_len is the payload length.  -ENOBUFS if buf is too small: the kernel
  * may have written a truncated payload there, which is then wiped. */
