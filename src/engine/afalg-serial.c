@@ -128,17 +128,25 @@ void engine_serial_free(struct engine_serial *t)
         free(t);
 }
 
-int engine_serial_accept(struct engine_serial *t, int *ret_opfd)
+int engine_serial_accept(struct engine_serial *t, struct engine_serial_op *ret)
 {
         int fd;
 
-        if (!t || !ret_opfd)
+        if (!t || !ret)
                 return -EINVAL;
         fd = accept4(t->tfm, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
                 return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? negative_errno() : -EIO;
-        *ret_opfd = fd;
+        *ret = (struct engine_serial_op){ .fd = fd, .max_msg = t->max_msg };
         return 0;
+}
+
+void engine_serial_op_close(struct engine_serial_op *op)
+{
+        if (op && op->fd >= 0) {
+                close(op->fd);
+                op->fd = -1;
+        }
 }
 
 static int map_io(void)
@@ -150,7 +158,7 @@ static int map_io(void)
 
 /* One operation on an accepted socket: AAD || input in one sendmsg with the
  * operation, nonce and AAD length; AAD || output back in one recvmsg. */
-static int crypt_op(const struct engine_serial *t, int opfd, bool enc,
+static int crypt_op(const struct engine_serial_op *op, bool enc,
                     const uint8_t nonce[ENGINE_NONCE_SIZE], const uint8_t *aad, size_t aad_len,
                     const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
 {
@@ -168,10 +176,12 @@ static int crypt_op(const struct engine_serial *t, int opfd, bool enc,
         size_t nin = 0, nout = 0;
         ssize_t n;
 
-        if (opfd < 0 || !nonce || (!aad && aad_len) || (!in && in_len) || (!out && out_len))
+        if (!op || op->fd < 0 || !nonce || (!aad && aad_len) || (!in && in_len) || (!out && out_len))
                 return -EINVAL;
-        if (t && (aad_len > t->max_msg || in_len > t->max_msg - aad_len ||
-                  ENGINE_TAG_SIZE > t->max_msg - aad_len - in_len))
+        /* A message larger than the socket buffers would make sendmsg()
+         * wait for room that never comes. */
+        if (aad_len > op->max_msg || in_len > op->max_msg - aad_len ||
+            ENGINE_TAG_SIZE > op->max_msg - aad_len - in_len)
                 return -EMSGSIZE;
 
         c = CMSG_FIRSTHDR(&msg);
@@ -206,7 +216,7 @@ static int crypt_op(const struct engine_serial *t, int opfd, bool enc,
                 iv_out[nout++] = (struct iovec){ out, out_len };
         msg.msg_iov = nin ? iv_in : NULL;
         msg.msg_iovlen = nin;
-        n = sendmsg(opfd, &msg, 0);
+        n = sendmsg(op->fd, &msg, 0);
         if (n < 0)
                 return map_io();
         if ((size_t)n != aad_len + in_len)
@@ -217,7 +227,7 @@ static int crypt_op(const struct engine_serial *t, int opfd, bool enc,
         if (nout == 0)
                 iv_out[nout++] = (struct iovec){ &dummy, 1 };
         msg = (struct msghdr){ .msg_iov = iv_out, .msg_iovlen = nout };
-        n = recvmsg(opfd, &msg, 0);
+        n = recvmsg(op->fd, &msg, 0);
         if (n < 0)
                 return map_io();
         if ((size_t)n != aad_len + out_len)
@@ -225,7 +235,7 @@ static int crypt_op(const struct engine_serial *t, int opfd, bool enc,
         return 0;
 }
 
-int engine_serial_seal(const struct engine_serial *t, int opfd, const uint8_t nonce[ENGINE_NONCE_SIZE],
+int engine_serial_seal(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out)
 {
@@ -233,13 +243,13 @@ int engine_serial_seal(const struct engine_serial *t, int opfd, const uint8_t no
 
         if (!out)
                 return -EINVAL;
-        r = crypt_op(t, opfd, true, nonce, aad, aad_len, in, in_len, out, in_len + ENGINE_TAG_SIZE);
+        r = crypt_op(op, true, nonce, aad, aad_len, in, in_len, out, in_len + ENGINE_TAG_SIZE);
         if (r < 0)
                 secure_wipe(out, in_len + ENGINE_TAG_SIZE);
         return r;
 }
 
-int engine_serial_open(const struct engine_serial *t, int opfd, const uint8_t nonce[ENGINE_NONCE_SIZE],
+int engine_serial_open(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out)
 {
@@ -247,7 +257,7 @@ int engine_serial_open(const struct engine_serial *t, int opfd, const uint8_t no
 
         if (in_len < ENGINE_TAG_SIZE)
                 return -EINVAL;
-        r = crypt_op(t, opfd, false, nonce, aad, aad_len, in, in_len, out, in_len - ENGINE_TAG_SIZE);
+        r = crypt_op(op, false, nonce, aad, aad_len, in, in_len, out, in_len - ENGINE_TAG_SIZE);
         /* The kernel decrypts into out before it compares the tag. */
         if (r < 0 && out)
                 secure_wipe(out, in_len - ENGINE_TAG_SIZE);
@@ -258,9 +268,10 @@ int engine_serial_probe(int32_t zero_key, char *ret_reason, size_t reason_size)
 {
         static const uint8_t zero[ENGINE_NONCE_SIZE];
         struct engine_serial t = { .tfm = -1, .max_msg = 4096 };
+        struct engine_serial_op op = { .fd = -1 };
         uint8_t tag[ENGINE_TAG_SIZE];
         const char *why;
-        int r, fd = -1;
+        int r;
 
         r = tfm_open(&t.tfm);
         if (r < 0) {
@@ -277,15 +288,14 @@ int engine_serial_probe(int32_t zero_key, char *ret_reason, size_t reason_size)
                 why = "keying gcm(aes) by keyring serial failed";
                 goto fail;
         }
-        r = engine_serial_accept(&t, &fd);
+        r = engine_serial_accept(&t, &op);
         if (r >= 0)
-                r = engine_serial_seal(&t, fd, zero, NULL, 0, NULL, 0, tag);
+                r = engine_serial_seal(&op, zero, NULL, 0, NULL, 0, tag);
         if (r >= 0 && memcmp(tag, kat_tag, sizeof(tag)) != 0)
                 r = -EIO;
         why = "gcm(aes) keyed by keyring serial failed its known-answer test";
 fail:
-        if (fd >= 0)
-                close(fd);
+        engine_serial_op_close(&op);
         if (t.tfm >= 0)
                 close(t.tfm);
         if (r >= 0)

@@ -107,6 +107,11 @@ int engine_kernel_parse_crypto(FILE *f, const char *alg, char *ret, size_t size)
  * another setkey failure -EINVAL; seal/open: -EMSGSIZE beyond max_message(),
  * -EBADMSG for a bad tag (out wiped), -EIO for short I/O. */
 struct engine_serial;
+/* One operation socket: a seal or an open, then engine_serial_op_close(). */
+struct engine_serial_op {
+        int fd;
+        size_t max_msg;  /* AAD + data + tag it may carry */
+};
 
 /* 0 when keying by serial works here: zero_key is a key holding 32 zero
  * bytes (a throwaway logon key), checked end to end against a known
@@ -114,10 +119,11 @@ struct engine_serial;
 int engine_serial_probe(int32_t zero_key, char *ret_reason, size_t reason_size);
 int engine_serial_new(int32_t serial, struct engine_serial **ret);
 void engine_serial_free(struct engine_serial *t);
-int engine_serial_accept(struct engine_serial *t, int *ret_opfd);
-int engine_serial_seal(const struct engine_serial *t, int opfd, const uint8_t nonce[ENGINE_NONCE_SIZE],
+int engine_serial_accept(struct engine_serial *t, struct engine_serial_op *ret);
+void engine_serial_op_close(struct engine_serial_op *op);
+int engine_serial_seal(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out);
-int engine_serial_open(const struct engine_serial *t, int opfd, const uint8_t nonce[ENGINE_NONCE_SIZE],
+int engine_serial_open(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out);
