@@ -264,6 +264,24 @@ int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *
 }
 
 
+static void gen_desc(const struct policy *p, const struct generation *g, char *buf, size_t size)
+{
+        snprintf(buf, size, "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
+}
+
+/* In kernel custody: 0 when g's logon key is cached and alive (its serial
+ * in *ret_serial). */
+static int gen_cached_logon(struct keys *k, const struct policy *p, const struct generation *g,
+                            keyring_serial_t *ret_serial)
+{
+        char desc[80];
+
+        if (atomic_load(&g->serial) <= 0)
+                return -ENOKEY;
+        gen_desc(p, g, desc, sizeof(desc));
+        return keyring_find(k->env.ring, "logon", desc, ret_serial);
+}
+
 /* g's key unwrapped into buf's first half (buf: KEYBUF_SIZE bytes). */
 static int gen_unwrap(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
 {
@@ -293,7 +311,7 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
         r = gen_unwrap(k, p, g, buf, err);
         if (r < 0)
                 return r;
-        snprintf(desc, sizeof(desc), "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
+        gen_desc(p, g, desc, sizeof(desc));
         /* In kernel custody a logon key: from here on nobody reads it back,
          * dkmd included; transforms are keyed from its serial. */
         if (k->kernel_custody)
@@ -323,8 +341,12 @@ int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf
                 return 0;
         /* A logon key does not read back: a caller that needs the bytes
          * (a stream's subkey) gets a fresh unwrap, the cached key stays. */
-        if (k->kernel_custody && keyring_alive(atomic_load(&g->serial)) == 0)
-                return gen_unwrap(k, p, g, buf, err);
+        if (k->kernel_custody) {
+                keyring_serial_t s;
+
+                if (gen_cached_logon(k, p, g, &s) == 0)
+                        return gen_unwrap(k, p, g, buf, err);
+        }
         return gen_key_load(k, p, g, buf, err);
 }
 
@@ -343,18 +365,64 @@ void gen_drop_cached(struct generation *g)
 }
 
 
-/* Kernel custody: an operation socket from g's transform, keyed once from
- * the serial of g's logon key; the key is loaded first when it is not
- * cached or has died (expired, revoked: then the transform keyed from it is
- * dropped too, so that the kernel's expiry holds for the data path).  1: it
- * could not be cached (key quota full): use the bytes path. */
-static int gen_op_socket(struct keys *k, struct policy *p, struct generation *g,
-                         struct engine_serial_op *ret, char *err)
+/* The operation socket a thread keeps for the transform it used last,
+ * known by the transform's id (never by pointer): a run of requests under
+ * one generation costs one sendmsg() and one recvmsg() each.  Closed at
+ * thread exit, or when the thread moves to another transform. */
+struct kept_op {
+        uint64_t id;
+        struct engine_serial_op op;
+};
+static pthread_key_t kept_key;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+
+static void kept_free(void *p)
 {
-        keyring_serial_t s = atomic_load(&g->serial);
+        struct kept_op *kept = p;
+
+        engine_serial_op_close(&kept->op);
+        free(kept);
+}
+
+static void kept_init(void)
+{
+        pthread_key_create(&kept_key, kept_free);
+}
+
+static struct kept_op *kept_op(void)
+{
+        struct kept_op *kept;
+
+        pthread_once(&kept_once, kept_init);
+        kept = pthread_getspecific(kept_key);
+        if (!kept) {
+                kept = calloc(1, sizeof(*kept));
+                if (!kept)
+                        return NULL;
+                kept->op.fd = -1;
+                if (pthread_setspecific(kept_key, kept) != 0) {
+                        free(kept);
+                        return NULL;
+                }
+        }
+        return kept;
+}
+
+/* Kernel custody: this thread's operation socket on g's transform, keyed
+ * once from the serial of g's logon key; the key is loaded first when it is
+ * not cached or has died (expired, revoked: then the transform keyed from it
+ * is replaced too, so that the kernel's expiry holds for the data path).
+ * 1: it could not be cached (key quota full): use the bytes path. */
+static int gen_op_socket(struct keys *k, struct policy *p, struct generation *g,
+                         struct kept_op **ret, char *err)
+{
+        keyring_serial_t s;
+        struct kept_op *kept = kept_op();
         int r;
 
-        if (keyring_alive(s) < 0) {
+        if (!kept)
+                return -ENOMEM;
+        if (gen_cached_logon(k, p, g, &s) < 0) {
                 uint8_t *buf;
 
                 r = crypto_keybuf(&buf);
@@ -364,8 +432,7 @@ static int gen_op_socket(struct keys *k, struct policy *p, struct generation *g,
                 secure_wipe(buf, KEYBUF_SIZE);
                 if (r < 0)
                         return r;
-                s = atomic_load(&g->serial);
-                if (keyring_alive(s) < 0)
+                if (gen_cached_logon(k, p, g, &s) < 0)
                         return 1;
         }
         pthread_mutex_lock(&g->tfm_lock);
@@ -381,13 +448,19 @@ static int gen_op_socket(struct keys *k, struct policy *p, struct generation *g,
                 else
                         g->tfm_serial = s;
         }
-        if (r >= 0)
-                r = engine_serial_accept(g->tfm, ret);
+        if (r >= 0 && (kept->op.fd < 0 || kept->id != engine_serial_id(g->tfm))) {
+                engine_serial_op_close(&kept->op);
+                r = engine_serial_accept(g->tfm, &kept->op);
+                kept->id = r >= 0 ? engine_serial_id(g->tfm) : 0;
+        }
         pthread_mutex_unlock(&g->tfm_lock);
-        if (r < 0)
+        if (r < 0) {
                 keys_seterr(err, "policy '%s' generation %u: the kernel transform keyed from its "
                             "key failed: %s", p->rec.name, g->rec.generation, strerror(-r));
-        return r;
+                return r;
+        }
+        *ret = kept;
+        return 0;
 }
 
 
@@ -398,16 +471,19 @@ static int crypt_kernel(struct keys *k, struct policy *p, struct generation *g, 
                         const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *in,
                         size_t in_len, uint8_t *out, bool *ret_engine, char *err)
 {
-        struct engine_serial_op op;
+        struct kept_op *kept;
         int r;
 
         *ret_engine = false;
-        r = gen_op_socket(k, p, g, &op, err);
+        r = gen_op_socket(k, p, g, &kept, err);
         if (r != 0)
                 return r;
-        r = enc ? engine_serial_seal(&op, nonce, aad, aad_len, in, in_len, out)
-                : engine_serial_open(&op, nonce, aad, aad_len, in, in_len, out);
-        engine_serial_op_close(&op);
+        r = enc ? engine_serial_seal(&kept->op, nonce, aad, aad_len, in, in_len, out)
+                : engine_serial_open(&kept->op, nonce, aad, aad_len, in, in_len, out);
+        /* After anything but a result or a bad tag the socket may hold half
+         * a message. */
+        if (r < 0 && r != -EBADMSG)
+                engine_serial_op_close(&kept->op);
         *ret_engine = true;
         return r;
 }

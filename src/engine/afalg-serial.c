@@ -42,6 +42,7 @@
 
 struct engine_serial {
         int tfm;          /* the keyed transform socket */
+        uint64_t id;      /* unique in this process: names it where a pointer could be reused */
         size_t max_msg;   /* AAD + data + tag one operation may carry */
 };
 
@@ -114,8 +115,18 @@ int engine_serial_new(int32_t serial, struct engine_serial **ret)
                 return r;
         }
         t->max_msg = engine_kernel_ops.max_message();
+        {
+                static _Atomic uint64_t next_id = 1;
+
+                t->id = next_id++;
+        }
         *ret = t;
         return 0;
+}
+
+uint64_t engine_serial_id(const struct engine_serial *t)
+{
+        return t ? t->id : 0;
 }
 
 void engine_serial_free(struct engine_serial *t)
@@ -228,10 +239,14 @@ static int crypt_op(const struct engine_serial_op *op, bool enc,
                 iv_out[nout++] = (struct iovec){ &dummy, 1 };
         msg = (struct msghdr){ .msg_iov = iv_out, .msg_iovlen = nout };
         n = recvmsg(op->fd, &msg, 0);
-        if (n < 0)
-                return map_io();
-        if ((size_t)n != aad_len + out_len)
-                return -EIO;
+        if (n < 0 || (size_t)n != aad_len + out_len) {
+                int r = n < 0 ? map_io() : -EIO;
+
+                /* The kernel decrypts into out before it compares the tag. */
+                if (out_len)
+                        secure_wipe(out, out_len);
+                return r;
+        }
         return 0;
 }
 
@@ -239,29 +254,18 @@ int engine_serial_seal(const struct engine_serial_op *op, const uint8_t nonce[EN
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out)
 {
-        int r;
-
         if (!out)
                 return -EINVAL;
-        r = crypt_op(op, true, nonce, aad, aad_len, in, in_len, out, in_len + ENGINE_TAG_SIZE);
-        if (r < 0)
-                secure_wipe(out, in_len + ENGINE_TAG_SIZE);
-        return r;
+        return crypt_op(op, true, nonce, aad, aad_len, in, in_len, out, in_len + ENGINE_TAG_SIZE);
 }
 
 int engine_serial_open(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
                        const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
                        uint8_t *out)
 {
-        int r;
-
         if (in_len < ENGINE_TAG_SIZE)
                 return -EINVAL;
-        r = crypt_op(op, false, nonce, aad, aad_len, in, in_len, out, in_len - ENGINE_TAG_SIZE);
-        /* The kernel decrypts into out before it compares the tag. */
-        if (r < 0 && out)
-                secure_wipe(out, in_len - ENGINE_TAG_SIZE);
-        return r;
+        return crypt_op(op, false, nonce, aad, aad_len, in, in_len, out, in_len - ENGINE_TAG_SIZE);
 }
 
 int engine_serial_probe(int32_t zero_key, char *ret_reason, size_t reason_size)

@@ -129,19 +129,20 @@ int keyring_add_logon(keyring_serial_t ring, const char *desc, const void *paylo
         return 0;
 }
 
-int keyring_alive(keyring_serial_t key)
+int keyring_find(keyring_serial_t ring, const char *type, const char *desc, keyring_serial_t *ret)
 {
         long r;
 
-        if (key <= 0)
-                return -ENOKEY;
-        /* A zero-length read names every state without copying a byte: the
-         * payload length for a user key, EOPNOTSUPP for a live logon key,
-         * and the same errors as any read for a dead one. */
-        r = keyctl_read(key, NULL, 0);
-        if (r >= 0 || errno == EOPNOTSUPP)
-                return 0;
-        return negative_errno();
+        if (!type || !desc || !ret)
+                return -EINVAL;
+        /* A search, not a read: only a search passes over expired, revoked
+         * and invalidated keys (keyctl_read of a logon key answers
+         * EOPNOTSUPP before it looks at the key's state). */
+        r = keyctl_search(ring, type, desc, 0);
+        if (r < 0)
+                return negative_errno();
+        *ret = (keyring_serial_t)r;
+        return 0;
 }
 
 int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret)

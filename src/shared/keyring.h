@@ -44,9 +44,10 @@ int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *re
 int keyring_add_logon(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
                       unsigned timeout_sec, keyring_serial_t *ret);
 
-/* 0 when key is live (user or logon), without reading its payload;
- * -ENOKEY, -EKEYEXPIRED, -EKEYREVOKED (or -EACCES) otherwise. */
-int keyring_alive(keyring_serial_t key);
+/* The live key of this type and description in ring (keyring_search for
+ * any type): expired, revoked and invalidated keys are passed over, which
+ * is how a logon key's liveness is told (it cannot be read). */
+int keyring_find(keyring_serial_t ring, const char *type, const char *desc, keyring_serial_t *ret);
 
 /* Reads the payload straight into buf (size bytes, no copy on the heap);
  * *ret_len is the payload length.  -ENOBUFS if buf is too small: the kernel
