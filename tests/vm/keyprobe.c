@@ -8,8 +8,10 @@
  * key of dkmd's keyring "dkm:dkmd" (in the process keyring, so possessed by
  * this thread as by any of dkmd), tries to read each, and writes one line
  * per key to DIR/out:
- *     KEYPROBE <description> type=<type> read=<bytes>|<errno name>
- * (never the bytes themselves), then waits for the next DIR/go.
+ *     KEYPROBE <description> type=<type> read=<bytes>|<errno name> serial=<n>
+ * (never the bytes themselves), then waits for the next DIR/go.  DIR/revoke
+ * instead revokes every generation key ("dkm:gen:...") there, as a
+ * reviewer cutting one short would, and lists them the same way.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,7 +24,7 @@
 
 static char dir[256];
 
-static void scan(void)
+static void scan(int revoke)
 {
         char tmp[300], out[300];
         key_serial_t ring, *keys = NULL;
@@ -49,15 +51,20 @@ static void scan(void)
                 type = desc;
                 d = strrchr(desc, ';');
                 *strchr(desc, ';') = 0;
+                if (revoke && d && strncmp(d + 1, "dkm:gen:", 8) == 0)
+                        fprintf(f, "KEYPROBE-REVOKE %s serial=%d: %s\n", d + 1, keys[i],
+                                keyctl_revoke(keys[i]) == 0 ? "revoked" : strerror(errno));
                 m = keyctl_read_alloc(keys[i], &payload);
                 if (m >= 0) {
-                        fprintf(f, "KEYPROBE %s type=%s read=%ld\n", d ? d + 1 : "?", type, m);
+                        fprintf(f, "KEYPROBE %s type=%s read=%ld serial=%d\n", d ? d + 1 : "?", type, m,
+                                keys[i]);
                         explicit_bzero(payload, (size_t)m);
                         free(payload);
                 } else {
-                        fprintf(f, "KEYPROBE %s type=%s read=%s\n", d ? d + 1 : "?", type,
+                        fprintf(f, "KEYPROBE %s type=%s read=%s serial=%d\n", d ? d + 1 : "?", type,
                                 errno == EOPNOTSUPP ? "EOPNOTSUPP" : errno == EACCES ? "EACCES"
-                                                                                      : strerror(errno));
+                                                                                      : strerror(errno),
+                                keys[i]);
                 }
                 free(desc);
         }
@@ -68,13 +75,16 @@ static void scan(void)
 
 static void *probe_thread(void *arg)
 {
-        char go[300];
+        char go[300], revoke[300];
 
         (void)arg;
         snprintf(go, sizeof(go), "%s/go", dir);
+        snprintf(revoke, sizeof(revoke), "%s/revoke", dir);
         for (;;) {
                 if (unlink(go) == 0)
-                        scan();
+                        scan(0);
+                if (unlink(revoke) == 0)
+                        scan(1);
                 usleep(100 * 1000);
         }
         return NULL;
