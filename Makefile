@@ -149,7 +149,14 @@ check-man:
 check-completion: $(BUILD)/dkmctl
 	$(Q)tests/completion/run.sh $(BUILD)
 
-check-vm: tests
+# Loaded into dkmd by the VM test only: what code inside dkmd can read of
+# its cached keys (tests/vm/keyprobe.c).
+$(BUILD)/tests/vm-keyprobe.so: tests/vm/keyprobe.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -fPIC -shared -o $@ $< $(LDFLAGS) -lkeyutils
+
+check-vm: tests $(BUILD)/tests/vm-keyprobe.so
 	$(Q)tests/vm/run.sh $(BUILD)
 
 # --- fuzzing: libFuzzer harnesses, one per parser -------------------------

@@ -46,6 +46,7 @@ int verb_status(struct ctl *ctl, struct ctl_args *a)
         printf("dkmd %s, up %" PRId64 " s\n", str(o, "version"), num(o, "uptime_seconds"));
         printf("engine:  %s (gcm(aes) by %s)\n", str(o, "engine"), str(o, "driver"));
         printf("         %s\n", str(o, "engine_reason"));
+        printf("custody: %s\n", str(o, "custody"));
         printf("store:   %s in %s\n", str(o, "store"), str(o, "state_dir"));
         if (json_object_object_get_ex(o, "store_state", &st)) {
                 json_object *avail;

@@ -253,6 +253,7 @@ static void handle_status(const struct daemon_state *st, bool full, struct wire_
         json_object_object_add(o, "engine", json_object_new_string(st->engine.name));
         json_object_object_add(o, "driver", json_object_new_string(st->engine.driver));
         json_object_object_add(o, "engine_reason", json_object_new_string(st->engine.reason));
+        json_object_object_add(o, "custody", json_object_new_string(st->custody));
         json_object_object_add(o, "store", json_object_new_string(st->cfg->store_backend));
         json_object_object_add(o, "state_dir", json_object_new_string(st->cfg->state_dir));
         json_object_object_add(o, "keyring", json_object_new_int(st->ring));

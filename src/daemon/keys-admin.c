@@ -241,7 +241,6 @@ static int gen_record_replace(struct keys *k, struct policy *p, struct generatio
         char kg[160];
         const struct store_cmp cmp = { kg, g->mod_revision };
         const struct store_op op = { STORE_PUT, kg, json, strlen(json) };
-        keyring_serial_t s;
         uint64_t rev;
         int r;
 
@@ -251,9 +250,7 @@ static int gen_record_replace(struct keys *k, struct policy *p, struct generatio
                 keys_seterr(err, "cannot store the %s: %s", what, store_error_text(k->env.store, r));
                 return r;
         }
-        s = atomic_exchange(&g->serial, 0);
-        if (s > 0)
-                keyring_invalidate(s);
+        gen_drop_cached(g);
         g->rec = *rec;
         g->mod_revision = rev;
         return 0;

@@ -35,6 +35,11 @@ struct generation {
          * of the store (keys.c, reserve_block). */
         _Atomic uint64_t sb_start, sb_end;
         _Atomic keyring_serial_t serial; /* cached key in the keyring, 0 = none */
+        /* Kernel custody: the transform keyed from serial tfm_serial, kept
+         * for every operation under g until that serial changes or dies. */
+        pthread_mutex_t tfm_lock;
+        struct engine_serial *tfm;
+        keyring_serial_t tfm_serial;
 };
 
 struct policy {
@@ -62,6 +67,7 @@ struct keys {
         pthread_rwlock_t lock;    /* policies and generation metadata */
         pthread_mutex_t reserve;  /* use-count reservations */
         bool standby;             /* shared store: reserve a block ahead */
+        bool kernel_custody;      /* keys_set_kernel_custody() */
         struct policy **policies;
         size_t n_policies;
         pthread_mutex_t alert_lock;
@@ -138,6 +144,9 @@ int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *
 int rekey_finish(struct keys *k, const uint8_t id[16], char *err);
 int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
 int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err);
+/* Forgets g's cached key: invalidates it and closes the transform keyed
+ * from it (so that a destroyed key leaves no copy in the kernel either). */
+void gen_drop_cached(struct generation *g);
 int new_wrapped_gen(struct keys *k, struct policy *p, uint32_t n, struct gen_record *ret, char *err);
 
 /* Spends weight uses of g (read lock held); 1 when g is spent or too old:

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "engine/engine.h"
 #include "keys-internal.h"
 #include "log.h"
 #include "records.h"
@@ -57,10 +58,19 @@ void policy_free(struct policy *p)
         for (int i = 0; i < 2; i++)
                 ckey_free(p->ckeys[i]);
         pthread_mutex_destroy(&p->status_lock);
-        for (size_t i = 0; i < p->n_gens; i++)
+        for (size_t i = 0; i < p->n_gens; i++) {
+                engine_serial_free(p->gens[i]->tfm);
+                pthread_mutex_destroy(&p->gens[i]->tfm_lock);
                 free(p->gens[i]);
+        }
         free(p->gens);
         free(p);
+}
+
+
+void keys_set_kernel_custody(struct keys *k, bool on)
+{
+        k->kernel_custody = on;
 }
 
 
@@ -114,6 +124,7 @@ int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revisio
         g = calloc(1, sizeof(*g));
         if (!g)
                 return -ENOMEM;
+        pthread_mutex_init(&g->tfm_lock, NULL);
         g->rec = *rec;
         g->mod_revision = mod_revision;
         /* After a restart every reserved use counts as spent. */
@@ -253,13 +264,28 @@ int gen_wrapping_key(struct keys *k, struct policy *p, const struct generation *
 }
 
 
-/* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
-int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
-                        char *err)
+static void gen_desc(const struct policy *p, const struct generation *g, char *buf, size_t size)
+{
+        snprintf(buf, size, "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
+}
+
+/* In kernel custody: 0 when g's logon key is cached and alive (its serial
+ * in *ret_serial). */
+static int gen_cached_logon(struct keys *k, const struct policy *p, const struct generation *g,
+                            keyring_serial_t *ret_serial)
+{
+        char desc[80];
+
+        if (atomic_load(&g->serial) <= 0)
+                return -ENOKEY;
+        gen_desc(p, g, desc, sizeof(desc));
+        return keyring_find(k->env.ring, "logon", desc, ret_serial);
+}
+
+/* g's key unwrapped into buf's first half (buf: KEYBUF_SIZE bytes). */
+static int gen_unwrap(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
 {
         uint8_t *pkey = buf + ENGINE_KEY_SIZE;
-        keyring_serial_t s;
-        char desc[80];
         int r;
 
         r = gen_wrapping_key(k, p, g, pkey, err);
@@ -267,13 +293,31 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
                 return r;
         r = key_unwrap(pkey, WRAP_GENERATION_KEY, p->id, g->rec.generation, g->rec.wrapped_key, buf);
         secure_wipe(pkey, ENGINE_KEY_SIZE);
-        if (r < 0) {
+        if (r < 0)
                 keys_seterr(err, "policy '%s' generation %u: key does not unwrap (%s)", p->rec.name,
                        g->rec.generation, strerror(-r));
+        return r;
+}
+
+
+/* buf holds KEYBUF_SIZE bytes: the generation key ends up in its first half. */
+int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf,
+                        char *err)
+{
+        keyring_serial_t s;
+        char desc[80];
+        int r;
+
+        r = gen_unwrap(k, p, g, buf, err);
+        if (r < 0)
                 return r;
-        }
-        snprintf(desc, sizeof(desc), "dkm:gen:%s:%u", p->rec.id, g->rec.generation);
-        r = keyring_add(k->env.ring, desc, buf, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
+        gen_desc(p, g, desc, sizeof(desc));
+        /* In kernel custody a logon key: from here on nobody reads it back,
+         * dkmd included; transforms are keyed from its serial. */
+        if (k->kernel_custody)
+                r = keyring_add_logon(k->env.ring, desc, buf, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
+        else
+                r = keyring_add(k->env.ring, desc, buf, ENGINE_KEY_SIZE, cache_ttl_sec(k), &s);
         if (r == -EDQUOT) {
                 /* The user's key quota is full: serve this request with the
                  * key just unwrapped and leave it uncached. */
@@ -293,9 +337,155 @@ int gen_key_load(struct keys *k, struct policy *p, struct generation *g, uint8_t
 
 int gen_key(struct keys *k, struct policy *p, struct generation *g, uint8_t *buf, char *err)
 {
-        if (read_cached(atomic_load(&g->serial), buf) == 0)
+        if (!k->kernel_custody && read_cached(atomic_load(&g->serial), buf) == 0)
                 return 0;
+        /* A logon key does not read back: a caller that needs the bytes
+         * (a stream's subkey) gets a fresh unwrap, the cached key stays. */
+        if (k->kernel_custody) {
+                keyring_serial_t s;
+
+                if (gen_cached_logon(k, p, g, &s) == 0)
+                        return gen_unwrap(k, p, g, buf, err);
+        }
         return gen_key_load(k, p, g, buf, err);
+}
+
+
+void gen_drop_cached(struct generation *g)
+{
+        keyring_serial_t s = atomic_exchange(&g->serial, 0);
+
+        if (s > 0)
+                keyring_invalidate(s);
+        pthread_mutex_lock(&g->tfm_lock);
+        engine_serial_free(g->tfm);
+        g->tfm = NULL;
+        g->tfm_serial = 0;
+        pthread_mutex_unlock(&g->tfm_lock);
+}
+
+
+/* The operation socket a thread keeps for the transform it used last,
+ * known by the transform's id (never by pointer): a run of requests under
+ * one generation costs one sendmsg() and one recvmsg() each.  Closed at
+ * thread exit, or when the thread moves to another transform. */
+struct kept_op {
+        uint64_t id;
+        struct engine_serial_op op;
+};
+static pthread_key_t kept_key;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+
+static void kept_free(void *p)
+{
+        struct kept_op *kept = p;
+
+        engine_serial_op_close(&kept->op);
+        free(kept);
+}
+
+static void kept_init(void)
+{
+        pthread_key_create(&kept_key, kept_free);
+}
+
+static struct kept_op *kept_op(void)
+{
+        struct kept_op *kept;
+
+        pthread_once(&kept_once, kept_init);
+        kept = pthread_getspecific(kept_key);
+        if (!kept) {
+                kept = calloc(1, sizeof(*kept));
+                if (!kept)
+                        return NULL;
+                kept->op.fd = -1;
+                if (pthread_setspecific(kept_key, kept) != 0) {
+                        free(kept);
+                        return NULL;
+                }
+        }
+        return kept;
+}
+
+/* Kernel custody: this thread's operation socket on g's transform, keyed
+ * once from the serial of g's logon key; the key is loaded first when it is
+ * not cached or has died (expired, revoked: then the transform keyed from it
+ * is replaced too, so that the kernel's expiry holds for the data path).
+ * 1: it could not be cached (key quota full): use the bytes path. */
+static int gen_op_socket(struct keys *k, struct policy *p, struct generation *g,
+                         struct kept_op **ret, char *err)
+{
+        keyring_serial_t s;
+        struct kept_op *kept = kept_op();
+        int r;
+
+        if (!kept)
+                return -ENOMEM;
+        if (gen_cached_logon(k, p, g, &s) < 0) {
+                uint8_t *buf;
+
+                r = crypto_keybuf(&buf);
+                if (r < 0)
+                        return r;
+                r = gen_key_load(k, p, g, buf, err);
+                secure_wipe(buf, KEYBUF_SIZE);
+                if (r < 0)
+                        return r;
+                if (gen_cached_logon(k, p, g, &s) < 0)
+                        return 1;
+        }
+        pthread_mutex_lock(&g->tfm_lock);
+        if (g->tfm && g->tfm_serial != s) {
+                engine_serial_free(g->tfm);
+                g->tfm = NULL;
+        }
+        r = 0;
+        if (!g->tfm) {
+                r = engine_serial_new(s, &g->tfm);
+                if (r < 0)
+                        g->tfm = NULL;
+                else
+                        g->tfm_serial = s;
+        }
+        if (r >= 0 && (kept->op.fd < 0 || kept->id != engine_serial_id(g->tfm))) {
+                engine_serial_op_close(&kept->op);
+                r = engine_serial_accept(g->tfm, &kept->op);
+                kept->id = r >= 0 ? engine_serial_id(g->tfm) : 0;
+        }
+        pthread_mutex_unlock(&g->tfm_lock);
+        if (r < 0) {
+                keys_seterr(err, "policy '%s' generation %u: the kernel transform keyed from its "
+                            "key failed: %s", p->rec.name, g->rec.generation, strerror(-r));
+                return r;
+        }
+        *ret = kept;
+        return 0;
+}
+
+
+/* One v1 seal (enc) or open under g in kernel custody; 1: take the bytes
+ * path (gen_op_socket).  *ret_engine: the error is the operation's (err not
+ * set yet), not the key's. */
+static int crypt_kernel(struct keys *k, struct policy *p, struct generation *g, bool enc,
+                        const uint8_t *nonce, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                        size_t in_len, uint8_t *out, bool *ret_engine, char *err)
+{
+        struct kept_op *kept;
+        int r;
+
+        *ret_engine = false;
+        r = gen_op_socket(k, p, g, &kept, err);
+        if (r != 0)
+                return r;
+        r = enc ? engine_serial_seal(&kept->op, nonce, aad, aad_len, in, in_len, out)
+                : engine_serial_open(&kept->op, nonce, aad, aad_len, in, in_len, out);
+        /* After anything but a result or a bad tag the socket may hold half
+         * a message. */
+        if (r < 0 && r != -EBADMSG)
+                engine_serial_op_close(&kept->op);
+        *ret_engine = true;
+        return r;
 }
 
 
@@ -754,19 +944,28 @@ uint64_t reserved_uses_left(struct generation *g)
 /* What sealing or opening one v1 message under g takes: its AAD (the
  * header hdr, then the context), the engine's AEAD handle, and g's key in
  * the thread's key buffer (*ret_key: the caller wipes it after use). */
+static uint8_t *message_aad(const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, size_t ctx_len)
+{
+        uint8_t *aad = malloc(FORMAT_HEADER_SIZE + ctx_len);
+
+        if (!aad)
+                return NULL;
+        memcpy(aad, hdr, FORMAT_HEADER_SIZE);
+        if (ctx_len)
+                memcpy(aad + FORMAT_HEADER_SIZE, ctx, ctx_len);
+        return aad;
+}
+
 static int message_setup(struct keys *k, struct policy *p, struct generation *g,
                          const uint8_t hdr[FORMAT_HEADER_SIZE], const uint8_t *ctx, size_t ctx_len,
                          uint8_t **ret_aad, struct engine_aead **ret_a, uint8_t **ret_key, char *err)
 {
-        uint8_t *aad = malloc(FORMAT_HEADER_SIZE + ctx_len), *key;
+        uint8_t *aad = message_aad(hdr, ctx, ctx_len), *key;
         struct engine_aead *a;
         int r;
 
         if (!aad)
                 return -ENOMEM;
-        memcpy(aad, hdr, FORMAT_HEADER_SIZE);
-        if (ctx_len)
-                memcpy(aad + FORMAT_HEADER_SIZE, ctx, ctx_len);
         r = crypto_aead(&a);
         if (r >= 0)
                 r = crypto_keybuf(&key);
@@ -815,7 +1014,23 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
         if (!out)
                 return -ENOMEM;
         format_header_write(&h, out);
-        r = message_setup(k, p, g, out, ctx, ctx_len, &aad, &a, &buf, err);
+        r = 1;
+        if (k->kernel_custody) {
+                bool eng = false;
+
+                aad = message_aad(out, ctx, ctx_len);
+                r = aad ? crypt_kernel(k, p, g, true, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len, in,
+                                       len, out + FORMAT_HEADER_SIZE, &eng, err)
+                        : -ENOMEM;
+                if (r < 0 && eng)
+                        seterr_engine(err, r, "encryption");
+                free(aad);
+                aad = NULL;
+        }
+        if (r == 1)
+                r = message_setup(k, p, g, out, ctx, ctx_len, &aad, &a, &buf, err);
+        else
+                goto done;
         if (r >= 0) {
                 r = crypto_engine()->seal(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len, in,
                                           len, out + FORMAT_HEADER_SIZE);
@@ -823,6 +1038,7 @@ static int seal_with(struct keys *k, struct policy *p, struct generation *g, con
                 if (r < 0)
                         seterr_engine(err, r, "encryption");
         }
+done:
         if (r < 0) {
                 free(out);
                 return r;
@@ -967,7 +1183,25 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
         out = malloc(n ? n : 1);
         if (!out)
                 return -ENOMEM;
-        r = message_setup(k, p, g, in, ctx, ctx_len, &aad, &a, &buf, err);
+        r = 1;
+        if (k->kernel_custody) {
+                bool eng = false;
+
+                aad = message_aad(in, ctx, ctx_len);
+                r = aad ? crypt_kernel(k, p, g, false, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len,
+                                       in + FORMAT_HEADER_SIZE, len - FORMAT_HEADER_SIZE, out, &eng, err)
+                        : -ENOMEM;
+                if (r == -EBADMSG)
+                        keys_seterr(err, "ciphertext failed authentication (altered, truncated, or wrong context)");
+                else if (r < 0 && eng)
+                        seterr_engine(err, r, "decryption");
+                free(aad);
+                aad = NULL;
+        }
+        if (r == 1)
+                r = message_setup(k, p, g, in, ctx, ctx_len, &aad, &a, &buf, err);
+        else
+                goto done;
         if (r >= 0) {
                 r = crypto_engine()->open(a, buf, h.nonce, aad, FORMAT_HEADER_SIZE + ctx_len,
                                           in + FORMAT_HEADER_SIZE, len - FORMAT_HEADER_SIZE, out);
@@ -977,6 +1211,7 @@ static int open_locked(struct keys *k, const uint8_t *ctx, size_t ctx_len, const
                 else if (r < 0)
                         seterr_engine(err, r, "decryption");
         }
+done:
         if (r < 0) {
                 secure_wipe(out, n);
                 free(out);

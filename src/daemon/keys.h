@@ -30,6 +30,11 @@ struct keys_env {
 };
 
 int keys_new(const struct keys_env *env, struct keys **ret);
+/* Kernel custody (before keys_load): generation keys become logon keys, and
+ * the v1 data path keys AF_ALG transforms from their serials, one per
+ * generation, kept; otherwise each operation reads its key into locked
+ * memory.  dkmd decides once at start (main.c, step_custody). */
+void keys_set_kernel_custody(struct keys *k, bool on);
 void keys_free(struct keys *k);
 
 /* Loads every policy from the store and makes sure the default policy exists;

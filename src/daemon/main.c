@@ -76,6 +76,7 @@ struct daemon {
         bool stopping;
         uint64_t watchdog_usec;  /* $WATCHDOG_USEC for this process; 0: none */
         bool config_error;       /* a start-up failure that deserves EXIT_CONFIG */
+        bool kernel_custody;     /* generation keys held by the kernel (step_custody) */
         bool store_empty;        /* the store holds no record at all */
         char failure[8192];      /* why start-up failed, for STATUS= */
 };
@@ -337,6 +338,39 @@ static int step_keyring(struct daemon *d)
         if (r < 0)
                 log_err("cannot write audit records (%s): privileged operations will be %s",
                         strerror(-r), d->cfg.audit_fail_closed ? "refused" : "unaudited");
+        return 0;
+}
+
+/* Whether the kernel can hold the generation keys: the kernel engine, and
+ * AF_ALG keyed by keyring serial (Linux 6.2+), proven on a throwaway logon
+ * key of zeros against a known answer.  Otherwise today's path serves:
+ * each operation reads its key into locked memory.  Never fatal. */
+static int step_custody(struct daemon *d)
+{
+        static const uint8_t zero[ENGINE_KEY_SIZE];
+        char why[256] = "";
+        keyring_serial_t probe;
+        int r;
+
+        if (d->engine != &engine_kernel_ops) {
+                snprintf(why, sizeof(why), "the %s engine cannot use keys by keyring serial",
+                         d->engine->name);
+        } else {
+                r = keyring_add_logon(d->ring, "dkm:custody-probe", zero, sizeof(zero), 60, &probe);
+                if (r < 0) {
+                        snprintf(why, sizeof(why), "cannot add a logon key: %s", strerror(-r));
+                } else {
+                        r = engine_serial_probe(probe, why, sizeof(why));
+                        keyring_invalidate(probe);
+                        d->kernel_custody = r >= 0;
+                }
+        }
+        if (d->kernel_custody)
+                snprintf(d->st.custody, sizeof(d->st.custody), "kernel-held keys (logon, by serial)");
+        else
+                snprintf(d->st.custody, sizeof(d->st.custody), "keys read into dkmd per operation (%s)",
+                         why);
+        log_info("key custody: %s", d->st.custody);
         return 0;
 }
 
@@ -998,6 +1032,7 @@ static int step_keys(struct daemon *d)
         if (r < 0)
                 return r;
         d->st.keys = d->keys;
+        keys_set_kernel_custody(d->keys, d->kernel_custody);
         r = keys_load(d->keys, err);
         if (r < 0) {
                 fail(d, "cannot load keys: %s", err[0] ? err : strerror(-r));
@@ -1409,6 +1444,7 @@ int main(int argc, char **argv)
                 config_free(&d.cfg);
                 return r < 0 ? 1 : 0;
         }
+        step_custody(&d);
         r = step_store(&d);
         if (r < 0)
                 goto out_keyring;

@@ -947,10 +947,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 shred_rev = rev;
         for (size_t i = 0; i < p->n_gens; i++) {
                 struct generation *g = p->gens[i];
-                keyring_serial_t s = atomic_exchange(&g->serial, 0);
 
-                if (s > 0)
-                        keyring_invalidate(s);
+                gen_drop_cached(g);
                 g->rec.state = GEN_DESTROYED;
                 secure_wipe(g->rec.wrapped_key, sizeof(g->rec.wrapped_key));
                 g->mod_revision = rev;

@@ -24,6 +24,9 @@ struct daemon_state {
         struct nodes *nodes; /* this node and the others seen (nodes.h) */
         struct store *store; /* the authenticated store, for backups */
         keyring_serial_t master; /* the master key in ring, for backups */
+        /* Who holds the generation keys while dkmd serves: "kernel-held keys
+         * (logon, by serial)" or "keys read into dkmd per operation (why)". */
+        char custody[320];
 };
 
 /* Binds the configured socket (or takes a socket-activated one from

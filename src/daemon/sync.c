@@ -120,7 +120,7 @@ static void merge_gen(struct policy *p, struct generation *g, const struct gen_r
                  * must not serve any more (a re-wrapped one is loaded again). */
                 if (rec->state == GEN_RETIRED || rec->state == GEN_DESTROYED ||
                     memcmp(rec->wrapped_key, g->rec.wrapped_key, sizeof(rec->wrapped_key)) != 0)
-                        drop_cached(&g->serial);
+                        gen_drop_cached(g);
                 if (rec->state != g->rec.state)
                         log_info("policy '%s': generation %u is %s (from the store)", p->rec.name,
                                  rec->generation, gen_state_to_string(rec->state));

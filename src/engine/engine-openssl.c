@@ -90,9 +90,8 @@ static void openssl_aead_free(struct engine_aead *a)
         free(a);
 }
 
-/* Keys the context for one message.  The schedule stays in the context until
- * the next call or aead_free, as the kernel keeps it in its tfm; the caller's
- * key bytes are not copied anywhere else. */
+/* Keys the context for one message; forget() takes the key out again when
+ * the message is done.  The caller's key bytes are not copied anywhere else. */
 static int start(struct engine_aead *a, int enc, const uint8_t *key, const uint8_t *nonce)
 {
         const EVP_CIPHER *c = a->have_cipher ? NULL : cipher();
@@ -101,6 +100,18 @@ static int start(struct engine_aead *a, int enc, const uint8_t *key, const uint8
                 return openssl_fail(-EIO);
         a->have_cipher = true;
         return 0;
+}
+
+/* An AES-256 key schedule begins with the key itself, and GCM's hash key is
+ * derived from it: once a message is done, the context is keyed with zeros,
+ * so that the last key a thread used does not stay in dkmd's heap until its
+ * next operation (a memory scan of an idle dkmd found the policy key there). */
+static void forget(struct engine_aead *a)
+{
+        static const uint8_t zero[ENGINE_KEY_SIZE];
+
+        if (EVP_CipherInit_ex2(a->ctx, NULL, zero, NULL, -1, NULL) != 1)
+                ERR_clear_error();
 }
 
 static int update(EVP_CIPHER_CTX *ctx, uint8_t *out, const uint8_t *in, size_t len)
@@ -157,8 +168,10 @@ static int openssl_seal(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE
                 r = openssl_fail(-EIO);
                 goto fail;
         }
+        forget(a);
         return 0;
 fail:
+        forget(a);
         secure_wipe(out, in_len + ENGINE_TAG_SIZE);
         return r;
 }
@@ -200,8 +213,10 @@ static int openssl_open(struct engine_aead *a, const uint8_t key[ENGINE_KEY_SIZE
                 r = openssl_fail(-EBADMSG);
                 goto fail;
         }
+        forget(a);
         return 0;
 fail:
+        forget(a);
         /* Never hand out plaintext that did not authenticate. */
         secure_wipe(out, ct_len);
         return r;

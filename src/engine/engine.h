@@ -93,3 +93,42 @@ int engine_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, 
  * For tests: the driver of the highest-priority, non-internal entry called
  * alg in a /proc/crypto listing; -ENOENT when there is none. */
 int engine_kernel_parse_crypto(FILE *f, const char *alg, char *ret, size_t size);
+
+/* --- kernel custody: transforms keyed by keyring serial (afalg-serial.c) ---
+ *
+ * gcm(aes) keyed from the key with a keyring serial (ALG_SET_KEY_BY_KEY_SERIAL,
+ * Linux 6.2+; the key may be "logon", which nobody can read back): its bytes
+ * go from the keyring into the transform inside the kernel.  A transform is
+ * keyed once and kept; each thread accept()s its own operation socket from
+ * it (engine_serial_accept) and may run one operation after another on it
+ * (close it after an error other than -EBADMSG: it may hold half a
+ * message), so threads share a transform.  The caller needs search permission on the key.  Errors: no
+ * AF_ALG -ENOTSUP, bind -ENOENT, a kernel without keying by serial
+ * -ENOTSUP, a key not there to use -ENOKEY/-EKEYEXPIRED/-EKEYREVOKED/-EACCES,
+ * another setkey failure -EINVAL; seal/open: -EINVAL for bad arguments and
+ * -EMSGSIZE beyond max_msg (out untouched), -EBADMSG for a bad tag, -EIO
+ * for short I/O (out wiped). */
+struct engine_serial;
+/* One operation socket: a seal or an open, then engine_serial_op_close(). */
+struct engine_serial_op {
+        int fd;
+        size_t max_msg;  /* AAD + data + tag it may carry */
+};
+
+/* 0 when keying by serial works here: zero_key is a key holding 32 zero
+ * bytes (a throwaway logon key), checked end to end against a known
+ * answer.  Else -ENOTSUP and why (the kernel version, most often). */
+int engine_serial_probe(int32_t zero_key, char *ret_reason, size_t reason_size);
+int engine_serial_new(int32_t serial, struct engine_serial **ret);
+void engine_serial_free(struct engine_serial *t);
+/* A number no other transform of this process has had (never 0): an
+ * operation socket kept for t is recognised by it. */
+uint64_t engine_serial_id(const struct engine_serial *t);
+int engine_serial_accept(struct engine_serial *t, struct engine_serial_op *ret);
+void engine_serial_op_close(struct engine_serial_op *op);
+int engine_serial_seal(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
+                       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
+                       uint8_t *out);
+int engine_serial_open(const struct engine_serial_op *op, const uint8_t nonce[ENGINE_NONCE_SIZE],
+                       const uint8_t *aad, size_t aad_len, const uint8_t *in, size_t in_len,
+                       uint8_t *out);

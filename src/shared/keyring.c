@@ -104,6 +104,47 @@ int keyring_add_perm(keyring_serial_t ring, const char *desc, const void *payloa
         return 0;
 }
 
+int keyring_add_logon(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                      unsigned timeout_sec, keyring_serial_t *ret)
+{
+        key_serial_t key;
+        int r;
+
+        /* The kernel wants "service:name" for logon keys. */
+        if (!desc || !strchr(desc, ':') || desc[0] == ':' || !payload || !len || !ret)
+                return -EINVAL;
+        key = add_key("logon", desc, payload, len, ring);
+        if (key < 0)
+                return negative_errno();
+        /* Search is what AF_ALG asks of whoever keys a transform by serial;
+         * read would mean nothing, the logon type has no read. */
+        r = keyerr(keyctl_setperm(key, KEY_PERM_POSSESSOR_ONLY));
+        if (r >= 0)
+                r = keyerr(keyctl_set_timeout(key, timeout_sec));
+        if (r < 0) {
+                (void)keyctl_invalidate(key);
+                return r;
+        }
+        *ret = key;
+        return 0;
+}
+
+int keyring_find(keyring_serial_t ring, const char *type, const char *desc, keyring_serial_t *ret)
+{
+        long r;
+
+        if (!type || !desc || !ret)
+                return -EINVAL;
+        /* A search, not a read: only a search passes over expired, revoked
+         * and invalidated keys (keyctl_read of a logon key answers
+         * EOPNOTSUPP before it looks at the key's state). */
+        r = keyctl_search(ring, type, desc, 0);
+        if (r < 0)
+                return negative_errno();
+        *ret = (keyring_serial_t)r;
+        return 0;
+}
+
 int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret)
 {
         long r;

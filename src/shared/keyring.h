@@ -37,6 +37,18 @@ int keyring_add_perm(keyring_serial_t ring, const char *desc, const void *payloa
 
 int keyring_search(keyring_serial_t ring, const char *desc, keyring_serial_t *ret);
 
+/* Adds a key of type "logon" (desc must read "service:name"): nobody can
+ * read it back, the process that added it included; the kernel uses it (an
+ * AF_ALG transform keyed by serial).  Possessor-only, with a timeout like
+ * keyring_add().  keyring_read() of it fails with -EOPNOTSUPP. */
+int keyring_add_logon(keyring_serial_t ring, const char *desc, const void *payload, size_t len,
+                      unsigned timeout_sec, keyring_serial_t *ret);
+
+/* The live key of this type and description in ring (keyring_search for
+ * any type): expired, revoked and invalidated keys are passed over, which
+ * is how a logon key's liveness is told (it cannot be read). */
+int keyring_find(keyring_serial_t ring, const char *type, const char *desc, keyring_serial_t *ret);
+
 /* Reads the payload straight into buf (size bytes, no copy on the heap);
  * *ret_len is the payload length.  -ENOBUFS if buf is too small: the kernel
  * may have written a truncated payload there, which is then wiped. */

@@ -50,6 +50,14 @@ if grep -q '"engine": "openssl"' <<<"$s"; then
         check "status says why the kernel engine is not used" grep -q 'CONFIG_CRYPTO_USER_API' <<<"$s"
 fi
 check "status text names the engine" bash -c "as svc status | grep -q '^engine:'"
+# Which custody holds the generation keys, and why not the kernel's: on the
+# openssl engine (this host: no AF_ALG) they are read into dkmd per operation.
+if grep -q '"engine": "openssl"' <<<"$s"; then
+        check "status says keys are read into dkmd, and why" grep -q \
+                '"custody": "keys read into dkmd per operation (the openssl engine cannot use keys by keyring serial)"' <<<"$s"
+        check "the journal says which custody serves" grep -q 'key custody: keys read into dkmd per operation' "$T/dkmd.log"
+fi
+check "status text names the custody" bash -c "as svc status | grep -qE '^custody: (kernel-held keys \(logon, by serial\)|keys read into dkmd per operation \()'"
 
 # The master key file is private and the store holds wrapped keys only.
 check "master key file is mode 0600" test "$(stat -c %a "$T/state/master.key")" = 600

@@ -25,6 +25,7 @@
 #include <linux/if_alg.h>
 
 #include "engine/engine.h"
+#include "shared/keyring.h"
 #include "shared/util.h"
 
 #ifndef AF_ALG
@@ -905,6 +906,189 @@ static void test_random(void **state)
         free(p);
 }
 
+/* --- kernel custody: transforms keyed by keyring serial ------------------ */
+
+/* Whether this kernel must key by serial (6.2 and later): the VM test sets
+ * DKM_EXPECT_SERIAL_KEYS=1 on 6.12, 0 on 6.1, where the fallback must show. */
+static int expect_serial(void)
+{
+        const char *e = getenv("DKM_EXPECT_SERIAL_KEYS");
+
+        return e ? strcmp(e, "1") == 0 : -1;
+}
+
+static keyring_serial_t logon_key(const uint8_t *bytes)
+{
+        keyring_serial_t ring, key;
+
+        assert_int_equal(keyring_open("dkm-test-engine", 1, &ring), 0);
+        assert_int_equal(keyring_add_logon(ring, "dkm:test-engine", bytes, ENGINE_KEY_SIZE, 600, &key), 0);
+        return key;
+}
+
+/* Skips unless keying by serial works, saying why; fails when the VM says
+ * this kernel must (or must not) have it. */
+static void require_serial(void)
+{
+        static const uint8_t zero[ENGINE_KEY_SIZE];
+        char reason[256] = "";
+        keyring_serial_t key;
+        int r;
+
+        require_engine(&engine_kernel_ops);
+        key = logon_key(zero);
+        r = engine_serial_probe(key, reason, sizeof(reason));
+        keyring_invalidate(key);
+        print_message("keying by serial: %s\n", r == 0 ? "works" : reason);
+        if (expect_serial() == 0) {
+                assert_int_equal(r, -ENOTSUP);
+                assert_non_null(strstr(reason, "ALG_SET_KEY_BY_KEY_SERIAL needs Linux 6.2"));
+                skip();
+        }
+        if (r < 0 && expect_serial() == 1)
+                fail_msg("DKM_EXPECT_SERIAL_KEYS=1 but: %s", reason);
+        if (r < 0)
+                skip();
+}
+
+/* Where there is no AF_ALG the probe names that, not the kernel version. */
+static void test_serial_absent(void **state)
+{
+        static const uint8_t zero[ENGINE_KEY_SIZE];
+        struct engine_serial *t = NULL;
+        char reason[256] = "";
+        keyring_serial_t key;
+
+        (void)state;
+        if (!alg_socket_absent()) {
+                print_message("AF_ALG exists here; the absent path cannot be exercised\n");
+                skip();
+        }
+        key = logon_key(zero);
+        assert_int_equal(engine_serial_probe(key, reason, sizeof(reason)), -ENOTSUP);
+        assert_string_equal(reason, "no AF_ALG socket");
+        assert_int_equal(engine_serial_new(key, &t), -ENOTSUP);
+        assert_null(t);
+        assert_int_equal(engine_serial_new(0, &t), -EINVAL);
+        keyring_invalidate(key);
+}
+
+static void serial_seal(struct engine_serial *t, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                        const uint8_t *in, size_t n, uint8_t *out)
+{
+        struct engine_serial_op op;
+
+        assert_int_equal(engine_serial_accept(t, &op), 0);
+        assert_int_equal(engine_serial_seal(&op, nonce, aad, aad_len, in, n, out), 0);
+        engine_serial_op_close(&op);
+        assert_int_equal(op.fd, -1);
+}
+
+static int serial_open(struct engine_serial *t, const uint8_t *nonce, const uint8_t *aad, size_t aad_len,
+                       const uint8_t *in, size_t n, uint8_t *out)
+{
+        struct engine_serial_op op;
+        int r;
+
+        assert_int_equal(engine_serial_accept(t, &op), 0);
+        r = engine_serial_open(&op, nonce, aad, aad_len, in, n, out);
+        engine_serial_op_close(&op);
+        return r;
+}
+
+/* The GCM spec's vectors through a transform keyed from a logon key, which
+ * this process cannot read back; then random messages, byte for byte equal
+ * to openssl's; tampering, a dead key, and close-on-exec. */
+static void test_serial(void **state)
+{
+        static const size_t sizes[] = { 0, 1, 16, 17, 1024, 4097, 65536 };
+        uint8_t *pt = malloc(65536), *ct = malloc(65536 + ENGINE_TAG_SIZE), *ref = malloc(65536 + ENGINE_TAG_SIZE);
+        uint8_t *back = malloc(65536), buf[64];
+        struct engine_aead *o;
+        struct engine_serial *t;
+        keyring_serial_t key;
+        size_t len;
+        int alg, alg_ce, inh, alg0, alg_ce0, inh0;
+
+        (void)state;
+        require_serial();
+        assert_non_null(pt);
+        assert_non_null(ct);
+        assert_non_null(ref);
+        assert_non_null(back);
+        for (size_t i = 0; i < ARRAY_SIZE(vectors); i++) {
+                const struct vector *v = &vectors[i];
+                struct bytes k = unhex(v->key), iv = unhex(v->iv), p = unhex(v->pt), a = unhex(v->aad);
+                struct bytes c = unhex(v->ct), tag = unhex(v->tag);
+
+                key = logon_key(k.b);
+                assert_int_equal(keyring_read(key, buf, sizeof(buf), &len), -EOPNOTSUPP);
+                assert_int_equal(engine_serial_new(key, &t), 0);
+                serial_seal(t, iv.b, a.b, a.n, p.b, p.n, ct);
+                assert_memory_equal(ct, c.b, c.n);
+                assert_memory_equal(ct + c.n, tag.b, ENGINE_TAG_SIZE);
+                assert_int_equal(serial_open(t, iv.b, a.b, a.n, ct, c.n + ENGINE_TAG_SIZE, back), 0);
+                assert_memory_equal(back, p.b, p.n);
+                ct[0] ^= 1;
+                assert_int_equal(serial_open(t, iv.b, a.b, a.n, ct, c.n + ENGINE_TAG_SIZE, back), -EBADMSG);
+                engine_serial_free(t);
+                keyring_invalidate(key);
+        }
+
+        assert_int_equal(engine_openssl_ops.aead_new(&o), 0);
+        count_alg_fds(&alg0, &alg_ce0, &inh0);
+        for (size_t i = 0; i < ARRAY_SIZE(sizes); i++) {
+                uint8_t k[ENGINE_KEY_SIZE], nonce[ENGINE_NONCE_SIZE], aad[100];
+                size_t n = sizes[i], aad_len = random_below(sizeof(aad) + 1);
+
+                fill_random(k, sizeof(k));
+                fill_random(nonce, sizeof(nonce));
+                fill_random(aad, sizeof(aad));
+                fill_random(pt, n);
+                key = logon_key(k);
+                assert_int_equal(engine_serial_new(key, &t), 0);
+                serial_seal(t, nonce, aad, aad_len, pt, n, ct);
+                assert_int_equal(engine_openssl_ops.seal(o, k, nonce, aad, aad_len, pt, n, ref), 0);
+                assert_memory_equal(ct, ref, n + ENGINE_TAG_SIZE);
+                /* One transform, many operations: the key stays set. */
+                serial_seal(t, nonce, aad, aad_len, pt, n, ct);
+                assert_memory_equal(ct, ref, n + ENGINE_TAG_SIZE);
+                assert_int_equal(serial_open(t, nonce, aad, aad_len, ct, n + ENGINE_TAG_SIZE, back), 0);
+                assert_memory_equal(back, pt, n);
+                if (i == ARRAY_SIZE(sizes) - 1) {
+                        struct engine_serial_op op;
+
+                        assert_int_equal(engine_serial_accept(t, &op), 0);
+                        count_alg_fds(&alg, &alg_ce, &inh);
+                        print_message("AF_ALG sockets: %d (%d close-on-exec)\n", alg, alg_ce);
+                        assert_int_equal(alg, alg0 + 2);
+                        assert_int_equal(alg, alg_ce);
+                        assert_int_equal(inh, inh0);
+                        /* Too large for the socket buffers: refused, not
+                         * stuck, and out untouched (it is smaller here). */
+                        assert_true(op.max_msg > 65536);
+                        assert_int_equal(engine_serial_seal(&op, nonce, NULL, 0, pt, op.max_msg, ct),
+                                         -EMSGSIZE);
+                        engine_serial_op_close(&op);
+                }
+                engine_serial_free(t);
+                /* A dead key keys nothing. */
+                keyring_invalidate(key);
+                t = NULL;
+                {
+                        int r = engine_serial_new(key, &t);
+
+                        assert_true(r == -ENOKEY || r == -EKEYREVOKED || r == -EKEYEXPIRED);
+                        assert_null(t);
+                }
+        }
+        engine_openssl_ops.aead_free(o);
+        free(pt);
+        free(ct);
+        free(ref);
+        free(back);
+}
+
 #define ENGINE_TESTS(ops, tag)                                                          \
         { tag ": kat seal", test_kat_seal, NULL, NULL, (void *)(uintptr_t)(ops) },      \
         { tag ": kat open", test_kat_open, NULL, NULL, (void *)(uintptr_t)(ops) },      \
@@ -925,6 +1109,8 @@ int main(void)
                 cmocka_unit_test(test_kernel_zerocopy),
                 cmocka_unit_test(test_kernel_zerocopy_refused),
                 cmocka_unit_test(test_kernel_max_message),
+                cmocka_unit_test(test_serial_absent),
+                cmocka_unit_test(test_serial),
                 cmocka_unit_test(test_parse_crypto),
                 cmocka_unit_test(test_kind_from_string),
                 cmocka_unit_test(test_select_auto),

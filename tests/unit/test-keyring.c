@@ -114,6 +114,57 @@ static void test_add_search_read(void **state)
         assert_int_equal(keyring_add(ring, "pk:empty", "", 0, 0, &found), -EINVAL);
 }
 
+/* A logon key holds the generation keys in kernel custody: the process
+ * that added it, which possesses it with every possessor permission, still
+ * cannot read a byte back; yet it is alive, and dies like any key. */
+static void test_logon_unreadable(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-logon", 1), key;
+        uint8_t payload[32], buf[64];
+        size_t len = 0;
+
+        (void)state;
+        memset(payload, 0x5a, sizeof(payload));
+        memset(buf, 0, sizeof(buf));
+        assert_int_equal(keyring_add_logon(ring, "dkm:gen:test:1", payload, sizeof(payload), 60, &key), 0);
+        assert_true(key > 0);
+        assert_int_equal(perm_of(key),
+                         KEY_POS_VIEW | KEY_POS_READ | KEY_POS_SEARCH | KEY_POS_WRITE |
+                                 KEY_POS_SETATTR | KEY_POS_LINK);
+        assert_int_equal(keyring_read(key, buf, sizeof(buf), &len), -EOPNOTSUPP);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                assert_int_equal(buf[i], 0);
+        /* Not even through libkeyutils' allocating read. */
+        {
+                void *p = NULL;
+
+                assert_true(keyctl_read_alloc(key, &p) < 0);
+                assert_int_equal(errno, EOPNOTSUPP);
+                assert_null(p);
+        }
+        {
+                keyring_serial_t found = 0;
+                int r;
+
+                assert_int_equal(keyring_find(ring, "logon", "dkm:gen:test:1", &found), 0);
+                assert_int_equal(found, key);
+                /* A dead logon key still answers a read with EOPNOTSUPP
+                 * until the collector reaps it: only a search tells. */
+                assert_int_equal(keyring_invalidate(key), 0);
+                /* -EKEYREVOKED until the collector unlinks it, then -ENOKEY. */
+                r = keyring_find(ring, "logon", "dkm:gen:test:1", &found);
+                assert_true(r == -ENOKEY || r == -EKEYREVOKED);
+                r = keyring_find(ring, "user", "dkm:gen:test:1", &found);
+                assert_true(r == -ENOKEY || r == -EKEYREVOKED);
+        }
+
+        /* The kernel wants "service:name"; dkm checks before it asks. */
+        assert_int_equal(keyring_add_logon(ring, "nocolon", payload, 32, 0, &key), -EINVAL);
+        assert_int_equal(keyring_add_logon(ring, ":x", payload, 32, 0, &key), -EINVAL);
+        assert_int_equal(keyring_add_logon(ring, "dkm:x", NULL, 0, 0, &key), -EINVAL);
+        assert_int_equal(keyring_find(ring, "logon", NULL, &key), -EINVAL);
+}
+
 static void test_read_enobufs(void **state)
 {
         keyring_serial_t ring = fresh_ring("dkm-test-nobufs", 0), key;
@@ -515,6 +566,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_open_finds_existing),
                 cmocka_unit_test(test_add_search_read),
+                cmocka_unit_test(test_logon_unreadable),
                 cmocka_unit_test(test_read_enobufs),
                 cmocka_unit_test(test_timeout_expires),
                 cmocka_unit_test(test_remaining),
