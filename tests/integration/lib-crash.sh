@@ -141,7 +141,8 @@ _crash_worker_admin() {
                         ;;
                 5)
                         # A throwaway policy, purged; while max_policies allows.
-                        [ "$(as op policy list --json 2>/dev/null | jq length)" -lt 48 ] || continue
+                        g=$(as op policy list --json 2>/dev/null | jq length) || break
+                        [ "${g:-0}" -lt 48 ] || continue
                         p=gone$CRASH_ROUNDS-$RANDOM
                         _crash_doing admin purge-create
                         as op policy create "$p" >/dev/null 2>&1 || break
