@@ -21,7 +21,8 @@
 # decrypts, and its creation time has not changed.
 #
 # CRASH_MAX_DELAY_MS (default 1500) bounds the delay before the kill.
-# CRASH_KEEP=DIR keeps a copy of the state directory of the first failure.
+# CRASH_KEEP=DIR keeps a copy of the state directory of the first failure;
+# CRASH_SAMPLE (default 5) older ciphertexts and probes are decrypted per round.
 
 C=$T/crash
 CT=$W/ct
@@ -68,7 +69,7 @@ crash_probe() {
 }
 
 # What each caller is doing, for counting the kills.
-_crash_doing() { echo "$2" >"$C/doing.$1"; }
+_crash_doing() { echo "$2" >"$C/doing.$1.tmp" && mv -f "$C/doing.$1.tmp" "$C/doing.$1"; }
 
 # The service account: encryptions (each use block a store write, and
 # rollover by use) under the two policies that keep their data.
@@ -178,7 +179,7 @@ _crash_decrypts() {
 
 # _crash_check WHAT: everything that must hold after a restart.
 _crash_check() {
-        local what=$1 p g gens max n f c old bad=0
+        local what=$1 p g gens max f bad=0
         as op store verify --json >"$C/verify.json" 2>"$C/verify.err"
         CRASH_VERIFIES=$((CRASH_VERIFIES + 1))
         if [ "$(jq -r .ok "$C/verify.json" 2>/dev/null)" != true ]; then
@@ -198,17 +199,18 @@ _crash_check() {
                         bad=1
                 fi
                 CRASH_MAXGEN[$p]=$max
-                # Creation times never change: a generation number keeps its key.
-                while read -r g c; do
-                        old=$(awk -v p="$p" -v g="$g" '$1 == p && $2 == g { print $3 }' "$C/created")
-                        if [ -z "$old" ]; then
-                                echo "$p $g $c" >>"$C/created"
-                        elif [ "$old" != "$c" ]; then
-                                _crash_fail "$what" "policy $p generation $g: created $c, was $old: reissued"
-                                bad=1
-                        fi
-                done < <(jq -r --arg p "$p" '.[] | select(.policy == $p) | "\(.generation) \(.created)"' "$C/keys.json")
         done
+        # Creation times never change: a generation number keeps its key.
+        jq -r '.[] | "\(.policy) \(.generation) \(.created)"' "$C/keys.json" |
+                awk -v new="$C/created.new" 'NR == FNR { was[$1 " " $2] = $3; next }
+                        !(($1 " " $2) in was) { print >new; next }
+                        was[$1 " " $2] != $3 { print "policy " $1 " generation " $2 ": created " $3 ", was " was[$1 " " $2] }' \
+                        "$C/created" - >"$C/reissued"
+        [ -e "$C/created.new" ] && cat "$C/created.new" >>"$C/created" && rm -f "$C/created.new"
+        if [ -s "$C/reissued" ]; then
+                _crash_fail "$what" "a generation number reissued: $(head -n 3 "$C/reissued")"
+                bad=1
+        fi
         while read -r p g; do
                 [ -n "$g" ] || continue
                 if [ "$g" -gt "${CRASH_MAXGEN[$p]}" ]; then
@@ -220,8 +222,8 @@ _crash_check() {
         # Every new ciphertext, a sample of older ones and of the probes.
         {
                 cat "$C/acked.new"
-                shuf -n "${CRASH_SAMPLE:-20}" "$C/acked" 2>/dev/null
-                awk '{ print $3 }' "$C/probes" | shuf -n "${CRASH_SAMPLE:-20}"
+                shuf -n "${CRASH_SAMPLE:-5}" "$C/acked" 2>/dev/null
+                awk '{ print $3 }' "$C/probes" | shuf -n "${CRASH_SAMPLE:-5}"
         } >"$C/todo"
         cat "$C/acked.new" >>"$C/acked"
         : >"$C/acked.new"
@@ -236,7 +238,7 @@ _crash_check() {
 }
 
 crash_run() {
-        local rounds=$1 delay ms svc admin what i
+        local rounds=$1 delay ms svc admin what i a e
         for i in $(seq 1 "$rounds"); do
                 CRASH_ROUNDS=$i
                 rm -f "$C/stop"
@@ -247,7 +249,8 @@ crash_run() {
                 ms=$((RANDOM % ${CRASH_MAX_DELAY_MS:-1500}))
                 delay=$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))
                 sleep "$delay"
-                what="$(cat "$C/doing.admin" 2>/dev/null || echo idle)+$(cat "$C/doing.svc" 2>/dev/null || echo idle)"
+                a=$(cat "$C/doing.admin" 2>/dev/null) e=$(cat "$C/doing.svc" 2>/dev/null)
+                what=${a:-starting}+${e:-starting}
                 crash_dkmd
                 touch "$C/stop"
                 wait "$svc" "$admin"

@@ -10,8 +10,9 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-crash.sh"
 
+# A failure keeps its state directory and logs for a look.
+export CRASH_KEEP=${CRASH_KEEP:-/tmp/dkm-crash-failure.$$}
 crash_setup || { fail "setup"; finish; }
-crash_run "${CRASH_KILLS_N:-25}"
-crash_final
+crash_run "${CRASH_KILLS_N:-25}" && crash_final
 crash_summary
 finish

@@ -20,11 +20,13 @@ if [ "${CRASH_STORE:-sqlite}" = etcd ]; then
         etcd_cluster_start "$T/etcd" || { echo "FAIL: the etcd cluster did not start"; exit 1; }
 fi
 . "$it/lib-crash.sh"
+# The binary under test, copied: a rebuild during a long soak must not
+# change it (or catch it half written).
+cp "$DKMD" "$T/dkmd" && DKMD=$T/dkmd
 
 crash_setup || { fail "setup"; finish; }
 start=$(date +%s)
-crash_run "${CRASH_KILLS_N:-1000}"
-crash_final
+crash_run "${CRASH_KILLS_N:-1000}" && crash_final
 crash_summary
 echo "crash: $(($(date +%s) - start)) s"
 finish
