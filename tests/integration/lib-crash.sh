@@ -11,6 +11,9 @@
 #                          operations from two callers in the background,
 #                          SIGKILL after a random delay (ms), restart, check
 #   crash_summary          kills per operation in flight, what was checked
+#   crash_at FUNC CMD...   runs CMD while gdb holds dkmd at the entry of
+#                          FUNC, where it kills it (SIGKILL): a crash at one
+#                          chosen point rather than a random one
 #
 # After each kill: dkmd starts again; `store verify` passes; every
 # ciphertext dkmctl acknowledged before the kill decrypts (all those of the
@@ -22,6 +25,7 @@
 #
 # CRASH_MAX_DELAY_MS (default 1500) bounds the delay before the kill.
 # CRASH_KEEP=DIR keeps a copy of the state directory of the first failure;
+# CRASH_SECONDS stops the run after that long, with its summary.
 # CRASH_SAMPLE (default 5) older ciphertexts and probes are decrypted per round.
 
 C=$T/crash
@@ -239,7 +243,12 @@ _crash_check() {
 
 crash_run() {
         local rounds=$1 delay ms svc admin what i a e
+        local until=$((SECONDS + ${CRASH_SECONDS:-0}))
         for i in $(seq 1 "$rounds"); do
+                if [ -n "${CRASH_SECONDS:-}" ] && [ "$SECONDS" -ge "$until" ]; then
+                        echo "  stopped after $CRASH_SECONDS s (CRASH_SECONDS)"
+                        break
+                fi
                 CRASH_ROUNDS=$i
                 rm -f "$C/stop"
                 _crash_worker_svc &
@@ -288,4 +297,22 @@ crash_summary() {
         for k in "${!CRASH_KILLS[@]}"; do
                 printf '  %-24s %5d\n' "$k" "${CRASH_KILLS[$k]}"
         done | sort
+}
+
+crash_at() {
+        local func=$1 gdb_pid
+        shift
+        gdb -p "$DKMD_PID" -batch -nx -ex 'handle all nostop noprint pass' -ex "break $func" \
+                -ex 'continue' -ex 'kill' >"$T/gdb.log" 2>&1 &
+        gdb_pid=$!
+        for _ in $(seq 1 300); do
+                matches '^Continuing' "$T/gdb.log" && break
+                sleep 0.1
+        done
+        check "gdb holds a breakpoint on $func" matches "^Breakpoint 1 at" "$T/gdb.log"
+        "$@" >/dev/null 2>&1
+        wait "$gdb_pid"
+        wait "$DKMD_PID" 2>/dev/null
+        check "dkmd was killed at $func" bash -c "! kill -0 $DKMD_PID 2>/dev/null && grep -q 'hit Breakpoint 1.*$func' '$T/gdb.log'"
+        DKMD_PID=
 }

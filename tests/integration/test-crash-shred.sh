@@ -11,6 +11,7 @@
 # directory after the restart.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib-shred.sh"
+. "$(dirname "$0")/lib-crash.sh"
 
 command -v gdb >/dev/null || { echo "SKIPPED: gdb is not installed"; exit 77; }
 write_config "[access]" "approvals_required=2"
@@ -28,25 +29,7 @@ check "generation 1's wrapped key is read from the store (${#gen1} chars)" test 
 id=$(as op key destroy 1 --reason "crash before the shred")
 as appr access approve "$id" >/dev/null
 
-# approve_killed_at_shred ID: the last approval, with gdb stopping dkmd
-# where the shred begins and killing it there.
-approve_killed_at_shred() {
-        local gdb_pid
-        gdb -p "$DKMD_PID" -batch -nx -ex 'handle all nostop noprint pass' -ex 'break sqlite_shred' \
-                -ex 'continue' -ex 'kill' >"$T/gdb.log" 2>&1 &
-        gdb_pid=$!
-        for _ in $(seq 1 300); do
-                matches '^Continuing' "$T/gdb.log" && break
-                sleep 0.1
-        done
-        check "gdb holds a breakpoint on the shred" matches "^Breakpoint 1 at" "$T/gdb.log"
-        as appr2 access approve "$1" >/dev/null 2>&1
-        wait "$gdb_pid"
-        wait "$DKMD_PID" 2>/dev/null
-        check "dkmd was killed at the shred" bash -c "! kill -0 $DKMD_PID 2>/dev/null && grep -q 'hit Breakpoint 1.*sqlite_shred' '$T/gdb.log'"
-        DKMD_PID=
-}
-approve_killed_at_shred "$id"
+crash_at sqlite_shred as appr2 access approve "$id"
 check "the killed dkmd left the wrapped key in the WAL (what the next start must shred)" \
         test -n "$(leaks "$gen1" "${FILES[@]}")"
 
@@ -72,7 +55,7 @@ avail=$(json_field "$(record "policies/$aid")" availability_key)
 check "acme's availability key is read from the store (${#avail} chars)" test "${#avail}" -ge 40
 id=$(as op policy purge acme --reason "crash before the shred")
 as appr access approve "$id" >/dev/null
-approve_killed_at_shred "$id"
+crash_at sqlite_shred as appr2 access approve "$id"
 check "the killed dkmd left the availability key in the WAL" test -n "$(leaks "$avail" "${FILES[@]}")"
 start_dkmd || exit 1
 refused "acme stays purged" "purged" as svc decrypt --in "$W/a1"

@@ -9,6 +9,7 @@
 #   CRASH_MAX_DELAY_MS   the longest delay before a kill (default 1500)
 #   CRASH_KEEP=DIR       a copy of the state of the first failure
 #   CRASH_GO_ON=1        go on after a failure, to count them all
+#   CRASH_SECONDS        stop after that long (with the summary)
 BUILD=${1:-${BUILD:-build}}
 export BUILD
 it=$(cd "$(dirname "$0")/../integration" && pwd)
