@@ -32,7 +32,7 @@ C=$T/crash
 CT=$W/ct
 mkdir -p "$C" "$CT"
 chmod 1777 "$CT"
-: >"$C/acked" >"$C/acked.new" >"$C/rotated" >"$C/probes" >"$C/created"
+for f in acked acked.new rotated probes created; do : >"$C/$f"; done
 declare -A CRASH_KILLS=() CRASH_MAXGEN=()
 CRASH_ROUNDS=0 CRASH_DECRYPTS=0 CRASH_VERIFIES=0 CRASH_PROBES=0
 
@@ -237,7 +237,10 @@ _crash_check() {
                         bad=1
                 fi
         done <"$C/todo"
-        crash_probe default && crash_probe tenant || { _crash_fail "$what" "cannot encrypt after the restart"; bad=1; }
+        if ! crash_probe default || ! crash_probe tenant; then
+                _crash_fail "$what" "cannot encrypt after the restart"
+                bad=1
+        fi
         return $bad
 }
 
