@@ -196,6 +196,11 @@ check-fuzz: fuzz
 bench: all $(TOOL_BINS)
 	$(Q)tests/bench/run.sh $(BUILD)
 
+# Crash consistency: dkmd killed with SIGKILL at random points, 1,000 times
+# (CRASH_KILLS_N, CRASH_STORE=etcd; see tests/soak/crash.sh).  Prints counts.
+soak: all
+	$(Q)tests/soak/crash.sh $(BUILD)
+
 clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/tools $(BUILD)/fuzz $(BUILD)/asan \
 		$(BUILD)/dkmd $(BUILD)/dkmctl $(BUILD)/libdkm* $(BUILD)/dkm.pc $(BUILD)/*.a
@@ -205,7 +210,7 @@ distclean:
 	rm -rf $(BUILD)
 
 .PHONY: all tests deps run check check-unit check-integration check-man check-completion \
-	check-vm fuzz check-fuzz bench clean distclean
+	check-vm fuzz check-fuzz bench soak clean distclean
 
 -include $(shell find $(BUILD)/obj $(BUILD)/fuzz/obj -name '*.d' 2>/dev/null)
 

@@ -196,6 +196,15 @@ static int carry_out(struct grants *g, const struct audit_subject *who, struct r
                 e = r->scope == SCOPE_DESTROY ?
                             keys_destroy(g->keys, r->policy, r->generation, who, r->id, err) :
                             keys_purge(g->keys, r->policy, who, r->id, err);
+                /* Already destroyed (purged): by this very request when dkmd
+                 * was killed after carrying it out and before storing that
+                 * (two transactions), or by another one.  What it asks for
+                 * holds: done, not failed. */
+                if (e == -EALREADY) {
+                        log_notice("access request %u: %s; the request is done", r->id, err);
+                        err[0] = 0;
+                        e = 0;
+                }
                 r->state = e < 0 ? REQ_FAILED : REQ_DONE;
                 r->ended_usec = now;
                 snprintf(r->ended_by, sizeof(r->ended_by), "uid %u", (unsigned)who->uid);

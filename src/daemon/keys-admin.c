@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Generations: rollover, retirement, destruction, listing, upkeep. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "keys-internal.h"
 #include "log.h"
@@ -328,6 +331,68 @@ int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generati
 }
 
 
+static void shred_note_path(struct keys *k, char *buf, size_t size)
+{
+        snprintf(buf, size, "%s/shred-pending", k->cfg->state_dir);
+}
+
+/* The note itself: an empty file, on disk before the destroy is stored. */
+static int shred_note_write(struct keys *k)
+{
+        char path[4200];
+        int fd, dfd, r = 0;
+
+        shred_note_path(k, path, sizeof(path));
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        dfd = open(k->cfg->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return r < 0 ? r : -errno;
+        if (fsync(dfd) < 0 && r == 0)
+                r = -errno;
+        close(dfd);
+        return r;
+}
+
+/* With shred_lock held: no destroy under way and nothing left to shred. */
+static void shred_note_clear_locked(struct keys *k)
+{
+        char path[4200];
+
+        if (k->shred_busy > 0 || atomic_load(&k->shred_pending) != 0)
+                return;
+        shred_note_path(k, path, sizeof(path));
+        if (unlink(path) < 0 && errno != ENOENT)
+                log_warn("cannot remove %s: %s", path, strerror(errno));
+}
+
+void keys_shred_begin(struct keys *k)
+{
+        int r;
+
+        pthread_mutex_lock(&k->shred_lock);
+        k->shred_busy++;
+        r = shred_note_write(k);
+        pthread_mutex_unlock(&k->shred_lock);
+        if (r < 0)
+                log_warn("cannot note the coming shred in %s/shred-pending (%s): should dkmd stop "
+                         "before it is done, the next start will not finish it", k->cfg->state_dir,
+                         strerror(-r));
+}
+
+void keys_shred_abandon(struct keys *k)
+{
+        pthread_mutex_lock(&k->shred_lock);
+        if (k->shred_busy > 0)
+                k->shred_busy--;
+        shred_note_clear_locked(k);
+        pthread_mutex_unlock(&k->shred_lock);
+}
+
 void keys_shred(struct keys *k, uint64_t revision, const char *what)
 {
         uint64_t cur;
@@ -337,13 +402,30 @@ void keys_shred(struct keys *k, uint64_t revision, const char *what)
         if (r == 0) {
                 log_info("%s: the store has no earlier copy left (history forgotten up to revision %" PRIu64 ")",
                          what, revision);
+                keys_shred_abandon(k);
                 return;
         }
         cur = atomic_load(&k->shred_pending);
         while (cur < revision && !atomic_compare_exchange_weak(&k->shred_pending, &cur, revision))
                 ;
+        keys_shred_abandon(k); /* pending now: the note stays */
         log_err("%s: the store may still hold earlier copies of the removed wrapped keys (%s); "
                 "retried at each maintenance pass", what, store_error_text(k->env.store, r));
+}
+
+void keys_shred_resume(struct keys *k, uint64_t revision)
+{
+        char path[4200];
+
+        shred_note_path(k, path, sizeof(path));
+        if (access(path, F_OK) < 0)
+                return;
+        log_notice("a destroy or purge was stored before dkmd stopped, but the store may still hold "
+                   "earlier copies of what it removed: shredding now");
+        pthread_mutex_lock(&k->shred_lock);
+        k->shred_busy++;
+        pthread_mutex_unlock(&k->shred_lock);
+        keys_shred(k, revision, "a shred left undone by a crash");
 }
 
 /* A shred that failed before, tried again. */
@@ -354,6 +436,9 @@ static void shred_retry(struct keys *k)
         if (rev == 0 || store_shred(k->env.store, rev) < 0)
                 return;
         atomic_compare_exchange_strong(&k->shred_pending, &rev, 0);
+        pthread_mutex_lock(&k->shred_lock);
+        shred_note_clear_locked(k);
+        pthread_mutex_unlock(&k->shred_lock);
         audit_outcome(AUDIT_KIND_KEY, "store-shred", NULL, 0, "revision=%" PRIu64, rev);
         log_notice("the store no longer holds earlier copies of destroyed wrapped keys "
                    "(history forgotten up to revision %" PRIu64 ")", rev);
@@ -367,6 +452,7 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         struct generation *g;
         struct gen_record rec;
         uint64_t rev = 0;
+        bool begun = false;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -382,6 +468,8 @@ static int destroy_once(struct keys *k, const char *policy, uint32_t generation,
         r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
+        keys_shred_begin(k);
+        begun = true;
         r = gen_record_replace(k, p, g, &rec, json, "destruction", err);
         if (r != -ESTALE)
                 keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "generation-destroy", subj, r,
@@ -397,6 +485,8 @@ out:
         pthread_rwlock_unlock(&k->lock);
         if (rev)
                 keys_shred(k, rev, "generation destroy");
+        else if (begun)
+                keys_shred_abandon(k);
         return r;
 }
 

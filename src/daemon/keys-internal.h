@@ -99,6 +99,11 @@ struct keys {
         /* The revision up to which the store still has to forget earlier
          * copies of destroyed wrapped keys (keys_shred()); 0: none. */
         _Atomic uint64_t shred_pending;
+        /* <state_dir>/shred-pending exists from before a destroy or purge
+         * is stored until its shred is done, so that a start after a crash
+         * in between finishes it (keys_shred_begin(), keys_shred_resume()). */
+        pthread_mutex_t shred_lock;
+        unsigned shred_busy; /* destroys and purges between begin and shred */
 };
 
 /* With k->lock held (read or write, as the caller needs). */
@@ -109,6 +114,16 @@ int add_gen(struct policy *p, const struct gen_record *rec, uint64_t mod_revisio
 void policy_free(struct policy *p);
 int lookup(struct keys *k, const uint8_t *in, size_t len, struct format_header *h,
            struct policy **ret_p, struct generation **ret_g, char *err);
+
+/* Before a destroy or purge is stored: the shred it needs is noted in the
+ * state directory (fsync'd), and keys_shred() clears the note once the
+ * store has forgotten.  Failing to note it is logged, not fatal: the
+ * destroy itself matters more. */
+void keys_shred_begin(struct keys *k);
+/* A destroy or purge that stored nothing: its note is no longer needed. */
+void keys_shred_abandon(struct keys *k);
+/* At start, after loading: a shred a crash left undone is done now. */
+void keys_shred_resume(struct keys *k, uint64_t revision);
 
 void keys_seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void raise_alert(struct keys *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -46,6 +46,7 @@ int keys_new(const struct keys_env *env, struct keys **ret)
         pthread_rwlock_init(&k->lock, NULL);
         pthread_mutex_init(&k->reserve, NULL);
         pthread_mutex_init(&k->alert_lock, NULL);
+        pthread_mutex_init(&k->shred_lock, NULL);
         pthread_mutex_init(&k->sync.run, NULL);
         pthread_mutex_init(&k->sync.lock, NULL);
         *ret = k;
@@ -676,6 +677,8 @@ int keys_load(struct keys *k, char *err)
         }
 out:
         pthread_rwlock_unlock(&k->lock);
+        if (r >= 0 && store_ops_of(k->env.store)->revision(k->env.store, &rev) >= 0)
+                keys_shred_resume(k, rev);
         return r;
 }
 

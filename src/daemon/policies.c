@@ -867,6 +867,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         struct policy *p;
         size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
         uint64_t rev, shred_rev = 0;
+        bool begun = false;
         int r;
 
         pthread_rwlock_wrlock(&k->lock);
@@ -914,6 +915,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
         r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
+        keys_shred_begin(k);
+        begun = true;
         /* First the policy record: without its wrapped copies and the
          * availability key nothing can unwrap the generations any more, so
          * this one transaction is the shredding.  The generations' wrapped
@@ -967,6 +970,8 @@ out:
         pthread_rwlock_unlock(&k->lock);
         if (shred_rev)
                 keys_shred(k, shred_rev, "policy purge");
+        else if (begun)
+                keys_shred_abandon(k);
         /* p may grow under the watch thread from here: free what was allocated. */
         for (size_t i = 0; jsons && i < n_slots; i++)
                 free(jsons[i]);
