@@ -8,7 +8,7 @@ pkgs=(
         libkcapi-dev libkcapi1 kcapi-tools libkeyutils-dev keyutils libaudit-dev auditd
         libcmocka-dev libsqlite3-dev sqlite3 libssl-dev openssl libinih-dev libjson-c-dev
         libgfshare-dev libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc libcurl4-openssl-dev etcd-server etcd-client
-        util-linux procps psmisc socat time age gnupg
+        util-linux procps psmisc socat time age gnupg strace
         qemu-system-x86 qemu-utils busybox-static cpio xz-utils zstd kmod
         systemd debootstrap debian-archive-keyring e2fsprogs
         selinux-policy-dev policycoreutils semodule-utils checkpolicy
