@@ -482,16 +482,25 @@ static void grants_tighten(struct grants *g)
         size_t n = 0;
         char d[256];
 
+        uint32_t want = g->group == (gid_t)-1 ? GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL : GRANT_KEY_PERM;
+
         if (keyring_list(g->ring, &v, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 const char *desc;
+                unsigned uid, gid, perm;
 
                 if (keyring_describe(v[i], d, sizeof(d)) < 0 || strncmp(d, "user;", 5) != 0)
                         continue;
                 /* "type;uid;gid;perm;description" */
                 desc = strrchr(d, ';');
                 if (!desc || strncmp(desc + 1, "dkm:grant:", 10) != 0)
+                        continue;
+                /* Only those that differ: each keyctl on a grant key is
+                 * audited (the dkm-keyctl rule), and with thousands of
+                 * grants the records held start-up back for seconds. */
+                if (sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) == 3 &&
+                    (g->group == (gid_t)-1 || gid == (unsigned)g->group) && perm == want)
                         continue;
                 if (grant_give(g, v[i], GRANT_KEY_PERM) < 0)
                         keyring_invalidate(v[i]);
