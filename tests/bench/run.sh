@@ -29,7 +29,8 @@ fig() {
         printf '%s\t%s\t%s\n' "$name" "$unit" "$*" >> "$T/figures"
         printf '%s\n' "$@" | sort -g | awk -v n="$name" -v u="$unit" '{ v[NR] = $1 } END {
                 m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-                printf "%-60s %10.4g %-9s [%.4g .. %.4g], %d runs\n", n, m, u, v[1], v[NR], NR }'
+                printf "%-60s %10s %-9s [%s .. %s], %d runs\n", n, f(m), u, f(v[1]), f(v[NR]), NR }
+                function f(x) { return x >= 1000 ? sprintf("%.0f", x) : x >= 10 ? sprintf("%.4g", x) : sprintf("%.5g", x) }'
 }
 mbs() { awk -v ns="$1" 'BEGIN { printf "%.1f", 1073.741824 / (ns / 1e9) }'; } # MB/s for 1 GiB
 ms() { echo $(( ($2 - $1) / 1000000 )); }
