@@ -385,7 +385,7 @@ BEGIN {
         list = ""
         for (i = 1; i <= n; i++) list = list (i > 1 ? ", " : "") v[i]
         printf "%s\n    {\"name\": \"%s\", \"unit\": \"%s\", \"median\": %s, \"min\": %s, \"max\": %s, \"runs\": [%s]}", \
-                NR > 1 ? "," : "", esc($1), esc($2), med, s[1], s[n], list
+                (NR > 1 ? "," : ""), esc($1), esc($2), med, s[1], s[n], list
 }
 END { printf "\n  ]\n}\n" }' "$T/figures" > "$BUILD/bench.json"
 echo
