@@ -343,19 +343,24 @@ CONF
                         sleep 0.01
                 done
                 started_ms=$(ms "$t0" "$(date +%s%N)")
+                # Its own CPU time until then: on a shared machine the wall
+                # clock also counts the others' turns.
+                started_cpu_ms=$(awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$gpid/stat")
         }
         stop_g() { kill $gpid; wait $gpid 2>/dev/null || true; gpid=; }
-        v=()
-        for _ in $(seq "$runs"); do start_g; v+=("$started_ms"); stop_g; done
+        v=() c=()
+        for _ in $(seq "$runs"); do start_g; v+=("$started_ms") c+=("$started_cpu_ms"); stop_g; done
         fig "dkmd start-up, no grants" ms "${v[@]}"
+        fig "dkmd start-up, no grants: dkmd's CPU time" ms "${c[@]}"
         start_g
         t0=$(date +%s%N)
         made=$("$BUILD/tools/grant-fill" "$G/run/dkmd.sock" "$n_grants" 1h 2902 3902 2903 2905 3903)
         echo "$made grants made in $(( ($(date +%s%N) - t0) / 1000000 )) ms (request and two approvals each)"
         stop_g
-        v=()
-        for _ in $(seq "$runs"); do start_g; v+=("$started_ms"); stop_g; done
+        v=() c=()
+        for _ in $(seq "$runs"); do start_g; v+=("$started_ms") c+=("$started_cpu_ms"); stop_g; done
         fig "dkmd start-up, $n_grants live grants" ms "${v[@]}"
+        fig "dkmd start-up, $n_grants live grants: dkmd's CPU time" ms "${c[@]}"
 fi
 
 if want vm; then
