@@ -100,7 +100,8 @@ int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request
 void grant_approvers_text(const struct request *r, char *buf, size_t size);
 unsigned grant_remaining_sec(const struct request *r, uint64_t now);
 int grant_key_create(struct grants *g, const struct request *r, uint64_t now);
-int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min, uint64_t *ret_max);
+int grant_key_state(struct grants *g, const struct request *r, const struct keyring_proc_snapshot *snap,
+                    uint64_t *ret_min, uint64_t *ret_max);
 void grant_key_drop(struct grants *g, uint32_t id);
 bool grant_seen_has(struct grants *g, uint32_t id);
 void grant_seen_set(struct grants *g, uint32_t id, bool on);

@@ -138,8 +138,11 @@ static int grant_key_rewrite(struct grants *g, const struct request *r, uint64_t
 
 /* The kernel's view of a grant: 0 live (with *ret_min to *ret_max seconds
  * left, as /proc/keys tells them), or -EKEYEXPIRED / -EKEYREVOKED / -ENOKEY,
- * or -EBADMSG for a key that does not describe this grant. */
-int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min, uint64_t *ret_max)
+ * or -EBADMSG for a key that does not describe this grant.  snap: /proc/keys
+ * as read once for a pass over many grants (NULL: read it now); a key made
+ * after it is read from /proc/keys itself. */
+int grant_key_state(struct grants *g, const struct request *r, const struct keyring_proc_snapshot *snap,
+                    uint64_t *ret_min, uint64_t *ret_max)
 {
         char desc[48], payload[600], want[600];
         keyring_serial_t s;
@@ -157,6 +160,11 @@ int grant_key_state(struct grants *g, const struct request *r, uint64_t *ret_min
         grant_payload(r, want, sizeof(want));
         if (strcmp(payload, want) != 0)
                 return -EBADMSG;
+        if (snap) {
+                e = keyring_proc_snapshot_range(snap, s, ret_min, ret_max);
+                if (e != -ENOKEY)
+                        return e;
+        }
         return keyring_remaining_range(s, ret_min, ret_max);
 }
 
@@ -273,6 +281,8 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
 
 struct reconcile {
         bool startup;
+        bool have_snap;     /* /proc/keys was read for this pass */
+        struct keyring_proc_snapshot snap;
         bool markers_read;  /* the store has leases and markers were read */
         uint32_t *markers;  /* ids of the live grants' markers */
         size_t n_markers;
@@ -293,7 +303,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
 {
         const struct reconcile *c = userdata;
         bool startup = c->startup;
-        uint64_t now = now_real_usec(), left, left_max, want;
+        uint64_t now = now_real_usec(), at, left, left_max, want;
         int e;
 
         if (r->state == REQ_PENDING && now >= r->request_expires_usec) {
@@ -330,8 +340,11 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                         end_grant(g, r, REQ_REVOKED, "etcd", "grant-revoke");
                 return 0;
         }
-        want = grant_remaining_sec(r, now);
-        e = grant_key_state(g, r, &left, &left_max);
+        /* The kernel's figures are from the snapshot: so is what we compare
+         * them with (a pass over thousands of grants takes a while). */
+        at = c->have_snap ? c->snap.usec : now;
+        want = grant_remaining_sec(r, at);
+        e = grant_key_state(g, r, c->have_snap ? &c->snap : NULL, &left, &left_max);
         if (e == -ENOKEY && (startup || !grant_seen_has(g, r->id))) {
                 if (grant_key_mirror(g, r, now) >= 0 && startup)
                         log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
@@ -363,7 +376,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
                  * stands, read as the least it may mean; the key is then set
                  * to exactly that, so that the store and the kernel agree
                  * to the second from here on. */
-                r->grant_expires_usec = now + left * 1000000;
+                r->grant_expires_usec = at + left * 1000000;
                 audit_record(AUDIT_KIND_ACCESS, "grant-shorten", NULL, true,
                              "request=%u holder=%u seconds=%" PRIu64 " source=keyctl audit_rule="
                              AUDIT_KEYCTL_RULE, r->id, (unsigned)r->requester, left);
@@ -437,12 +450,15 @@ static void reconcile_all(struct grants *g, bool startup)
         struct reconcile c = { .startup = startup, .markers_read = store_has_leases(g->store) };
 
         c.scan = (struct scan){ .g = g, .fn = reconcile_one, .userdata = &c };
+        /* Once per pass (unreadable: each grant reads it, as before). */
+        c.have_snap = keyring_proc_snapshot_read(&c.snap) >= 0;
         if (c.markers_read)
                 request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, "access/",
                                                                       reconcile_access, &c));
         else
                 for_each_request(g, reconcile_one, &c);
         free(c.markers);
+        keyring_proc_snapshot_free(&c.snap);
 }
 
 void grants_maintain(struct grants *g)
@@ -466,16 +482,25 @@ static void grants_tighten(struct grants *g)
         size_t n = 0;
         char d[256];
 
+        uint32_t want = g->group == (gid_t)-1 ? GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL : GRANT_KEY_PERM;
+
         if (keyring_list(g->ring, &v, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++) {
                 const char *desc;
+                unsigned uid, gid, perm;
 
                 if (keyring_describe(v[i], d, sizeof(d)) < 0 || strncmp(d, "user;", 5) != 0)
                         continue;
                 /* "type;uid;gid;perm;description" */
                 desc = strrchr(d, ';');
                 if (!desc || strncmp(desc + 1, "dkm:grant:", 10) != 0)
+                        continue;
+                /* Only those that differ: each keyctl on a grant key is
+                 * audited (the dkm-keyctl rule), and with thousands of
+                 * grants the records held start-up back for seconds. */
+                if (sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) == 3 &&
+                    (g->group == (gid_t)-1 || gid == (unsigned)g->group) && perm == want)
                         continue;
                 if (grant_give(g, v[i], GRANT_KEY_PERM) < 0)
                         keyring_invalidate(v[i]);

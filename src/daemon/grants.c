@@ -418,9 +418,16 @@ out:
 
 /* --- list ----------------------------------------------------------------- */
 
+struct list {
+        json_object *arr;
+        bool have_snap;
+        struct keyring_proc_snapshot snap; /* /proc/keys, once for the list */
+};
+
 static int list_one(struct grants *g, struct request *r, void *userdata)
 {
-        json_object *arr = userdata, *o = json_object_new_object(), *a = json_object_new_array();
+        struct list *l = userdata;
+        json_object *arr = l->arr, *o = json_object_new_object(), *a = json_object_new_array();
         uint64_t now = now_real_usec();
         const char *state = grant_state_names[r->state];
 
@@ -428,7 +435,7 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
                 state = "expired";
         if (r->state == REQ_GRANTED) {
                 uint64_t left, left_max;
-                int e = grant_key_state(g, r, &left, &left_max);
+                int e = grant_key_state(g, r, l->have_snap ? &l->snap : NULL, &left, &left_max);
                 if (e == -EKEYREVOKED || e == -EBADMSG)
                         state = "revoked";
                 else if (e < 0 || now >= r->grant_expires_usec)
@@ -468,9 +475,12 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
 int grants_list_json(struct grants *g, char **ret, char *err)
 {
         json_object *arr = json_object_new_array();
+        struct list l = { .arr = arr };
         int e;
 
-        e = for_each_request(g, list_one, arr);
+        l.have_snap = keyring_proc_snapshot_read(&l.snap) >= 0;
+        e = for_each_request(g, list_one, &l);
+        keyring_proc_snapshot_free(&l.snap);
         if (e < 0)
                 grants_seterr(err, "cannot read access requests: %s", strerror(-e));
         else {

@@ -861,7 +861,13 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
         uint64_t block = use_block(k) > weight ? use_block(k) : weight, start, n;
         int r;
 
-        if (in_own(g, u, weight))
+        /* Our number lies below the block: it was taken before another
+         * thread, while we queued on k->reserve, put a new block in place
+         * (set_own() moved the counter past it).  Take a new number in that
+         * block instead of reserving one more: every thread that queued
+         * would otherwise reserve a block of its own, and the counter jumps
+         * over each (64 clients counted 9.66 uses per use made). */
+        if (in_own(g, u, weight) || u - weight < atomic_load(&g->own_start))
                 return 0;
         if (atomic_load(&g->sb_end) > atomic_load(&g->sb_start)) {
                 set_own(g, atomic_load(&g->sb_start), atomic_load(&g->sb_end));

@@ -310,6 +310,79 @@ int keyring_remaining_range(keyring_serial_t key, uint64_t *ret_min, uint64_t *r
         return r;
 }
 
+static int entry_cmp(const void *a, const void *b)
+{
+        keyring_serial_t x = ((const struct keyring_proc_entry *)a)->serial;
+        keyring_serial_t y = ((const struct keyring_proc_entry *)b)->serial;
+
+        return x < y ? -1 : x > y;
+}
+
+int keyring_proc_snapshot_read(struct keyring_proc_snapshot *ret)
+{
+        _cleanup_free_ char *line = NULL;
+        struct keyring_proc_snapshot s = { .usec = now_real_usec() };
+        size_t cap = 0, size = 0;
+        FILE *f;
+
+        if (!ret)
+                return -EINVAL;
+        f = fopen("/proc/keys", "re");
+        if (!f)
+                return negative_errno();
+        while (getline(&line, &cap, f) > 0) {
+                struct keyring_proc_entry e;
+
+                if (keyring_proc_parse_line(line, &e) < 0)
+                        continue;
+                if (s.n == size) {
+                        struct keyring_proc_entry *v;
+
+                        size = size ? 2 * size : 256;
+                        v = reallocarray(s.v, size, sizeof(*v));
+                        if (!v) {
+                                free(s.v);
+                                fclose(f);
+                                return -ENOMEM;
+                        }
+                        s.v = v;
+                }
+                s.v[s.n++] = e;
+        }
+        fclose(f);
+        /* The kernel lists them by serial already; sorting costs little and
+         * does not rely on it. */
+        if (s.n)
+                qsort(s.v, s.n, sizeof(*s.v), entry_cmp);
+        *ret = s;
+        return 0;
+}
+
+int keyring_proc_snapshot_range(const struct keyring_proc_snapshot *s, keyring_serial_t key,
+                                uint64_t *ret_min, uint64_t *ret_max)
+{
+        const struct keyring_proc_entry want = { .serial = key }, *e;
+
+        if (!s || !ret_min || !ret_max)
+                return -EINVAL;
+        e = s->n ? bsearch(&want, s->v, s->n, sizeof(*s->v), entry_cmp) : NULL;
+        if (!e)
+                return -ENOKEY;
+        if (e->state == 0) {
+                *ret_min = e->min_sec;
+                *ret_max = e->max_sec;
+        }
+        return e->state;
+}
+
+void keyring_proc_snapshot_free(struct keyring_proc_snapshot *s)
+{
+        if (!s)
+                return;
+        free(s->v);
+        *s = (struct keyring_proc_snapshot){ 0 };
+}
+
 int keyring_remaining(keyring_serial_t key, uint64_t *ret_sec)
 {
         uint64_t min, max;

@@ -91,6 +91,22 @@ struct keyring_proc_entry {
 };
 int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret);
 
+/* /proc/keys read once, for looking up many keys: each read lists every
+ * key the reader may view, so reading it per key costs the square of the
+ * keys.  usec: the wall clock just before the read (the figures are from
+ * then). */
+struct keyring_proc_snapshot {
+        struct keyring_proc_entry *v; /* sorted by serial */
+        size_t n;
+        uint64_t usec;
+};
+int keyring_proc_snapshot_read(struct keyring_proc_snapshot *ret);
+/* What keyring_remaining_range() says of key, as of the snapshot; -ENOKEY
+ * also for a key the snapshot does not list (made after it). */
+int keyring_proc_snapshot_range(const struct keyring_proc_snapshot *s, keyring_serial_t key,
+                                uint64_t *ret_min, uint64_t *ret_max);
+void keyring_proc_snapshot_free(struct keyring_proc_snapshot *s);
+
 /* Invalidates a key: gone at once for everyone; the kernel's garbage
  * collector then unlinks it from every keyring (asynchronously). */
 int keyring_invalidate(keyring_serial_t key);

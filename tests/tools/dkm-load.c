@@ -122,8 +122,8 @@ int main(int argc, char **argv)
                 free(w[i].lat);
         }
         qsort(all, total, sizeof(*all), cmp);
-        printf("clients=%d size=%zu batch=%zu requests=%zu secrets/s=%.0f p50_us=%llu p99_us=%llu\n",
-               clients, size, batch, total, (double)secrets / ((double)(now_mono_usec() - start) / 1e6),
+        printf("clients=%d size=%zu batch=%zu requests=%zu secrets=%zu secrets/s=%.0f p50_us=%llu p99_us=%llu\n",
+               clients, size, batch, total, secrets, (double)secrets / ((double)(now_mono_usec() - start) / 1e6),
                total ? (unsigned long long)all[total / 2] : 0ULL,
                total ? (unsigned long long)all[total * 99 / 100] : 0ULL);
         free(all);

@@ -363,6 +363,43 @@ static void test_remaining_range(void **state)
         assert_int_equal(keyring_remaining_range(0x7ffffff0, &min, &max), -ENOKEY);
 }
 
+/* The snapshot agrees with a read per key, for live, permanent, revoked
+ * and unknown keys; a key made after it is not in it (-ENOKEY: the caller
+ * reads /proc/keys for that one). */
+static void test_proc_snapshot(void **state)
+{
+        keyring_serial_t ring = fresh_ring("dkm-test-snap", 0), keys[40], late, revoked;
+        struct keyring_proc_snapshot snap;
+        uint64_t min, max, min1, max1;
+
+        (void)state;
+        for (size_t i = 0; i < 40; i++) {
+                char desc[16];
+
+                snprintf(desc, sizeof(desc), "k%zu", i);
+                assert_int_equal(keyring_add(ring, desc, "x", 1, i ? (unsigned)(i * 100) : 0, &keys[i]), 0);
+        }
+        assert_int_equal(keyring_add(ring, "rv", "x", 1, 0, &revoked), 0);
+        assert_int_equal(keyctl_revoke(revoked), 0);
+        assert_int_equal(keyring_proc_snapshot_read(&snap), 0);
+        assert_true(snap.n >= 41);
+        assert_int_equal(keyring_add(ring, "late", "x", 1, 600, &late), 0);
+        for (size_t i = 0; i < 40; i++) {
+                assert_int_equal(keyring_proc_snapshot_range(&snap, keys[i], &min, &max), 0);
+                assert_int_equal(keyring_remaining_range(keys[i], &min1, &max1), 0);
+                /* Read a moment apart: the same range, or the next one down. */
+                assert_true(min <= i * 100 && max + 2 >= i * 100);
+                assert_true(min1 <= max && max1 <= max);
+        }
+        assert_int_equal(keyring_proc_snapshot_range(&snap, revoked, &min, &max), -EKEYREVOKED);
+        assert_int_equal(keyring_proc_snapshot_range(&snap, late, &min, &max), -ENOKEY);
+        assert_int_equal(keyring_proc_snapshot_range(&snap, 0x7ffffff0, &min, &max), -ENOKEY);
+        assert_int_equal(keyring_proc_snapshot_range(NULL, late, &min, &max), -EINVAL);
+        keyring_proc_snapshot_free(&snap);
+        assert_int_equal(snap.n, 0);
+        keyring_proc_snapshot_free(&snap); /* twice is harmless */
+}
+
 /* In place, unlike keyring_add: a revoked key stays revoked. */
 static void test_update(void **state)
 {
@@ -572,6 +609,7 @@ int main(void)
                 cmocka_unit_test(test_remaining),
                 cmocka_unit_test(test_proc_parse),
                 cmocka_unit_test(test_remaining_range),
+                cmocka_unit_test(test_proc_snapshot),
                 cmocka_unit_test(test_update),
                 cmocka_unit_test(test_revoked),
                 cmocka_unit_test(test_invalidate_and_list),
