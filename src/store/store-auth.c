@@ -887,7 +887,8 @@ bool store_auth_lost(struct store *s, const char *key)
         if (!is_auth(store_ops_of(s)))
                 return false;
         pthread_mutex_lock(&a->lock);
-        e = bsearch(&k, a->seen, a->n_seen, sizeof(*a->seen), seen_cmp);
+        /* bsearch() of an empty (NULL) array is undefined behaviour. */
+        e = a->n_seen ? bsearch(&k, a->seen, a->n_seen, sizeof(*a->seen), seen_cmp) : NULL;
         lost = e && e->lost;
         pthread_mutex_unlock(&a->lock);
         return lost;
