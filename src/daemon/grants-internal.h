@@ -77,7 +77,7 @@ struct scan {
         int (*fn)(struct grants *g, struct request *r, void *userdata);
         void *userdata;
         struct request *copy; /* what a check may need without the store */
-        size_t n_copy;
+        size_t n_copy, cap_copy;
         bool oom;
 };
 

@@ -247,13 +247,20 @@ int request_scan_one(const struct store_kv *kv, void *userdata)
          * refusal's words); not the history. */
         if (r.state == REQ_GRANTED ||
             ((r.state == REQ_EXPIRED || r.state == REQ_REVOKED) && r.grant_expires_usec > now_real_usec())) {
-                struct request *v = reallocarray(s->copy, s->n_copy + 1, sizeof(*v));
+                /* Doubling: a request is 2 KiB, and growing by one each
+                 * time moved the whole copy for every live grant. */
+                if (s->n_copy == s->cap_copy) {
+                        size_t cap = s->cap_copy ? 2 * s->cap_copy : 16;
+                        struct request *v = reallocarray(s->copy, cap, sizeof(*v));
 
-                if (v) {
-                        s->copy = v;
-                        v[s->n_copy++] = r;
-                } else
-                        s->oom = true;
+                        if (v) {
+                                s->copy = v;
+                                s->cap_copy = cap;
+                        } else
+                                s->oom = true;
+                }
+                if (s->n_copy < s->cap_copy)
+                        s->copy[s->n_copy++] = r;
         }
         return e;
 }
@@ -298,7 +305,7 @@ void request_scan_finish(struct grants *g, struct scan *s, int e)
         } else
                 free(s->copy);
         s->copy = NULL;
-        s->n_copy = 0;
+        s->n_copy = s->cap_copy = 0;
 }
 
 /* Every request in the store; a complete walk also refreshes the cache. */
