@@ -1252,7 +1252,7 @@ static void notify_serving(const struct daemon *d, const char *prefix, const cha
         X(approvals_required) X(max_duration_usec) X(request_ttl_usec)       \
         X(max_policies) X(hedge_delay_usec) X(cache_ttl_usec) X(audit_fail_closed)  \
         X(max_connections_per_uid) X(read_timeout_usec) X(idle_timeout_usec)         \
-        X(stream_timeout_usec)
+        X(stream_timeout_usec) X(recovery_shares) X(recovery_threshold)
 
 /* [policy] pkcs11_modules and key_dirs: what customer keys may use. */
 static int apply_ckey_allow(const struct dkm_config *c)
@@ -1294,6 +1294,8 @@ static void reload(struct daemon *d)
                 notify_serving(d, "READY=1\n", note);
                 return;
         }
+        unsigned old_shares = d->cfg.recovery_shares, old_threshold = d->cfg.recovery_threshold;
+
 #define APPLY(f) __atomic_store_n(&d->cfg.f, n.f, __ATOMIC_RELAXED);
         RELOAD_FIELDS(APPLY)
 #undef APPLY
@@ -1321,6 +1323,7 @@ static void reload(struct daemon *d)
                 { "[store] cert", offsetof(struct dkm_config, store_cert) },
                 { "[store] key", offsetof(struct dkm_config, store_key) },
                 { "[store] node_name", offsetof(struct dkm_config, node_name) },
+                { "[store] prefix", offsetof(struct dkm_config, store_prefix) },
         };
         for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
                 if (str_differs(*(char **)((char *)&d->cfg + fixed[i].off),
@@ -1331,6 +1334,14 @@ static void reload(struct daemon *d)
                 log_warn("reload: [daemon] engine changed; it takes effect when dkmd restarts");
         if (n.node_ttl_usec != d->cfg.node_ttl_usec)
                 log_warn("reload: [store] node_ttl changed; it takes effect when dkmd restarts");
+        if (n.recovery_shares != old_shares || n.recovery_threshold != old_threshold)
+                log_info("reload: [recovery] shares=%u threshold=%u: the next share set uses them",
+                         n.recovery_shares, n.recovery_threshold);
+        if (n.store_insecure != d->cfg.store_insecure)
+                log_warn("reload: [store] insecure changed; it takes effect when dkmd restarts");
+        /* The grants keyring's group is set when it is made. */
+        if (n.reviewers_gid != d->cfg.reviewers_gid)
+                log_warn("reload: [groups] reviewers changed; it takes effect when dkmd restarts");
         config_free(&n);
         log_info("configuration reloaded from %s", arg.config_path);
         notify_serving(d, "READY=1\n", "");
