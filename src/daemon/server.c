@@ -124,6 +124,28 @@ static int peer_credentials(int fd, struct peer *ret)
         return 0;
 }
 
+/* A request that failed for a reason of this host's own (a full disk, an
+ * I/O error, a read-only file system) is the administrator's to know, not
+ * only the caller's: the journal says so, within the caller's line budget.
+ * m is scratch for parsing the reply. */
+static void log_host_failure(const struct conn *c, uint16_t type, struct wire_builder *reply,
+                             struct wire_msg *m)
+{
+        char msg[512] = "";
+        const char *why;
+        uint32_t e;
+
+        if (!reply->buf || reply->len < WIRE_HEADER_SIZE || get_le16(reply->buf + 4) != WIRE_REPLY_ERROR ||
+            wire_finish(reply) < 0 || wire_parse(reply->buf, reply->len, m, &why) < 0 ||
+            wire_get_u32(m, WIRE_TAG_ERRNO, &e) < 0)
+                return;
+        if (e != ENOSPC && e != EDQUOT && e != EIO && e != EROFS)
+                return;
+        (void)wire_get_string(m, WIRE_TAG_MESSAGE, msg, sizeof(msg));
+        log_peer(c->peer.uid, LOG_ERR, "%s for uid %u pid %d failed on this host: %s", wire_type_name(type),
+                 (unsigned)c->peer.uid, (int)c->peer.pid, *msg ? msg : strerror((int)e));
+}
+
 static void serve_one(struct conn *c, const uint8_t *buf, size_t len, const int *fds, size_t n_fds,
                       struct wire_builder *reply)
 {
@@ -146,8 +168,12 @@ static void serve_one(struct conn *c, const uint8_t *buf, size_t len, const int 
                 wire_add_string(reply, WIRE_TAG_MESSAGE, msg);
                 log_peer(c->peer.uid, LOG_NOTICE, "uid %u pid %d sent a %s", (unsigned)c->peer.uid,
                          (int)c->peer.pid, msg);
-        } else
+        } else {
+                uint16_t type = req->type;
+
                 handle_request(c->srv->st, &c->peer, req, fds, n_fds, reply);
+                log_host_failure(c, type, reply, req);
+        }
         free(req);
 }
 

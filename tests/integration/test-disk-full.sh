@@ -51,6 +51,10 @@ done
 check "encryption stops once it needs the store (after $((i - 1)))" test "$i" -lt 12
 check "  saying no space" matches -x "dkmctl: encrypt: .*No space left on device" "$T/enc.err"
 full "an access request" as op access request --reason "disk full" --duration 5m
+check "the journal names each failure for the administrator" \
+        matches -E "key-rotate for uid $OP_UID pid [0-9]+ failed on this host: .*No space left on device" "$T/dkmd.log"
+check "  the encryption too" \
+        matches -E "encrypt for uid $SVC_UID pid [0-9]+ failed on this host: .*No space left on device" "$T/dkmd.log"
 check "every earlier ciphertext decrypts on the full disk" decrypts_all "$before"
 check "store verify passes on the full disk" bash -c "as op store verify >/dev/null"
 check "the generations are those of before" test "$(gens)" = "$gens_before"
