@@ -21,6 +21,10 @@ if [ $# -gt 0 ]; then
 else
         tests=("$dir"/test-*.sh)
 fi
+# Grants keyrings of earlier runs whose directory is gone (a run killed
+# before its clean-up): each one slows every keyring search of root's.
+awk '$8 == "keyring" && $9 ~ /^dkm:grants:\/tmp\/dkm-it\./ { split(substr($9, 12), a, "/"); print $1, "/" a[2] "/" a[3] }' \
+        /proc/keys | while read -r s d; do [ -d "$d" ] || keyctl invalidate $((16#$s)) >/dev/null 2>&1; done
 for t in "${tests[@]}"; do
         name=$(basename "$t" .sh)
         echo "== $name"
