@@ -58,8 +58,8 @@ struct grants {
          * live grant never seen here (approved on another node of a fleet,
          * or before a reboot emptied the keyring) is mirrored instead. */
         pthread_mutex_t seen_lock;
-        uint32_t *seen;
-        size_t n_seen;
+        uint32_t *seen; /* sorted */
+        size_t n_seen, cap_seen;
         /* The grants as last read from the store in full: while the store
          * is unavailable (no etcd quorum), uses are checked against these
          * and the kernel's grant keys (cache_lock). */

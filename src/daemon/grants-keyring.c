@@ -178,33 +178,64 @@ void grant_key_drop(struct grants *g, uint32_t id)
                 keyring_invalidate(s);
 }
 
+/* The seen ids are kept sorted: a start-up with 10,000 live grants asks
+ * for each of them, and a linear list made that 10^8 comparisons.  The
+ * index of id, or where it would go. */
+static size_t seen_find(const struct grants *g, uint32_t id)
+{
+        size_t lo = 0, hi = g->n_seen;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (g->seen[mid] < id)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 bool grant_seen_has(struct grants *g, uint32_t id)
 {
-        bool found = false;
+        bool found;
+        size_t i;
 
         pthread_mutex_lock(&g->seen_lock);
-        for (size_t i = 0; i < g->n_seen && !found; i++)
-                found = g->seen[i] == id;
+        i = seen_find(g, id);
+        found = i < g->n_seen && g->seen[i] == id;
         pthread_mutex_unlock(&g->seen_lock);
         return found;
 }
 
 void grant_seen_set(struct grants *g, uint32_t id, bool on)
 {
+        size_t i;
+
         pthread_mutex_lock(&g->seen_lock);
-        for (size_t i = 0; i < g->n_seen; i++)
-                if (g->seen[i] == id) {
-                        if (!on)
-                                g->seen[i] = g->seen[--g->n_seen];
-                        pthread_mutex_unlock(&g->seen_lock);
-                        return;
+        i = seen_find(g, id);
+        if (i < g->n_seen && g->seen[i] == id) {
+                if (!on) {
+                        memmove(&g->seen[i], &g->seen[i + 1], (g->n_seen - i - 1) * sizeof(*g->seen));
+                        g->n_seen--;
                 }
-        if (on) {
-                uint32_t *v = reallocarray(g->seen, g->n_seen + 1, sizeof(*v));
-                if (v) {
+        } else if (on) {
+                if (g->n_seen == g->cap_seen) {
+                        size_t cap = g->cap_seen ? 2 * g->cap_seen : 64;
+                        uint32_t *v = reallocarray(g->seen, cap, sizeof(*v));
+
+                        if (!v) {
+                                /* Left unseen, as when the list could
+                                 * not grow before. */
+                                pthread_mutex_unlock(&g->seen_lock);
+                                return;
+                        }
                         g->seen = v;
-                        v[g->n_seen++] = id;
+                        g->cap_seen = cap;
                 }
+                memmove(&g->seen[i + 1], &g->seen[i], (g->n_seen - i) * sizeof(*g->seen));
+                g->seen[i] = id;
+                g->n_seen++;
         }
         pthread_mutex_unlock(&g->seen_lock);
 }

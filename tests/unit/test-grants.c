@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon/grants-internal.h"
 #include "daemon/grants.h"
 #include "shared/util.h"
 #include "flaky-store.h"
@@ -300,6 +301,37 @@ static void test_no_cache(void **state)
         grants_free(c);
 }
 
+/* The seen list, kept sorted for start-ups with many grants: inserts in any
+ * order, no duplicates, removals from the middle and of absent ids. */
+static void test_seen_list(void **state)
+{
+        struct fixture *f = *state;
+        static const uint32_t ins[] = { 500, 1, 9000, 3, 70, 3, 4000000000u, 2 };
+        static const uint32_t want[] = { 1, 2, 3, 70, 500, 9000, 4000000000u };
+
+        for (size_t i = 0; i < ARRAY_SIZE(ins); i++)
+                grant_seen_set(f->a, ins[i], true);
+        assert_int_equal(f->a->n_seen, ARRAY_SIZE(want));
+        for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+                assert_int_equal(f->a->seen[i], want[i]);
+        for (uint32_t id = 0; id < 600; id++)
+                assert_int_equal(grant_seen_has(f->a, id), id == 1 || id == 2 || id == 3 || id == 70 || id == 500);
+        grant_seen_set(f->a, 70, false);
+        grant_seen_set(f->a, 71, false);
+        grant_seen_set(f->a, 1, false);
+        grant_seen_set(f->a, 4000000000u, false);
+        assert_int_equal(f->a->n_seen, 4);
+        assert_false(grant_seen_has(f->a, 70));
+        assert_false(grant_seen_has(f->a, 1));
+        assert_true(grant_seen_has(f->a, 2) && grant_seen_has(f->a, 3) && grant_seen_has(f->a, 500) &&
+                    grant_seen_has(f->a, 9000));
+        for (uint32_t id = 10000; id > 5000; id--)
+                grant_seen_set(f->a, id, true);
+        for (size_t i = 1; i < f->a->n_seen; i++)
+                assert_true(f->a->seen[i - 1] < f->a->seen[i]);
+        assert_int_equal(f->a->n_seen, 4 + 5000 - 1); /* 9000 was there */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -308,6 +340,7 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_outcome_on_full_store, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_unseen_grant_without_quorum, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_no_cache, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_seen_list, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_most_approvals_can_be_met, setup, teardown),
         };
         return cmocka_run_group_tests_name("grants", tests, NULL, NULL);
