@@ -100,8 +100,9 @@ int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request
 void grant_approvers_text(const struct request *r, char *buf, size_t size);
 unsigned grant_remaining_sec(const struct request *r, uint64_t now);
 int grant_key_create(struct grants *g, const struct request *r, uint64_t now);
+/* ret_serial (may be NULL): the key's serial, when there is one. */
 int grant_key_state(struct grants *g, const struct request *r, const struct keyring_proc_snapshot *snap,
-                    uint64_t *ret_min, uint64_t *ret_max);
+                    uint64_t *ret_min, uint64_t *ret_max, keyring_serial_t *ret_serial);
 void grant_key_drop(struct grants *g, uint32_t id);
 bool grant_seen_has(struct grants *g, uint32_t id);
 void grant_seen_set(struct grants *g, uint32_t id, bool on);

@@ -142,7 +142,7 @@ static int grant_key_rewrite(struct grants *g, const struct request *r, uint64_t
  * as read once for a pass over many grants (NULL: read it now); a key made
  * after it is read from /proc/keys itself. */
 int grant_key_state(struct grants *g, const struct request *r, const struct keyring_proc_snapshot *snap,
-                    uint64_t *ret_min, uint64_t *ret_max)
+                    uint64_t *ret_min, uint64_t *ret_max, keyring_serial_t *ret_serial)
 {
         char desc[48], payload[600], want[600];
         keyring_serial_t s;
@@ -153,6 +153,8 @@ int grant_key_state(struct grants *g, const struct request *r, const struct keyr
         e = keyring_search(g->ring, desc, &s);
         if (e < 0)
                 return e;
+        if (ret_serial)
+                *ret_serial = s;
         e = keyring_read(s, payload, sizeof(payload) - 1, &n);
         if (e < 0)
                 return e;
@@ -258,18 +260,21 @@ int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now)
 /* A reviewer may give a grant key to another group of theirs (keyctl chgrp:
  * setattr allows it), and root may change its rights: either would hand
  * the grant to people who should not have it.  Put back, and audited. */
-static void grant_key_regive(struct grants *g, const struct request *r)
+static void grant_key_regive(struct grants *g, const struct request *r, keyring_serial_t s,
+                             const struct keyring_proc_snapshot *snap)
 {
         uint32_t want = g->group == (gid_t)-1 ? GRANT_KEY_PERM & ~(uint32_t)KEY_GRP_ALL : GRANT_KEY_PERM;
-        char desc[48], d[256];
+        const struct keyring_proc_entry *pe = keyring_proc_snapshot_find(snap, s);
         unsigned uid, gid, perm;
-        keyring_serial_t s;
+        char d[256];
 
-        grant_desc(desc, sizeof(desc), r->id);
-        if (keyring_search(g->ring, desc, &s) < 0 || keyring_describe(s, d, sizeof(d)) < 0)
-                return;
-        /* "type;uid;gid;perm;description" */
-        if (sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) != 3)
+        /* From the pass's /proc/keys when it lists the key: a keyctl less
+         * per grant, for a start-up with thousands. */
+        if (pe)
+                uid = pe->uid, gid = pe->gid, perm = pe->perm;
+        else if (keyring_describe(s, d, sizeof(d)) < 0 ||
+                 /* "type;uid;gid;perm;description" */
+                 sscanf(d, "%*[^;];%u;%u;%x;", &uid, &gid, &perm) != 3)
                 return;
         if ((g->group == (gid_t)-1 || gid == (unsigned)g->group) && perm == want)
                 return;
@@ -335,6 +340,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         const struct reconcile *c = userdata;
         bool startup = c->startup;
         uint64_t now = now_real_usec(), at, left, left_max, want;
+        keyring_serial_t serial = 0;
         int e;
 
         if (r->state == REQ_PENDING && now >= r->request_expires_usec) {
@@ -375,7 +381,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
          * them with (a pass over thousands of grants takes a while). */
         at = c->have_snap ? c->snap.usec : now;
         want = grant_remaining_sec(r, at);
-        e = grant_key_state(g, r, c->have_snap ? &c->snap : NULL, &left, &left_max);
+        e = grant_key_state(g, r, c->have_snap ? &c->snap : NULL, &left, &left_max, &serial);
         if (e == -ENOKEY && (startup || !grant_seen_has(g, r->id))) {
                 if (grant_key_mirror(g, r, now) >= 0 && startup)
                         log_info("grant %u restored with %" PRIu64 " s left", r->id, want);
@@ -400,7 +406,7 @@ static int reconcile_one(struct grants *g, struct request *r, void *userdata)
         }
         if (e < 0)
                 return 0;
-        grant_key_regive(g, r);
+        grant_key_regive(g, r, serial, c->have_snap ? &c->snap : NULL);
         if (left != 0 && left_max + TIMEOUT_SLACK_SEC < want) {
                 /* Shortened with keyctl timeout: even the most the kernel's
                  * "2h" may mean is less than approved.  The kernel's word

@@ -49,12 +49,12 @@ static int check_one(struct grants *g, struct request *r, void *userdata)
                 }
                 return 0;
         }
-        e = grant_key_state(g, r, NULL, &left, &left_max);
+        e = grant_key_state(g, r, NULL, &left, &left_max, NULL);
         /* Without the store only grant keys already here count: the cache
          * may miss a revocation made elsewhere since. */
         if (e == -ENOKEY && !c->degraded && now_real_usec() < r->grant_expires_usec &&
             !grant_seen_has(g, r->id) && grant_key_mirror(g, r, now_real_usec()) >= 0)
-                e = grant_key_state(g, r, NULL, &left, &left_max);
+                e = grant_key_state(g, r, NULL, &left, &left_max, NULL);
         if (e == 0)
                 grant_seen_set(g, r->id, true);
         if (e == 0 && now_real_usec() < r->grant_expires_usec) {

@@ -435,7 +435,7 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
                 state = "expired";
         if (r->state == REQ_GRANTED) {
                 uint64_t left, left_max;
-                int e = grant_key_state(g, r, l->have_snap ? &l->snap : NULL, &left, &left_max);
+                int e = grant_key_state(g, r, l->have_snap ? &l->snap : NULL, &left, &left_max, NULL);
                 if (e == -EKEYREVOKED || e == -EBADMSG)
                         state = "revoked";
                 else if (e < 0 || now >= r->grant_expires_usec)

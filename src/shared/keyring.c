@@ -252,9 +252,10 @@ int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret)
 
         if (!line || !ret)
                 return -EINVAL;
-        /* "serial flags usage timeout perm uid gid type desc": the first
-         * four are all that is read; %n makes sure they were there. */
-        if (sscanf(line, "%8x %15s %d %15s%n", &serial, flags, &usage, timeout, &n) != 4 || n == 0)
+        /* "serial flags usage timeout perm uid gid type desc"; %n makes
+         * sure they were there. */
+        if (sscanf(line, "%8x %15s %d %15s %8x %u %u%n", &serial, flags, &usage, timeout, &e.perm, &e.uid,
+                   &e.gid, &n) != 7 || n == 0)
                 return -EBADMSG;
         if (serial == 0 || serial > INT32_MAX)
                 return -EBADMSG;
@@ -358,14 +359,22 @@ int keyring_proc_snapshot_read(struct keyring_proc_snapshot *ret)
         return 0;
 }
 
+const struct keyring_proc_entry *keyring_proc_snapshot_find(const struct keyring_proc_snapshot *s,
+                                                            keyring_serial_t key)
+{
+        const struct keyring_proc_entry want = { .serial = key };
+
+        return s && s->n ? bsearch(&want, s->v, s->n, sizeof(*s->v), entry_cmp) : NULL;
+}
+
 int keyring_proc_snapshot_range(const struct keyring_proc_snapshot *s, keyring_serial_t key,
                                 uint64_t *ret_min, uint64_t *ret_max)
 {
-        const struct keyring_proc_entry want = { .serial = key }, *e;
+        const struct keyring_proc_entry *e;
 
         if (!s || !ret_min || !ret_max)
                 return -EINVAL;
-        e = s->n ? bsearch(&want, s->v, s->n, sizeof(*s->v), entry_cmp) : NULL;
+        e = keyring_proc_snapshot_find(s, key);
         if (!e)
                 return -ENOKEY;
         if (e->state == 0) {

@@ -88,6 +88,8 @@ struct keyring_proc_entry {
         keyring_serial_t serial;
         int state;
         uint64_t min_sec, max_sec;
+        uint32_t perm;     /* as keyctl describe gives them */
+        unsigned uid, gid;
 };
 int keyring_proc_parse_line(const char *line, struct keyring_proc_entry *ret);
 
@@ -105,6 +107,9 @@ int keyring_proc_snapshot_read(struct keyring_proc_snapshot *ret);
  * also for a key the snapshot does not list (made after it). */
 int keyring_proc_snapshot_range(const struct keyring_proc_snapshot *s, keyring_serial_t key,
                                 uint64_t *ret_min, uint64_t *ret_max);
+/* The snapshot's line for key, NULL when it has none. */
+const struct keyring_proc_entry *keyring_proc_snapshot_find(const struct keyring_proc_snapshot *s,
+                                                            keyring_serial_t key);
 void keyring_proc_snapshot_free(struct keyring_proc_snapshot *s);
 
 /* Invalidates a key: gone at once for everyone; the kernel's garbage

@@ -317,6 +317,11 @@ static void test_proc_parse(void **state)
         expect_line("52w", 0, 52 * 604800ULL, 53 * 604800ULL - 1);
 
         /* The flags decide before the timeout. */
+        assert_int_equal(keyring_proc_parse_line("0000000a I--Q---     1 perm 3f1b0000  2995  3904 user      "
+                                                 "dkm:grant:7: 9", &e), 0);
+        assert_int_equal(e.perm, 0x3f1b0000);
+        assert_int_equal(e.uid, 2995);
+        assert_int_equal(e.gid, 3904);
         assert_int_equal(keyring_proc_parse_line("00000007 IR-Q---     1 1h   3f010000 0 0 user x: 1", &e), 0);
         assert_int_equal(e.state, -EKEYREVOKED);
         assert_int_equal(keyring_proc_parse_line("00000007 I-DQ---     1 1h   3f010000 0 0 user x: 1", &e), 0);
@@ -329,6 +334,8 @@ static void test_proc_parse(void **state)
         expect_bad("");
         expect_bad("garbage");
         expect_bad("00000007 I--Q---     1");
+        expect_bad("00000007 I--Q---     1 1h   3f010000");                    /* no uid, gid */
+        expect_bad("00000007 I--Q---     1 1h   3f010000 0 x user x: 1");     /* gid */
         expect_bad("00000007 I--Q--     1 1h   3f010000 0 0 user x: 1");     /* six flags */
         expect_bad("00000000 I--Q---     1 1h   3f010000 0 0 user x: 1");     /* serial 0 */
         expect_bad("80000000 I--Q---     1 1h   3f010000 0 0 user x: 1");     /* not a serial */
