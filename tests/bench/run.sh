@@ -156,13 +156,27 @@ uses() { ctl key list --json | sed -n 's/.*"uses": \([0-9]*\).*/\1/p' | awk '{ s
 # load SOCKET CLIENTS [BATCH]: one run of dkm-load; sets secs_rate, p99, made.
 load() {
         local out
-        out=$("$BUILD/tools/dkm-load" "$1" "$2" "$secs" 1024 ${3:-})
+        out=$("$BUILD/tools/dkm-load" "$1" "$2" "$secs" "${4:-1024}" ${3:-})
         secs_rate=$(sed -n 's/.*secrets\/s=\([0-9]*\).*/\1/p' <<<"$out")
+        p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$out")
         p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$out")
         made=$(sed -n 's/.* secrets=\([0-9]*\).*/\1/p' <<<"$out")
 }
 
 if want load; then
+        echo
+        echo "== the floor: dkmctl status's request, the cheapest dkmd answers on the same socket path"
+        declare -A floor
+        for c in 1 8 64; do
+                r=() l=()
+                for _ in $(seq "$runs"); do
+                        load "$T/dkmd.sock" $c "" status
+                        r+=("$secs_rate") l+=("$p99")
+                done
+                fig "status (the floor), $c clients" requests/s "${r[@]}"
+                fig "status (the floor), $c clients, p99 latency" us "${l[@]}"
+                floor[$c]=$(printf '%s\n' "${r[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+        done
         echo
         echo "== 1 KiB encrypt through dkmd, one request per secret"
         echo "   (uses counted per use made: the generation's use counter against the encryptions"
@@ -178,18 +192,23 @@ if want load; then
                         q+=("$(awk -v a="$u0" -v b="$u1" -v m="$made" 'BEGIN { printf "%.4f", (b - a) / m }')")
                 done
                 fig "encrypt 1 KiB, $c clients" secrets/s "${r[@]}"
+                fig "encrypt 1 KiB, $c clients, as a fraction of the floor" ratio \
+                        $(for x in "${r[@]}"; do awk -v a="$x" -v b="${floor[$c]}" 'BEGIN { printf "%.3f\n", b ? a / b : 0 }'; done)
                 fig "encrypt 1 KiB, $c clients, p99 latency" us "${l[@]}"
                 fig "uses counted per use made, $c clients" ratio "${q[@]}"
         done
         echo
         echo "== 1 KiB encrypt through dkmd, batched (256 secrets per request)"
         for c in 1 8 64; do
-                r=()
+                r=() l=() q=()
                 for _ in $(seq "$runs"); do
                         load "$T/dkmd.sock" $c 256
-                        r+=("$secs_rate")
+                        r+=("$secs_rate") l+=("$p99")
+                        q+=("$(awk -v a="$p99" -v b="$p50" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
                 done
                 fig "encrypt 1 KiB batched by 256, $c clients" secrets/s "${r[@]}"
+                fig "encrypt 1 KiB batched by 256, $c clients, p99 latency" us "${l[@]}"
+                fig "encrypt 1 KiB batched by 256, $c clients, p99 / p50" ratio "${q[@]}"
         done
 fi
 

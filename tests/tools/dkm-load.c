@@ -5,11 +5,16 @@
  * libdkm; prints ops/s and latency percentiles.
  *
  *   dkm-load SOCKET CLIENTS SECONDS [SIZE [BATCH]]
+ *   dkm-load SOCKET CLIENTS SECONDS status
  *
  * With BATCH > 0 each request carries BATCH secrets (dkm_batch) and the
- * figures count secrets, with the latency of a whole batch.
+ * figures count secrets, with the latency of a whole batch.  "status"
+ * sends dkmctl status's request instead, the cheapest that dkmd answers
+ * on the same socket path: the floor the encryptions are compared with
+ * (its figures are requests, counted as secrets=).
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,7 @@
 struct worker {
         const char *socket;
         size_t size, batch;
+        bool status;
         uint64_t until;
         uint64_t *lat; /* microseconds */
         size_t n, cap, items;
@@ -43,7 +49,17 @@ static void *run(void *p)
         while (now_mono_usec() < w->until) {
                 uint64_t t0 = now_mono_usec();
 
-                if (w->batch) {
+                if (w->status) {
+                        char *json;
+
+                        if (dkm_status_json(c, &json) < 0) {
+                                fprintf(stderr, "dkm-load: %s\n", dkm_last_error(c));
+                                w->error = 1;
+                                break;
+                        }
+                        free(json);
+                        w->items++;
+                } else if (w->batch) {
                         for (size_t i = 0; i < w->batch; i++)
                                 items[i] = (dkm_batch_item){ .op = DKM_BATCH_ENCRYPT, .in = msg,
                                                              .in_len = w->size };
@@ -86,17 +102,19 @@ int main(int argc, char **argv)
 {
         int clients, secs;
         size_t size, total = 0, secrets = 0, batch;
+        bool status;
         struct worker *w;
         pthread_t *t;
         uint64_t *all, start;
 
         if (argc < 4) {
-                fprintf(stderr, "usage: dkm-load SOCKET CLIENTS SECONDS [SIZE]\n");
+                fprintf(stderr, "usage: dkm-load SOCKET CLIENTS SECONDS [SIZE [BATCH] | status]\n");
                 return 2;
         }
         clients = atoi(argv[2]);
         secs = atoi(argv[3]);
-        size = argc > 4 ? (size_t)atol(argv[4]) : 1024;
+        status = argc > 4 && strcmp(argv[4], "status") == 0;
+        size = argc > 4 && !status ? (size_t)atol(argv[4]) : 1024;
         batch = argc > 5 ? (size_t)atol(argv[5]) : 0;
         if (clients < 1 || secs < 1)
                 return 2;
@@ -104,7 +122,7 @@ int main(int argc, char **argv)
         t = calloc((size_t)clients, sizeof(*t));
         start = now_mono_usec();
         for (int i = 0; i < clients; i++) {
-                w[i] = (struct worker){ .socket = argv[1], .size = size, .batch = batch,
+                w[i] = (struct worker){ .socket = argv[1], .size = size, .batch = batch, .status = status,
                                         .until = start + (uint64_t)secs * 1000000 };
                 pthread_create(&t[i], NULL, run, &w[i]);
         }
