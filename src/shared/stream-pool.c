@@ -495,12 +495,18 @@ int stream_encrypt_fd_pool(const struct engine_ops *ops, const uint8_t key[ENGIN
         int r;
 
         if (!ops || !ret_error || in_fd < 0 || out_fd < 0 || threads < 2 ||
-            threads > STREAM_POOL_THREADS_MAX || segment_size < STREAM_SEGMENT_MIN ||
-            segment_size > STREAM_SEGMENT_MAX)
+            threads > STREAM_POOL_THREADS_MAX)
                 return -EINVAL;
+        /* A segment size a client asked for: what stream_encrypt_fd says. */
+        if (segment_size < STREAM_SEGMENT_MIN || segment_size > STREAM_SEGMENT_MAX) {
+                *ret_error = "cannot start the stream";
+                return -EINVAL;
+        }
         r = pool_init(&p, ops, segment_size, true, threads);
-        if (r < 0)
+        if (r < 0) {
+                why = r == -ENOMEM ? "out of memory" : "cannot start the stream";
                 goto out;
+        }
         r = stream_enc_new(ops, p.aead[0], key, policy_id, generation, ctx, ctx_len, segment_size, &s,
                            header, &header_len);
         if (r < 0) {
@@ -509,6 +515,7 @@ int stream_encrypt_fd_pool(const struct engine_ops *ops, const uint8_t key[ENGIN
                 goto out;
         }
         p.enc = s;
+        why = "cannot start the stream";
         r = pool_start(&p, in_fd, args);
         if (r < 0)
                 goto out;
@@ -544,14 +551,16 @@ int stream_decrypt_fd_pool(const struct engine_ops *ops, const uint8_t key[ENGIN
         if (check)
                 next_check = now_mono_usec() + check->interval_ms * UINT64_C(1000);
         r = pool_init(&p, ops, h->segment_size, false, threads);
-        if (r < 0)
+        if (r < 0) {
+                why = r == -ENOMEM ? "out of memory" : "cannot start the stream";
                 goto out;
+        }
         why = "cannot start the stream";
         r = stream_dec_new(ops, p.aead[0], key, h, ctx, ctx_len, &s, &why);
         if (r < 0)
                 goto out;
         p.dec = s;
-        why = "out of memory";
+        why = "cannot start the stream";
         r = pool_start(&p, in_fd, args);
         if (r < 0)
                 goto out;
