@@ -460,6 +460,21 @@ static void test_approvals_limit(void **state)
         config_free(&c);
 }
 
+/* stream_threads: auto, or 1..64; auto is the default and may be said. */
+static void test_stream_threads(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(GROUPS "[daemon]\nstream_threads=1\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.stream_threads, 1);
+        config_free(&c);
+        assert_int_equal(parse(GROUPS "[daemon]\nstream_threads=auto\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.stream_threads, CONFIG_STREAM_THREADS_AUTO);
+        config_free(&c);
+}
+
 static void test_node_name(void **state)
 {
         static const char name63[] = "a12345678901234567890123456789012345678901234567890123456789012";
@@ -678,6 +693,7 @@ int main(void)
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_ckey_lists),
                 cmocka_unit_test(test_approvals_limit),
+                cmocka_unit_test(test_stream_threads),
                 cmocka_unit_test(test_node_name),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),
