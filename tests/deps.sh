@@ -8,7 +8,7 @@ pkgs=(
         libkcapi-dev libkcapi1 kcapi-tools libkeyutils-dev keyutils libaudit-dev auditd
         libcmocka-dev libsqlite3-dev sqlite3 libssl-dev openssl libinih-dev libjson-c-dev
         libgfshare-dev libp11-kit-dev p11-kit p11-kit-modules softhsm2 opensc libcurl4-openssl-dev etcd-server etcd-client
-        util-linux procps psmisc socat time age gnupg python3 python3-cryptography gdb
+        util-linux procps psmisc socat time age gnupg pigz python3 python3-cryptography gdb
         qemu-system-x86 qemu-utils swtpm busybox-static cpio xz-utils zstd kmod strace
         systemd debootstrap debian-archive-keyring e2fsprogs
         selinux-policy-dev policycoreutils semodule-utils checkpolicy

@@ -13,6 +13,7 @@
 #include "shared/format.h"
 #include "shared/secret.h"
 #include "shared/stream-io.h"
+#include "shared/stream-pool.h"
 #include "shared/stream.h"
 #include "shared/util.h"
 #include "shared/wire.h"
@@ -750,6 +751,7 @@ static void handle_stream(const struct daemon_state *st, const struct peer *peer
         /* A pipe that stays silent, or that nobody reads, gives up the
          * worker after this long without progress. */
         stream_io_set_timeout_usec(CFG(st->cfg, stream_timeout_usec));
+        stream_pool_set_threads(CFG(st->cfg, stream_threads));
         r = context_from_request(req, &ctx, &ctx_len, &why);
         if (r < 0) {
                 reply_error(b, r, why);

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "shared/secret.h"
 #include "shared/stream-io.h"
+#include "shared/stream-pool.h"
 #include "shared/stream.h"
 #include "shared/wire.h"
 #include "shared/util.h"
@@ -68,6 +69,7 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
         const char *why = NULL;
         uint8_t id[16];
         uint32_t gen = 0;
+        unsigned threads;
         int r;
 
         if (!key)
@@ -75,10 +77,18 @@ int keys_stream_encrypt(struct keys *k, const char *policy, const uint8_t *ctx, 
         r = active_key(k, policy, key, id, &gen, err);
         if (r < 0)
                 return r;
-        r = crypto_aead(&a);
-        if (r >= 0)
-                r = stream_encrypt_fd(crypto_engine(), a, key, id, gen, ctx, ctx_len, segment_size, in_fd,
-                                      out_fd, ret_bytes, &why);
+        /* [daemon] stream_threads: one thread is the plain loop on this
+         * thread's transform; more, a pool with a transform each. */
+        threads = stream_pool_threads();
+        if (threads > 1)
+                r = stream_encrypt_fd_pool(crypto_engine(), key, id, gen, ctx, ctx_len, segment_size, in_fd,
+                                           out_fd, threads, ret_bytes, &why);
+        else {
+                r = crypto_aead(&a);
+                if (r >= 0)
+                        r = stream_encrypt_fd(crypto_engine(), a, key, id, gen, ctx, ctx_len, segment_size,
+                                              in_fd, out_fd, ret_bytes, &why);
+        }
         if (r < 0)
                 keys_seterr(err, "%s", why ? why : strerror(-r));
         return r;
@@ -192,6 +202,7 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
         const char *why = NULL;
         size_t n;
         char id[37];
+        unsigned threads;
         int r;
 
         if (!key)
@@ -259,10 +270,16 @@ int keys_stream_decrypt(struct keys *k, const uint8_t *ctx, size_t ctx_len, int 
         pthread_rwlock_unlock(&k->lock);
         if (r < 0)
                 return r;
-        r = crypto_aead(&a);
-        if (r >= 0)
-                r = stream_decrypt_fd_checked(crypto_engine(), a, key, &h, ctx, ctx_len, in_fd, out_fd,
-                                              gate ? &check : NULL, ret_bytes, &why);
+        threads = stream_pool_threads();
+        if (threads > 1)
+                r = stream_decrypt_fd_pool(crypto_engine(), key, &h, ctx, ctx_len, in_fd, out_fd,
+                                           gate ? &check : NULL, threads, ret_bytes, &why);
+        else {
+                r = crypto_aead(&a);
+                if (r >= 0)
+                        r = stream_decrypt_fd_checked(crypto_engine(), a, key, &h, ctx, ctx_len, in_fd,
+                                                      out_fd, gate ? &check : NULL, ret_bytes, &why);
+        }
         if (rc.stopped)
                 return r; /* err is the gate's */
         if (r == -EBADMSG)

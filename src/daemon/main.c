@@ -1252,7 +1252,7 @@ static void notify_serving(const struct daemon *d, const char *prefix, const cha
         X(approvals_required) X(max_duration_usec) X(request_ttl_usec)       \
         X(max_policies) X(hedge_delay_usec) X(cache_ttl_usec) X(audit_fail_closed)  \
         X(max_connections_per_uid) X(read_timeout_usec) X(idle_timeout_usec)         \
-        X(stream_timeout_usec) X(recovery_shares) X(recovery_threshold)
+        X(stream_timeout_usec) X(stream_threads) X(recovery_shares) X(recovery_threshold)
 
 /* [policy] pkcs11_modules and key_dirs: what customer keys may use. */
 static int apply_ckey_allow(const struct dkm_config *c)

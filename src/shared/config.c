@@ -44,7 +44,7 @@ static const char *const default_groups[3] = { "dkm-users", "dkm-operators", "dk
 #define DEFAULT_REVIEWERS "dkm-reviewers"
 
 enum key_kind { K_PATH, K_SOCKET, K_ENGINE, K_GROUP, K_DURATION, K_UINT, K_U64, K_BACKEND,
-                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME, K_MODULES, K_DIRS };
+                K_OPTPATH, K_STRING, K_BOOL, K_MASTERKEY, K_NODENAME, K_MODULES, K_DIRS, K_THREADS };
 
 #define CREDENTIAL_PREFIX "credential:"
 #define CREDENTIAL_NAME_MAX 255
@@ -69,6 +69,9 @@ static const struct key_def keys[] = {
         { "daemon", "idle_timeout", K_DURATION, F(idle_timeout_usec), USEC_PER_SEC, USEC_PER_DAY },
         { "daemon", "stream_timeout", K_DURATION, F(stream_timeout_usec), USEC_PER_SEC,
           3600 * USEC_PER_SEC },
+        /* Threads that seal or open one stream; more than 64 only adds
+         * buffers (and RSS) without a core to run them. */
+        { "daemon", "stream_threads", K_THREADS, F(stream_threads), 1, CONFIG_STREAM_THREADS_MAX },
         { "groups", "users", K_GROUP, F(users_gid), 0, 0 },
         { "groups", "operators", K_GROUP, F(operators_gid), 0, 0 },
         { "groups", "approvers", K_GROUP, F(approvers_gid), 0, 0 },
@@ -475,6 +478,21 @@ static bool apply(struct parser *p, const struct key_def *k, const char *v)
                 }
                 *(uint64_t *)field = u;
                 return true;
+        case K_THREADS:
+                if (strcmp(v, "auto") == 0) {
+                        *(unsigned *)field = CONFIG_STREAM_THREADS_AUTO;
+                        return true;
+                }
+                r = parse_u64(v, &u);
+                if (r < 0 || u < k->min || u > k->max) {
+                        set_err(p, p->line, "[%s] %s: expected auto or a whole number from %llu to %llu, "
+                                            "got '%s'",
+                                k->section, k->name, (unsigned long long)k->min,
+                                (unsigned long long)k->max, vb);
+                        return false;
+                }
+                *(unsigned *)field = (unsigned)u;
+                return true;
         case K_UINT:
         case K_U64:
                 r = parse_u64(v, &u);
@@ -625,6 +643,7 @@ void config_init_defaults(struct dkm_config *c)
         c->read_timeout_usec = 10 * USEC_PER_SEC;
         c->idle_timeout_usec = 15 * 60 * USEC_PER_SEC;
         c->stream_timeout_usec = 60 * USEC_PER_SEC;
+        c->stream_threads = CONFIG_STREAM_THREADS_AUTO;
         if (resolve_group(DEFAULT_REVIEWERS, &c->reviewers_gid) < 0)
                 c->reviewers_gid = (gid_t)-1;
         c->max_age_usec = 30 * USEC_PER_DAY;

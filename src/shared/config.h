@@ -25,6 +25,9 @@
 #define CONFIG_APPROVALS_MAX 32
 /* [recovery] shares: at most this many custodians. */
 #define CONFIG_RECOVERY_SHARES_MAX 16
+/* [daemon] stream_threads: auto (the CPUs dkmd may run on), or 1 to this. */
+#define CONFIG_STREAM_THREADS_AUTO 0u
+#define CONFIG_STREAM_THREADS_MAX 64u
 
 struct dkm_config {
         /* [daemon] */
@@ -37,6 +40,7 @@ struct dkm_config {
         uint64_t read_timeout_usec;  /* a frame's rest, once begun (default 10s) */
         uint64_t idle_timeout_usec;  /* a member's connection between requests (15min) */
         uint64_t stream_timeout_usec; /* a passed descriptor without progress (60s) */
+        unsigned stream_threads;     /* per stream; CONFIG_STREAM_THREADS_AUTO (default) or 1..64 */
         /* [groups]: names are resolved to gids at load time */
         gid_t users_gid, operators_gid, approvers_gid;
         /* who may see and cut grants with keyctl, and read dkmctl status's

@@ -116,6 +116,11 @@ static ssize_t read_some(struct piece_reader *r, uint8_t *buf, size_t n)
 
 int stream_read_full(int fd, void *buf, size_t size, size_t *ret_len)
 {
+        return stream_read_stoppable(fd, buf, size, -1, ret_len);
+}
+
+int stream_read_stoppable(int fd, void *buf, size_t size, int stop_fd, size_t *ret_len)
+{
         bool wait = !is_regular(fd);
         uint8_t *p = buf;
         size_t got = 0;
@@ -124,7 +129,7 @@ int stream_read_full(int fd, void *buf, size_t size, size_t *ret_len)
                 ssize_t n;
 
                 if (wait) {
-                        int e = wait_fd(fd, POLLIN, -1);
+                        int e = wait_fd(fd, POLLIN, stop_fd);
 
                         if (e < 0)
                                 return e;

@@ -55,6 +55,11 @@ int stream_write_full(int fd, const uint8_t *buf, size_t n);
  * can tell the descriptor's silence from theirs). */
 int stream_read_full(int fd, void *buf, size_t size, size_t *ret_len);
 
+/* stream_read_full, and a write to the eventfd stop_fd ends a wait for a
+ * silent pipe or socket with -ECANCELED: for a reader thread that must stop
+ * when its stream does. */
+int stream_read_stoppable(int fd, void *buf, size_t size, int stop_fd, size_t *ret_len);
+
 /* The process's limit on how long one pipe or socket may go without moving
  * data in this module's reads, piece_reader_next() included, and writes
  * (dkmd: [daemon] stream_timeout); 0, the default, waits for ever. */

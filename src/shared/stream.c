@@ -227,24 +227,37 @@ int stream_enc_new(const struct engine_ops *ops, struct engine_aead *a,
         return 0;
 }
 
+int stream_enc_seal_at(const struct stream_enc *s, struct engine_aead *a, uint64_t index,
+                       const uint8_t *in, size_t len, bool last, uint8_t *out)
+{
+        uint8_t nonce[ENGINE_NONCE_SIZE];
+        const struct stream_core *c;
+
+        if (!s || !a || (!in && len) || !out)
+                return -EINVAL;
+        c = &s->c;
+        if (len > c->segment_size || (!last && len != c->segment_size) || (last && len == 0 && index > 0))
+                return -EINVAL;
+        /* The counter is 32 bits in the nonce: past it a nonce would
+         * repeat, so the index is refused before anything is sealed. */
+        if (index > STREAM_MAX_COUNTER || (!last && index >= STREAM_MAX_COUNTER))
+                return -EFBIG;
+        core_nonce(c, index, last, nonce);
+        return c->ops->seal(a, c->key, nonce, c->aad, c->aad_len, in ? in : (const uint8_t *)"", len, out);
+}
+
 int stream_enc_segment(struct stream_enc *s, const uint8_t *in, size_t len, bool last,
                        uint8_t *out, size_t *ret_out_len)
 {
-        uint8_t nonce[ENGINE_NONCE_SIZE];
         struct stream_core *c;
         int r;
 
         if (!s || (!in && len) || !out || !ret_out_len)
                 return -EINVAL;
         c = &s->c;
-        if (c->done || len > c->segment_size || (!last && len != c->segment_size) ||
-            (last && len == 0 && c->counter > 0))
+        if (c->done)
                 return -EINVAL;
-        if (!last && c->counter >= STREAM_MAX_COUNTER)
-                return -EFBIG;
-        core_nonce(c, c->counter, last, nonce);
-        r = c->ops->seal(c->a, c->key, nonce, c->aad, c->aad_len, in ? in : (const uint8_t *)"",
-                         len, out);
+        r = stream_enc_seal_at(s, c->a, c->counter, in, len, last, out);
         if (r < 0)
                 return r;
         c->counter++;
@@ -295,18 +308,63 @@ static int dec_fail(struct stream_dec *s, const char *why, const char **ret_erro
         return -EBADMSG;
 }
 
-static int dec_open(struct stream_dec *s, const uint8_t *in, size_t len, bool last, uint8_t *out)
+static int dec_open(const struct stream_core *c, struct engine_aead *a, uint64_t index,
+                    const uint8_t *in, size_t len, bool last, uint8_t *out)
 {
         uint8_t nonce[ENGINE_NONCE_SIZE];
-        struct stream_core *c = &s->c;
 
-        core_nonce(c, c->counter, last, nonce);
-        return c->ops->open(c->a, c->key, nonce, c->aad, c->aad_len, in, len, out);
+        core_nonce(c, index, last, nonce);
+        return c->ops->open(a, c->key, nonce, c->aad, c->aad_len, in, len, out);
+}
+
+int stream_dec_open_at(const struct stream_dec *s, struct engine_aead *a, uint64_t index,
+                       const uint8_t *in, size_t len, bool last, uint8_t *out, const char **ret_error)
+{
+        const struct stream_core *c;
+        size_t full;
+        int r;
+
+        if (!s || !a || (!in && len) || !out || !ret_error)
+                return -EINVAL;
+        c = &s->c;
+        full = (size_t)c->segment_size + STREAM_TAG_SIZE;
+        if (len > full || (!last && len != full))
+                return -EINVAL;
+        if (len < STREAM_TAG_SIZE) {
+                *ret_error = "stream truncated";
+                return -EBADMSG;
+        }
+        if (index > STREAM_MAX_COUNTER || (!last && index >= STREAM_MAX_COUNTER)) {
+                *ret_error = "stream too long";
+                return -EBADMSG;
+        }
+        r = dec_open(c, a, index, in, len, last, out);
+        if (r == -EBADMSG) {
+                *ret_error = "segment failed authentication";
+                /* Only for the message: a full segment that opens with the
+                 * other flag shows the stream was cut at a segment boundary
+                 * or continues past its final segment. */
+                if (len == full && dec_open(c, a, index, in, len, !last, out) == 0) {
+                        secure_wipe(out, len - STREAM_TAG_SIZE);
+                        *ret_error = last ? "stream truncated" : "data after the final segment";
+                }
+                return -EBADMSG;
+        }
+        if (r < 0)
+                return r;
+        /* Our encoder sends an empty final segment only for empty input;
+         * one after data would give two encodings of the same plaintext. */
+        if (len == STREAM_TAG_SIZE && index > 0) {
+                *ret_error = "empty final segment";
+                return -EBADMSG;
+        }
+        return 0;
 }
 
 int stream_dec_segment(struct stream_dec *s, const uint8_t *in, size_t len, bool last,
                        uint8_t *out, size_t *ret_out_len, const char **ret_error)
 {
+        const char *why = NULL;
         size_t full;
         int r;
 
@@ -321,30 +379,11 @@ int stream_dec_segment(struct stream_dec *s, const uint8_t *in, size_t len, bool
                 return dec_fail(s, "data after the final segment", ret_error);
         if (len > full || (!last && len != full))
                 return -EINVAL;
-        if (len < STREAM_TAG_SIZE)
-                return dec_fail(s, "stream truncated", ret_error);
-        if (!last && s->c.counter >= STREAM_MAX_COUNTER)
-                return dec_fail(s, "stream too long", ret_error);
-
-        r = dec_open(s, in, len, last, out);
-        if (r == -EBADMSG) {
-                const char *why = "segment failed authentication";
-
-                /* Only for the message: a full segment that opens with the
-                 * other flag shows the stream was cut at a segment boundary
-                 * or continues past its final segment. */
-                if (len == full && dec_open(s, in, len, !last, out) == 0) {
-                        secure_wipe(out, len - STREAM_TAG_SIZE);
-                        why = last ? "stream truncated" : "data after the final segment";
-                }
+        r = stream_dec_open_at(s, s->c.a, s->c.counter, in, len, last, out, &why);
+        if (r == -EBADMSG)
                 return dec_fail(s, why, ret_error);
-        }
         if (r < 0)
                 return r;
-        /* Our encoder sends an empty final segment only for empty input;
-         * one after data would give two encodings of the same plaintext. */
-        if (len == STREAM_TAG_SIZE && s->c.counter > 0)
-                return dec_fail(s, "empty final segment", ret_error);
         s->c.counter++;
         s->c.done = last;
         *ret_out_len = len - STREAM_TAG_SIZE;

@@ -148,6 +148,16 @@ int stream_enc_segment(struct stream_enc *s, const uint8_t *in, size_t len, bool
 void stream_enc_free(struct stream_enc *s);
 
 /*
+ * Segment number index sealed with transform a, leaving the stream's own
+ * counter alone: each nonce depends on the index only, so workers with a
+ * transform each may seal segments out of order (stream-pool.h).  s is
+ * only read, so threads may share it.  The same length rules as
+ * stream_enc_segment; -EFBIG past the counter's range.
+ */
+int stream_enc_seal_at(const struct stream_enc *s, struct engine_aead *a, uint64_t index,
+                       const uint8_t *in, size_t len, bool last, uint8_t *out);
+
+/*
  * Starts decrypting a stream whose header h was parsed by
  * stream_parse_header, either layout; key is the generation key (the subkey
  * is derived here).  -EMSGSIZE (with *ret_error) when a segment of this
@@ -169,6 +179,15 @@ int stream_dec_new(const struct engine_ops *ops, struct engine_aead *a,
  */
 int stream_dec_segment(struct stream_dec *s, const uint8_t *in, size_t len, bool last,
                        uint8_t *out, size_t *ret_out_len, const char **ret_error);
+
+/*
+ * Opens segment number index with transform a, as stream_dec_segment does
+ * (same checks, same messages) but without the stream's counter or its
+ * sticky failure: for workers that open segments out of order; the caller
+ * releases a segment only when it and all before it opened.
+ */
+int stream_dec_open_at(const struct stream_dec *s, struct engine_aead *a, uint64_t index,
+                       const uint8_t *in, size_t len, bool last, uint8_t *out, const char **ret_error);
 
 /* Whether the final segment has been accepted: only then is the output
  * complete and authentic. */

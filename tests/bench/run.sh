@@ -9,13 +9,16 @@
 # its min and max; all of them also go to BUILD/bench.json with the machine
 # they came from, so that a branch can be compared with main:
 #   BENCH_ONLY="load grants" runs only those sections.
+# BENCH_PARALLEL_BYTES (default 1 GiB) sizes the file of the parallel
+# section, for a quick run.
 set -eu
 BUILD=$(cd "${1:-build}" && pwd)
 secs=${BENCH_SECONDS:-3}
 runs=${BENCH_RUNS:-3}
 [ "$runs" -ge 3 ] || runs=3
 n_grants=${BENCH_GRANTS:-10000}
-sections=${BENCH_ONLY:-engines openssl files load creds rekey fleet grants vm}
+sections=${BENCH_ONLY:-engines openssl files parallel load creds rekey fleet grants vm}
+par_bytes=${BENCH_PARALLEL_BYTES:-1073741824}
 T=$(mktemp -d)
 pid=
 cleanups=()
@@ -148,6 +151,77 @@ if want files; then
                 echo "gpg: absent"
         fi
         rm -f "$T/big"
+fi
+
+if want parallel; then
+        echo
+        echo "== one stream on several threads ([daemon] stream_threads): $par_bytes bytes through dkmctl > /dev/null,"
+        echo "   against openssl speed -evp aes-256-gcm at 64 KiB on one core (same run); openssl enc"
+        echo "   -aes-256-ctr (no authentication) and pigz -1 (parallel gzip) as peers on the same file"
+        mbs_of() { awk -v b="$par_bytes" -v ns="$1" 'BEGIN { printf "%.1f", b / 1e6 / (ns / 1e9) }'; }
+        # reload_threads N: dkmd re-reads its configuration with stream_threads=N.
+        reload_threads() {
+                local before
+                before=$(grep -c 'configuration reloaded' "$T/log" || true)
+                sed -i '/^stream_threads=/d; s/^\[daemon\]$/[daemon]\nstream_threads='"$1"'/' "$T/dkmd.conf"
+                kill -HUP $pid
+                for _ in $(seq 200); do
+                        [ "$(grep -c 'configuration reloaded' "$T/log")" -gt "${before:-0}" ] && return 0
+                        sleep 0.05
+                done
+                echo "dkmd did not reload with stream_threads=$1:" >&2; tail -2 "$T/log" >&2; return 1
+        }
+        v=()
+        for _ in $(seq "$runs"); do
+                v+=("$(taskset -c 0 openssl speed -seconds "$secs" -bytes 65536 -evp aes-256-gcm 2>/dev/null |
+                        tail -n 1 | awk '{ sub(/k$/, "", $NF); printf "%.1f", $NF / 1000 }')")
+        done
+        fig "openssl speed aes-256-gcm 64 KiB, one core (reference)" MB/s "${v[@]}"
+        ref=$(printf '%s\n' "${v[@]}" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        head -c "$par_bytes" /dev/urandom > "$T/par"
+        ctl encrypt --in "$T/par" > "$T/par.dkm"
+        sync
+        for n in 1 2 auto; do
+                reload_threads $n
+                for op in encrypt decrypt; do
+                        in=$T/par
+                        [ $op = decrypt ] && in=$T/par.dkm
+                        v=() q=()
+                        for _ in $(seq "$runs"); do
+                                t0=$(date +%s%N)
+                                /usr/bin/time -f %M -o "$T/rss.par" "$BUILD/dkmctl" --socket "$T/dkmd.sock" $op --in "$in" > /dev/null
+                                t1=$(date +%s%N)
+                                v+=("$(mbs_of $((t1 - t0)))")
+                                q+=("$(awk -v a="${v[-1]}" -v r="$ref" 'BEGIN { printf "%.3f", a / r }')")
+                        done
+                        fig "dkmctl $op > /dev/null, stream_threads=$n (dkmctl RSS $(cat "$T/rss.par") KiB)" MB/s "${v[@]}"
+                        fig "dkmctl $op, stream_threads=$n / openssl speed 64 KiB one core" ratio "${q[@]}"
+                done
+        done
+        echo "dkmd peak RSS after all: $(awk '/VmHWM/ {print $2}' "/proc/$pid/status") KiB"
+        sed -i '/^stream_threads=/d' "$T/dkmd.conf"
+        kill -HUP $pid
+        v=()
+        for _ in $(seq "$runs"); do
+                t0=$(date +%s%N)
+                openssl enc -aes-256-ctr -K "$(printf '%064d' 0)" -iv "$(printf '%032d' 0)" -in "$T/par" -out /dev/null
+                t1=$(date +%s%N)
+                v+=("$(mbs_of $((t1 - t0)))")
+        done
+        fig "openssl enc -aes-256-ctr > /dev/null (no authentication)" MB/s "${v[@]}"
+        if command -v pigz >/dev/null; then
+                for p in 1 "$(nproc)"; do
+                        v=()
+                        for _ in $(seq "$runs"); do
+                                t0=$(date +%s%N); pigz -1 -p "$p" -c "$T/par" > /dev/null; t1=$(date +%s%N)
+                                v+=("$(mbs_of $((t1 - t0)))")
+                        done
+                        fig "pigz -1 -p $p > /dev/null" MB/s "${v[@]}"
+                done
+        else
+                echo "pigz: absent (Debian package pigz; tests/deps.sh installs it)"
+        fi
+        rm -f "$T/par" "$T/par.dkm"
 fi
 
 # The uses of every generation, as dkmd counts them (its counter jumps over

@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     c.master_key[0] != '/' || c.approvals_required < 1 || c.max_uses < 1 ||
                     c.max_uses > (UINT64_C(1) << 32) || c.users_gid == (gid_t)-1 ||
                     (c.node_name && !config_node_name_valid(c.node_name)) ||
-                    c.node_ttl_usec < 2000000 || c.node_ttl_usec > 3600000000ULL)
+                    c.node_ttl_usec < 2000000 || c.node_ttl_usec > 3600000000ULL ||
+                    c.stream_threads > CONFIG_STREAM_THREADS_MAX)
                         abort();
                 config_free(&c);
         } else if (!memchr(err, '\0', sizeof(err)) || err[0] == '\0') {

@@ -67,6 +67,7 @@ static void test_defaults(void **state)
         assert_int_equal(c.read_timeout_usec, 10 * SEC);
         assert_int_equal(c.idle_timeout_usec, 15 * 60 * SEC);
         assert_int_equal(c.stream_timeout_usec, 60 * SEC);
+        assert_int_equal(c.stream_threads, CONFIG_STREAM_THREADS_AUTO);
         config_free(&c);
         assert_null(c.socket);
         config_free(&c); /* twice is fine */
@@ -81,6 +82,7 @@ static void test_full(void **state)
                 "socket = /tmp/dkm/dkmd.sock\n"
                 "state_dir=/srv/dkm/\n"
                 "engine=openssl\n"
+                "stream_threads=64\n"
                 "\n"
                 "[groups]\n"
                 "users=root\n"
@@ -123,6 +125,7 @@ static void test_full(void **state)
         assert_string_equal(c.state_dir, "/srv/dkm");
         assert_string_equal(c.master_key, "/etc/credstore/dkm.key");
         assert_int_equal(c.engine, ENGINE_OPENSSL);
+        assert_int_equal(c.stream_threads, 64);
         assert_int_equal(c.users_gid, 0);
         assert_int_equal(c.operators_gid, 0);
         assert_int_equal(c.approvers_gid, 4242);
@@ -280,6 +283,12 @@ static void test_errors(void **state)
                 { "[daemon]\nidle_timeout=0s\n", "dkmd.conf:2: [daemon] idle_timeout:" },
                 { "[daemon]\nstream_timeout=500ms\n", "dkmd.conf:2: [daemon] stream_timeout:" },
                 { "[daemon]\nstream_timeout=2h\n", "dkmd.conf:2: [daemon] stream_timeout:" },
+                { "[daemon]\nstream_threads=0\n",
+                  "dkmd.conf:2: [daemon] stream_threads: expected auto or a whole number from 1 to 64, got '0'" },
+                { "[daemon]\nstream_threads=65\n",
+                  "dkmd.conf:2: [daemon] stream_threads: expected auto or a whole number from 1 to 64, got '65'" },
+                { "[daemon]\nstream_threads=Auto\n", "dkmd.conf:2: [daemon] stream_threads: expected auto" },
+                { "[daemon]\nstream_threads=-1\n", "dkmd.conf:2: [daemon] stream_threads: expected auto" },
                 { "[rotation]\nmax_age=1x\n",
                   "dkmd.conf:2: [rotation] max_age: bad duration '1x' (examples: 50ms, 30s, 8h, "
                   "1h30m, 30d)" },
@@ -448,6 +457,21 @@ static void test_approvals_limit(void **state)
         assert_int_equal(parse(GROUPS "[access]\napprovals_required=32\n", &c, err, sizeof(err)), 0);
         assert_int_equal(c.approvals_required, 32);
         assert_int_equal(CONFIG_APPROVALS_MAX, 32);
+        config_free(&c);
+}
+
+/* stream_threads: auto, or 1..64; auto is the default and may be said. */
+static void test_stream_threads(void **state)
+{
+        struct dkm_config c;
+        char err[256];
+
+        (void)state;
+        assert_int_equal(parse(GROUPS "[daemon]\nstream_threads=1\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.stream_threads, 1);
+        config_free(&c);
+        assert_int_equal(parse(GROUPS "[daemon]\nstream_threads=auto\n", &c, err, sizeof(err)), 0);
+        assert_int_equal(c.stream_threads, CONFIG_STREAM_THREADS_AUTO);
         config_free(&c);
 }
 
@@ -669,6 +693,7 @@ int main(void)
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_ckey_lists),
                 cmocka_unit_test(test_approvals_limit),
+                cmocka_unit_test(test_stream_threads),
                 cmocka_unit_test(test_node_name),
                 cmocka_unit_test(test_long_line),
                 cmocka_unit_test(test_untouched_on_error),

@@ -23,7 +23,7 @@ here=$(dirname "$(realpath "$0")")
 build=$(realpath -m "${1:-build}")
 vm=$build/vm
 kernels=${DKM_VM_KERNELS:-6.1 6.12}
-steps=${DKM_VM_STEPS:-test-engine test-stream engine-compare dkmd custody syscalls memscan}
+steps=${DKM_VM_STEPS:-test-engine test-stream test-stream-pool engine-compare dkmd custody syscalls memscan}
 boot_timeout=${DKM_VM_TIMEOUT:-600}
 
 skip() {
@@ -44,7 +44,7 @@ done
 bins=()
 for step in $steps; do
         case $step in
-        test-engine|test-stream) bins+=("$build/tests/$step") ;;
+        test-engine|test-stream|test-stream-pool) bins+=("$build/tests/$step") ;;
         engine-bench) bins+=("$build/tools/engine-bench") ;;
         engine-compare) bins+=("$build/tools/engine-compare") ;;
         dkmd) bins+=("$build/dkmd" "$build/dkmctl" "$build/tests/vm-keyprobe.so") ;;
