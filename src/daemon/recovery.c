@@ -833,9 +833,9 @@ int recovery_recover(struct store *raw, char *const *paths, unsigned n_paths, ui
                 explicit_bzero(rkey, MASTERKEY_RECORD_KEY_SIZE);
                 if (r < 0) {
                         r = -EKEYREJECTED;
-                        fail("the %u shares do not rebuild the recovery key of this share set: at least one "
-                             "of them is wrong (or the store's recovery record was altered); nothing was "
-                             "written", n);
+                        fail("the %u shares do not rebuild this installation's master key: at least one of "
+                             "them is wrong (the recovery key they make does not open the store's recovery "
+                             "record, or the record was altered); nothing was written", n);
                         goto out;
                 }
         }
