@@ -406,8 +406,11 @@ static void test_shares_not_of_master(void **state)
         rmdir(dir);
 }
 
+static void make_custodians(const char *dir, const char *keys, int n);
+
 /* A set made by an older dkmd: shares of the master key itself, a version 1
- * record without a wrapped key.  It still recovers. */
+ * record without a wrapped key.  It still recovers, and a reshare replaces
+ * it, saying that the old set was of the master key itself. */
 static void test_legacy_set(void **state)
 {
         uint8_t master[32], rkey[32], got[32], values[5 * 32];
@@ -453,6 +456,42 @@ static void test_legacy_set(void **state)
         assert_memory_equal(got, master, 32);
         assert_int_equal(rrec.version, RECOVERY_RECORD_LEGACY);
         assert_int_equal(recovery_recover(inner, paths, 2, got, &rrec, err, sizeof(err)), -ENOKEY);
+        {
+                char cdir[320], cmd[700];
+                struct recovery_custodians *c = NULL;
+                struct recovery_record old, neu;
+                const uint8_t *v[3];
+                uint8_t nr[3];
+                struct recovery_share ls[3];
+
+                snprintf(cdir, sizeof(cdir), "%s/c", dir);
+                assert_int_equal(mkdir(cdir, 0700), 0);
+                make_custodians(cdir, cdir, 5);
+                assert_int_equal(recovery_custodians_load(cdir, 5, &c, err, sizeof(err)), 0);
+                snprintf(cmd, sizeof(cmd), "%s/out", dir);
+                assert_int_equal(recovery_reshare(s, master, 5, 3, c, cmd, (gid_t)-1, &old, &neu, err,
+                                                  sizeof(err)), 0);
+                assert_int_equal(old.version, RECOVERY_RECORD_LEGACY);
+                assert_int_equal(neu.version, RECOVERY_RECORD_WRAPPED);
+                /* dkmd refuses the old shares now, but they are of M: any
+                 * Shamir tool still rebuilds it from them (the man page says
+                 * so; only a master key rotation ends that). */
+                assert_int_equal(recovery_recover(inner, paths, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+                for (int i = 0; i < 3; i++) {
+                        FILE *lf = fopen(path[i], "r");
+                        assert_non_null(lf);
+                        assert_non_null(fgets(line, sizeof(line), lf));
+                        fclose(lf);
+                        assert_int_equal(recovery_share_parse(line, strlen(line), &ls[i]), 0);
+                        v[i] = ls[i].value;
+                        nr[i] = (uint8_t)ls[i].index;
+                }
+                assert_int_equal(shamir_combine(v, nr, 3, 32, got), 0);
+                assert_memory_equal(got, master, 32);
+                recovery_custodians_free(c);
+                snprintf(cmd, sizeof(cmd), "rm -rf %s/c %s/out", dir, dir);
+                assert_int_equal(system(cmd), 0);
+        }
         store_close(s);
         for (int i = 0; i < 5; i++)
                 unlink(path[i]);
