@@ -572,9 +572,11 @@ int recovery_create(struct store *s, const uint8_t master[ENGINE_KEY_SIZE], unsi
         return 0;
 }
 
-/* mkdir, or an existing directory; then its mode and group as asked. */
+/* mkdir, or an existing directory (not a symbolic link); then its mode and
+ * group as asked. */
 static int make_dir(const char *path, gid_t gid, char *err, size_t err_size)
 {
+        _cleanup_close_ int fd = -1;
         int r;
 
         if (mkdir(path, 0750) < 0 && errno != EEXIST) {
@@ -582,9 +584,23 @@ static int make_dir(const char *path, gid_t gid, char *err, size_t err_size)
                 fail("cannot create %s: %s", path, strerror(-r));
                 return r;
         }
-        if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0) || chmod(path, 0750) < 0) {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
                 r = negative_errno();
-                fail("cannot set the owner and mode of %s: %s", path, strerror(-r));
+                fail("cannot create %s: %s", path, r == -ENOTDIR || r == -ELOOP ?
+                     "something else than a directory is there" : strerror(-r));
+                return r;
+        }
+        if (gid != (gid_t)-1 && fchown(fd, (uid_t)-1, gid) < 0) {
+                r = negative_errno();
+                fail("cannot give %s to group %u: %s%s", path, (unsigned)gid, strerror(-r),
+                     r == -EPERM ? " (dkmd must be a member of the operators group to hand them the "
+                                   "shares: SupplementaryGroups= in its unit)" : "");
+                return r;
+        }
+        if (fchmod(fd, 0750) < 0) {
+                r = negative_errno();
+                fail("cannot set the mode of %s: %s", path, strerror(-r));
                 return r;
         }
         return 0;

@@ -84,6 +84,18 @@ check "alice's share does not open with bob's key" bash -c \
                 -inkey '$KEYS/bob.key' >/dev/null 2>&1"
 stop_dkmd
 
+# --- a reshare that cannot be carried out ends failed, and changes nothing --
+touch "$T/not-a-dir"
+write_config "${base_config[@]}" "custodians=$CUST" "out_dir=$T/not-a-dir"
+start_dkmd || exit 1
+fid=$(as op recovery reshare --reason "custodian-change-fail-$$" 2>>"$T/stderr.log")
+as appr access approve "$fid" >/dev/null
+refused "a reshare whose out_dir is no directory fails on the last approval" "recovery reshare failed: cannot" \
+        as appr2 access approve "$fid"
+check "the request is listed as failed" bash -c "as op access list | grep -qE '^$fid +failed +$OP_UID +reshare '"
+stop_dkmd
+write_config "${base_config[@]}" "custodians=$CUST" "out_dir=$OUT"
+
 # --- the master key is lost -------------------------------------------------
 rm -f "$KEY"
 out=$("$DKMD" --config "$CONF" --recover "$SHARES/recovery-share-1" "$SHARES/recovery-share-2" \
@@ -110,6 +122,9 @@ check "audit: both approvals" \
         test "$(grep -c "op=recovery-reshare-approve .*request=$id approval=[12] of=2 .*res=success" <<<"$recs")" = 2
 check "audit: the reshare, old and new set" matches \
         "op=recovery-reshare .*request=$id installation=$install old_set=$oldset new_set=$newset .*old_shares_valid=no .*res=success" \
+        <<<"$recs"
+check "audit: the failed reshare" \
+        matches "op=recovery-reshare .*request=$fid approvers=$APPR_UID,$APPR2_UID error=E[A-Z]* reason=.*res=failed" \
         <<<"$recs"
 check "audit: the refused recovery with old shares" \
         matches "op=recovery-recover .*res=failed" <<<"$recs"

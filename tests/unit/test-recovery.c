@@ -639,6 +639,16 @@ static void test_custodians_and_reshare(void **state)
         assert_non_null(strstr(err, "an older set"));
         assert_int_equal(recovery_recover(inner, paths2 + 2, 3, got, &rrec, err, sizeof(err)), 0);
         assert_memory_equal(got, master, 32);
+        /* An out_dir that is no directory: refused, left as it was, and the
+         * record still the new set's. */
+        snprintf(cmd, sizeof(cmd), "%s/file", tmp);
+        assert_int_equal(close(open(cmd, O_WRONLY | O_CREAT | O_EXCL, 0600)), 0);
+        assert_int_equal(recovery_reshare(s, master, 5, 3, c, cmd, (gid_t)-1, &old, &rrec, err, sizeof(err)),
+                         -ENOTDIR);
+        assert_non_null(strstr(err, "something else than a directory is there"));
+        assert_int_equal(stat(cmd, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(recovery_recover(inner, paths2, 3, got, &rrec, err, sizeof(err)), 0);
         /* Another master key is not resharing this store's set. */
         got[0] ^= 1;
         assert_int_equal(recovery_reshare(s, got, 5, 3, c, out, (gid_t)-1, &old, &neu, err, sizeof(err)),
