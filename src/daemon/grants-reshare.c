@@ -42,6 +42,23 @@ int grant_reshare_check(struct grants *g, char *err)
                 grants_seterr(err, "%s", why);
                 return r;
         }
+        /* A set to replace: asked now, so that approvers are not asked
+         * for what would fail. */
+        {
+                struct store_kv kv = { 0 };
+
+                r = store_ops_of(g->store)->get(g->store, RECOVERY_RECORD_KEY, &kv);
+                store_kv_clear(&kv);
+        }
+        if (r == -ENOENT) {
+                grants_seterr(err, "this installation has no recovery share set to replace (dkmd --init "
+                              "--recovery-dir makes the first)");
+                return r;
+        }
+        if (r < 0) {
+                grants_seterr(err, "cannot read the store's recovery record: %s", store_error_text(g->store, r));
+                return r;
+        }
         return 0;
 }
 

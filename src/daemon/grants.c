@@ -308,8 +308,9 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                 goto out;
         r.approvers[r.n_approvers++] = who->uid;
         if (r.n_approvers >= CFG(g->cfg, approvals_required)) {
-                /* A destroy or purge is audited by the key manager; its
-                 * failure ends the request as failed, which is stored. */
+                /* A destroy or purge is audited by the key manager, a
+                 * reshare by grants-reshare.c; its failure ends the request
+                 * as failed, which is stored. */
                 e = carry_out(g, who, &r, now, note, sizeof(note), err);
                 if (e < 0 && !one_shot(r.scope))
                         goto audit;
