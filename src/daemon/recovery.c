@@ -271,7 +271,7 @@ int recovery_custodians_load(const char *dir, unsigned want, struct recovery_cus
                 free(c);
                 return r == -ENOTDIR ? -ENOENT : r;
         }
-        d = fdopendir(dup(dirfd));
+        d = fdopendir(fcntl(dirfd, F_DUPFD_CLOEXEC, 0));
         if (!d) {
                 r = negative_errno();
                 fail("[recovery] custodians=%s: %s", dir, strerror(-r));
