@@ -147,6 +147,11 @@ int dkm_policy_rekey(dkm_client *c, const char *name, const char *key_a, const c
 /* Files a purge request; the policy is crypto-shredded when approved. */
 int dkm_policy_purge(dkm_client *c, const char *name, const char *reason, uint32_t *ret_request);
 
+/* Files a recovery reshare request (operators); when approved dkmd makes a
+ * new recovery share set, encrypted to the custodians, and the old shares
+ * stop opening the store's record. */
+int dkm_recovery_reshare(dkm_client *c, const char *reason, uint32_t *ret_request);
+
 /* Wipes and frees a buffer returned by dkm_decrypt(). */
 void dkm_free_secret(void *p, size_t len);
 

@@ -92,5 +92,6 @@ int verb_policy_show(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_assign(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_rekey(struct ctl *ctl, struct ctl_args *a);
 int verb_policy_purge(struct ctl *ctl, struct ctl_args *a);
+int verb_recovery_reshare(struct ctl *ctl, struct ctl_args *a);
 int verb_backup(struct ctl *ctl, struct ctl_args *a);
 int verb_store_verify(struct ctl *ctl, struct ctl_args *a);

@@ -43,6 +43,8 @@ static const struct verb verbs[] = {
         { "policy purge", 1, 1, "r", verb_policy_purge, "policy purge NAME --reason TEXT   (needs approval)" },
         { "backup", 0, 0, "oj", verb_backup, "backup --out FILE [--json]" },
         { "store verify", 0, 0, "j", verb_store_verify, "store verify [--json]" },
+        { "recovery reshare", 0, 0, "r", verb_recovery_reshare,
+          "recovery reshare --reason TEXT   (needs approval)" },
 };
 
 int fail(const char *fmt, ...)
@@ -300,6 +302,8 @@ int main(int argc, char **argv)
                         return fail("'policy' needs one of: create, list, show, assign, rekey, purge");
                 if (strcmp(argv[i], "access") == 0)
                         return fail("'access' needs one of: request, approve, deny, list, revoke");
+                if (strcmp(argv[i], "recovery") == 0)
+                        return fail("'recovery' needs: reshare");
                 return fail("unknown verb '%s' (see dkmctl --help)", argv[i]);
         }
         if (ctl_parse_args(verb, argc - i - words + 1, argv + i + words - 1, &args))

@@ -102,6 +102,23 @@ int verb_policy_rekey(struct ctl *ctl, struct ctl_args *a)
         return 0;
 }
 
+int verb_recovery_reshare(struct ctl *ctl, struct ctl_args *a)
+{
+        uint32_t id;
+        int r;
+
+        if (!a->reason)
+                return fail("recovery reshare: --reason is required");
+        if (ctl_connect(ctl))
+                return 1;
+        r = dkm_recovery_reshare(ctl->client, a->reason, &id);
+        if (r < 0)
+                return fail_dkm(ctl, r, "recovery reshare");
+        printf("%u\n", id);
+        fprintf(stderr, "dkmctl: reshare request %u filed; a new recovery share set is made when approved\n", id);
+        return 0;
+}
+
 int verb_policy_purge(struct ctl *ctl, struct ctl_args *a)
 {
         uint32_t id;

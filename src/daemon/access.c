@@ -68,6 +68,7 @@ int access_check(unsigned roles, unsigned type, const char **ret_reason)
         case WIRE_POLICY_PURGE:
         case WIRE_BACKUP:
         case WIRE_STORE_VERIFY:
+        case WIRE_RECOVERY_RESHARE:
                 need = ROLE_OPERATOR;
                 reason = "not in the operators group";
                 break;

@@ -25,7 +25,7 @@ enum req_state {
 
 /* The words of the records and of the listing (grants-store.c). */
 extern const char *const grant_state_names[REQ_FAILED + 1];
-extern const char *const grant_scope_names[SCOPE_PURGE + 1];
+extern const char *const grant_scope_names[SCOPE_RESHARE + 1];
 
 struct request {
         uint32_t id;
@@ -107,3 +107,12 @@ void grant_key_drop(struct grants *g, uint32_t id);
 bool grant_seen_has(struct grants *g, uint32_t id);
 void grant_seen_set(struct grants *g, uint32_t id, bool on);
 int grant_key_mirror(struct grants *g, const struct request *r, uint64_t now);
+
+/* grants-reshare.c: the one-shot of a reshare request. */
+/* Refuses a reshare request that could not be carried out: no
+ * [recovery] custodians=, or custodians that do not load. */
+int grant_reshare_check(struct grants *g, char *err);
+/* Makes the new share set and audits it; note gets the warning for a
+ * legacy old set (its shares still rebuild the master key), else stays. */
+int grant_reshare_run(struct grants *g, const struct audit_subject *who, const struct request *req, char *note,
+                      size_t note_size, char *err);

@@ -24,6 +24,7 @@ const char *const grant_state_names[] = {
 const char *const grant_scope_names[] = {
         [SCOPE_DECRYPT] = "decrypt", [SCOPE_INSPECT] = "inspect", [SCOPE_DESTROY] = "destroy",
         [SCOPE_PURGE] = "purge",
+        [SCOPE_RESHARE] = "reshare",
 };
 
 void grants_seterr(char *err, const char *fmt, ...)

@@ -26,7 +26,7 @@ struct check_ctx {
 
 static bool covers(const struct request *r, enum grant_scope scope, const char *policy)
 {
-        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE)
+        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE || r->scope == SCOPE_RESHARE)
                 return false;
         if (scope == SCOPE_DECRYPT && r->scope != SCOPE_DECRYPT)
                 return false;

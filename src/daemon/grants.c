@@ -38,6 +38,12 @@ static void audit_check(int a, int e, const char *op)
 
 /* --- requests ------------------------------------------------------------ */
 
+/* Carried out on the last approval, not a grant for a time. */
+static bool one_shot(enum grant_scope scope)
+{
+        return scope == SCOPE_DESTROY || scope == SCOPE_PURGE || scope == SCOPE_RESHARE;
+}
+
 static int next_id(struct grants *g, uint32_t *ret)
 {
         const char *key = "access/next-id";
@@ -119,6 +125,16 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                 e = keys_check_destroyable(g->keys, policy, generation, err);
                 if (e < 0)
                         return e;
+        } else if (r.scope == SCOPE_RESHARE) {
+                e = grant_reshare_check(g, err);
+                if (e < 0) {
+                        _cleanup_free_ char *why = audit_value(err);
+
+                        if (audit_record(AUDIT_KIND_KEY, "recovery-reshare-request", who, false,
+                                         "error=%s reason=%s", audit_errno_name(e), why ? why : "?") < 0)
+                                log_err("audit: the record of a refused reshare request could not be written");
+                        return e;
+                }
         } else if (r.scope == SCOPE_PURGE) {
                 if (!policy) {
                         grants_seterr(err, "a purge request names a policy");
@@ -172,6 +188,11 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                                   r.id, grant_scope_names[r.scope], r.policy[0] ? r.policy : "*", r.generation,
                                   r.duration_usec / 1000000, areason),
                     e, "access-request");
+        if (r.scope == SCOPE_RESHARE)
+                audit_check(audit_outcome(AUDIT_KIND_KEY, "recovery-reshare-request", who, e,
+                                          "request=%u approvals_required=%u reason=%s", r.id,
+                                          CFG(g->cfg, approvals_required), areason),
+                            e, "recovery-reshare-request");
         if (e >= 0) {
                 *ret_id = r.id;
                 log_notice("access request %u by uid %u: %s", r.id, (unsigned)who->uid, grant_scope_names[r.scope]);
@@ -188,14 +209,15 @@ static const char *ended_text(const struct request *r)
 }
 
 static int carry_out(struct grants *g, const struct audit_subject *who, struct request *r,
-                     uint64_t now, char *err)
+                     uint64_t now, char *note, size_t note_size, char *err)
 {
         int e;
 
-        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE) {
+        if (one_shot(r->scope)) {
                 e = r->scope == SCOPE_DESTROY ?
                             keys_destroy(g->keys, r->policy, r->generation, who, r->id, err) :
-                            keys_purge(g->keys, r->policy, who, r->id, err);
+                    r->scope == SCOPE_PURGE ? keys_purge(g->keys, r->policy, who, r->id, err) :
+                                              grant_reshare_run(g, who, r, note, note_size, err);
                 /* Already destroyed (purged): by this very request when dkmd
                  * was killed after carrying it out and before storing that
                  * (two transactions), or by another one.  What it asks for
@@ -243,6 +265,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
 {
         struct request r;
         uint64_t now = now_real_usec();
+        char note[512] = "";
         int e;
 
         pthread_mutex_lock(&g->lock);
@@ -262,6 +285,9 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
         if (who->uid == r.requester) {
                 audit_record(AUDIT_KIND_ACCESS, "access-approve", who, false,
                              "request=%u error=self-approval", id);
+                if (r.scope == SCOPE_RESHARE)
+                        audit_record(AUDIT_KIND_KEY, "recovery-reshare-approve", who, false,
+                                     "request=%u error=self-approval", id);
                 grants_seterr(err, "nobody approves their own request");
                 e = -EPERM;
                 goto out;
@@ -282,10 +308,11 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                 goto out;
         r.approvers[r.n_approvers++] = who->uid;
         if (r.n_approvers >= CFG(g->cfg, approvals_required)) {
-                /* A destroy or purge is audited by the key manager; its
-                 * failure ends the request as failed, which is stored. */
-                e = carry_out(g, who, &r, now, err);
-                if (e < 0 && r.scope != SCOPE_DESTROY && r.scope != SCOPE_PURGE)
+                /* A destroy or purge is audited by the key manager, a
+                 * reshare by grants-reshare.c; its failure ends the request
+                 * as failed, which is stored. */
+                e = carry_out(g, who, &r, now, note, sizeof(note), err);
+                if (e < 0 && !one_shot(r.scope))
                         goto audit;
         }
         {
@@ -328,13 +355,19 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                         snprintf(ret_state, state_size, "pending (%zu of %u approvals)", r.n_approvers,
                                  CFG(g->cfg, approvals_required));
                 else
-                        snprintf(ret_state, state_size, "%s", grant_state_names[r.state]);
+                        snprintf(ret_state, state_size, "%s%s%s", grant_state_names[r.state], note[0] ? "; " : "",
+                                 note);
         }
 audit:
         /* What the approver is told: a destroy that failed, failed. */
         audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-approve", who, e, "request=%u approval=%zu of=%u",
                                   id, r.n_approvers, CFG(g->cfg, approvals_required)),
                     e, "access-approve");
+        if (r.scope == SCOPE_RESHARE)
+                audit_check(audit_outcome(AUDIT_KIND_KEY, "recovery-reshare-approve", who, e,
+                                          "request=%u approval=%zu of=%u", id, r.n_approvers,
+                                          CFG(g->cfg, approvals_required)),
+                            e, "recovery-reshare-approve");
 out:
         pthread_mutex_unlock(&g->lock);
         return e;
@@ -451,7 +484,7 @@ static int list_one(struct grants *g, struct request *r, void *userdata)
         json_object_object_add(o, "policy", json_object_new_string(r->policy[0] ? r->policy : "*"));
         if (r->scope == SCOPE_DESTROY)
                 json_object_object_add(o, "generation", json_object_new_int64(r->generation));
-        if (r->scope == SCOPE_DESTROY || r->scope == SCOPE_PURGE)
+        if (one_shot(r->scope))
                 json_object_object_add(o, "duration_seconds", NULL);
         json_object_object_add(o, "duration_seconds", json_object_new_int64((int64_t)(r->duration_usec / 1000000)));
         json_object_object_add(o, "created", json_object_new_int64((int64_t)(r->created_usec / 1000000)));

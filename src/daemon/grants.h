@@ -28,6 +28,7 @@ enum grant_scope {
         SCOPE_INSPECT,
         SCOPE_DESTROY, /* a one-shot `key destroy` of one generation */
         SCOPE_PURGE,   /* a one-shot `policy purge` */
+        SCOPE_RESHARE, /* a one-shot `recovery reshare`: a new recovery share set */
 };
 
 struct grants;
@@ -42,7 +43,8 @@ keyring_serial_t grants_keyring(struct grants *g);
 int grants_request(struct grants *g, const struct audit_subject *who, const char *reason,
                    const char *duration, const char *scope, const char *policy,
                    uint32_t generation, uint32_t *ret_id, char *err);
-/* An approver approves; *ret_state says "pending (1 of 2)", "granted" or "done". */
+/* An approver approves; *ret_state says "pending (1 of 2)", "granted" or "done"
+ * (a reshare of a legacy share set: "done" and a warning). */
 int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t id,
                    char *ret_state, size_t state_size, char *err);
 int grants_deny(struct grants *g, const struct audit_subject *who, uint32_t id,

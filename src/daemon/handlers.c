@@ -600,7 +600,7 @@ static int stream_grant_gate(void *userdata, const char *policy, uint32_t genera
 static void handle_access(const struct daemon_state *st, const struct wire_msg *req,
                           const struct audit_subject *subj, struct wire_builder *b)
 {
-        char reason[4097] = "", duration[65] = "", scope[17] = "", policy[65] = "", state[64];
+        char reason[4097] = "", duration[65] = "", scope[17] = "", policy[65] = "", state[640];
         char err[GRANT_ERR_MAX] = "", json_text[96];
         _cleanup_free_ char *json = NULL;
         uint32_t id = 0, gen = 0;
@@ -620,11 +620,19 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
         wire_get_u32(req, WIRE_TAG_GENERATION, &gen);
         if (req->type != WIRE_ACCESS_REQUEST && req->type != WIRE_KEY_DESTROY &&
             req->type != WIRE_POLICY_PURGE && req->type != WIRE_ACCESS_LIST &&
+            req->type != WIRE_RECOVERY_RESHARE &&
             wire_get_u32(req, WIRE_TAG_REQUEST, &id) < 0) {
                 reply_error(b, -EINVAL, "request names no access request id");
                 return;
         }
         switch (req->type) {
+        case WIRE_RECOVERY_RESHARE:
+                r = grants_request(st->grants, subj, reason, NULL, "reshare", NULL, 0, &id, err);
+                if (r >= 0) {
+                        snprintf(json_text, sizeof(json_text), "{\"request\":%u}", id);
+                        reply_json(b, json_text);
+                }
+                break;
         case WIRE_POLICY_PURGE:
                 if (!has_policy) {
                         reply_error(b, -EINVAL, "request names no policy");
@@ -643,9 +651,11 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
                         return;
                 }
                 if (req->type == WIRE_ACCESS_REQUEST && has_scope &&
-                    (strcmp(scope, "destroy") == 0 || strcmp(scope, "purge") == 0)) {
+                    (strcmp(scope, "destroy") == 0 || strcmp(scope, "purge") == 0 ||
+                     strcmp(scope, "reshare") == 0)) {
                         reply_error(b, -EINVAL, "unknown scope (decrypt or inspect; use key destroy "
-                                                "or policy purge to crypto-shred)");
+                                                "or policy purge to crypto-shred, recovery reshare for "
+                                                "a new share set)");
                         return;
                 }
                 r = grants_request(st->grants, subj, reason,
@@ -661,8 +671,13 @@ static void handle_access(const struct daemon_state *st, const struct wire_msg *
         case WIRE_ACCESS_APPROVE:
                 r = grants_approve(st->grants, subj, id, state, sizeof(state), err);
                 if (r >= 0) {
-                        snprintf(json_text, sizeof(json_text), "{\"request\":%u,\"state\":\"%s\"}", id, state);
-                        reply_json(b, json_text);
+                        /* The state may carry a warning's free text: escaped by json-c. */
+                        json_object *o = json_object_new_object();
+
+                        json_object_object_add(o, "request", json_object_new_int64(id));
+                        json_object_object_add(o, "state", json_object_new_string(state));
+                        reply_json(b, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+                        json_object_put(o);
                 }
                 break;
         case WIRE_ACCESS_DENY:
@@ -956,6 +971,7 @@ void handle_request(const struct daemon_state *st, const struct peer *peer,
                 handle_policy(st, req, &peer->subj, reply);
                 break;
         case WIRE_POLICY_PURGE:
+        case WIRE_RECOVERY_RESHARE:
         case WIRE_KEY_DESTROY:
         case WIRE_ACCESS_REQUEST:
         case WIRE_ACCESS_APPROVE:

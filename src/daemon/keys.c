@@ -1303,6 +1303,11 @@ int keys_inspect_json(struct keys *k, const uint8_t *in, size_t len, char **ret,
 }
 
 
+keyring_serial_t keys_master_key(const struct keys *k)
+{
+        return k->env.master;
+}
+
 bool keys_policy_exists(struct keys *k, const char *policy)
 {
         bool found;

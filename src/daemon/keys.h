@@ -81,6 +81,8 @@ int keys_check_destroyable(struct keys *k, const char *policy, uint32_t generati
 int keys_destroy(struct keys *k, const char *policy, uint32_t generation,
                  const struct audit_subject *subj, uint32_t request_id, char *err);
 bool keys_policy_exists(struct keys *k, const char *policy);
+/* The master key's serial in dkmd's keyring (a reshare wraps it anew). */
+keyring_serial_t keys_master_key(const struct keys *k);
 /* The name of the policy a ciphertext names (for access under a grant). */
 int keys_policy_of(struct keys *k, const uint8_t *in, size_t len, char name[65], char *err);
 

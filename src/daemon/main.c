@@ -734,6 +734,7 @@ static int init_recovery(struct daemon *d)
 {
         _cleanup_secret_ uint8_t *master = secret_alloc(ENGINE_KEY_SIZE);
         _cleanup_free_ char *dir = NULL;
+        struct recovery_custodians *custodians = NULL;
         struct recovery_record rec;
         struct audit_subject self;
         char err[1024], id[2 * RECOVERY_INSTALL_ID_SIZE + 1];
@@ -751,8 +752,14 @@ static int init_recovery(struct daemon *d)
         }
         audit_subject_from_peer(&self, getpid(), getuid(), getgid());
         dir = audit_value(arg.recovery_dir);
-        r = recovery_create(d->store, master, d->cfg.recovery_shares, d->cfg.recovery_threshold,
-                            arg.recovery_dir, &rec, err, sizeof(err));
+        r = 0;
+        if (d->cfg.recovery_custodians)
+                r = recovery_custodians_load(d->cfg.recovery_custodians, d->cfg.recovery_shares, &custodians,
+                                             err, sizeof(err));
+        if (r >= 0)
+                r = recovery_create(d->store, master, d->cfg.recovery_shares, d->cfg.recovery_threshold,
+                                    arg.recovery_dir, custodians, &rec, err, sizeof(err));
+        recovery_custodians_free(custodians);
         if (r < 0) {
                 _cleanup_free_ char *why = audit_value(err);
 
@@ -769,9 +776,14 @@ static int init_recovery(struct daemon *d)
                          dir ? dir : "?");
         if (r < 0)
                 log_err("cannot audit the creation of the recovery shares: %s", strerror(-r));
-        log_notice("master key split into %u recovery shares (any %u rebuild it) for installation %s: "
-                   "%s/recovery-share-1..%u; give each to its own custodian and delete them here",
-                   rec.shares, rec.threshold, id, arg.recovery_dir, rec.shares);
+        if (d->cfg.recovery_custodians)
+                log_notice("recovery key split into %u shares (any %u rebuild it) for installation %s, each "
+                           "encrypted to one custodian of %s: %s/recovery-share-I.NAME.cms",
+                           rec.shares, rec.threshold, id, d->cfg.recovery_custodians, arg.recovery_dir);
+        else
+                log_notice("recovery key split into %u shares (any %u rebuild it) for installation %s: "
+                           "%s/recovery-share-1..%u; give each to its own custodian and delete them here",
+                           rec.shares, rec.threshold, id, arg.recovery_dir, rec.shares);
         return 0;
 }
 
@@ -798,6 +810,10 @@ static int recover(struct daemon *d)
         audit_subject_from_peer(&self, getpid(), getuid(), getgid());
         out_v = audit_value(out);
         step_audit(d);
+        /* A set of now opens the master key with the wrap code's AEAD. */
+        r = step_engine(d);
+        if (r < 0)
+                return r;
         /* Opening a SQLite store that is not there would create an empty one. */
         snprintf(path, sizeof(path), "%s/dkm.db", d->cfg.state_dir);
         if (strcmp(d->cfg.store_backend, "sqlite") == 0 && access(path, F_OK) < 0) {

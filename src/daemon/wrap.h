@@ -20,6 +20,9 @@ enum wrap_purpose {
         WRAP_PREVIOUS_POLICY_KEY, /* the previous policy key under the current one, while a
                                    * rekey re-wraps the generations (generation field: its
                                    * key version) */
+        WRAP_RECOVERY_MASTER, /* the master key under a share set's recovery key (recovery.h):
+                               * policy id field = installation id (8) || set id (4) || 4
+                               * zero bytes, generation 0 */
 };
 
 /* The engine serving this daemon, and a per-thread AEAD transform of it. */

@@ -773,6 +773,15 @@ _public_ int dkm_policy_purge(dkm_client *c, const char *name, const char *reaso
         return reply_u32(c, r, json, "request", ret_request);
 }
 
+_public_ int dkm_recovery_reshare(dkm_client *c, const char *reason, uint32_t *ret_request)
+{
+        _cleanup_free_ char *json = NULL;
+        int r;
+
+        r = policy_call(c, WIRE_RECOVERY_RESHARE, NULL, NULL, NULL, 0, reason, &json);
+        return reply_u32(c, r, json, "request", ret_request);
+}
+
 _public_ int dkm_status_json(dkm_client *c, char **ret)
 {
         return json_call(c, WIRE_STATUS, NULL, NULL, 0, NULL, ret);

@@ -111,6 +111,8 @@ static const struct key_def keys[] = {
          * never rebuild the key (threshold >= 2, checked in finish()). */
         { "recovery", "shares", K_UINT, F(recovery_shares), 2, CONFIG_RECOVERY_SHARES_MAX },
         { "recovery", "threshold", K_UINT, F(recovery_threshold), 2, CONFIG_RECOVERY_SHARES_MAX },
+        { "recovery", "custodians", K_OPTPATH, F(recovery_custodians), 0, 0 },
+        { "recovery", "out_dir", K_OPTPATH, F(recovery_out_dir), 0, 0 },
 };
 #undef F
 
@@ -678,6 +680,8 @@ void config_free(struct dkm_config *c)
         free(c->store_key);
         free(c->store_prefix);
         free(c->node_name);
+        free(c->recovery_custodians);
+        free(c->recovery_out_dir);
         config_list_free(c->pkcs11_modules);
         config_list_free(c->key_dirs);
         memset(c, 0, sizeof(*c));

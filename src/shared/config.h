@@ -77,6 +77,8 @@ struct dkm_config {
         bool audit_fail_closed;      /* default yes */
         unsigned recovery_shares;    /* default 5, 2 to CONFIG_RECOVERY_SHARES_MAX */
         unsigned recovery_threshold; /* default 3, 2 to recovery_shares */
+        char *recovery_custodians;   /* directory of NAME.pem, one per share; NULL: plain shares */
+        char *recovery_out_dir;      /* reshares write here; NULL: <state_dir>/recovery-out */
 };
 
 /* Defaults, with groups resolved by name; a default group that does not

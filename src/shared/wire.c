@@ -68,6 +68,7 @@ static const char *const type_names[_WIRE_TYPE_MAX] = {
         [WIRE_POLICY_PURGE] = "policy-purge",
         [WIRE_BACKUP] = "backup",
         [WIRE_STORE_VERIFY] = "store-verify",
+        [WIRE_RECOVERY_RESHARE] = "recovery-reshare",
 };
 
 const char *wire_type_name(uint16_t type)

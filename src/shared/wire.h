@@ -59,6 +59,7 @@ enum wire_type {
         WIRE_POLICY_PURGE = 45,  /* files a purge request for approval */
         WIRE_BACKUP = 50,        /* a snapshot of the store, written to one passed descriptor */
         WIRE_STORE_VERIFY = 51,  /* unwraps every generation, reveals nothing */
+        WIRE_RECOVERY_RESHARE = 52, /* files a reshare request for approval */
         _WIRE_TYPE_MAX,
 };
 

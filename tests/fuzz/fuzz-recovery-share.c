@@ -28,14 +28,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         abort();
         }
         if (recovery_record_decode(data, size, &rec) == 0) {
-                if (rec.threshold < 2 || rec.threshold > rec.shares || rec.shares > RECOVERY_SHARES_MAX)
+                if (rec.threshold < 2 || rec.threshold > rec.shares || rec.shares > RECOVERY_SHARES_MAX ||
+                    (rec.version != RECOVERY_RECORD_LEGACY && rec.version != RECOVERY_RECORD_WRAPPED))
                         abort();
                 if (recovery_record_encode(&rec, &json) < 0 ||
                     recovery_record_decode((const uint8_t *)json, strlen(json), &rec2) < 0 ||
                     memcmp(rec.install_id, rec2.install_id, sizeof(rec.install_id)) != 0 ||
                     memcmp(rec.set_id, rec2.set_id, sizeof(rec.set_id)) != 0 ||
                     memcmp(rec.check, rec2.check, sizeof(rec.check)) != 0 || rec.threshold != rec2.threshold ||
-                    rec.shares != rec2.shares || rec.created_usec != rec2.created_usec)
+                    rec.shares != rec2.shares || rec.created_usec != rec2.created_usec ||
+                    rec.version != rec2.version || memcmp(rec.wrapped, rec2.wrapped, sizeof(rec.wrapped)) != 0)
                         abort();
                 free(json);
         }

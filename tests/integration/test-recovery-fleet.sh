@@ -3,7 +3,8 @@
 # at the fleet's --init rebuild the master key on a new node, checked against
 # the fleet's recovery record in a real etcd cluster; the new node then
 # decrypts what the first node encrypted.  The key never travels between the
-# nodes.  A second share set for the fleet is refused.
+# nodes.  A second share set for the fleet is refused; a reshare approved
+# across the nodes replaces the fleet's set.
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/integration/lib-etcd.sh
 . "$(dirname "$0")/lib-etcd.sh"
@@ -46,4 +47,35 @@ check "the new node decrypts what node a encrypted" bash -c \
 out=$("$DKMD" --config "$(node_dir b)/dkmd.conf" --init --recovery-dir "$T/shares-b" 2>&1)
 check "a second share set for the fleet is refused" \
         test -n "$(grep 'recovery shares were made already' <<<"$out")" -a ! -e "$T/shares-b/recovery-share-1"
+
+# A reshare on the fleet: requested on a, approved on b and then on a; the
+# fleet's record in etcd is replaced, so node b refuses the old shares and
+# rebuilds the key from the new ones.
+CUST=$T/custodians
+mkdir -p "$CUST" "$T/custodian-keys"
+for c in c1 c2 c3 c4 c5; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$c" \
+                -keyout "$T/custodian-keys/$c.key" -out "$CUST/$c.pem" 2>/dev/null
+done
+node_stop a
+printf '%s\n' "custodians=$CUST" "out_dir=$T/reshare-out" >> "$(node_dir a)/dkmd.conf"
+node_start a || exit 1
+id=$(on a op recovery reshare --reason "fleet-reshare-$$" 2>>"$T/dkmd.log")
+check "node a files a reshare request ($id)" test -n "$id"
+check "node b takes the first approval" bash -c "on b appr access approve $id | grep -q 'pending (1 of 2'"
+check "node a carries it out on the second" bash -c "on a appr2 access approve $id | grep -qx 'request $id: done'"
+node_stop b
+rm -f "$T/b.key"
+out=$("$DKMD" --config "$(node_dir b)/dkmd.conf" --recover "$SHARES/recovery-share-2" \
+        "$SHARES/recovery-share-4" "$SHARES/recovery-share-5" 2>&1)
+check "the old set is refused on node b ($(grep refused <<<"$out"))" \
+        test -n "$(grep 'an older set, no longer valid' <<<"$out")" -a ! -e "$T/b.key"
+set_dir=$(ls -d "$T"/reshare-out/*)
+for i in 1 3 5; do
+        openssl cms -decrypt -in "$set_dir/recovery-share-$i.c$i.cms" -inform PEM -recip "$CUST/c$i.pem" \
+                -inkey "$T/custodian-keys/c$i.key" -out "$W/new-$i"
+done
+check "3 shares of the new set rebuild the fleet's key on node b" bash -c \
+        "'$DKMD' --config '$(node_dir b)/dkmd.conf' --recover '$W/new-1' '$W/new-3' '$W/new-5' \
+                >>'$T/dkmd.log' 2>&1 && cmp -s '$T/b.key' '$T/fleet-master.key'"
 finish

@@ -86,6 +86,12 @@ static void test_decisions(void **state)
                 assert_int_equal(access_check(ROLE_USER | ROLE_APPROVER | ROLE_REVIEWER, t, &why), -EPERM);
                 assert_string_equal(why, "not in the operators group");
         }
+        /* A reshare request: operators file it, approvers approve it with
+         * access approve; nobody else files one. */
+        assert_int_equal(access_check(ROLE_OPERATOR, WIRE_RECOVERY_RESHARE, &why), 0);
+        assert_int_equal(access_check(ROLE_USER | ROLE_APPROVER | ROLE_REVIEWER, WIRE_RECOVERY_RESHARE, &why),
+                         -EPERM);
+        assert_string_equal(why, "not in the operators group");
         assert_int_equal(access_check(ROLE_USER | ROLE_OPERATOR | ROLE_APPROVER, WIRE_REPLY_OK, &why),
                          -EOPNOTSUPP);
 }

@@ -19,6 +19,8 @@
 
 #include "daemon/masterkey.h"
 #include "daemon/recovery.h"
+#include "daemon/wrap.h"
+#include "engine/engine.h"
 #include "shared/recovery-share.h"
 #include "shared/shamir.h"
 #include "store/store-auth.h"
@@ -167,7 +169,8 @@ static void test_shamir(void **state)
 
 static void test_record(void **state)
 {
-        struct recovery_record rec = { .install_id = { 1, 2, 3, 4, 5, 6, 7, 8 }, .set_id = { 9, 10, 11, 12 },
+        struct recovery_record rec = { .version = RECOVERY_RECORD_LEGACY,
+                                       .install_id = { 1, 2, 3, 4, 5, 6, 7, 8 }, .set_id = { 9, 10, 11, 12 },
                                        .threshold = 3, .shares = 5, .created_usec = 1796663633664065 };
         struct recovery_record back;
         char *json = NULL;
@@ -203,6 +206,26 @@ static void test_record(void **state)
         free(json);
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(recovery_record_decode((const uint8_t *)bad[i], strlen(bad[i]), &back), -EBADMSG);
+        /* Version 2 carries the wrapped master key, and must. */
+        rec.version = RECOVERY_RECORD_WRAPPED;
+        for (int i = 0; i < WRAPPED_KEY_SIZE; i++)
+                rec.wrapped[i] = (uint8_t)(0x80 + i);
+        assert_int_equal(recovery_record_encode(&rec, &json), 0);
+        assert_non_null(strstr(json, "\"version\":2,"));
+        assert_non_null(strstr(json, "\"wrapped\":\"808182"));
+        assert_int_equal(recovery_record_decode((const uint8_t *)json, strlen(json), &back), 0);
+        assert_int_equal(back.version, RECOVERY_RECORD_WRAPPED);
+        assert_memory_equal(back.wrapped, rec.wrapped, WRAPPED_KEY_SIZE);
+        free(json);
+        /* A later version is named as such, not as damage. */
+        {
+                static const char v3[] = "{\"version\":3,\"installation\":\"0102030405060708\"}";
+
+                assert_int_equal(recovery_record_decode((const uint8_t *)v3, strlen(v3), &back),
+                                 -EPROTONOSUPPORT);
+        }
+        rec.version = 7;
+        assert_int_equal(recovery_record_encode(&rec, &json), -EINVAL);
 }
 
 /* Writes to out the share file in with field f (0-based) replaced and the
@@ -246,7 +269,7 @@ static void test_create_and_recover(void **state)
         assert_int_equal(masterkey_derive_record_key(master, rkey), 0);
         assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner), 0);
         assert_int_equal(store_auth_open(inner, rkey, NULL, NULL, NULL, &s), 0);
-        assert_int_equal(recovery_create(s, master, 5, 3, dir, &rec, err, sizeof(err)), 0);
+        assert_int_equal(recovery_create(s, master, 5, 3, dir, NULL, &rec, err, sizeof(err)), 0);
         assert_int_equal(rec.threshold, 3);
         for (int i = 0; i < 5; i++) {
                 snprintf(path[i], sizeof(path[i]), "%s/recovery-share-%d", dir, i + 1);
@@ -255,7 +278,7 @@ static void test_create_and_recover(void **state)
                 assert_int_equal(st.st_mode & 0777, 0600);
         }
         /* A second set is refused, and leaves the first alone. */
-        assert_int_equal(recovery_create(s, master, 5, 3, dir, &rrec, err, sizeof(err)), -EEXIST);
+        assert_int_equal(recovery_create(s, master, 5, 3, dir, NULL, &rrec, err, sizeof(err)), -EEXIST);
         assert_int_equal(stat(path[4], &st), 0);
 
         /* recover reads the backend (s owns inner): the record key comes
@@ -333,6 +356,310 @@ static void test_create_and_recover(void **state)
         rmdir(dir);
 }
 
+/* Reads share file path into *ret. */
+static void load_share(const char *path, struct recovery_share *ret)
+{
+        char line[256];
+        FILE *f = fopen(path, "r");
+
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        fclose(f);
+        assert_int_equal(recovery_share_parse(line, strlen(line), ret), 0);
+}
+
+/* The attack a reshare must defeat: K shares of a set, combined by any
+ * Shamir tool, give the master key itself, so no later set can make them
+ * useless.  A set made now splits a recovery key R instead: the shares
+ * combine to R, which is not the master key. */
+static void test_shares_not_of_master(void **state)
+{
+        uint8_t master[32], rkey[32], got[32];
+        char dir[] = "/tmp/dkm-test-recovery.XXXXXX", path[300], err[1024];
+        struct recovery_share sh[3];
+        const uint8_t *values[3];
+        uint8_t numbers[3];
+        struct store *inner, *s;
+        struct recovery_record rec;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        for (int i = 0; i < 32; i++)
+                master[i] = (uint8_t)(0x40 + i);
+        assert_int_equal(masterkey_derive_record_key(master, rkey), 0);
+        assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner), 0);
+        assert_int_equal(store_auth_open(inner, rkey, NULL, NULL, NULL, &s), 0);
+        assert_int_equal(recovery_create(s, master, 5, 3, dir, NULL, &rec, err, sizeof(err)), 0);
+        for (int i = 0; i < 3; i++) {
+                snprintf(path, sizeof(path), "%s/recovery-share-%d", dir, i + 1);
+                load_share(path, &sh[i]);
+                values[i] = sh[i].value;
+                numbers[i] = (uint8_t)sh[i].index;
+        }
+        assert_int_equal(shamir_combine(values, numbers, 3, 32, got), 0);
+        assert_memory_not_equal(got, master, 32);
+        store_close(s);
+        for (int i = 1; i <= 5; i++) {
+                snprintf(path, sizeof(path), "%s/recovery-share-%d", dir, i);
+                unlink(path);
+        }
+        rmdir(dir);
+}
+
+static void make_custodians(const char *dir, const char *keys, int n);
+
+/* A set made by an older dkmd: shares of the master key itself, a version 1
+ * record without a wrapped key.  It still recovers, and a reshare replaces
+ * it, saying that the old set was of the master key itself. */
+static void test_legacy_set(void **state)
+{
+        uint8_t master[32], rkey[32], got[32], values[5 * 32];
+        char dir[] = "/tmp/dkm-test-recovery.XXXXXX", path[5][300], err[1024], line[RECOVERY_SHARE_TEXT_MAX];
+        char *paths[5], *json = NULL;
+        struct recovery_record rec = { .version = RECOVERY_RECORD_LEGACY, .install_id = { 7, 7, 7, 7, 1, 2, 3, 4 },
+                                       .set_id = { 5, 6, 7, 8 }, .threshold = 3, .shares = 5, .created_usec = 1 };
+        struct recovery_record rrec;
+        struct recovery_share sh = { .threshold = 3, .shares = 5 };
+        struct store *inner, *s;
+        struct store_cmp cmp = { RECOVERY_RECORD_KEY, 0 };
+        struct store_op op = { STORE_PUT, RECOVERY_RECORD_KEY, NULL, 0 };
+        FILE *f;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        for (int i = 0; i < 32; i++)
+                master[i] = (uint8_t)(0x11 * i);
+        assert_int_equal(masterkey_derive_record_key(master, rkey), 0);
+        assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner), 0);
+        assert_int_equal(store_auth_open(inner, rkey, NULL, NULL, NULL, &s), 0);
+        assert_int_equal(recovery_check_value(master, rec.install_id, rec.check), 0);
+        assert_int_equal(recovery_record_encode(&rec, &json), 0);
+        op.value = json;
+        op.value_len = strlen(json);
+        assert_int_equal(store_ops_of(s)->txn(s, &cmp, 1, &op, 1, NULL), 0);
+        free(json);
+        assert_int_equal(shamir_split(master, 32, 5, 3, values), 0);
+        memcpy(sh.install_id, rec.install_id, 8);
+        memcpy(sh.set_id, rec.set_id, 4);
+        for (int i = 0; i < 5; i++) {
+                sh.index = (unsigned)i + 1;
+                memcpy(sh.value, values + i * 32, 32);
+                assert_int_equal(recovery_share_format(&sh, line, sizeof(line)), 0);
+                snprintf(path[i], sizeof(path[i]), "%s/recovery-share-%d", dir, i + 1);
+                paths[i] = path[i];
+                f = fopen(path[i], "w");
+                assert_non_null(f);
+                fprintf(f, "%s\n", line);
+                fclose(f);
+        }
+        assert_int_equal(recovery_recover(inner, paths + 1, 3, got, &rrec, err, sizeof(err)), 0);
+        assert_memory_equal(got, master, 32);
+        assert_int_equal(rrec.version, RECOVERY_RECORD_LEGACY);
+        assert_int_equal(recovery_recover(inner, paths, 2, got, &rrec, err, sizeof(err)), -ENOKEY);
+        {
+                char cdir[320], cmd[700];
+                struct recovery_custodians *c = NULL;
+                struct recovery_record old, neu;
+                const uint8_t *v[3];
+                uint8_t nr[3];
+                struct recovery_share ls[3];
+
+                snprintf(cdir, sizeof(cdir), "%s/c", dir);
+                assert_int_equal(mkdir(cdir, 0700), 0);
+                make_custodians(cdir, cdir, 5);
+                assert_int_equal(recovery_custodians_load(cdir, 5, &c, err, sizeof(err)), 0);
+                snprintf(cmd, sizeof(cmd), "%s/out", dir);
+                assert_int_equal(recovery_reshare(s, master, 5, 3, c, cmd, (gid_t)-1, &old, &neu, err,
+                                                  sizeof(err)), 0);
+                assert_int_equal(old.version, RECOVERY_RECORD_LEGACY);
+                assert_int_equal(neu.version, RECOVERY_RECORD_WRAPPED);
+                /* dkmd refuses the old shares now, but they are of M: any
+                 * Shamir tool still rebuilds it from them (the man page says
+                 * so; only a master key rotation ends that). */
+                assert_int_equal(recovery_recover(inner, paths, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+                for (int i = 0; i < 3; i++) {
+                        FILE *lf = fopen(path[i], "r");
+                        assert_non_null(lf);
+                        assert_non_null(fgets(line, sizeof(line), lf));
+                        fclose(lf);
+                        assert_int_equal(recovery_share_parse(line, strlen(line), &ls[i]), 0);
+                        v[i] = ls[i].value;
+                        nr[i] = (uint8_t)ls[i].index;
+                }
+                assert_int_equal(shamir_combine(v, nr, 3, 32, got), 0);
+                assert_memory_equal(got, master, 32);
+                recovery_custodians_free(c);
+                snprintf(cmd, sizeof(cmd), "rm -rf %s/c %s/out", dir, dir);
+                assert_int_equal(system(cmd), 0);
+        }
+        store_close(s);
+        for (int i = 0; i < 5; i++)
+                unlink(path[i]);
+        rmdir(dir);
+}
+
+static void run(const char *cmd)
+{
+        assert_int_equal(system(cmd), 0);
+}
+
+/* Custodian certificates made by openssl(1) as a custodian would. */
+static void make_custodians(const char *dir, const char *keys, int n)
+{
+        char cmd[1024];
+
+        for (int i = 0; i < n; i++) {
+                snprintf(cmd, sizeof(cmd),
+                         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+                         "-subj /CN=c%d -keyout %s/c%d.key -out %s/c%d.pem 2>/dev/null", i, keys, i, dir, i);
+                run(cmd);
+        }
+}
+
+/* Decrypts share i of set dir as custodian c<i-1> does, into out. */
+static void decrypt_share(const char *dir, const char *keys, int i, const char *out)
+{
+        char cmd[4096];
+
+        snprintf(cmd, sizeof(cmd), "openssl cms -decrypt -in %s/recovery-share-%d.c%d.cms -inform PEM "
+                 "-recip %s/c%d.pem -inkey %s/c%d.key -out %s 2>/dev/null", dir, i, i - 1, keys, i - 1, keys,
+                 i - 1, out);
+        /* The certificates were moved next to the keys: the custodians'. */
+        run(cmd);
+}
+
+static void test_custodian_names(void **state)
+{
+        char name[RECOVERY_CUSTODIAN_NAME_MAX + 1], long_name[100];
+
+        (void)state;
+        assert_int_equal(recovery_custodian_name("alice.pem", name), 0);
+        assert_string_equal(name, "alice");
+        assert_int_equal(recovery_custodian_name("bob-2_x.y.pem", name), 0);
+        assert_string_equal(name, "bob-2_x.y");
+        assert_int_equal(recovery_custodian_name("README", name), -ENOENT);
+        assert_int_equal(recovery_custodian_name("alice.key", name), -ENOENT);
+        assert_int_equal(recovery_custodian_name(".pem", name), -EINVAL);
+        assert_int_equal(recovery_custodian_name(".hidden.pem", name), -EINVAL);
+        assert_int_equal(recovery_custodian_name("a b.pem", name), -EINVAL);
+        assert_int_equal(recovery_custodian_name("a:b.pem", name), -EINVAL);
+        memset(long_name, 'a', 65);
+        snprintf(long_name + 65, sizeof(long_name) - 65, ".pem");
+        assert_int_equal(recovery_custodian_name(long_name, name), -EINVAL);
+        long_name[64] = 0;
+        snprintf(long_name + 64, sizeof(long_name) - 64, ".pem");
+        assert_int_equal(recovery_custodian_name(long_name, name), 0);
+}
+
+/* Shares encrypted to custodians at init; a reshare makes a new set that
+ * recovers, and the old set's shares are refused as an older set. */
+static void test_custodians_and_reshare(void **state)
+{
+        uint8_t master[32], rkey[32], got[32];
+        char tmp[] = "/tmp/dkm-test-reshare.XXXXXX", certs[300], keys[300], init[300], out[300], set[400],
+             plain[5][300], plain2[5][300], err[1024], cmd[1024], setid[9];
+        char *paths[5], *paths2[5];
+        struct store *inner, *s;
+        struct recovery_record rec, old, neu, rrec;
+        struct recovery_custodians *c = NULL;
+        struct stat st;
+
+        (void)state;
+        assert_non_null(mkdtemp(tmp));
+        snprintf(certs, sizeof(certs), "%s/custodians", tmp);
+        snprintf(keys, sizeof(keys), "%s/keys", tmp);
+        snprintf(init, sizeof(init), "%s/init", tmp);
+        snprintf(out, sizeof(out), "%s/out", tmp);
+        assert_int_equal(mkdir(certs, 0700), 0);
+        assert_int_equal(mkdir(keys, 0700), 0);
+        make_custodians(certs, keys, 5);
+        snprintf(cmd, sizeof(cmd), "cp %s/*.pem %s/", certs, keys);
+        run(cmd);
+
+        /* The errors a custodian directory can have, each by name. */
+        assert_int_equal(recovery_custodians_load("/nonexistent-dkm-custodians", 5, &c, err, sizeof(err)), -ENOENT);
+        assert_non_null(strstr(err, "/nonexistent-dkm-custodians"));
+        assert_int_equal(recovery_custodians_load(certs, 4, &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "holds 5 certificates"));
+        snprintf(cmd, sizeof(cmd), "echo not a certificate > %s/c9.pem", certs);
+        run(cmd);
+        assert_int_equal(recovery_custodians_load(certs, 6, &c, err, sizeof(err)), -EBADMSG);
+        assert_non_null(strstr(err, "c9.pem: not a PEM X.509 certificate"));
+        snprintf(cmd, sizeof(cmd), "mv %s/c9.pem '%s/c 9.pem'", certs, certs);
+        run(cmd);
+        assert_int_equal(recovery_custodians_load(certs, 6, &c, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "'c 9.pem' is not a custodian certificate name"));
+        snprintf(cmd, sizeof(cmd), "rm '%s/c 9.pem'", certs);
+        run(cmd);
+        assert_int_equal(recovery_custodians_load(certs, 5, &c, err, sizeof(err)), 0);
+        assert_int_equal(recovery_custodians_count(c), 5);
+        assert_string_equal(recovery_custodians_name(c, 0), "c0");
+        assert_string_equal(recovery_custodians_name(c, 4), "c4");
+
+        for (int i = 0; i < 32; i++)
+                master[i] = (uint8_t)(0xf0 - i);
+        assert_int_equal(masterkey_derive_record_key(master, rkey), 0);
+        assert_int_equal(store_open(&store_sqlite_ops, ":memory:", &inner), 0);
+        assert_int_equal(store_auth_open(inner, rkey, NULL, NULL, NULL, &s), 0);
+        /* A reshare needs a set to replace, and custodians. */
+        assert_int_equal(recovery_reshare(s, master, 5, 3, c, out, (gid_t)-1, &old, &neu, err, sizeof(err)),
+                         -ENOENT);
+        assert_int_equal(recovery_create(s, master, 5, 3, init, c, &rec, err, sizeof(err)), 0);
+        assert_int_equal(rec.version, RECOVERY_RECORD_WRAPPED);
+        for (int i = 0; i < 5; i++) {
+                snprintf(plain[i], sizeof(plain[i]), "%s/plain-%d", tmp, i + 1);
+                decrypt_share(init, keys, i + 1, plain[i]);
+                paths[i] = plain[i];
+        }
+        assert_int_equal(recovery_recover(inner, paths, 3, got, &rrec, err, sizeof(err)), 0);
+        assert_memory_equal(got, master, 32);
+
+        assert_int_equal(recovery_reshare(s, master, 5, 3, NULL, out, (gid_t)-1, &old, &neu, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "custodians"));
+        assert_int_equal(recovery_reshare(s, master, 5, 3, c, out, (gid_t)-1, &old, &neu, err, sizeof(err)), 0);
+        assert_memory_equal(old.set_id, rec.set_id, 4);
+        assert_memory_not_equal(neu.set_id, rec.set_id, 4);
+        assert_memory_equal(neu.install_id, rec.install_id, 8);
+        for (int i = 0; i < 4; i++)
+                sprintf(setid + 2 * i, "%02x", neu.set_id[i]);
+        snprintf(set, sizeof(set), "%s/%s", out, setid);
+        assert_int_equal(stat(set, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0750);
+        for (int i = 0; i < 5; i++) {
+                snprintf(cmd, sizeof(cmd), "%s/recovery-share-%d.c%d.cms", set, i + 1, i);
+                assert_int_equal(stat(cmd, &st), 0);
+                assert_int_equal(st.st_mode & 0777, 0640);
+                snprintf(plain2[i], sizeof(plain2[i]), "%s/new-%d", tmp, i + 1);
+                decrypt_share(set, keys, i + 1, plain2[i]);
+                paths2[i] = plain2[i];
+        }
+        /* The old shares open nothing the store holds now. */
+        assert_int_equal(recovery_recover(inner, paths, 3, got, &rrec, err, sizeof(err)), -ESTALE);
+        assert_non_null(strstr(err, "an older set"));
+        assert_int_equal(recovery_recover(inner, paths2 + 2, 3, got, &rrec, err, sizeof(err)), 0);
+        assert_memory_equal(got, master, 32);
+        /* An out_dir that is no directory: refused, left as it was, and the
+         * record still the new set's. */
+        snprintf(cmd, sizeof(cmd), "%s/file", tmp);
+        assert_int_equal(close(open(cmd, O_WRONLY | O_CREAT | O_EXCL, 0600)), 0);
+        assert_int_equal(recovery_reshare(s, master, 5, 3, c, cmd, (gid_t)-1, &old, &rrec, err, sizeof(err)),
+                         -ENOTDIR);
+        assert_non_null(strstr(err, "something else than a directory is there"));
+        assert_int_equal(stat(cmd, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0600);
+        assert_int_equal(recovery_recover(inner, paths2, 3, got, &rrec, err, sizeof(err)), 0);
+        /* Another master key is not resharing this store's set. */
+        got[0] ^= 1;
+        assert_int_equal(recovery_reshare(s, got, 5, 3, c, out, (gid_t)-1, &old, &neu, err, sizeof(err)),
+                         -EKEYREJECTED);
+
+        recovery_custodians_free(c);
+        store_close(s);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
+        run(cmd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -341,7 +668,12 @@ int main(void)
                 cmocka_unit_test(test_shamir),
                 cmocka_unit_test(test_record),
                 cmocka_unit_test(test_create_and_recover),
+                cmocka_unit_test(test_shares_not_of_master),
+                cmocka_unit_test(test_legacy_set),
+                cmocka_unit_test(test_custodian_names),
+                cmocka_unit_test(test_custodians_and_reshare),
         };
 
+        crypto_set_engine(&engine_openssl_ops);
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
