@@ -8,7 +8,11 @@
 #                 the options the table lets it take (names from args.c);
 #   dkmd(8)       every option of dkmd's getopt table;
 #   libdkm(3)     every symbol src/lib/libdkm.sym exports, with the
-#                 prototype include/dkm/dkm.h declares.
+#                 prototype include/dkm/dkm.h declares;
+#   dkm-formats(5) each part of it that tests/integration/decode/dkm_decode.py
+#                 says it follows ("# --- dkm-formats(5), PART ---");
+#   all pages     every page in man/ is in the Makefile's MAN_PAGES, and
+#                 every .Xr to a dkm page names one that is there.
 # MAN_DIR (default man/) points it at another copy of the pages, which
 # tests/man/run.sh uses to see it fail; MAN_DEBUG=1 prints what it read.
 set -u
@@ -26,7 +30,8 @@ command -v mandoc >/dev/null || { echo "man: mandoc is missing (tests/deps.sh in
 # --- lint ------------------------------------------------------------------
 # Style messages count too; only references to other packages' pages,
 # which depend on what this machine has installed, are let through.
-for page in dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3; do
+pages="dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3 dkm-formats.5"
+for page in $pages; do
         [ -f "$MAN_DIR/$page" ] || { bad "$MAN_DIR/$page is missing"; continue; }
         out=$(mandoc -Tlint -Wstyle "$MAN_DIR/$page" 2>&1 |
               grep -v -e 'referenced manual not found' -e 'mandoc\.db' -e 'run makewhatis')
@@ -167,6 +172,36 @@ while IFS=$'\t' read -r name _; do
         grep -qx "$name" <<<"$syms" || bad "libdkm.3 describes $name, which libdkm does not export"
 done <<<"$man_protos"
 
+# --- dkm-formats(5) ------------------------------------------------------------
+# The outside decoder was written from this page; each part it follows must
+# still be there under that name.
+fmt=$MAN_DIR/dkm-formats.5
+decoder=tests/integration/decode/dkm_decode.py
+parts=$(sed -n 's/^# --- dkm-formats(5), \(.*[^ -]\) -*$/\1/p' "$decoder")
+[ -n "$parts" ] || bad "found no '# --- dkm-formats(5), PART ---' lines in $decoder"
+while read -r part; do
+        [ -n "$part" ] || continue
+        grep -qxF ".Ss $part" "$fmt" || bad "dkm-formats.5 lacks the part '$part' that $decoder follows"
+done <<<"$parts"
+
+# --- all pages -------------------------------------------------------------------
+make_pages=$(sed -n 's/^MAN_PAGES := //p' Makefile | tr ' ' '\n' | sed 's|^man/||' | sort)
+[ -n "$make_pages" ] || bad "found no MAN_PAGES in the Makefile"
+for f in "$MAN_DIR"/*.[1-8]; do
+        page=${f##*/}
+        grep -qx "$page" <<<"$make_pages" || bad "$page is not in the Makefile's MAN_PAGES: make install leaves it out"
+        grep -qw -- "$page" <<<"$pages" || bad "$page is not in check.sh's list of pages to lint"
+done
+while read -r page; do
+        [ -f "$MAN_DIR/$page" ] || bad "the Makefile's MAN_PAGES names $page, which man/ lacks"
+done <<<"$make_pages"
+# Cross-references among dkm's own pages: dkm, dkmd, dkmctl, dkmd.conf, libdkm, dkm-*.
+while read -r file name sec; do
+        [ -f "$MAN_DIR/$name.$sec" ] || bad "${file##*/} refers to $name($sec), which man/ lacks"
+done < <(for f in "$MAN_DIR"/*.[1-8]; do
+                 sed -n 's/^\.Xr \(dkm[a-z.-]*\|libdkm\) \([1-8]\).*/\1 \2/p' "$f" | sed "s|^|$f |"
+         done)
+
 [ -n "${MAN_DEBUG:-}" ] && printf "%s\n" "$code_keys" "--" "$reloaded" "--" "$man_keys" "--" "$code_verbs" "--" "$man_verbs" "--" "$code_opts" "--" "$man_opts" "--" "$man_protos" "--" "$h_protos"
-[ $failed -eq 0 ] && echo "man: dkmd(8), dkmctl(1), dkmd.conf(5), libdkm(3) lint clean and match the code"
+[ $failed -eq 0 ] && echo "man: $(echo $pages) lint clean and match the code"
 exit $failed

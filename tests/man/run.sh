@@ -43,7 +43,22 @@ drift "daemon option left out" dkmd.8 '/^\.It Fl -restore /d' "dkmd.8 lacks the 
 drift "library function left out" libdkm.3 '/^\.Fn dkm_access_revoke /d' "libdkm.3 lacks dkm_access_revoke"
 drift "library prototype wrong" libdkm.3 's/^\.Fn dkm_key_retire "dkm_client \*c" "const char \*policy" "uint32_t generation"/.Fn dkm_key_retire "dkm_client *c" "const char *policy" "int generation"/' \
         "libdkm.3 gives dkm_key_retire as"
+drift "format part the decoder follows" dkm-formats.5 's/^\.Ss Key wrapping$/.Ss Key wraps/' \
+        "dkm-formats.5 lacks the part 'Key wrapping' that tests/integration/decode/dkm_decode.py follows"
+drift "reference to a page that is not there" dkmctl.1 's/^\.Xr dkmd 8$/.Xr dkmd 7/' \
+        "dkmctl.1 refers to dkmd(7), which man/ lacks"
 drift "lint" dkmd.8 's/^\.Sh SIGNALS$/.Sh SIGNALS\n.Bl -tag\n.It x/' "mandoc -Tlint dkmd.8"
+
+# A page that make install would leave out.
+rm -rf "$tmp/man" && cp -r man "$tmp/man" && cp man/dkmd.8 "$tmp/man/dkm-extra.8"
+out=$(MAN_DIR=$tmp/man bash tests/man/check.sh 2>&1)
+if [ $? -ne 0 ] && grep -qF "dkm-extra.8 is not in the Makefile's MAN_PAGES" <<<"$out"; then
+        echo "== drift page not installed: refused"
+else
+        echo "== drift page not installed: NOT refused as expected:"
+        echo "$out"
+        failn=$((failn + 1))
+fi
 
 echo "man: $failn failed"
 [ $failn -eq 0 ]
