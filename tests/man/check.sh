@@ -79,6 +79,22 @@ while read -r section key field; do
                 bad "dkmd.conf.5: [$section] $key says 'Reload: at $got'; dkmd's reload() makes it 'at $want'"
         fi
 done <<<"$code_keys"
+# Each key's item gives its value type on the .It line and says what its
+# default is ("Default ...", "default 3", "no default").
+while read -r section key; do
+        bad "dkmd.conf.5: [$section] $key does not give its default"
+done < <(awk '
+        function flush() { if (key != "" && !dflt) print section, key; key = "" }
+        /^\.Ss / { flush(); s = $0; gsub(/\\&/, "", s); section = ""
+                   if (match(s, /\[[a-z]+\]/)) section = substr(s, RSTART + 1, RLENGTH - 2) }
+        /^\.It Ic / { flush(); key = $3; dflt = 0 }
+        /^\.(El|Sh)/ { flush() }
+        /[Dd]efault/ { dflt = 1 }
+        END { flush() }
+' "$conf")
+while read -r key; do
+        bad "dkmd.conf.5: $key does not give its value type (.It Ic $key Ns = Ns Ar TYPE)"
+done < <(awk '/^\.It Ic / && !/ Ns = Ns (Ar|Cm) / { print $3 }' "$conf")
 while read -r section key _; do
         [ -n "$section$key" ] || continue
         grep -q "^$section $key " <<<"$code_keys" ||

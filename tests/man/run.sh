@@ -34,6 +34,10 @@ drift "key in the wrong section" dkmd.conf.5 's/^\.Ss \\&\[audit\]/.Ss \\\&[audi
         "dkmd.conf.5 lacks [audit] fail_closed"
 drift "reload claim wrong" dkmd.conf.5 '/^\.It Ic reviewers /,/^Reload/s/^Reload: at restart.*/Reload: at once./' \
         "[groups] reviewers says 'Reload: at once'; dkmd's reload() makes it 'at restart'"
+drift "config default left out" dkmd.conf.5 '/^\.It Ic node_ttl /,/^Reload/s/, default 10s,/,/' \
+        "dkmd.conf.5: [store] node_ttl does not give its default"
+drift "config type left out" dkmd.conf.5 's/^\.It Ic cache_ttl Ns = Ns Ar duration$/.It Ic cache_ttl/' \
+        "dkmd.conf.5: cache_ttl does not give its value type"
 drift "verb left out" dkmctl.1 '/^\.It Cm policy rekey /d' "dkmctl.1 lacks the verb 'policy rekey'"
 drift "verb option left out" dkmctl.1 's/^\(\.It Cm store verify\) Op Fl -json$/\1/' \
         "dkmctl.1: 'store verify' shows options {}; its table entry takes {json}"
