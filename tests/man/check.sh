@@ -13,11 +13,17 @@
 #                 says it follows ("# --- dkm-formats(5), PART ---");
 #   all pages     every page in man/ is in the Makefile's MAN_PAGES, and
 #                 every .Xr to a dkm page names one that is there.
-# MAN_DIR (default man/) points it at another copy of the pages, which
-# tests/man/run.sh uses to see it fail; MAN_DEBUG=1 prints what it read.
+#   README.md     at most 300 lines; its roles table names every verb that
+#                 `dkmctl --list-verbs` prints, and so does dkmctl(1)'s ROLES.
+# MAN_DIR (default man/) and README (default README.md) point it at other
+# copies, which tests/man/run.sh uses to see it fail; DKMCTL (default
+# build/dkmctl, else the verb table of src/ctl/dkmctl.c) is the dkmctl asked;
+# MAN_DEBUG=1 prints what it read.
 set -u
 cd "$(dirname "$0")/../.."
 MAN_DIR=${MAN_DIR:-man}
+README=${README:-README.md}
+DKMCTL=${DKMCTL:-build/dkmctl}
 failed=0
 
 bad() {
@@ -30,7 +36,7 @@ command -v mandoc >/dev/null || { echo "man: mandoc is missing (tests/deps.sh in
 # --- lint ------------------------------------------------------------------
 # Style messages count too; only references to other packages' pages,
 # which depend on what this machine has installed, are let through.
-pages="dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3 dkm-formats.5"
+pages="dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3 dkm-formats.5 dkm.7"
 for page in $pages; do
         [ -f "$MAN_DIR/$page" ] || { bad "$MAN_DIR/$page is missing"; continue; }
         out=$(mandoc -Tlint -Wstyle "$MAN_DIR/$page" 2>&1 |
@@ -217,6 +223,28 @@ while read -r file name sec; do
 done < <(for f in "$MAN_DIR"/*.[1-8]; do
                  sed -n 's/^\.Xr \(dkm[a-z.-]*\|libdkm\) \([1-8]\).*/\1 \2/p' "$f" | sed "s|^|$f |"
          done)
+
+# --- roles: README.md and dkmctl(1) ---------------------------------------------
+# The verbs as dkmctl lists them; before a build, as its table has them.
+if [ -x "$DKMCTL" ]; then
+        list_verbs=$("$DKMCTL" --list-verbs | cut -f1)
+else
+        list_verbs=$(cut -d'|' -f1 <<<"$code_verbs")
+fi
+[ -n "$list_verbs" ] || bad "found no verbs ($DKMCTL --list-verbs, src/ctl/dkmctl.c)"
+readme_lines=$(wc -l <"$README")
+[ "$readme_lines" -le 300 ] ||
+        bad "$README has $readme_lines lines; the guide stays within 300 (the rest belongs in the man pages)"
+# The table rows of the README's "## Roles" section, and dkmctl(1)'s ROLES.
+readme_roles=$(awk '/^## / { in_roles = ($0 == "## Roles") } in_roles && /^\|/' "$README")
+[ -n "$readme_roles" ] || bad "$README has no table under '## Roles'"
+man_roles=$(awk '/^\.Sh / { in_roles = ($0 == ".Sh ROLES") } in_roles' "$ctl")
+[ -n "$man_roles" ] || bad "dkmctl.1 has no ROLES section"
+while read -r verb; do
+        [ -n "$verb" ] || continue
+        grep -qF "\`$verb\`" <<<"$readme_roles" || bad "$README's roles table does not name the verb '$verb'"
+        grep -qF "\"$verb\"" <<<"$man_roles" || bad "dkmctl.1's ROLES does not name the verb '$verb'"
+done <<<"$list_verbs"
 
 [ -n "${MAN_DEBUG:-}" ] && printf "%s\n" "$code_keys" "--" "$reloaded" "--" "$man_keys" "--" "$code_verbs" "--" "$man_verbs" "--" "$code_opts" "--" "$man_opts" "--" "$man_protos" "--" "$h_protos"
 [ $failed -eq 0 ] && echo "man: $(echo $pages) lint clean and match the code"

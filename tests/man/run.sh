@@ -53,6 +53,24 @@ drift "reference to a page that is not there" dkmctl.1 's/^\.Xr dkmd 8$/.Xr dkmd
         "dkmctl.1 refers to dkmd(7), which man/ lacks"
 drift "lint" dkmd.8 's/^\.Sh SIGNALS$/.Sh SIGNALS\n.Bl -tag\n.It x/' "mandoc -Tlint dkmd.8"
 
+# The README: a verb missing from its roles table, and too long.
+readme_drift() { # NAME SED-SCRIPT EXPECTED-MESSAGE
+        sed "$2" README.md >"$tmp/README.md"
+        out=$(README=$tmp/README.md bash tests/man/check.sh 2>&1)
+        if [ $? -ne 0 ] && grep -qF -- "$3" <<<"$out"; then
+                echo "== drift $1: refused"
+        else
+                echo "== drift $1: NOT refused as expected (wanted '$3'):"
+                echo "$out"
+                failn=$((failn + 1))
+        fi
+}
+readme_drift "verb missing from the README's roles table" '/^| operator /s/`policy rekey`, //' \
+        "README.md's roles table does not name the verb 'policy rekey'"
+readme_drift "README over 300 lines" 'p' "lines; the guide stays within 300"
+drift "verb missing from dkmctl(1)'s ROLES" dkmctl.1 's/ "policy assign" ,$/ ,/' \
+        "dkmctl.1's ROLES does not name the verb 'policy assign'"
+
 # A page that make install would leave out.
 rm -rf "$tmp/man" && cp -r man "$tmp/man" && cp man/dkmd.8 "$tmp/man/dkm-extra.8"
 out=$(MAN_DIR=$tmp/man bash tests/man/check.sh 2>&1)
