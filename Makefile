@@ -228,7 +228,7 @@ ifeq ($(origin TMPFILESDIR),undefined)
 TMPFILESDIR := $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null || echo "$(PREFIX)/lib/tmpfiles.d")
 endif
 MANDIR ?= $(DATADIR)/man
-MAN_PAGES := man/dkmctl.1 man/libdkm.3 man/dkmd.conf.5 man/dkmd.8
+MAN_PAGES := man/dkmctl.1 man/libdkm.3 man/dkmd.conf.5 man/dkm-formats.5 man/dkm.7 man/dkmd.8
 # Where bash-completion looks, as its pkg-config file says.
 ifeq ($(origin BASHCOMPLETIONDIR),undefined)
 BASHCOMPLETIONDIR := $(or $(shell $(PKG_CONFIG) --variable=completionsdir bash-completion 2>/dev/null),$(DATADIR)/bash-completion/completions)

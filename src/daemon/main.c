@@ -1340,6 +1340,8 @@ static void reload(struct daemon *d)
                 { "[store] key", offsetof(struct dkm_config, store_key) },
                 { "[store] node_name", offsetof(struct dkm_config, node_name) },
                 { "[store] prefix", offsetof(struct dkm_config, store_prefix) },
+                { "[recovery] custodians", offsetof(struct dkm_config, recovery_custodians) },
+                { "[recovery] out_dir", offsetof(struct dkm_config, recovery_out_dir) },
         };
         for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
                 if (str_differs(*(char **)((char *)&d->cfg + fixed[i].off),

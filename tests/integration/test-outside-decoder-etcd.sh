@@ -3,7 +3,7 @@
 #
 # The outside reader (decode/dkm_decode.py, see test-outside-decoder.sh) on a
 # backup of an etcd prefix: the records' keys and MACs are without the
-# prefix, as the Reference says.  v1 and v2 ciphertexts of the default and a
+# prefix, as dkm-formats(5) says.  v1 and v2 ciphertexts of the default and a
 # customer-managed policy, across a rotation.
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/integration/lib-etcd.sh

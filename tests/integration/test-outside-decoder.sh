@@ -1,6 +1,7 @@
 #!/bin/bash
 # Issue 12 §5, "readable without dkm": an independent reader written from
-# README.md's Reference alone (tests/integration/decode/dkm_decode.py,
+# dkm-formats(5) alone (README.md's Reference before; the decoder is
+# tests/integration/decode/dkm_decode.py,
 # Python and python3-cryptography, no dkm code) gets every plaintext back
 # from a backup, the master key and the customer's keys (file: keys, and a
 # copy of a pkcs11: token's AES key): v1 messages,

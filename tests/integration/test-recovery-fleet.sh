@@ -1,5 +1,5 @@
 #!/bin/bash
-# Recovery shares on a fleet (README.md, "Recovery shares"): the shares made
+# Recovery shares on a fleet (dkm(7), "Recovery shares"): the shares made
 # at the fleet's --init rebuild the master key on a new node, checked against
 # the fleet's recovery record in a real etcd cluster; the new node then
 # decrypts what the first node encrypted.  The key never travels between the

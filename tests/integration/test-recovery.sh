@@ -1,5 +1,5 @@
 #!/bin/bash
-# Recovery shares (README.md, "Recovery shares"): a machine whose master key
+# Recovery shares (dkm(7), "Recovery shares"): a machine whose master key
 # is gone gets it back from 3 of its 5 custodians' shares, and every earlier
 # ciphertext decrypts again.  Too few shares, a damaged share, a wrong share
 # and another installation's share are each refused by name, and nothing is

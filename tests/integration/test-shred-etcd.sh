@@ -8,7 +8,7 @@
 # compacted the history; and no member's bbolt file (member/snap/db) holds
 # them, in any encoding (lib-shred.sh), because dkmd defragmented each
 # member.  The attacker holds etcd credentials, or a copy of a member's disk.
-# etcd's own raft log (member/wal) is outside dkm's reach: the README says
+# etcd's own raft log (member/wal) is outside dkm's reach: dkm(7) says
 # for how long it keeps a write; the test prints whether it still does.
 . "$(dirname "$0")/lib.sh"
 # shellcheck source=tests/integration/lib-etcd.sh

@@ -19,7 +19,7 @@ FILES=("$DB" "$DB-wal" "$DB-shm" "$DB-journal")
 
 # record KEY: the stored value of one key, read as any reader of the file can.
 record() { sqlite3 -readonly "$DB" "SELECT value FROM kv WHERE key = '$1'"; }
-# The first line: a name record carries its MAC on the next (README, "Authenticated records").
+# The first line: a name record carries its MAC on the next (dkm(7), "Authenticated records").
 policy_id() { record "names/$1" | sed -n 1p; }
 
 printf 'generation one' | as svc encrypt > "$W/ct1"

@@ -120,7 +120,7 @@ keys=$(etcd_ctl get --prefix /dkm-upgrade/ --keys-only | grep -c .)
 macs=$(etcd_ctl get --prefix /dkm-upgrade/ --print-value-only | grep -c '"dkm_auth":"1\.')
 check "every value in etcd carries its MAC ($macs of $keys)" test "$macs" = "$keys"
 
-# A rolling upgrade, in the order README.md recommends: the first new node
+# A rolling upgrade, in the order dkm(7) recommends: the first new node
 # took the store over above; an old node still running writes as it always
 # did, without a MAC (here: its use reservation of generation 3, put as it
 # would).  The new node refuses it and keeps its state; once the last old

@@ -8,12 +8,22 @@
 #                 the options the table lets it take (names from args.c);
 #   dkmd(8)       every option of dkmd's getopt table;
 #   libdkm(3)     every symbol src/lib/libdkm.sym exports, with the
-#                 prototype include/dkm/dkm.h declares.
-# MAN_DIR (default man/) points it at another copy of the pages, which
-# tests/man/run.sh uses to see it fail; MAN_DEBUG=1 prints what it read.
+#                 prototype include/dkm/dkm.h declares;
+#   dkm-formats(5) each part of it that tests/integration/decode/dkm_decode.py
+#                 says it follows ("# --- dkm-formats(5), PART ---");
+#   all pages     every page in man/ is in the Makefile's MAN_PAGES, and
+#                 every .Xr to a dkm page names one that is there.
+#   README.md     at most 300 lines; its roles table names every verb that
+#                 `dkmctl --list-verbs` prints, and so does dkmctl(1)'s ROLES.
+# MAN_DIR (default man/) and README (default README.md) point it at other
+# copies, which tests/man/run.sh uses to see it fail; DKMCTL (default
+# build/dkmctl, else the verb table of src/ctl/dkmctl.c) is the dkmctl asked;
+# MAN_DEBUG=1 prints what it read.
 set -u
 cd "$(dirname "$0")/../.."
 MAN_DIR=${MAN_DIR:-man}
+README=${README:-README.md}
+DKMCTL=${DKMCTL:-build/dkmctl}
 failed=0
 
 bad() {
@@ -26,7 +36,8 @@ command -v mandoc >/dev/null || { echo "man: mandoc is missing (tests/deps.sh in
 # --- lint ------------------------------------------------------------------
 # Style messages count too; only references to other packages' pages,
 # which depend on what this machine has installed, are let through.
-for page in dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3; do
+pages="dkmd.8 dkmctl.1 dkmd.conf.5 libdkm.3 dkm-formats.5 dkm.7"
+for page in $pages; do
         [ -f "$MAN_DIR/$page" ] || { bad "$MAN_DIR/$page is missing"; continue; }
         out=$(mandoc -Tlint -Wstyle "$MAN_DIR/$page" 2>&1 |
               grep -v -e 'referenced manual not found' -e 'mandoc\.db' -e 'run makewhatis')
@@ -74,6 +85,22 @@ while read -r section key field; do
                 bad "dkmd.conf.5: [$section] $key says 'Reload: at $got'; dkmd's reload() makes it 'at $want'"
         fi
 done <<<"$code_keys"
+# Each key's item gives its value type on the .It line and says what its
+# default is ("Default ...", "default 3", "no default").
+while read -r section key; do
+        bad "dkmd.conf.5: [$section] $key does not give its default"
+done < <(awk '
+        function flush() { if (key != "" && !dflt) print section, key; key = "" }
+        /^\.Ss / { flush(); s = $0; gsub(/\\&/, "", s); section = ""
+                   if (match(s, /\[[a-z]+\]/)) section = substr(s, RSTART + 1, RLENGTH - 2) }
+        /^\.It Ic / { flush(); key = $3; dflt = 0 }
+        /^\.(El|Sh)/ { flush() }
+        /[Dd]efault/ { dflt = 1 }
+        END { flush() }
+' "$conf")
+while read -r key; do
+        bad "dkmd.conf.5: $key does not give its value type (.It Ic $key Ns = Ns Ar TYPE)"
+done < <(awk '/^\.It Ic / && !/ Ns = Ns (Ar|Cm) / { print $3 }' "$conf")
 while read -r section key _; do
         [ -n "$section$key" ] || continue
         grep -q "^$section $key " <<<"$code_keys" ||
@@ -167,6 +194,58 @@ while IFS=$'\t' read -r name _; do
         grep -qx "$name" <<<"$syms" || bad "libdkm.3 describes $name, which libdkm does not export"
 done <<<"$man_protos"
 
+# --- dkm-formats(5) ------------------------------------------------------------
+# The outside decoder was written from this page; each part it follows must
+# still be there under that name.
+fmt=$MAN_DIR/dkm-formats.5
+decoder=tests/integration/decode/dkm_decode.py
+parts=$(sed -n 's/^# --- dkm-formats(5), \(.*[^ -]\) -*$/\1/p' "$decoder")
+[ -n "$parts" ] || bad "found no '# --- dkm-formats(5), PART ---' lines in $decoder"
+while read -r part; do
+        [ -n "$part" ] || continue
+        grep -qxF ".Ss $part" "$fmt" || bad "dkm-formats.5 lacks the part '$part' that $decoder follows"
+done <<<"$parts"
+
+# --- all pages -------------------------------------------------------------------
+make_pages=$(sed -n 's/^MAN_PAGES := //p' Makefile | tr ' ' '\n' | sed 's|^man/||' | sort)
+[ -n "$make_pages" ] || bad "found no MAN_PAGES in the Makefile"
+for f in "$MAN_DIR"/*.[1-8]; do
+        page=${f##*/}
+        grep -qx "$page" <<<"$make_pages" || bad "$page is not in the Makefile's MAN_PAGES: make install leaves it out"
+        grep -qw -- "$page" <<<"$pages" || bad "$page is not in check.sh's list of pages to lint"
+done
+while read -r page; do
+        [ -f "$MAN_DIR/$page" ] || bad "the Makefile's MAN_PAGES names $page, which man/ lacks"
+done <<<"$make_pages"
+# Cross-references among dkm's own pages: dkm, dkmd, dkmctl, dkmd.conf, libdkm, dkm-*.
+while read -r file name sec; do
+        [ -f "$MAN_DIR/$name.$sec" ] || bad "${file##*/} refers to $name($sec), which man/ lacks"
+done < <(for f in "$MAN_DIR"/*.[1-8]; do
+                 sed -n 's/^\.Xr \(dkm[a-z.-]*\|libdkm\) \([1-8]\).*/\1 \2/p' "$f" | sed "s|^|$f |"
+         done)
+
+# --- roles: README.md and dkmctl(1) ---------------------------------------------
+# The verbs as dkmctl lists them; before a build, as its table has them.
+if [ -x "$DKMCTL" ]; then
+        list_verbs=$("$DKMCTL" --list-verbs | cut -f1)
+else
+        list_verbs=$(cut -d'|' -f1 <<<"$code_verbs")
+fi
+[ -n "$list_verbs" ] || bad "found no verbs ($DKMCTL --list-verbs, src/ctl/dkmctl.c)"
+readme_lines=$(wc -l <"$README")
+[ "$readme_lines" -le 300 ] ||
+        bad "$README has $readme_lines lines; the guide stays within 300 (the rest belongs in the man pages)"
+# The table rows of the README's "## Roles" section, and dkmctl(1)'s ROLES.
+readme_roles=$(awk '/^## / { in_roles = ($0 == "## Roles") } in_roles && /^\|/' "$README")
+[ -n "$readme_roles" ] || bad "$README has no table under '## Roles'"
+man_roles=$(awk '/^\.Sh / { in_roles = ($0 == ".Sh ROLES") } in_roles' "$ctl")
+[ -n "$man_roles" ] || bad "dkmctl.1 has no ROLES section"
+while read -r verb; do
+        [ -n "$verb" ] || continue
+        grep -qF "\`$verb\`" <<<"$readme_roles" || bad "$README's roles table does not name the verb '$verb'"
+        grep -qF "\"$verb\"" <<<"$man_roles" || bad "dkmctl.1's ROLES does not name the verb '$verb'"
+done <<<"$list_verbs"
+
 [ -n "${MAN_DEBUG:-}" ] && printf "%s\n" "$code_keys" "--" "$reloaded" "--" "$man_keys" "--" "$code_verbs" "--" "$man_verbs" "--" "$code_opts" "--" "$man_opts" "--" "$man_protos" "--" "$h_protos"
-[ $failed -eq 0 ] && echo "man: dkmd(8), dkmctl(1), dkmd.conf(5), libdkm(3) lint clean and match the code"
+[ $failed -eq 0 ] && echo "man: $(echo $pages) lint clean and match the code"
 exit $failed

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The guest side of `make check-system`, run by root's login shell on the
 # serial console of the test VM (tests/system/run.sh installs it as
-# /root/dkm-system-test).  It does what README.md tells an administrator,
+# /root/dkm-system-test).  It does what README.md and dkm(7) tell an administrator,
 # then what the users of each role do, first with SELinux permissive, then
 # enforcing, then the bad-input cases, and last (still enforcing) dkmd as a
 # fleet node on etcd, with the dkmd_connect_etcd boolean off and on.  The
@@ -112,7 +112,7 @@ explain() {
 # --- once: what the administrator does after `make install` --------------
 install_steps() {
         local g sec score
-        section "installing, as README.md says"
+        section "installing, as dkm(7) says"
         echo "kernel $(uname -r); SELinux $(getenforce); root shell $(id -Z), auid $(cat /proc/self/loginuid)"
         check "ldconfig" ldconfig
         check "systemd-sysusers dkm.conf: user dkm and the role groups" systemd-sysusers dkm.conf
@@ -428,9 +428,9 @@ bad_input() {
 
 # --- a fleet node on etcd, enforcing --------------------------------------
 # One etcd member on loopback, started here (etcd's Debian unit is masked in
-# the root), reached as README's example reaches its members: https, a
+# the root), reached as dkm(7)'s example reaches its members: https, a
 # client certificate, a host name (/etc/hosts).  dkmd is switched to [store]
-# backend=etcd with README's drop-in.  With the dkmd_connect_etcd boolean
+# backend=etcd with dkm(7)'s drop-in.  With the dkmd_connect_etcd boolean
 # off, SELinux keeps dkmd_t from etcd: dkmd does not start and says why;
 # with it on, dkmd serves from etcd.  run.sh made the certificates.
 ETCD_NAME=etcd1.dkm.test
@@ -488,7 +488,7 @@ fleet_on_etcd() {
         fi
         show ps -o label=,user=,pid=,args= -C etcd
 
-        section "[fleet] [store] backend=etcd, README's drop-in; dkmd_connect_etcd off"
+        section "[fleet] [store] backend=etcd, dkm(7)'s drop-in; dkmd_connect_etcd off"
         cp "$CONF" "$W/dkmd.conf.sqlite"
         install -m 0644 "$ETCD_TLS/ca.pem" /etc/dkm/etcd-ca.pem
         install -m 0640 -g dkm "$ETCD_TLS/client.pem" /etc/dkm/etcd.pem
@@ -563,7 +563,7 @@ fleet_on_etcd() {
         check "svc: dkmctl encrypt on etcd ($(stat -c %s "$W/ct.etcd") bytes)" test -s "$W/ct.etcd"
         check "svc: dkmctl decrypt gives the plaintext back" decrypts_etcd
         # A rotation less than a second after the last activation reports
-        # the generation in force (README, Fleet): wait that second out.
+        # the generation in force (dkm(7), Fleet on etcd): wait that second out.
         gen=$(as_user svc dkmctl status --json | sed -n 's/.*"active_generation": \([0-9]*\).*/\1/p' | head -n1)
         sleep 1.1
         g=$(as_user alice dkmctl key rotate 2>&1)
@@ -586,7 +586,7 @@ fleet_on_etcd() {
         systemctl stop dkm-test-etcd.service
 }
 
-# The whole host lost, as issue 12 asks: README's install path with a TPM
+# The whole host lost, as issue 12 asks: dkm(7)'s install path with a TPM
 # (QEMU's TPM, backed by swtpm on the host), the TPM wiped as a new
 # motherboard would have it, and the key recovered from 3 of the 5 shares
 # into a credential for the new TPM. Permissive: what matters here is the
@@ -603,19 +603,19 @@ tpm_host_loss() {
         mv /var/lib/dkm /var/lib/dkm.before-tpm
         systemd-tmpfiles --create dkm.conf
         restorecon -R /var/lib/dkm
-        # README's install path, as printed.
-        check "README: init.conf, as user dkm" setpriv --reuid=dkm --regid=dkm --clear-groups -- sh -c \
+        # dkm(7)'s install path, as printed.
+        check "dkm(7): init.conf, as user dkm" setpriv --reuid=dkm --regid=dkm --clear-groups -- sh -c \
                 'umask 077; sed "s|^master_key=.*|master_key=/var/lib/dkm/master.key.init|" /etc/dkm/dkmd.conf > /var/lib/dkm/init.conf'
-        check "README: dkmd --init --recovery-dir splits the new key into 5 shares" \
+        check "dkm(7): dkmd --init --recovery-dir splits the new key into 5 shares" \
                 setpriv --reuid=dkm --regid=dkm --clear-groups -- \
                 /usr/local/sbin/dkmd --config /var/lib/dkm/init.conf --init --recovery-dir "$sh"
         show ls -l "$sh"
-        check "README: systemd-creds encrypt seals the key to the TPM" systemd-creds encrypt --with-key=tpm2 \
+        check "dkm(7): systemd-creds encrypt seals the key to the TPM" systemd-creds encrypt --with-key=tpm2 \
                 --name=dkm-master-key /var/lib/dkm/master.key.init "$CRED"
-        check "README: the plain copy is shredded" shred -u /var/lib/dkm/master.key.init /var/lib/dkm/init.conf
+        check "dkm(7): the plain copy is shredded" shred -u /var/lib/dkm/master.key.init /var/lib/dkm/init.conf
         mkdir -p "$W/shares"
         mv "$sh"/recovery-share-* "$W/shares/"
-        check "README: the shares leave the host (none left in $sh)" sh -c "! ls $sh/recovery-share-* 2>/dev/null"
+        check "dkm(7): the shares leave the host (none left in $sh)" sh -c "! ls $sh/recovery-share-* 2>/dev/null"
         check "dkmd starts with the TPM-sealed key" sh -c "systemctl start dkmd.service && systemctl is-active -q dkmd.service"
         head -c 3000 /dev/urandom > "$W/tpm.plain"
         chmod 644 "$W/tpm.plain"
@@ -635,11 +635,11 @@ tpm_host_loss() {
         systemctl stop dkmd.service 2>/dev/null
         systemctl reset-failed dkmd.service 2>/dev/null
 
-        # README's recovery: 3 of the 5 custodians, into a new credential.
+        # dkm(7)'s recovery: 3 of the 5 custodians, into a new credential.
         refused_root() { ! /usr/local/sbin/dkmd --config "$CONF" --recover --recover-out - "$@" >/dev/null 2>"$W/rec.err"; }
         check "2 shares are refused" refused_root "$W/shares/recovery-share-1" "$W/shares/recovery-share-2"
         show cat "$W/rec.err"
-        check "README: dkmd --recover from 3 shares, sealed to the new TPM" sh -c \
+        check "dkm(7): dkmd --recover from 3 shares, sealed to the new TPM" sh -c \
                 "/usr/local/sbin/dkmd --config $CONF --recover --recover-out - $W/shares/recovery-share-1 \
                  $W/shares/recovery-share-3 $W/shares/recovery-share-5 |
                  systemd-creds encrypt --with-key=tpm2 --name=dkm-master-key - $CRED"
@@ -656,8 +656,8 @@ section "dkm full-system test on $(uname -r)"
 show systemctl is-system-running --wait
 start=$(date +%s)
 install_steps
-# README's install path: the store is created once; a plain start never does.
-# setpriv, as README says: runuser's pam_keyinit would make dkm's user
+# dkm(7)'s install path: the store is created once; a plain start never does.
+# setpriv, as dkm(7) says: runuser's pam_keyinit would make dkm's user
 # keyring with this shell's label, which dkmd_t may not use.
 check "setpriv dkm -- dkmd --init creates the store" setpriv --reuid=dkm --regid=dkm --clear-groups -- \
         /usr/local/sbin/dkmd --config "$CONF" --init

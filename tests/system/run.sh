@@ -109,7 +109,7 @@ install -m 0755 "$here/guest-test.sh" "$stage/root/dkm-system-test"
 make -s -C "$top" BUILD="$build" "$build/tools/freeze-thread" >>"$vm/system-install.log" 2>&1 ||
         { tail -n 20 "$vm/system-install.log"; die "building tools/freeze-thread failed"; }
 install -m 0755 "$build/tools/freeze-thread" "$stage/root/freeze-thread"
-# The fleet part talks TLS to etcd under a host name, as README's example
+# The fleet part talks TLS to etcd under a host name, as dkm(7)'s example
 # does: a throwaway CA, a server certificate for etcd1.dkm.test and a client
 # certificate, made here (the guest has no openssl command).
 tls=$stage/root/etcd-tls

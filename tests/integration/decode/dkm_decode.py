@@ -3,10 +3,12 @@
 """Reads dkm ciphertexts without dkm: from a backup, the master key and, for
 customer-managed policies, the customer's keys.
 
-Written from README.md's "Reference" alone (issue 12 §5), with nothing but
-Python and python3-cryptography: it imports and runs no dkm code, so that it
-proves the reference complete.  Each step names the part of the reference
-it follows.
+Written from the format reference alone (issue 12 §5; it was README.md's
+"Reference", and is now the manual page dkm-formats(5), man/dkm-formats.5),
+with nothing but Python and python3-cryptography: it imports and runs no dkm
+code, so that it proves the reference complete.  Each step names the part
+of dkm-formats(5) it follows (a "# --- dkm-formats(5), PART ---" line, which
+tests/man/check.sh finds in the page).
 
     dkm_decode.py --backup FILE --master-key FILE [--customer-key FILE]...
                   [--use-availability-key] [--context KEY=VALUE]...
@@ -39,7 +41,7 @@ class Refused(Exception):
     pass
 
 
-# --- Conventions --------------------------------------------------------------
+# --- dkm-formats(5), Conventions --------------------------------------------------------------
 
 def hkdf(ikm, info, salt=None, length=32):
     # "no salt": left out, which RFC 5869 defines as 32 zero bytes.
@@ -88,7 +90,7 @@ def whole(record, member, where, absent=None):
     return v
 
 
-# --- Backup file format ----------------------------------------------------------
+# --- dkm-formats(5), Backup file format ----------------------------------------------------------
 
 BACKUP_MAGIC = b"DKMBKUP\n"
 
@@ -146,7 +148,7 @@ def read_backup(data, master):
             "created": created, "records": records}
 
 
-# --- Record authentication -----------------------------------------------------
+# --- dkm-formats(5), Record authentication -----------------------------------------------------
 
 AUTH = b'"dkm_auth":"1.'
 
@@ -215,7 +217,7 @@ class Store:
         return len(self.records)
 
 
-# --- Key wrapping ------------------------------------------------------------------
+# --- dkm-formats(5), Key wrapping ------------------------------------------------------------------
 
 PURPOSE_POLICY_KEY, PURPOSE_GENERATION_KEY, PURPOSE_AVAILABILITY_KEY = 0, 1, 2
 PURPOSE_POLICY_KEY_AVAILABILITY, PURPOSE_PREVIOUS_POLICY_KEY = 3, 4
@@ -226,7 +228,7 @@ def unwrap(kek, purpose, policy_id, generation, wrapped, what):
     return gcm_open(kek, wrapped[:12], wrapped[12:], aad, what)
 
 
-# --- Customer-key blobs ------------------------------------------------------------
+# --- dkm-formats(5), Customer-key blobs ------------------------------------------------------------
 
 def open_blob(blob, policy_text, key_bytes):
     if blob[:3] != b"DK\x01":
@@ -252,7 +254,8 @@ def open_blob(blob, policy_text, key_bytes):
         return None
 
 
-# --- Store records: policy and generation keys -----------------------------------------
+# --- dkm-formats(5), Store records ---------------------------------------------
+# The policy and generation keys, in the order of "Reading data without dkm".
 
 def policy_key(store, policy_text, master, customer_keys, use_availability):
     where = "policies/" + policy_text
@@ -325,7 +328,8 @@ def generation_key(store, policy_text, gen, master, customer_keys, use_availabil
                   "generation %d of policy '%s': its key does not unwrap" % (gen, name))
 
 
-# --- Ciphertext formats v1 and v2 --------------------------------------------------------
+# --- dkm-formats(5), Ciphertext format v1 ---
+# --- dkm-formats(5), Streaming ciphertext format v2 --------------------------------------------------------
 
 def canonical_context(pairs):
     keys = [k for k, _ in pairs]
@@ -405,7 +409,7 @@ def decrypt(data, ctx, keyfor):
     raise Refused("unsupported ciphertext version")
 
 
-# --- Recovery share format ------------------------------------------------------------
+# --- dkm-formats(5), Recovery share format ------------------------------------------------------------
 
 def gf_mul(a, b):
     # GF(2^8) with the polynomial 0x11d.
