@@ -50,7 +50,8 @@ endif
 
 # Sources by component; adding a file to a directory adds it to the build.
 CORE_SRCS := $(wildcard src/shared/*.c src/engine/*.c src/store/*.c)
-DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
+# Customer Key providers (src/ckey) load PKCS#11 modules: dkmd only.
+DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c src/ckey/*.c))
 LIB_SRCS := $(wildcard src/lib/*.c)
 CTL_SRCS := $(wildcard src/ctl/*.c)
 UNIT_SRCS := $(wildcard tests/unit/test-*.c)

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "backup.h"
-#include "ckey.h"
+#include "ckey/ckey.h"
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
