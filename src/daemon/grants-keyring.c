@@ -274,7 +274,7 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
         } else if (e == -ESTALE)
                 log_info("grant %u ended (recorded by another node)", r->id);
         else
-                log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
+                log_err("cannot record the end of grant %u: %s", r->id, store_strerror(g->store, e));
         grant_key_drop(g, r->id);
         grant_seen_set(g, r->id, false);
 }

@@ -148,7 +148,7 @@ int request_load(struct grants *g, uint32_t id, struct request *ret, char *err)
                 return r;
         }
         if (r < 0) {
-                grants_seterr(err, "cannot read access request %u: %s", id, store_error_text(g->store, r));
+                grants_seterr(err, "cannot read access request %u: %s", id, store_strerror(g->store, r));
                 return r;
         }
         r = request_decode(&kv, ret);
@@ -190,7 +190,7 @@ int request_store_leased(struct grants *g, struct request *r, uint64_t marker_le
         if (e < 0) {
                 if (err)
                         grants_seterr(err, "cannot store access request %u: %s", r->id,
-                               e == -ESTALE ? "it changed concurrently, retry" : store_error_text(g->store, e));
+                               e == -ESTALE ? "it changed concurrently, retry" : store_strerror(g->store, e));
                 return e;
         }
         r->mod_revision = rev;
@@ -226,7 +226,7 @@ void grant_lease_end(struct grants *g, uint64_t lease)
         e = store_lease_revoke(g->store, lease);
         if (e < 0 && e != -ENOENT)
                 log_warn("cannot revoke grant lease %" PRIu64 " (its marker expires with it): %s", lease,
-                         store_error_text(g->store, e));
+                         store_strerror(g->store, e));
 }
 
 

@@ -164,7 +164,7 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                 goto out;
         e = next_id(g, &r.id);
         if (e < 0)
-                grants_seterr(err, "cannot allocate a request id: %s", store_error_text(g->store, e));
+                grants_seterr(err, "cannot allocate a request id: %s", store_strerror(g->store, e));
         else
                 e = request_store(g, &r, err);
         audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-request", who, e,
@@ -297,7 +297,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                         s = grant_lease_new(g, &r, now, &lease);
                         if (s < 0)
                                 grants_seterr(serr, "cannot store access request %u: %s", id,
-                                       store_error_text(g->store, s));
+                                       store_strerror(g->store, s));
                         r.lease = lease;
                 }
                 if (s >= 0)

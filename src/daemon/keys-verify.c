@@ -168,7 +168,7 @@ int keys_verify_json(struct keys *k, char **ret, uint32_t *ret_failed, char *err
         json_object_object_add(o, "policies", arr);
         r = store_ops_of(k->env.store)->range(k->env.store, "policies/", collect, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read the store: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0; i < l.n; i++) {

@@ -413,7 +413,7 @@ static int store_look(struct daemon *d)
         int r = store_ops_of(d->store)->range(d->store, "", any_record, NULL);
 
         if (r < 0) {
-                fail(d, "cannot read the store: %s", store_error_text(NULL, r));
+                fail(d, "cannot read the store: %s", store_strerror(NULL, r));
                 return r;
         }
         d->store_empty = r == 0;
@@ -461,7 +461,7 @@ static int open_backend(struct daemon *d, const struct dkm_config *cfg, bool rea
                         r = store_open(&store_etcd_ops, loc, ret);
                 if (r < 0) {
                         fail(d, "cannot open the etcd store at %s (prefix %s): %s", cfg->store_endpoints, prefix,
-                                r == -EINVAL ? "bad endpoints or paths" : store_error_text(NULL, r));
+                                r == -EINVAL ? "bad endpoints or paths" : store_strerror(NULL, r));
                         return r;
                 }
                 log_info("store: etcd at %s, prefix %s%s", cfg->store_endpoints, prefix,
@@ -551,7 +551,7 @@ static int init_store(struct daemon *d)
                 if (r == -ESTALE)
                         r = 0; /* another node of the fleet initialised it at the same moment */
                 if (r < 0)
-                        log_err("cannot initialise the store: %s", store_error_text(NULL, r));
+                        log_err("cannot initialise the store: %s", store_strerror(NULL, r));
                 else
                         log_info("store created");
         } else

@@ -409,7 +409,7 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                  * first (its watch brings it here). */
                 keys_seterr(err, "cannot store policy '%s': %s", name,
                             r == -ESTALE ? "it already exists (created on another node)" :
-                                           store_error_text(k->env.store, r));
+                                           store_strerror(k->env.store, r));
                 if (r == -ESTALE)
                         r = -EEXIST;
                 goto fail;
@@ -475,7 +475,7 @@ static int refresh_assignment(struct keys *k, const char *key, bool by_gid, uint
         int r = store_ops_of(k->env.store)->get(k->env.store, key, &kv);
 
         if (r < 0 && r != -ENOENT) {
-                keys_seterr(err, "cannot read the assignment: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read the assignment: %s", store_strerror(k->env.store, r));
                 return r;
         }
         pthread_rwlock_wrlock(&k->lock);
@@ -549,7 +549,7 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
                                                policy, by_gid ? "group" : "user", id),
                                  r, "policy-assign");
         if (r < 0) {
-                keys_seterr(err, "cannot store the assignment: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the assignment: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         if (!a) {
@@ -749,7 +749,7 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                                                new_policy_key ? "yes" : "no", p->n_gens),
                                  r, "policy-rekey");
         if (r < 0) {
-                keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the rekey: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         /* Commit in memory: the old customer keys stop working at once. */
@@ -931,7 +931,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                                                request_id),
                                  r, "policy-purge");
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the purge: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {

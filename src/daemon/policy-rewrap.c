@@ -134,9 +134,9 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
 out:
         if (r < 0 && r != -ESTALE && !err[0])
                 keys_seterr(err, "cannot store re-wrapped generations: %s",
-                            store_error_text(k->env.store, r));
+                            store_strerror(k->env.store, r));
         else if (r < 0 && !err[0])
-                keys_seterr(err, "%s", store_error_text(k->env.store, r));
+                keys_seterr(err, "%s", store_strerror(k->env.store, r));
         for (size_t i = 0; jsons && i < n; i++)
                 free(jsons[i]);
         free(jsons);

@@ -61,22 +61,6 @@ static int kv_list_copy(const struct store_kv *kv, void *userdata)
         return 0;
 }
 
-const char *store_error_text(struct store *s, int r)
-{
-        const struct store_ops *ops = store_backend_ops(s);
-
-        if (ops == &store_etcd_ops &&
-            (r == -EAGAIN || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
-             r == -ECONNRESET || r == -ENOTCONN))
-                return "store unavailable: no etcd quorum";
-        if (ops == &store_etcd_ops && r == -ETIMEDOUT)
-                return "store unavailable: no etcd quorum (timed out: the change may still take "
-                       "effect when quorum returns)";
-        if (r == -ESTALE)
-                return "the record changed concurrently, retry";
-        return strerror(-r);
-}
-
 static bool key_material_differs(const struct policy_record *a, const struct policy_record *b)
 {
         return a->purged != b->purged || a->n_customer_keys != b->n_customer_keys ||
@@ -305,7 +289,7 @@ static int read_range(struct keys *k, const char *prefix, const char *what, stru
 
         r = store_ops_of(k->env.store)->range(k->env.store, prefix, kv_list_copy, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read %s: %s", what, store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read %s: %s", what, store_strerror(k->env.store, r));
                 kv_list_free(&l);
                 return r;
         }
@@ -460,7 +444,7 @@ int keys_sync(struct keys *k, bool *ret_access_changed)
         since = atomic_load(&k->sync.applied);
         r = store_ops_of(k->env.store)->revision(k->env.store, &rev);
         if (r < 0) {
-                note_health(k, r, store_error_text(k->env.store, r));
+                note_health(k, r, store_strerror(k->env.store, r));
                 goto out;
         }
         if (rev <= since) {
@@ -481,7 +465,7 @@ int keys_sync(struct keys *k, bool *ret_access_changed)
                 goto out;
         }
         if (r < 0) {
-                note_health(k, r, store_error_text(k->env.store, r));
+                note_health(k, r, store_strerror(k->env.store, r));
                 goto out;
         }
         r = apply_changed(k, &c, err);
@@ -522,7 +506,7 @@ static int on_follow(const struct store_kv *kvs, size_t n, uint64_t revision, vo
         free(c.ids);
         if (r < 0) {
                 /* The stream ends; the caller catches up and follows again. */
-                note_health(k, r, err[0] ? err : store_error_text(k->env.store, r));
+                note_health(k, r, err[0] ? err : store_strerror(k->env.store, r));
                 return r;
         }
         note_health(k, 0, NULL);

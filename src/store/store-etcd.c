@@ -708,6 +708,24 @@ static int etcd_open(const char *location, struct store **ret)
         return 0;
 }
 
+/* The errors etcd-errors.c makes of a lost quorum or connection. */
+static bool etcd_unavailable(struct store *s, int r)
+{
+        return r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
+               r == -ECONNRESET || r == -ENOTCONN;
+}
+
+static const char *etcd_strerror(struct store *s, int r)
+{
+        /* A timed-out write may still be applied by the cluster later. */
+        if (r == -ETIMEDOUT)
+                return "store unavailable: no etcd quorum (timed out: the change may still take "
+                       "effect when quorum returns)";
+        if (etcd_unavailable(s, r))
+                return "store unavailable: no etcd quorum";
+        return NULL;
+}
+
 const struct store_ops store_etcd_ops = {
         .name = "etcd",
         .max_txn_ops = STORE_TXN_OPS_MAX,
@@ -725,4 +743,6 @@ const struct store_ops store_etcd_ops = {
         .lease_ttl = etcd_lease_ttl,
         .txn_leased = etcd_txn_leased,
         .shred = etcd_shred,
+        .strerror = etcd_strerror,
+        .unavailable = etcd_unavailable,
 };

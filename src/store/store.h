@@ -142,6 +142,16 @@ struct store_ops {
          * into dkm.db and truncates it (-EBUSY when another connection held
          * it). */
         int (*checkpoint)(struct store *s);
+
+        /* Optional: the backend's own words for an error r it gave, where
+         * they say more than strerror() (etcd: no quorum); NULL from the
+         * function, or no function, for the common text. */
+        const char *(*strerror)(struct store *s, int r);
+        /* Optional: whether r says the store is out of reach for now (etcd:
+         * no quorum, the connection lost) rather than that it refused.
+         * Absent for a backend that cannot be out of reach (SQLite: a local
+         * file); the daemon then needs no block of uses reserved ahead. */
+        bool (*unavailable)(struct store *s, int r);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -176,6 +186,13 @@ int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmp
 int store_shred(struct store *s, uint64_t revision);
 /* 0 also where the backend has nothing to do. */
 int store_checkpoint(struct store *s);
+/* Words for an error of s, for messages: the backend's (its strerror in
+ * the table), else "the record changed concurrently, retry" for -ESTALE,
+ * else strerror(-r).  s may be NULL (no backend yet). */
+const char *store_strerror(struct store *s, int r);
+/* Whether r from s means "out of reach for now" (the table's unavailable);
+ * false for a NULL store and for a backend that is never out of reach. */
+bool store_unavailable(struct store *s, int r);
 
 /* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */

@@ -467,6 +467,39 @@ static struct store *auth_open_ok(const char *db, struct refusals *ref)
         return a;
 }
 
+/* Each backend words and classifies its own errors through its table;
+ * the authenticating wrapper answers as the backend under it. */
+static void test_strerror_unavailable(void **state)
+{
+        struct refusals ref = { 0 };
+        struct store *s = open_ok("words.db"), *a = auth_open_ok("words-auth.db", &ref);
+
+        assert_string_equal(store_strerror(NULL, -ESTALE), "the record changed concurrently, retry");
+        assert_string_equal(store_strerror(NULL, -EIO), strerror(EIO));
+        assert_false(store_unavailable(NULL, -EAGAIN));
+
+        /* SQLite: a local file, never out of reach. */
+        assert_null(store_sqlite_ops.unavailable);
+        assert_string_equal(store_strerror(s, -EAGAIN), strerror(EAGAIN));
+        assert_string_equal(store_strerror(a, -ESTALE), "the record changed concurrently, retry");
+        assert_false(store_unavailable(s, -EAGAIN));
+        assert_false(store_unavailable(a, -ETIMEDOUT));
+
+        /* etcd: no quorum, or the connection lost. */
+        assert_string_equal(store_etcd_ops.strerror(NULL, -EAGAIN), "store unavailable: no etcd quorum");
+        assert_string_equal(store_etcd_ops.strerror(NULL, -ECONNRESET), "store unavailable: no etcd quorum");
+        assert_non_null(strstr(store_etcd_ops.strerror(NULL, -ETIMEDOUT), "may still take effect"));
+        assert_null(store_etcd_ops.strerror(NULL, -ESTALE));
+        assert_null(store_etcd_ops.strerror(NULL, -EACCES));
+        assert_true(store_etcd_ops.unavailable(NULL, -ENOTCONN));
+        assert_true(store_etcd_ops.unavailable(NULL, -ETIMEDOUT));
+        assert_false(store_etcd_ops.unavailable(NULL, -ESTALE));
+        assert_false(store_etcd_ops.unavailable(NULL, -ENOSPC));
+
+        store_close(a);
+        store_close(s);
+}
+
 static void test_auth_forgery_and_replay(void **state)
 {
         struct refusals ref = { 0 };
@@ -644,6 +677,7 @@ int main(void)
                 cmocka_unit_test(test_shred),
                 cmocka_unit_test(test_auth_envelope),
                 cmocka_unit_test(test_auth_forgery_and_replay),
+                cmocka_unit_test(test_strerror_unavailable),
                 cmocka_unit_test(test_auth_migration),
                 cmocka_unit_test(test_describe),
                 cmocka_unit_test(test_checkpoint),
