@@ -440,7 +440,7 @@ static int reconcile_access(const struct store_kv *kv, void *userdata)
                 v[c->n_markers++] = (uint32_t)id;
                 return 0;
         }
-        if (strncmp(kv->key, "access/requests/", strlen("access/requests/")) != 0)
+        if (!RECORDS_UNDER(kv->key, RECORDS_REQUESTS))
                 return 0;
         return request_scan_one(kv, &c->scan);
 }
@@ -453,7 +453,7 @@ static void reconcile_all(struct grants *g, bool startup)
         /* Once per pass (unreadable: each grant reads it, as before). */
         c.have_snap = keyring_proc_snapshot_read(&c.snap) >= 0;
         if (c.markers_read)
-                request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, "access/",
+                request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, RECORDS_ACCESS,
                                                                       reconcile_access, &c));
         else
                 for_each_request(g, reconcile_one, &c);

@@ -45,7 +45,7 @@ int grant_lookup_name(const char *const *names, size_t n, const char *s)
 
 static void request_store_key(char *buf, size_t size, uint32_t id)
 {
-        snprintf(buf, size, "access/requests/%010u", id);
+        snprintf(buf, size, RECORDS_REQUESTS "%010u", id);
 }
 
 static void marker_store_key(char *buf, size_t size, uint32_t id)
@@ -306,7 +306,7 @@ int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request
                             void *userdata)
 {
         struct scan s = { .g = g, .fn = fn, .userdata = userdata };
-        int e = store_ops_of(g->store)->range(g->store, "access/requests/", request_scan_one, &s);
+        int e = store_ops_of(g->store)->range(g->store, RECORDS_REQUESTS, request_scan_one, &s);
 
         request_scan_finish(g, &s, e);
         return e;

@@ -40,7 +40,7 @@ static void audit_check(int a, int e, const char *op)
 
 static int next_id(struct grants *g, uint32_t *ret)
 {
-        const char *key = "access/next-id";
+        const char *key = RECORDS_NEXT_REQUEST_ID;
 
         for (int attempt = 0; attempt < 16; attempt++) {
                 struct store_kv kv = { 0 };

@@ -538,7 +538,7 @@ static int load_assignment_cb(const struct store_kv *kv, void *userdata)
 static int load_one(const struct store_kv *kv, void *userdata)
 {
         struct load_ctx *c = userdata;
-        const char *rest = kv->key + strlen("policies/");
+        const char *rest = kv->key + RECORDS_LEN(RECORDS_POLICIES);
         const char *slash = strchr(rest, '/');
         int r;
 
@@ -611,7 +611,7 @@ int keys_load(struct keys *k, char *err)
         }
         atomic_store(&k->sync.applied, rev);
         pthread_rwlock_wrlock(&k->lock);
-        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_POLICIES, load_one, &c);
         if (r < 0) {
                 if (!*err)
                         keys_seterr(err, "cannot read the store: %s", strerror(-r));
@@ -626,7 +626,7 @@ int keys_load(struct keys *k, char *err)
                         goto out;
                 }
         }
-        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", load_assignment_cb, k);
+        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_ASSIGN, load_assignment_cb, k);
         if (r < 0) {
                 if (!*err)
                         keys_seterr(err, "cannot read policy assignments: %s", strerror(-r));
@@ -641,7 +641,7 @@ int keys_load(struct keys *k, char *err)
                         err[0] = 0;
                         c.only_new = true;
                         c.cur = NULL;
-                        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+                        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_POLICIES, load_one, &c);
                         if (r >= 0 && !find_policy(k, DEFAULT_POLICY)) {
                                 keys_seterr(err, "policy '%s' was created on another node, but it "
                                             "cannot be read from the store", DEFAULT_POLICY);

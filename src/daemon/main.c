@@ -589,7 +589,7 @@ static int master_check_one(const struct store_kv *kv, void *userdata)
         uint8_t id[16], key[ENGINE_KEY_SIZE];
 
         /* policies/<id> only, not policies/<id>/gens/... */
-        if (strchr(kv->key + strlen("policies/"), '/'))
+        if (strchr(kv->key + RECORDS_LEN(RECORDS_POLICIES), '/'))
                 return 0;
         if (policy_record_decode(kv->value, kv->value_len, &rec) < 0 || rec.purged || rec.n_customer_keys ||
             uuid_from_string(rec.id, id) < 0)
@@ -628,7 +628,7 @@ static int check_master_before_migration(struct daemon *d)
         }
         if (r >= 0) {
                 c.master = master;
-                r = store_ops_of(d->store)->range(d->store, "policies/", master_check_one, &c);
+                r = store_ops_of(d->store)->range(d->store, RECORDS_POLICIES, master_check_one, &c);
         }
         secure_wipe(master, ENGINE_KEY_SIZE); /* the thread's scratch buffer: wiped, never freed */
         if (r < 0) {

@@ -12,7 +12,7 @@
 #include "records.h"
 #include "shared/util.h"
 
-#define NODES_PREFIX "nodes/"
+#define NODES_PREFIX RECORDS_NODES
 
 struct nodes {
         const struct dkm_config *cfg;

@@ -499,13 +499,14 @@ int load_assignment(struct keys *k, const struct store_kv *kv)
         unsigned long id;
         char *end;
 
-        if (strncmp(kv->key, "assign/uid/", 11) == 0)
+        if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN_UID))
                 a.by_gid = false;
-        else if (strncmp(kv->key, "assign/gid/", 11) == 0)
+        else if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN_GID))
                 a.by_gid = true;
         else
                 return 0;
-        id = strtoul(kv->key + 11, &end, 10);
+        id = strtoul(kv->key + (a.by_gid ? RECORDS_LEN(RECORDS_ASSIGN_GID) : RECORDS_LEN(RECORDS_ASSIGN_UID)),
+                     &end, 10);
         if (*end || kv->value_len == 0 || kv->value_len >= sizeof(a.policy) || id > UINT32_MAX)
                 return -EBADMSG;
         a.id = (uint32_t)id;
@@ -535,7 +536,7 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
         for (size_t i = 0; i < k->n_assignments; i++)
                 if (k->assignments[i].by_gid == by_gid && k->assignments[i].id == id)
                         a = &k->assignments[i];
-        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        snprintf(key, sizeof(key), "%s%u", by_gid ? RECORDS_ASSIGN_GID : RECORDS_ASSIGN_UID, id);
         r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
@@ -576,7 +577,7 @@ int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t
         char key[64];
         int r = assign_once(k, policy, by_gid, id, subj, err);
 
-        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        snprintf(key, sizeof(key), "%s%u", by_gid ? RECORDS_ASSIGN_GID : RECORDS_ASSIGN_UID, id);
         for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
                 if (refresh_assignment(k, key, by_gid, id, err) < 0)
                         return -ESTALE;

@@ -257,7 +257,7 @@ static int merge_list(struct keys *k, const struct store_kv_list *l, char *err)
         int result = 0;
 
         for (size_t i = 0; i < l->n;) {
-                const char *rest = l->v[i].key + strlen("policies/");
+                const char *rest = l->v[i].key + RECORDS_LEN(RECORDS_POLICIES);
                 size_t j = i + 1;
 
                 if (strchr(rest, '/')) {
@@ -330,7 +330,7 @@ static int reload_assignments(struct keys *k, char *err)
         size_t n_old;
         int r;
 
-        r = read_range(k, "assign/", "policy assignments", &l, err);
+        r = read_range(k, RECORDS_ASSIGN, "policy assignments", &l, err);
         if (r < 0)
                 return r;
         pthread_rwlock_wrlock(&k->lock);
@@ -357,7 +357,7 @@ static int sync_all(struct keys *k, char *err)
 {
         int r;
 
-        r = load_policies(k, "policies/", "the store", err);
+        r = load_policies(k, RECORDS_POLICIES, "the store", err);
         if (r >= 0)
                 r = reload_assignments(k, err);
         return r;
@@ -377,8 +377,8 @@ static int on_change(const struct store_kv *kv, void *userdata)
 
         if (kv->mod_revision > c->max_rev)
                 c->max_rev = kv->mod_revision;
-        if (strncmp(kv->key, "policies/", 9) == 0 && strlen(kv->key) >= 9 + 36) {
-                const char *id = kv->key + 9;
+        if (RECORDS_UNDER(kv->key, RECORDS_POLICIES) && strlen(kv->key) >= RECORDS_LEN(RECORDS_POLICIES) + 36) {
+                const char *id = kv->key + RECORDS_LEN(RECORDS_POLICIES);
 
                 for (size_t i = 0; i < c->n_ids; i++)
                         if (strncmp(c->ids[i], id, 36) == 0)
@@ -391,9 +391,9 @@ static int on_change(const struct store_kv *kv, void *userdata)
                         memcpy(ids[c->n_ids], id, 36);
                         ids[c->n_ids++][36] = 0;
                 }
-        } else if (strncmp(kv->key, "assign/", 7) == 0)
+        } else if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN))
                 c->assign = true;
-        else if (strncmp(kv->key, "access/requests/", 16) == 0 || strncmp(kv->key, "access/grants/", 14) == 0)
+        else if (RECORDS_UNDER(kv->key, RECORDS_REQUESTS) || RECORDS_UNDER(kv->key, RECORDS_GRANTS))
                 c->access = true;
         return 0;
 }
