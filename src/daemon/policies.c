@@ -626,12 +626,10 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
         struct policy_record *rec = NULL;
-        struct gen_record *gens = NULL;
-        struct store_op *ops = NULL;
-        char **jsons = NULL, (*keys)[160] = NULL;
+        struct store_txn txn = { 0 };
         struct ckey *ck[2] = { NULL, NULL };
         struct policy *p;
-        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
+        char key[160], *json;
         uint64_t rev, t0 = now_mono_usec();
         int r;
 
@@ -706,15 +704,6 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         if (r < 0)
                 goto out;
 
-        n_slots = p->n_gens + 1;
-        ops = calloc(n_slots, sizeof(*ops));
-        jsons = calloc(n_slots, sizeof(*jsons));
-        keys = calloc(n_slots, sizeof(*keys));
-        gens = calloc(n_slots, sizeof(*gens));
-        if (!ops || !jsons || !keys || !gens) {
-                r = -ENOMEM;
-                goto out;
-        }
         if (new_policy_key) {
                 /* The generations stay wrapped under the key before, which
                  * stays too, wrapped under the new one, until rekey_finish()
@@ -731,19 +720,18 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                         goto out;
                 }
         }
-        r = policy_record_encode(rec, &jsons[n_ops]);
+        r = policy_record_encode(rec, &json);
         if (r < 0)
                 goto out;
-        key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
-        ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-        n_ops++;
-        r = keys_audit_ready(k, err);
+        key_policy(key, sizeof(key), p->rec.id);
+        r = store_txn_put_owned(&txn, key, json, strlen(json));
+        if (r >= 0)
+                r = store_txn_compare(&txn, key, p->mod_revision);
+        if (r >= 0)
+                r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
-        {
-                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
-        }
+        r = store_txn_commit(k->env.store, &txn, &rev);
         if (r != -ESTALE) /* retried by keys_policy_rekey() */
                 keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-rekey", subj, r,
                                                "policy=%s new_policy_key=%s generations=%zu", policy,
@@ -772,18 +760,9 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                    p->n_gens);
 out:
         pthread_rwlock_unlock(&k->lock);
-        /* From here p may change under the watch thread (another node's
-         * rollover adds a generation): only n_slots says what was allocated. */
         for (int i = 0; i < 2; i++)
                 ckey_free(ck[i]);
-        for (size_t i = 0; jsons && i < n_slots; i++)
-                free(jsons[i]);
-        free(jsons);
-        free(ops);
-        free(keys);
-        if (gens)
-                secure_wipe(gens, sizeof(*gens) * n_slots);
-        free(gens);
+        store_txn_free(&txn);
         if (rec)
                 secure_wipe(rec, sizeof(*rec));
         free(rec);

@@ -203,6 +203,26 @@ int store_check_key(const char *k, bool allow_empty, size_t *ret_len);
 int store_check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops,
                     size_t n_ops, size_t max_ops);
 
+/* A transaction being built, in place of parallel arrays of operations,
+ * keys and values: it owns copies of the keys and the values it is given
+ * (put_owned() takes a malloc'd value over).  Start from a zeroed struct;
+ * store_txn_free() releases everything, also after a failed call. */
+struct store_txn {
+        struct store_op *ops;
+        struct store_cmp *cmps;
+        size_t n_ops, n_cmps, cap_ops, cap_cmps;
+};
+
+/* 0, or -ENOMEM (value is then freed all the same). */
+int store_txn_put_owned(struct store_txn *t, const char *key, char *value, size_t value_len);
+int store_txn_delete(struct store_txn *t, const char *key);
+/* The transaction applies only if key's mod revision is mod_revision
+ * (0: the key must not exist). */
+int store_txn_compare(struct store_txn *t, const char *key, uint64_t mod_revision);
+/* Runs it on s, as s's txn() does. */
+int store_txn_commit(struct store *s, const struct store_txn *t, uint64_t *ret_revision);
+void store_txn_free(struct store_txn *t);
+
 /* Key-values collected to be handed to a callback later, once the backend
  * has let go of its locks and replies (so that callbacks may call into the
  * store); the daemon collects range() results in one too. */
