@@ -841,11 +841,10 @@ int keys_check_purgeable(struct keys *k, const char *policy, char *err)
 static int purge_once(struct keys *k, const char *policy, const struct audit_subject *subj,
                       uint32_t request_id, char *err)
 {
-        struct store_op *ops = NULL;
-        char **jsons = NULL, (*keys)[160] = NULL;
+        struct store_txn head = { 0 }, gens = { 0 }; /* the policy record; the generations */
         struct policy_record *rec = NULL;
         struct policy *p;
-        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
+        char key[160], *json;
         uint64_t rev, shred_rev = 0;
         bool begun = false;
         int r;
@@ -859,12 +858,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 p = NULL;
                 goto out;
         }
-        n_slots = p->n_gens + 1;
-        ops = calloc(n_slots, sizeof(*ops));
-        jsons = calloc(n_slots, sizeof(*jsons));
-        keys = calloc(n_slots, sizeof(*keys));
         rec = calloc(1, sizeof(*rec));
-        if (!ops || !jsons || !keys || !rec) {
+        if (!rec) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -875,24 +870,27 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
 
                 g.state = GEN_DESTROYED;
                 secure_wipe(g.wrapped_key, sizeof(g.wrapped_key));
-                r = gen_record_encode(&g, &jsons[n_ops]);
+                r = gen_record_encode(&g, &json);
                 if (r < 0)
                         goto out;
-                key_generation(keys[n_ops], sizeof(keys[n_ops]), p->rec.id, g.generation);
-                ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-                n_ops++;
+                key_generation(key, sizeof(key), p->rec.id, g.generation);
+                r = store_txn_put_owned(&gens, key, json, strlen(json));
+                if (r < 0)
+                        goto out;
         }
         *rec = (struct policy_record){ .created_usec = p->rec.created_usec, .active = p->rec.active,
                                        .n_generations = p->rec.n_generations, .purged = true };
         memcpy(rec->id, p->rec.id, sizeof(rec->id));
         memcpy(rec->name, p->rec.name, sizeof(rec->name));
-        r = policy_record_encode(rec, &jsons[n_ops]);
+        r = policy_record_encode(rec, &json);
         if (r < 0)
                 goto out;
-        key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
-        ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-        n_ops++;
-        r = keys_audit_ready(k, err);
+        key_policy(key, sizeof(key), p->rec.id);
+        r = store_txn_put_owned(&head, key, json, strlen(json));
+        if (r >= 0)
+                r = store_txn_compare(&head, key, p->mod_revision);
+        if (r >= 0)
+                r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
         keys_shred_begin(k);
@@ -901,10 +899,7 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
          * availability key nothing can unwrap the generations any more, so
          * this one transaction is the shredding.  The generations' wrapped
          * keys follow in as many transactions as the store needs. */
-        {
-                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
-        }
+        r = store_txn_commit(k->env.store, &head, &rev);
         if (r != -ESTALE) /* retried by keys_purge() */
                 keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-purge", subj, r,
                                                "policy=%s policy_id=%s request=%u", policy, p->rec.id,
@@ -914,10 +909,10 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 keys_seterr(err, "cannot store the purge: %s", store_strerror(k->env.store, r));
                 goto out;
         }
-        for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {
-                size_t n = n_ops - 1 - i < chunk ? n_ops - 1 - i : chunk;
+        for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < gens.n_ops; i += chunk) {
+                size_t n = gens.n_ops - i < chunk ? gens.n_ops - i : chunk;
                 uint64_t grev;
-                int e = store_ops_of(k->env.store)->txn(k->env.store, NULL, 0, &ops[i], n, &grev);
+                int e = store_ops_of(k->env.store)->txn(k->env.store, NULL, 0, &gens.ops[i], n, &grev);
 
                 if (e < 0) {
                         log_err("policy '%s' is purged, but erasing its generations' wrapped keys "
@@ -952,12 +947,8 @@ out:
                 keys_shred(k, shred_rev, "policy purge");
         else if (begun)
                 keys_shred_abandon(k);
-        /* p may grow under the watch thread from here: free what was allocated. */
-        for (size_t i = 0; jsons && i < n_slots; i++)
-                free(jsons[i]);
-        free(jsons);
-        free(ops);
-        free(keys);
+        store_txn_free(&head);
+        store_txn_free(&gens);
         free(rec);
         return r;
 }
