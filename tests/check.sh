@@ -25,6 +25,7 @@ part() { # NAME command...
 
 part "build" make -s -j"$JOBS" tests
 part "unit tests" make -s check-unit
+part "no cycle among src/ files" make -s check-layers
 part "manual pages and bash completion" make -s check-man check-completion
 part "integration tests (kernel keyring, auditd)" make -s check-integration
 part "build with ASan+UBSan" make -s -j"$JOBS" BUILD=build/asan SAN=1 tests

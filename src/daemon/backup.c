@@ -556,7 +556,7 @@ static int restore_collect(const char *key, const uint8_t *value, size_t len, vo
         r = backup_set_add(&rs->set, rs->record_key, key, value, len, rs->err, rs->err_size);
         if (r < 0)
                 return r;
-        return strncmp(key, "access/requests/", 16) == 0 ? end_request(rs, &rs->set.v[rs->set.n - 1]) : 0;
+        return RECORDS_UNDER(key, RECORDS_REQUESTS) ? end_request(rs, &rs->set.v[rs->set.n - 1]) : 0;
 }
 
 /* Says which generations each policy of the backup holds. */
@@ -568,7 +568,7 @@ static void report_generations(const struct backup_set *set)
                 uint32_t lo = 0, hi = 0, destroyed = 0;
                 size_t pl;
 
-                if (strncmp(k, "policies/", 9) != 0 || strchr(k + 9, '/'))
+                if (!RECORDS_UNDER(k, RECORDS_POLICIES) || strchr(k + RECORDS_LEN(RECORDS_POLICIES), '/'))
                         continue;
                 if (policy_record_decode(set->v[i].value, set->v[i].len, &p) < 0)
                         continue;

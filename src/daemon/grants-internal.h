@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "grants.h"
+#include "records.h"
 
 enum req_state {
         REQ_PENDING,
@@ -69,7 +70,7 @@ struct grants {
         bool cache_valid;
 };
 
-#define MARKER_PREFIX "access/grants/"
+#define MARKER_PREFIX RECORDS_GRANTS
 
 /* A walk over every request (grants-store.c). */
 struct scan {

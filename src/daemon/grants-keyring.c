@@ -310,7 +310,7 @@ static void end_grant(struct grants *g, struct request *r, enum req_state state,
         } else if (e == -ESTALE)
                 log_info("grant %u ended (recorded by another node)", r->id);
         else
-                log_err("cannot record the end of grant %u: %s", r->id, store_error_text(g->store, e));
+                log_err("cannot record the end of grant %u: %s", r->id, store_strerror(g->store, e));
         grant_key_drop(g, r->id);
         grant_seen_set(g, r->id, false);
 }
@@ -477,7 +477,7 @@ static int reconcile_access(const struct store_kv *kv, void *userdata)
                 v[c->n_markers++] = (uint32_t)id;
                 return 0;
         }
-        if (strncmp(kv->key, "access/requests/", strlen("access/requests/")) != 0)
+        if (!RECORDS_UNDER(kv->key, RECORDS_REQUESTS))
                 return 0;
         return request_scan_one(kv, &c->scan);
 }
@@ -490,7 +490,7 @@ static void reconcile_all(struct grants *g, bool startup)
         /* Once per pass (unreadable: each grant reads it, as before). */
         c.have_snap = keyring_proc_snapshot_read(&c.snap) >= 0;
         if (c.markers_read)
-                request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, "access/",
+                request_scan_finish(g, &c.scan, store_ops_of(g->store)->range(g->store, RECORDS_ACCESS,
                                                                       reconcile_access, &c));
         else
                 for_each_request(g, reconcile_one, &c);

@@ -56,7 +56,7 @@ int grant_reshare_check(struct grants *g, char *err)
                 return r;
         }
         if (r < 0) {
-                grants_seterr(err, "cannot read the store's recovery record: %s", store_error_text(g->store, r));
+                grants_seterr(err, "cannot read the store's recovery record: %s", store_strerror(g->store, r));
                 return r;
         }
         return 0;

@@ -46,7 +46,7 @@ int grant_lookup_name(const char *const *names, size_t n, const char *s)
 
 static void request_store_key(char *buf, size_t size, uint32_t id)
 {
-        snprintf(buf, size, "access/requests/%010u", id);
+        snprintf(buf, size, RECORDS_REQUESTS "%010u", id);
 }
 
 static void marker_store_key(char *buf, size_t size, uint32_t id)
@@ -149,7 +149,7 @@ int request_load(struct grants *g, uint32_t id, struct request *ret, char *err)
                 return r;
         }
         if (r < 0) {
-                grants_seterr(err, "cannot read access request %u: %s", id, store_error_text(g->store, r));
+                grants_seterr(err, "cannot read access request %u: %s", id, store_strerror(g->store, r));
                 return r;
         }
         r = request_decode(&kv, ret);
@@ -191,7 +191,7 @@ int request_store_leased(struct grants *g, struct request *r, uint64_t marker_le
         if (e < 0) {
                 if (err)
                         grants_seterr(err, "cannot store access request %u: %s", r->id,
-                               e == -ESTALE ? "it changed concurrently, retry" : store_error_text(g->store, e));
+                               e == -ESTALE ? "it changed concurrently, retry" : store_strerror(g->store, e));
                 return e;
         }
         r->mod_revision = rev;
@@ -227,7 +227,7 @@ void grant_lease_end(struct grants *g, uint64_t lease)
         e = store_lease_revoke(g->store, lease);
         if (e < 0 && e != -ENOENT)
                 log_warn("cannot revoke grant lease %" PRIu64 " (its marker expires with it): %s", lease,
-                         store_error_text(g->store, e));
+                         store_strerror(g->store, e));
 }
 
 
@@ -314,7 +314,7 @@ int for_each_request(struct grants *g, int (*fn)(struct grants *, struct request
                             void *userdata)
 {
         struct scan s = { .g = g, .fn = fn, .userdata = userdata };
-        int e = store_ops_of(g->store)->range(g->store, "access/requests/", request_scan_one, &s);
+        int e = store_ops_of(g->store)->range(g->store, RECORDS_REQUESTS, request_scan_one, &s);
 
         request_scan_finish(g, &s, e);
         return e;

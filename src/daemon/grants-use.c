@@ -120,11 +120,11 @@ int grants_check(struct grants *g, const struct audit_subject *who, enum grant_s
                 grants_seterr(err, "not in the users group and no live grant");
         e = for_each_request(g, check_all, &c);
         if (e < 0 && (!store_unavailable(g->store, e) || !check_cached(g, &c))) {
-                grants_seterr(err, "cannot read grants: %s", store_error_text(g->store, e));
+                grants_seterr(err, "cannot read grants: %s", store_strerror(g->store, e));
                 return e;
         }
         if (c.degraded && c.result == 0)
                 log_info("grant %u checked without the store (%s): its key is live here", ret->id,
-                         store_error_text(g->store, e));
+                         store_strerror(g->store, e));
         return c.result;
 }

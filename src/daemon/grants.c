@@ -46,7 +46,7 @@ static bool one_shot(enum grant_scope scope)
 
 static int next_id(struct grants *g, uint32_t *ret)
 {
-        const char *key = "access/next-id";
+        const char *key = RECORDS_NEXT_REQUEST_ID;
 
         for (int attempt = 0; attempt < 16; attempt++) {
                 struct store_kv kv = { 0 };
@@ -180,7 +180,7 @@ int grants_request(struct grants *g, const struct audit_subject *who, const char
                 goto out;
         e = next_id(g, &r.id);
         if (e < 0)
-                grants_seterr(err, "cannot allocate a request id: %s", store_error_text(g->store, e));
+                grants_seterr(err, "cannot allocate a request id: %s", store_strerror(g->store, e));
         else
                 e = request_store(g, &r, err);
         audit_check(audit_outcome(AUDIT_KIND_ACCESS, "access-request", who, e,
@@ -324,7 +324,7 @@ int grants_approve(struct grants *g, const struct audit_subject *who, uint32_t i
                         s = grant_lease_new(g, &r, now, &lease);
                         if (s < 0)
                                 grants_seterr(serr, "cannot store access request %u: %s", id,
-                                       store_error_text(g->store, s));
+                                       store_strerror(g->store, s));
                         r.lease = lease;
                 }
                 if (s >= 0)

@@ -107,7 +107,7 @@ int rotate_locked(struct keys *k, struct policy *p, const struct audit_subject *
         if (r < 0) {
                 keys_seterr(err, "cannot store generation %u: %s", n,
                        r == -ESTALE ? "the policy changed concurrently, retry" :
-                       store_error_text(k->env.store, r));
+                       store_strerror(k->env.store, r));
                 return r;
         }
         r = add_gen(p, &nrec, rev);
@@ -250,7 +250,7 @@ static int gen_record_replace(struct keys *k, struct policy *p, struct generatio
         key_generation(kg, sizeof(kg), p->rec.id, rec->generation);
         r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
         if (r < 0) {
-                keys_seterr(err, "cannot store the %s: %s", what, store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the %s: %s", what, store_strerror(k->env.store, r));
                 return r;
         }
         gen_drop_cached(g);
@@ -410,7 +410,7 @@ void keys_shred(struct keys *k, uint64_t revision, const char *what)
                 ;
         keys_shred_abandon(k); /* pending now: the note stays */
         log_err("%s: the store may still hold earlier copies of the removed wrapped keys (%s); "
-                "retried at each maintenance pass", what, store_error_text(k->env.store, r));
+                "retried at each maintenance pass", what, store_strerror(k->env.store, r));
 }
 
 void keys_shred_resume(struct keys *k, uint64_t revision)

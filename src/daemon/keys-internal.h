@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 
 #include "keys.h"
-#include "ckey.h"
+#include "ckey/ckey.h"
 #include "records.h"
 #include "shared/format.h"
 

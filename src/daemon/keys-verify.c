@@ -166,15 +166,15 @@ int keys_verify_json(struct keys *k, char **ret, uint32_t *ret_failed, char *err
                 return -ENOMEM;
         }
         json_object_object_add(o, "policies", arr);
-        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", collect, &l);
+        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_POLICIES, collect, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read the store: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         for (size_t i = 0; i < l.n; i++) {
                 struct vpolicy vp = { .key = l.v[i].key };
 
-                if (strchr(l.v[i].key + strlen("policies/"), '/'))
+                if (strchr(l.v[i].key + RECORDS_LEN(RECORDS_POLICIES), '/'))
                         continue;
                 vp.out = json_object_new_object();
                 if (!vp.out) {

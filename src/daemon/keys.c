@@ -41,7 +41,8 @@ int keys_new(const struct keys_env *env, struct keys **ret)
                 return -ENOMEM;
         k->env = *env;
         k->cfg = env->cfg;
-        k->standby = env->store && store_backend_ops(env->store) != &store_sqlite_ops;
+        /* A store that can be out of reach: reserve a block of uses ahead. */
+        k->standby = env->store && store_backend_ops(env->store)->unavailable;
         audit_subject_from_peer(&k->self, getpid(), getuid(), getgid());
         pthread_rwlock_init(&k->lock, NULL);
         pthread_mutex_init(&k->reserve, NULL);
@@ -537,7 +538,7 @@ static int load_assignment_cb(const struct store_kv *kv, void *userdata)
 static int load_one(const struct store_kv *kv, void *userdata)
 {
         struct load_ctx *c = userdata;
-        const char *rest = kv->key + strlen("policies/");
+        const char *rest = kv->key + RECORDS_LEN(RECORDS_POLICIES);
         const char *slash = strchr(rest, '/');
         int r;
 
@@ -605,12 +606,12 @@ int keys_load(struct keys *k, char *err)
          * it first may apply some twice, which merging allows. */
         r = store_ops_of(k->env.store)->revision(k->env.store, &rev);
         if (r < 0) {
-                keys_seterr(err, "cannot read the store: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read the store: %s", store_strerror(k->env.store, r));
                 return r;
         }
         atomic_store(&k->sync.applied, rev);
         pthread_rwlock_wrlock(&k->lock);
-        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_POLICIES, load_one, &c);
         if (r < 0) {
                 if (!*err)
                         keys_seterr(err, "cannot read the store: %s", strerror(-r));
@@ -625,7 +626,7 @@ int keys_load(struct keys *k, char *err)
                         goto out;
                 }
         }
-        r = store_ops_of(k->env.store)->range(k->env.store, "assign/", load_assignment_cb, k);
+        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_ASSIGN, load_assignment_cb, k);
         if (r < 0) {
                 if (!*err)
                         keys_seterr(err, "cannot read policy assignments: %s", strerror(-r));
@@ -640,7 +641,7 @@ int keys_load(struct keys *k, char *err)
                         err[0] = 0;
                         c.only_new = true;
                         c.cur = NULL;
-                        r = store_ops_of(k->env.store)->range(k->env.store, "policies/", load_one, &c);
+                        r = store_ops_of(k->env.store)->range(k->env.store, RECORDS_POLICIES, load_one, &c);
                         if (r >= 0 && !find_policy(k, DEFAULT_POLICY)) {
                                 keys_seterr(err, "policy '%s' was created on another node, but it "
                                             "cannot be read from the store", DEFAULT_POLICY);
@@ -719,12 +720,6 @@ int rollover_if_due(struct keys *k, const uint8_t policy_id[16], char *err)
 }
 
 
-bool store_unavailable(struct store *s, int r)
-{
-        return s && store_backend_ops(s) != &store_sqlite_ops &&
-               (r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
-                r == -ECONNRESET || r == -ENOTCONN);
-}
 
 
 /* Whether uses u - weight + 1 .. u lie in our block.  The block's start is
@@ -838,7 +833,7 @@ static int reserve_in_store(struct keys *k, struct policy *p, struct generation 
         }
         if (r >= 0)
                 r = -EAGAIN;
-        keys_seterr(err, "cannot record key use in the store: %s", store_error_text(k->env.store, r));
+        keys_seterr(err, "cannot record key use in the store: %s", store_strerror(k->env.store, r));
         return r;
 }
 
@@ -889,7 +884,7 @@ static int reserve_block(struct keys *k, struct policy *p, struct generation *g,
         if (r < 0 && store_unavailable(k->env.store, r))
                 keys_seterr(err, "store unavailable: use reservation exhausted (policy '%s' generation "
                             "%u: this node spent the uses it had reserved; %s)", p->rec.name,
-                            g->rec.generation, store_error_text(k->env.store, r));
+                            g->rec.generation, store_strerror(k->env.store, r));
         if (r != 0)
                 return r;
         if (n > block && n - block >= weight) {

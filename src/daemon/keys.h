@@ -133,9 +133,3 @@ int keys_follow(struct keys *k, int stop_fd, void (*on_access)(void *userdata), 
 void keys_sync_status(struct keys *k, bool watching, void *json_object);
 /* The store revision this node has applied. */
 uint64_t keys_applied_revision(struct keys *k);
-/* A store error in words for the one-line refusal: the etcd errors that mean
- * "no quorum" read "store unavailable: no etcd quorum". */
-const char *store_error_text(struct store *s, int r);
-/* Whether r from a shared store (not SQLite) means it cannot be reached or
- * has no quorum, rather than refusing the request itself. */
-bool store_unavailable(struct store *s, int r);

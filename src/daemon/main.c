@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "backup.h"
-#include "ckey.h"
+#include "ckey/ckey.h"
 #include "keys.h"
 #include "log.h"
 #include "masterkey.h"
@@ -374,31 +374,6 @@ static int step_custody(struct daemon *d)
         return 0;
 }
 
-/* Appends "name=value;" to the etcd location, escaping as store-etcd.h says. */
-static int location_add(char **loc, const char *name, const char *value)
-{
-        size_t n = *loc ? strlen(*loc) : 0, m;
-        char *l, *p;
-
-        if (!value)
-                return 0;
-        m = strlen(name) + 2 * strlen(value) + 3;
-        l = realloc(*loc, n + m);
-        if (!l)
-                return -ENOMEM;
-        *loc = l;
-        p = l + n;
-        p += sprintf(p, "%s=", name);
-        for (const char *v = value; *v; v++) {
-                if (*v == ';' || *v == '\\')
-                        *p++ = '\\';
-                *p++ = *v;
-        }
-        *p++ = ';';
-        *p = 0;
-        return 0;
-}
-
 static int any_record(const struct store_kv *kv, void *userdata)
 {
         (void)kv;
@@ -413,7 +388,7 @@ static int store_look(struct daemon *d)
         int r = store_ops_of(d->store)->range(d->store, "", any_record, NULL);
 
         if (r < 0) {
-                fail(d, "cannot read the store: %s", store_error_text(NULL, r));
+                fail(d, "cannot read the store: %s", store_strerror(NULL, r));
                 return r;
         }
         d->store_empty = r == 0;
@@ -430,7 +405,6 @@ static int open_backend(struct daemon *d, const struct dkm_config *cfg, bool rea
         int r;
 
         if (strcmp(cfg->store_backend, "etcd") == 0) {
-                _cleanup_free_ char *loc = NULL;
                 const char *prefix = cfg->store_prefix ? cfg->store_prefix : STORE_ETCD_DEFAULT_PREFIX;
                 bool plain = cfg->store_endpoints && strstr(cfg->store_endpoints, "http://");
 
@@ -448,20 +422,17 @@ static int open_backend(struct daemon *d, const struct dkm_config *cfg, bool rea
                                  "on the network path can read the wrapped keys and, with the etcd "
                                  "credentials, delete records", cfg->store_endpoints);
 
-                r = location_add(&loc, "endpoints", cfg->store_endpoints);
-                if (r >= 0)
-                        r = location_add(&loc, "prefix", prefix);
-                if (r >= 0 && cfg->store_cacert)
-                        r = location_add(&loc, "cacert", cfg->store_cacert);
-                if (r >= 0 && cfg->store_cert)
-                        r = location_add(&loc, "cert", cfg->store_cert);
-                if (r >= 0 && cfg->store_key)
-                        r = location_add(&loc, "key", cfg->store_key);
-                if (r >= 0)
-                        r = store_open(&store_etcd_ops, loc, ret);
+                r = store_etcd_open(&(const struct store_etcd_settings){
+                                            .endpoints = cfg->store_endpoints,
+                                            .prefix = prefix,
+                                            .cacert = cfg->store_cacert,
+                                            .cert = cfg->store_cert,
+                                            .key = cfg->store_key,
+                                    },
+                                    ret);
                 if (r < 0) {
                         fail(d, "cannot open the etcd store at %s (prefix %s): %s", cfg->store_endpoints, prefix,
-                                r == -EINVAL ? "bad endpoints or paths" : store_error_text(NULL, r));
+                                r == -EINVAL ? "bad endpoints or paths" : store_strerror(NULL, r));
                         return r;
                 }
                 log_info("store: etcd at %s, prefix %s%s", cfg->store_endpoints, prefix,
@@ -551,7 +522,7 @@ static int init_store(struct daemon *d)
                 if (r == -ESTALE)
                         r = 0; /* another node of the fleet initialised it at the same moment */
                 if (r < 0)
-                        log_err("cannot initialise the store: %s", store_error_text(NULL, r));
+                        log_err("cannot initialise the store: %s", store_strerror(NULL, r));
                 else
                         log_info("store created");
         } else
@@ -589,7 +560,7 @@ static int master_check_one(const struct store_kv *kv, void *userdata)
         uint8_t id[16], key[ENGINE_KEY_SIZE];
 
         /* policies/<id> only, not policies/<id>/gens/... */
-        if (strchr(kv->key + strlen("policies/"), '/'))
+        if (strchr(kv->key + RECORDS_LEN(RECORDS_POLICIES), '/'))
                 return 0;
         if (policy_record_decode(kv->value, kv->value_len, &rec) < 0 || rec.purged || rec.n_customer_keys ||
             uuid_from_string(rec.id, id) < 0)
@@ -628,7 +599,7 @@ static int check_master_before_migration(struct daemon *d)
         }
         if (r >= 0) {
                 c.master = master;
-                r = store_ops_of(d->store)->range(d->store, "policies/", master_check_one, &c);
+                r = store_ops_of(d->store)->range(d->store, RECORDS_POLICIES, master_check_one, &c);
         }
         secure_wipe(master, ENGINE_KEY_SIZE); /* the thread's scratch buffer: wiped, never freed */
         if (r < 0) {

@@ -75,7 +75,7 @@ static int read_one(const struct store_kv *kv, void *userdata)
 
         if (kv->lease) {
                 rd->leased++;
-                rd->nodes += strncmp(kv->key, "nodes/", 6) == 0;
+                rd->nodes += RECORDS_UNDER(kv->key, RECORDS_NODES);
                 return 0;
         }
         r = backup_set_add(rd->set, rd->record_key, kv->key, kv->value, kv->value_len, rd->err, rd->err_size);
@@ -113,7 +113,7 @@ int migrate_read(struct store *src, const uint8_t *record_key, struct backup_set
         else if (rd.nodes > 0) {
                 /* What they write after the copy would be lost. */
                 snprintf(err, err_size, "%zu node%s still serve%s the source store (heartbeat records under "
-                         "nodes/): stop every node of it first (nothing was written)", rd.nodes,
+                         RECORDS_NODES "): stop every node of it first (nothing was written)", rd.nodes,
                          rd.nodes == 1 ? "" : "s", rd.nodes == 1 ? "s" : "");
                 r = -EBUSY;
         } else if (set.n == 0) {
@@ -144,7 +144,7 @@ int migrate_check_master(const struct backup_set *set, const uint8_t *master, un
                 int r;
 
                 /* policies/<id> only, not policies/<id>/gens/... */
-                if (strncmp(k, "policies/", 9) != 0 || strchr(k + 9, '/'))
+                if (!RECORDS_UNDER(k, RECORDS_POLICIES) || strchr(k + RECORDS_LEN(RECORDS_POLICIES), '/'))
                         continue;
                 policies++;
                 r = policy_record_decode(set->v[i].value, set->v[i].len, &rec);

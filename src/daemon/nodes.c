@@ -12,7 +12,7 @@
 #include "records.h"
 #include "shared/util.h"
 
-#define NODES_PREFIX "nodes/"
+#define NODES_PREFIX RECORDS_NODES
 
 struct nodes {
         const struct dkm_config *cfg;
@@ -157,7 +157,7 @@ static void note_beat(struct nodes *n, int r)
         n->failing = r < 0 ? r : 0;
         pthread_mutex_unlock(&n->lock);
         if (r < 0 && r != was)
-                log_warn("node '%s': heartbeat failed: %s", n->self.name, store_error_text(n->store, r));
+                log_warn("node '%s': heartbeat failed: %s", n->self.name, store_strerror(n->store, r));
         else if (r >= 0 && was)
                 log_notice("node '%s': heartbeat written again", n->self.name);
 }
@@ -302,7 +302,7 @@ void nodes_stop(struct nodes *n)
         r = store_lease_revoke(n->store, lease);
         if (r < 0 && r != -ENOENT)
                 log_warn("node '%s': cannot revoke the heartbeat lease (the record expires in %" PRIu64
-                         " s): %s", n->self.name, ttl_sec(n), store_error_text(n->store, r));
+                         " s): %s", n->self.name, ttl_sec(n), store_strerror(n->store, r));
         else
                 log_info("node '%s': left the fleet", n->self.name);
 }
@@ -416,7 +416,7 @@ void nodes_status(struct nodes *n, void *into)
         }
         if (n->fleet && (failing || r < 0)) {
                 json_object_object_add(into, "nodes_error", json_object_new_string(
-                        store_error_text(n->store, failing ? failing : r)));
+                        store_strerror(n->store, failing ? failing : r)));
                 json_object_object_add(into, "nodes_as_of",
                                        json_object_new_int64((int64_t)(n->seen_usec / 1000000)));
         }

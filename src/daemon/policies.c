@@ -409,7 +409,7 @@ int create_policy(struct keys *k, const char *name, const char *const uris[2],
                  * first (its watch brings it here). */
                 keys_seterr(err, "cannot store policy '%s': %s", name,
                             r == -ESTALE ? "it already exists (created on another node)" :
-                                           store_error_text(k->env.store, r));
+                                           store_strerror(k->env.store, r));
                 if (r == -ESTALE)
                         r = -EEXIST;
                 goto fail;
@@ -475,7 +475,7 @@ static int refresh_assignment(struct keys *k, const char *key, bool by_gid, uint
         int r = store_ops_of(k->env.store)->get(k->env.store, key, &kv);
 
         if (r < 0 && r != -ENOENT) {
-                keys_seterr(err, "cannot read the assignment: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read the assignment: %s", store_strerror(k->env.store, r));
                 return r;
         }
         pthread_rwlock_wrlock(&k->lock);
@@ -499,13 +499,14 @@ int load_assignment(struct keys *k, const struct store_kv *kv)
         unsigned long id;
         char *end;
 
-        if (strncmp(kv->key, "assign/uid/", 11) == 0)
+        if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN_UID))
                 a.by_gid = false;
-        else if (strncmp(kv->key, "assign/gid/", 11) == 0)
+        else if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN_GID))
                 a.by_gid = true;
         else
                 return 0;
-        id = strtoul(kv->key + 11, &end, 10);
+        id = strtoul(kv->key + (a.by_gid ? RECORDS_LEN(RECORDS_ASSIGN_GID) : RECORDS_LEN(RECORDS_ASSIGN_UID)),
+                     &end, 10);
         if (*end || kv->value_len == 0 || kv->value_len >= sizeof(a.policy) || id > UINT32_MAX)
                 return -EBADMSG;
         a.id = (uint32_t)id;
@@ -535,7 +536,7 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
         for (size_t i = 0; i < k->n_assignments; i++)
                 if (k->assignments[i].by_gid == by_gid && k->assignments[i].id == id)
                         a = &k->assignments[i];
-        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        snprintf(key, sizeof(key), "%s%u", by_gid ? RECORDS_ASSIGN_GID : RECORDS_ASSIGN_UID, id);
         r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
@@ -549,7 +550,7 @@ static int assign_once(struct keys *k, const char *policy, bool by_gid, uint32_t
                                                policy, by_gid ? "group" : "user", id),
                                  r, "policy-assign");
         if (r < 0) {
-                keys_seterr(err, "cannot store the assignment: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the assignment: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         if (!a) {
@@ -576,7 +577,7 @@ int keys_policy_assign(struct keys *k, const char *policy, bool by_gid, uint32_t
         char key[64];
         int r = assign_once(k, policy, by_gid, id, subj, err);
 
-        snprintf(key, sizeof(key), "assign/%s/%u", by_gid ? "gid" : "uid", id);
+        snprintf(key, sizeof(key), "%s%u", by_gid ? RECORDS_ASSIGN_GID : RECORDS_ASSIGN_UID, id);
         for (int attempt = 0; attempt < STALE_RETRIES && r == -ESTALE; attempt++) {
                 if (refresh_assignment(k, key, by_gid, id, err) < 0)
                         return -ESTALE;
@@ -625,12 +626,10 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
         struct policy_record *rec = NULL;
-        struct gen_record *gens = NULL;
-        struct store_op *ops = NULL;
-        char **jsons = NULL, (*keys)[160] = NULL;
+        struct store_txn txn = { 0 };
         struct ckey *ck[2] = { NULL, NULL };
         struct policy *p;
-        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
+        char key[160], *json;
         uint64_t rev, t0 = now_mono_usec();
         int r;
 
@@ -705,15 +704,6 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
         if (r < 0)
                 goto out;
 
-        n_slots = p->n_gens + 1;
-        ops = calloc(n_slots, sizeof(*ops));
-        jsons = calloc(n_slots, sizeof(*jsons));
-        keys = calloc(n_slots, sizeof(*keys));
-        gens = calloc(n_slots, sizeof(*gens));
-        if (!ops || !jsons || !keys || !gens) {
-                r = -ENOMEM;
-                goto out;
-        }
         if (new_policy_key) {
                 /* The generations stay wrapped under the key before, which
                  * stays too, wrapped under the new one, until rekey_finish()
@@ -730,26 +720,25 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                         goto out;
                 }
         }
-        r = policy_record_encode(rec, &jsons[n_ops]);
+        r = policy_record_encode(rec, &json);
         if (r < 0)
                 goto out;
-        key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
-        ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-        n_ops++;
-        r = keys_audit_ready(k, err);
+        key_policy(key, sizeof(key), p->rec.id);
+        r = store_txn_put_owned(&txn, key, json, strlen(json));
+        if (r >= 0)
+                r = store_txn_compare(&txn, key, p->mod_revision);
+        if (r >= 0)
+                r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
-        {
-                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, ops, n_ops, &rev);
-        }
+        r = store_txn_commit(k->env.store, &txn, &rev);
         if (r != -ESTALE) /* retried by keys_policy_rekey() */
                 keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-rekey", subj, r,
                                                "policy=%s new_policy_key=%s generations=%zu", policy,
                                                new_policy_key ? "yes" : "no", p->n_gens),
                                  r, "policy-rekey");
         if (r < 0) {
-                keys_seterr(err, "cannot store the rekey: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the rekey: %s", store_strerror(k->env.store, r));
                 goto out;
         }
         /* Commit in memory: the old customer keys stop working at once. */
@@ -771,18 +760,9 @@ static int rekey_once(struct keys *k, const char *policy, const char *const uris
                    p->n_gens);
 out:
         pthread_rwlock_unlock(&k->lock);
-        /* From here p may change under the watch thread (another node's
-         * rollover adds a generation): only n_slots says what was allocated. */
         for (int i = 0; i < 2; i++)
                 ckey_free(ck[i]);
-        for (size_t i = 0; jsons && i < n_slots; i++)
-                free(jsons[i]);
-        free(jsons);
-        free(ops);
-        free(keys);
-        if (gens)
-                secure_wipe(gens, sizeof(*gens) * n_slots);
-        free(gens);
+        store_txn_free(&txn);
         if (rec)
                 secure_wipe(rec, sizeof(*rec));
         free(rec);
@@ -861,11 +841,10 @@ int keys_check_purgeable(struct keys *k, const char *policy, char *err)
 static int purge_once(struct keys *k, const char *policy, const struct audit_subject *subj,
                       uint32_t request_id, char *err)
 {
-        struct store_op *ops = NULL;
-        char **jsons = NULL, (*keys)[160] = NULL;
+        struct store_txn head = { 0 }, gens = { 0 }; /* the policy record; the generations */
         struct policy_record *rec = NULL;
         struct policy *p;
-        size_t n_ops = 0, n_slots = 0; /* n_slots: as allocated, under the lock */
+        char key[160], *json;
         uint64_t rev, shred_rev = 0;
         bool begun = false;
         int r;
@@ -879,12 +858,8 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
                 p = NULL;
                 goto out;
         }
-        n_slots = p->n_gens + 1;
-        ops = calloc(n_slots, sizeof(*ops));
-        jsons = calloc(n_slots, sizeof(*jsons));
-        keys = calloc(n_slots, sizeof(*keys));
         rec = calloc(1, sizeof(*rec));
-        if (!ops || !jsons || !keys || !rec) {
+        if (!rec) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -895,24 +870,27 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
 
                 g.state = GEN_DESTROYED;
                 secure_wipe(g.wrapped_key, sizeof(g.wrapped_key));
-                r = gen_record_encode(&g, &jsons[n_ops]);
+                r = gen_record_encode(&g, &json);
                 if (r < 0)
                         goto out;
-                key_generation(keys[n_ops], sizeof(keys[n_ops]), p->rec.id, g.generation);
-                ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-                n_ops++;
+                key_generation(key, sizeof(key), p->rec.id, g.generation);
+                r = store_txn_put_owned(&gens, key, json, strlen(json));
+                if (r < 0)
+                        goto out;
         }
         *rec = (struct policy_record){ .created_usec = p->rec.created_usec, .active = p->rec.active,
                                        .n_generations = p->rec.n_generations, .purged = true };
         memcpy(rec->id, p->rec.id, sizeof(rec->id));
         memcpy(rec->name, p->rec.name, sizeof(rec->name));
-        r = policy_record_encode(rec, &jsons[n_ops]);
+        r = policy_record_encode(rec, &json);
         if (r < 0)
                 goto out;
-        key_policy(keys[n_ops], sizeof(keys[n_ops]), p->rec.id);
-        ops[n_ops] = (struct store_op){ STORE_PUT, keys[n_ops], jsons[n_ops], strlen(jsons[n_ops]) };
-        n_ops++;
-        r = keys_audit_ready(k, err);
+        key_policy(key, sizeof(key), p->rec.id);
+        r = store_txn_put_owned(&head, key, json, strlen(json));
+        if (r >= 0)
+                r = store_txn_compare(&head, key, p->mod_revision);
+        if (r >= 0)
+                r = keys_audit_ready(k, err);
         if (r < 0)
                 goto out;
         keys_shred_begin(k);
@@ -921,23 +899,20 @@ static int purge_once(struct keys *k, const char *policy, const struct audit_sub
          * availability key nothing can unwrap the generations any more, so
          * this one transaction is the shredding.  The generations' wrapped
          * keys follow in as many transactions as the store needs. */
-        {
-                const struct store_cmp cmp = { keys[n_ops - 1], p->mod_revision };
-                r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &ops[n_ops - 1], 1, &rev);
-        }
+        r = store_txn_commit(k->env.store, &head, &rev);
         if (r != -ESTALE) /* retried by keys_purge() */
                 keys_audit_check(audit_outcome(AUDIT_KIND_KEY, "policy-purge", subj, r,
                                                "policy=%s policy_id=%s request=%u", policy, p->rec.id,
                                                request_id),
                                  r, "policy-purge");
         if (r < 0) {
-                keys_seterr(err, "cannot store the purge: %s", store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot store the purge: %s", store_strerror(k->env.store, r));
                 goto out;
         }
-        for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < n_ops - 1; i += chunk) {
-                size_t n = n_ops - 1 - i < chunk ? n_ops - 1 - i : chunk;
+        for (size_t i = 0, chunk = store_ops_of(k->env.store)->max_txn_ops; i < gens.n_ops; i += chunk) {
+                size_t n = gens.n_ops - i < chunk ? gens.n_ops - i : chunk;
                 uint64_t grev;
-                int e = store_ops_of(k->env.store)->txn(k->env.store, NULL, 0, &ops[i], n, &grev);
+                int e = store_ops_of(k->env.store)->txn(k->env.store, NULL, 0, &gens.ops[i], n, &grev);
 
                 if (e < 0) {
                         log_err("policy '%s' is purged, but erasing its generations' wrapped keys "
@@ -972,12 +947,8 @@ out:
                 keys_shred(k, shred_rev, "policy purge");
         else if (begun)
                 keys_shred_abandon(k);
-        /* p may grow under the watch thread from here: free what was allocated. */
-        for (size_t i = 0; jsons && i < n_slots; i++)
-                free(jsons[i]);
-        free(jsons);
-        free(ops);
-        free(keys);
+        store_txn_free(&head);
+        store_txn_free(&gens);
         free(rec);
         return r;
 }

@@ -30,9 +30,7 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
 {
         _cleanup_secret_ uint8_t *buf = secret_alloc(3 * ENGINE_KEY_SIZE);
         size_t max = store_ops_of(k->env.store)->max_txn_ops, n = 0;
-        struct store_cmp *cmps = NULL;
-        struct store_op *ops = NULL;
-        char **jsons = NULL, (*keys)[160] = NULL;
+        struct store_txn txn = { 0 };
         struct generation **to_rewrap = NULL;
         struct gen_record *recs = NULL;
         uint64_t rev;
@@ -54,18 +52,15 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
                             strerror(-r));
                 return r;
         }
-        cmps = calloc(max, sizeof(*cmps));
-        ops = calloc(max, sizeof(*ops));
-        jsons = calloc(max, sizeof(*jsons));
-        keys = calloc(max, sizeof(*keys));
         to_rewrap = calloc(max, sizeof(*to_rewrap));
         recs = calloc(max, sizeof(*recs));
-        if (!cmps || !ops || !jsons || !keys || !to_rewrap || !recs) {
+        if (!to_rewrap || !recs) {
                 r = -ENOMEM;
                 goto out;
         }
         for (size_t i = 0; i < p->n_gens && n < max; i++) {
                 struct generation *g = p->gens[i];
+                char key[160], *json;
 
                 if (g->rec.state == GEN_DESTROYED || g->rec.key_version == p->rec.key_version)
                         continue;
@@ -85,19 +80,22 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
                                      buf + 2 * ENGINE_KEY_SIZE, recs[n].wrapped_key);
                 secure_wipe(buf + 2 * ENGINE_KEY_SIZE, ENGINE_KEY_SIZE);
                 if (r >= 0)
-                        r = gen_record_encode(&recs[n], &jsons[n]);
+                        r = gen_record_encode(&recs[n], &json);
+                key_generation(key, sizeof(key), p->rec.id, g->rec.generation);
+                if (r >= 0)
+                        r = store_txn_put_owned(&txn, key, json, strlen(json));
+                if (r >= 0)
+                        r = store_txn_compare(&txn, key, g->mod_revision);
                 if (r < 0) {
                         keys_seterr(err, "cannot re-wrap generation %u: %s", g->rec.generation, strerror(-r));
                         goto out;
                 }
-                key_generation(keys[n], sizeof(keys[n]), p->rec.id, g->rec.generation);
-                cmps[n] = (struct store_cmp){ keys[n], g->mod_revision };
-                ops[n] = (struct store_op){ STORE_PUT, keys[n], jsons[n], strlen(jsons[n]) };
                 to_rewrap[n++] = g;
         }
         if (n == 0) {
                 /* Every generation is under the new key: the old one goes. */
                 struct policy_record *rec = calloc(1, sizeof(*rec));
+                char key[160], *json;
 
                 if (!rec) {
                         r = -ENOMEM;
@@ -107,13 +105,14 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
                 rec->has_previous = false;
                 rec->previous_version = 0;
                 secure_wipe(rec->previous_key, sizeof(rec->previous_key));
-                r = policy_record_encode(rec, &jsons[0]);
-                key_policy(keys[0], sizeof(keys[0]), p->rec.id);
-                if (r >= 0) {
-                        const struct store_cmp cmp = { keys[0], p->mod_revision };
-                        const struct store_op op = { STORE_PUT, keys[0], jsons[0], strlen(jsons[0]) };
-                        r = store_ops_of(k->env.store)->txn(k->env.store, &cmp, 1, &op, 1, &rev);
-                }
+                r = policy_record_encode(rec, &json);
+                key_policy(key, sizeof(key), p->rec.id);
+                if (r >= 0)
+                        r = store_txn_put_owned(&txn, key, json, strlen(json));
+                if (r >= 0)
+                        r = store_txn_compare(&txn, key, p->mod_revision);
+                if (r >= 0)
+                        r = store_txn_commit(k->env.store, &txn, &rev);
                 if (r >= 0) {
                         secure_wipe(&p->rec, sizeof(p->rec));
                         p->rec = *rec;
@@ -122,10 +121,9 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
                 }
                 secure_wipe(rec, sizeof(*rec));
                 free(rec);
-                n = 1; /* jsons[0] to free */
                 goto out;
         }
-        r = store_ops_of(k->env.store)->txn(k->env.store, cmps, n, ops, n, &rev);
+        r = store_txn_commit(k->env.store, &txn, &rev);
         if (r >= 0)
                 for (size_t i = 0; i < n; i++) {
                         to_rewrap[i]->rec = recs[i];
@@ -134,15 +132,10 @@ static int finish_step_locked(struct keys *k, struct policy *p, char *err)
 out:
         if (r < 0 && r != -ESTALE && !err[0])
                 keys_seterr(err, "cannot store re-wrapped generations: %s",
-                            store_error_text(k->env.store, r));
+                            store_strerror(k->env.store, r));
         else if (r < 0 && !err[0])
-                keys_seterr(err, "%s", store_error_text(k->env.store, r));
-        for (size_t i = 0; jsons && i < n; i++)
-                free(jsons[i]);
-        free(jsons);
-        free(cmps);
-        free(ops);
-        free(keys);
+                keys_seterr(err, "%s", store_strerror(k->env.store, r));
+        store_txn_free(&txn);
         free(to_rewrap);
         if (recs)
                 secure_wipe(recs, max * sizeof(*recs));

@@ -31,17 +31,17 @@ static int gen_state_from_string(const char *s, enum gen_state *ret)
 
 void key_policy(char *buf, size_t size, const char *id)
 {
-        snprintf(buf, size, "policies/%s", id);
+        snprintf(buf, size, RECORDS_POLICIES "%s", id);
 }
 
 void key_generation(char *buf, size_t size, const char *id, uint32_t gen)
 {
-        snprintf(buf, size, "policies/%s/gens/%010u", id, gen);
+        snprintf(buf, size, RECORDS_POLICIES "%s/gens/%010u", id, gen);
 }
 
 void key_name(char *buf, size_t size, const char *name)
 {
-        snprintf(buf, size, "names/%s", name);
+        snprintf(buf, size, RECORDS_NAMES "%s", name);
 }
 
 int policy_name_valid(const char *name)

@@ -6,6 +6,8 @@
  *   policies/<id>                  -> policy record (JSON)
  *   policies/<id>/gens/<%010u>     -> generation record (JSON)
  *   assign/uid/<uid>, assign/gid/<gid> -> policy name (a caller's default)
+ *   access/next-id, access/requests/<%010u>, access/grants/...: grants.h
+ *   nodes/<name>                   -> a node's heartbeat (nodes.h)
  *
  * Records hold wrapped keys only (base64 of nonce || ciphertext || tag).
  */
@@ -14,8 +16,25 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "wrap.h"
+
+/* The key prefixes above, named once for every file that reads or writes
+ * them. */
+#define RECORDS_NAMES "names/"
+#define RECORDS_POLICIES "policies/"
+#define RECORDS_ASSIGN "assign/"
+#define RECORDS_ASSIGN_UID RECORDS_ASSIGN "uid/"
+#define RECORDS_ASSIGN_GID RECORDS_ASSIGN "gid/"
+#define RECORDS_ACCESS "access/"
+#define RECORDS_NEXT_REQUEST_ID RECORDS_ACCESS "next-id"
+#define RECORDS_REQUESTS RECORDS_ACCESS "requests/"
+#define RECORDS_GRANTS RECORDS_ACCESS "grants/"
+#define RECORDS_NODES "nodes/"
+/* Length of one of them; whether store key k lies under prefix p. */
+#define RECORDS_LEN(p) (sizeof(p) - 1)
+#define RECORDS_UNDER(k, p) (strncmp((k), (p), RECORDS_LEN(p)) == 0)
 
 enum gen_state {
         GEN_ACTIVE,

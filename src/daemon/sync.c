@@ -61,22 +61,6 @@ static int kv_list_copy(const struct store_kv *kv, void *userdata)
         return 0;
 }
 
-const char *store_error_text(struct store *s, int r)
-{
-        const struct store_ops *ops = store_backend_ops(s);
-
-        if (ops == &store_etcd_ops &&
-            (r == -EAGAIN || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
-             r == -ECONNRESET || r == -ENOTCONN))
-                return "store unavailable: no etcd quorum";
-        if (ops == &store_etcd_ops && r == -ETIMEDOUT)
-                return "store unavailable: no etcd quorum (timed out: the change may still take "
-                       "effect when quorum returns)";
-        if (r == -ESTALE)
-                return "the record changed concurrently, retry";
-        return strerror(-r);
-}
-
 static bool key_material_differs(const struct policy_record *a, const struct policy_record *b)
 {
         return a->purged != b->purged || a->n_customer_keys != b->n_customer_keys ||
@@ -273,7 +257,7 @@ static int merge_list(struct keys *k, const struct store_kv_list *l, char *err)
         int result = 0;
 
         for (size_t i = 0; i < l->n;) {
-                const char *rest = l->v[i].key + strlen("policies/");
+                const char *rest = l->v[i].key + RECORDS_LEN(RECORDS_POLICIES);
                 size_t j = i + 1;
 
                 if (strchr(rest, '/')) {
@@ -305,7 +289,7 @@ static int read_range(struct keys *k, const char *prefix, const char *what, stru
 
         r = store_ops_of(k->env.store)->range(k->env.store, prefix, kv_list_copy, &l);
         if (r < 0) {
-                keys_seterr(err, "cannot read %s: %s", what, store_error_text(k->env.store, r));
+                keys_seterr(err, "cannot read %s: %s", what, store_strerror(k->env.store, r));
                 kv_list_free(&l);
                 return r;
         }
@@ -346,7 +330,7 @@ static int reload_assignments(struct keys *k, char *err)
         size_t n_old;
         int r;
 
-        r = read_range(k, "assign/", "policy assignments", &l, err);
+        r = read_range(k, RECORDS_ASSIGN, "policy assignments", &l, err);
         if (r < 0)
                 return r;
         pthread_rwlock_wrlock(&k->lock);
@@ -373,7 +357,7 @@ static int sync_all(struct keys *k, char *err)
 {
         int r;
 
-        r = load_policies(k, "policies/", "the store", err);
+        r = load_policies(k, RECORDS_POLICIES, "the store", err);
         if (r >= 0)
                 r = reload_assignments(k, err);
         return r;
@@ -393,8 +377,8 @@ static int on_change(const struct store_kv *kv, void *userdata)
 
         if (kv->mod_revision > c->max_rev)
                 c->max_rev = kv->mod_revision;
-        if (strncmp(kv->key, "policies/", 9) == 0 && strlen(kv->key) >= 9 + 36) {
-                const char *id = kv->key + 9;
+        if (RECORDS_UNDER(kv->key, RECORDS_POLICIES) && strlen(kv->key) >= RECORDS_LEN(RECORDS_POLICIES) + 36) {
+                const char *id = kv->key + RECORDS_LEN(RECORDS_POLICIES);
 
                 for (size_t i = 0; i < c->n_ids; i++)
                         if (strncmp(c->ids[i], id, 36) == 0)
@@ -407,9 +391,9 @@ static int on_change(const struct store_kv *kv, void *userdata)
                         memcpy(ids[c->n_ids], id, 36);
                         ids[c->n_ids++][36] = 0;
                 }
-        } else if (strncmp(kv->key, "assign/", 7) == 0)
+        } else if (RECORDS_UNDER(kv->key, RECORDS_ASSIGN))
                 c->assign = true;
-        else if (strncmp(kv->key, "access/requests/", 16) == 0 || strncmp(kv->key, "access/grants/", 14) == 0)
+        else if (RECORDS_UNDER(kv->key, RECORDS_REQUESTS) || RECORDS_UNDER(kv->key, RECORDS_GRANTS))
                 c->access = true;
         return 0;
 }
@@ -460,7 +444,7 @@ int keys_sync(struct keys *k, bool *ret_access_changed)
         since = atomic_load(&k->sync.applied);
         r = store_ops_of(k->env.store)->revision(k->env.store, &rev);
         if (r < 0) {
-                note_health(k, r, store_error_text(k->env.store, r));
+                note_health(k, r, store_strerror(k->env.store, r));
                 goto out;
         }
         if (rev <= since) {
@@ -481,7 +465,7 @@ int keys_sync(struct keys *k, bool *ret_access_changed)
                 goto out;
         }
         if (r < 0) {
-                note_health(k, r, store_error_text(k->env.store, r));
+                note_health(k, r, store_strerror(k->env.store, r));
                 goto out;
         }
         r = apply_changed(k, &c, err);
@@ -522,7 +506,7 @@ static int on_follow(const struct store_kv *kvs, size_t n, uint64_t revision, vo
         free(c.ids);
         if (r < 0) {
                 /* The stream ends; the caller catches up and follows again. */
-                note_health(k, r, err[0] ? err : store_error_text(k->env.store, r));
+                note_health(k, r, err[0] ? err : store_strerror(k->env.store, r));
                 return r;
         }
         note_health(k, 0, NULL);

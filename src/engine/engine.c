@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Choosing an engine, and random bytes. */
+/* Choosing an engine; it reaches the engines through their ops tables only. */
 #include <stdio.h>
-#include <sys/random.h>
 
 #include "engine/engine.h"
 #include "shared/util.h"
@@ -90,26 +89,5 @@ int engine_select(enum engine_kind want, const struct engine_ops **ret_ops,
         fill_driver(ops, &info);
         *ret_ops = ops;
         *ret_info = info;
-        return 0;
-}
-
-int engine_random(void *buf, size_t len)
-{
-        uint8_t *p = buf;
-
-        if (!buf && len)
-                return -EINVAL;
-        while (len > 0) {
-                ssize_t n = getrandom(p, len, 0);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                /* Large requests come back in pieces (at most 32 MiB each). */
-                p += n;
-                len -= (size_t)n;
-        }
         return 0;
 }

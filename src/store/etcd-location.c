@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Parses the etcd backend's location string (grammar in store-etcd.h).
+ * Parses the etcd backend's location string (grammar in store-etcd.h), and
+ * checks the same values when dkmd.conf gives them one by one.
  * Strict on purpose: it comes from a configuration file, and a typo in an
  * endpoint or a TLS path should stop the daemon at startup, not send key
  * material to the wrong place or in the clear.  Depends on libc only, so the
@@ -192,10 +193,73 @@ static int check_path(const char *v)
         return v[0] == '/' && store_utf8_valid((const unsigned char *)v, strlen(v)) ? 0 : -EINVAL;
 }
 
+/* A value as the string's grammar allows it, once unescaped. */
+static int check_value(const char *v)
+{
+        size_t n = strnlen(v, VALUE_MAX + 1);
+
+        if (n == 0 || n > VALUE_MAX)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+                        return -EINVAL;
+        return 0;
+}
+
+static int copy_value(const char *v, char **ret)
+{
+        if (!v)
+                return 0;
+        if (check_value(v) < 0)
+                return -EINVAL;
+        *ret = strdup(v);
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* The checks of a location, on its values however they came. */
+static int from_settings(const struct store_etcd_settings *in, struct etcd_location *l)
+{
+        bool https = false;
+        int r;
+
+        if (!in->endpoints || check_value(in->endpoints) < 0)
+                return -EINVAL;
+        r = parse_endpoints(in->endpoints, l, &https);
+        if (r < 0)
+                return r;
+        r = copy_value(in->prefix ? in->prefix : STORE_ETCD_DEFAULT_PREFIX, &l->prefix);
+        if (r >= 0)
+                r = copy_value(in->cacert, &l->cacert);
+        if (r >= 0)
+                r = copy_value(in->cert, &l->cert);
+        if (r >= 0)
+                r = copy_value(in->key, &l->key);
+        if (r >= 0)
+                r = copy_value(in->user, &l->user);
+        if (r >= 0)
+                r = copy_value(in->password, &l->password);
+        if (r < 0)
+                return r;
+
+        if (strlen(l->prefix) > STORE_ETCD_PREFIX_MAX ||
+            !store_utf8_valid((const unsigned char *)l->prefix, strlen(l->prefix)))
+                return -EINVAL;
+        if ((l->cacert && check_path(l->cacert) < 0) || (l->cert && check_path(l->cert) < 0) ||
+            (l->key && check_path(l->key) < 0))
+                return -EINVAL;
+        if (!l->cert != !l->key || !l->user != !l->password)
+                return -EINVAL;
+        if (!https && (l->cacert || l->cert))
+                return -EINVAL;
+        return 0;
+}
+
+/* Splits the string into its values, then checks them as any settings. */
 static int parse(const char *location, struct etcd_location *l)
 {
-        char *endpoints = NULL;
-        bool https = false;
+        static const char *const names[] = { "endpoints", "prefix", "cacert", "cert",
+                                             "key",       "user",   "password" };
+        char *v[ARRAY_SIZE(names)] = { 0 };
         const char *p = location;
         int r = 0;
 
@@ -203,11 +267,7 @@ static int parse(const char *location, struct etcd_location *l)
                 return -EINVAL;
 
         while (*p) {
-                static const char *const names[] = { "endpoints", "prefix", "cacert", "cert",
-                                                     "key",       "user",   "password" };
                 const char *eq = strchr(p, '=');
-                char **slot[] = { &endpoints, &l->prefix, &l->cacert, &l->cert,
-                                  &l->key,    &l->user,   &l->password };
                 size_t n, i;
 
                 if (!eq)
@@ -216,44 +276,23 @@ static int parse(const char *location, struct etcd_location *l)
                 for (i = 0; i < ARRAY_SIZE(names); i++)
                         if (strlen(names[i]) == n && memcmp(p, names[i], n) == 0)
                                 break;
-                if (i == ARRAY_SIZE(names) || *slot[i])
+                if (i == ARRAY_SIZE(names) || v[i])
                         goto bad;
                 p = eq + 1;
-                r = take_value(&p, slot[i]);
+                r = take_value(&p, &v[i]);
                 if (r < 0)
-                        goto fail;
+                        goto done;
         }
-
-        if (!endpoints)
-                goto bad;
-        r = parse_endpoints(endpoints, l, &https);
-        if (r < 0)
-                goto fail;
-
-        if (!l->prefix) {
-                l->prefix = strdup(STORE_ETCD_DEFAULT_PREFIX);
-                if (!l->prefix) {
-                        r = -ENOMEM;
-                        goto fail;
-                }
-        }
-        if (strlen(l->prefix) > STORE_ETCD_PREFIX_MAX ||
-            !store_utf8_valid((const unsigned char *)l->prefix, strlen(l->prefix)))
-                goto bad;
-        if ((l->cacert && check_path(l->cacert) < 0) || (l->cert && check_path(l->cert) < 0) ||
-            (l->key && check_path(l->key) < 0))
-                goto bad;
-        if (!l->cert != !l->key || !l->user != !l->password)
-                goto bad;
-        if (!https && (l->cacert || l->cert))
-                goto bad;
-        free(endpoints);
-        return 0;
-
+        r = from_settings(&(const struct store_etcd_settings){
+                                  .endpoints = v[0], .prefix = v[1], .cacert = v[2], .cert = v[3],
+                                  .key = v[4], .user = v[5], .password = v[6] },
+                          l);
+        goto done;
 bad:
         r = -EINVAL;
-fail:
-        free(endpoints);
+done:
+        for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+                free_wiped(v[i]); /* one may be the password */
         return r;
 }
 
@@ -265,6 +304,22 @@ int store_etcd_parse_location(const char *location, struct etcd_location *ret)
         if (!location || !ret)
                 return -EINVAL;
         r = parse(location, &l);
+        if (r < 0) {
+                etcd_location_free(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+int store_etcd_location_from_settings(const struct store_etcd_settings *in, struct etcd_location *ret)
+{
+        struct etcd_location l = { 0 };
+        int r;
+
+        if (!in || !ret)
+                return -EINVAL;
+        r = from_settings(in, &l);
         if (r < 0) {
                 etcd_location_free(&l);
                 return r;

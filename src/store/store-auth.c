@@ -760,6 +760,18 @@ static int auth_checkpoint(struct store *s)
         return store_checkpoint(A(s)->inner);
 }
 
+/* Errors are the backend's: the wrapper adds only -EBADMSG and the like,
+ * which strerror() words well enough. */
+static const char *auth_strerror(struct store *s, int r)
+{
+        return store_strerror(A(s)->inner, r);
+}
+
+static bool auth_unavailable(struct store *s, int r)
+{
+        return store_unavailable(A(s)->inner, r);
+}
+
 static const struct store_ops auth_ops = {
         .name = "authenticated",
         .open = auth_open,
@@ -771,6 +783,8 @@ static const struct store_ops auth_ops = {
         .changes = auth_changes,
         .shred = auth_shred,
         .checkpoint = auth_checkpoint,
+        .strerror = auth_strerror,
+        .unavailable = auth_unavailable,
 };
 
 /* Over a backend with a watch and leases (etcd). */
@@ -791,6 +805,8 @@ static const struct store_ops auth_ops_leased = {
         .txn_leased = auth_txn_leased,
         .shred = auth_shred,
         .checkpoint = auth_checkpoint,
+        .strerror = auth_strerror,
+        .unavailable = auth_unavailable,
 };
 
 int store_auth_open(struct store *inner, const uint8_t key[STORE_AUTH_KEY_SIZE], const char *seen_path,

@@ -669,18 +669,15 @@ static void etcd_close(struct store *s)
         free(s);
 }
 
-static int etcd_open(const char *location, struct store **ret)
+/* Opens the store that loc names; takes loc's contents. */
+static int open_location(struct etcd_location *loc_, struct store **ret)
 {
-        struct etcd_location loc = { 0 };
+        struct etcd_location loc = *loc_;
         struct store *s;
         uint64_t rev;
         int r;
 
-        if (!location || !ret)
-                return -EINVAL;
-        r = store_etcd_parse_location(location, &loc);
-        if (r < 0)
-                return r;
+        *loc_ = (struct etcd_location){ 0 };
         s = calloc(1, sizeof(*s));
         if (!s) {
                 etcd_location_free(&loc);
@@ -708,6 +705,46 @@ static int etcd_open(const char *location, struct store **ret)
         return 0;
 }
 
+static int etcd_open(const char *location, struct store **ret)
+{
+        struct etcd_location loc = { 0 };
+        int r;
+
+        if (!location || !ret)
+                return -EINVAL;
+        r = store_etcd_parse_location(location, &loc);
+        return r < 0 ? r : open_location(&loc, ret);
+}
+
+int store_etcd_open(const struct store_etcd_settings *in, struct store **ret)
+{
+        struct etcd_location loc = { 0 };
+        int r;
+
+        if (!in || !ret)
+                return -EINVAL;
+        r = store_etcd_location_from_settings(in, &loc);
+        return r < 0 ? r : open_location(&loc, ret);
+}
+
+/* The errors etcd-errors.c makes of a lost quorum or connection. */
+static bool etcd_unavailable(struct store *s, int r)
+{
+        return r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
+               r == -ECONNRESET || r == -ENOTCONN;
+}
+
+static const char *etcd_strerror(struct store *s, int r)
+{
+        /* A timed-out write may still be applied by the cluster later. */
+        if (r == -ETIMEDOUT)
+                return "store unavailable: no etcd quorum (timed out: the change may still take "
+                       "effect when quorum returns)";
+        if (etcd_unavailable(s, r))
+                return "store unavailable: no etcd quorum";
+        return NULL;
+}
+
 const struct store_ops store_etcd_ops = {
         .name = "etcd",
         .max_txn_ops = STORE_TXN_OPS_MAX,
@@ -725,4 +762,6 @@ const struct store_ops store_etcd_ops = {
         .lease_ttl = etcd_lease_ttl,
         .txn_leased = etcd_txn_leased,
         .shred = etcd_shred,
+        .strerror = etcd_strerror,
+        .unavailable = etcd_unavailable,
 };

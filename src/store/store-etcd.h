@@ -46,6 +46,21 @@ struct etcd_location {
 int store_etcd_parse_location(const char *location, struct etcd_location *ret);
 void etcd_location_free(struct etcd_location *l);
 
+/* The location as separate values, as dkmd.conf's [store] gives them, so
+ * that nobody writes a location string only to have it parsed back:
+ * endpoints comma-separated; the others NULL when not given (prefix then
+ * STORE_ETCD_DEFAULT_PREFIX).  Held to the string's rules, less its
+ * escapes. */
+struct store_etcd_settings {
+        const char *endpoints, *prefix, *cacert, *cert, *key, *user, *password;
+};
+
+/* As store_etcd_parse_location(), from settings. */
+int store_etcd_location_from_settings(const struct store_etcd_settings *in, struct etcd_location *ret);
+/* Opens an etcd store from settings, as store_open(&store_etcd_ops, ...)
+ * opens one from a location string: same checks, same errors. */
+int store_etcd_open(const struct store_etcd_settings *in, struct store **ret);
+
 /* Compacts the etcd history up to revision (etcd's Compaction RPC): later
  * changes() calls with since + 1 < revision give -ERANGE.  dkm compacts
  * when it shreds (store.h's shred()) and otherwise leaves compaction to

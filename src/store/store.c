@@ -85,6 +85,25 @@ const struct store_ops *store_ops_of(struct store *s)
         return s ? ((const struct store_base *)s)->ops : NULL;
 }
 
+const char *store_strerror(struct store *s, int r)
+{
+        const struct store_ops *ops = store_ops_of(s);
+        const char *text = ops && ops->strerror ? ops->strerror(s, r) : NULL;
+
+        if (text)
+                return text;
+        if (r == -ESTALE)
+                return "the record changed concurrently, retry";
+        return strerror(-r);
+}
+
+bool store_unavailable(struct store *s, int r)
+{
+        const struct store_ops *ops = store_ops_of(s);
+
+        return ops && ops->unavailable && ops->unavailable(s, r);
+}
+
 bool store_has_leases(struct store *s)
 {
         const struct store_ops *ops = store_ops_of(s);

@@ -142,6 +142,16 @@ struct store_ops {
          * into dkm.db and truncates it (-EBUSY when another connection held
          * it). */
         int (*checkpoint)(struct store *s);
+
+        /* Optional: the backend's own words for an error r it gave, where
+         * they say more than strerror() (etcd: no quorum); NULL from the
+         * function, or no function, for the common text. */
+        const char *(*strerror)(struct store *s, int r);
+        /* Optional: whether r says the store is out of reach for now (etcd:
+         * no quorum, the connection lost) rather than that it refused.
+         * Absent for a backend that cannot be out of reach (SQLite: a local
+         * file); the daemon then needs no block of uses reserved ahead. */
+        bool (*unavailable)(struct store *s, int r);
 };
 
 extern const struct store_ops store_sqlite_ops;
@@ -176,6 +186,13 @@ int store_txn_leased(struct store *s, const struct store_cmp *cmps, size_t n_cmp
 int store_shred(struct store *s, uint64_t revision);
 /* 0 also where the backend has nothing to do. */
 int store_checkpoint(struct store *s);
+/* Words for an error of s, for messages: the backend's (its strerror in
+ * the table), else "the record changed concurrently, retry" for -ESTALE,
+ * else strerror(-r).  s may be NULL (no backend yet). */
+const char *store_strerror(struct store *s, int r);
+/* Whether r from s means "out of reach for now" (the table's unavailable);
+ * false for a NULL store and for a backend that is never out of reach. */
+bool store_unavailable(struct store *s, int r);
 
 /* For backends: keys are 1-STORE_KEY_MAX bytes of UTF-8 (empty only with
  * allow_empty): -E2BIG when longer, -EINVAL otherwise. */
@@ -185,6 +202,26 @@ int store_check_key(const char *k, bool allow_empty, size_t *ret_len);
  * and operations, valid keys, values within STORE_VALUE_MAX, no key twice. */
 int store_check_txn(const struct store_cmp *cmps, size_t n_cmps, const struct store_op *ops,
                     size_t n_ops, size_t max_ops);
+
+/* A transaction being built, in place of parallel arrays of operations,
+ * keys and values: it owns copies of the keys and the values it is given
+ * (put_owned() takes a malloc'd value over).  Start from a zeroed struct;
+ * store_txn_free() releases everything, also after a failed call. */
+struct store_txn {
+        struct store_op *ops;
+        struct store_cmp *cmps;
+        size_t n_ops, n_cmps, cap_ops, cap_cmps;
+};
+
+/* 0, or -ENOMEM (value is then freed all the same). */
+int store_txn_put_owned(struct store_txn *t, const char *key, char *value, size_t value_len);
+int store_txn_delete(struct store_txn *t, const char *key);
+/* The transaction applies only if key's mod revision is mod_revision
+ * (0: the key must not exist). */
+int store_txn_compare(struct store_txn *t, const char *key, uint64_t mod_revision);
+/* Runs it on s, as s's txn() does. */
+int store_txn_commit(struct store *s, const struct store_txn *t, uint64_t *ret_revision);
+void store_txn_free(struct store_txn *t);
 
 /* Key-values collected to be handed to a callback later, once the backend
  * has let go of its locks and replies (so that callbacks may call into the

@@ -126,7 +126,9 @@ expect "hedge: B stopped, A absent: unavailable" 2 0 -- \
 echo "== one process: server dies, comes back, stalls"
 p11_server_start tokB || exit 1
 coproc LOOP { "$TOOL" loop "$URI_B" policy-1 "$T/blob-b" 1500; }
-LOOP_IN=${LOOP[1]} LOOP_OUT=${LOOP[0]}
+# bash unsets LOOP_PID once the coprocess has ended, which it may do as
+# soon as its input closes: keep the pid for the wait below.
+LOOP_IN=${LOOP[1]} LOOP_OUT=${LOOP[0]} loop_pid=$LOOP_PID
 # answer DESCRIPTION GLOB: one more unwrap in that process; the line must match.
 answer() {
         local t0
@@ -148,7 +150,7 @@ answer "stalled: times out" "unavailable -110 *"
 p11_server_resume
 answer "answers again after resume" "ok $KEY"
 exec {LOOP_IN}>&-
-wait "$LOOP_PID" 2>/dev/null
+wait "$loop_pid" 2>/dev/null
 
 echo "== hedged unwrap"
 expect "hedge: both healthy, B (first) wins, A not asked" 0 0 -- \

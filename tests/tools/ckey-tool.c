@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ckey-tool: drives src/daemon/ckey.c from the shell, for
+ * ckey-tool: drives src/ckey/ckey.c from the shell, for
  * tests/integration/test-ckey-pkcs11.sh.
  *
  *   ckey-tool redact URI
@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/ckey.h"
+#include "ckey/ckey.h"
 #include "shared/util.h"
 
 static void quit(int code)

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* For unit tests: a shared store that can lose quorum.  SQLite underneath;
  * while flaky_down every call fails as etcd without quorum does (-EAGAIN,
- * "no leader").  Not SQLite's ops table, so dkmd treats it as a fleet's
- * store.  Include once per test program. */
+ * "no leader").  Its table says it can be out of reach, so dkmd treats it
+ * as a fleet's store.  Include once per test program. */
 #pragma once
 
 #include <errno.h>
@@ -83,6 +83,13 @@ static int flaky_shred(struct store *s, uint64_t revision)
         return flaky_down ? -EAGAIN : store_sqlite_ops.shred(inner(s), revision);
 }
 
+/* As etcd's: the errors of a lost quorum or connection. */
+static bool flaky_unavailable(struct store *s, int r)
+{
+        return r == -EAGAIN || r == -ETIMEDOUT || r == -EHOSTUNREACH || r == -ECONNREFUSED ||
+               r == -ECONNRESET || r == -ENOTCONN;
+}
+
 static const struct store_ops flaky_ops = {
         .name = "flaky",
         .max_txn_ops = STORE_TXN_OPS_MAX,
@@ -94,5 +101,6 @@ static const struct store_ops flaky_ops = {
         .revision = flaky_revision,
         .changes = flaky_changes,
         .shred = flaky_shred,
+        .unavailable = flaky_unavailable,
 };
 

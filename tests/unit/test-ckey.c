@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "daemon/ckey.h"
+#include "ckey/ckey.h"
 #include "shared/util.h"
 
 #define MS 1000ull

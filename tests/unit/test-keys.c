@@ -22,7 +22,7 @@
 
 #include <sys/stat.h>
 
-#include "daemon/ckey.h"
+#include "ckey/ckey.h"
 #include "daemon/keys.h"
 #include "daemon/keys-internal.h"
 #include "daemon/wrap.h"

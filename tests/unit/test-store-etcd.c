@@ -142,6 +142,61 @@ static int teardown_store(void **state)
 
 /* ---- the location string (no etcd needed) ------------------------------ */
 
+/* dkmd.conf's values, handed over without a location string: the same
+ * location as the string gives, and the same refusals. */
+static void test_location_settings(void **state)
+{
+        struct etcd_location l, m;
+        static const struct store_etcd_settings bad[] = {
+                { .prefix = "/x/" },                                     /* no endpoints */
+                { .endpoints = "" },
+                { .endpoints = "http://a:1,https://b:2" },               /* mixed schemes */
+                { .endpoints = "http://a:1", .cacert = "/ca.pem" },     /* TLS without https */
+                { .endpoints = "https://a:1", .cert = "/c.pem" },       /* cert without key */
+                { .endpoints = "https://a:1", .cacert = "ca.pem" },     /* relative path */
+                { .endpoints = "https://a:1", .cacert = "" },           /* empty value */
+                { .endpoints = "http://a:1", .user = "u" },             /* user without password */
+                { .endpoints = "http://a:1", .prefix = "/a\tb/" },
+                { .endpoints = "http://a:1", .prefix = "/a\001b/" },
+        };
+
+        for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+                int r = store_etcd_location_from_settings(&bad[i], &l);
+
+                if (r != -EINVAL)
+                        print_message("accepted: settings %zu\n", i);
+                assert_int_equal(r, -EINVAL);
+        }
+        assert_int_equal(store_etcd_location_from_settings(NULL, &l), -EINVAL);
+        assert_int_equal(store_etcd_open(NULL, NULL), -EINVAL);
+
+        /* A ';' and a '\\' in a value need no escaping here. */
+        assert_int_equal(store_etcd_location_from_settings(
+                                 &(const struct store_etcd_settings){
+                                         .endpoints = "https://e:1,https://[::1]", .cacert = "/etc/ca;1.pem",
+                                         .cert = "/c.pem", .key = "/k\\.pem", .user = "u", .password = "p;w" },
+                                 &l),
+                         0);
+        assert_int_equal(store_etcd_parse_location("endpoints=https://e:1,https://[::1];cacert=/etc/ca\\;1.pem;"
+                                                   "cert=/c.pem;key=/k\\\\.pem;user=u;password=p\\;w",
+                                                   &m),
+                         0);
+        assert_int_equal(l.n_endpoints, 2);
+        assert_int_equal(m.n_endpoints, 2);
+        for (size_t i = 0; i < l.n_endpoints; i++)
+                assert_string_equal(l.endpoints[i], m.endpoints[i]);
+        assert_string_equal(l.endpoints[1], "https://[::1]:2379");
+        assert_string_equal(l.prefix, STORE_ETCD_DEFAULT_PREFIX);
+        assert_string_equal(l.prefix, m.prefix);
+        assert_string_equal(l.cacert, "/etc/ca;1.pem");
+        assert_string_equal(l.cacert, m.cacert);
+        assert_string_equal(l.key, "/k\\.pem");
+        assert_string_equal(l.key, m.key);
+        assert_string_equal(l.password, m.password);
+        etcd_location_free(&l);
+        etcd_location_free(&m);
+}
+
 static void test_location(void **state)
 {
         struct etcd_location l;
@@ -1322,6 +1377,7 @@ int main(void)
 {
         const struct CMUnitTest all[] = {
                 cmocka_unit_test(test_location),
+                cmocka_unit_test(test_location_settings),
                 cmocka_unit_test(test_codecs),
                 cmocka_unit_test(test_bad_replies),
                 cmocka_unit_test(test_follow_bad_streams),

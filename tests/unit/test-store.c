@@ -467,6 +467,83 @@ static struct store *auth_open_ok(const char *db, struct refusals *ref)
         return a;
 }
 
+/* The builder owns its keys and values: the caller's buffers may change
+ * or go before the commit. */
+static void test_txn_builder(void **state)
+{
+        struct store *s = open_ok("builder.db");
+        struct store_txn t = { 0 };
+        struct store_kv kv = { 0 };
+        uint64_t rev = 0, rev2 = 0;
+        char key[16];
+
+        for (int i = 0; i < 20; i++) { /* past the first growth */
+                snprintf(key, sizeof(key), "b/%02d", i);
+                assert_int_equal(store_txn_put_owned(&t, key, strdup("v"), 1), 0);
+                assert_int_equal(store_txn_compare(&t, key, 0), 0);
+        }
+        memset(key, 'x', sizeof(key) - 1);
+        assert_int_equal(t.n_ops, 20);
+        assert_int_equal(t.n_cmps, 20);
+        assert_int_equal(store_txn_commit(s, &t, &rev), 0);
+        assert_int_equal(store_ops_of(s)->get(s, "b/19", &kv), 0);
+        assert_int_equal(kv.value_len, 1);
+        assert_memory_equal(kv.value, "v", 1);
+        store_kv_clear(&kv);
+        /* The same compares again: the keys exist now. */
+        assert_int_equal(store_txn_commit(s, &t, NULL), -ESTALE);
+        store_txn_free(&t);
+        assert_null(t.ops);
+
+        assert_int_equal(store_txn_delete(&t, "b/00"), 0);
+        assert_int_equal(store_txn_compare(&t, "b/00", rev), 0);
+        assert_int_equal(store_txn_commit(s, &t, &rev2), 0);
+        assert_int_equal(rev2, rev + 1);
+        assert_int_equal(store_ops_of(s)->get(s, "b/00", &kv), -ENOENT);
+        store_txn_free(&t);
+
+        assert_int_equal(store_txn_put_owned(&t, NULL, strdup("v"), 1), -EINVAL);
+        assert_int_equal(store_txn_put_owned(&t, "k", NULL, 0), -EINVAL);
+        assert_int_equal(store_txn_compare(NULL, "k", 0), -EINVAL);
+        assert_int_equal(store_txn_commit(NULL, &t, NULL), -EINVAL);
+        store_txn_free(&t);
+        store_txn_free(NULL);
+        store_close(s);
+}
+
+/* Each backend words and classifies its own errors through its table;
+ * the authenticating wrapper answers as the backend under it. */
+static void test_strerror_unavailable(void **state)
+{
+        struct refusals ref = { 0 };
+        struct store *s = open_ok("words.db"), *a = auth_open_ok("words-auth.db", &ref);
+
+        assert_string_equal(store_strerror(NULL, -ESTALE), "the record changed concurrently, retry");
+        assert_string_equal(store_strerror(NULL, -EIO), strerror(EIO));
+        assert_false(store_unavailable(NULL, -EAGAIN));
+
+        /* SQLite: a local file, never out of reach. */
+        assert_null(store_sqlite_ops.unavailable);
+        assert_string_equal(store_strerror(s, -EAGAIN), strerror(EAGAIN));
+        assert_string_equal(store_strerror(a, -ESTALE), "the record changed concurrently, retry");
+        assert_false(store_unavailable(s, -EAGAIN));
+        assert_false(store_unavailable(a, -ETIMEDOUT));
+
+        /* etcd: no quorum, or the connection lost. */
+        assert_string_equal(store_etcd_ops.strerror(NULL, -EAGAIN), "store unavailable: no etcd quorum");
+        assert_string_equal(store_etcd_ops.strerror(NULL, -ECONNRESET), "store unavailable: no etcd quorum");
+        assert_non_null(strstr(store_etcd_ops.strerror(NULL, -ETIMEDOUT), "may still take effect"));
+        assert_null(store_etcd_ops.strerror(NULL, -ESTALE));
+        assert_null(store_etcd_ops.strerror(NULL, -EACCES));
+        assert_true(store_etcd_ops.unavailable(NULL, -ENOTCONN));
+        assert_true(store_etcd_ops.unavailable(NULL, -ETIMEDOUT));
+        assert_false(store_etcd_ops.unavailable(NULL, -ESTALE));
+        assert_false(store_etcd_ops.unavailable(NULL, -ENOSPC));
+
+        store_close(a);
+        store_close(s);
+}
+
 static void test_auth_forgery_and_replay(void **state)
 {
         struct refusals ref = { 0 };
@@ -644,6 +721,8 @@ int main(void)
                 cmocka_unit_test(test_shred),
                 cmocka_unit_test(test_auth_envelope),
                 cmocka_unit_test(test_auth_forgery_and_replay),
+                cmocka_unit_test(test_strerror_unavailable),
+                cmocka_unit_test(test_txn_builder),
                 cmocka_unit_test(test_auth_migration),
                 cmocka_unit_test(test_describe),
                 cmocka_unit_test(test_checkpoint),

@@ -63,8 +63,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CKEY_KEY_SIZE 32
-#define CKEY_NONCE_SIZE 12
+#include "ckey/ckey-provider.h"
+
 #define CKEY_BLOB_SIZE 64   /* what ckey_wrap() writes today */
 #define CKEY_BLOB_MAX 512   /* what callers should be ready to store */
 
@@ -95,18 +95,6 @@ int ckey_allow_set(char *const *modules, char *const *key_dirs);
  * 0, or -EINVAL with a message that names the setting.  Files that do not
  * exist (yet) pass here; using the key then fails as usual. */
 int ckey_check(struct ckey *k, char *err, size_t err_size);
-
-/* For providers.  The module file to load for module-path=path: its
- * canonical path in *ret_path (malloc'd; may be NULL), 0; -EINVAL refused
- * (message names the setting); -ENOENT allowed but absent or unreadable. */
-int ckey_allow_module_path(const char *path, char **ret_path, char *err, size_t err_size);
-/* module-name=name: 0 or -EINVAL. */
-int ckey_allow_module_name(const char *name, char *err, size_t err_size);
-/* Opens a key or PIN file (what: "key file", "PIN file") read-only: 0 and
- * *ret_fd; -EINVAL refused (not in key_dirs, a symlink leading out, not a
- * regular file, wrong owner or mode); -ENOENT, -ENOTDIR, -EACCES, ... as
- * open(2) would say (the file is missing or unreadable). */
-int ckey_allow_open_file(const char *path, const char *what, int *ret_fd, char *err, size_t err_size);
 
 /* Wraps a 32-byte key, binding label (e.g. the policy id).  *out_len: in, the
  * size of out (>= CKEY_BLOB_SIZE); out, the blob's length.  timeout_usec 0
@@ -153,32 +141,7 @@ int ckey_unwrap_hedged(struct ckey *a, const uint8_t *blob_a, size_t len_a,
  * this at shutdown with a short limit, then exit anyway. */
 int ckey_wait_idle(uint64_t timeout_usec);
 
-/* --- providers ------------------------------------------------------------ */
-
-/* A provider turns a nonce into a 32-byte KEK with the customer key; the
- * blob format, AEAD and label binding are common (ckey.c).  derive() is never
- * called concurrently for one key (the key's lock is held), may block, and
- * returns 0 or -errno as in the table above, with a message in err. */
-struct ckey_provider {
-        const char *scheme; /* "file" for "file:..." URIs; lower case */
-        char kind;          /* blob kind byte, unique per provider */
-        int (*open)(const char *uri, void **ret_state, char **ret_redacted, char *err,
-                    size_t err_size);
-        void (*close)(void *state);
-        int (*derive)(void *state, const uint8_t nonce[CKEY_NONCE_SIZE],
-                      uint8_t ret_kek[CKEY_KEY_SIZE], char *err, size_t err_size);
-        /* Optional: ckey_check() for this kind of key. */
-        int (*check)(void *state, char *err, size_t err_size);
-};
-
-extern const struct ckey_provider ckey_file_provider;
-extern const struct ckey_provider ckey_pkcs11_provider;
-
 /* Adds a provider (tests register "test:").  -EEXIST for a scheme or kind
  * already taken, -ENOSPC when the table is full.  The struct must outlive
  * every key opened with it. */
 int ckey_register_provider(const struct ckey_provider *p);
-
-/* For providers: formats an error message (always NUL-terminated). */
-void ckey_err(char *err, size_t err_size, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));

@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "ckey.h"
+#include "ckey/ckey-provider.h"
 #include "shared/util.h"
 
 struct file_key {

@@ -7,17 +7,16 @@
  * everything it owns while the worker finishes on its own memory.
  */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
 
-#include "ckey.h"
+#include "ckey/ckey.h"
+#include "daemon/wrap.h"
 #include "engine/engine.h"
 #include "shared/secret.h"
 #include "shared/util.h"
-#include "wrap.h"
 
 #define LABEL_MAX 1024
 #define URI_MAX 16384 /* room for a PATH_MAX path, percent-encoded */
@@ -38,17 +37,6 @@ struct ckey {
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct ckey_provider *providers[8] = { &ckey_file_provider, &ckey_pkcs11_provider };
-
-void ckey_err(char *err, size_t err_size, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!err || err_size == 0)
-                return;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-}
 
 int ckey_register_provider(const struct ckey_provider *p)
 {

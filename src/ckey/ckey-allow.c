@@ -26,7 +26,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
-#include "ckey.h"
+#include "ckey/ckey.h"
 #include "shared/util.h"
 
 static pthread_rwlock_t allow_lock = PTHREAD_RWLOCK_INITIALIZER;

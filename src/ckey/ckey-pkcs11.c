@@ -33,7 +33,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "ckey.h"
+#include "ckey/ckey-provider.h"
 #include "shared/secret.h"
 #include "shared/util.h"
 
