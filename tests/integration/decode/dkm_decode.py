@@ -96,7 +96,9 @@ BACKUP_MAGIC = b"DKMBKUP\n"
 
 
 def read_backup(data, master):
-    """Checks the backup as the reference orders it; returns {key: value}."""
+    """Checks the backup as the reference orders it; returns {key: value}.
+    master None: read without checking (only to find the recovery record,
+    whose key comes from the shares)."""
     if len(data) < 8 or data[:8] != BACKUP_MAGIC:
         raise Refused("backup: not a dkm backup (no DKMBKUP magic)")
     if len(data) < 56:
@@ -109,12 +111,15 @@ def read_backup(data, master):
         raise Refused("backup: unknown flags 0x%x" % flags)
     if len(data) != length:
         raise Refused("backup: %d bytes, its header announces %d" % (len(data), length))
-    key = hkdf(master, b"dkm store backup v1")
-    if not hmac.compare_digest(hmac256(key, b"dkm backup key check")[:8], check):
-        raise Refused("backup: made under another master key")
     end = length - 32
-    if end < 56 or not hmac.compare_digest(hmac256(key, data[:end]), data[end:]):
-        raise Refused("backup: its MAC does not verify: the file was altered")
+    if master is not None:
+        key = hkdf(master, b"dkm store backup v1")
+        if not hmac.compare_digest(hmac256(key, b"dkm backup key check")[:8], check):
+            raise Refused("backup: made under another master key")
+        if end < 56 or not hmac.compare_digest(hmac256(key, data[:end]), data[end:]):
+            raise Refused("backup: its MAC does not verify: the file was altered")
+    elif end < 56:
+        raise Refused("backup: truncated")
     off = 56
 
     def take(n, what):
@@ -221,6 +226,7 @@ class Store:
 
 PURPOSE_POLICY_KEY, PURPOSE_GENERATION_KEY, PURPOSE_AVAILABILITY_KEY = 0, 1, 2
 PURPOSE_POLICY_KEY_AVAILABILITY, PURPOSE_PREVIOUS_POLICY_KEY = 3, 4
+PURPOSE_RECOVERY_MASTER = 5
 
 
 def unwrap(kek, purpose, policy_id, generation, wrapped, what):
@@ -458,7 +464,7 @@ def parse_share(line, path):
     return inst, sset, threshold, index, value
 
 
-def master_from_shares(paths):
+def key_from_shares(paths):
     shares = [parse_share(read_file(p, "share"), p) for p in paths]
     inst, sset, threshold = shares[0][0], shares[0][1], shares[0][2]
     if any(s[:3] != (inst, sset, threshold) for s in shares):
@@ -476,7 +482,32 @@ def master_from_shares(paths):
                 c = gf_mul(c, gf_mul(xj, gf_inv(xj ^ xi)))
         for b in range(32):
             master[b] ^= gf_mul(byx[xi][b], c)
-    return bytes(master), inst
+    return bytes(master), inst, sset
+
+
+def master_from_shares(paths, backup_data):
+    """Version 1 sets are shares of the master key; version 2 sets are
+    shares of a recovery key R, and the recovery record holds the master
+    key wrapped under R (purpose 5)."""
+    key, inst, sset = key_from_shares(paths)
+    raw = read_backup(backup_data, None)["records"].get("recovery")
+    try:
+        rec = json.loads(raw) if raw is not None else None
+    except ValueError:
+        raise Refused("the backup's recovery record is not JSON") from None
+    if rec is None or rec.get("version", 1) == 1:
+        return key, inst
+    if rec.get("version") != 2:
+        raise Refused("recovery record version %r, this reader knows 1 and 2" % rec.get("version"))
+    if rec.get("set") != sset.hex():
+        raise Refused("the shares are of another share set than the backup's recovery record")
+    try:
+        wrapped = bytes.fromhex(rec["wrapped"])
+    except (KeyError, TypeError, ValueError):
+        raise Refused("the recovery record's wrapped master key is malformed") from None
+    master = unwrap(key, PURPOSE_RECOVERY_MASTER, inst + sset + bytes(4), 0, wrapped,
+                    "the master key in the recovery record (wrong shares?)")
+    return master, inst
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -511,7 +542,7 @@ def main(argv):
     try:
         inst = None
         if a.share:
-            master, inst = master_from_shares(a.share)
+            master, inst = master_from_shares(a.share, read_file(a.backup, "backup"))
         else:
             master = read_file(a.master_key, "master key")
             if len(master) != 32:
